@@ -1,0 +1,129 @@
+//! What a renderer needs at one instant. Renderers read frames, never simulation internals.
+
+use crate::net::{Cut, NodeId};
+use crate::time::{Micros, Time};
+use serde::Serialize;
+
+/// What a node is, so the player can pick its shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum NodeKind {
+    Client,
+    LoadBalancer,
+    Service,
+    Worker,
+    Queue,
+    Cache,
+    Database,
+    Store,
+    Lock,
+    Region,
+}
+
+/// The colour a badge or gauge suggests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Tone {
+    Neutral,
+    Good,
+    Warn,
+    Bad,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Badge {
+    pub text: String,
+    pub tone: Tone,
+}
+
+/// A bar gauge: `value` out of `max` (queue depth, cache slots, tokens…).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Gauge {
+    pub label: &'static str,
+    pub value: i64,
+    pub max: i64,
+}
+
+/// How a node wants to be drawn; produced by the node itself.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NodeView {
+    pub label: String,
+    pub kind: NodeKind,
+    /// Column in a tiered layout (0 = leftmost); position on a ring layout is by id.
+    pub tier: u8,
+    pub badges: Vec<Badge>,
+    pub gauges: Vec<Gauge>,
+}
+
+impl NodeView {
+    pub fn new(kind: NodeKind, tier: u8, label: impl Into<String>) -> NodeView {
+        NodeView { label: label.into(), kind, tier, badges: Vec::new(), gauges: Vec::new() }
+    }
+    pub fn badge(mut self, text: impl Into<String>, tone: Tone) -> NodeView {
+        self.badges.push(Badge { text: text.into(), tone });
+        self
+    }
+    pub fn gauge(mut self, label: &'static str, value: i64, max: i64) -> NodeView {
+        self.gauges.push(Gauge { label, value, max });
+        self
+    }
+}
+
+/// The kernel's view of a node's health.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Status {
+    Up,
+    Crashed,
+    Paused,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NodeFrame {
+    pub id: NodeId,
+    pub view: NodeView,
+    pub status: Status,
+    /// Some partition involves this node.
+    pub cut_off: bool,
+    /// Its local clock minus true time.
+    pub clock_offset: i64,
+}
+
+/// A message on the wire, to be drawn between `sent` and `deliver`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MsgFrame {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub sent: Time,
+    pub deliver: Time,
+    pub kind: &'static str,
+    /// It will never arrive (lost on the wire or cut by a partition).
+    pub lost: bool,
+}
+
+/// One check's state, for the checks panel.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CheckStatus {
+    pub id: &'static str,
+    pub label: &'static str,
+    pub violation: Option<Violation>,
+}
+
+/// The first time a check failed.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Violation {
+    pub at: Time,
+    pub why: String,
+    /// The trace entry of the event after which it was found.
+    pub trace_seq: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Frame {
+    pub now: Time,
+    pub nodes: Vec<NodeFrame>,
+    /// At most the number asked for; a deterministic sample when more are in flight.
+    pub messages: Vec<MsgFrame>,
+    pub in_flight: usize,
+    pub cuts: Vec<Cut>,
+    pub checks: Vec<CheckStatus>,
+    /// How long a lost message stays visible after it vanished.
+    pub lost_fade: Micros,
+}

@@ -1,0 +1,60 @@
+//! Faultline's simulation kernel: integer time, one seeded RNG, an event queue, nodes with
+//! typed messages and timers, a faulty network, faults as data, metrics, a typed trace,
+//! named checks and frames for renderers. It knows nothing about any particular scenario.
+#![forbid(unsafe_code)]
+
+pub mod fault;
+pub mod frame;
+pub mod metrics;
+pub mod net;
+pub mod queue;
+pub mod recipe;
+pub mod report;
+pub mod rng;
+pub mod run;
+pub mod sim;
+pub mod spec;
+pub mod time;
+pub mod trace;
+
+pub use fault::Fault;
+pub use frame::{Badge, CheckStatus, Frame, Gauge, MsgFrame, NodeFrame, NodeKind, NodeView, Status, Tone, Violation};
+pub use metrics::{Histogram, Measure, Metrics, Sampler, Summary};
+pub use net::{Cut, Latency, Link, Network, NodeId};
+pub use recipe::{Action, ActionKind, Parsed, Recipe, RecipeError};
+pub use report::{format_value, CheckVerdict, MetricValue, Outcome};
+pub use rng::{Ppm, Rng};
+pub use run::Run;
+pub use sim::{Control, Ctx, Label, Node, Sim, TimerId, World};
+pub use spec::{
+    CheckSpec, FaultSpec, Info, Layout, MetricSpec, Note, ParamSpec, ScenarioSpec, Setup, StrategySpec, Target,
+};
+pub use time::{Micros, Time, MICROS_PER_MS, MICROS_PER_S};
+pub use trace::{fingerprint, Trace, TraceEvent, TraceKind};
+
+/// Builds a run from a recipe: repairs what it can (each repair is reported), refuses
+/// actions on nodes that do not exist, and returns the run with the problems found.
+pub fn open(spec: &'static ScenarioSpec, recipe: &Recipe) -> (Box<dyn Run>, Vec<RecipeError>) {
+    let mut recipe = recipe.clone();
+    let mut problems = recipe.validate(spec);
+    let mut run = (spec.build)(&Setup { spec, recipe: recipe.clone() });
+    let nodes = run.node_count();
+    let bad = |a: &Action| match &a.kind {
+        ActionKind::Fault(Fault::Partition { a, b, .. }) => {
+            a.iter().chain(b.iter().flatten()).find(|&&n| n >= nodes).copied()
+        }
+        ActionKind::Fault(f) => f.node().filter(|&n| n >= nodes),
+        _ => None,
+    };
+    if recipe.actions.iter().any(|a| bad(a).is_some()) {
+        recipe.actions.retain(|a| match bad(a) {
+            Some(node) => {
+                problems.push(RecipeError::BadNode { node, nodes });
+                false
+            }
+            None => true,
+        });
+        run = (spec.build)(&Setup { spec, recipe });
+    }
+    (run, problems)
+}

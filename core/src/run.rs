@@ -1,0 +1,36 @@
+//! `Run`: the object-safe face of a running simulation, so the runner and the web player
+//! can drive any scenario without knowing its types.
+
+use crate::frame::{CheckStatus, Frame};
+use crate::metrics::{Metrics, Sampler};
+use crate::recipe::{ActionKind, Recipe, RecipeError};
+use crate::spec::ScenarioSpec;
+use crate::time::Time;
+use crate::trace::Trace;
+
+pub trait Run {
+    fn spec(&self) -> &'static ScenarioSpec;
+    /// The recipe so far, including actions injected live.
+    fn recipe(&self) -> &Recipe;
+    fn now(&self) -> Time;
+    fn node_count(&self) -> u32;
+    /// Events processed so far.
+    fn events(&self) -> u64;
+    fn next_event_time(&self) -> Option<Time>;
+    /// Processes one event. Returns false when nothing is left to do.
+    fn step(&mut self) -> bool;
+    /// Processes every event up to and including `t` (at most `max_events` of them), then
+    /// sets the clock to `t` if it got there. Returns the number of events processed.
+    fn run_until(&mut self, t: Time, max_events: u64) -> u64;
+    /// Records a user action now (it takes effect at the next microsecond, exactly as it
+    /// will on replay) and returns the time it was scheduled for.
+    fn inject(&mut self, action: ActionKind) -> Result<Time, RecipeError>;
+    fn frame(&self, max_messages: usize) -> Frame;
+    fn checks(&self) -> &[CheckStatus];
+    fn metrics(&self) -> &Metrics;
+    fn sampler(&self) -> &Sampler;
+    fn trace(&self) -> &Trace;
+    fn trace_mut(&mut self) -> &mut Trace;
+    /// A copy of the whole run as it stands, for rewinding from checkpoints.
+    fn snapshot(&self) -> Box<dyn Run>;
+}

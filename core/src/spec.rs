@@ -1,0 +1,196 @@
+//! The schema a scenario declares in one place: info and note, parameters, strategies,
+//! its own faults, checks, headline metrics and view hints.
+
+use crate::metrics::Measure;
+use crate::recipe::Recipe;
+use crate::run::Run;
+use crate::time::Micros;
+use serde::Serialize;
+
+/// The one-page reflection every scenario carries.
+#[derive(Debug, Serialize)]
+pub struct Note {
+    pub what_can_go_wrong: &'static str,
+    pub what_you_sacrifice: &'static str,
+    pub at_10x: &'static str,
+    pub resembles: &'static str,
+    /// 2–4 concrete steps for the user to try.
+    pub try_this: &'static [&'static str],
+}
+
+#[derive(Debug, Serialize)]
+pub struct Info {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub category: &'static str,
+    /// References into the user's seed documents, e.g. `S0#7`.
+    pub seeds: &'static [&'static str],
+    pub summary: &'static str,
+    pub note: Note,
+}
+
+/// An integer parameter, shown as a slider.
+#[derive(Debug, Serialize)]
+pub struct ParamSpec {
+    pub id: &'static str,
+    pub label: &'static str,
+    pub unit: &'static str,
+    pub min: i64,
+    pub max: i64,
+    pub step: i64,
+    pub default: i64,
+    pub help: &'static str,
+}
+
+impl ParamSpec {
+    /// Whether `v` is a value this slider can take.
+    pub fn accepts(&self, v: i64) -> bool {
+        v >= self.min && v <= self.max && (v - self.min) % self.step.max(1) == 0
+    }
+    /// The nearest value the slider can take.
+    pub fn clamp(&self, v: i64) -> i64 {
+        let step = self.step.max(1);
+        let v = v.clamp(self.min, self.max);
+        let snapped = self.min + ((v - self.min) + step / 2) / step * step;
+        snapped.min(self.max)
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct StrategySpec {
+    pub id: &'static str,
+    pub label: &'static str,
+    /// Naive strategies are the ones that break; the player marks them.
+    pub naive: bool,
+    pub help: &'static str,
+}
+
+/// What a scenario-specific fault applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Target {
+    Global,
+    Node,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FaultSpec {
+    pub id: &'static str,
+    pub label: &'static str,
+    pub target: Target,
+    /// The meaning and range of the fault's value (e.g. a factor or a duration in ms).
+    pub value_label: &'static str,
+    pub value_min: i64,
+    pub value_max: i64,
+    pub value_default: i64,
+    pub help: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckSpec {
+    pub id: &'static str,
+    pub label: &'static str,
+    pub help: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MetricSpec {
+    pub id: &'static str,
+    pub label: &'static str,
+    pub unit: &'static str,
+    pub measure: Measure,
+}
+
+/// How the player lays nodes out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Layout {
+    /// Left-to-right tiers (clients → balancers → services → stores); `NodeView::tier`.
+    Tiers,
+    /// Nodes on a circle (hash rings, peer groups).
+    Ring,
+    /// A grid (many similar nodes).
+    Grid,
+}
+
+/// Everything a scenario declares. One `static` per scenario.
+#[derive(Serialize)]
+pub struct ScenarioSpec {
+    pub info: Info,
+    pub params: &'static [ParamSpec],
+    pub strategies: &'static [StrategySpec],
+    pub faults: &'static [FaultSpec],
+    pub checks: &'static [CheckSpec],
+    pub metrics: &'static [MetricSpec],
+    pub layout: Layout,
+    /// How long a run lasts unless the user says otherwise.
+    pub default_until: Micros,
+    /// Chart sampling interval.
+    pub sample_every: Micros,
+    #[serde(skip)]
+    pub build: fn(&Setup) -> Box<dyn Run>,
+}
+
+impl std::fmt::Debug for ScenarioSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ScenarioSpec({})", self.info.id)
+    }
+}
+
+impl ScenarioSpec {
+    pub fn id(&self) -> &'static str {
+        self.info.id
+    }
+    pub fn param(&self, id: &str) -> Option<&'static ParamSpec> {
+        self.params.iter().find(|p| p.id == id)
+    }
+    pub fn strategy(&self, id: &str) -> Option<&'static StrategySpec> {
+        self.strategies.iter().find(|s| s.id == id)
+    }
+    pub fn fault(&self, id: &str) -> Option<&'static FaultSpec> {
+        self.faults.iter().find(|s| s.id == id)
+    }
+    pub fn default_strategy(&self) -> &'static StrategySpec {
+        &self.strategies[0]
+    }
+    /// A recipe with every default and the given seed.
+    pub fn default_recipe(&'static self, seed: u64) -> Recipe {
+        Recipe::new(self.id(), self.default_strategy().id, seed)
+    }
+}
+
+/// A validated recipe, resolved against its scenario: what `build` receives.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    pub spec: &'static ScenarioSpec,
+    pub recipe: Recipe,
+}
+
+impl Setup {
+    /// The starting value of a parameter (recipe value or default).
+    /// Panics on an id the scenario does not declare: that is a programming error.
+    pub fn param(&self, id: &str) -> i64 {
+        let spec = self.spec.param(id).unwrap_or_else(|| panic!("{} has no parameter `{id}`", self.spec.id()));
+        self.recipe.params.get(id).copied().unwrap_or(spec.default)
+    }
+    /// The starting strategy's id.
+    pub fn strategy(&self) -> &'static str {
+        self.spec.strategy(&self.recipe.strategy).map_or(self.spec.default_strategy().id, |s| s.id)
+    }
+    pub fn seed(&self) -> u64 {
+        self.recipe.seed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn param_clamps_to_steps() {
+        let p = ParamSpec { id: "x", label: "x", unit: "", min: 10, max: 100, step: 5, default: 20, help: "" };
+        assert!(p.accepts(15) && !p.accepts(17) && !p.accepts(105));
+        assert_eq!(p.clamp(17), 15);
+        assert_eq!(p.clamp(18), 20);
+        assert_eq!(p.clamp(-3), 10);
+        assert_eq!(p.clamp(1_000), 100);
+    }
+}

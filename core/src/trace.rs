@@ -1,0 +1,210 @@
+//! The typed trace: what happened, in order, bounded in memory, with a running hash
+//! over the whole run so that two runs can be compared for sameness cheaply.
+
+use crate::net::NodeId;
+use crate::time::Time;
+use serde::Serialize;
+use std::collections::VecDeque;
+
+/// Why a message never reached its handler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum DropReason {
+    /// Lost on the wire (link loss or a loss burst).
+    Lost,
+    /// A partition was between sender and receiver when it arrived.
+    Partitioned,
+    /// The receiver was crashed when it arrived.
+    NodeDown,
+}
+
+/// One entry of the trace.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum TraceKind {
+    Sent { from: NodeId, to: NodeId, msg: &'static str, id: u64 },
+    Delivered { from: NodeId, to: NodeId, msg: &'static str, id: u64 },
+    Dropped { from: NodeId, to: NodeId, msg: &'static str, id: u64, why: DropReason },
+    Timer { node: NodeId, timer: &'static str },
+    Crashed { node: NodeId },
+    Restarted { node: NodeId },
+    Fault { text: String },
+    Action { text: String },
+    Note { node: NodeId, text: String },
+    Violation { check: &'static str, why: String },
+}
+
+impl TraceKind {
+    /// A short label for filtering in the event log.
+    pub fn label(&self) -> &'static str {
+        match self {
+            TraceKind::Sent { .. } => "sent",
+            TraceKind::Delivered { .. } => "delivered",
+            TraceKind::Dropped { .. } => "dropped",
+            TraceKind::Timer { .. } => "timer",
+            TraceKind::Crashed { .. } => "crashed",
+            TraceKind::Restarted { .. } => "restarted",
+            TraceKind::Fault { .. } => "fault",
+            TraceKind::Action { .. } => "action",
+            TraceKind::Note { .. } => "note",
+            TraceKind::Violation { .. } => "violation",
+        }
+    }
+
+    /// The nodes this entry concerns, for filtering by node.
+    pub fn nodes(&self) -> (Option<NodeId>, Option<NodeId>) {
+        match *self {
+            TraceKind::Sent { from, to, .. }
+            | TraceKind::Delivered { from, to, .. }
+            | TraceKind::Dropped { from, to, .. } => (Some(from), Some(to)),
+            TraceKind::Timer { node, .. }
+            | TraceKind::Crashed { node }
+            | TraceKind::Restarted { node }
+            | TraceKind::Note { node, .. } => (Some(node), None),
+            _ => (None, None),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TraceEvent {
+    /// Position in the whole run (the trace keeps only the latest entries).
+    pub seq: u64,
+    pub at: Time,
+    pub kind: TraceKind,
+    /// The message or timer in full (`Debug`), when details are recorded.
+    pub detail: Option<String>,
+}
+
+/// FNV-1a, 64-bit: tiny, stable across platforms and versions.
+#[derive(Clone, Copy, Debug)]
+pub struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    pub fn bytes(&mut self, b: &[u8]) {
+        for &x in b {
+            self.0 ^= x as u64;
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    pub fn u64(&mut self, v: u64) {
+        self.bytes(&v.to_le_bytes());
+    }
+    pub fn finish(self) -> u64 {
+        self.0
+    }
+}
+
+/// The bounded trace and its running hash.
+#[derive(Clone, Debug)]
+pub struct Trace {
+    entries: VecDeque<TraceEvent>,
+    cap: usize,
+    total: u64,
+    hash: Fnv,
+    /// Keep entries (the hash is always kept).
+    pub keep: bool,
+    /// Keep each message's full `Debug` text (costly; for the event log).
+    pub details: bool,
+}
+
+impl Trace {
+    pub fn new(cap: usize) -> Trace {
+        Trace { entries: VecDeque::new(), cap, total: 0, hash: Fnv::default(), keep: true, details: true }
+    }
+
+    /// Records an entry. The hash covers the entry's structure, never its `detail`,
+    /// so turning details off does not change the fingerprint.
+    pub fn push(&mut self, at: Time, kind: TraceKind, detail: impl FnOnce() -> String) {
+        self.hash_entry(at, &kind);
+        self.total += 1;
+        if !self.keep {
+            return;
+        }
+        let detail = if self.details { Some(detail()) } else { None };
+        if self.entries.len() == self.cap {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(TraceEvent { seq: self.total - 1, at, kind, detail });
+    }
+
+    fn hash_entry(&mut self, at: Time, kind: &TraceKind) {
+        let h = &mut self.hash;
+        h.u64(at.0);
+        h.bytes(kind.label().as_bytes());
+        match kind {
+            TraceKind::Sent { from, to, msg, id } | TraceKind::Delivered { from, to, msg, id } => {
+                h.u64(((*from as u64) << 32) | *to as u64);
+                h.bytes(msg.as_bytes());
+                h.u64(*id);
+            }
+            TraceKind::Dropped { from, to, msg, id, why } => {
+                h.u64(((*from as u64) << 32) | *to as u64);
+                h.bytes(msg.as_bytes());
+                h.u64(*id);
+                h.u64(*why as u64);
+            }
+            TraceKind::Timer { node, timer } => {
+                h.u64(*node as u64);
+                h.bytes(timer.as_bytes());
+            }
+            TraceKind::Crashed { node } | TraceKind::Restarted { node } => h.u64(*node as u64),
+            TraceKind::Fault { text } | TraceKind::Action { text } => h.bytes(text.as_bytes()),
+            TraceKind::Note { node, text } => {
+                h.u64(*node as u64);
+                h.bytes(text.as_bytes());
+            }
+            TraceKind::Violation { check, why } => {
+                h.bytes(check.as_bytes());
+                h.bytes(why.as_bytes());
+            }
+        }
+    }
+
+    /// The running hash of every entry so far.
+    pub fn hash(&self) -> u64 {
+        self.hash.finish()
+    }
+
+    /// How many entries the whole run produced (not only those kept).
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    pub fn entries(&self) -> &VecDeque<TraceEvent> {
+        &self.entries
+    }
+}
+
+/// A short, human-comparable fingerprint of a trace hash.
+pub fn fingerprint(hash: u64) -> String {
+    format!("{:08x}", (hash >> 32) ^ (hash & 0xffff_ffff))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_and_hashed() {
+        let mut a = Trace::new(3);
+        let mut b = Trace::new(100);
+        b.details = false;
+        for i in 0..10 {
+            let k = TraceKind::Timer { node: i, timer: "tick" };
+            a.push(Time(i as u64), k.clone(), || "x".into());
+            b.push(Time(i as u64), k, || "y".into());
+        }
+        assert_eq!(a.entries().len(), 3);
+        assert_eq!(a.entries()[0].seq, 7);
+        assert_eq!(a.total(), 10);
+        assert_eq!(a.hash(), b.hash(), "details never enter the hash");
+        b.push(Time(11), TraceKind::Crashed { node: 1 }, String::new);
+        assert_ne!(a.hash(), b.hash());
+        assert_eq!(fingerprint(0x1234_5678_0000_0001).len(), 8);
+    }
+}

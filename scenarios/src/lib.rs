@@ -1,0 +1,17 @@
+//! Faultline's scenarios — one distributed-systems pattern per module — and the registry
+//! that lists them. Adding a scenario touches this crate only: write the module, then add
+//! its `SPEC` to `ALL`.
+#![forbid(unsafe_code)]
+
+pub mod backpressure;
+pub mod queueing;
+
+use faultline_core::ScenarioSpec;
+
+/// Every registered scenario, in gallery order.
+pub static ALL: &[&ScenarioSpec] = &[&backpressure::SPEC];
+
+/// Looks a scenario up by its id.
+pub fn find(id: &str) -> Option<&'static ScenarioSpec> {
+    ALL.iter().copied().find(|s| s.id() == id)
+}

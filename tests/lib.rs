@@ -1,0 +1,38 @@
+//! Shared helpers for the cross-crate tests: run a recipe to its end and describe it.
+
+use faultline_core::{open, Outcome, Recipe, Run, ScenarioSpec, Time};
+
+/// Runs `recipe` to `until` (the scenario's default when `None`) and returns the run.
+pub fn run(spec: &'static ScenarioSpec, recipe: &Recipe, until: Option<Time>) -> Box<dyn Run> {
+    let (mut run, problems) = open(spec, recipe);
+    assert!(problems.is_empty(), "recipe has problems: {problems:?}");
+    run.trace_mut().keep = false;
+    run.run_until(until.unwrap_or(Time(spec.default_until)), u64::MAX);
+    run
+}
+
+pub fn outcome(spec: &'static ScenarioSpec, recipe: &Recipe) -> Outcome {
+    Outcome::of(run(spec, recipe, None).as_ref())
+}
+
+/// The link that reproduces a recipe, for failure messages.
+pub fn url(spec: &ScenarioSpec, recipe: &Recipe) -> String {
+    format!("faultline run '?{}'", recipe.to_query(spec))
+}
+
+/// A small deterministic generator for test inputs (not the simulation's).
+pub struct TestRng(pub u64);
+
+impl TestRng {
+    pub fn next_u64(&mut self) -> u64 {
+        // SplitMix64.
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}

@@ -1,0 +1,137 @@
+//! Recipe URLs: every scenario round-trips with random parameters and actions, and every
+//! kind of bad input is a clear, typed error (or a reported repair) — never a panic.
+
+use faultline_core::recipe::MAX_URL_LEN;
+use faultline_core::{ActionKind, Fault, Ppm, Recipe, RecipeError, ScenarioSpec, Time};
+use faultline_scenarios::{find, ALL};
+use faultline_tests::TestRng;
+
+fn random_recipe(spec: &'static ScenarioSpec, rng: &mut TestRng) -> Recipe {
+    let st = &spec.strategies[rng.below(spec.strategies.len() as u64) as usize];
+    let mut r = Recipe::new(spec.id(), st.id, rng.next_u64());
+    for p in spec.params {
+        if rng.below(2) == 0 {
+            let steps = (p.max - p.min) / p.step;
+            let v = p.min + rng.below(steps as u64 + 1) as i64 * p.step;
+            if v != p.default {
+                r.params.insert(p.id.to_string(), v);
+            }
+        }
+    }
+    for _ in 0..rng.below(8) {
+        let at = Time(rng.below(60_000_000));
+        let node = rng.below(6) as u32;
+        let kind = match rng.below(8) {
+            0 => ActionKind::Fault(Fault::Crash { node }),
+            1 => ActionKind::Fault(Fault::Pause { node, dur: rng.below(9_000_000) }),
+            2 => ActionKind::Fault(Fault::Partition {
+                a: vec![node],
+                b: Some(vec![node + 1]),
+                one_way: rng.below(2) == 0,
+            }),
+            3 => ActionKind::Fault(Fault::LossBurst { loss: Ppm(rng.below(1_000_001) as u32), dur: 1_000_000 }),
+            4 => ActionKind::Fault(Fault::ClockDrift { node, ppm: rng.below(2000) as i32 - 1000 }),
+            5 => {
+                let p = &spec.params[rng.below(spec.params.len() as u64) as usize];
+                ActionKind::SetParam { id: p.id.into(), value: p.default }
+            }
+            6 => ActionKind::SetStrategy { id: spec.strategies[0].id.into() },
+            _ => match spec.faults.first() {
+                Some(f) => ActionKind::Fault(Fault::Custom { id: f.id.into(), node: None, value: f.value_default }),
+                None => ActionKind::Fault(Fault::Heal),
+            },
+        };
+        r = r.with_action(at, kind);
+    }
+    r
+}
+
+#[test]
+fn every_scenario_round_trips_through_its_url() {
+    let mut rng = TestRng(2024);
+    for spec in ALL {
+        for _ in 0..200 {
+            let r = random_recipe(spec, &mut rng);
+            let url = format!("https://example.test/faultline/#/play?{}", r.to_query(spec));
+            let (back, back_spec) = Recipe::from_url_strict(&url, find).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(back, r, "{url}");
+            assert_eq!(back_spec.id(), spec.id());
+        }
+    }
+}
+
+#[test]
+fn default_params_are_left_out_and_the_url_is_readable() {
+    let spec = find("backpressure").unwrap();
+    let r = Recipe::new("backpressure", "shed", 42).with_param("workers", 8);
+    assert_eq!(r.to_query(spec), "v=1&s=backpressure&strategy=shed&seed=42&workers=8");
+    let d = Recipe::new("backpressure", "shed", 42).with_param("workers", 4);
+    assert_eq!(d.to_query(spec), "v=1&s=backpressure&strategy=shed&seed=42");
+}
+
+fn fatal(url: &str) -> RecipeError {
+    Recipe::from_url(url, find).expect_err(url)
+}
+
+fn repaired(url: &str) -> (Recipe, Vec<RecipeError>) {
+    let p = Recipe::from_url(url, find).unwrap_or_else(|e| panic!("{url}: {e}"));
+    assert!(p.problems.iter().all(|e| !e.is_fatal()));
+    (p.recipe, p.problems)
+}
+
+#[test]
+fn fatal_errors_say_what_is_wrong() {
+    assert_eq!(fatal("?s=nope"), RecipeError::UnknownScenario { id: "nope".into() });
+    assert_eq!(fatal("?seed=1"), RecipeError::MissingScenario);
+    assert_eq!(fatal("?v=9&s=backpressure"), RecipeError::FutureVersion { found: 9, supported: 1 });
+    assert!(matches!(fatal("?v=x&s=backpressure"), RecipeError::BadVersion { .. }));
+    assert!(matches!(fatal("?s=backpressure&s=backpressure"), RecipeError::Malformed { .. }));
+    assert!(matches!(fatal("?s=backpressure&x=%zz"), RecipeError::Malformed { .. }));
+    let long = format!("?s=backpressure&a={}", "A".repeat(MAX_URL_LEN));
+    assert!(matches!(fatal(&long), RecipeError::TooLong { .. }));
+    assert!(fatal("?s=nope").to_string().contains("no scenario called `nope`"));
+    assert!(fatal("?v=9&s=backpressure").to_string().contains("newer Faultline"));
+}
+
+#[test]
+fn repairable_errors_are_repaired_and_reported() {
+    let (r, p) = repaired("?s=backpressure&workers=100000&strategy=bogus&seed=-4&nonsense=1&service_ms=abc&a=%21%21");
+    assert_eq!(r.params.get("workers"), Some(&256));
+    assert_eq!(r.strategy, "unbounded");
+    assert_eq!(r.seed, 1);
+    assert!(r.actions.is_empty());
+    let kinds: Vec<String> = p.iter().map(|e| format!("{e:?}").split([' ', '{']).next().unwrap().to_string()).collect();
+    for want in ["OutOfRange", "UnknownStrategy", "BadSeed", "UnknownParam", "BadParamValue", "BadActions"] {
+        assert!(kinds.iter().any(|k| k == want), "missing {want} in {kinds:?}");
+    }
+    assert!(p.iter().any(|e| e.to_string().contains("256 was used")));
+}
+
+#[test]
+fn actions_naming_missing_things_are_dropped_with_a_reason() {
+    let spec = find("backpressure").unwrap();
+    let r = Recipe::new("backpressure", "shed", 1)
+        .with_action(Time(5), ActionKind::Fault(Fault::Crash { node: 999 }))
+        .with_action(Time(6), ActionKind::SetParam { id: "nope".into(), value: 1 })
+        .with_action(Time(7), ActionKind::Fault(Fault::Custom { id: "nope".into(), node: None, value: 1 }))
+        .with_action(Time(8), ActionKind::Fault(Fault::Crash { node: 0 }));
+    let url = r.to_query(spec);
+    let (parsed, problems) = repaired(&url);
+    assert_eq!(parsed.actions.len(), 2, "unknown param and fault dropped at parse");
+    let (run, more) = faultline_core::open(spec, &parsed);
+    assert!(more.iter().any(|e| matches!(e, RecipeError::BadNode { node: 999, .. })));
+    assert_eq!(run.recipe().actions.len(), 1);
+    assert_eq!(problems.len(), 2);
+}
+
+#[test]
+fn garbage_never_panics() {
+    let mut rng = TestRng(5);
+    let alphabet: Vec<char> = "?&=%s.v1a_-AZaz09#+~!backpressure".chars().collect();
+    for _ in 0..20_000 {
+        let n = rng.below(80) as usize;
+        let s: String = (0..n).map(|_| alphabet[rng.below(alphabet.len() as u64) as usize]).collect();
+        let _ = Recipe::from_url(&s, find);
+        let _ = Recipe::from_url(&format!("?s=backpressure&a={s}"), find);
+    }
+}

@@ -1,0 +1,99 @@
+//! Architecture invariants, enforced: determinism hazards and `unsafe` never appear in the
+//! simulation crates, every source file says what it is, and `web` stays generic.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+/// Code lines only: comments are allowed to mention what they forbid.
+fn code_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines().enumerate().filter(|(_, l)| {
+        let t = l.trim_start();
+        !(t.starts_with("//") || t.starts_with("///") || t.starts_with("//!") || t.starts_with('*'))
+    })
+}
+
+const FORBIDDEN: &[(&str, &str)] = &[
+    ("HashMap", "iteration order is random: use BTreeMap or a Vec"),
+    ("HashSet", "iteration order is random: use BTreeSet or a Vec"),
+    ("Instant", "no wall clock in a simulation"),
+    ("SystemTime", "no wall clock in a simulation"),
+    ("thread_rng", "the run's one seeded Rng only"),
+    ("rand::random", "the run's one seeded Rng only"),
+    ("std::thread", "simulations are single-threaded"),
+    ("unsafe", "no unsafe in core or scenarios"),
+    (".ln(", "transcendental math goes through libm"),
+    (".exp(", "transcendental math goes through libm"),
+    (".powf(", "transcendental math goes through libm"),
+    (".powi(", "transcendental math goes through libm"),
+    (".sin(", "transcendental math goes through libm"),
+    (".cos(", "transcendental math goes through libm"),
+    (".log10(", "transcendental math goes through libm"),
+    (".log2(", "transcendental math goes through libm"),
+];
+
+#[test]
+fn simulation_crates_are_deterministic_and_safe() {
+    let mut files = Vec::new();
+    for dir in ["core/src", "scenarios/src"] {
+        rust_files(&root().join(dir), &mut files);
+    }
+    assert!(files.len() >= 10, "found only {} files: is the walk broken?", files.len());
+    let mut problems = Vec::new();
+    for f in &files {
+        let text = fs::read_to_string(f).expect("readable");
+        for (n, line) in code_lines(&text) {
+            for (bad, why) in FORBIDDEN {
+                if line.contains(bad) && !line.contains("forbid(unsafe_code)") {
+                    problems.push(format!("{}:{}: `{bad}` — {why}", f.display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "determinism hazards:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn every_source_file_opens_with_a_doc_line() {
+    let mut files = Vec::new();
+    for dir in ["core/src", "scenarios/src", "web/src", "cli/src"] {
+        rust_files(&root().join(dir), &mut files);
+    }
+    let missing: Vec<String> = files
+        .iter()
+        .filter(|f| !fs::read_to_string(f).expect("readable").starts_with("//!"))
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(missing.is_empty(), "files without a `//!` line: {missing:?}");
+}
+
+#[test]
+fn web_knows_no_particular_scenario() {
+    let ids: Vec<&str> = faultline_scenarios::ALL.iter().map(|s| s.id()).collect();
+    let mut files = Vec::new();
+    rust_files(&root().join("web/src"), &mut files);
+    for f in files {
+        let text = fs::read_to_string(&f).expect("readable");
+        for id in &ids {
+            assert!(
+                !text.contains(&format!("\"{id}\"")),
+                "{} names scenario `{id}`: web must stay generic",
+                f.display()
+            );
+        }
+    }
+}

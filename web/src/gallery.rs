@@ -1,0 +1,75 @@
+//! The gallery: every registered scenario, grouped by category, with a search box.
+
+use crate::route::scenario_href;
+use faultline_core::ScenarioSpec;
+use faultline_scenarios::ALL;
+use leptos::prelude::*;
+
+fn matches(spec: &ScenarioSpec, q: &str) -> bool {
+    let q = q.trim().to_lowercase();
+    q.is_empty()
+        || [spec.id(), spec.info.title, spec.info.category, spec.info.summary]
+            .iter()
+            .any(|t| t.to_lowercase().contains(&q))
+        || spec.strategies.iter().any(|s| s.label.to_lowercase().contains(&q))
+}
+
+#[component]
+pub fn Gallery() -> impl IntoView {
+    let query = RwSignal::new(String::new());
+    let mut categories: Vec<&'static str> = Vec::new();
+    for s in ALL {
+        if !categories.contains(&s.info.category) {
+            categories.push(s.info.category);
+        }
+    }
+    let sections = move || {
+        let q = query.get();
+        categories
+            .iter()
+            .filter_map(|cat| {
+                let cards: Vec<_> =
+                    ALL.iter().filter(|s| s.info.category == *cat && matches(s, &q)).map(|s| card(s)).collect();
+                (!cards.is_empty()).then(|| {
+                    view! {
+                        <section class="category">
+                            <h2>{*cat}</h2>
+                            <div class="cards">{cards}</div>
+                        </section>
+                    }
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    let none = move || !ALL.iter().any(|s| matches(s, &query.get()));
+    view! {
+        <main class="gallery">
+            <div class="search">
+                <input type="search" placeholder="Search scenarios, strategies, categories…" aria-label="Search scenarios"
+                    prop:value=move || query.get()
+                    on:input=move |ev| query.set(event_target_value(&ev)) />
+                <span class="count">{ALL.len()} " scenarios"</span>
+            </div>
+            {sections}
+            <Show when=none>
+                <p class="empty">"No scenario matches “" {move || query.get()} "”."</p>
+            </Show>
+        </main>
+    }
+}
+
+fn card(spec: &'static ScenarioSpec) -> impl IntoView {
+    let naive = spec.strategies.iter().filter(|s| s.naive).count();
+    let fixed = spec.strategies.len() - naive;
+    view! {
+        <a class="card" href=scenario_href(spec.id(), "")>
+            <h3>{spec.info.title}</h3>
+            <p class="summary">{spec.info.summary}</p>
+            <p class="meta">
+                <span class="pill naive">{naive} " naive"</span>
+                <span class="pill fixed">{fixed} " fixed"</span>
+                <span class="seeds" title="Where this comes from in the seed documents">{spec.info.seeds.join(" · ")}</span>
+            </p>
+        </a>
+    }
+}

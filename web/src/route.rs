@@ -1,0 +1,54 @@
+//! Hash routes (`#/`, `#/s/<scenario>?<recipe>`), so a static `dist/` works on any host
+//! under any path prefix.
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Route {
+    Gallery,
+    Scenario { id: String, query: String },
+    NotFound(String),
+}
+
+impl Route {
+    pub fn current() -> Route {
+        let hash = web_sys::window().and_then(|w| w.location().hash().ok()).unwrap_or_default();
+        Route::parse(&hash)
+    }
+
+    pub fn parse(hash: &str) -> Route {
+        let path = hash.trim_start_matches('#');
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        match path.trim_end_matches('/') {
+            "" => Route::Gallery,
+            p => match p.strip_prefix("/s/") {
+                Some(id) if !id.is_empty() && !id.contains('/') => {
+                    Route::Scenario { id: id.to_string(), query: query.to_string() }
+                }
+                _ => Route::NotFound(hash.to_string()),
+            },
+        }
+    }
+}
+
+/// The hash for a scenario page with a recipe query.
+pub fn scenario_href(id: &str, query: &str) -> String {
+    if query.is_empty() {
+        format!("#/s/{id}")
+    } else {
+        format!("#/s/{id}?{query}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_routes() {
+        assert_eq!(Route::parse(""), Route::Gallery);
+        assert_eq!(Route::parse("#/"), Route::Gallery);
+        assert_eq!(Route::parse("#/s/x?seed=2"), Route::Scenario { id: "x".into(), query: "seed=2".into() });
+        assert_eq!(Route::parse("#/s/x"), Route::Scenario { id: "x".into(), query: "".into() });
+        assert!(matches!(Route::parse("#/nope"), Route::NotFound(_)));
+        assert!(matches!(Route::parse("#/s/"), Route::NotFound(_)));
+    }
+}
