@@ -1,0 +1,257 @@
+//! The kernel's contract, on a two-node ping-pong model: timers, delivery, crash and
+//! restart, pauses, partitions, clocks, loss, checks and frames.
+
+use faultline_core::*;
+
+static SPEC: ScenarioSpec = ScenarioSpec {
+    info: Info {
+        id: "pingpong",
+        title: "Ping-pong",
+        category: "Test",
+        seeds: &[],
+        summary: "",
+        note: Note { what_can_go_wrong: "", what_you_sacrifice: "", at_10x: "", resembles: "", try_this: &[] },
+    },
+    params: &[ParamSpec { id: "every_ms", label: "", unit: "ms", min: 1, max: 1000, step: 1, default: 100, help: "" }],
+    strategies: &[StrategySpec { id: "plain", label: "", naive: true, help: "" }],
+    faults: &[],
+    checks: &[CheckSpec { id: "few-pongs", label: "At most 5 pongs", help: "" }],
+    metrics: &[MetricSpec { id: "pongs", label: "", unit: "", measure: Measure::Count("pongs") }],
+    layout: Layout::Tiers,
+    default_until: 10 * MICROS_PER_S,
+    sample_every: MICROS_PER_S,
+    build,
+};
+
+#[derive(Clone, Debug)]
+enum Msg {
+    Ping(u64),
+    Pong(u64),
+}
+impl Label for Msg {
+    fn label(&self) -> &'static str {
+        match self {
+            Msg::Ping(_) => "ping",
+            Msg::Pong(_) => "pong",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Tick {
+    Send,
+    Never,
+}
+impl Label for Tick {
+    fn label(&self) -> &'static str {
+        "tick"
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct Peer {
+    pinger: bool,
+    sent: u64,
+    /// Volatile: lost on a crash.
+    seen: u64,
+    /// Durable: survives a crash.
+    seen_durable: u64,
+    /// Local clock readings when each ping arrived (responder) or tick fired (pinger).
+    clock: Vec<Time>,
+    starts: u32,
+}
+
+impl Node for Peer {
+    type Msg = Msg;
+    type Timer = Tick;
+    fn on_start(&mut self, ctx: &mut Ctx<Self>) {
+        self.starts += 1;
+        if self.pinger {
+            let every = ctx.param("every_ms") as u64 * MICROS_PER_MS;
+            ctx.set_timer(every, Tick::Send);
+            let never = ctx.set_timer(1, Tick::Never);
+            ctx.cancel_timer(never);
+        }
+    }
+    fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Self>) {
+        match msg {
+            Msg::Ping(n) => {
+                self.seen += 1;
+                self.seen_durable += 1;
+                self.clock.push(ctx.now());
+                ctx.send(from, Msg::Pong(n));
+            }
+            Msg::Pong(_) => ctx.count("pongs", 1),
+        }
+    }
+    fn on_timer(&mut self, t: Tick, ctx: &mut Ctx<Self>) {
+        match t {
+            Tick::Send => {
+                self.sent += 1;
+                self.clock.push(ctx.now());
+                ctx.send(1, Msg::Ping(self.sent));
+                ctx.set_timer(ctx.param("every_ms") as u64 * MICROS_PER_MS, Tick::Send);
+            }
+            Tick::Never => panic!("a cancelled timer fired"),
+        }
+    }
+    fn on_crash(&mut self, _ctx: &mut Ctx<Self>) {
+        self.seen = 0;
+    }
+    fn view(&self) -> NodeView {
+        NodeView::new(NodeKind::Service, self.pinger as u8, "peer")
+    }
+}
+
+fn build(setup: &Setup) -> Box<dyn Run> {
+    Box::new(sim(setup.recipe.clone()))
+}
+
+fn sim(recipe: Recipe) -> Sim<Peer> {
+    let mut sim: Sim<Peer> = Sim::new(&Setup { spec: &SPEC, recipe }, Link::constant(10 * MICROS_PER_MS));
+    sim.add_node(Peer { pinger: true, ..Peer::default() });
+    sim.add_node(Peer::default());
+    sim.check("few-pongs", |w| if w.metrics.counter("pongs") > 5 { Err("more than 5 pongs".into()) } else { Ok(()) });
+    sim
+}
+
+fn recipe() -> Recipe {
+    Recipe::new("pingpong", "plain", 1)
+}
+
+fn fault(at_ms: u64, f: Fault) -> (Time, ActionKind) {
+    (Time::from_ms(at_ms), ActionKind::Fault(f))
+}
+
+fn with(faults: &[(Time, ActionKind)]) -> Sim<Peer> {
+    let mut r = recipe();
+    for (at, k) in faults {
+        r = r.with_action(*at, k.clone());
+    }
+    sim(r)
+}
+
+fn dropped(s: &Sim<Peer>, why: faultline_core::trace::DropReason) -> usize {
+    s.trace().entries().iter().filter(|e| matches!(&e.kind, TraceKind::Dropped { why: w, .. } if *w == why)).count()
+}
+
+#[test]
+fn timers_and_messages_run_on_time() {
+    let mut s = sim(recipe());
+    s.run_until(Time::from_ms(1_000), u64::MAX);
+    // Pings at 100, 200, … 1000 ms; each pong back 20 ms later.
+    assert_eq!(s.nodes()[0].sent, 10);
+    // The ping sent at 1000 ms is still on the wire.
+    assert_eq!(s.nodes()[1].seen, 9);
+    assert_eq!(s.metrics().counter("pongs"), 9);
+    assert_eq!(s.nodes()[1].clock[0], Time::from_ms(110));
+    assert_eq!(s.now(), Time::from_ms(1_000));
+}
+
+#[test]
+fn a_crash_loses_volatile_state_and_drops_messages_until_restart() {
+    let mut s = with(&[fault(450, Fault::Crash { node: 1 }), fault(850, Fault::Restart { node: 1 })]);
+    s.run_until(Time::from_ms(1_000), u64::MAX);
+    let b = &s.nodes()[1];
+    // Pings 5..8 (arriving 510..810 ms) hit a dead node; the one at 910 ms is seen.
+    assert_eq!(dropped(&s, faultline_core::trace::DropReason::NodeDown), 4);
+    assert_eq!(b.seen, 1, "volatile count restarted from zero");
+    assert_eq!(b.seen_durable, 5, "durable count kept");
+    assert_eq!(b.starts, 2);
+}
+
+#[test]
+fn a_pause_holds_events_until_it_ends_then_delivers_in_order() {
+    let mut s = with(&[fault(105, Fault::Pause { node: 1, dur: 400 * MICROS_PER_MS })]);
+    s.run_until(Time::from_ms(1_000), u64::MAX);
+    let clock = &s.nodes()[1].clock;
+    // Pings due at 110, 210, 310, 410 wait for 505 ms; nothing is lost.
+    assert_eq!(&clock[..4], &[Time::from_ms(505); 4]);
+    assert_eq!(clock[4], Time::from_ms(510));
+    assert_eq!(s.nodes()[1].seen, 9);
+}
+
+#[test]
+fn partitions_drop_across_the_cut_and_heal_restores() {
+    let mut s =
+        with(&[fault(250, Fault::Partition { a: vec![0], b: Some(vec![1]), one_way: true }), fault(650, Fault::Heal)]);
+    s.run_until(Time::from_ms(1_000), u64::MAX);
+    // One-way 0 -/-> 1: pings at 300..600 are cut; pongs would still flow.
+    assert_eq!(dropped(&s, faultline_core::trace::DropReason::Partitioned), 4);
+    assert_eq!(s.nodes()[1].seen, 5);
+}
+
+#[test]
+fn clocks_skew_and_drift_per_node() {
+    let mut s = with(&[
+        fault(0, Fault::ClockSkew { node: 1, offset: 5 * MICROS_PER_S as i64 }),
+        fault(0, Fault::ClockDrift { node: 0, ppm: 100_000 }),
+    ]);
+    s.run_until(Time::from_ms(2_000), u64::MAX);
+    // The pinger's clock runs 10% fast, so its 100 ms (local) timer fires every 90.9 ms of true time.
+    let ticks = s.nodes()[0].sent;
+    assert_eq!(ticks, 22, "2000 ms / 90.9 ms");
+    // Each local reading lands on a 100 ms mark of its own clock (to rounding).
+    for (i, t) in s.nodes()[0].clock.iter().enumerate() {
+        let want = (i as u64 + 1) * 100 * MICROS_PER_MS;
+        assert!(t.micros().abs_diff(want) <= 30, "tick {i} read {t}");
+    }
+    // The first ping reaches the responder at 100/1.1 + 10 ms true time, which it reads 5 s ahead.
+    assert_eq!(s.nodes()[1].clock[0], Time(5 * MICROS_PER_S + 90_909 + 10_000));
+}
+
+#[test]
+fn loss_bursts_and_latency_spikes_are_temporary() {
+    let mut s = with(&[
+        fault(150, Fault::LossBurst { loss: Ppm::ALWAYS, dur: 300 * MICROS_PER_MS }),
+        fault(650, Fault::LatencySpike { extra: 200 * MICROS_PER_MS, dur: 100 * MICROS_PER_MS }),
+    ]);
+    s.run_until(Time::from_ms(2_000), u64::MAX);
+    // Pings at 200, 300, 400 are lost; the ping at 700 takes 210 ms.
+    assert_eq!(dropped(&s, faultline_core::trace::DropReason::Lost), 3);
+    assert!(s.nodes()[1].clock.contains(&Time::from_ms(910)));
+}
+
+#[test]
+fn checks_report_the_first_violation_once() {
+    let mut s = sim(recipe());
+    s.run_until(Time::from_secs(3), u64::MAX);
+    let v = s.checks()[0].violation.clone().expect("violated");
+    // The sixth pong arrives at 620 ms.
+    assert_eq!(v.at, Time::from_ms(620));
+    let n = s.trace().entries().iter().filter(|e| matches!(e.kind, TraceKind::Violation { .. })).count();
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn frames_show_messages_in_flight() {
+    let mut s = sim(recipe());
+    s.run_until(Time::from_ms(105), u64::MAX);
+    let f = s.frame(100);
+    assert_eq!(f.in_flight, 1);
+    let m = &f.messages[0];
+    assert_eq!((m.from, m.to, m.sent, m.deliver, m.kind), (0, 1, Time::from_ms(100), Time::from_ms(110), "ping"));
+    assert_eq!(f.nodes.len(), 2);
+}
+
+#[test]
+fn param_changes_reach_nodes_and_replay_identically() {
+    let mut live = sim(recipe());
+    live.run_until(Time::from_ms(333), u64::MAX);
+    let at = live.inject(ActionKind::SetParam { id: "every_ms".into(), value: 50 }).unwrap();
+    assert_eq!(at, Time(333_001));
+    live.run_until(Time::from_secs(2), u64::MAX);
+    let mut replay = sim(live.recipe().clone());
+    replay.run_until(Time::from_secs(2), u64::MAX);
+    assert_eq!(live.trace().hash(), replay.trace().hash());
+    assert_eq!(live.nodes()[0].sent, replay.nodes()[0].sent);
+}
+
+#[test]
+fn open_repairs_and_reports() {
+    let r = recipe().with_param("every_ms", 5000).with_action(Time(1), ActionKind::Fault(Fault::Crash { node: 9 }));
+    let (run, problems) = open(&SPEC, &r);
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert_eq!(run.recipe().params["every_ms"], 1000);
+    assert!(run.recipe().actions.is_empty());
+}
