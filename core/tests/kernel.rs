@@ -81,7 +81,7 @@ impl Node for Peer {
                 self.clock.push(ctx.now());
                 ctx.send(from, Msg::Pong(n));
             }
-            Msg::Pong(_) => ctx.count("pongs", 1),
+            Msg::Pong(n) => ctx.count("pongs", (n > 0) as i64),
         }
     }
     fn on_timer(&mut self, t: Tick, ctx: &mut Ctx<Self>) {
