@@ -12,7 +12,7 @@ use crate::run::Run;
 use crate::spec::{ScenarioSpec, Setup, Target};
 use crate::time::{Micros, Time};
 use crate::trace::{DropReason, Trace, TraceKind};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Debug;
 
 /// A short static name for a message or timer variant: used in the trace and for colours.
@@ -65,12 +65,14 @@ enum Effect<N: Node> {
     Observe(&'static str, u64),
     Note(String),
     Crash(Option<Micros>),
+    Tally(&'static str, u64, i64),
 }
 
 /// What a handler may do. Everything is recorded and applied by the kernel afterwards.
 pub struct Ctx<'a, N: Node> {
     me: NodeId,
     local_now: Time,
+    true_now: Time,
     rng: &'a mut Rng,
     out: &'a mut Vec<Effect<N>>,
     next_timer: &'a mut u64,
@@ -116,6 +118,16 @@ impl<N: Node> Ctx<'_, N> {
     pub fn note(&mut self, text: impl Into<String>) {
         self.out.push(Effect::Note(text.into()));
     }
+    /// True simulated time, for instrumenting checks and metrics only (`tally`, histograms
+    /// of true latency). Node logic must use `now()`: reading the truth defeats clock faults.
+    pub fn truth(&self) -> Time {
+        self.true_now
+    }
+    /// Adds `delta` to a god's-eye tally keyed by name and an integer key (say, user and
+    /// true-time window). Checks read tallies; nodes never do.
+    pub fn tally(&mut self, name: &'static str, key: u64, delta: i64) {
+        self.out.push(Effect::Tally(name, key, delta));
+    }
     /// This node dies now (out of memory, a panic…) after its other effects are applied;
     /// a supervisor restarts it after `restart_after`, if given.
     pub fn crash(&mut self, restart_after: Option<Micros>) {
@@ -140,6 +152,9 @@ fn param_value(spec: &ScenarioSpec, params: &[i64], id: &str) -> i64 {
 pub struct World<'a, N: Node> {
     pub nodes: &'a [N],
     pub metrics: &'a Metrics,
+    /// The tallies changed by the event just processed, with their new values.
+    pub tallied: &'a [(&'static str, u64, i64)],
+    tallies: &'a BTreeMap<(&'static str, u64), i64>,
     pub now: Time,
     /// The node whose handler just ran, if any: lets checks stay O(1) per event.
     pub touched: Option<NodeId>,
@@ -154,6 +169,9 @@ impl<N: Node> World<'_, N> {
     }
     pub fn is_up(&self, n: NodeId) -> bool {
         self.up[n as usize].up
+    }
+    pub fn tally(&self, name: &'static str, key: u64) -> i64 {
+        self.tallies.get(&(name, key)).copied().unwrap_or(0)
     }
 }
 
@@ -238,6 +256,8 @@ pub struct Sim<N: Node> {
     next_timer: u64,
     live_timers: BTreeSet<TimerId>,
     metrics: Metrics,
+    tallies: BTreeMap<(&'static str, u64), i64>,
+    tallied: Vec<(&'static str, u64, i64)>,
     sampler: Sampler,
     trace: Trace,
     checks: Vec<(usize, CheckFn<N>)>,
@@ -267,6 +287,8 @@ impl<N: Node> Sim<N> {
             next_timer: 0,
             live_timers: BTreeSet::new(),
             metrics: Metrics::default(),
+            tallies: BTreeMap::new(),
+            tallied: Vec::new(),
             sampler: Sampler::new(spec.sample_every, measures),
             trace: Trace::new(20_000),
             checks: Vec::new(),
@@ -324,6 +346,7 @@ impl<N: Node> Sim<N> {
         let mut ctx = Ctx {
             me: node,
             local_now: rt.local(self.now),
+            true_now: self.now,
             rng: &mut self.rng,
             out: &mut out,
             next_timer: &mut self.next_timer,
@@ -353,6 +376,7 @@ impl<N: Node> Sim<N> {
         let mut ctx = Ctx {
             me: node,
             local_now: self.rt[node as usize].local(self.now),
+            true_now: self.now,
             rng: &mut self.rng,
             out: &mut out,
             next_timer: &mut self.next_timer,
@@ -362,7 +386,10 @@ impl<N: Node> Sim<N> {
         };
         f(&mut self.nodes[node as usize], &mut ctx);
         for e in out {
-            if matches!(e, Effect::Count(..) | Effect::Gauge(..) | Effect::Observe(..) | Effect::Note(_)) {
+            if matches!(
+                e,
+                Effect::Count(..) | Effect::Gauge(..) | Effect::Observe(..) | Effect::Note(_) | Effect::Tally(..)
+            ) {
                 self.apply(node, e);
             }
         }
@@ -385,6 +412,11 @@ impl<N: Node> Sim<N> {
             Effect::Gauge(n, v) => self.metrics.set_gauge(n, v),
             Effect::Observe(n, v) => self.metrics.observe(n, v),
             Effect::Note(text) => self.trace.push(self.now, TraceKind::Note { node: me, text }, String::new),
+            Effect::Tally(name, key, delta) => {
+                let v = self.tallies.entry((name, key)).or_insert(0);
+                *v += delta;
+                self.tallied.push((name, key, *v));
+            }
             Effect::Crash(_) => unreachable!("handled by invoke"),
         }
     }
@@ -598,6 +630,8 @@ impl<N: Node> Sim<N> {
         let world = World {
             nodes: &self.nodes,
             metrics: &self.metrics,
+            tallied: &self.tallied,
+            tallies: &self.tallies,
             now: self.now,
             touched,
             up: &self.rt,
@@ -618,6 +652,7 @@ impl<N: Node> Sim<N> {
             self.trace.push(self.now, TraceKind::Violation { check, why: why.clone() }, String::new);
             self.statuses[i].violation = Some(Violation { at: self.now, why, trace_seq });
         }
+        self.tallied.clear();
     }
 
     fn take_samples(&mut self, upto: Time) {

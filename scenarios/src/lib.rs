@@ -4,12 +4,13 @@
 #![forbid(unsafe_code)]
 
 pub mod backpressure;
+pub mod distributed_rate_limiter;
 pub mod queueing;
 
 use faultline_core::ScenarioSpec;
 
 /// Every registered scenario, in gallery order.
-pub static ALL: &[&ScenarioSpec] = &[&backpressure::SPEC];
+pub static ALL: &[&ScenarioSpec] = &[&backpressure::SPEC, &distributed_rate_limiter::SPEC];
 
 /// Looks a scenario up by its id.
 pub fn find(id: &str) -> Option<&'static ScenarioSpec> {
