@@ -4,13 +4,14 @@
 #![forbid(unsafe_code)]
 
 pub mod backpressure;
+pub mod circuit_breaker;
 pub mod distributed_rate_limiter;
 pub mod queueing;
 
 use faultline_core::ScenarioSpec;
 
 /// Every registered scenario, in gallery order.
-pub static ALL: &[&ScenarioSpec] = &[&backpressure::SPEC, &distributed_rate_limiter::SPEC];
+pub static ALL: &[&ScenarioSpec] = &[&backpressure::SPEC, &distributed_rate_limiter::SPEC, &circuit_breaker::SPEC];
 
 /// Looks a scenario up by its id.
 pub fn find(id: &str) -> Option<&'static ScenarioSpec> {
