@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backpressure;
+pub mod cache_stampede;
 pub mod circuit_breaker;
 pub mod distributed_rate_limiter;
 pub mod queueing;
@@ -11,7 +12,8 @@ pub mod queueing;
 use faultline_core::ScenarioSpec;
 
 /// Every registered scenario, in gallery order.
-pub static ALL: &[&ScenarioSpec] = &[&backpressure::SPEC, &distributed_rate_limiter::SPEC, &circuit_breaker::SPEC];
+pub static ALL: &[&ScenarioSpec] =
+    &[&backpressure::SPEC, &distributed_rate_limiter::SPEC, &circuit_breaker::SPEC, &cache_stampede::SPEC];
 
 /// Looks a scenario up by its id.
 pub fn find(id: &str) -> Option<&'static ScenarioSpec> {
