@@ -9,13 +9,14 @@ faultline — deterministic distributed-systems scenarios, headless
 USAGE:
   faultline list [--json]
   faultline run <scenario | recipe URL> [--strategy S] [--param k=v]... [--seed N] [--until 60s] [--json]
+                [--trace N]
   faultline sweep <scenario> --param k=a..b:step [--param k=v]... [--strategy S] [--seeds N]
                   [--until 60s] [--json | --csv]
   faultline help
 
 A recipe URL is what the browser's share button copies (or its query part).
 `run` prints events processed, simulated and wall time, the trace hash, each check's
-verdict and the headline metrics. `sweep` varies one parameter over a range, runs
+verdict and the headline metrics (`--trace N`: also the last N events). `sweep` varies one parameter over a range, runs
 each value with seeds 1..=N on every core, and prints a table.
 Exit code 2 means the arguments were wrong.
 ";
@@ -31,6 +32,8 @@ pub struct RunOpts {
     pub seed: Option<u64>,
     pub until: Option<Micros>,
     pub json: bool,
+    /// Print the last N entries of the event log.
+    pub trace: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -106,6 +109,11 @@ fn parse_run(rest: &[String], sweep: bool) -> Result<Parsed, UsageError> {
             }
             "--until" => opts.until = Some(parse_duration(value(&mut it, a)?).map_err(UsageError)?),
             "--json" => opts.json = true,
+            "--trace" if !sweep => {
+                let v = value(&mut it, a)?;
+                opts.trace =
+                    Some(v.parse().map_err(|_| UsageError(format!("--trace {v}: expected a number of entries")))?);
+            }
             "--csv" if sweep => csv = true,
             "--seeds" if sweep => {
                 let v = value(&mut it, a)?;

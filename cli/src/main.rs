@@ -106,10 +106,15 @@ pub fn recipe_of(opts: &RunOpts) -> Result<(&'static ScenarioSpec, Recipe, Vec<S
 }
 
 /// Runs a recipe to `until`, returning the run and the wall time it took.
-pub fn execute_recipe(spec: &'static ScenarioSpec, recipe: &Recipe, until: Time) -> (Box<dyn Run>, f64, Vec<String>) {
+pub fn execute_recipe(
+    spec: &'static ScenarioSpec,
+    recipe: &Recipe,
+    until: Time,
+    keep_trace: bool,
+) -> (Box<dyn Run>, f64, Vec<String>) {
     let started = std::time::Instant::now();
     let (mut run, problems) = open(spec, recipe);
-    run.trace_mut().keep = false;
+    run.trace_mut().keep = keep_trace;
     run.run_until(until, u64::MAX);
     (run, started.elapsed().as_secs_f64(), problems.iter().map(|p| p.to_string()).collect())
 }
@@ -127,7 +132,7 @@ struct RunReport {
 fn run(opts: RunOpts) -> Result<ExitCode, UsageError> {
     let (spec, recipe, mut warnings) = recipe_of(&opts)?;
     let until = Time(opts.until.unwrap_or(spec.default_until));
-    let (run, wall, problems) = execute_recipe(spec, &recipe, until);
+    let (run, wall, problems) = execute_recipe(spec, &recipe, until, opts.trace.is_some());
     warnings.extend(problems);
     let outcome = Outcome::of(run.as_ref());
     let report = RunReport {
@@ -141,6 +146,13 @@ fn run(opts: RunOpts) -> Result<ExitCode, UsageError> {
         println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
     } else {
         print_report(&report);
+    }
+    if let Some(n) = opts.trace {
+        let entries = run.trace().entries();
+        for e in entries.iter().skip(entries.len().saturating_sub(n)) {
+            let detail = e.detail.as_deref().map(|d| format!("  {d}")).unwrap_or_default();
+            println!("{:>12} #{:<7} {:?}{detail}", e.at.to_string(), e.seq, e.kind);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

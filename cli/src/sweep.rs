@@ -42,7 +42,7 @@ pub fn sweep(opts: SweepOpts) -> Result<ExitCode, UsageError> {
                 let mut recipe = base.clone();
                 recipe.seed = seed;
                 recipe.params.insert(p.id.to_string(), opts.values[i]);
-                let (run, _, _) = execute_recipe(spec, &recipe, until);
+                let (run, _, _) = execute_recipe(spec, &recipe, until, false);
                 *results[j].lock().expect("no poisoned lock") = Some(Outcome::of(run.as_ref()));
             });
         }

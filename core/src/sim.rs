@@ -65,6 +65,7 @@ enum Effect<N: Node> {
     Observe(&'static str, u64),
     Note(String),
     Crash(Option<Micros>),
+    Inflict(Fault),
     Tally(&'static str, u64, i64),
 }
 
@@ -132,6 +133,12 @@ impl<N: Node> Ctx<'_, N> {
     /// a supervisor restarts it after `restart_after`, if given.
     pub fn crash(&mut self, restart_after: Option<Micros>) {
         self.out.push(Effect::Crash(restart_after));
+    }
+    /// Something happens to the world because of this node (it stalls in a GC pause, its
+    /// clock drifts, it loses its link to a peer). Applied after the handler's other effects,
+    /// and traced like any fault. For scenario faults that target "whoever leads now".
+    pub fn inflict(&mut self, fault: Fault) {
+        self.out.push(Effect::Inflict(fault));
     }
     /// How long a disk operation that normally takes `base` takes now.
     pub fn disk(&self, base: Micros) -> Micros {
@@ -315,6 +322,9 @@ impl<N: Node> Sim<N> {
 
     /// Adds a fault to the scenario's plan.
     pub fn schedule(&mut self, at: Time, fault: Fault) {
+        if let Fault::Custom { id, .. } = &fault {
+            assert!(self.spec.fault(id).is_some(), "{} schedules fault `{id}` but does not declare it", self.spec.id());
+        }
         self.schedule_control(at, ActionKind::Fault(fault));
     }
 
@@ -356,11 +366,17 @@ impl<N: Node> Sim<N> {
         };
         f(&mut self.nodes[node as usize], &mut ctx);
         let mut crash = None;
+        let mut inflicted = Vec::new();
         for e in out {
             match e {
                 Effect::Crash(restart) => crash = Some(restart),
+                Effect::Inflict(f) => inflicted.push(f),
                 e => self.apply(node, e),
             }
+        }
+        for f in inflicted {
+            self.trace.push(self.now, TraceKind::Fault { text: format!("{f} (by node {node})") }, String::new);
+            self.fault(f);
         }
         if let Some(restart) = crash {
             self.fault(Fault::Crash { node });
@@ -417,7 +433,7 @@ impl<N: Node> Sim<N> {
                 *v += delta;
                 self.tallied.push((name, key, *v));
             }
-            Effect::Crash(_) => unreachable!("handled by invoke"),
+            Effect::Crash(_) | Effect::Inflict(_) => unreachable!("handled by invoke"),
         }
     }
 

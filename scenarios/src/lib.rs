@@ -7,13 +7,19 @@ pub mod backpressure;
 pub mod cache_stampede;
 pub mod circuit_breaker;
 pub mod distributed_rate_limiter;
+pub mod leader_election;
 pub mod queueing;
 
 use faultline_core::ScenarioSpec;
 
 /// Every registered scenario, in gallery order.
-pub static ALL: &[&ScenarioSpec] =
-    &[&backpressure::SPEC, &distributed_rate_limiter::SPEC, &circuit_breaker::SPEC, &cache_stampede::SPEC];
+pub static ALL: &[&ScenarioSpec] = &[
+    &backpressure::SPEC,
+    &distributed_rate_limiter::SPEC,
+    &circuit_breaker::SPEC,
+    &cache_stampede::SPEC,
+    &leader_election::SPEC,
+];
 
 /// Looks a scenario up by its id.
 pub fn find(id: &str) -> Option<&'static ScenarioSpec> {
