@@ -7,6 +7,7 @@ pub mod backpressure;
 pub mod cache_stampede;
 pub mod circuit_breaker;
 pub mod distributed_rate_limiter;
+pub mod idempotent_payments;
 pub mod leader_election;
 pub mod queueing;
 
@@ -19,6 +20,7 @@ pub static ALL: &[&ScenarioSpec] = &[
     &circuit_breaker::SPEC,
     &cache_stampede::SPEC,
     &leader_election::SPEC,
+    &idempotent_payments::SPEC,
 ];
 
 /// Looks a scenario up by its id.

@@ -1,0 +1,918 @@
+//! Idempotent payments: clients with timeouts, retries and double clicks pay through API
+//! instances that charge an external payment provider and record a ledger in a database.
+//! Without an idempotency key — or with one kept in memory, or one that expires before the
+//! last retry — a lost response or a crash turns one payment into two charges.
+
+use faultline_core::*;
+use std::collections::BTreeMap;
+
+pub static SPEC: ScenarioSpec = ScenarioSpec {
+    info: Info {
+        id: "idempotent-payments",
+        title: "Idempotent payments",
+        category: "Transactions & consistency",
+        seeds: &["S1-P#2", "S1#11", "S3#12", "S3#66", "S3#80", "S4#08", "S2#25"],
+        summary: "A response is lost, an instance dies after charging, the provider is slow: clients retry. Only an \
+                  idempotency key stored under a unique constraint, with its response, turns every retry into the \
+                  original answer instead of a second charge.",
+        note: Note {
+            what_can_go_wrong: "A client cannot tell a lost request from a lost response, so it retries — and a \
+                server that treats the retry as new charges the card again. A key remembered in one instance's \
+                memory is forgotten by a crash and unknown to the other instances; a key that expires before the \
+                client's last retry protects nothing.",
+            what_you_sacrifice: "A database round trip (insert with a unique constraint) before every charge, a \
+                stored response per key for as long as retries can come, an 'in progress' state that concurrent \
+                duplicates must wait on, and a sweeper that finishes payments whose instance died midway.",
+            at_10x: "The key table grows with traffic times the retention window and needs expiry longer than any \
+                client's retry horizon; hot retries from a mobile client storm become lock contention on one key; \
+                every downstream (provider, ledger, email) needs the same key passed along.",
+            resembles: "Stripe's Idempotency-Key header, PayPal-Request-Id, AWS ClientToken, Adyen's idempotency \
+                keys; the 'in progress' row is the pattern in Brandur Leach's 'Implementing Stripe-like \
+                Idempotency Keys in Postgres'.",
+            try_this: &[
+                "Play `no-key`: the first lost response or crash after a charge makes a client retry, and \
+                 `no-double-charge` fails.",
+                "Switch to `key-in-memory`: double clicks on one instance are absorbed, but a retry that lands on \
+                 another instance — or after a crash — still charges twice.",
+                "Switch to `key-unique`: duplicates are absorbed, every retry gets the original charge, and the \
+                 ledger matches the provider even after crashes.",
+                "Try `key-expires`: slow the provider and the key is gone before the client's retry arrives.",
+            ],
+        },
+    },
+    params: &[
+        ParamSpec {
+            id: "clients",
+            label: "Clients",
+            unit: "",
+            min: 1,
+            max: 500,
+            step: 1,
+            default: 20,
+            help: "Clients making payments.",
+        },
+        ParamSpec {
+            id: "pay_per_s",
+            label: "Payments per client",
+            unit: "per 10 s",
+            min: 1,
+            max: 1000,
+            step: 1,
+            default: 5,
+            help: "Poisson rate of new payments, per client per 10 seconds.",
+        },
+        ParamSpec {
+            id: "instances",
+            label: "API instances",
+            unit: "",
+            min: 1,
+            max: 10,
+            step: 1,
+            default: 3,
+            help: "Each attempt goes to a random instance.",
+        },
+        ParamSpec {
+            id: "double_click_pct",
+            label: "Double clicks",
+            unit: "%",
+            min: 0,
+            max: 100,
+            step: 1,
+            default: 5,
+            help: "Share of payments sent twice in quick succession.",
+        },
+        ParamSpec {
+            id: "timeout_ms",
+            label: "Client timeout",
+            unit: "ms",
+            min: 100,
+            max: 60_000,
+            step: 100,
+            default: 1500,
+            help: "A client retries after this long without an answer.",
+        },
+        ParamSpec {
+            id: "max_retries",
+            label: "Client retries",
+            unit: "",
+            min: 0,
+            max: 20,
+            step: 1,
+            default: 4,
+            help: "Retries per payment (exponential backoff with jitter).",
+        },
+        ParamSpec {
+            id: "provider_ms",
+            label: "Provider latency",
+            unit: "ms",
+            min: 1,
+            max: 10_000,
+            step: 1,
+            default: 120,
+            help: "Mean time the payment provider takes to charge.",
+        },
+        ParamSpec {
+            id: "provider_timeout_ms",
+            label: "Provider timeout",
+            unit: "ms",
+            min: 50,
+            max: 60_000,
+            step: 50,
+            default: 1000,
+            help: "How long an instance waits for the provider.",
+        },
+        ParamSpec {
+            id: "key_ttl_ms",
+            label: "Key TTL (key-expires)",
+            unit: "ms",
+            min: 100,
+            max: 600_000,
+            step: 100,
+            default: 800,
+            help: "How long the `key-expires` strategy remembers a key.",
+        },
+        ParamSpec {
+            id: "takeover_ms",
+            label: "In-progress takeover",
+            unit: "ms",
+            min: 100,
+            max: 60_000,
+            step: 100,
+            default: 3000,
+            help:
+                "key-unique: an 'in progress' key older than this is finished by whoever sees it (its instance died).",
+        },
+    ],
+    strategies: &[
+        StrategySpec {
+            id: "no-key",
+            label: "No idempotency key",
+            naive: true,
+            help: "Every request charges the provider.",
+        },
+        StrategySpec {
+            id: "key-in-memory",
+            label: "Key in instance memory",
+            naive: true,
+            help: "Each instance remembers keys and responses in memory: lost on a crash, unknown to the others.",
+        },
+        StrategySpec {
+            id: "key-unique",
+            label: "Key + unique constraint + stored response",
+            naive: false,
+            help: "Insert the key first (unique constraint), charge with the same key at the provider, store the \
+                   response with the ledger entry; duplicates wait on 'in progress' or get the stored response; a \
+                   sweeper finishes stale ones.",
+        },
+        StrategySpec {
+            id: "key-expires",
+            label: "Key that expires too soon",
+            naive: true,
+            help: "As key-unique at the API, but keys expire after the key TTL — sooner than clients stop retrying.",
+        },
+    ],
+    faults: &[
+        FaultSpec {
+            id: "crash-after-charge",
+            label: "Crash after the charge",
+            target: Target::Node,
+            value_label: "restart after ms",
+            value_min: 0,
+            value_max: 60_000,
+            value_default: 1000,
+            help: "This instance dies right after its next successful charge, before answering or recording it.",
+        },
+        FaultSpec {
+            id: "provider-slow",
+            label: "Slow provider",
+            target: Target::Global,
+            value_label: "extra ms",
+            value_min: 0,
+            value_max: 60_000,
+            value_default: 2000,
+            help: "The provider answers this much later (0 heals).",
+        },
+    ],
+    checks: &[
+        CheckSpec {
+            id: "no-double-charge",
+            label: "No payment charged twice",
+            help: "The provider never charges one logical payment (one idempotency key) more than once.",
+        },
+        CheckSpec {
+            id: "ledger-matches",
+            label: "Ledger matches the provider",
+            help: "Every charge older than 10 s is in the ledger, once.",
+        },
+        CheckSpec {
+            id: "retry-gets-original",
+            label: "A retry gets the original response",
+            help: "Every answer a client gets for one payment names the same charge.",
+        },
+    ],
+    metrics: &[
+        MetricSpec {
+            id: "double_charges",
+            label: "Double charges",
+            unit: "",
+            measure: Measure::Count("double_charges"),
+        },
+        MetricSpec { id: "absorbed", label: "Duplicates absorbed", unit: "", measure: Measure::Count("absorbed") },
+        MetricSpec {
+            id: "latency_p99",
+            label: "Payment latency p99",
+            unit: "us",
+            measure: Measure::Quantile("latency_us", 0.99),
+        },
+        MetricSpec { id: "paid", label: "Payments confirmed", unit: "/s", measure: Measure::Rate("paid") },
+        MetricSpec { id: "abandoned", label: "Payments abandoned", unit: "", measure: Measure::Count("abandoned") },
+    ],
+    layout: Layout::Tiers,
+    default_until: 30 * MICROS_PER_S,
+    sample_every: 250 * MICROS_PER_MS,
+    build,
+};
+
+const DB: NodeId = 0;
+const PROVIDER: NodeId = 1;
+const FIRST_INSTANCE: NodeId = 2;
+const RECONCILE: Micros = 10 * MICROS_PER_S;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Strategy {
+    NoKey,
+    Memory,
+    Unique,
+    Expires,
+}
+
+impl Strategy {
+    fn from_id(id: &str) -> Strategy {
+        match id {
+            "key-in-memory" => Strategy::Memory,
+            "key-unique" => Strategy::Unique,
+            "key-expires" => Strategy::Expires,
+            _ => Strategy::NoKey,
+        }
+    }
+}
+
+/// What the database knows about a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyState {
+    Absent,
+    InProgress { since: Time },
+    Done { charge: u64 },
+}
+
+#[derive(Clone, Debug)]
+pub enum Msg {
+    Pay {
+        key: u64,
+    },
+    Paid {
+        key: u64,
+        charge: u64,
+    },
+    TryLater {
+        key: u64,
+    },
+    Failed {
+        key: u64,
+    },
+    /// Insert the key if absent (the unique constraint); `ttl` makes it expire.
+    Insert {
+        key: u64,
+        ttl: Option<Micros>,
+    },
+    Inserted {
+        key: u64,
+        state: KeyState,
+    },
+    /// Take over a stale in-progress key.
+    Claim {
+        key: u64,
+        stale_after: Micros,
+    },
+    Claimed {
+        key: u64,
+        ok: bool,
+    },
+    /// Record the charge in the ledger, and (with a key) mark the key done with its response.
+    Record {
+        key: u64,
+        charge: u64,
+        charged_at: Time,
+        with_key: bool,
+    },
+    Recorded {
+        key: u64,
+        charge: u64,
+    },
+    StaleKeys {
+        older_than: Micros,
+    },
+    Stale {
+        keys: Vec<u64>,
+    },
+    Charge {
+        key: u64,
+        idempotent: bool,
+    },
+    Charged {
+        key: u64,
+        charge: u64,
+        at: Time,
+    },
+}
+
+impl Label for Msg {
+    fn label(&self) -> &'static str {
+        match self {
+            Msg::Pay { .. } => "pay",
+            Msg::Paid { .. } => "paid",
+            Msg::TryLater { .. } => "409",
+            Msg::Failed { .. } => "502",
+            Msg::Insert { .. } => "insert",
+            Msg::Inserted { .. } => "inserted",
+            Msg::Claim { .. } => "claim",
+            Msg::Claimed { .. } => "claimed",
+            Msg::Record { .. } => "record",
+            Msg::Recorded { .. } => "recorded",
+            Msg::StaleKeys { .. } => "stale?",
+            Msg::Stale { .. } => "stale",
+            Msg::Charge { .. } => "charge",
+            Msg::Charged { .. } => "charged",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Timer {
+    NewPayment,
+    Attempt { key: u64, attempt: u32 },
+    Timeout { key: u64, attempt: u32 },
+    ProviderTimeout { key: u64 },
+    Sweep,
+    Reply { to: NodeId, msg: Box<Msg> },
+}
+
+impl Label for Timer {
+    fn label(&self) -> &'static str {
+        match self {
+            Timer::NewPayment => "new-payment",
+            Timer::Attempt { .. } => "attempt",
+            Timer::Timeout { .. } => "client-timeout",
+            Timer::ProviderTimeout { .. } => "provider-timeout",
+            Timer::Sweep => "sweep",
+            Timer::Reply { .. } => "provider-reply",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Ip {
+    Client(Box<Client>),
+    Instance(Box<Instance>),
+    Db(Box<Db>),
+    Provider(Box<Provider>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Client {
+    index: u32,
+    rate_per_10s: f64,
+    next: u64,
+    /// Payments under way: (first attempt's time, attempt, timeout timer).
+    open: BTreeMap<u64, (Time, u32, Option<TimerId>)>,
+    /// The charge each payment was first answered with.
+    answered: BTreeMap<u64, u64>,
+    /// Payments answered with two different charges.
+    mismatches: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Instance {
+    index: u32,
+    strategy: Strategy,
+    /// key-in-memory: what this instance remembers.
+    memory: BTreeMap<u64, Option<u64>>,
+    /// Charges under way: key → (client to answer, provider-timeout timer).
+    calls: BTreeMap<u64, (Option<NodeId>, TimerId)>,
+    /// Clients waiting on a key's result.
+    waiters: BTreeMap<u64, Vec<NodeId>>,
+    crash_after_charge: Option<Micros>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Db {
+    keys: BTreeMap<u64, (KeyState, Option<Time>)>,
+    /// Ledger: charge id → (key, when the provider charged it).
+    ledger: BTreeMap<u64, (u64, Time)>,
+    /// Charge times in the ledger, sorted, for the reconciliation check.
+    ledger_times: Vec<Time>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Provider {
+    mean: f64,
+    extra: Micros,
+    next_charge: u64,
+    /// Provider-side idempotency: key → the charge and when it was made.
+    seen: BTreeMap<u64, (u64, Time)>,
+    /// Every charge's time, in order (for reconciliation), and charges per payment.
+    charge_times: Vec<Time>,
+    per_key: BTreeMap<u64, u32>,
+}
+
+fn build(setup: &Setup) -> Box<dyn Run> {
+    let mut sim: Sim<Ip> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 2_000, hi: 15_000 }));
+    assert_eq!(sim.add_node(Ip::Db(Box::default())), DB);
+    let provider = Provider {
+        mean: setup.param("provider_ms") as f64 * 1000.0,
+        extra: 0,
+        next_charge: 0,
+        seen: BTreeMap::new(),
+        charge_times: Vec::new(),
+        per_key: BTreeMap::new(),
+    };
+    assert_eq!(sim.add_node(Ip::Provider(Box::new(provider))), PROVIDER);
+    let instances = setup.param("instances") as u32;
+    for index in 0..instances {
+        let id = sim.add_node(Ip::Instance(Box::new(Instance {
+            index,
+            strategy: Strategy::from_id(setup.strategy()),
+            memory: BTreeMap::new(),
+            calls: BTreeMap::new(),
+            waiters: BTreeMap::new(),
+            crash_after_charge: None,
+        })));
+        sim.net().set_link(id, DB, Link::with_latency(Latency::Uniform { lo: 500, hi: 2_000 }));
+    }
+    for index in 0..setup.param("clients") as u32 {
+        sim.add_node(Ip::Client(Box::new(Client {
+            index,
+            rate_per_10s: setup.param("pay_per_s") as f64,
+            next: 0,
+            open: BTreeMap::new(),
+            answered: BTreeMap::new(),
+            mismatches: 0,
+        })));
+    }
+    // The plan: crashes right after a charge, a burst of lost messages, a slow provider.
+    let crash = |node| Fault::Custom { id: "crash-after-charge".into(), node: Some(node), value: 1000 };
+    sim.schedule(Time::from_secs(4), crash(FIRST_INSTANCE));
+    sim.schedule(Time::from_secs(9), Fault::LossBurst { loss: Ppm::from_percent(20), dur: 2 * MICROS_PER_S });
+    let slow = |value| Fault::Custom { id: "provider-slow".into(), node: None, value };
+    sim.schedule(Time::from_secs(15), slow(2000));
+    sim.schedule(Time::from_secs(18), slow(0));
+    sim.schedule(Time::from_secs(22), crash(FIRST_INSTANCE + instances.min(2) - 1));
+    sim.check("no-double-charge", |w| match w.tallied.iter().find(|(n, _, v)| *n == "charges" && *v > 1) {
+        Some((_, key, v)) => {
+            Err(format!("payment {} of client {} was charged {v} times", key & 0xffff_ffff, key >> 32))
+        }
+        None => Ok(()),
+    });
+    sim.check("ledger-matches", |w| {
+        let (Ip::Db(db), Ip::Provider(p)) = (&w.nodes[DB as usize], &w.nodes[PROVIDER as usize]) else {
+            unreachable!()
+        };
+        let Some(cutoff) = w.now.micros().checked_sub(RECONCILE).map(Time) else { return Ok(()) };
+        let charged = p.charge_times.partition_point(|&t| t < cutoff);
+        let recorded = db.ledger_times.partition_point(|&t| t < cutoff);
+        if charged == recorded {
+            Ok(())
+        } else {
+            Err(format!("the provider made {charged} charges more than 10 s ago; the ledger has {recorded}"))
+        }
+    });
+    sim.check("retry-gets-original", |w| {
+        let Some(Ip::Client(c)) = w.touched.map(|n| &w.nodes[n as usize]) else { return Ok(()) };
+        if c.mismatches > 0 {
+            Err(format!("client {} was answered with two different charges for one payment", c.index))
+        } else {
+            Ok(())
+        }
+    });
+    Box::new(sim)
+}
+
+fn instance_for(ctx: &mut Ctx<Ip>) -> NodeId {
+    let n = ctx.param("instances") as u64;
+    FIRST_INSTANCE + ctx.rng().below(n) as NodeId
+}
+
+impl Node for Ip {
+    type Msg = Msg;
+    type Timer = Timer;
+
+    fn on_start(&mut self, ctx: &mut Ctx<Self>) {
+        match self {
+            Ip::Client(c) => c.schedule(ctx),
+            Ip::Instance(i) if i.strategy == Strategy::Unique => {
+                let first = ctx.rng().range(500 * MICROS_PER_MS, 1500 * MICROS_PER_MS);
+                ctx.set_timer(first, Timer::Sweep);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Self>) {
+        match self {
+            Ip::Client(c) => c.on_answer(msg, ctx),
+            Ip::Instance(i) => i.on_message(from, msg, ctx),
+            Ip::Db(db) => db.on_message(from, msg, ctx),
+            Ip::Provider(p) => {
+                if let Msg::Charge { key, idempotent } = msg {
+                    p.charge(from, key, idempotent, ctx)
+                }
+            }
+        }
+    }
+
+    fn on_timer(&mut self, timer: Timer, ctx: &mut Ctx<Self>) {
+        match (self, timer) {
+            (Ip::Client(c), Timer::NewPayment) => {
+                c.next += 1;
+                let key = ((c.index as u64) << 32) | c.next;
+                c.open.insert(key, (ctx.now(), 0, None));
+                c.attempt(key, 0, ctx);
+                if ctx.rng().below(100) < ctx.param("double_click_pct") as u64 {
+                    let gap = ctx.rng().range(20 * MICROS_PER_MS, 80 * MICROS_PER_MS);
+                    ctx.set_timer(gap, Timer::Attempt { key, attempt: 0 });
+                }
+                c.schedule(ctx);
+            }
+            (Ip::Client(c), Timer::Attempt { key, attempt }) => {
+                if c.open.contains_key(&key) {
+                    c.attempt(key, attempt, ctx);
+                }
+            }
+            (Ip::Client(c), Timer::Timeout { key, attempt }) => c.timed_out(key, attempt, ctx),
+            (Ip::Instance(i), Timer::ProviderTimeout { key }) => {
+                if let Some((client, _)) = i.calls.remove(&key) {
+                    ctx.count("provider_timeouts", 1);
+                    // We do not know whether the card was charged. Without a key the client will
+                    // retry; with one, the key stays 'in progress' for the sweeper or a retry.
+                    i.answer(key, client, Msg::Failed { key }, ctx);
+                }
+            }
+            (Ip::Instance(i), Timer::Sweep) => {
+                if i.strategy == Strategy::Unique {
+                    let stale_after = ctx.param("takeover_ms") as u64 * MICROS_PER_MS;
+                    ctx.send(DB, Msg::StaleKeys { older_than: stale_after });
+                }
+                ctx.set_timer(MICROS_PER_S, Timer::Sweep);
+            }
+            (Ip::Provider(_), Timer::Reply { to, msg }) => ctx.send(to, *msg),
+            _ => {}
+        }
+    }
+
+    fn on_crash(&mut self, _ctx: &mut Ctx<Self>) {
+        if let Ip::Instance(i) = self {
+            i.memory.clear();
+            i.calls.clear();
+            i.waiters.clear();
+            i.crash_after_charge = None;
+        }
+    }
+
+    fn on_control(&mut self, c: Control, _ctx: &mut Ctx<Self>) {
+        match (self, c) {
+            (Ip::Instance(i), Control::Strategy(id)) => i.strategy = Strategy::from_id(id),
+            (Ip::Instance(i), Control::Custom { id: "crash-after-charge", value }) => {
+                i.crash_after_charge = Some(value.max(1) as u64 * MICROS_PER_MS);
+            }
+            (Ip::Provider(p), Control::Custom { id: "provider-slow", value }) => p.extra = value as u64 * MICROS_PER_MS,
+            (Ip::Provider(p), Control::Param { id: "provider_ms", value }) => p.mean = value as f64 * 1000.0,
+            (Ip::Client(c), Control::Param { id: "pay_per_s", value }) => c.rate_per_10s = value as f64,
+            _ => {}
+        }
+    }
+
+    fn view(&self) -> NodeView {
+        match self {
+            Ip::Client(c) => NodeView::new(NodeKind::Client, 0, format!("client {}", c.index)).gauge(
+                "payments open",
+                c.open.len() as i64,
+                5,
+            ),
+            Ip::Instance(i) => {
+                let v = NodeView::new(NodeKind::Service, 1, format!("api {}", i.index)).gauge(
+                    "charges under way",
+                    i.calls.len() as i64,
+                    20,
+                );
+                let v = if i.strategy == Strategy::Memory {
+                    v.gauge("keys in memory", i.memory.len() as i64, 200)
+                } else {
+                    v
+                };
+                if i.crash_after_charge.is_some() {
+                    v.badge("will crash after next charge", Tone::Warn)
+                } else {
+                    v
+                }
+            }
+            Ip::Db(db) => NodeView::new(NodeKind::Database, 2, "database")
+                .gauge("keys", db.keys.len() as i64, 1000)
+                .gauge("ledger", db.ledger.len() as i64, 1000),
+            Ip::Provider(p) => {
+                let doubles = p.per_key.values().filter(|&&n| n > 1).count();
+                let v = NodeView::new(NodeKind::Service, 3, "payment provider").gauge(
+                    "charges",
+                    p.next_charge as i64,
+                    1000,
+                );
+                let v =
+                    if p.extra > 0 { v.badge(format!("slow +{} ms", p.extra / MICROS_PER_MS), Tone::Warn) } else { v };
+                if doubles > 0 {
+                    v.badge(format!("{doubles} double-charged"), Tone::Bad)
+                } else {
+                    v
+                }
+            }
+        }
+    }
+}
+
+impl Client {
+    fn schedule(&mut self, ctx: &mut Ctx<Ip>) {
+        let gap = ctx.rng().exponential(10e6 / self.rate_per_10s) as Micros;
+        ctx.set_timer(gap.max(1), Timer::NewPayment);
+    }
+
+    fn attempt(&mut self, key: u64, attempt: u32, ctx: &mut Ctx<Ip>) {
+        let to = instance_for(ctx);
+        ctx.send(to, Msg::Pay { key });
+        let t = ctx.set_timer(ctx.param("timeout_ms") as u64 * MICROS_PER_MS, Timer::Timeout { key, attempt });
+        if let Some(open) = self.open.get_mut(&key) {
+            if let Some(old) = open.2.replace(t) {
+                ctx.cancel_timer(old);
+            }
+            open.1 = attempt;
+        }
+    }
+
+    fn retry(&mut self, key: u64, ctx: &mut Ctx<Ip>) {
+        let Some(&(_, attempt, timer)) = self.open.get(&key) else { return };
+        if let Some(t) = timer {
+            ctx.cancel_timer(t);
+        }
+        if attempt >= ctx.param("max_retries") as u32 {
+            self.open.remove(&key);
+            ctx.count("abandoned", 1);
+            return;
+        }
+        let backoff = (250 * MICROS_PER_MS) << attempt.min(8);
+        let wait = backoff / 2 + ctx.rng().range(0, backoff);
+        ctx.count("retries", 1);
+        ctx.set_timer(wait, Timer::Attempt { key, attempt: attempt + 1 });
+        if let Some(open) = self.open.get_mut(&key) {
+            open.2 = None;
+            open.1 = attempt + 1;
+        }
+    }
+
+    fn timed_out(&mut self, key: u64, attempt: u32, ctx: &mut Ctx<Ip>) {
+        if self.open.get(&key).is_some_and(|o| o.1 == attempt) {
+            self.retry(key, ctx);
+        }
+    }
+
+    fn on_answer(&mut self, msg: Msg, ctx: &mut Ctx<Ip>) {
+        match msg {
+            Msg::Paid { key, charge } => {
+                match self.answered.get(&key) {
+                    Some(&first) if first != charge => {
+                        self.mismatches += 1;
+                        ctx.note(format!("payment {key:x} answered with charge {charge}, earlier with {first}"));
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.answered.insert(key, charge);
+                    }
+                }
+                if let Some((started, _, timer)) = self.open.remove(&key) {
+                    if let Some(t) = timer {
+                        ctx.cancel_timer(t);
+                    }
+                    ctx.count("paid", 1);
+                    ctx.observe("latency_us", ctx.now().since(started));
+                }
+            }
+            Msg::TryLater { key } | Msg::Failed { key } => self.retry(key, ctx),
+            _ => {}
+        }
+    }
+}
+
+impl Instance {
+    fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Ip>) {
+        match msg {
+            Msg::Pay { key } => self.pay(from, key, ctx),
+            Msg::Inserted { key, state } => self.inserted(key, state, ctx),
+            Msg::Claimed { key, ok } => {
+                if ok {
+                    self.charge(key, None, true, ctx);
+                } else {
+                    self.answer(key, None, Msg::TryLater { key }, ctx);
+                }
+            }
+            Msg::Charged { key, charge, at } => {
+                let Some((client, t)) = self.calls.remove(&key) else { return }; // timed out already
+                ctx.cancel_timer(t);
+                if let Some(restart) = self.crash_after_charge.take() {
+                    ctx.note(format!("dying right after charging payment {key:x}"));
+                    return ctx.crash(Some(restart));
+                }
+                let with_key = matches!(self.strategy, Strategy::Unique | Strategy::Expires);
+                if let (Strategy::Memory, Some(slot)) = (self.strategy, self.memory.get_mut(&key)) {
+                    *slot = Some(charge);
+                }
+                if let Some(c) = client {
+                    self.waiters.entry(key).or_default().push(c);
+                }
+                ctx.send(DB, Msg::Record { key, charge, charged_at: at, with_key });
+            }
+            Msg::Recorded { key, charge } => self.answer(key, None, Msg::Paid { key, charge }, ctx),
+            Msg::Stale { keys } => {
+                for key in keys {
+                    ctx.count("swept", 1);
+                    let stale_after = ctx.param("takeover_ms") as u64 * MICROS_PER_MS;
+                    ctx.send(DB, Msg::Claim { key, stale_after });
+                }
+            }
+            _ => {}
+        }
+        let _ = from;
+    }
+
+    fn pay(&mut self, client: NodeId, key: u64, ctx: &mut Ctx<Ip>) {
+        match self.strategy {
+            Strategy::NoKey => self.charge(key, Some(client), false, ctx),
+            Strategy::Memory => match self.memory.get(&key) {
+                Some(Some(charge)) => {
+                    ctx.count("absorbed", 1);
+                    ctx.send(client, Msg::Paid { key, charge: *charge });
+                }
+                Some(None) => {
+                    ctx.count("absorbed", 1);
+                    self.waiters.entry(key).or_default().push(client);
+                }
+                None => {
+                    self.memory.insert(key, None);
+                    self.charge(key, Some(client), false, ctx);
+                }
+            },
+            Strategy::Unique | Strategy::Expires => {
+                self.waiters.entry(key).or_default().push(client);
+                let ttl = (self.strategy == Strategy::Expires).then(|| ctx.param("key_ttl_ms") as u64 * MICROS_PER_MS);
+                ctx.send(DB, Msg::Insert { key, ttl });
+            }
+        }
+    }
+
+    fn inserted(&mut self, key: u64, state: KeyState, ctx: &mut Ctx<Ip>) {
+        match state {
+            // We own the key: charge, passing the key to the provider too (key-unique).
+            KeyState::Absent => {
+                let idempotent = self.strategy == Strategy::Unique;
+                self.charge(key, None, idempotent, ctx);
+            }
+            KeyState::Done { charge } => {
+                ctx.count("absorbed", 1);
+                self.answer(key, None, Msg::Paid { key, charge }, ctx);
+            }
+            KeyState::InProgress { .. } => {
+                ctx.count("absorbed", 1);
+                self.answer(key, None, Msg::TryLater { key }, ctx);
+            }
+        }
+    }
+
+    fn charge(&mut self, key: u64, client: Option<NodeId>, idempotent: bool, ctx: &mut Ctx<Ip>) {
+        if self.calls.contains_key(&key) {
+            if let Some(c) = client {
+                self.waiters.entry(key).or_default().push(c);
+            }
+            return;
+        }
+        let t = ctx.set_timer(ctx.param("provider_timeout_ms") as u64 * MICROS_PER_MS, Timer::ProviderTimeout { key });
+        self.calls.insert(key, (client, t));
+        ctx.send(PROVIDER, Msg::Charge { key, idempotent });
+    }
+
+    /// Sends `msg` to everyone waiting on `key` (and to `client`, if given).
+    fn answer(&mut self, key: u64, client: Option<NodeId>, msg: Msg, ctx: &mut Ctx<Ip>) {
+        let mut to = self.waiters.remove(&key).unwrap_or_default();
+        to.extend(client);
+        for c in to {
+            ctx.send(c, msg.clone());
+        }
+        if matches!(msg, Msg::Failed { .. }) && self.strategy == Strategy::Memory {
+            self.memory.remove(&key);
+        }
+    }
+}
+
+impl Db {
+    fn state(&mut self, key: u64, now: Time) -> KeyState {
+        match self.keys.get(&key) {
+            Some((_, Some(expires))) if now >= *expires => {
+                self.keys.remove(&key);
+                KeyState::Absent
+            }
+            Some((s, _)) => *s,
+            None => KeyState::Absent,
+        }
+    }
+
+    fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Ip>) {
+        let now = ctx.now();
+        match msg {
+            Msg::Insert { key, ttl } => {
+                let state = self.state(key, now);
+                if state == KeyState::Absent {
+                    self.keys.insert(key, (KeyState::InProgress { since: now }, ttl.map(|t| now.plus(t))));
+                }
+                ctx.send(from, Msg::Inserted { key, state });
+            }
+            Msg::Claim { key, stale_after } => {
+                let ok = match self.state(key, now) {
+                    KeyState::InProgress { since } if now.since(since) >= stale_after => {
+                        let exp = self.keys.get(&key).and_then(|k| k.1);
+                        self.keys.insert(key, (KeyState::InProgress { since: now }, exp));
+                        true
+                    }
+                    _ => false,
+                };
+                ctx.send(from, Msg::Claimed { key, ok });
+            }
+            Msg::Record { key, charge, charged_at, with_key } => {
+                // One transaction: the ledger entry and (with a key) the stored response.
+                let charge = match (with_key, self.state(key, now)) {
+                    (true, KeyState::Done { charge: first }) => first,
+                    _ => {
+                        if self.ledger.insert(charge, (key, charged_at)).is_none() {
+                            let at = self.ledger_times.partition_point(|&t| t <= charged_at);
+                            self.ledger_times.insert(at, charged_at);
+                        }
+                        if with_key {
+                            let exp = self.keys.get(&key).and_then(|k| k.1);
+                            self.keys.insert(key, (KeyState::Done { charge }, exp));
+                        }
+                        charge
+                    }
+                };
+                ctx.send(from, Msg::Recorded { key, charge });
+            }
+            Msg::StaleKeys { older_than } => {
+                let keys: Vec<u64> = self
+                    .keys
+                    .iter()
+                    .filter(
+                        |(_, (s, _))| matches!(s, KeyState::InProgress { since } if now.since(*since) >= older_than),
+                    )
+                    .map(|(k, _)| *k)
+                    .take(50)
+                    .collect();
+                if !keys.is_empty() {
+                    ctx.send(from, Msg::Stale { keys });
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Provider {
+    fn charge(&mut self, from: NodeId, key: u64, idempotent: bool, ctx: &mut Ctx<Ip>) {
+        let now = ctx.now();
+        let (charge, at) = match self.seen.get(&key) {
+            Some(&first) if idempotent => {
+                ctx.count("provider_deduped", 1);
+                first
+            }
+            _ => {
+                self.next_charge += 1;
+                let c = self.next_charge;
+                if idempotent {
+                    self.seen.insert(key, (c, now));
+                }
+                let n = self.per_key.entry(key).or_insert(0);
+                *n += 1;
+                if *n > 1 {
+                    ctx.count("double_charges", 1);
+                    ctx.note(format!("payment {key:x} charged again (charge {c})"));
+                }
+                ctx.tally("charges", key, 1);
+                self.charge_times.push(now);
+                (c, now)
+            }
+        };
+        let delay = ctx.rng().exponential(self.mean) as Micros + self.extra;
+        ctx.set_timer(delay, Timer::Reply { to: from, msg: Box::new(Msg::Charged { key, charge, at }) });
+    }
+}
