@@ -543,10 +543,8 @@ impl Node for Ip {
                 }
                 c.schedule(ctx);
             }
-            (Ip::Client(c), Timer::Attempt { key, attempt }) => {
-                if c.open.contains_key(&key) {
-                    c.attempt(key, attempt, ctx);
-                }
+            (Ip::Client(c), Timer::Attempt { key, attempt }) if c.open.contains_key(&key) => {
+                c.attempt(key, attempt, ctx)
             }
             (Ip::Client(c), Timer::Timeout { key, attempt }) => c.timed_out(key, attempt, ctx),
             (Ip::Instance(i), Timer::ProviderTimeout { key }) => {
