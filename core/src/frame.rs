@@ -51,11 +51,26 @@ pub struct NodeView {
     pub tier: u8,
     pub badges: Vec<Badge>,
     pub gauges: Vec<Gauge>,
+    /// On a ring layout: arcs of the ring, as fractions [start, end) of a turn, and their owners.
+    /// Usually carried by the node that knows the ring (a router).
+    pub arcs: Vec<Arc>,
+}
+
+/// A stretch of a hash ring and the node that owns it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Arc {
+    pub start: f32,
+    pub end: f32,
+    pub owner: NodeId,
 }
 
 impl NodeView {
     pub fn new(kind: NodeKind, tier: u8, label: impl Into<String>) -> NodeView {
-        NodeView { label: label.into(), kind, tier, badges: Vec::new(), gauges: Vec::new() }
+        NodeView { label: label.into(), kind, tier, badges: Vec::new(), gauges: Vec::new(), arcs: Vec::new() }
+    }
+    pub fn arcs(mut self, arcs: Vec<Arc>) -> NodeView {
+        self.arcs = arcs;
+        self
     }
     pub fn badge(mut self, text: impl Into<String>, tone: Tone) -> NodeView {
         self.badges.push(Badge { text: text.into(), tone });

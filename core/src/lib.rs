@@ -18,7 +18,9 @@ pub mod time;
 pub mod trace;
 
 pub use fault::Fault;
-pub use frame::{Badge, CheckStatus, Frame, Gauge, MsgFrame, NodeFrame, NodeKind, NodeView, Status, Tone, Violation};
+pub use frame::{
+    Arc, Badge, CheckStatus, Frame, Gauge, MsgFrame, NodeFrame, NodeKind, NodeView, Status, Tone, Violation,
+};
 pub use metrics::{Histogram, Measure, Metrics, Sampler, Summary};
 pub use net::{Cut, Latency, Link, Network, NodeId};
 pub use recipe::{Action, ActionKind, Parsed, Recipe, RecipeError};

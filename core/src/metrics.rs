@@ -217,6 +217,8 @@ pub enum Measure {
     /// A counter's increase per simulated second.
     Rate(&'static str),
     Gauge(&'static str),
+    /// A gauge divided by a constant (for fractions kept as integers, e.g. basis points / 100).
+    GaugePer(&'static str, f64),
     /// A histogram quantile (0..=1); in charts, over the last sampling window.
     Quantile(&'static str, f64),
     /// A histogram mean; in charts, over the last sampling window.
@@ -241,6 +243,7 @@ impl Measure {
                 }
             }
             Measure::Gauge(g) => m.gauge(g) as f64,
+            Measure::GaugePer(g, d) => m.gauge(g) as f64 / d,
             Measure::Quantile(h, q) => m.histogram(h).map_or(0.0, |h| h.quantile(q) as f64),
             Measure::Mean(h) => m.histogram(h).map_or(0.0, |h| h.mean()),
             Measure::Percent { num, rest } => percent(m.counter(num), m.counter(rest)),

@@ -105,7 +105,8 @@ pub struct MetricSpec {
 pub enum Layout {
     /// Left-to-right tiers (clients → balancers → services → stores); `NodeView::tier`.
     Tiers,
-    /// Nodes on a circle (hash rings, peer groups).
+    /// Nodes of tier ≥ 1 on a circle (hash rings, peer groups), tier 0 in the middle;
+    /// `NodeView::arcs` are drawn around it.
     Ring,
     /// A grid (many similar nodes).
     Grid,

@@ -6,6 +6,7 @@
 pub mod backpressure;
 pub mod cache_stampede;
 pub mod circuit_breaker;
+pub mod consistent_hashing;
 pub mod distributed_rate_limiter;
 pub mod idempotent_payments;
 pub mod leader_election;
@@ -21,6 +22,7 @@ pub static ALL: &[&ScenarioSpec] = &[
     &cache_stampede::SPEC,
     &leader_election::SPEC,
     &idempotent_payments::SPEC,
+    &consistent_hashing::SPEC,
 ];
 
 /// Looks a scenario up by its id.
