@@ -141,4 +141,6 @@ pub struct Frame {
     pub checks: Vec<CheckStatus>,
     /// How long a lost message stays visible after it vanished.
     pub lost_fade: Micros,
+    /// The latest deliveries (oldest first), for showing traffic faster than a frame.
+    pub recent: Vec<MsgFrame>,
 }

@@ -33,4 +33,7 @@ pub trait Run {
     fn trace_mut(&mut self) -> &mut Trace;
     /// A copy of the whole run as it stands, for rewinding from checkpoints.
     fn snapshot(&self) -> Box<dyn Run>;
+    /// Every fault and action of the run — the scenario's plan and the recipe's — with its
+    /// time, in time order (for marking the timeline).
+    fn timeline(&self) -> Vec<(Time, String)>;
 }

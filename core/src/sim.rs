@@ -244,6 +244,7 @@ struct Drop {
 }
 
 const LOST_FADE: Micros = 400_000;
+const RECENT: usize = 512;
 
 /// A running simulation of one scenario.
 #[derive(Clone)]
@@ -255,7 +256,8 @@ pub struct Sim<N: Node> {
     rt: Vec<NodeRt>,
     net: Network,
     queue: EventQueue<Ev<N>>,
-    controls: Vec<ActionKind>,
+    /// Faults and actions, scheduled or done, with their times (events refer to them by index).
+    controls: Vec<(Time, ActionKind)>,
     rng: Rng,
     now: Time,
     events: u64,
@@ -270,6 +272,8 @@ pub struct Sim<N: Node> {
     checks: Vec<(usize, CheckFn<N>)>,
     statuses: Vec<CheckStatus>,
     drops: VecDeque<Drop>,
+    /// The latest deliveries, so a renderer can show traffic that is faster than a frame.
+    recent: VecDeque<MsgFrame>,
 }
 
 impl<N: Node> Sim<N> {
@@ -301,6 +305,7 @@ impl<N: Node> Sim<N> {
             checks: Vec::new(),
             statuses: spec.checks.iter().map(|c| CheckStatus { id: c.id, label: c.label, violation: None }).collect(),
             drops: VecDeque::new(),
+            recent: VecDeque::new(),
         };
         for a in setup.recipe.actions.clone() {
             sim.schedule_control(a.at, a.kind);
@@ -345,7 +350,7 @@ impl<N: Node> Sim<N> {
 
     fn schedule_control(&mut self, at: Time, kind: ActionKind) {
         let idx = self.controls.len() as u32;
-        self.controls.push(kind);
+        self.controls.push((at, kind));
         self.queue.push(at, Class::Control, Ev::Control(idx));
     }
 
@@ -473,7 +478,7 @@ impl<N: Node> Sim<N> {
     }
 
     fn control(&mut self, idx: u32) {
-        let kind = self.controls[idx as usize].clone();
+        let kind = self.controls[idx as usize].1.clone();
         let text = kind.to_string();
         if let Some(node) = match &kind {
             ActionKind::Fault(f) => f.node(),
@@ -636,6 +641,10 @@ impl<N: Node> Sim<N> {
                     return None;
                 }
                 self.trace.push(self.now, TraceKind::Delivered { from, to, msg: label, id }, || format!("{msg:?}"));
+                if self.recent.len() >= RECENT {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back(MsgFrame { from, to, sent, deliver: self.now, kind: label, lost: false });
                 self.invoke(to, |x, ctx| x.on_message(from, msg, ctx));
                 Some(to)
             }
@@ -800,6 +809,7 @@ impl<N: Node> Run for Sim<N> {
             cuts: self.net.cuts().to_vec(),
             checks: self.statuses.clone(),
             lost_fade: LOST_FADE,
+            recent: self.recent.iter().cloned().collect(),
         }
     }
 
@@ -820,5 +830,10 @@ impl<N: Node> Run for Sim<N> {
     }
     fn snapshot(&self) -> Box<dyn Run> {
         Box::new(self.clone())
+    }
+    fn timeline(&self) -> Vec<(Time, String)> {
+        let mut all: Vec<(Time, String)> = self.controls.iter().map(|(t, k)| (*t, k.to_string())).collect();
+        all.sort_by_key(|(t, _)| *t);
+        all
     }
 }

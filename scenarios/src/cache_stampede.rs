@@ -251,6 +251,8 @@ pub enum Cs {
 #[derive(Clone, Debug)]
 pub struct Instance {
     index: u32,
+    /// Clients are spread over the first `instances`; the others idle.
+    active: bool,
     strategy: Strategy,
     ttl: Micros,
     jitter_pct: u64,
@@ -322,6 +324,7 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     for index in 0..MAX_INSTANCES {
         let id = sim.add_node(Cs::Instance(Box::new(Instance {
             index,
+            active: index < setup.param("instances") as u32,
             strategy: Strategy::from_id(setup.strategy()),
             ttl: setup.param("ttl_ms") as u64 * MICROS_PER_MS,
             jitter_pct: setup.param("jitter_pct") as u64,
@@ -437,6 +440,7 @@ impl Node for Cs {
                     "lock_ms" => i.lock_ttl = v * MICROS_PER_MS,
                     "beta_pct" => i.beta = v as f64 / 100.0,
                     "stale_ms" => i.stale = v * MICROS_PER_MS,
+                    "instances" => i.active = (i.index as u64) < v,
                     _ => {}
                 }
             }
@@ -460,9 +464,14 @@ impl Node for Cs {
             Cs::Client { index, .. } => NodeView::new(NodeKind::Client, 0, format!("client {index}")),
             Cs::Instance(i) => {
                 let waiting: usize = i.waiting.values().map(Vec::len).sum();
-                NodeView::new(NodeKind::Service, 1, format!("instance {}", i.index))
+                let v = NodeView::new(NodeKind::Service, 1, format!("instance {}", i.index))
                     .gauge("readers waiting", waiting as i64, 100)
-                    .gauge("loads", i.loading.len() as i64, 10)
+                    .gauge("loads", i.loading.len() as i64, 10);
+                if i.active {
+                    v
+                } else {
+                    v.badge("idle", Tone::Neutral)
+                }
             }
             Cs::Cache(c) => NodeView::new(NodeKind::Cache, 2, "cache")
                 .gauge("values", c.entries.len() as i64, 200)

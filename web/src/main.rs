@@ -1,7 +1,11 @@
 //! Faultline's browser app: the gallery of scenarios and the scenario page, client-side
 //! rendered with Leptos. Generic: it draws whatever a scenario's spec and frames describe.
 
+mod canvas;
+mod charts;
 mod gallery;
+mod panels;
+mod player;
 mod route;
 mod scenario;
 

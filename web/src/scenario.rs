@@ -1,19 +1,178 @@
 //! The scenario page: reads the recipe from the URL (repairing what it can and saying so),
-//! runs it, and shows the verdicts, headline metrics and the scenario's note.
+//! plays it on the canvas, and wires transport, controls, faults, checks, charts, the event
+//! log, the note and sharing to the player.
 
-use faultline_core::{format_value, open, Outcome, Recipe, RecipeError, ScenarioSpec, Time};
+use crate::canvas::{self, Placed, Theme};
+use crate::panels;
+use crate::player::Player;
+use faultline_core::{fingerprint, ActionKind, NodeId, Recipe, RecipeError, ScenarioSpec, Time, MICROS_PER_MS};
+use leptos::html::Canvas;
 use leptos::prelude::*;
 
+/// Speed presets (simulated seconds per wall second); 0 means as fast as possible.
+pub const SPEEDS: [f64; 9] = [0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0, 0.0];
+
 /// Reads `query` as the recipe for scenario `id`.
-fn load(id: &str, query: &str) -> Result<(&'static ScenarioSpec, Recipe, Vec<RecipeError>), RecipeError> {
-    let url = if query.is_empty() { format!("s={id}") } else { format!("s={id}&{}", strip_s(query)) };
+pub fn load(id: &str, query: &str) -> Result<(&'static ScenarioSpec, Recipe, Vec<RecipeError>), RecipeError> {
+    let rest = strip_s(query);
+    let url = if rest.is_empty() { format!("s={id}") } else { format!("s={id}&{rest}") };
     let parsed = Recipe::from_url(&url, faultline_scenarios::find)?;
     Ok((parsed.spec, parsed.recipe, parsed.problems))
 }
 
 /// The path already names the scenario; an `s=` in the query would be a duplicate key.
 fn strip_s(query: &str) -> String {
-    query.split('&').filter(|p| !p.starts_with("s=")).collect::<Vec<_>>().join("&")
+    query.split('&').filter(|p| !p.starts_with("s=") && !p.is_empty()).collect::<Vec<_>>().join("&")
+}
+
+/// The hash route that reproduces `recipe`.
+pub fn href(spec: &ScenarioSpec, recipe: &Recipe) -> String {
+    crate::route::scenario_href(spec.id(), &strip_s(&recipe.to_query(spec)))
+}
+
+/// Everything the page's closures share: all `Copy` handles.
+#[derive(Clone, Copy)]
+pub struct Page {
+    pub player: StoredValue<Player, LocalStorage>,
+    pub playing: RwSignal<bool>,
+    pub speed: RwSignal<f64>,
+    /// Bumped every animation frame that changed something (cheap readers: clock, buttons).
+    pub tick: RwSignal<u64>,
+    /// Bumped a few times a second and after every user action (panels, charts, log).
+    pub slow: RwSignal<u64>,
+    pub selected: RwSignal<Option<NodeId>>,
+    pub highlight: RwSignal<Option<u64>>,
+    pub toast: RwSignal<Option<String>>,
+    pub problems: RwSignal<Vec<String>>,
+    placed: StoredValue<Vec<Placed>, LocalStorage>,
+    theme: StoredValue<Theme, LocalStorage>,
+    canvas: NodeRef<Canvas>,
+    last_wall: StoredValue<f64>,
+    last_slow: StoredValue<f64>,
+    alive: StoredValue<bool>,
+}
+
+fn wall_ms() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
+}
+
+impl Page {
+    pub fn spec(&self) -> &'static ScenarioSpec {
+        self.player.with_value(|p| p.spec)
+    }
+
+    /// Something changed outside the animation loop: redraw and refresh everything.
+    pub fn refresh(&self) {
+        self.draw();
+        self.tick.update(|t| *t += 1);
+        self.slow.update(|t| *t += 1);
+    }
+
+    fn sync_url(&self) {
+        let href = self.player.with_value(|p| href(p.spec, p.recipe()));
+        if let Some(h) = web_sys::window().and_then(|w| w.history().ok()) {
+            let _ = h.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&href));
+        }
+    }
+
+    /// Records a user action at the current instant; it lands in the recipe and the URL.
+    pub fn act(&self, action: ActionKind) {
+        let text = action.to_string();
+        match self.player.try_update_value(|p| p.inject(action)) {
+            Some(Ok(at)) => self.toast.set(Some(format!("{text} — at {at}"))),
+            Some(Err(e)) => self.toast.set(Some(format!("not done: {e}"))),
+            None => {}
+        }
+        self.sync_url();
+        self.refresh();
+    }
+
+    pub fn seek(&self, t: Time) {
+        self.player.update_value(|p| p.seek(t));
+        self.refresh();
+    }
+
+    pub fn step(&self, forward: bool) {
+        self.playing.set(false);
+        self.player.update_value(|p| if forward { p.step() } else { p.step_back() });
+        self.refresh();
+    }
+
+    /// A new recipe from scratch (seed change): replay from zero.
+    pub fn restart_with(&self, recipe: Recipe) {
+        let problems = self.player.try_update_value(|p| p.replace(&recipe)).unwrap_or_default();
+        self.problems.set(problems.iter().map(|e| e.to_string()).collect());
+        self.sync_url();
+        self.refresh();
+    }
+
+    pub fn set_speed_index(&self, i: usize) {
+        if let Some(s) = SPEEDS.get(i) {
+            self.speed.set(*s);
+        }
+    }
+
+    pub fn copy_link(&self) {
+        let Some(w) = web_sys::window() else { return };
+        let href = w.location().href().unwrap_or_default();
+        let _ = w.navigator().clipboard().write_text(&href);
+        self.toast.set(Some("Link copied: it replays this exact run".into()));
+    }
+
+    pub fn click(&self, x: f64, y: f64) {
+        let hit = self.placed.with_value(|p| canvas::hit(p, x, y));
+        self.selected.set(hit);
+        self.draw();
+    }
+
+    pub fn draw(&self) {
+        let Some(el) = self.canvas.get_untracked() else { return };
+        let selected = self.selected.get_untracked();
+        // Paths stay lit for about a third of a wall second, whatever the speed.
+        let speed = self.speed.get_untracked();
+        let afterglow = if speed == 0.0 { 1e6 } else { 300.0 * speed * MICROS_PER_MS as f64 };
+        let placed = self.player.with_value(|p| {
+            let frame = p.run.frame(2000);
+            self.theme.with_value(|t| canvas::draw(&el, &frame, p.spec.layout, selected, t, afterglow))
+        });
+        self.placed.set_value(placed);
+    }
+
+    /// One animation frame: advance the run within a time budget, draw, refresh panels now and then.
+    fn frame(&self) {
+        let wall = wall_ms();
+        let dt = (wall - self.last_wall.get_value()).clamp(0.0, 100.0);
+        self.last_wall.set_value(wall);
+        if self.playing.get_untracked() {
+            let speed = self.speed.get_untracked();
+            let budget_end = wall + 10.0;
+            self.player.update_value(|p| {
+                let target =
+                    if speed == 0.0 { p.until } else { p.now().plus((dt * speed * MICROS_PER_MS as f64) as u64) };
+                p.advance(target, || wall_ms() < budget_end);
+            });
+            if self.player.with_value(|p| p.at_end()) {
+                self.playing.set(false);
+            }
+            self.tick.update(|t| *t += 1);
+        }
+        self.draw();
+        if wall - self.last_slow.get_value() > 250.0 {
+            self.last_slow.set_value(wall);
+            if self.playing.get_untracked() {
+                self.slow.update(|t| *t += 1);
+            }
+        }
+    }
+
+    fn schedule(self) {
+        request_animation_frame(move || {
+            if self.alive.try_get_value().unwrap_or(false) {
+                self.frame();
+                self.schedule();
+            }
+        });
+    }
 }
 
 #[component]
@@ -39,53 +198,192 @@ pub fn ScenarioPage(id: String, query: String) -> impl IntoView {
     }
 }
 
+fn reduced_motion() -> bool {
+    web_sys::window()
+        .and_then(|w| w.match_media("(prefers-reduced-motion: reduce)").ok().flatten())
+        .is_some_and(|m| m.matches())
+}
+
 fn page(spec: &'static ScenarioSpec, recipe: Recipe, problems: Vec<RecipeError>) -> impl IntoView {
-    let (mut run, more) = open(spec, &recipe);
-    run.run_until(Time(spec.default_until), u64::MAX);
-    let outcome = Outcome::of(run.as_ref());
+    let (player, more) = Player::new(spec, &recipe);
     let problems: Vec<String> = problems.iter().chain(&more).map(|p| p.to_string()).collect();
-    let note = &spec.info.note;
+    let page = Page {
+        player: StoredValue::new_local(player),
+        playing: RwSignal::new(!reduced_motion()),
+        speed: RwSignal::new(1.0),
+        tick: RwSignal::new(0),
+        slow: RwSignal::new(0),
+        selected: RwSignal::new(None),
+        highlight: RwSignal::new(None),
+        toast: RwSignal::new(None),
+        problems: RwSignal::new(problems),
+        placed: StoredValue::new_local(Vec::new()),
+        theme: StoredValue::new_local(Theme::read()),
+        canvas: NodeRef::new(),
+        last_wall: StoredValue::new(wall_ms()),
+        last_slow: StoredValue::new(0.0),
+        alive: StoredValue::new(true),
+    };
+    page.sync_url();
+    page.schedule();
+    let keys = window_event_listener(leptos::ev::keydown, move |ev| keyboard(page, ev));
+    on_cleanup(move || {
+        page.alive.set_value(false);
+        keys.remove();
+    });
+    let canvas_ref = page.canvas;
+    let on_canvas_click = move |ev: web_sys::MouseEvent| page.click(ev.offset_x() as f64, ev.offset_y() as f64);
     view! {
-        <main class="scenario">
-            <p><a href="#/">"← Gallery"</a></p>
-            <h1>{spec.info.title}</h1>
-            {(!problems.is_empty()).then(|| view! {
-                <div class="banner" role="alert">
-                    <strong>"Some of this link was repaired:"</strong>
-                    <ul>{problems.into_iter().map(|p| view! { <li>{p}</li> }).collect::<Vec<_>>()}</ul>
-                </div>
-            })}
+        <main class="player">
+            <div class="player-head">
+                <a href="#/" class="back">"← Gallery"</a>
+                <h1>{spec.info.title}</h1>
+                <span class="category">{spec.info.category}</span>
+            </div>
+            {move || {
+                let list = page.problems.get();
+                (!list.is_empty()).then(|| view! {
+                    <div class="banner" role="alert">
+                        <strong>"Parts of this link were repaired; the run uses safe values:"</strong>
+                        <ul>{list.into_iter().map(|p| view! { <li>{p}</li> }).collect::<Vec<_>>()}</ul>
+                        <button on:click=move |_| page.problems.set(Vec::new())>"Dismiss"</button>
+                    </div>
+                })
+            }}
             <p class="summary">{spec.info.summary}</p>
-            <p class="runline">
-                "Strategy " <strong>{outcome.strategy.clone()}</strong> " · seed " {outcome.seed}
-                " · " {format!("{:.0}", outcome.sim_seconds)} " s simulated · " {outcome.events} " events · fingerprint "
-                <code class="fingerprint">{outcome.fingerprint.clone()}</code>
-            </p>
-            <h2>"Checks"</h2>
-            <ul class="checks">
-                {outcome.checks.iter().map(|c| {
-                    let text = match (&c.why, c.violated_at_s) {
-                        (Some(why), Some(at)) => format!("✗ {} — at {at:.3} s: {why}", c.label),
-                        _ => format!("✓ {}", c.label),
-                    };
-                    view! { <li class:bad=!c.ok>{text}</li> }
-                }).collect::<Vec<_>>()}
-            </ul>
-            <h2>"Headline metrics"</h2>
-            <table class="metrics">
-                {outcome.metrics.iter().map(|m| view! {
-                    <tr><td>{m.label}</td><td class="num">{format_value(m.value, m.unit)}</td></tr>
-                }).collect::<Vec<_>>()}
-            </table>
-            <h2>"Note"</h2>
-            <dl class="note">
-                <dt>"What can go wrong"</dt><dd>{note.what_can_go_wrong}</dd>
-                <dt>"What you sacrifice"</dt><dd>{note.what_you_sacrifice}</dd>
-                <dt>"At 10×"</dt><dd>{note.at_10x}</dd>
-                <dt>"Resembles"</dt><dd>{note.resembles}</dd>
-            </dl>
-            <h3>"Try this"</h3>
-            <ol>{note.try_this.iter().map(|t| view! { <li>{*t}</li> }).collect::<Vec<_>>()}</ol>
+            <div class="stage">
+                <section class="canvas-wrap">
+                    <canvas node_ref=canvas_ref class="sim" on:click=on_canvas_click aria-label="The simulation"></canvas>
+                    {panels::node_popover(page)}
+                    {move || page.toast.get().map(|t| view! {
+                        <div class="toast" role="status" on:click=move |_| page.toast.set(None)>{t}</div>
+                    })}
+                </section>
+                <aside class="side">
+                    {panels::controls(page)}
+                    {panels::faults(page)}
+                </aside>
+            </div>
+            {transport(page)}
+            <div class="lower">
+                <section class="checks-panel">
+                    <h2>"Checks"</h2>
+                    {panels::checks(page)}
+                </section>
+                <section class="charts-panel">
+                    <h2>"Headline metrics"</h2>
+                    <div class="charts">{move || {
+                        page.slow.get();
+                        page.player.with_value(|p| crate::charts::charts(p.run.as_ref(), p.until.micros()))
+                    }}</div>
+                </section>
+            </div>
+            <div class="lower">
+                <section class="log-panel">
+                    <h2>"Event log"</h2>
+                    {panels::event_log(page)}
+                </section>
+                <section class="note-panel">
+                    {panels::note(spec)}
+                </section>
+            </div>
         </main>
+    }
+}
+
+fn keyboard(page: Page, ev: web_sys::KeyboardEvent) {
+    let target_is_input = ev
+        .target()
+        .and_then(|t| wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(t).ok())
+        .is_some_and(|e| matches!(e.tag_name().as_str(), "INPUT" | "SELECT" | "TEXTAREA"));
+    if target_is_input || ev.ctrl_key() || ev.meta_key() || ev.alt_key() {
+        return;
+    }
+    match ev.key().as_str() {
+        " " => {
+            ev.prevent_default();
+            page.playing.update(|p| *p = !*p);
+        }
+        "ArrowRight" => page.step(true),
+        "ArrowLeft" => page.step(false),
+        k if k.len() == 1 && k.as_bytes()[0].is_ascii_digit() && k != "0" => {
+            page.set_speed_index((k.as_bytes()[0] - b'1') as usize)
+        }
+        _ => {}
+    }
+}
+
+fn speed_label(s: f64) -> String {
+    if s == 0.0 {
+        "max".into()
+    } else {
+        format!("{s}×")
+    }
+}
+
+fn transport(page: Page) -> impl IntoView {
+    let until = page.player.with_value(|p| p.until);
+    let until_ms = until.as_ms();
+    let clock = move || {
+        page.tick.get();
+        page.player.with_value(|p| format!("{:.3} s / {} s", p.now().as_secs_f64(), p.until.micros() / 1_000_000))
+    };
+    let stats = move || {
+        page.tick.get();
+        page.player.with_value(|p| (p.run.events(), fingerprint(p.run.trace().hash())))
+    };
+    let markers = move || {
+        page.slow.get();
+        page.player.with_value(|p| {
+            p.run
+                .timeline()
+                .into_iter()
+                .filter(|(t, _)| *t <= until)
+                .map(|(t, text)| {
+                    let left = format!("left: {:.3}%", t.micros() as f64 / until.micros().max(1) as f64 * 100.0);
+                    let seek_to = t;
+                    view! { <button class="marker" style=left title=format!("{t}: {text}") on:click=move |_| page.seek(seek_to)></button> }
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    view! {
+        <section class="transport" aria-label="Transport">
+            <div class="buttons">
+                <button title="Back to the start" on:click=move |_| page.seek(Time::ZERO)>"↺ Start"</button>
+                <button title="Step back one event (←)" on:click=move |_| page.step(false)>"◀ Back"</button>
+                <button class="play" title="Play / pause (space)" on:click=move |_| page.playing.update(|p| *p = !*p)>
+                    {move || if page.playing.get() { "❚❚ Pause" } else { "▶ Play" }}
+                </button>
+                <button title="Step one event (→)" on:click=move |_| page.step(true)>"Step ▶"</button>
+                <button class="to-end" title="Run to the end" on:click=move |_| { page.seek(until); page.playing.set(false); }>"End ▶▶"</button>
+                <label class="speed">"Speed "
+                    <select on:change=move |ev| {
+                        let i: usize = event_target_value(&ev).parse().unwrap_or(3);
+                        page.set_speed_index(i);
+                    }>
+                        {SPEEDS.iter().enumerate().map(|(i, s)| {
+                            let sel = move || page.speed.get() == SPEEDS[i];
+                            view! { <option value=i.to_string() selected=sel>{speed_label(*s)}</option> }
+                        }).collect::<Vec<_>>()}
+                    </select>
+                </label>
+                <span class="clock">{clock}</span>
+                <span class="stats">{move || format!("{} events · fingerprint ", stats().0)}
+                    <code class="fingerprint" title="Same recipe, same time → same fingerprint">{move || stats().1}</code>
+                </span>
+                <button class="share" on:click=move |_| page.copy_link()>"Share this run"</button>
+            </div>
+            <div class="timeline">
+                <div class="markers">{markers}</div>
+                <input type="range" min="0" max=until_ms.to_string() step="10" aria-label="Timeline"
+                    prop:value=move || { page.tick.get(); page.player.with_value(|p| p.now().as_ms()).to_string() }
+                    on:input=move |ev| {
+                        let ms: u64 = event_target_value(&ev).parse().unwrap_or(0);
+                        page.playing.set(false);
+                        page.seek(Time::from_ms(ms));
+                    } />
+            </div>
+        </section>
     }
 }

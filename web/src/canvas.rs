@@ -1,0 +1,441 @@
+//! Draws a `Frame` on a 2-D canvas: nodes by kind with status, badges and gauges, messages
+//! moving between send and delivery, lost ones vanishing, and ring arcs. Also hit-testing.
+
+use faultline_core::{Frame, Layout, NodeId, NodeKind, Status, Tone};
+use std::f64::consts::PI;
+use wasm_bindgen::JsCast;
+use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
+
+/// Where a node is drawn and how big.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Placed {
+    pub x: f64,
+    pub y: f64,
+    pub r: f64,
+    /// Drawn as a dot in a crowd (no label, badges or gauges).
+    pub dot: bool,
+}
+
+/// Positions for every node of `frame` in a `w` × `h` area.
+pub fn place(frame: &Frame, layout: Layout, w: f64, h: f64) -> Vec<Placed> {
+    let n = frame.nodes.len();
+    let mut out = vec![Placed { x: 0.0, y: 0.0, r: 0.0, dot: false }; n];
+    match layout {
+        Layout::Tiers | Layout::Grid => {
+            let mut tiers: Vec<u8> = frame.nodes.iter().map(|f| f.view.tier).collect();
+            tiers.sort_unstable();
+            tiers.dedup();
+            let col_w = w / tiers.len().max(1) as f64;
+            for (c, t) in tiers.iter().enumerate() {
+                let ids: Vec<usize> = (0..n).filter(|&i| frame.nodes[i].view.tier == *t).collect();
+                place_column(&ids, c as f64 * col_w, col_w, h, &mut out);
+            }
+        }
+        Layout::Ring => {
+            let (cx, cy) = (w / 2.0, h / 2.0);
+            let radius = (w.min(h) / 2.0 - 60.0).max(40.0);
+            let centre: Vec<usize> = (0..n).filter(|&i| frame.nodes[i].view.tier == 0).collect();
+            let rim: Vec<usize> = (0..n).filter(|&i| frame.nodes[i].view.tier != 0).collect();
+            for (k, &i) in rim.iter().enumerate() {
+                let a = -PI / 2.0 + 2.0 * PI * k as f64 / rim.len().max(1) as f64;
+                out[i] = Placed { x: cx + radius * a.cos(), y: cy + radius * a.sin(), r: 18.0, dot: false };
+            }
+            for (k, &i) in centre.iter().enumerate() {
+                let a = -PI / 2.0 + 2.0 * PI * k as f64 / centre.len().max(1) as f64;
+                let d = if centre.len() == 1 { 0.0 } else { radius * 0.35 };
+                out[i] = Placed { x: cx + d * a.cos(), y: cy + d * a.sin(), r: 16.0, dot: false };
+            }
+        }
+    }
+    out
+}
+
+fn place_column(ids: &[usize], x0: f64, w: f64, h: f64, out: &mut [Placed]) {
+    let count = ids.len();
+    if count == 0 {
+        return;
+    }
+    let top = 40.0;
+    let usable = (h - top - 30.0).max(40.0);
+    if count <= 14 {
+        let gap = usable / count as f64;
+        let r = (gap / 3.2).clamp(6.0, 26.0);
+        for (k, &i) in ids.iter().enumerate() {
+            out[i] = Placed { x: x0 + w / 2.0, y: top + gap * (k as f64 + 0.5), r, dot: false };
+        }
+    } else {
+        // A crowd (hundreds of clients): a grid of dots filling the column.
+        let inner_w = (w - 30.0).max(20.0);
+        let cols = ((count as f64 * inner_w / usable).sqrt().ceil() as usize).max(1);
+        let rows = count.div_ceil(cols);
+        let (dx, dy) = (inner_w / cols as f64, usable / rows as f64);
+        let r = (dx.min(dy) / 2.6).clamp(1.5, 6.0);
+        for (k, &i) in ids.iter().enumerate() {
+            let (c, row) = (k % cols, k / cols);
+            out[i] = Placed { x: x0 + 15.0 + dx * (c as f64 + 0.5), y: top + dy * (row as f64 + 0.5), r, dot: true };
+        }
+    }
+}
+
+/// The node under (x, y), if any.
+pub fn hit(placed: &[Placed], x: f64, y: f64) -> Option<NodeId> {
+    placed
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (i, (p.x - x).hypot(p.y - y) - p.r.max(6.0)))
+        .filter(|(_, d)| *d <= 6.0)
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(i, _)| i as NodeId)
+}
+
+/// A stable hue for node `id`: golden-angle steps keep neighbours apart.
+pub fn node_hue(id: NodeId) -> f64 {
+    (id as f64 * 137.508) % 360.0
+}
+
+/// A stable colour for a message kind, from its name.
+pub fn hue(name: &str) -> f64 {
+    let mut h: u32 = 2166136261;
+    for b in name.bytes() {
+        h = (h ^ b as u32).wrapping_mul(16777619);
+    }
+    (h % 360) as f64
+}
+
+pub struct Theme {
+    pub fg: String,
+    pub muted: String,
+    pub card: String,
+    pub line: String,
+    pub good: String,
+    pub bad: String,
+    pub warn: String,
+    pub accent: String,
+    pub dark: bool,
+}
+
+impl Theme {
+    pub fn read() -> Theme {
+        let var = |name: &str| -> String {
+            let doc = web_sys::window().and_then(|w| w.document());
+            let root = doc.and_then(|d| d.document_element());
+            let style = root.and_then(|r| web_sys::window()?.get_computed_style(&r).ok().flatten());
+            style.and_then(|s| s.get_property_value(name).ok()).map(|v| v.trim().to_string()).unwrap_or_default()
+        };
+        let or = |v: String, d: &str| if v.is_empty() { d.to_string() } else { v };
+        let dark = web_sys::window()
+            .and_then(|w| w.match_media("(prefers-color-scheme: dark)").ok().flatten())
+            .is_some_and(|m| m.matches());
+        Theme {
+            fg: or(var("--fg"), "#1d1f21"),
+            muted: or(var("--muted"), "#5f6368"),
+            card: or(var("--card"), "#ffffff"),
+            line: or(var("--line"), "#dcdcd6"),
+            good: or(var("--good"), "#1e8e3e"),
+            bad: or(var("--bad"), "#c5221f"),
+            warn: or(var("--warn"), "#b06000"),
+            accent: or(var("--accent"), "#3355cc"),
+            dark,
+        }
+    }
+    fn tone(&self, t: Tone) -> &str {
+        match t {
+            Tone::Neutral => &self.muted,
+            Tone::Good => &self.good,
+            Tone::Warn => &self.warn,
+            Tone::Bad => &self.bad,
+        }
+    }
+}
+
+/// Makes the canvas's backing store match its CSS size × device pixel ratio; returns the CSS size.
+pub fn fit(canvas: &HtmlCanvasElement) -> (f64, f64, f64) {
+    let dpr = web_sys::window().map_or(1.0, |w| w.device_pixel_ratio()).max(1.0);
+    let (w, h) = (canvas.client_width().max(1) as f64, canvas.client_height().max(1) as f64);
+    let (pw, ph) = ((w * dpr).round() as u32, (h * dpr).round() as u32);
+    if canvas.width() != pw || canvas.height() != ph {
+        canvas.set_width(pw);
+        canvas.set_height(ph);
+    }
+    (w, h, dpr)
+}
+
+pub fn context(canvas: &HtmlCanvasElement) -> Option<CanvasRenderingContext2d> {
+    canvas.get_context("2d").ok().flatten().and_then(|c| c.dyn_into().ok())
+}
+
+/// Draws one frame. Returns the placement used (for hit-testing clicks).
+/// `afterglow` is how long (simulated µs) a delivered message's path stays lit: the page
+/// sets it from the speed so traffic faster than a frame still shows.
+pub fn draw(
+    canvas: &HtmlCanvasElement,
+    frame: &Frame,
+    layout: Layout,
+    selected: Option<NodeId>,
+    theme: &Theme,
+    afterglow: f64,
+) -> Vec<Placed> {
+    let (w, h, dpr) = fit(canvas);
+    let Some(cx) = context(canvas) else { return Vec::new() };
+    let _ = cx.set_transform(dpr, 0.0, 0.0, dpr, 0.0, 0.0);
+    cx.clear_rect(0.0, 0.0, w, h);
+    let placed = place(frame, layout, w, h);
+    if layout == Layout::Ring {
+        draw_ring(&cx, frame, &placed, w, h, theme);
+    }
+    draw_afterglow(&cx, frame, &placed, afterglow);
+    draw_messages(&cx, frame, &placed, theme);
+    for (i, node) in frame.nodes.iter().enumerate() {
+        draw_node(&cx, node, placed[i], selected == Some(i as NodeId), theme);
+    }
+    if frame.in_flight > frame.messages.len() {
+        cx.set_fill_style_str(&theme.muted);
+        cx.set_font("12px system-ui, sans-serif");
+        let _ = cx.fill_text(
+            &format!("showing {} of {} messages in flight", frame.messages.len(), frame.in_flight),
+            10.0,
+            h - 10.0,
+        );
+    }
+    placed
+}
+
+fn draw_ring(cx: &CanvasRenderingContext2d, frame: &Frame, placed: &[Placed], w: f64, h: f64, theme: &Theme) {
+    let radius = (w.min(h) / 2.0 - 60.0).max(40.0);
+    let (x0, y0) = (w / 2.0, h / 2.0);
+    cx.set_stroke_style_str(&theme.line);
+    cx.set_line_width(10.0);
+    cx.begin_path();
+    let _ = cx.arc(x0, y0, radius, 0.0, 2.0 * PI);
+    cx.stroke();
+    let mut owners: Vec<NodeId> = Vec::new();
+    for node in &frame.nodes {
+        for arc in &node.view.arcs {
+            if !owners.contains(&arc.owner) {
+                owners.push(arc.owner);
+            }
+            cx.set_stroke_style_str(&format!("hsl({}, 65%, 55%)", node_hue(arc.owner)));
+            cx.begin_path();
+            let a0 = -PI / 2.0 + 2.0 * PI * arc.start as f64;
+            let a1 = -PI / 2.0 + 2.0 * PI * arc.end as f64;
+            let _ = cx.arc(x0, y0, radius, a0, a1);
+            cx.stroke();
+        }
+    }
+    // Tie each owner on the rim to its colour.
+    for (i, node) in frame.nodes.iter().enumerate() {
+        if node.view.tier != 0 && !placed[i].dot && owners.contains(&(i as NodeId)) {
+            cx.set_fill_style_str(&format!("hsl({}, 65%, 55%)", node_hue(i as NodeId)));
+            cx.begin_path();
+            let _ = cx.arc(placed[i].x, placed[i].y, placed[i].r + 4.0, 0.0, 2.0 * PI);
+            cx.fill();
+        }
+    }
+    cx.set_line_width(1.0);
+}
+
+fn draw_afterglow(cx: &CanvasRenderingContext2d, frame: &Frame, placed: &[Placed], afterglow: f64) {
+    let now = frame.now.micros() as f64;
+    cx.set_line_width(1.5);
+    for m in &frame.recent {
+        let age = now - m.deliver.micros() as f64;
+        let alpha = 0.6 * (1.0 - age / afterglow.max(1.0));
+        let (Some(a), Some(b)) = (placed.get(m.from as usize), placed.get(m.to as usize)) else { continue };
+        if alpha <= 0.0 || (a.dot && b.dot) {
+            continue;
+        }
+        cx.set_global_alpha(alpha);
+        cx.set_stroke_style_str(&format!("hsl({}, 70%, 50%)", hue(m.kind)));
+        cx.begin_path();
+        cx.move_to(a.x, a.y);
+        cx.line_to(b.x, b.y);
+        cx.stroke();
+    }
+    cx.set_global_alpha(1.0);
+    cx.set_line_width(1.0);
+}
+
+fn draw_messages(cx: &CanvasRenderingContext2d, frame: &Frame, placed: &[Placed], theme: &Theme) {
+    let now = frame.now.micros() as f64;
+    for m in &frame.messages {
+        let (Some(a), Some(b)) = (placed.get(m.from as usize), placed.get(m.to as usize)) else { continue };
+        let span = (m.deliver.micros() as f64 - m.sent.micros() as f64).max(1.0);
+        let mut p = ((now - m.sent.micros() as f64) / span).clamp(0.0, 1.0);
+        let mut alpha = 1.0;
+        if m.lost && now >= m.deliver.micros() as f64 {
+            // It vanished at the receiver (partition, dead node): fade out there.
+            let since = now - m.deliver.micros() as f64;
+            alpha = (1.0 - since / frame.lost_fade as f64).clamp(0.0, 1.0);
+            p = 1.0;
+        } else if m.lost && p > 0.5 {
+            // Lost on the wire: it never gets past half way.
+            alpha = (1.0 - (p - 0.5) * 2.0).clamp(0.0, 1.0);
+            p = 0.5;
+        }
+        if alpha <= 0.0 {
+            continue;
+        }
+        let (x, y) = (a.x + (b.x - a.x) * p, a.y + (b.y - a.y) * p);
+        cx.set_global_alpha(alpha);
+        if m.lost {
+            cx.set_stroke_style_str(&theme.bad);
+            cx.set_line_width(2.0);
+            cx.begin_path();
+            cx.move_to(x - 4.0, y - 4.0);
+            cx.line_to(x + 4.0, y + 4.0);
+            cx.move_to(x + 4.0, y - 4.0);
+            cx.line_to(x - 4.0, y + 4.0);
+            cx.stroke();
+            cx.set_line_width(1.0);
+        } else {
+            cx.set_fill_style_str(&format!("hsl({}, 70%, {}%)", hue(m.kind), if theme.dark { 65 } else { 45 }));
+            cx.begin_path();
+            let _ = cx.arc(x, y, 3.5, 0.0, 2.0 * PI);
+            cx.fill();
+        }
+    }
+    cx.set_global_alpha(1.0);
+}
+
+fn shape(cx: &CanvasRenderingContext2d, kind: NodeKind, x: f64, y: f64, r: f64) {
+    cx.begin_path();
+    match kind {
+        NodeKind::Client => {
+            let _ = cx.arc(x, y, r * 0.8, 0.0, 2.0 * PI);
+        }
+        NodeKind::LoadBalancer => {
+            cx.move_to(x, y - r);
+            cx.line_to(x + r, y);
+            cx.line_to(x, y + r);
+            cx.line_to(x - r, y);
+            cx.close_path();
+        }
+        NodeKind::Database | NodeKind::Store => {
+            let (w, h) = (r * 1.6, r * 1.8);
+            let _ = cx.ellipse(x, y - h / 2.0 + r * 0.25, w / 2.0, r * 0.25, 0.0, 0.0, 2.0 * PI);
+            cx.move_to(x - w / 2.0, y - h / 2.0 + r * 0.25);
+            cx.line_to(x - w / 2.0, y + h / 2.0 - r * 0.25);
+            let _ = cx.ellipse(x, y + h / 2.0 - r * 0.25, w / 2.0, r * 0.25, 0.0, PI, 0.0);
+            cx.line_to(x + w / 2.0, y - h / 2.0 + r * 0.25);
+        }
+        NodeKind::Cache => {
+            for k in 0..6 {
+                let a = PI / 6.0 + k as f64 * PI / 3.0;
+                let (px, py) = (x + r * a.cos(), y + r * a.sin());
+                if k == 0 {
+                    cx.move_to(px, py)
+                } else {
+                    cx.line_to(px, py)
+                }
+            }
+            cx.close_path();
+        }
+        NodeKind::Queue => cx.rect(x - r * 1.3, y - r * 0.7, r * 2.6, r * 1.4),
+        NodeKind::Lock => {
+            cx.rect(x - r * 0.8, y - r * 0.3, r * 1.6, r * 1.2);
+            cx.move_to(x - r * 0.5, y - r * 0.3);
+            let _ = cx.arc(x, y - r * 0.3, r * 0.5, PI, 0.0);
+        }
+        NodeKind::Region => cx.rect(x - r * 1.5, y - r * 1.1, r * 3.0, r * 2.2),
+        NodeKind::Service | NodeKind::Worker => {
+            let (w, h) = (r * 2.2, r * 1.6);
+            let _ = cx.round_rect_with_f64(x - w / 2.0, y - h / 2.0, w, h, r * 0.3);
+        }
+    }
+}
+
+fn draw_node(
+    cx: &CanvasRenderingContext2d,
+    node: &faultline_core::NodeFrame,
+    p: Placed,
+    selected: bool,
+    theme: &Theme,
+) {
+    let base = match node.status {
+        Status::Up => theme.card.clone(),
+        Status::Crashed => theme.line.clone(),
+        Status::Paused => theme.card.clone(),
+    };
+    let worst = node.view.badges.iter().map(|b| b.tone).max_by_key(|t| match t {
+        Tone::Bad => 3,
+        Tone::Warn => 2,
+        Tone::Good => 1,
+        Tone::Neutral => 0,
+    });
+    let stroke = match (node.status, worst) {
+        (Status::Crashed, _) => theme.bad.clone(),
+        (Status::Paused, _) => theme.warn.clone(),
+        (_, Some(Tone::Bad)) => theme.bad.clone(),
+        (_, Some(Tone::Warn)) => theme.warn.clone(),
+        _ => theme.fg.clone(),
+    };
+    if p.dot {
+        cx.set_fill_style_str(if node.status == Status::Up { &theme.muted } else { &theme.bad });
+        cx.begin_path();
+        let _ = cx.arc(p.x, p.y, p.r, 0.0, 2.0 * PI);
+        cx.fill();
+        if selected {
+            cx.set_stroke_style_str(&theme.accent);
+            cx.stroke();
+        }
+        return;
+    }
+    cx.set_fill_style_str(&base);
+    cx.set_stroke_style_str(&stroke);
+    cx.set_line_width(if selected { 3.0 } else { 1.5 });
+    if node.status == Status::Paused || node.cut_off {
+        let dash = js_sys::Array::of2(&5.0.into(), &4.0.into());
+        let _ = cx.set_line_dash(&dash);
+    }
+    shape(cx, node.view.kind, p.x, p.y, p.r);
+    cx.fill();
+    cx.stroke();
+    let _ = cx.set_line_dash(&js_sys::Array::new());
+    if node.cut_off {
+        cx.set_stroke_style_str(&theme.bad);
+        cx.begin_path();
+        let _ = cx.arc(p.x, p.y, p.r + 5.0, 0.0, 2.0 * PI);
+        cx.stroke();
+    }
+    if selected {
+        cx.set_stroke_style_str(&theme.accent);
+        cx.begin_path();
+        let _ = cx.arc(p.x, p.y, p.r + 8.0, 0.0, 2.0 * PI);
+        cx.stroke();
+    }
+    cx.set_line_width(1.0);
+    // Status glyph in the middle.
+    let glyph = match node.status {
+        Status::Crashed => "✕",
+        Status::Paused => "❚❚",
+        Status::Up => "",
+    };
+    cx.set_text_align("center");
+    if !glyph.is_empty() {
+        cx.set_fill_style_str(&stroke);
+        cx.set_font(&format!("bold {}px system-ui, sans-serif", (p.r * 0.9) as i32));
+        let _ = cx.fill_text(glyph, p.x, p.y + p.r * 0.3);
+    }
+    // Label, then badges.
+    cx.set_fill_style_str(&theme.fg);
+    cx.set_font("12px system-ui, sans-serif");
+    let mut y = p.y + p.r + 14.0;
+    let _ = cx.fill_text(&node.view.label, p.x, y);
+    cx.set_font("11px system-ui, sans-serif");
+    for b in node.view.badges.iter().take(2) {
+        y += 13.0;
+        cx.set_fill_style_str(theme.tone(b.tone));
+        let _ = cx.fill_text(&b.text, p.x, y);
+    }
+    // Gauges: small bars to the right.
+    let gx = p.x + p.r * 1.3 + 6.0;
+    for (k, g) in node.view.gauges.iter().take(3).enumerate() {
+        let gy = p.y - p.r * 0.8 + k as f64 * 9.0;
+        let frac = if g.max > 0 { (g.value as f64 / g.max as f64).clamp(0.0, 1.0) } else { 0.0 };
+        cx.set_fill_style_str(&theme.line);
+        cx.fill_rect(gx, gy, 34.0, 6.0);
+        cx.set_fill_style_str(if g.max > 0 && g.value > g.max { &theme.bad } else { &theme.accent });
+        cx.fill_rect(gx, gy, 34.0 * frac, 6.0);
+    }
+    cx.set_text_align("start");
+}

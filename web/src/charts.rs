@@ -1,0 +1,61 @@
+//! Line charts of the headline metrics, as inline SVG, from the run's sampled series.
+
+use faultline_core::{format_value, Run};
+use leptos::prelude::*;
+
+const W: f64 = 280.0;
+const H: f64 = 64.0;
+
+/// The SVG path of `values` over `times` (µs), scaled into the chart box.
+pub fn path(times: &[u64], values: &[f64], until: u64, max: f64) -> String {
+    let mut d = String::with_capacity(values.len() * 14);
+    for (i, (t, v)) in times.iter().zip(values).enumerate() {
+        let x = *t as f64 / until.max(1) as f64 * W;
+        let y = H - (v / max.max(1e-9)).clamp(0.0, 1.0) * (H - 4.0) - 2.0;
+        d.push_str(&format!("{}{x:.1},{y:.1}", if i == 0 { "M" } else { "L" }));
+    }
+    d
+}
+
+/// One small chart per headline metric.
+pub fn charts(run: &dyn Run, until: u64) -> impl IntoView {
+    let spec = run.spec();
+    let sampler = run.sampler();
+    let times: Vec<u64> = sampler.times.iter().map(|t| t.micros()).collect();
+    let now = run.now().micros();
+    spec.metrics
+        .iter()
+        .zip(&sampler.series)
+        .map(|(m, series)| {
+            let max = series.iter().cloned().fold(0.0, f64::max);
+            let total = m.measure.total(run.metrics(), now);
+            let d = path(&times, series, until, max);
+            let cursor = now as f64 / until.max(1) as f64 * W;
+            view! {
+                <figure class="chart">
+                    <figcaption>
+                        <span class="chart-label">{m.label}</span>
+                        <span class="chart-value">{format_value(total, m.unit)}</span>
+                    </figcaption>
+                    <svg viewBox=format!("0 0 {W} {H}") preserveAspectRatio="none" role="img" aria-label=m.label>
+                        <line class="cursor" x1=cursor x2=cursor y1="0" y2=H />
+                        <path d=d />
+                    </svg>
+                    <div class="chart-scale">"max " {format_value(max, m.unit)}</div>
+                </figure>
+            }
+        })
+        .collect::<Vec<_>>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_scale_into_the_box() {
+        let d = path(&[0, 500, 1000], &[0.0, 5.0, 10.0], 1000, 10.0);
+        assert_eq!(d, "M0.0,62.0L140.0,32.0L280.0,2.0");
+        assert_eq!(path(&[], &[], 1000, 0.0), "");
+    }
+}
