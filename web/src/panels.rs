@@ -9,9 +9,10 @@ use faultline_core::{
 use leptos::prelude::*;
 
 /// A parameter's value at `now`: the recipe's, then the last change at or before `now`.
+/// A change just made lands one microsecond after `now`; it counts as current.
 pub fn current_param(recipe: &Recipe, p: &ParamSpec, now: Time) -> i64 {
     let mut v = recipe.params.get(p.id).copied().unwrap_or(p.default);
-    for a in recipe.actions.iter().take_while(|a| a.at <= now) {
+    for a in recipe.actions.iter().take_while(|a| a.at <= now.plus(1)) {
         if let ActionKind::SetParam { id, value } = &a.kind {
             if id == p.id {
                 v = *value;
@@ -24,7 +25,7 @@ pub fn current_param(recipe: &Recipe, p: &ParamSpec, now: Time) -> i64 {
 /// The strategy in force at `now`.
 pub fn current_strategy(recipe: &Recipe, now: Time) -> String {
     let mut s = recipe.strategy.clone();
-    for a in recipe.actions.iter().take_while(|a| a.at <= now) {
+    for a in recipe.actions.iter().take_while(|a| a.at <= now.plus(1)) {
         if let ActionKind::SetStrategy { id } = &a.kind {
             s = id.clone();
         }

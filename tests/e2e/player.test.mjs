@@ -1,0 +1,152 @@
+// The player as a newcomer uses it: play, move a slider, break a node, watch a check fail,
+// switch to the fixed strategy, share the link and see the same run again.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { serve, browser, page, shot, scenarios, root } from './harness.mjs';
+
+let site, b;
+before(async () => { site = await serve(); b = await browser(); });
+after(async () => { await b?.close(); await site?.close(); });
+
+const clock = async (p) => parseFloat(await p.textContent('.clock'));
+const pause = async (p) => {
+  if ((await p.textContent('.play')).includes('Pause')) await p.click('.play');
+};
+const toEnd = async (p) => {
+  await p.click('.to-end');
+  await p.waitForFunction(() => {
+    const [now, end] = document.querySelector('.clock').textContent.split('/').map(parseFloat);
+    return now >= end;
+  });
+};
+const fingerprint = (p) => p.textContent('.fingerprint');
+
+/** The native runner's fingerprint for the same recipe, run to the scenario's default end. */
+function nativeFingerprint(url) {
+  const query = url.split('?').slice(1).join('?');
+  const id = url.match(/#\/s\/([^?]+)/)[1];
+  const out = execFileSync(join(root, 'target/release/faultline'), ['run', `?s=${id}&${query}`, '--json']);
+  return JSON.parse(out).fingerprint;
+}
+
+test('every scenario page plays and its canvas changes', async () => {
+  for (const s of scenarios()) {
+    const p = await page(b);
+    await p.goto(`${site.url}#/s/${s.info.id}`);
+    await p.waitForSelector('canvas.sim');
+    await p.waitForTimeout(300);
+    const first = await p.locator('canvas.sim').screenshot();
+    const t0 = await clock(p);
+    await p.waitForTimeout(900);
+    const second = await p.locator('canvas.sim').screenshot();
+    assert.ok(await clock(p) > t0, `${s.info.id}: the clock does not move`);
+    assert.ok(!first.equals(second), `${s.info.id}: the canvas does not change`);
+    assert.equal(await p.locator('.checks li').count(), s.checks.length);
+    assert.equal(await p.locator('.chart').count(), s.metrics.length);
+    assert.equal(await p.locator('.param input[type=range]').count(), s.params.length);
+    await shot(p, `player-${s.info.id}`);
+    assert.deepEqual(p.errors, [], s.info.id);
+    await p.close();
+  }
+});
+
+test('a slider changes the URL, and the URL replays the same run (here and natively)', async () => {
+  const p = await page(b);
+  await p.goto(`${site.url}#/s/backpressure?seed=3`);
+  await p.waitForSelector('.param input[type=range]');
+  await p.waitForFunction(() => parseFloat(document.querySelector('.clock').textContent) > 1);
+  await pause(p);
+  const before = p.url();
+  // Workers: from 4 to 5, recorded at the current instant.
+  const slider = p.locator('.param input[type=range]').nth(2);
+  await slider.evaluate((el) => { el.value = '5'; el.dispatchEvent(new Event('change', { bubbles: true })); });
+  await p.waitForFunction((u) => location.href !== u, before);
+  assert.match(p.url(), /[?&]a=/, 'the change is in the recipe');
+  assert.match(await p.textContent('.param:nth-of-type(3) .param-value'), /^5/);
+  await toEnd(p);
+  const fp = await fingerprint(p);
+  const url = p.url();
+
+  const again = await page(b);
+  await again.goto(url);
+  await again.waitForSelector('.to-end');
+  await pause(again);
+  await toEnd(again);
+  assert.equal(await fingerprint(again), fp, 'same link, same run');
+  assert.equal(nativeFingerprint(url), fp, 'the native runner agrees');
+  await shot(again, 'replayed-link');
+  assert.deepEqual([...p.errors, ...again.errors], []);
+});
+
+test('a fault injected from the UI flips the check it should, and the fix holds', async () => {
+  const p = await page(b);
+  // No scheduled outage: everything holds until we break it ourselves.
+  await p.goto(`${site.url}#/s/circuit-breaker?strategy=none&outage_len=0&slow_len=0`);
+  await p.waitForSelector('.fault-row button');
+  await p.waitForFunction(() => parseFloat(document.querySelector('.clock').textContent) > 0.5);
+  await pause(p);
+  await p.click('.fault-row button:has-text("Downstream outage")');
+  await p.waitForFunction(() => location.href.includes('a='));
+  await toEnd(p);
+  await p.waitForSelector('.checks li.bad');
+  assert.match(await p.textContent('.checks li.bad'), /Sick downstream spared/);
+  await shot(p, 'fault-flips-check');
+  // Clicking the violation jumps the timeline there.
+  await p.click('.checks li.bad button');
+  const at = await clock(p);
+  assert.ok(at > 0.5 && at < 30, `jumped to ${at}`);
+  assert.ok(await p.locator('.log li.highlight').count() >= 0);
+
+  // Same outage with the breaker: the check holds.
+  const fixed = p.url().replace('strategy=none', 'strategy=breaker');
+  const q = await page(b);
+  await q.goto(fixed);
+  await q.waitForSelector('.to-end');
+  await pause(q);
+  await toEnd(q);
+  assert.equal(await q.locator('.checks li.bad').count(), 0);
+  assert.deepEqual([...p.errors, ...q.errors], []);
+});
+
+test('clicking a node offers faults; crashing the server loses jobs', async () => {
+  const p = await page(b);
+  await p.goto(`${site.url}#/s/backpressure?strategy=shed&burst_len=0`);
+  await p.waitForSelector('canvas.sim');
+  await p.waitForFunction(() => parseFloat(document.querySelector('.clock').textContent) > 1);
+  await pause(p);
+  // Two tiers: producers on the left, the server in the middle of the right column.
+  const box = await p.locator('canvas.sim').boundingBox();
+  await p.mouse.click(box.x + box.width * 0.75, box.y + 40 + (box.height - 70) / 2);
+  await p.waitForSelector('.popover');
+  assert.match(await p.textContent('.popover'), /server/);
+  await shot(p, 'node-popover');
+  await p.click('.popover button.danger');
+  await p.waitForFunction(() => location.href.includes('a='));
+  await p.click('.play');
+  await p.waitForFunction(() => document.querySelector('.checks li.bad'), null, { timeout: 10000 });
+  assert.match(await p.textContent('.checks li.bad'), /Nothing dropped silently/);
+  assert.deepEqual(p.errors, []);
+});
+
+test('keyboard: space plays and pauses, arrows step, digits set the speed', async () => {
+  const p = await page(b);
+  await p.goto(`${site.url}#/s/leader-election`);
+  await p.waitForSelector('.play');
+  await pause(p);
+  const t0 = await clock(p);
+  await p.keyboard.press('ArrowRight');
+  await p.keyboard.press('ArrowRight');
+  const t1 = await clock(p);
+  assert.ok(t1 >= t0);
+  const events = async () => parseInt((await p.textContent('.stats')).match(/(\d+) events/)[1], 10);
+  const e1 = await events();
+  await p.keyboard.press('ArrowLeft');
+  assert.equal(await events(), e1 - 1, 'one event back');
+  await p.keyboard.press('9');
+  assert.equal(await p.$eval('.speed select', (s) => s.options[s.selectedIndex].text), 'max');
+  await p.keyboard.press(' ');
+  await p.waitForFunction(() => document.querySelector('.play').textContent.includes('Play'), null, { timeout: 10000 });
+  assert.deepEqual(p.errors, []);
+});
