@@ -1,0 +1,116 @@
+//! The web crate's logic in a real browser (headless Chromium via wasm-bindgen-test):
+//! recipes from URLs, the player's rewinding and replay, layout and drawing on a canvas.
+
+use faultline_core::{ActionKind, Fault, Time, MICROS_PER_S};
+use faultline_scenarios::ALL;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_test::*;
+use web::canvas::{self, Theme};
+use web::player::Player;
+use web::route::Route;
+use web::scenario::{href, load};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+#[wasm_bindgen_test]
+fn routes_and_recipes_load_for_every_scenario() {
+    for spec in ALL {
+        let (s, recipe, problems) = load(spec.id(), "seed=5").expect("loads");
+        assert_eq!(s.id(), spec.id());
+        assert!(problems.is_empty());
+        assert_eq!(recipe.seed, 5);
+        let h = href(spec, &recipe);
+        match Route::parse(&h) {
+            Route::Scenario { id, query } => {
+                assert_eq!(id, spec.id());
+                assert_eq!(load(&id, &query).unwrap().1, recipe, "{h}");
+            }
+            other => panic!("{h} parsed as {other:?}"),
+        }
+    }
+    assert!(load("nope", "").is_err());
+    let (_, _, problems) = load(ALL[0].id(), "seed=x&bogus=1").unwrap();
+    assert_eq!(problems.len(), 2);
+}
+
+#[wasm_bindgen_test]
+fn rewinding_and_stepping_back_reproduce_the_run() {
+    for spec in ALL {
+        let (mut p, _) = Player::new(spec, &spec.default_recipe(9));
+        p.advance(Time::from_secs(3), || true);
+        let at_3s = p.run.trace().hash();
+        let events = p.run.events();
+        p.advance(Time::from_secs(5), || true);
+        p.seek(Time::from_secs(3));
+        assert_eq!(p.run.trace().hash(), at_3s, "{}: seek back", spec.id());
+        p.step();
+        p.step_back();
+        assert_eq!(p.run.events(), events, "{}: step back", spec.id());
+        assert_eq!(p.run.trace().hash(), at_3s, "{}: step back hash", spec.id());
+    }
+}
+
+#[wasm_bindgen_test]
+fn live_actions_replay_from_the_link() {
+    for spec in ALL {
+        let (mut live, _) = Player::new(spec, &spec.default_recipe(4));
+        live.advance(Time::from_ms(1_500), || true);
+        live.inject(ActionKind::Fault(Fault::Crash { node: 0 })).expect("valid");
+        live.advance(Time::from_secs(4), || true);
+        live.seek(Time::from_secs(1)); // rewinding keeps the action
+        live.advance(Time::from_secs(4), || true);
+        let link = href(spec, live.recipe());
+        let Route::Scenario { id, query } = Route::parse(&link) else { panic!("{link}") };
+        let (s, recipe, _) = load(&id, &query).unwrap();
+        let (mut replay, _) = Player::new(s, &recipe);
+        replay.advance(Time::from_secs(4), || true);
+        assert_eq!(live.run.trace().hash(), replay.run.trace().hash(), "{}: {link}", spec.id());
+    }
+}
+
+fn test_canvas() -> web_sys::HtmlCanvasElement {
+    let doc = web_sys::window().unwrap().document().unwrap();
+    let c: web_sys::HtmlCanvasElement = doc.create_element("canvas").unwrap().dyn_into().unwrap();
+    c.set_attribute("style", "width: 800px; height: 500px; display: block").unwrap();
+    doc.body().unwrap().append_child(&c).unwrap();
+    c
+}
+
+#[wasm_bindgen_test]
+fn every_scenario_draws_and_its_nodes_can_be_clicked() {
+    let c = test_canvas();
+    let theme = Theme::read();
+    for spec in ALL {
+        let (mut p, _) = Player::new(spec, &spec.default_recipe(1));
+        p.advance(Time(2 * MICROS_PER_S), || true);
+        let frame = p.run.frame(500);
+        let placed = canvas::draw(&c, &frame, spec.layout, Some(0), &theme, 300_000.0);
+        assert_eq!(placed.len(), frame.nodes.len());
+        for (i, pl) in placed.iter().enumerate() {
+            assert!(
+                pl.x > 0.0 && pl.x < 800.0 && pl.y > 0.0 && pl.y < 500.0,
+                "{}: node {i} off canvas: {pl:?}",
+                spec.id()
+            );
+        }
+        let first = &placed[0];
+        assert_eq!(canvas::hit(&placed, first.x, first.y), Some(0), "{}", spec.id());
+        let ctx = canvas::context(&c).unwrap();
+        let img = ctx.get_image_data(0.0, 0.0, c.width() as f64, c.height() as f64).unwrap().data();
+        assert!(img.iter().any(|&b| b != 0), "{}: nothing drawn", spec.id());
+    }
+    assert_eq!(canvas::hit(&[], 10.0, 10.0), None);
+}
+
+#[wasm_bindgen_test]
+fn the_page_reports_current_parameters_and_strategy() {
+    let spec = ALL[0];
+    let p = &spec.params[0];
+    let r = spec
+        .default_recipe(1)
+        .with_action(Time(10), ActionKind::SetParam { id: p.id.into(), value: p.max })
+        .with_action(Time(20), ActionKind::SetStrategy { id: spec.strategies[1].id.into() });
+    assert_eq!(web::panels::current_param(&r, p, Time(5)), p.default);
+    assert_eq!(web::panels::current_param(&r, p, Time(9)), p.max, "a change made now counts at once");
+    assert_eq!(web::panels::current_strategy(&r, Time(25)), spec.strategies[1].id);
+}
