@@ -274,6 +274,25 @@ pub struct Sim<N: Node> {
     drops: VecDeque<Drop>,
     /// The latest deliveries, so a renderer can show traffic that is faster than a frame.
     recent: VecDeque<MsgFrame>,
+    /// Reused between handler calls so recording effects allocates nothing.
+    scratch: Vec<Effect<N>>,
+}
+
+impl<N: Node> Clone for Effect<N> {
+    fn clone(&self) -> Self {
+        match self {
+            Effect::Send(to, m) => Effect::Send(*to, m.clone()),
+            Effect::Timer(id, after, t) => Effect::Timer(*id, *after, t.clone()),
+            Effect::Cancel(id) => Effect::Cancel(*id),
+            Effect::Count(n, d) => Effect::Count(n, *d),
+            Effect::Gauge(n, v) => Effect::Gauge(n, *v),
+            Effect::Observe(n, v) => Effect::Observe(n, *v),
+            Effect::Note(t) => Effect::Note(t.clone()),
+            Effect::Crash(r) => Effect::Crash(*r),
+            Effect::Inflict(f) => Effect::Inflict(f.clone()),
+            Effect::Tally(n, k, d) => Effect::Tally(n, *k, *d),
+        }
+    }
 }
 
 impl<N: Node> Sim<N> {
@@ -306,6 +325,7 @@ impl<N: Node> Sim<N> {
             statuses: spec.checks.iter().map(|c| CheckStatus { id: c.id, label: c.label, violation: None }).collect(),
             drops: VecDeque::new(),
             recent: VecDeque::new(),
+            scratch: Vec::new(),
         };
         for a in setup.recipe.actions.clone() {
             sim.schedule_control(a.at, a.kind);
@@ -357,7 +377,7 @@ impl<N: Node> Sim<N> {
     fn invoke(&mut self, node: NodeId, f: impl FnOnce(&mut N, &mut Ctx<N>)) {
         let rt = &self.rt[node as usize];
         let disk_factor = if self.now < rt.disk_until { rt.disk_factor } else { 1 };
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.scratch);
         let mut ctx = Ctx {
             me: node,
             local_now: rt.local(self.now),
@@ -372,13 +392,14 @@ impl<N: Node> Sim<N> {
         f(&mut self.nodes[node as usize], &mut ctx);
         let mut crash = None;
         let mut inflicted = Vec::new();
-        for e in out {
+        for e in out.drain(..) {
             match e {
                 Effect::Crash(restart) => crash = Some(restart),
                 Effect::Inflict(f) => inflicted.push(f),
                 e => self.apply(node, e),
             }
         }
+        self.scratch = out;
         for f in inflicted {
             self.trace.push(self.now, TraceKind::Fault { text: format!("{f} (by node {node})") }, String::new);
             self.fault(f);

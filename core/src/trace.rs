@@ -74,25 +74,35 @@ pub struct TraceEvent {
     pub detail: Option<String>,
 }
 
-/// FNV-1a, 64-bit: tiny, stable across platforms and versions.
+/// A running 64-bit hash that takes whole words: multiply-xorshift mixing per word
+/// (integer only, so native and WASM agree). Byte strings are read 8 bytes at a time,
+/// little-endian, with their length folded in.
 #[derive(Clone, Copy, Debug)]
-pub struct Fnv(u64);
+pub struct RunHash(u64);
 
-impl Default for Fnv {
+impl Default for RunHash {
     fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
+        RunHash(0xcbf2_9ce4_8422_2325)
     }
 }
 
-impl Fnv {
-    pub fn bytes(&mut self, b: &[u8]) {
-        for &x in b {
-            self.0 ^= x as u64;
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
+impl RunHash {
     pub fn u64(&mut self, v: u64) {
-        self.bytes(&v.to_le_bytes());
+        let x = (self.0 ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = x ^ (x >> 29);
+    }
+    pub fn bytes(&mut self, b: &[u8]) {
+        self.u64(b.len() as u64);
+        let mut chunks = b.chunks_exact(8);
+        for c in &mut chunks {
+            self.u64(u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.u64(u64::from_le_bytes(w));
+        }
     }
     pub fn finish(self) -> u64 {
         self.0
@@ -105,7 +115,7 @@ pub struct Trace {
     entries: VecDeque<TraceEvent>,
     cap: usize,
     total: u64,
-    hash: Fnv,
+    hash: RunHash,
     /// Keep entries (the hash is always kept).
     pub keep: bool,
     /// Keep each message's full `Debug` text (costly; for the event log).
@@ -114,7 +124,7 @@ pub struct Trace {
 
 impl Trace {
     pub fn new(cap: usize) -> Trace {
-        Trace { entries: VecDeque::new(), cap, total: 0, hash: Fnv::default(), keep: true, details: true }
+        Trace { entries: VecDeque::new(), cap, total: 0, hash: RunHash::default(), keep: true, details: true }
     }
 
     /// Records an entry. The hash covers the entry's structure, never its `detail`,

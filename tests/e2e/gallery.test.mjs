@@ -52,3 +52,14 @@ test('bad input gets a clear message, never a blank page', async () => {
   await p.waitForSelector('.notfound');
   assert.deepEqual(p.errors, []);
 });
+
+test('a crash inside the app shows an error panel with the recipe and a way out', async () => {
+  const p = await page(b);
+  await p.goto(`${site.url}#/debug/panic`);
+  await p.waitForSelector('main.panic');
+  assert.match(await p.textContent('main.panic'), /Something broke/);
+  assert.match(await p.inputValue('.panic-url'), /#\/debug\/panic/);
+  assert.ok(await p.locator('main.panic button:has-text("Reload")').count());
+  assert.ok(await p.locator('main.panic a[href="#/"]').count());
+  await shot(p, 'panic-panel');
+});

@@ -150,3 +150,30 @@ test('keyboard: space plays and pauses, arrows step, digits set the speed', asyn
   await p.waitForFunction(() => document.querySelector('.play').textContent.includes('Play'), null, { timeout: 10000 });
   assert.deepEqual(p.errors, []);
 });
+
+test('native == browser: every scenario, default and random recipes, same fingerprint', async () => {
+  let seed = 12345;
+  const rand = (n) => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n; };
+  const p = await page(b);
+  for (const s of scenarios()) {
+    const recipes = [`seed=1`];
+    for (let k = 0; k < 2; k++) {
+      const param = s.params[rand(s.params.length)];
+      const steps = Math.floor((param.max - param.min) / param.step);
+      // Stay near the default so runs stay short: within ±3 steps.
+      const v = Math.min(param.max, Math.max(param.min, param.default + (rand(7) - 3) * param.step));
+      const strategy = s.strategies[rand(s.strategies.length)].id;
+      recipes.push(`strategy=${strategy}&seed=${rand(1000000)}&${param.id}=${steps >= 0 ? v : param.default}`);
+    }
+    for (const q of recipes) {
+      await p.goto('about:blank');
+      await p.goto(`${site.url}#/s/${s.info.id}?${q}`);
+      await p.waitForSelector('.to-end');
+      await pause(p);
+      await toEnd(p);
+      const url = p.url();
+      assert.equal(await fingerprint(p), nativeFingerprint(url), `${s.info.id}?${q}`);
+    }
+  }
+  assert.deepEqual(p.errors, []);
+});

@@ -52,6 +52,7 @@ fn App() -> impl IntoView {
         </header>
         {move || match route.get() {
             Route::Gallery => gallery::Gallery().into_any(),
+            Route::Panic => panic!("the deliberate panic of #/debug/panic"),
             Route::Scenario { id, query } => scenario::ScenarioPage(scenario::ScenarioPageProps { id, query }).into_any(),
             Route::NotFound(path) => view! {
                 <main class="notfound">

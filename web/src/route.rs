@@ -4,7 +4,12 @@
 #[derive(Clone, Debug, PartialEq)]
 pub enum Route {
     Gallery,
-    Scenario { id: String, query: String },
+    /// A deliberate panic, so the tests can see the error panel (`#/debug/panic`).
+    Panic,
+    Scenario {
+        id: String,
+        query: String,
+    },
     NotFound(String),
 }
 
@@ -19,6 +24,7 @@ impl Route {
         let (path, query) = path.split_once('?').unwrap_or((path, ""));
         match path.trim_end_matches('/') {
             "" => Route::Gallery,
+            "/debug/panic" => Route::Panic,
             p => match p.strip_prefix("/s/") {
                 Some(id) if !id.is_empty() && !id.contains('/') => {
                     Route::Scenario { id: id.to_string(), query: query.to_string() }

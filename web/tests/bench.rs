@@ -1,0 +1,36 @@
+//! The engine benchmarks compiled to WASM and run in headless Chromium. They run only when
+//! built with FAULTLINE_BENCH=1 (scripts/bench does that, in release mode); otherwise this
+//! test returns at once so the ordinary test command stays quick.
+
+#[path = "../../core/benches/models.rs"]
+mod models;
+
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn now_ms() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
+}
+
+fn rate(f: fn(u64) -> u64, events: u64) -> f64 {
+    f(events / 20);
+    let mut best: f64 = 0.0;
+    for _ in 0..3 {
+        let t = now_ms();
+        let n = f(events);
+        best = best.max(n as f64 / ((now_ms() - t) / 1000.0).max(1e-9));
+    }
+    best
+}
+
+#[wasm_bindgen_test]
+fn engine_throughput_in_the_browser() {
+    if option_env!("FAULTLINE_BENCH").is_none() {
+        return;
+    }
+    for (name, engine, bare) in models::cases() {
+        let (e, b) = (rate(engine, 1_000_000), rate(bare, 1_000_000));
+        web_sys::console::log_1(&format!("WASMBENCH|{name}|{e:.0}|{b:.0}").into());
+    }
+}
