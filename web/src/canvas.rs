@@ -257,6 +257,10 @@ fn draw_afterglow(cx: &CanvasRenderingContext2d, frame: &Frame, placed: &[Placed
 
 fn draw_messages(cx: &CanvasRenderingContext2d, frame: &Frame, placed: &[Placed], theme: &Theme) {
     let now = frame.now.micros() as f64;
+    // Batched by kind: one fill style per kind and small squares rather than paths, so
+    // thousands of messages cost little more than the pixels they cover.
+    let mut buckets: Vec<(&'static str, Vec<(f64, f64)>)> = Vec::new();
+    let mut lost: Vec<(f64, f64, f64)> = Vec::new();
     for m in &frame.messages {
         let (Some(a), Some(b)) = (placed.get(m.from as usize), placed.get(m.to as usize)) else { continue };
         let span = (m.deliver.micros() as f64 - m.sent.micros() as f64).max(1.0);
@@ -272,28 +276,37 @@ fn draw_messages(cx: &CanvasRenderingContext2d, frame: &Frame, placed: &[Placed]
             alpha = (1.0 - (p - 0.5) * 2.0).clamp(0.0, 1.0);
             p = 0.5;
         }
-        if alpha <= 0.0 {
+        let (x, y) = (a.x + (b.x - a.x) * p, a.y + (b.y - a.y) * p);
+        if m.lost {
+            if alpha > 0.0 {
+                lost.push((x, y, alpha));
+            }
             continue;
         }
-        let (x, y) = (a.x + (b.x - a.x) * p, a.y + (b.y - a.y) * p);
-        cx.set_global_alpha(alpha);
-        if m.lost {
-            cx.set_stroke_style_str(&theme.bad);
-            cx.set_line_width(2.0);
-            cx.begin_path();
-            cx.move_to(x - 4.0, y - 4.0);
-            cx.line_to(x + 4.0, y + 4.0);
-            cx.move_to(x + 4.0, y - 4.0);
-            cx.line_to(x - 4.0, y + 4.0);
-            cx.stroke();
-            cx.set_line_width(1.0);
-        } else {
-            cx.set_fill_style_str(&format!("hsl({}, 70%, {}%)", hue(m.kind), if theme.dark { 65 } else { 45 }));
-            cx.begin_path();
-            let _ = cx.arc(x, y, 3.5, 0.0, 2.0 * PI);
-            cx.fill();
+        match buckets.iter_mut().find(|(k, _)| *k == m.kind) {
+            Some((_, v)) => v.push((x, y)),
+            None => buckets.push((m.kind, vec![(x, y)])),
         }
     }
+    let light = if theme.dark { 65 } else { 45 };
+    for (kind, points) in &buckets {
+        cx.set_fill_style_str(&format!("hsl({}, 70%, {light}%)", hue(kind)));
+        for (x, y) in points {
+            cx.fill_rect(x - 3.0, y - 3.0, 6.0, 6.0);
+        }
+    }
+    cx.set_stroke_style_str(&theme.bad);
+    cx.set_line_width(2.0);
+    for (x, y, alpha) in lost {
+        cx.set_global_alpha(alpha);
+        cx.begin_path();
+        cx.move_to(x - 4.0, y - 4.0);
+        cx.line_to(x + 4.0, y + 4.0);
+        cx.move_to(x + 4.0, y - 4.0);
+        cx.line_to(x - 4.0, y + 4.0);
+        cx.stroke();
+    }
+    cx.set_line_width(1.0);
     cx.set_global_alpha(1.0);
 }
 

@@ -1,6 +1,7 @@
 //! Faultline's browser app: the gallery of scenarios and the scenario page, client-side
 //! rendered with Leptos. Generic: it draws whatever a scenario's spec and frames describe.
 
+pub mod bench;
 pub mod canvas;
 pub mod charts;
 pub mod gallery;
@@ -53,6 +54,7 @@ fn App() -> impl IntoView {
         {move || match route.get() {
             Route::Gallery => gallery::Gallery().into_any(),
             Route::Panic => panic!("the deliberate panic of #/debug/panic"),
+            Route::FramesBench(n) => bench::FramesBench(bench::FramesBenchProps { n }).into_any(),
             Route::Scenario { id, query } => scenario::ScenarioPage(scenario::ScenarioPageProps { id, query }).into_any(),
             Route::NotFound(path) => view! {
                 <main class="notfound">

@@ -6,6 +6,8 @@ pub enum Route {
     Gallery,
     /// A deliberate panic, so the tests can see the error panel (`#/debug/panic`).
     Panic,
+    /// The renderer's frame-time benchmark (`#/bench/frames?n=5000`).
+    FramesBench(usize),
     Scenario {
         id: String,
         query: String,
@@ -25,6 +27,10 @@ impl Route {
         match path.trim_end_matches('/') {
             "" => Route::Gallery,
             "/debug/panic" => Route::Panic,
+            "/bench/frames" => {
+                let n = query.split('&').find_map(|kv| kv.strip_prefix("n=")).and_then(|v| v.parse().ok());
+                Route::FramesBench(n.unwrap_or(5000).min(100_000))
+            }
             p => match p.strip_prefix("/s/") {
                 Some(id) if !id.is_empty() && !id.contains('/') => {
                     Route::Scenario { id: id.to_string(), query: query.to_string() }

@@ -52,6 +52,17 @@ pub struct Page {
     alive: StoredValue<bool>,
 }
 
+/// Publishes when the first frame was drawn (`window.__faultline_first_frame`, ms since
+/// navigation start), for the load-time benchmark.
+fn mark_first_frame() {
+    let Some(w) = web_sys::window() else { return };
+    let key = wasm_bindgen::JsValue::from_str("__faultline_first_frame");
+    if js_sys::Reflect::has(&w, &key).unwrap_or(true) {
+        return;
+    }
+    let _ = js_sys::Reflect::set(&w, &key, &wall_ms().into());
+}
+
 fn wall_ms() -> f64 {
     web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
 }
@@ -136,6 +147,7 @@ impl Page {
             self.theme.with_value(|t| canvas::draw(&el, &frame, p.spec.layout, selected, t, afterglow))
         });
         self.placed.set_value(placed);
+        mark_first_frame();
     }
 
     /// One animation frame: advance the run within a time budget, draw, refresh panels now and then.

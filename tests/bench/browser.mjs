@@ -1,0 +1,31 @@
+// Browser benchmarks on the release build in headless Chromium: frame times of the renderer
+// with 1k/5k/20k messages in flight, and time to first paint / first animated frame.
+// Run by scripts/bench (after `trunk build --release`); prints BROWSERBENCH lines.
+import { serve, browser, page } from '../e2e/harness.mjs';
+
+const site = await serve();
+const b = await browser();
+for (const n of [1000, 5000, 20000]) {
+  const p = await page(b);
+  await p.goto(`${site.url}#/bench/frames?n=${n}`);
+  await p.waitForFunction(() => window.__faultline_frames, null, { timeout: 30000 });
+  const r = JSON.parse(await p.evaluate(() => window.__faultline_frames));
+  console.log(`BROWSERBENCH|frames ${n}|p50 ${r.p50} ms|p95 ${r.p95} ms|p99 ${r.p99} ms|${r.frames} frames`);
+  await p.close();
+}
+const paints = [];
+for (let i = 0; i < 5; i++) {
+  const ctx = await b.newContext({ viewport: { width: 1280, height: 860 } });
+  const p = await ctx.newPage();
+  await p.goto(`${site.url}#/s/backpressure`);
+  await p.waitForFunction(() => window.__faultline_first_frame, null, { timeout: 30000 });
+  const fcp = await p.evaluate(() => performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? NaN);
+  const first = await p.evaluate(() => window.__faultline_first_frame);
+  paints.push([fcp, first]);
+  await ctx.close();
+}
+paints.sort((a, c) => a[1] - c[1]);
+const [fcp, first] = paints[2];
+console.log(`BROWSERBENCH|load|first paint ${fcp.toFixed(0)} ms|first animated frame ${first.toFixed(0)} ms|median of 5`);
+await b.close();
+await site.close();
