@@ -42,7 +42,16 @@ pub fn synthetic(n: usize) -> Frame {
             }
         })
         .collect();
-    Frame { now: Time(1_000_000), nodes, messages, in_flight: n, cuts: Vec::new(), checks: Vec::new(), lost_fade: 400_000, recent: Vec::new() }
+    Frame {
+        now: Time(1_000_000),
+        nodes,
+        messages,
+        in_flight: n,
+        cuts: Vec::new(),
+        checks: Vec::new(),
+        lost_fade: 400_000,
+        recent: Vec::new(),
+    }
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
