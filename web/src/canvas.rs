@@ -234,14 +234,16 @@ fn draw_ring(cx: &CanvasRenderingContext2d, frame: &Frame, placed: &[Placed], w:
     cx.set_line_width(1.0);
 }
 
+/// Links, as the traffic shows them: every pair that exchanged a recent message gets a faint
+/// line, and the latest deliveries light their line up for a moment.
 fn draw_afterglow(cx: &CanvasRenderingContext2d, frame: &Frame, placed: &[Placed], afterglow: f64) {
     let now = frame.now.micros() as f64;
     cx.set_line_width(1.5);
     for m in &frame.recent {
         let age = now - m.deliver.micros() as f64;
-        let alpha = 0.6 * (1.0 - age / afterglow.max(1.0));
+        let alpha = (0.6 * (1.0 - age / afterglow.max(1.0))).max(0.08);
         let (Some(a), Some(b)) = (placed.get(m.from as usize), placed.get(m.to as usize)) else { continue };
-        if alpha <= 0.0 || (a.dot && b.dot) {
+        if a.dot && b.dot {
             continue;
         }
         cx.set_global_alpha(alpha);
@@ -440,15 +442,19 @@ fn draw_node(
         cx.set_fill_style_str(theme.tone(b.tone));
         let _ = cx.fill_text(&b.text, p.x, y);
     }
-    // Gauges: small bars to the right.
+    // Gauges: small bars to the right, each with its value.
     let gx = p.x + p.r * 1.3 + 6.0;
+    cx.set_text_align("start");
+    cx.set_font("9px system-ui, sans-serif");
     for (k, g) in node.view.gauges.iter().take(3).enumerate() {
-        let gy = p.y - p.r * 0.8 + k as f64 * 9.0;
+        let gy = p.y - p.r * 0.8 + k as f64 * 11.0;
         let frac = if g.max > 0 { (g.value as f64 / g.max as f64).clamp(0.0, 1.0) } else { 0.0 };
         cx.set_fill_style_str(&theme.line);
         cx.fill_rect(gx, gy, 34.0, 6.0);
-        cx.set_fill_style_str(if g.max > 0 && g.value > g.max { &theme.bad } else { &theme.accent });
+        let over = g.max > 0 && g.value > g.max;
+        cx.set_fill_style_str(if over { &theme.bad } else { &theme.accent });
         cx.fill_rect(gx, gy, 34.0 * frac, 6.0);
+        cx.set_fill_style_str(if over { &theme.bad } else { &theme.muted });
+        let _ = cx.fill_text(&format!("{} {}", g.value, g.label), gx + 38.0, gy + 6.5);
     }
-    cx.set_text_align("start");
 }
