@@ -177,3 +177,23 @@ test('native == browser: every scenario, default and random recipes, same finger
   }
   assert.deepEqual(p.errors, []);
 });
+
+test('a long jump re-simulates frame by frame: the tab never freezes', async () => {
+  const p = await page(b);
+  // A heavy recipe: 5000 clients reading 20 times a second (~100k events per simulated second).
+  await p.goto(`${site.url}#/s/cache-stampede?clients=5000&client_rps=20`);
+  await p.waitForSelector('.to-end');
+  await pause(p);
+  await p.click('.to-end');
+  await p.waitForSelector('.seeking');
+  const t1 = await clock(p);
+  const started = Date.now();
+  await p.evaluate(() => new Promise((r) => requestAnimationFrame(() => r())));
+  assert.ok(Date.now() - started < 1000, 'animation frames keep coming while it catches up');
+  await p.waitForFunction((t) => parseFloat(document.querySelector('.clock').textContent) > t, t1);
+  // Changing course mid-way works: back to the start.
+  await p.click('button[title="Back to the start"]');
+  await p.waitForFunction(() => !document.querySelector('.seeking'));
+  assert.equal(await clock(p), 0);
+  assert.deepEqual(p.errors, []);
+});

@@ -58,15 +58,20 @@ impl Player {
         }
     }
 
-    /// Re-simulates to exactly `t` from the latest checkpoint at or before it.
-    pub fn seek(&mut self, t: Time) {
+    /// Rewinds to the latest checkpoint at or before `t` (cheap); `advance` then covers the rest.
+    pub fn rewind_towards(&mut self, t: Time) {
         let t = t.min(self.until);
         if t < self.run.now() {
             let i = self.checkpoints.iter().rposition(|c| c.now() <= t).unwrap_or(0);
             self.checkpoints.truncate(i + 1);
             self.run = self.checkpoints[i].snapshot();
         }
-        self.advance(t, || true);
+    }
+
+    /// Re-simulates to exactly `t` from the latest checkpoint at or before it, in one go.
+    pub fn seek(&mut self, t: Time) {
+        self.rewind_towards(t);
+        self.advance(t.min(self.until), || true);
     }
 
     /// One event forward.

@@ -44,6 +44,9 @@ pub struct Page {
     pub highlight: RwSignal<Option<u64>>,
     pub toast: RwSignal<Option<String>>,
     pub problems: RwSignal<Vec<String>>,
+    /// Where a seek is heading: the loop re-simulates towards it within each frame's
+    /// budget, so a long jump never freezes the tab.
+    pub seeking: RwSignal<Option<Time>>,
     placed: StoredValue<Vec<Placed>, LocalStorage>,
     theme: StoredValue<Theme, LocalStorage>,
     canvas: NodeRef<Canvas>,
@@ -98,13 +101,29 @@ impl Page {
         self.refresh();
     }
 
+    /// Jumps to `t`: rewinds to a checkpoint now, then catches up frame by frame.
     pub fn seek(&self, t: Time) {
-        self.player.update_value(|p| p.seek(t));
+        self.player.update_value(|p| p.rewind_towards(t));
+        self.seeking.set(Some(t));
+        self.catch_up(wall_ms() + 10.0);
         self.refresh();
+    }
+
+    /// Advances towards the seek target until `deadline` (wall ms); clears it when reached.
+    fn catch_up(&self, deadline: f64) {
+        let Some(target) = self.seeking.get_untracked() else { return };
+        let reached = self.player.try_update_value(|p| {
+            p.advance(target, || wall_ms() < deadline);
+            p.now() >= target.min(p.until)
+        });
+        if reached.unwrap_or(true) {
+            self.seeking.set(None);
+        }
     }
 
     pub fn step(&self, forward: bool) {
         self.playing.set(false);
+        self.seeking.set(None);
         self.player.update_value(|p| if forward { p.step() } else { p.step_back() });
         self.refresh();
     }
@@ -155,7 +174,13 @@ impl Page {
         let wall = wall_ms();
         let dt = (wall - self.last_wall.get_value()).clamp(0.0, 100.0);
         self.last_wall.set_value(wall);
-        if self.playing.get_untracked() {
+        if self.seeking.get_untracked().is_some() {
+            self.catch_up(wall + 10.0);
+            self.tick.update(|t| *t += 1);
+            if self.seeking.get_untracked().is_none() {
+                self.slow.update(|t| *t += 1);
+            }
+        } else if self.playing.get_untracked() {
             let speed = self.speed.get_untracked();
             let budget_end = wall + 10.0;
             self.player.update_value(|p| {
@@ -229,6 +254,7 @@ fn page(spec: &'static ScenarioSpec, recipe: Recipe, problems: Vec<RecipeError>)
         highlight: RwSignal::new(None),
         toast: RwSignal::new(None),
         problems: RwSignal::new(problems),
+        seeking: RwSignal::new(None),
         placed: StoredValue::new_local(Vec::new()),
         theme: StoredValue::new_local(Theme::read()),
         canvas: NodeRef::new(),
@@ -381,6 +407,9 @@ fn transport(page: Page) -> impl IntoView {
                     </select>
                 </label>
                 <span class="clock">{clock}</span>
+                {move || page.seeking.get().map(|t| view! {
+                    <span class="seeking" role="status">{format!("re-simulating to {t}…")}</span>
+                })}
                 <span class="stats">{move || format!("{} events · fingerprint ", stats().0)}
                     <code class="fingerprint" title="Same recipe, same time → same fingerprint">{move || stats().1}</code>
                 </span>
