@@ -188,6 +188,12 @@ pub fn draw(
     for (i, node) in frame.nodes.iter().enumerate() {
         draw_node(&cx, node, placed[i], selected == Some(i as NodeId), theme);
     }
+    // Labels and badges last, so a crowded column's shapes never cover them.
+    for (i, node) in frame.nodes.iter().enumerate() {
+        if !placed[i].dot {
+            draw_label(&cx, node, placed[i], theme);
+        }
+    }
     if frame.in_flight > frame.messages.len() {
         cx.set_fill_style_str(&theme.muted);
         cx.set_font("12px system-ui, sans-serif");
@@ -234,11 +240,16 @@ fn draw_ring(cx: &CanvasRenderingContext2d, frame: &Frame, placed: &[Placed], w:
     cx.set_line_width(1.0);
 }
 
+/// A line from (x0, y0) to (x1, y1).
+type Segment = (f64, f64, f64, f64);
+
 /// Links, as the traffic shows them: every pair that exchanged a recent message gets a faint
 /// line, and the latest deliveries light their line up for a moment.
 fn draw_afterglow(cx: &CanvasRenderingContext2d, frame: &Frame, placed: &[Placed], afterglow: f64) {
     let now = frame.now.micros() as f64;
     cx.set_line_width(1.5);
+    // One path per (kind, brightness step): a few strokes instead of one per delivery.
+    let mut batches: Vec<(&'static str, u8, Vec<Segment>)> = Vec::new();
     for m in &frame.recent {
         let age = now - m.deliver.micros() as f64;
         let alpha = (0.6 * (1.0 - age / afterglow.max(1.0))).max(0.08);
@@ -246,11 +257,21 @@ fn draw_afterglow(cx: &CanvasRenderingContext2d, frame: &Frame, placed: &[Placed
         if a.dot && b.dot {
             continue;
         }
-        cx.set_global_alpha(alpha);
-        cx.set_stroke_style_str(&format!("hsl({}, 70%, 50%)", hue(m.kind)));
+        let step = (alpha * 10.0).round() as u8;
+        let line = (a.x, a.y, b.x, b.y);
+        match batches.iter_mut().find(|(k, s, _)| *k == m.kind && *s == step) {
+            Some((_, _, lines)) => lines.push(line),
+            None => batches.push((m.kind, step, vec![line])),
+        }
+    }
+    for (kind, step, lines) in batches {
+        cx.set_global_alpha(step as f64 / 10.0);
+        cx.set_stroke_style_str(&format!("hsl({}, 70%, 50%)", hue(kind)));
         cx.begin_path();
-        cx.move_to(a.x, a.y);
-        cx.line_to(b.x, b.y);
+        for (x0, y0, x1, y1) in lines {
+            cx.move_to(x0, y0);
+            cx.line_to(x1, y1);
+        }
         cx.stroke();
     }
     cx.set_global_alpha(1.0);
@@ -359,6 +380,21 @@ fn shape(cx: &CanvasRenderingContext2d, kind: NodeKind, x: f64, y: f64, r: f64) 
     }
 }
 
+fn draw_label(cx: &CanvasRenderingContext2d, node: &faultline_core::NodeFrame, p: Placed, theme: &Theme) {
+    cx.set_text_align("center");
+    cx.set_fill_style_str(&theme.fg);
+    cx.set_font("12px system-ui, sans-serif");
+    let mut y = p.y + p.r + 14.0;
+    let _ = cx.fill_text(&node.view.label, p.x, y);
+    cx.set_font("11px system-ui, sans-serif");
+    for b in node.view.badges.iter().take(2) {
+        y += 13.0;
+        cx.set_fill_style_str(theme.tone(b.tone));
+        let _ = cx.fill_text(&b.text, p.x, y);
+    }
+    cx.set_text_align("start");
+}
+
 fn draw_node(
     cx: &CanvasRenderingContext2d,
     node: &faultline_core::NodeFrame,
@@ -385,13 +421,12 @@ fn draw_node(
         _ => theme.fg.clone(),
     };
     if p.dot {
+        // Crowds are drawn as squares: no path per node, so thousands stay cheap.
         cx.set_fill_style_str(if node.status == Status::Up { &theme.muted } else { &theme.bad });
-        cx.begin_path();
-        let _ = cx.arc(p.x, p.y, p.r, 0.0, 2.0 * PI);
-        cx.fill();
+        cx.fill_rect(p.x - p.r, p.y - p.r, 2.0 * p.r, 2.0 * p.r);
         if selected {
             cx.set_stroke_style_str(&theme.accent);
-            cx.stroke();
+            cx.stroke_rect(p.x - p.r - 2.0, p.y - p.r - 2.0, 2.0 * p.r + 4.0, 2.0 * p.r + 4.0);
         }
         return;
     }
@@ -430,17 +465,6 @@ fn draw_node(
         cx.set_fill_style_str(&stroke);
         cx.set_font(&format!("bold {}px system-ui, sans-serif", (p.r * 0.9) as i32));
         let _ = cx.fill_text(glyph, p.x, p.y + p.r * 0.3);
-    }
-    // Label, then badges.
-    cx.set_fill_style_str(&theme.fg);
-    cx.set_font("12px system-ui, sans-serif");
-    let mut y = p.y + p.r + 14.0;
-    let _ = cx.fill_text(&node.view.label, p.x, y);
-    cx.set_font("11px system-ui, sans-serif");
-    for b in node.view.badges.iter().take(2) {
-        y += 13.0;
-        cx.set_fill_style_str(theme.tone(b.tone));
-        let _ = cx.fill_text(&b.text, p.x, y);
     }
     // Gauges: small bars to the right, each with its value.
     let gx = p.x + p.r * 1.3 + 6.0;
