@@ -14,12 +14,14 @@ const clock = async (p) => parseFloat(await p.textContent('.clock'));
 const pause = async (p) => {
   if ((await p.textContent('.play')).includes('Pause')) await p.click('.play');
 };
+// Running to the end re-simulates frame by frame (the tab stays responsive), so heavy
+// recipes can take a while on a slow machine.
 const toEnd = async (p) => {
   await p.click('.to-end');
   await p.waitForFunction(() => {
     const [now, end] = document.querySelector('.clock').textContent.split('/').map(parseFloat);
-    return now >= end;
-  });
+    return now >= end && !document.querySelector('.seeking');
+  }, null, { timeout: 180000 });
 };
 const fingerprint = (p) => p.textContent('.fingerprint');
 

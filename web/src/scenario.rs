@@ -175,7 +175,9 @@ impl Page {
         let dt = (wall - self.last_wall.get_value()).clamp(0.0, 100.0);
         self.last_wall.set_value(wall);
         if self.seeking.get_untracked().is_some() {
-            self.catch_up(wall + 10.0);
+            // The user is waiting for the jump: spend more of the frame on it (the page
+            // still gets a frame every ~40 ms to stay responsive).
+            self.catch_up(wall + 25.0);
             self.tick.update(|t| *t += 1);
             if self.seeking.get_untracked().is_none() {
                 self.slow.update(|t| *t += 1);
