@@ -1,11 +1,13 @@
 // The gallery and the scenario page as a newcomer meets them.
-import { test, before, after } from 'node:test';
+import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { serve, browser, page, shot, scenarios } from './harness.mjs';
+import { closeAll } from './harness.mjs';
 
 let site, b;
 before(async () => { site = await serve(); b = await browser(); });
 after(async () => { await b?.close(); await site?.close(); });
+afterEach(closeAll);
 
 test('the gallery lists every registered scenario, and search filters it', async () => {
   const p = await page(b);

@@ -55,9 +55,17 @@ export async function browser() {
   });
 }
 
+const open = [];
+
+/** Closes every page a test opened: a page left playing would slow the next test down. */
+export async function closeAll() {
+  while (open.length) await open.pop().close().catch(() => {});
+}
+
 /** A page that collects console errors and uncaught exceptions into `page.errors`. */
 export async function page(b, opts = {}) {
   const ctx = await b.newContext({ viewport: { width: 1280, height: 860 }, ...opts });
+  open.push(ctx);
   const p = await ctx.newPage();
   p.errors = [];
   p.on('console', (m) => { if (m.type() === 'error') p.errors.push(m.text()); });

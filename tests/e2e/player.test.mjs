@@ -1,14 +1,16 @@
 // The player as a newcomer uses it: play, move a slider, break a node, watch a check fail,
 // switch to the fixed strategy, share the link and see the same run again.
-import { test, before, after } from 'node:test';
+import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { serve, browser, page, shot, scenarios, root } from './harness.mjs';
+import { closeAll } from './harness.mjs';
 
 let site, b;
 before(async () => { site = await serve(); b = await browser(); });
 after(async () => { await b?.close(); await site?.close(); });
+afterEach(closeAll);
 
 const clock = async (p) => parseFloat(await p.textContent('.clock'));
 const pause = async (p) => {
