@@ -125,6 +125,9 @@ impl Network {
     }
 
     pub fn link(&self, from: NodeId, to: NodeId) -> &Link {
+        if self.links.is_empty() {
+            return &self.default_link;
+        }
         self.links.get(&(from, to)).unwrap_or(&self.default_link)
     }
 

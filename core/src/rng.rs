@@ -37,15 +37,18 @@ impl Rng {
     }
 
     /// Uniform integer in `0..n` (Lemire's multiply-and-reject, unbiased). `n` must be > 0.
+    /// The rejection threshold needs a division, so it is computed only in the rare case
+    /// where the low half of the product is below `n` (the accepted draws are the same).
     pub fn below(&mut self, n: u64) -> u64 {
         assert!(n > 0, "Rng::below(0)");
-        let threshold = n.wrapping_neg() % n;
-        loop {
-            let m = (self.next_u64() as u128) * (n as u128);
-            if (m as u64) >= threshold {
-                return (m >> 64) as u64;
+        let mut m = (self.next_u64() as u128) * (n as u128);
+        if (m as u64) < n {
+            let threshold = n.wrapping_neg() % n;
+            while (m as u64) < threshold {
+                m = (self.next_u64() as u128) * (n as u128);
             }
         }
+        (m >> 64) as u64
     }
 
     /// Uniform integer in `lo..=hi`.
