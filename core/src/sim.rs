@@ -681,6 +681,10 @@ impl<N: Node> Sim<N> {
     }
 
     fn evaluate_checks(&mut self, touched: Option<NodeId>) {
+        if self.checks.is_empty() {
+            self.k.tallied.clear();
+            return;
+        }
         let world = World {
             nodes: &self.nodes,
             metrics: &self.k.metrics,
