@@ -825,7 +825,7 @@ impl<N: Node> Run for Sim<N> {
             .filter(|(id, _)| (*id as usize).is_multiple_of(every))
             .map(|(_, m)| m)
             .collect();
-        messages.sort_by_key(|m| (m.sent, m.from, m.to));
+        sort_messages(&mut messages);
         messages.truncate(max_messages);
         for d in self.k.drops.iter().filter(|d| self.k.now.since(d.gone_at) < LOST_FADE && d.frame.sent <= self.k.now) {
             messages.push(d.frame.clone());
@@ -861,10 +861,19 @@ impl<N: Node> Run for Sim<N> {
         Box::new(self.clone())
     }
     fn timeline(&self) -> Vec<(Time, String)> {
-        let mut all: Vec<(Time, String)> = self.k.controls.iter().map(|(t, k)| (*t, k.to_string())).collect();
-        all.sort_by_key(|(t, _)| *t);
-        all
+        timeline_of(&self.k.controls)
     }
+}
+
+// Not generic, so one copy serves every scenario in the WASM bundle.
+fn sort_messages(messages: &mut [MsgFrame]) {
+    messages.sort_by_key(|m| (m.sent, m.from, m.to));
+}
+
+fn timeline_of(controls: &[(Time, ActionKind)]) -> Vec<(Time, String)> {
+    let mut all: Vec<(Time, String)> = controls.iter().map(|(t, k)| (*t, k.to_string())).collect();
+    all.sort_by_key(|(t, _)| *t);
+    all
 }
 
 #[cfg(test)]

@@ -5,12 +5,12 @@ import { serve, browser, page } from '../e2e/harness.mjs';
 
 const site = await serve();
 const b = await browser();
-for (const n of [1000, 5000, 20000]) {
+for (const n of [0, 1000, 5000, 20000]) {
   const p = await page(b);
   await p.goto(`${site.url}#/bench/frames?n=${n}`);
   await p.waitForFunction(() => window.__faultline_frames, null, { timeout: 30000 });
   const r = JSON.parse(await p.evaluate(() => window.__faultline_frames));
-  console.log(`BROWSERBENCH|frames ${n}|p50 ${r.p50} ms|p95 ${r.p95} ms|p99 ${r.p99} ms|${r.frames} frames`);
+  console.log(`BROWSERBENCH|frames ${n}|interval p50 ${r.p50} ms|p95 ${r.p95} ms|p99 ${r.p99} ms|draw p50 ${r.draw_p50} ms|p95 ${r.draw_p95} ms|p99 ${r.draw_p99} ms|${r.frames} frames, ${r.dropped} over 25 ms`);
   await p.close();
 }
 const paints = [];

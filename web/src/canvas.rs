@@ -3,8 +3,34 @@
 
 use faultline_core::{Frame, Layout, NodeId, NodeKind, Status, Tone};
 use std::f64::consts::PI;
+use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsCast;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
+
+// Thousands of small shapes per frame: one call into JavaScript per batch instead of one
+// per shape, and one path per batch, so the browser rasterises each batch in a single fill
+// or stroke. `xy` holds x, y pairs (`&[f32]` is passed as a view on WASM memory, not copied).
+#[wasm_bindgen(inline_js = "
+export function fill_squares(cx, xy, half) {
+  const side = 2 * half;
+  cx.beginPath();
+  for (let i = 0; i < xy.length; i += 2) cx.rect(xy[i] - half, xy[i + 1] - half, side, side);
+  cx.fill();
+}
+export function stroke_crosses(cx, xy, half) {
+  cx.beginPath();
+  for (let i = 0; i < xy.length; i += 2) {
+    const x = xy[i], y = xy[i + 1];
+    cx.moveTo(x - half, y - half); cx.lineTo(x + half, y + half);
+    cx.moveTo(x + half, y - half); cx.lineTo(x - half, y + half);
+  }
+  cx.stroke();
+}
+")]
+extern "C" {
+    fn fill_squares(cx: &CanvasRenderingContext2d, xy: &[f32], half: f64);
+    fn stroke_crosses(cx: &CanvasRenderingContext2d, xy: &[f32], half: f64);
+}
 
 /// Where a node is drawn and how big.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -282,8 +308,10 @@ fn draw_messages(cx: &CanvasRenderingContext2d, frame: &Frame, placed: &[Placed]
     let now = frame.now.micros() as f64;
     // Batched by kind: one fill style per kind and small squares rather than paths, so
     // thousands of messages cost little more than the pixels they cover.
-    let mut buckets: Vec<(&'static str, Vec<(f64, f64)>)> = Vec::new();
-    let mut lost: Vec<(f64, f64, f64)> = Vec::new();
+    let mut buckets: Vec<(&'static str, Vec<f32>)> = Vec::new();
+    // Lost messages fade out; their alpha is rounded to one of a few steps, one path each.
+    const FADE_STEPS: usize = 8;
+    let mut lost: Vec<Vec<f32>> = vec![Vec::new(); FADE_STEPS];
     for m in &frame.messages {
         let (Some(a), Some(b)) = (placed.get(m.from as usize), placed.get(m.to as usize)) else { continue };
         let span = (m.deliver.micros() as f64 - m.sent.micros() as f64).max(1.0);
@@ -299,35 +327,29 @@ fn draw_messages(cx: &CanvasRenderingContext2d, frame: &Frame, placed: &[Placed]
             alpha = (1.0 - (p - 0.5) * 2.0).clamp(0.0, 1.0);
             p = 0.5;
         }
-        let (x, y) = (a.x + (b.x - a.x) * p, a.y + (b.y - a.y) * p);
+        let (x, y) = ((a.x + (b.x - a.x) * p) as f32, (a.y + (b.y - a.y) * p) as f32);
         if m.lost {
-            if alpha > 0.0 {
-                lost.push((x, y, alpha));
+            let step = (alpha * FADE_STEPS as f64).ceil() as usize;
+            if step > 0 {
+                lost[step.min(FADE_STEPS) - 1].extend([x, y]);
             }
             continue;
         }
         match buckets.iter_mut().find(|(k, _)| *k == m.kind) {
-            Some((_, v)) => v.push((x, y)),
-            None => buckets.push((m.kind, vec![(x, y)])),
+            Some((_, v)) => v.extend([x, y]),
+            None => buckets.push((m.kind, vec![x, y])),
         }
     }
     let light = if theme.dark { 65 } else { 45 };
     for (kind, points) in &buckets {
         cx.set_fill_style_str(&format!("hsl({}, 70%, {light}%)", hue(kind)));
-        for (x, y) in points {
-            cx.fill_rect(x - 3.0, y - 3.0, 6.0, 6.0);
-        }
+        fill_squares(cx, points, 3.0);
     }
     cx.set_stroke_style_str(&theme.bad);
     cx.set_line_width(2.0);
-    for (x, y, alpha) in lost {
-        cx.set_global_alpha(alpha);
-        cx.begin_path();
-        cx.move_to(x - 4.0, y - 4.0);
-        cx.line_to(x + 4.0, y + 4.0);
-        cx.move_to(x + 4.0, y - 4.0);
-        cx.line_to(x - 4.0, y + 4.0);
-        cx.stroke();
+    for (i, points) in lost.iter().enumerate().filter(|(_, p)| !p.is_empty()) {
+        cx.set_global_alpha((i + 1) as f64 / FADE_STEPS as f64);
+        stroke_crosses(cx, points, 4.0);
     }
     cx.set_line_width(1.0);
     cx.set_global_alpha(1.0);

@@ -20,6 +20,10 @@ pub fn start() {
         web_sys::console::error_1(&msg.clone().into());
         show_panic(&msg);
     }));
+    // The static shell in index.html was the first paint; the app replaces it now.
+    if let Some(boot) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.get_element_by_id("boot")) {
+        boot.remove();
+    }
     leptos::mount::mount_to_body(App);
 }
 
