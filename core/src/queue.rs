@@ -5,12 +5,15 @@
 //! live at time t replay identically from the recipe, where it was scheduled first.
 //!
 //! Simulated time never runs backwards: nothing is scheduled before the instant being
-//! handled. That makes a radix heap on time (Ahuja, Mehlhorn, Orlin & Tarjan, 1990) exact
-//! here. Bucket `i` holds times whose highest bit differing from the current instant is bit
-//! `i - 1`; events at the current instant wait in a small queue in (class, seq) order. A push
-//! is O(1); when the current instant runs dry, the lowest bucket is emptied into lower
-//! ones, so an event moves only a few times in its life however many are pending — unlike
-//! a binary heap, whose pops walk log2(n) levels of cold memory at 100k pending.
+//! handled. That makes a radix heap on time exact here (Ahuja, Mehlhorn, Orlin & Tarjan,
+//! 1990), built with base-64 digits like a hierarchical timing wheel (Varghese & Lauck,
+//! 1987): level `l` has 64 buckets for times that first differ from the current instant in
+//! their `l`-th 6-bit digit, one bucket per value of that digit. Events at the current
+//! instant wait in a small queue in (class, seq) order. A push is O(1); when the current
+//! instant runs dry, the earliest bucket of the lowest occupied level is emptied into the
+//! levels below, so an event moves at most once per level it descends — two or three times
+//! for typical delays, however many events are pending — where a binary heap's pops walk
+//! log2(n) levels of cold memory (17 at 100k pending).
 
 use crate::time::Time;
 use std::collections::VecDeque;
@@ -33,20 +36,22 @@ struct Entry<E> {
     event: E,
 }
 
-const BUCKETS: usize = 65;
+/// 6-bit digits: 11 levels cover 64-bit time.
+const LEVELS: usize = 11;
 
 /// A min-queue of timed events.
 #[derive(Clone, Debug)]
 pub struct EventQueue<E> {
     /// Events at the current instant (the last popped time), in (class, seq) order.
     now: VecDeque<Entry<E>>,
-    /// Bucket `i` (1..=64) holds times whose highest bit differing from `last` is bit `i - 1`.
+    /// `LEVELS` × 64 buckets; bucket `l * 64 + d` holds times that agree with `last` above
+    /// digit `l` and have `d` (greater than `last`'s) as digit `l`.
     buckets: Vec<Vec<Entry<E>>>,
-    /// The smallest time in each bucket (`u64::MAX` when empty).
+    /// The earliest time in each bucket (`u64::MAX` when empty).
     mins: Vec<u64>,
-    /// Which buckets are non-empty, one bit each (bit 0 unused).
-    full: [u64; 2],
-    /// The time of the last event popped: every pending time is at least this.
+    /// Which buckets of each level are non-empty, one bit per digit.
+    full: [u64; LEVELS],
+    /// The current instant: the time of the last event popped. Every pending time is at least this.
     last: u64,
     len: usize,
     seq: u64,
@@ -62,9 +67,9 @@ impl<E> EventQueue<E> {
     pub fn new() -> Self {
         EventQueue {
             now: VecDeque::new(),
-            buckets: (0..BUCKETS).map(|_| Vec::new()).collect(),
-            mins: vec![u64::MAX; BUCKETS],
-            full: [0; 2],
+            buckets: (0..LEVELS * 64).map(|_| Vec::new()).collect(),
+            mins: vec![u64::MAX; LEVELS * 64],
+            full: [0; LEVELS],
             last: 0,
             len: 0,
             seq: 0,
@@ -76,12 +81,15 @@ impl<E> EventQueue<E> {
     }
 
     /// Files an entry whose time is after `last` into its bucket.
+    #[inline]
     fn file(&mut self, entry: Entry<E>) {
-        let b = 64 - (entry.time ^ self.last).leading_zeros() as usize;
+        let level = (63 - (entry.time ^ self.last).leading_zeros()) as usize / 6;
+        let digit = (entry.time >> (6 * level)) as usize & 63;
+        let b = level * 64 + digit;
         if entry.time < self.mins[b] {
             self.mins[b] = entry.time;
         }
-        self.full[b / 64] |= 1 << (b % 64);
+        self.full[level] |= 1 << digit;
         self.buckets[b].push(entry);
     }
 
@@ -115,15 +123,16 @@ impl<E> EventQueue<E> {
         }
     }
 
-    fn lowest(&self) -> Option<usize> {
-        let w = self.full.iter().position(|&w| w != 0)?;
-        Some(w * 64 + self.full[w].trailing_zeros() as usize)
+    /// The earliest non-empty bucket: the lowest occupied level's lowest digit.
+    fn earliest(&self) -> Option<usize> {
+        let level = self.full.iter().position(|&w| w != 0)?;
+        Some(level * 64 + self.full[level].trailing_zeros() as usize)
     }
 
     pub fn pop(&mut self) -> Option<(Time, E)> {
         if self.now.is_empty() {
-            // Move the lowest bucket down around its earliest time, the new current instant.
-            let b = self.lowest()?;
+            // Move the earliest bucket down around its earliest time, the new current instant.
+            let b = self.earliest()?;
             self.last = self.mins[b];
             self.mins[b] = u64::MAX;
             self.full[b / 64] &= !(1 << (b % 64));
@@ -137,7 +146,9 @@ impl<E> EventQueue<E> {
             }
             // Keep the emptied bucket's allocation for reuse.
             self.buckets[b] = moving;
-            self.now.make_contiguous().sort_unstable_by_key(|e| e.tie);
+            if self.now.len() > 1 {
+                self.now.make_contiguous().sort_unstable_by_key(|e| e.tie);
+            }
         }
         let e = self.now.pop_front()?;
         self.len -= 1;
@@ -148,7 +159,7 @@ impl<E> EventQueue<E> {
         if !self.now.is_empty() {
             return Some(Time(self.last));
         }
-        self.lowest().map(|b| Time(self.mins[b]))
+        self.earliest().map(|b| Time(self.mins[b]))
     }
 
     pub fn len(&self) -> usize {
