@@ -150,7 +150,7 @@ fn run(opts: RunOpts) -> Result<ExitCode, UsageError> {
     if let Some(n) = opts.trace {
         let entries = run.trace().entries();
         for e in entries.iter().skip(entries.len().saturating_sub(n)) {
-            let detail = e.detail.as_deref().map(|d| format!("  {d}")).unwrap_or_default();
+            let detail = run.detail(e.seq).map(|d| format!("  {d}")).unwrap_or_default();
             println!("{:>12} #{:<7} {:?}{detail}", e.at.to_string(), e.seq, e.kind);
         }
     }

@@ -31,6 +31,8 @@ pub trait Run {
     fn sampler(&self) -> &Sampler;
     fn trace(&self) -> &Trace;
     fn trace_mut(&mut self) -> &mut Trace;
+    /// The message or timer of trace entry `seq` in full (`Debug`), if still kept.
+    fn detail(&self, seq: u64) -> Option<String>;
     /// A copy of the whole run as it stands, for rewinding from checkpoints.
     fn snapshot(&self) -> Box<dyn Run>;
     /// Every fault and action of the run — the scenario's plan and the recipe's — with its

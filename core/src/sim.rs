@@ -111,7 +111,7 @@ impl<N: Node> Ctx<'_, N> {
     /// A line in the event log, attached to this node.
     pub fn note(&mut self, text: impl Into<String>) {
         let (now, node) = (self.k.now, self.me);
-        self.k.trace.push(now, TraceKind::Note { node, text: text.into() }, String::new);
+        self.k.trace.push(now, TraceKind::Note { node, text: text.into() });
     }
     /// True simulated time, for instrumenting checks and metrics only (`tally`, histograms
     /// of true latency). Node logic must use `now()`: reading the truth defeats clock faults.
@@ -240,6 +240,13 @@ enum Ev<N: Node> {
     Control(u32),
 }
 
+/// A copy of a traced message or timer, formatted only when someone looks at it.
+#[derive(Clone)]
+enum Detail<N: Node> {
+    Msg(N::Msg),
+    Timer(N::Timer),
+}
+
 /// A lost message kept briefly so the player can show it vanish.
 #[derive(Clone, Debug)]
 struct Drop {
@@ -314,6 +321,8 @@ struct Kernel<N: Node> {
     drops: VecDeque<Drop>,
     /// The latest deliveries, so a renderer can show traffic that is faster than a frame.
     recent: VecDeque<MsgFrame>,
+    /// Copies of the messages and timers of the kept trace entries, by trace sequence number.
+    details: VecDeque<(u64, Detail<N>)>,
 }
 
 /// A running simulation of one scenario.
@@ -325,6 +334,17 @@ pub struct Sim<N: Node> {
 }
 
 impl<N: Node> Kernel<N> {
+    /// Keeps a copy of what the next trace entry is about, if the trace keeps details.
+    #[inline]
+    fn detail(&mut self, what: impl FnOnce() -> Detail<N>) {
+        if self.trace.keep && self.trace.details {
+            if self.details.len() >= self.trace.cap() {
+                self.details.pop_front();
+            }
+            self.details.push_back((self.trace.total(), what()));
+        }
+    }
+
     fn schedule_control(&mut self, at: Time, kind: ActionKind) {
         let idx = self.controls.len() as u32;
         self.controls.push((at, kind));
@@ -344,7 +364,8 @@ impl<N: Node> Kernel<N> {
         let id = self.next_msg;
         self.next_msg += 1;
         let label = msg.label();
-        self.trace.push(self.now, TraceKind::Sent { from, to, msg: label, id }, || format!("{msg:?}"));
+        self.detail(|| Detail::Msg(msg.clone()));
+        self.trace.push(self.now, TraceKind::Sent { from, to, msg: label, id });
         match self.net.send(from, to, self.now, &mut self.rng) {
             Fate::Deliver { delay, duplicate } => {
                 let sent = self.now;
@@ -356,11 +377,7 @@ impl<N: Node> Kernel<N> {
             }
             Fate::Lost { delay } => {
                 let deliver = self.now.plus(delay);
-                self.trace.push(
-                    self.now,
-                    TraceKind::Dropped { from, to, msg: label, id, why: DropReason::Lost },
-                    String::new,
-                );
+                self.trace.push(self.now, TraceKind::Dropped { from, to, msg: label, id, why: DropReason::Lost });
                 let gone_at = self.now.plus(delay / 2);
                 self.remember_drop(MsgFrame { from, to, sent: self.now, deliver, kind: label, lost: true }, gone_at);
             }
@@ -426,6 +443,7 @@ impl<N: Node> Sim<N> {
                     .collect(),
                 drops: VecDeque::new(),
                 recent: VecDeque::new(),
+                details: VecDeque::new(),
             },
         };
         for a in setup.recipe.actions.clone() {
@@ -501,7 +519,7 @@ impl<N: Node> Sim<N> {
     #[cold]
     fn inflicted(&mut self, node: NodeId, faults: Vec<Fault>) {
         for f in faults {
-            self.k.trace.push(self.k.now, TraceKind::Fault { text: format!("{f} (by node {node})") }, String::new);
+            self.k.trace.push(self.k.now, TraceKind::Fault { text: format!("{f} (by node {node})") });
             self.fault(f);
         }
     }
@@ -522,28 +540,24 @@ impl<N: Node> Sim<N> {
             _ => None,
         } {
             if node as usize >= self.nodes.len() {
-                self.k.trace.push(
-                    self.k.now,
-                    TraceKind::Action { text: format!("ignored ({text}): no such node") },
-                    String::new,
-                );
+                self.k.trace.push(self.k.now, TraceKind::Action { text: format!("ignored ({text}): no such node") });
                 return;
             }
         }
         match kind {
             ActionKind::Fault(f) => {
-                self.k.trace.push(self.k.now, TraceKind::Fault { text }, String::new);
+                self.k.trace.push(self.k.now, TraceKind::Fault { text });
                 self.fault(f);
             }
             ActionKind::SetParam { id, value } => {
-                self.k.trace.push(self.k.now, TraceKind::Action { text }, String::new);
+                self.k.trace.push(self.k.now, TraceKind::Action { text });
                 if let Some(i) = self.k.spec.params.iter().position(|p| p.id == id) {
                     self.k.params[i] = value;
                     self.broadcast(Control::Param { id: self.k.spec.params[i].id, value });
                 }
             }
             ActionKind::SetStrategy { id } => {
-                self.k.trace.push(self.k.now, TraceKind::Action { text }, String::new);
+                self.k.trace.push(self.k.now, TraceKind::Action { text });
                 if let Some(s) = self.k.spec.strategy(&id) {
                     self.broadcast(Control::Strategy(s.id));
                 }
@@ -568,7 +582,7 @@ impl<N: Node> Sim<N> {
                     rt.up = false;
                     rt.epoch += 1;
                     rt.paused_until = Time::ZERO;
-                    self.k.trace.push(now, TraceKind::Crashed { node }, String::new);
+                    self.k.trace.push(now, TraceKind::Crashed { node });
                     self.invoke_dead(node, |n, ctx| n.on_crash(ctx));
                 }
             }
@@ -577,7 +591,7 @@ impl<N: Node> Sim<N> {
                 if !rt.up {
                     rt.up = true;
                     rt.epoch += 1;
-                    self.k.trace.push(now, TraceKind::Restarted { node }, String::new);
+                    self.k.trace.push(now, TraceKind::Restarted { node });
                     self.invoke(node, |n, ctx| n.on_start(ctx));
                 }
             }
@@ -644,7 +658,8 @@ impl<N: Node> Sim<N> {
                 }
                 self.k.timers.cancel(id);
                 let Ev::Timer { timer, .. } = ev else { unreachable!() };
-                self.k.trace.push(self.k.now, TraceKind::Timer { node, timer: timer.label() }, || format!("{timer:?}"));
+                self.k.detail(|| Detail::Timer(timer.clone()));
+                self.k.trace.push(self.k.now, TraceKind::Timer { node, timer: timer.label() });
                 self.invoke(node, |x, ctx| x.on_timer(timer, ctx));
                 Some(node)
             }
@@ -662,14 +677,14 @@ impl<N: Node> Sim<N> {
                     None
                 };
                 if let Some(why) = why {
-                    self.k
-                        .trace
-                        .push(self.k.now, TraceKind::Dropped { from, to, msg: label, id, why }, || format!("{msg:?}"));
+                    self.k.detail(|| Detail::Msg(msg.clone()));
+                    self.k.trace.push(self.k.now, TraceKind::Dropped { from, to, msg: label, id, why });
                     let frame = MsgFrame { from, to, sent, deliver: self.k.now, kind: label, lost: true };
                     self.k.remember_drop(frame, self.k.now);
                     return None;
                 }
-                self.k.trace.push(self.k.now, TraceKind::Delivered { from, to, msg: label, id }, || format!("{msg:?}"));
+                self.k.detail(|| Detail::Msg(msg.clone()));
+                self.k.trace.push(self.k.now, TraceKind::Delivered { from, to, msg: label, id });
                 if self.k.recent.len() >= RECENT {
                     self.k.recent.pop_front();
                 }
@@ -707,7 +722,7 @@ impl<N: Node> Sim<N> {
         for (i, why) in failed {
             let check = self.k.statuses[i].id;
             let trace_seq = self.k.trace.total().saturating_sub(1);
-            self.k.trace.push(self.k.now, TraceKind::Violation { check, why: why.clone() }, String::new);
+            self.k.trace.push(self.k.now, TraceKind::Violation { check, why: why.clone() });
             self.k.statuses[i].violation = Some(Violation { at: self.k.now, why, trace_seq });
         }
         self.k.tallied.clear();
@@ -856,6 +871,15 @@ impl<N: Node> Run for Sim<N> {
     }
     fn trace_mut(&mut self) -> &mut Trace {
         &mut self.k.trace
+    }
+    fn detail(&self, seq: u64) -> Option<String> {
+        let d = &self.k.details;
+        let i = d.partition_point(|(s, _)| *s < seq);
+        match d.get(i) {
+            Some((s, Detail::Msg(m))) if *s == seq => Some(format!("{m:?}")),
+            Some((s, Detail::Timer(t))) if *s == seq => Some(format!("{t:?}")),
+            _ => None,
+        }
     }
     fn snapshot(&self) -> Box<dyn Run> {
         Box::new(self.clone())

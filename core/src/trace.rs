@@ -70,8 +70,6 @@ pub struct TraceEvent {
     pub seq: u64,
     pub at: Time,
     pub kind: TraceKind,
-    /// The message or timer in full (`Debug`), when details are recorded.
-    pub detail: Option<String>,
 }
 
 /// A running 64-bit hash that takes whole words: multiply-xorshift mixing per word
@@ -125,7 +123,7 @@ pub struct Trace {
     hash: RunHash,
     /// Keep entries (the hash is always kept).
     pub keep: bool,
-    /// Keep each message's full `Debug` text (costly; for the event log).
+    /// Keep a copy of each message and timer, so `Run::detail` can show it in full.
     pub details: bool,
 }
 
@@ -134,22 +132,26 @@ impl Trace {
         Trace { entries: VecDeque::new(), cap, total: 0, hash: RunHash::default(), keep: true, details: true }
     }
 
-    /// Records an entry. The hash covers the entry's structure, never its `detail`,
-    /// so turning details off does not change the fingerprint.
-    pub fn push(&mut self, at: Time, kind: TraceKind, detail: impl FnOnce() -> String) {
+    /// Records an entry. The hash covers the entry's structure only, so keeping entries
+    /// or details does not change the fingerprint.
+    #[inline]
+    pub fn push(&mut self, at: Time, kind: TraceKind) {
         self.hash_entry(at, &kind);
         self.total += 1;
         if !self.keep {
             return;
         }
-        let detail = if self.details { Some(detail()) } else { None };
         if self.entries.len() == self.cap {
             self.entries.pop_front();
         }
-        self.entries.push_back(TraceEvent { seq: self.total - 1, at, kind, detail });
+        self.entries.push_back(TraceEvent { seq: self.total - 1, at, kind });
     }
 
-    #[inline]
+    /// How many entries are kept at most.
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
     fn hash_entry(&mut self, at: Time, kind: &TraceKind) {
         let h = &mut self.hash;
         // The entry's kind as a small number, folded into the time word: one mix, not a string.
@@ -228,14 +230,14 @@ mod tests {
         b.details = false;
         for i in 0..10 {
             let k = TraceKind::Timer { node: i, timer: "tick" };
-            a.push(Time(i as u64), k.clone(), || "x".into());
-            b.push(Time(i as u64), k, || "y".into());
+            a.push(Time(i as u64), k.clone());
+            b.push(Time(i as u64), k);
         }
         assert_eq!(a.entries().len(), 3);
         assert_eq!(a.entries()[0].seq, 7);
         assert_eq!(a.total(), 10);
         assert_eq!(a.hash(), b.hash(), "details never enter the hash");
-        b.push(Time(11), TraceKind::Crashed { node: 1 }, String::new);
+        b.push(Time(11), TraceKind::Crashed { node: 1 });
         assert_ne!(a.hash(), b.hash());
         assert_eq!(fingerprint(0x1234_5678_0000_0001).len(), 8);
     }

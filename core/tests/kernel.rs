@@ -255,3 +255,21 @@ fn open_repairs_and_reports() {
     assert_eq!(run.recipe().params["every_ms"], 1000);
     assert!(run.recipe().actions.is_empty());
 }
+
+#[test]
+fn details_are_kept_for_the_kept_entries_and_never_change_the_hash() {
+    let mut s = sim(recipe());
+    s.run_until(Time::from_ms(1_000), u64::MAX);
+    let entries = s.trace().entries();
+    let sent = entries.iter().rev().find(|e| matches!(e.kind, TraceKind::Sent { msg: "ping", .. })).unwrap();
+    assert!(s.detail(sent.seq).unwrap().starts_with("Ping("), "{:?}", s.detail(sent.seq));
+    let timer = entries.iter().find(|e| matches!(e.kind, TraceKind::Timer { .. })).unwrap();
+    assert_eq!(s.detail(timer.seq).as_deref(), Some("Send"));
+    assert_eq!(s.detail(u64::MAX), None);
+
+    let mut bare = sim(recipe());
+    bare.trace_mut().keep = false;
+    bare.run_until(Time::from_ms(1_000), u64::MAX);
+    assert_eq!(bare.detail(sent.seq), None);
+    assert_eq!(bare.trace().hash(), s.trace().hash());
+}

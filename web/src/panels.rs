@@ -222,7 +222,7 @@ pub fn checks(page: Page) -> impl IntoView {
     }
 }
 
-fn describe(e: &TraceEvent, names: &[String]) -> String {
+fn describe(e: &TraceEvent, detail: Option<String>, names: &[String]) -> String {
     let name = |n: &NodeId| names.get(*n as usize).cloned().unwrap_or_else(|| format!("node {n}"));
     let what = match &e.kind {
         TraceKind::Sent { from, to, msg, .. } => format!("{} → {}: {msg}", name(from), name(to)),
@@ -238,7 +238,7 @@ fn describe(e: &TraceEvent, names: &[String]) -> String {
         TraceKind::Note { node, text } => format!("{}: {text}", name(node)),
         TraceKind::Violation { check, why } => format!("✗ {check}: {why}"),
     };
-    match &e.detail {
+    match detail {
         Some(d) if !d.is_empty() && !matches!(e.kind, TraceKind::Note { .. }) => format!("{what}   {d}"),
         _ => what,
     }
@@ -276,7 +276,7 @@ pub fn event_log(page: Page) -> impl IntoView {
                     view! {
                         <li class=e.kind.label() class:highlight=lit on:click=move |_| { page.playing.set(false); page.seek(at); }>
                             <span class="t">{format!("{:.6}", at.as_secs_f64())}</span>
-                            <span class="what">{describe(e, &names)}</span>
+                            <span class="what">{describe(e, p.run.detail(e.seq), &names)}</span>
                         </li>
                     }
                 })
