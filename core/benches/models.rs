@@ -121,12 +121,21 @@ fn setup() -> Setup {
 
 /// `pairs` ping-pong pairs on the engine, with a uniform 1–100 µs latency.
 pub fn engine_pingpong(pairs: u32, events: u64) -> u64 {
+    pingpong(pairs, events, false)
+}
+
+/// The same, keeping the trace with details as the browser player does (for its event log).
+pub fn engine_pingpong_traced(pairs: u32, events: u64) -> u64 {
+    pingpong(pairs, events, true)
+}
+
+fn pingpong(pairs: u32, events: u64, traced: bool) -> u64 {
     let mut sim: Sim<B> = Sim::new(&setup(), Link::with_latency(Latency::Uniform { lo: 1, hi: 100 }));
     for p in 0..pairs {
         sim.add_node(B::Player { serve: true, partner: 2 * p + 1 });
         sim.add_node(B::Player { serve: false, partner: 2 * p });
     }
-    sim.trace_mut().keep = false;
+    sim.trace_mut().keep = traced;
     let mut n = 0;
     while n < events && sim.step() {
         n += 1;
@@ -210,6 +219,7 @@ pub fn cases() -> Vec<Case> {
         ("ping-pong, 1 pair", |e| engine_pingpong(1, e), |e| bare_pingpong(1, e)),
         ("ping-pong, 1k pairs", |e| engine_pingpong(1_000, e), |e| bare_pingpong(1_000, e)),
         ("ping-pong, 100k pairs", |e| engine_pingpong(100_000, e), |e| bare_pingpong(100_000, e)),
+        ("ping-pong, 1k, traced", |e| engine_pingpong_traced(1_000, e), |e| bare_pingpong(1_000, e)),
         ("M/M/1, rho 0.9", engine_mm1, bare_mm1),
     ]
 }
