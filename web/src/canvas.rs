@@ -12,9 +12,10 @@ use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
 // or stroke. `xy` holds x, y pairs (`&[f32]` is passed as a view on WASM memory, not copied).
 #[wasm_bindgen(inline_js = "
 export function fill_squares(cx, xy, half) {
+  // Whole-pixel corners: the rasteriser fills aligned squares without antialiasing.
   const side = 2 * half;
   cx.beginPath();
-  for (let i = 0; i < xy.length; i += 2) cx.rect(xy[i] - half, xy[i + 1] - half, side, side);
+  for (let i = 0; i < xy.length; i += 2) cx.rect(Math.round(xy[i] - half), Math.round(xy[i + 1] - half), side, side);
   cx.fill();
 }
 export function stroke_crosses(cx, xy, half) {
