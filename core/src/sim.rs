@@ -86,6 +86,21 @@ impl<N: Node> Ctx<'_, N> {
             self.k.send(self.me, to, msg);
         }
     }
+    /// Sends `msg` after `after` microseconds of this node's clock: a reply that takes that
+    /// long to prepare (a disk write, a slow dependency). Traced when it leaves; lost if the
+    /// node crashes first, held while it is paused, like a timer.
+    pub fn send_after(&mut self, after: Micros, to: NodeId, msg: N::Msg) {
+        if self.dying {
+            return;
+        }
+        if after == 0 {
+            self.k.send(self.me, to, msg);
+        } else {
+            let rt = &self.k.rt[self.me as usize];
+            let (at, epoch) = (self.k.now.plus(rt.true_duration(after)), rt.epoch);
+            self.k.queue.push(at, Class::Normal, Ev::Later { from: self.me, to, epoch, msg });
+        }
+    }
     /// Fires after `after` microseconds of this node's clock.
     pub fn set_timer(&mut self, after: Micros, timer: N::Timer) -> TimerId {
         let id = self.k.timers.allocate();
@@ -235,8 +250,26 @@ impl NodeRt {
 #[derive(Clone, Debug)]
 enum Ev<N: Node> {
     Start(NodeId),
-    Deliver { from: NodeId, to: NodeId, msg: N::Msg, id: u64, sent: Time },
-    Timer { node: NodeId, id: TimerId, epoch: u32, timer: N::Timer },
+    Deliver {
+        from: NodeId,
+        to: NodeId,
+        msg: N::Msg,
+        id: u64,
+        sent: Time,
+    },
+    Timer {
+        node: NodeId,
+        id: TimerId,
+        epoch: u32,
+        timer: N::Timer,
+    },
+    /// A message a node sends once its processing delay is over (`Ctx::send_after`).
+    Later {
+        from: NodeId,
+        to: NodeId,
+        epoch: u32,
+        msg: N::Msg,
+    },
     Control(u32),
 }
 
@@ -662,6 +695,15 @@ impl<N: Node> Sim<N> {
                 self.k.trace.push(self.k.now, TraceKind::Timer { node, timer: timer.label() });
                 self.invoke(node, |x, ctx| x.on_timer(timer, ctx));
                 Some(node)
+            }
+            Ev::Later { from, epoch, .. } => {
+                let rt = &self.k.rt[from as usize];
+                if epoch != rt.epoch || !rt.up || self.k.held(from, &ev) {
+                    return None;
+                }
+                let Ev::Later { to, msg, .. } = ev else { unreachable!() };
+                self.k.send(from, to, msg);
+                None
             }
             Ev::Deliver { from, to, id, sent, .. } => {
                 if self.k.rt[to as usize].up && self.k.held(to, &ev) {

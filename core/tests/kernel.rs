@@ -59,6 +59,8 @@ struct Peer {
     /// Local clock readings when each ping arrived (responder) or tick fired (pinger).
     clock: Vec<Time>,
     starts: u32,
+    /// The responder takes this long to prepare each pong (`send_after`).
+    think: Micros,
 }
 
 impl Node for Peer {
@@ -79,7 +81,7 @@ impl Node for Peer {
                 self.seen += 1;
                 self.seen_durable += 1;
                 self.clock.push(ctx.now());
-                ctx.send(from, Msg::Pong(n));
+                ctx.send_after(self.think, from, Msg::Pong(n));
             }
             Msg::Pong(n) => ctx.count("pongs", (n > 0) as i64),
         }
@@ -272,4 +274,36 @@ fn details_are_kept_for_the_kept_entries_and_never_change_the_hash() {
     bare.run_until(Time::from_ms(1_000), u64::MAX);
     assert_eq!(bare.detail(sent.seq), None);
     assert_eq!(bare.trace().hash(), s.trace().hash());
+}
+
+#[test]
+fn a_delayed_reply_leaves_late_is_lost_in_a_crash_and_held_in_a_pause() {
+    let pong_sent = |faults: &[(Time, ActionKind)]| {
+        let mut r = recipe();
+        for (at, k) in faults {
+            r = r.with_action(*at, k.clone());
+        }
+        let mut s: Sim<Peer> = Sim::new(&Setup { spec: &SPEC, recipe: r }, Link::constant(10 * MICROS_PER_MS));
+        s.add_node(Peer { pinger: true, ..Peer::default() });
+        s.add_node(Peer { think: 5 * MICROS_PER_MS, ..Peer::default() });
+        s.run_until(Time::from_ms(190), u64::MAX);
+        let sent: Vec<Time> = s
+            .trace()
+            .entries()
+            .iter()
+            .filter(|e| matches!(e.kind, TraceKind::Sent { from: 1, msg: "pong", .. }))
+            .map(|e| e.at)
+            .collect();
+        (sent, s.metrics().counter("pongs"))
+    };
+    // The ping sent at 100 ms arrives at 110 ms; the pong leaves 5 ms later and lands at 125 ms.
+    assert_eq!(pong_sent(&[]), (vec![Time::from_ms(115)], 1));
+    // A crash while it is being prepared loses it, even if the node is back in time.
+    let crash = [fault(112, Fault::Crash { node: 1 }), fault(113, Fault::Restart { node: 1 })];
+    assert_eq!(pong_sent(&crash), (vec![], 0));
+    // A pause holds it until the node runs again.
+    assert_eq!(
+        pong_sent(&[fault(112, Fault::Pause { node: 1, dur: 20 * MICROS_PER_MS })]),
+        (vec![Time::from_ms(132)], 1)
+    );
 }

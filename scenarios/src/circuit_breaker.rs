@@ -338,7 +338,6 @@ pub enum Timer {
     CallTimeout { id: u64 },
     LocalDone { id: u64 },
     HalfOpen,
-    Done { to: NodeId, id: u64, ok: bool },
 }
 
 impl Label for Timer {
@@ -348,7 +347,6 @@ impl Label for Timer {
             Timer::CallTimeout { .. } => "call-timeout",
             Timer::LocalDone { .. } => "local-done",
             Timer::HalfOpen => "half-open",
-            Timer::Done { .. } => "done",
         }
     }
 }
@@ -534,7 +532,6 @@ impl Node for Cb {
                     s.publish(ctx);
                 }
             }
-            (Cb::Downstream(_), Timer::Done { to, id, ok }) => ctx.send(to, Msg::Reply { id, ok }),
             _ => {}
         }
     }
@@ -777,6 +774,6 @@ impl Downstream {
             let fails = ctx.rng().below(100) < self.error_pct;
             (!fails, ctx.rng().exponential(self.mean) as Micros + self.extra)
         };
-        ctx.set_timer(after, Timer::Done { to: from, id, ok });
+        ctx.send_after(after, from, Msg::Reply { id, ok });
     }
 }

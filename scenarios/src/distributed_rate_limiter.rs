@@ -332,7 +332,6 @@ pub enum Timer {
     StoreTimeout { req: u64 },
     LeaseTimeout { user: u32 },
     Gossip,
-    Reply { to: NodeId, msg: Box<Msg> },
 }
 
 impl Label for Timer {
@@ -343,7 +342,6 @@ impl Label for Timer {
             Timer::StoreTimeout { .. } => "store-timeout",
             Timer::LeaseTimeout { .. } => "lease-timeout",
             Timer::Gossip => "gossip",
-            Timer::Reply { .. } => "store-reply",
         }
     }
 }
@@ -543,7 +541,6 @@ impl Node for Rl {
                 ctx.set_timer(u.window, Timer::WindowEnd);
             }
             (Rl::Instance(i), t) => i.on_timer(t, ctx),
-            (Rl::Store(_), Timer::Reply { to, msg }) => ctx.send(to, *msg),
             _ => {}
         }
     }
@@ -814,11 +811,7 @@ impl Instance {
 impl Store {
     fn reply(&self, to: NodeId, msg: Msg, ctx: &mut Ctx<Rl>) {
         ctx.count("store_ops", 1);
-        if self.extra == 0 {
-            ctx.send(to, msg);
-        } else {
-            ctx.set_timer(self.extra, Timer::Reply { to, msg: Box::new(msg) });
-        }
+        ctx.send_after(self.extra, to, msg);
     }
 
     fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Rl>) {

@@ -354,7 +354,6 @@ pub enum Timer {
     Timeout { key: u64, attempt: u32 },
     ProviderTimeout { key: u64 },
     Sweep,
-    Reply { to: NodeId, msg: Box<Msg> },
 }
 
 impl Label for Timer {
@@ -365,7 +364,6 @@ impl Label for Timer {
             Timer::Timeout { .. } => "client-timeout",
             Timer::ProviderTimeout { .. } => "provider-timeout",
             Timer::Sweep => "sweep",
-            Timer::Reply { .. } => "provider-reply",
         }
     }
 }
@@ -562,7 +560,6 @@ impl Node for Ip {
                 }
                 ctx.set_timer(MICROS_PER_S, Timer::Sweep);
             }
-            (Ip::Provider(_), Timer::Reply { to, msg }) => ctx.send(to, *msg),
             _ => {}
         }
     }
@@ -911,6 +908,6 @@ impl Provider {
             }
         };
         let delay = ctx.rng().exponential(self.mean) as Micros + self.extra;
-        ctx.set_timer(delay, Timer::Reply { to: from, msg: Box::new(Msg::Charged { key, charge, at }) });
+        ctx.send_after(delay, from, Msg::Charged { key, charge, at });
     }
 }
