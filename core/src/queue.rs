@@ -76,10 +76,6 @@ impl<E> EventQueue<E> {
         }
     }
 
-    pub fn with_capacity(_n: usize) -> Self {
-        Self::new()
-    }
-
     /// Files an entry whose time is after `last` into its bucket.
     #[inline]
     fn file(&mut self, entry: Entry<E>) {
@@ -233,7 +229,7 @@ mod tests {
 
     #[test]
     fn handles_many_pending() {
-        let mut q = EventQueue::with_capacity(100_000);
+        let mut q = EventQueue::new();
         let mut x: u64 = 12345;
         for i in 0..100_000u64 {
             x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
