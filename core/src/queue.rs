@@ -39,6 +39,9 @@ struct Entry<E> {
 /// 6-bit digits: 11 levels cover 64-bit time.
 const LEVELS: usize = 11;
 
+/// An emptied bucket keeps its allocation up to this many entries.
+const KEEP_CAPACITY: usize = 256;
+
 /// A min-queue of timed events.
 #[derive(Clone, Debug)]
 pub struct EventQueue<E> {
@@ -140,8 +143,12 @@ impl<E> EventQueue<E> {
                     self.file(e);
                 }
             }
-            // Keep the emptied bucket's allocation for reuse.
-            self.buckets[b] = moving;
+            // Keep the emptied bucket's allocation for reuse if it is small; a big one is
+            // freed, or every bucket the wheel ever filled would hold its peak forever
+            // (hundreds of MB at 100k pending).
+            if moving.capacity() <= KEEP_CAPACITY {
+                self.buckets[b] = moving;
+            }
             if self.now.len() > 1 {
                 self.now.make_contiguous().sort_unstable_by_key(|e| e.tie);
             }

@@ -5,6 +5,7 @@
 #[path = "../../core/benches/models.rs"]
 mod models;
 
+use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -24,11 +25,25 @@ fn rate(f: fn(u64) -> u64, events: u64) -> f64 {
     best
 }
 
+/// The size of this module's linear memory. It only ever grows, so growth across a run is
+/// that run's high-water mark (to the 64 KiB page), allocator slack included.
+fn memory_bytes() -> u32 {
+    wasm_bindgen::memory()
+        .dyn_into::<js_sys::WebAssembly::Memory>()
+        .map(|m| m.buffer().unchecked_into::<js_sys::ArrayBuffer>().byte_length())
+        .unwrap_or(0)
+}
+
 #[wasm_bindgen_test]
 fn engine_throughput_in_the_browser() {
     if option_env!("FAULTLINE_BENCH").is_none() {
         return;
     }
+    // Memory first, while nothing has been allocated and freed that a run could reuse.
+    let before = memory_bytes();
+    models::engine_pingpong(100_000, 1_000_000);
+    let grown = memory_bytes() - before;
+    web_sys::console::log_1(&format!("WASMMEM|ping-pong, 100k pairs|{grown}|{}", grown / 100_000).into());
     for (name, engine, bare) in models::cases() {
         let (e, b) = (rate(engine, 1_000_000), rate(bare, 1_000_000));
         web_sys::console::log_1(&format!("WASMBENCH|{name}|{e:.0}|{b:.0}").into());
