@@ -13,6 +13,16 @@ for (const n of [0, 1000, 5000, 20000]) {
   console.log(`BROWSERBENCH|frames ${n}|interval p50 ${r.p50} ms|p95 ${r.p95} ms|p99 ${r.p99} ms|draw p50 ${r.draw_p50} ms|p95 ${r.draw_p95} ms|p99 ${r.draw_p99} ms|${r.frames} frames, ${r.dropped} over 25 ms`);
   await p.close();
 }
+{
+  // Every scenario's default run in this browser (the trace hash only, as the CLI runs).
+  const p = await page(b);
+  await p.goto(`${site.url}#/bench/engine`);
+  await p.waitForFunction(() => window.__faultline_engine, null, { timeout: 300000 });
+  for (const r of JSON.parse(await p.evaluate(() => window.__faultline_engine))) {
+    console.log(`BROWSERBENCH|engine ${r.id}|${r.events} events|${(r.events_per_s / 1e6).toFixed(2)} M events/s|fingerprint ${r.fingerprint}`);
+  }
+  await p.close();
+}
 const paints = [];
 for (let i = 0; i < 5; i++) {
   const ctx = await b.newContext({ viewport: { width: 1280, height: 860 } });

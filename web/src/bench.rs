@@ -134,3 +134,116 @@ pub fn FramesBench(n: usize) -> impl IntoView {
         </main>
     }
 }
+
+/// The run in progress on the engine bench page: its index in the registry, the run, and
+/// the wall milliseconds spent computing it so far.
+type Running = Option<(usize, Box<dyn faultline_core::Run>, f64)>;
+
+/// One scenario's default run on the engine bench page.
+#[derive(Clone, Debug)]
+struct EngineRow {
+    id: &'static str,
+    title: &'static str,
+    events: u64,
+    simulated: Time,
+    wall_ms: f64,
+    fingerprint: String,
+}
+
+/// The engine bench page (`#/bench/engine`): every registered scenario's default recipe
+/// (seed 1) run to its default end in this browser, as the command-line runner runs it
+/// (trace hash only), a slice per animation frame so the page stays responsive. Shows
+/// events per second of compute and the fingerprint (the same as `faultline run <id>`), and
+/// publishes the table as JSON on `window.__faultline_engine` for the benchmark script.
+#[component]
+pub fn EngineBench() -> impl IntoView {
+    let rows = RwSignal::new(Vec::<EngineRow>::new());
+    let current = StoredValue::new_local(Running::None);
+    fn slice(rows: RwSignal<Vec<EngineRow>>, current: StoredValue<Running, LocalStorage>) {
+        request_animation_frame(move || {
+            let perf = || web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now());
+            let mut finished = false;
+            current.update_value(|cur| {
+                let next = cur.as_ref().map_or(0, |(i, _, _)| *i + 1);
+                if cur.as_ref().is_none_or(|(_, run, _)| run.now() >= Time(run.spec().default_until)) {
+                    if let Some((_, run, wall)) = cur.take() {
+                        let spec = run.spec();
+                        let row = EngineRow {
+                            id: spec.id(),
+                            title: spec.info.title,
+                            events: run.events(),
+                            simulated: run.now(),
+                            wall_ms: wall,
+                            fingerprint: faultline_core::trace::fingerprint(run.trace().hash()),
+                        };
+                        rows.update(|r| r.push(row));
+                    }
+                    let Some(spec) = faultline_scenarios::ALL.get(next) else {
+                        finished = true;
+                        return;
+                    };
+                    let (mut run, _) = faultline_core::open(spec, &spec.default_recipe(1));
+                    run.trace_mut().keep = false;
+                    *cur = Some((next, run, 0.0));
+                }
+                if let Some((_, run, wall)) = cur.as_mut() {
+                    // About 30 ms of simulation per frame.
+                    let (start, until) = (perf(), Time(run.spec().default_until));
+                    while perf() - start < 30.0 && run.now() < until {
+                        run.run_until(until, 20_000);
+                    }
+                    *wall += perf() - start;
+                }
+            });
+            if finished {
+                let json = rows.with_untracked(|r| {
+                    let items: Vec<String> = r
+                        .iter()
+                        .map(|r| {
+                            format!(
+                                "{{\"id\":\"{}\",\"events\":{},\"wall_ms\":{:.1},\"events_per_s\":{:.0},\"fingerprint\":\"{}\"}}",
+                                r.id,
+                                r.events,
+                                r.wall_ms,
+                                r.events as f64 / (r.wall_ms / 1000.0).max(1e-9),
+                                r.fingerprint
+                            )
+                        })
+                        .collect();
+                    format!("[{}]", items.join(","))
+                });
+                if let Some(w) = web_sys::window() {
+                    let _ = js_sys::Reflect::set(&w, &"__faultline_engine".into(), &json.into());
+                }
+            } else {
+                slice(rows, current);
+            }
+        });
+    }
+    slice(rows, current);
+    view! {
+        <main class="player bench">
+            <h1>"Engine bench: every scenario's default run, in this browser"</h1>
+            <p class="help">
+                "Seed 1, default parameters, run to the scenario's default end with the trace hash only, as "
+                <code>"faultline run <id>"</code> " does — the fingerprints match it. Events per second count compute time only."
+            </p>
+            <table class="bench-table">
+                <thead><tr><th>"scenario"</th><th>"events"</th><th>"simulated"</th><th>"wall"</th><th>"events/s"</th><th>"fingerprint"</th></tr></thead>
+                <tbody>
+                    {move || rows.get().into_iter().map(|r| view! {
+                        <tr>
+                            <td><a href=crate::route::scenario_href(r.id, "")>{r.title}</a></td>
+                            <td class="num">{r.events.to_string()}</td>
+                            <td class="num">{r.simulated.to_string()}</td>
+                            <td class="num">{format!("{:.0} ms", r.wall_ms)}</td>
+                            <td class="num">{format!("{:.2} M", r.events as f64 / (r.wall_ms / 1000.0).max(1e-9) / 1e6)}</td>
+                            <td><code>{r.fingerprint}</code></td>
+                        </tr>
+                    }).collect::<Vec<_>>()}
+                </tbody>
+            </table>
+            <p class="help">{move || if rows.with(|r| r.len()) < faultline_scenarios::ALL.len() { "running…" } else { "done" }}</p>
+        </main>
+    }
+}

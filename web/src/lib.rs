@@ -59,6 +59,7 @@ fn App() -> impl IntoView {
             Route::Gallery => gallery::Gallery().into_any(),
             Route::Panic => panic!("the deliberate panic of #/debug/panic"),
             Route::FramesBench(n) => bench::FramesBench(bench::FramesBenchProps { n }).into_any(),
+            Route::EngineBench => bench::EngineBench().into_any(),
             Route::Scenario { id, query } => scenario::ScenarioPage(scenario::ScenarioPageProps { id, query }).into_any(),
             Route::NotFound(path) => view! {
                 <main class="notfound">

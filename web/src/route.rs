@@ -8,6 +8,8 @@ pub enum Route {
     Panic,
     /// The renderer's frame-time benchmark (`#/bench/frames?n=5000`).
     FramesBench(usize),
+    /// Every scenario's default run in this browser (`#/bench/engine`).
+    EngineBench,
     Scenario {
         id: String,
         query: String,
@@ -27,6 +29,7 @@ impl Route {
         match path.trim_end_matches('/') {
             "" => Route::Gallery,
             "/debug/panic" => Route::Panic,
+            "/bench/engine" => Route::EngineBench,
             "/bench/frames" => {
                 let n = query.split('&').find_map(|kv| kv.strip_prefix("n=")).and_then(|v| v.parse().ok());
                 Route::FramesBench(n.unwrap_or(5000).min(100_000))

@@ -31,6 +31,9 @@ fn routes_and_recipes_load_for_every_scenario() {
     assert!(load("nope", "").is_err());
     let (_, _, problems) = load(ALL[0].id(), "seed=x&bogus=1").unwrap();
     assert_eq!(problems.len(), 2);
+    assert_eq!(Route::parse("#/bench/engine"), Route::EngineBench);
+    assert_eq!(Route::parse("#/bench/frames?n=1000"), Route::FramesBench(1000));
+    assert_eq!(Route::parse("#/bench/frames?n=999999999"), Route::FramesBench(100_000));
 }
 
 #[wasm_bindgen_test]
