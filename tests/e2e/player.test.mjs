@@ -201,3 +201,21 @@ test('a long jump re-simulates frame by frame: the tab never freezes', async () 
   assert.equal(await clock(p), 0);
   assert.deepEqual(p.errors, []);
 });
+
+test('the engine bench page runs every scenario in the browser with the native fingerprints', async () => {
+  const p = await page(b);
+  await p.goto(`${site.url}#/bench/engine`);
+  await p.waitForFunction(() => window.__faultline_engine, null, { timeout: 180000 });
+  const rows = JSON.parse(await p.evaluate(() => window.__faultline_engine));
+  assert.deepEqual(rows.map((r) => r.id), scenarios().map((s) => s.info.id));
+  for (const r of rows) {
+    const out = execFileSync(join(root, 'target/release/faultline'), ['run', r.id, '--seed', '1', '--json']);
+    const native = JSON.parse(out);
+    assert.equal(r.fingerprint, native.fingerprint, r.id);
+    assert.equal(r.events, native.events, r.id);
+    assert.ok(r.events_per_s > 0, r.id);
+  }
+  assert.equal(await p.locator('.bench-table tbody tr').count(), rows.length);
+  assert.deepEqual(p.errors, []);
+  await p.close();
+});
