@@ -96,8 +96,7 @@ impl<N: Node> Ctx<'_, N> {
         if after == 0 {
             self.k.send(self.me, to, msg);
         } else {
-            let rt = &self.k.rt[self.me as usize];
-            let (at, epoch) = (self.k.now.plus(rt.true_duration(after)), rt.epoch);
+            let (at, epoch) = self.k.due(self.me, after);
             self.k.queue.push(at, Class::Normal, Ev::Later { from: self.me, to, epoch, msg });
         }
     }
@@ -384,10 +383,15 @@ impl<N: Node> Kernel<N> {
         self.queue.push(at, Class::Control, Ev::Control(idx));
     }
 
+    /// When `after` of `node`'s own clock will have passed, and the node's current life
+    /// (a timer or delayed send from an earlier life is dropped).
+    fn due(&self, node: NodeId, after: Micros) -> (Time, u32) {
+        let rt = &self.rt[node as usize];
+        (self.now.plus(rt.true_duration(after)), rt.epoch)
+    }
+
     fn set_timer(&mut self, me: NodeId, id: TimerId, after: Micros, timer: N::Timer) {
-        let rt = &self.rt[me as usize];
-        let at = self.now.plus(rt.true_duration(after));
-        let epoch = rt.epoch;
+        let (at, epoch) = self.due(me, after);
         self.timers.arm(id);
         self.queue.push(at, Class::Normal, Ev::Timer { node: me, id, epoch, timer });
     }
