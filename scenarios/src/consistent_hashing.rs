@@ -294,19 +294,12 @@ pub struct Router {
 fn build(setup: &Setup) -> Box<dyn Run> {
     let mut sim: Sim<Ch> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 500, hi: 2_000 }));
     let start = setup.param("nodes") as u32;
-    let mut router = Router {
-        strategy: Strategy::from_id(setup.strategy()),
-        keys: setup.param("keys") as u32,
-        vnodes: setup.param("vnodes") as u32,
-        members: (0..start).map(|i| FIRST + i).collect(),
-        ring: Vec::new(),
-        owner: Vec::new(),
-        last_pong: vec![Time::ZERO; MAX_NODES as usize],
-        bad_moves: 0,
-        first_bad: String::new(),
-    };
-    router.rebuild();
-    router.owner = router.assign();
+    let router = Router::new(
+        Strategy::from_id(setup.strategy()),
+        start,
+        setup.param("keys") as u32,
+        setup.param("vnodes") as u32,
+    );
     assert_eq!(sim.add_node(Ch::Router(Box::new(router))), ROUTER);
     for index in 0..MAX_NODES {
         sim.add_node(Ch::Cache { index, held: BTreeSet::new(), member: index < start });
@@ -334,6 +327,24 @@ fn build(setup: &Setup) -> Box<dyn Run> {
 }
 
 impl Router {
+    /// A router over the first `nodes` caches, its ring built and every key assigned.
+    fn new(strategy: Strategy, nodes: u32, keys: u32, vnodes: u32) -> Router {
+        let mut r = Router {
+            strategy,
+            keys,
+            vnodes,
+            members: (0..nodes).map(|i| FIRST + i).collect(),
+            ring: Vec::new(),
+            owner: Vec::new(),
+            last_pong: vec![Time::ZERO; MAX_NODES as usize],
+            bad_moves: 0,
+            first_bad: String::new(),
+        };
+        r.rebuild();
+        r.owner = r.assign();
+        r
+    }
+
     fn rebuild(&mut self) {
         self.ring.clear();
         let points = match self.strategy {
@@ -608,20 +619,7 @@ mod tests {
     use super::*;
 
     fn router(strategy: Strategy, nodes: u32, keys: u32, vnodes: u32) -> Router {
-        let mut r = Router {
-            strategy,
-            keys,
-            vnodes,
-            members: (0..nodes).map(|i| FIRST + i).collect(),
-            ring: Vec::new(),
-            owner: Vec::new(),
-            last_pong: vec![Time::ZERO; MAX_NODES as usize],
-            bad_moves: 0,
-            first_bad: String::new(),
-        };
-        r.rebuild();
-        r.owner = r.assign();
-        r
+        Router::new(strategy, nodes, keys, vnodes)
     }
 
     /// With 1000 virtual nodes a node's share varies by about 3%, so the tolerance below holds.
