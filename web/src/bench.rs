@@ -3,6 +3,7 @@
 //! percentiles on `window.__faultline_frames` for the benchmark script to read.
 
 use crate::canvas::{self, Theme};
+use crate::scenario::wall_ms;
 use faultline_core::{Frame, Layout, MsgFrame, NodeFrame, NodeKind, NodeView, Status, Time};
 use leptos::html::Canvas;
 use leptos::prelude::*;
@@ -69,8 +70,7 @@ pub fn FramesBench(n: usize) -> impl IntoView {
     let work = StoredValue::new_local(Vec::<f64>::new());
     let result = RwSignal::new(String::from("running…"));
     let theme = StoredValue::new_local(Theme::read());
-    let perf = || web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now());
-    let start = perf();
+    let start = wall_ms();
     fn tick(
         canvas_ref: NodeRef<Canvas>,
         frame: StoredValue<Frame, LocalStorage>,
@@ -82,7 +82,7 @@ pub fn FramesBench(n: usize) -> impl IntoView {
         last: f64,
     ) {
         request_animation_frame(move || {
-            let now = web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now());
+            let now = wall_ms();
             if last > 0.0 {
                 times.update_value(|t| t.push(now - last));
             }
@@ -94,7 +94,7 @@ pub fn FramesBench(n: usize) -> impl IntoView {
                 if let Some(cx) = canvas::context(&el) {
                     let _ = cx.get_image_data(0.0, 0.0, 1.0, 1.0);
                 }
-                let done = web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now());
+                let done = wall_ms();
                 work.update_value(|w| w.push(done - now));
             }
             if now - start < 4000.0 {
@@ -161,7 +161,6 @@ pub fn EngineBench() -> impl IntoView {
     let current = StoredValue::new_local(Running::None);
     fn slice(rows: RwSignal<Vec<EngineRow>>, current: StoredValue<Running, LocalStorage>) {
         request_animation_frame(move || {
-            let perf = || web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now());
             let mut finished = false;
             current.update_value(|cur| {
                 let next = cur.as_ref().map_or(0, |(i, _, _)| *i + 1);
@@ -188,11 +187,11 @@ pub fn EngineBench() -> impl IntoView {
                 }
                 if let Some((_, run, wall)) = cur.as_mut() {
                     // About 30 ms of simulation per frame.
-                    let (start, until) = (perf(), Time(run.spec().default_until));
-                    while perf() - start < 30.0 && run.now() < until {
+                    let (start, until) = (wall_ms(), Time(run.spec().default_until));
+                    while wall_ms() - start < 30.0 && run.now() < until {
                         run.run_until(until, 20_000);
                     }
-                    *wall += perf() - start;
+                    *wall += wall_ms() - start;
                 }
             });
             if finished {

@@ -66,7 +66,8 @@ fn mark_first_frame() {
     let _ = js_sys::Reflect::set(&w, &key, &wall_ms().into());
 }
 
-fn wall_ms() -> f64 {
+/// Wall-clock milliseconds (the page's `performance.now()`), for budgets and benchmarks.
+pub(crate) fn wall_ms() -> f64 {
     web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
 }
 
