@@ -28,6 +28,7 @@ pub enum Latency {
 }
 
 impl Latency {
+    #[inline]
     pub fn sample(&self, rng: &mut Rng) -> Micros {
         match *self {
             Latency::Constant(d) => d,
@@ -171,6 +172,7 @@ impl Network {
     }
 
     /// Decides what happens to a message sent now. Draws from the run's generator.
+    #[inline]
     pub fn send(&self, from: NodeId, to: NodeId, now: Time, rng: &mut Rng) -> Fate {
         let link = self.link(from, to);
         let extra = match self.spike {

@@ -58,6 +58,8 @@ pub struct EventQueue<E> {
     last: u64,
     len: usize,
     seq: u64,
+    /// The last `pop` moved a bucket into `now`.
+    refilled: bool,
 }
 
 impl<E> Default for EventQueue<E> {
@@ -76,11 +78,12 @@ impl<E> EventQueue<E> {
             last: 0,
             len: 0,
             seq: 0,
+            refilled: false,
         }
     }
 
     /// Files an entry whose time is after `last` into its bucket.
-    #[inline]
+    #[inline(always)]
     fn file(&mut self, entry: Entry<E>) {
         let level = (63 - (entry.time ^ self.last).leading_zeros()) as usize / 6;
         let digit = (entry.time >> (6 * level)) as usize & 63;
@@ -103,6 +106,7 @@ impl<E> EventQueue<E> {
         }
     }
 
+    #[inline(always)]
     pub fn push(&mut self, at: Time, class: Class, event: E) {
         let lane: u64 = match class {
             Class::Control => 0,
@@ -129,7 +133,8 @@ impl<E> EventQueue<E> {
     }
 
     pub fn pop(&mut self) -> Option<(Time, E)> {
-        if self.now.is_empty() {
+        self.refilled = self.now.is_empty();
+        if self.refilled {
             // Move the earliest bucket down around its earliest time, the new current instant.
             let b = self.earliest()?;
             self.last = self.mins[b];
@@ -156,6 +161,12 @@ impl<E> EventQueue<E> {
         let e = self.now.pop_front()?;
         self.len -= 1;
         Some((Time(e.time), e.event))
+    }
+
+    /// The events left at the current instant if the last `pop` has just gathered them
+    /// (so a caller can touch what they will need, a batch at a time, before handling them).
+    pub fn fresh_instant(&self) -> Option<impl Iterator<Item = &E>> {
+        self.refilled.then(|| self.now.iter().map(|e| &e.event))
     }
 
     pub fn peek_time(&self) -> Option<Time> {

@@ -67,7 +67,6 @@ pub struct Ctx<'a, N: Node> {
     dying: bool,
     k: &'a mut Kernel<N>,
     crash: Option<Option<Micros>>,
-    inflicted: Vec<Fault>,
 }
 
 impl<N: Node> Ctx<'_, N> {
@@ -152,7 +151,7 @@ impl<N: Node> Ctx<'_, N> {
     /// traced like any fault. For scenario faults that target "whoever leads now".
     pub fn inflict(&mut self, fault: Fault) {
         if !self.dying {
-            self.inflicted.push(fault);
+            self.k.inflicted.push(fault);
         }
     }
     /// How long a disk operation that normally takes `base` takes now.
@@ -200,11 +199,26 @@ impl<N: Node> World<'_, N> {
 /// A named invariant, evaluated after every event until it first fails.
 pub type CheckFn<N> = fn(&World<N>) -> Result<(), String>;
 
+/// What the kernel reads about a node on every event, packed small: with many nodes these
+/// records are read at random, and four share a cache line.
 #[derive(Clone, Debug)]
 struct NodeRt {
-    up: bool,
-    epoch: u32,
     paused_until: Time,
+    epoch: u32,
+    up: bool,
+    /// The node's clock or disk was ever faulted: its `NodeClock` must be consulted.
+    faulted: bool,
+}
+
+impl NodeRt {
+    fn new() -> NodeRt {
+        NodeRt { paused_until: Time::ZERO, epoch: 0, up: true, faulted: false }
+    }
+}
+
+/// A node's clock and disk faults (read only for nodes that ever had one).
+#[derive(Clone, Debug)]
+struct NodeClock {
     /// Clock offset at `anchor`, and drift since then.
     skew: i64,
     drift_ppm: i32,
@@ -213,27 +227,15 @@ struct NodeRt {
     disk_until: Time,
 }
 
-impl NodeRt {
-    fn new() -> NodeRt {
-        NodeRt {
-            up: true,
-            epoch: 0,
-            paused_until: Time::ZERO,
-            skew: 0,
-            drift_ppm: 0,
-            anchor: Time::ZERO,
-            disk_factor: 1,
-            disk_until: Time::ZERO,
-        }
+impl NodeClock {
+    fn new() -> NodeClock {
+        NodeClock { skew: 0, drift_ppm: 0, anchor: Time::ZERO, disk_factor: 1, disk_until: Time::ZERO }
     }
     fn offset(&self, now: Time) -> i64 {
         let since = now.since(self.anchor) as i128;
         self.skew + (since * self.drift_ppm as i128 / 1_000_000) as i64
     }
     fn local(&self, now: Time) -> Time {
-        if self.skew == 0 && self.drift_ppm == 0 {
-            return now;
-        }
         Time((now.0 as i128 + self.offset(now) as i128).clamp(0, u64::MAX as i128) as u64)
     }
     /// True time for `d` of this node's clock to pass.
@@ -289,6 +291,35 @@ struct Drop {
 const LOST_FADE: Micros = 400_000;
 const RECENT: usize = 512;
 
+/// The latest `cap` items pushed: a ring that overwrites its oldest item when full.
+#[derive(Clone, Debug)]
+struct Ring<T> {
+    items: Vec<T>,
+    /// Where the next item goes once the ring is full (the oldest item's slot).
+    next: usize,
+    cap: usize,
+}
+
+impl<T: Clone> Ring<T> {
+    fn new(cap: usize) -> Ring<T> {
+        Ring { items: Vec::new(), next: 0, cap }
+    }
+    #[inline]
+    fn push(&mut self, item: T) {
+        if self.items.len() < self.cap {
+            self.items.push(item);
+        } else {
+            self.items[self.next] = item;
+            self.next = if self.next + 1 == self.cap { 0 } else { self.next + 1 };
+        }
+    }
+    /// Oldest first.
+    fn to_vec(&self) -> Vec<T> {
+        let (newer, older) = self.items.split_at(self.next);
+        older.iter().chain(newer).cloned().collect()
+    }
+}
+
 /// Which timers are still pending (set, neither fired nor cancelled): one bit per timer id,
 /// in a window that slides forward as the oldest timers are done. Ids are handed out here.
 #[derive(Clone, Debug, Default)]
@@ -335,6 +366,8 @@ struct Kernel<N: Node> {
     recipe: Recipe,
     params: Vec<i64>,
     rt: Vec<NodeRt>,
+    /// Per node, its clock and disk faults (see `NodeRt::faulted`).
+    clocks: Vec<NodeClock>,
     net: Network,
     queue: EventQueue<Ev<N>>,
     /// Faults and actions, scheduled or done, with their times (events refer to them by index).
@@ -352,9 +385,11 @@ struct Kernel<N: Node> {
     statuses: Vec<CheckStatus>,
     drops: VecDeque<Drop>,
     /// The latest deliveries, so a renderer can show traffic that is faster than a frame.
-    recent: VecDeque<MsgFrame>,
+    recent: Ring<MsgFrame>,
     /// Copies of the messages and timers of the kept trace entries, by trace sequence number.
     details: VecDeque<(u64, Detail<N>)>,
+    /// Faults the running handler inflicted (`Ctx::inflict`), applied once it returns.
+    inflicted: Vec<Fault>,
 }
 
 /// A running simulation of one scenario.
@@ -387,7 +422,8 @@ impl<N: Node> Kernel<N> {
     /// (a timer or delayed send from an earlier life is dropped).
     fn due(&self, node: NodeId, after: Micros) -> (Time, u32) {
         let rt = &self.rt[node as usize];
-        (self.now.plus(rt.true_duration(after)), rt.epoch)
+        let after = if rt.faulted { self.clocks[node as usize].true_duration(after) } else { after };
+        (self.now.plus(after), rt.epoch)
     }
 
     fn set_timer(&mut self, me: NodeId, id: TimerId, after: Micros, timer: N::Timer) {
@@ -402,7 +438,7 @@ impl<N: Node> Kernel<N> {
         self.next_msg += 1;
         let label = msg.label();
         self.detail(|| Detail::Msg(msg.clone()));
-        self.trace.push(self.now, TraceKind::Sent { from, to, msg: label, id });
+        self.trace.sent(self.now, from, to, label, id);
         match self.net.send(from, to, self.now, &mut self.rng) {
             Fate::Deliver { delay, duplicate } => {
                 let sent = self.now;
@@ -429,14 +465,20 @@ impl<N: Node> Kernel<N> {
     }
 
     /// Holds an event for a paused node until its pause ends. Returns true if held.
+    #[inline]
     fn held(&mut self, node: NodeId, ev: &Ev<N>) -> bool {
         let until = self.rt[node as usize].paused_until;
         if self.now < until {
-            self.queue.push(until, Class::Normal, ev.clone());
+            self.hold(until, ev);
             true
         } else {
             false
         }
+    }
+
+    #[cold]
+    fn hold(&mut self, until: Time, ev: &Ev<N>) {
+        self.queue.push(until, Class::Normal, ev.clone());
     }
 
     fn take_samples(&mut self, upto: Time) {
@@ -460,6 +502,7 @@ impl<N: Node> Sim<N> {
                 recipe: setup.recipe.clone(),
                 params,
                 rt: Vec::new(),
+                clocks: Vec::new(),
                 net: Network::new(default_link),
                 queue: EventQueue::new(),
                 controls: Vec::new(),
@@ -479,8 +522,9 @@ impl<N: Node> Sim<N> {
                     .map(|c| CheckStatus { id: c.id, label: c.label, violation: None })
                     .collect(),
                 drops: VecDeque::new(),
-                recent: VecDeque::new(),
+                recent: Ring::new(RECENT),
                 details: VecDeque::new(),
+                inflicted: Vec::new(),
             },
         };
         for a in setup.recipe.actions.clone() {
@@ -493,6 +537,7 @@ impl<N: Node> Sim<N> {
         let id = self.nodes.len() as NodeId;
         self.nodes.push(node);
         self.k.rt.push(NodeRt::new());
+        self.k.clocks.push(NodeClock::new());
         self.k.queue.push(Time::ZERO, Class::Normal, Ev::Start(id));
         id
     }
@@ -539,13 +584,17 @@ impl<N: Node> Sim<N> {
 
     fn call(&mut self, node: NodeId, dying: bool, f: impl FnOnce(&mut N, &mut Ctx<N>)) {
         let k = &mut self.k;
-        let rt = &k.rt[node as usize];
-        let disk_factor = if !dying && k.now < rt.disk_until { rt.disk_factor } else { 1 };
-        let mut ctx =
-            Ctx { me: node, local_now: rt.local(k.now), disk_factor, dying, k, crash: None, inflicted: Vec::new() };
+        let (local_now, disk_factor) = if k.rt[node as usize].faulted {
+            let c = &k.clocks[node as usize];
+            (c.local(k.now), if !dying && k.now < c.disk_until { c.disk_factor } else { 1 })
+        } else {
+            (k.now, 1)
+        };
+        let mut ctx = Ctx { me: node, local_now, disk_factor, dying, k, crash: None };
         f(&mut self.nodes[node as usize], &mut ctx);
-        let (crash, inflicted) = (ctx.crash, ctx.inflicted);
-        if !inflicted.is_empty() {
+        let crash = ctx.crash;
+        if !self.k.inflicted.is_empty() {
+            let inflicted = std::mem::take(&mut self.k.inflicted);
             self.inflicted(node, inflicted);
         }
         if let Some(restart) = crash {
@@ -644,20 +693,23 @@ impl<N: Node> Sim<N> {
             Fault::LatencySpike { extra, dur } => self.k.net.latency_spike(extra, now.plus(dur)),
             Fault::LossBurst { loss, dur } => self.k.net.loss_burst(loss, now.plus(dur)),
             Fault::ClockSkew { node, offset } => {
-                let rt = &mut self.k.rt[node as usize];
-                rt.skew = offset;
-                rt.anchor = now;
+                self.k.rt[node as usize].faulted = true;
+                let c = &mut self.k.clocks[node as usize];
+                c.skew = offset;
+                c.anchor = now;
             }
             Fault::ClockDrift { node, ppm } => {
-                let rt = &mut self.k.rt[node as usize];
-                rt.skew = rt.offset(now);
-                rt.anchor = now;
-                rt.drift_ppm = ppm;
+                self.k.rt[node as usize].faulted = true;
+                let c = &mut self.k.clocks[node as usize];
+                c.skew = c.offset(now);
+                c.anchor = now;
+                c.drift_ppm = ppm;
             }
             Fault::SlowDisk { node, factor, dur } => {
-                let rt = &mut self.k.rt[node as usize];
-                rt.disk_factor = factor.max(1);
-                rt.disk_until = now.plus(dur);
+                self.k.rt[node as usize].faulted = true;
+                let c = &mut self.k.clocks[node as usize];
+                c.disk_factor = factor.max(1);
+                c.disk_until = now.plus(dur);
             }
             Fault::Custom { id, node, value } => {
                 let Some(spec) = self.k.spec.fault(&id) else { return };
@@ -730,11 +782,8 @@ impl<N: Node> Sim<N> {
                     return None;
                 }
                 self.k.detail(|| Detail::Msg(msg.clone()));
-                self.k.trace.push(self.k.now, TraceKind::Delivered { from, to, msg: label, id });
-                if self.k.recent.len() >= RECENT {
-                    self.k.recent.pop_front();
-                }
-                self.k.recent.push_back(MsgFrame { from, to, sent, deliver: self.k.now, kind: label, lost: false });
+                self.k.trace.delivered(self.k.now, from, to, label, id);
+                self.k.recent.push(MsgFrame { from, to, sent, deliver: self.k.now, kind: label, lost: false });
                 self.invoke(to, |x, ctx| x.on_message(from, msg, ctx));
                 Some(to)
             }
@@ -797,6 +846,9 @@ impl<N: Node> Run for Sim<N> {
 
     fn step(&mut self) -> bool {
         let Some((t, ev)) = self.k.queue.pop() else { return false };
+        if let Some(batch) = self.k.queue.fresh_instant() {
+            warm(&self.nodes, &self.k.rt, batch);
+        }
         if t > self.k.sampler.next_at() {
             self.k.take_samples(Time(t.0 - 1));
         }
@@ -847,9 +899,9 @@ impl<N: Node> Run for Sim<N> {
         let nodes = self
             .nodes
             .iter()
-            .zip(&self.k.rt)
+            .zip(self.k.rt.iter().zip(&self.k.clocks))
             .enumerate()
-            .map(|(i, (n, rt))| NodeFrame {
+            .map(|(i, (n, (rt, clock)))| NodeFrame {
                 id: i as NodeId,
                 view: n.view(),
                 status: if !rt.up {
@@ -860,7 +912,7 @@ impl<N: Node> Run for Sim<N> {
                     Status::Up
                 },
                 cut_off: self.k.net.is_cut_off(i as NodeId),
-                clock_offset: rt.offset(self.k.now),
+                clock_offset: clock.offset(self.k.now),
             })
             .collect();
         let in_flight = self.k.queue.iter().filter(|(_, e)| matches!(e, Ev::Deliver { .. })).count();
@@ -899,7 +951,7 @@ impl<N: Node> Run for Sim<N> {
             cuts: self.k.net.cuts().to_vec(),
             checks: self.k.statuses.clone(),
             lost_fade: LOST_FADE,
-            recent: self.k.recent.iter().cloned().collect(),
+            recent: self.k.recent.to_vec(),
         }
     }
 
@@ -935,6 +987,30 @@ impl<N: Node> Run for Sim<N> {
     }
 }
 
+/// Reads the runtime record (and, for enum nodes, the variant) of every node that a batch
+/// of events is for. With many nodes these reads miss the cache; made together, back to
+/// back, they overlap, where one at a time, as each event is handled, each would stall the
+/// kernel. Small runs are left alone: their nodes stay cached.
+#[inline]
+fn warm<'a, N: Node>(nodes: &[N], rt: &[NodeRt], batch: impl Iterator<Item = &'a Ev<N>>) {
+    if rt.len() < 4096 {
+        return;
+    }
+    let mut any = 0u32;
+    for ev in batch {
+        let node = match ev {
+            Ev::Deliver { to, .. } => *to as usize,
+            Ev::Timer { node, .. } => *node as usize,
+            _ => continue,
+        };
+        if let (Some(r), Some(n)) = (rt.get(node), nodes.get(node)) {
+            any ^= r.epoch;
+            std::hint::black_box(std::mem::discriminant(n));
+        }
+    }
+    std::hint::black_box(any);
+}
+
 // Not generic, so one copy serves every scenario in the WASM bundle.
 fn sort_messages(messages: &mut [MsgFrame]) {
     messages.sort_by_key(|m| (m.sent, m.from, m.to));
@@ -949,6 +1025,18 @@ fn timeline_of(controls: &[(Time, ActionKind)]) -> Vec<(Time, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ring_keeps_the_latest_in_order() {
+        let mut r = Ring::new(3);
+        r.push(1);
+        r.push(2);
+        assert_eq!(r.to_vec(), [1, 2]);
+        for i in 3..=7 {
+            r.push(i);
+        }
+        assert_eq!(r.to_vec(), [5, 6, 7]);
+    }
 
     #[test]
     fn timers_window_slides_and_forgets_nothing_live() {

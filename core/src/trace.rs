@@ -134,13 +134,53 @@ impl Trace {
 
     /// Records an entry. The hash covers the entry's structure only, so keeping entries
     /// or details does not change the fingerprint.
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, at: Time, kind: TraceKind) {
         self.hash_entry(at, &kind);
         self.total += 1;
-        if !self.keep {
-            return;
+        if self.keep {
+            self.keep_entry(at, kind);
         }
+    }
+
+    /// `push(at, TraceKind::Sent { .. })`, without building the entry unless it is kept:
+    /// the kernel's hottest trace call.
+    #[inline(always)]
+    pub fn sent(&mut self, at: Time, from: NodeId, to: NodeId, msg: &'static str, id: u64) {
+        self.hash_sent(at, from, to, msg, id);
+        self.total += 1;
+        if self.keep {
+            self.keep_entry(at, TraceKind::Sent { from, to, msg, id });
+        }
+    }
+
+    /// `push(at, TraceKind::Delivered { .. })`, likewise.
+    #[inline(always)]
+    pub fn delivered(&mut self, at: Time, from: NodeId, to: NodeId, msg: &'static str, id: u64) {
+        self.hash_delivered(at, id);
+        self.total += 1;
+        if self.keep {
+            self.keep_entry(at, TraceKind::Delivered { from, to, msg, id });
+        }
+    }
+
+    #[inline(always)]
+    fn hash_sent(&mut self, at: Time, from: NodeId, to: NodeId, msg: &'static str, id: u64) {
+        let h = &mut self.hash;
+        h.u64(at.0.rotate_left(8) ^ 1);
+        h.u64(((from as u64) << 32) | to as u64);
+        h.bytes(msg.as_bytes());
+        h.u64(id);
+    }
+
+    /// The id names a message whose ends and label were hashed when it was sent.
+    #[inline(always)]
+    fn hash_delivered(&mut self, at: Time, id: u64) {
+        self.hash.u64(at.0.rotate_left(8) ^ 2);
+        self.hash.u64(id);
+    }
+
+    fn keep_entry(&mut self, at: Time, kind: TraceKind) {
         if self.entries.len() == self.cap {
             self.entries.pop_front();
         }
@@ -152,7 +192,13 @@ impl Trace {
         self.cap
     }
 
+    #[inline(always)]
     fn hash_entry(&mut self, at: Time, kind: &TraceKind) {
+        match *kind {
+            TraceKind::Sent { from, to, msg, id } => return self.hash_sent(at, from, to, msg, id),
+            TraceKind::Delivered { id, .. } => return self.hash_delivered(at, id),
+            _ => {}
+        }
         let h = &mut self.hash;
         // The entry's kind as a small number, folded into the time word: one mix, not a string.
         let tag: u64 = match kind {
@@ -169,13 +215,7 @@ impl Trace {
         };
         h.u64(at.0.rotate_left(8) ^ tag);
         match kind {
-            TraceKind::Sent { from, to, msg, id } => {
-                h.u64(((*from as u64) << 32) | *to as u64);
-                h.bytes(msg.as_bytes());
-                h.u64(*id);
-            }
-            // The id names a message whose ends and label were hashed when it was sent.
-            TraceKind::Delivered { id, .. } => h.u64(*id),
+            TraceKind::Sent { .. } | TraceKind::Delivered { .. } => unreachable!("hashed above"),
             TraceKind::Dropped { from, to, msg, id, why } => {
                 h.u64(((*from as u64) << 32) | *to as u64);
                 h.bytes(msg.as_bytes());
