@@ -366,7 +366,8 @@ struct Kernel<N: Node> {
     recipe: Recipe,
     params: Vec<i64>,
     rt: Vec<NodeRt>,
-    /// Per node, its clock and disk faults (see `NodeRt::faulted`).
+    /// Per node, its clock and disk faults (see `NodeRt::faulted`); empty until the first
+    /// such fault, so big runs without one do not pay for it.
     clocks: Vec<NodeClock>,
     net: Network,
     queue: EventQueue<Ev<N>>,
@@ -424,6 +425,15 @@ impl<N: Node> Kernel<N> {
         let rt = &self.rt[node as usize];
         let after = if rt.faulted { self.clocks[node as usize].true_duration(after) } else { after };
         (self.now.plus(after), rt.epoch)
+    }
+
+    /// A node's clock and disk state, to change it (marks the node as faulted).
+    fn clock_mut(&mut self, node: NodeId) -> &mut NodeClock {
+        self.rt[node as usize].faulted = true;
+        if self.clocks.len() < self.rt.len() {
+            self.clocks.resize(self.rt.len(), NodeClock::new());
+        }
+        &mut self.clocks[node as usize]
     }
 
     fn set_timer(&mut self, me: NodeId, id: TimerId, after: Micros, timer: N::Timer) {
@@ -537,7 +547,6 @@ impl<N: Node> Sim<N> {
         let id = self.nodes.len() as NodeId;
         self.nodes.push(node);
         self.k.rt.push(NodeRt::new());
-        self.k.clocks.push(NodeClock::new());
         self.k.queue.push(Time::ZERO, Class::Normal, Ev::Start(id));
         id
     }
@@ -693,21 +702,18 @@ impl<N: Node> Sim<N> {
             Fault::LatencySpike { extra, dur } => self.k.net.latency_spike(extra, now.plus(dur)),
             Fault::LossBurst { loss, dur } => self.k.net.loss_burst(loss, now.plus(dur)),
             Fault::ClockSkew { node, offset } => {
-                self.k.rt[node as usize].faulted = true;
-                let c = &mut self.k.clocks[node as usize];
+                let c = self.k.clock_mut(node);
                 c.skew = offset;
                 c.anchor = now;
             }
             Fault::ClockDrift { node, ppm } => {
-                self.k.rt[node as usize].faulted = true;
-                let c = &mut self.k.clocks[node as usize];
+                let c = self.k.clock_mut(node);
                 c.skew = c.offset(now);
                 c.anchor = now;
                 c.drift_ppm = ppm;
             }
             Fault::SlowDisk { node, factor, dur } => {
-                self.k.rt[node as usize].faulted = true;
-                let c = &mut self.k.clocks[node as usize];
+                let c = self.k.clock_mut(node);
                 c.disk_factor = factor.max(1);
                 c.disk_until = now.plus(dur);
             }
@@ -899,9 +905,9 @@ impl<N: Node> Run for Sim<N> {
         let nodes = self
             .nodes
             .iter()
-            .zip(self.k.rt.iter().zip(&self.k.clocks))
+            .zip(&self.k.rt)
             .enumerate()
-            .map(|(i, (n, (rt, clock)))| NodeFrame {
+            .map(|(i, (n, rt))| NodeFrame {
                 id: i as NodeId,
                 view: n.view(),
                 status: if !rt.up {
@@ -912,7 +918,7 @@ impl<N: Node> Run for Sim<N> {
                     Status::Up
                 },
                 cut_off: self.k.net.is_cut_off(i as NodeId),
-                clock_offset: clock.offset(self.k.now),
+                clock_offset: if rt.faulted { self.k.clocks[i].offset(self.k.now) } else { 0 },
             })
             .collect();
         let in_flight = self.k.queue.iter().filter(|(_, e)| matches!(e, Ev::Deliver { .. })).count();
