@@ -2,8 +2,6 @@
 //!
 //! Only integer operations and `libm` are used, so native and WASM draw the same numbers.
 
-use rand_core::{RngCore, SeedableRng};
-use rand_pcg::Pcg64;
 use serde::{Deserialize, Serialize};
 
 /// A probability expressed in parts per million: `Ppm(1_000_000)` is certainty.
@@ -21,19 +19,55 @@ impl Ppm {
     }
 }
 
-/// The seeded generator. PCG-64 (XSL RR 128/64) has a documented, stable output stream.
+/// The seeded generator: PCG-64 (XSL RR 128/64), which has a documented, stable output
+/// stream — exactly `rand_pcg::Pcg64` seeded by `rand_core`'s `seed_from_u64` (a test
+/// checks them against each other). It is written out here so that its 128-bit state is
+/// stepped in 64-bit words: in WASM a `u128` multiply is a call into compiler-rt, and this
+/// generator runs for nearly every event.
 #[derive(Clone, Debug)]
 pub struct Rng {
-    inner: Pcg64,
+    /// The 128-bit state and increment, as (high, low) words.
+    state: (u64, u64),
+    inc: (u64, u64),
 }
+
+/// PCG-64's multiplier, as (high, low) words.
+const PCG_MUL: (u64, u64) = (0x2360_ED05_1FC6_5DA4, 0x4385_DF64_9FCC_F645);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng { inner: Pcg64::seed_from_u64(seed) }
+        // rand_core's `seed_from_u64`: 32 seed bytes from a PCG-32 run on the seed...
+        let mut s = seed;
+        let mut words = [0u64; 4];
+        for i in 0..8 {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(11634580027462260723);
+            let x = ((((s >> 18) ^ s) >> 27) as u32).rotate_right((s >> 59) as u32);
+            words[i / 2] |= (x as u64) << (32 * (i % 2));
+        }
+        // ...read as the state and the increment (made odd), then rand_pcg's first step.
+        let inc = (words[3], words[2] | 1);
+        let (lo, carry) = words[0].overflowing_add(inc.1);
+        let mut rng = Rng { state: (words[1].wrapping_add(inc.0).wrapping_add(carry as u64), lo), inc };
+        rng.step();
+        rng
     }
 
+    /// state = state × multiplier + increment (mod 2^128).
+    #[inline(always)]
+    fn step(&mut self) {
+        let (sh, sl) = self.state;
+        let (hi, lo) = mul_wide(sl, PCG_MUL.1);
+        let hi = hi.wrapping_add(sl.wrapping_mul(PCG_MUL.0)).wrapping_add(sh.wrapping_mul(PCG_MUL.1));
+        let (lo, carry) = lo.overflowing_add(self.inc.1);
+        self.state = (hi.wrapping_add(self.inc.0).wrapping_add(carry as u64), lo);
+    }
+
+    #[inline]
     pub fn next_u64(&mut self) -> u64 {
-        self.inner.next_u64()
+        self.step();
+        let (hi, lo) = self.state;
+        // XSL RR: xor the halves, rotate by the top six bits.
+        (hi ^ lo).rotate_right((hi >> 58) as u32)
     }
 
     /// Uniform integer in `0..n` (Lemire's multiply-and-reject, unbiased). `n` must be > 0.
@@ -41,14 +75,14 @@ impl Rng {
     /// where the low half of the product is below `n` (the accepted draws are the same).
     pub fn below(&mut self, n: u64) -> u64 {
         assert!(n > 0, "Rng::below(0)");
-        let mut m = (self.next_u64() as u128) * (n as u128);
-        if (m as u64) < n {
+        let (mut hi, mut lo) = mul_wide(self.next_u64(), n);
+        if lo < n {
             let threshold = n.wrapping_neg() % n;
-            while (m as u64) < threshold {
-                m = (self.next_u64() as u128) * (n as u128);
+            while lo < threshold {
+                (hi, lo) = mul_wide(self.next_u64(), n);
             }
         }
-        (m >> 64) as u64
+        hi
     }
 
     /// Uniform integer in `lo..=hi`.
@@ -95,9 +129,69 @@ impl Rng {
     }
 }
 
+/// The 128-bit product of `a` and `b` as (high, low) words.
+#[inline(always)]
+fn mul_wide(a: u64, b: u64) -> (u64, u64) {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let m = (a as u128) * (b as u128);
+        ((m >> 64) as u64, m as u64)
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        mul_wide_halves(a, b)
+    }
+}
+
+/// The same from 32-bit halves: WASM has no 64×64→128 multiply, and a `u128` product is a
+/// call into compiler-rt there. Bounds below 2^32 (nearly all) take two multiplies.
+#[inline(always)]
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+fn mul_wide_halves(a: u64, b: u64) -> (u64, u64) {
+    if b >> 32 == 0 {
+        let (low, high) = ((a & 0xffff_ffff) * b, (a >> 32) * b);
+        let t = high + (low >> 32);
+        return (t >> 32, (t << 32) | (low & 0xffff_ffff));
+    }
+    let (a0, a1, b0, b1) = (a & 0xffff_ffff, a >> 32, b & 0xffff_ffff, b >> 32);
+    let (p00, p01, p10, p11) = (a0 * b0, a0 * b1, a1 * b0, a1 * b1);
+    let mid = (p00 >> 32) + (p01 & 0xffff_ffff) + (p10 & 0xffff_ffff);
+    (p11 + (p01 >> 32) + (p10 >> 32) + (mid >> 32), a.wrapping_mul(b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn is_exactly_rand_pcg_pcg64() {
+        use rand_core::{RngCore, SeedableRng};
+        let seeds = (0..300).chain([u64::MAX, u64::MAX - 1, 1 << 63, 0xdead_beef_cafe_f00d]);
+        for seed in seeds {
+            let mut ours = Rng::new(seed);
+            let mut theirs = rand_pcg::Pcg64::seed_from_u64(seed);
+            for _ in 0..200 {
+                assert_eq!(ours.next_u64(), theirs.next_u64(), "seed {seed}");
+            }
+        }
+    }
+
+    #[test]
+    fn multiply_by_halves_matches_u128() {
+        let mut r = Rng::new(5);
+        let edge = [0, 1, 2, 0xffff_ffff, 1 << 32, u64::MAX, u64::MAX - 1];
+        for &a in &edge {
+            for &b in &edge {
+                let m = (a as u128) * (b as u128);
+                assert_eq!(mul_wide_halves(a, b), ((m >> 64) as u64, m as u64));
+            }
+        }
+        for _ in 0..10_000 {
+            let (a, b) = (r.next_u64(), r.next_u64());
+            let m = (a as u128) * (b as u128);
+            assert_eq!(mul_wide_halves(a, b), ((m >> 64) as u64, m as u64));
+        }
+    }
 
     #[test]
     fn stream_is_stable() {
