@@ -179,14 +179,19 @@ impl Network {
             Some((extra, until)) if now < until => extra,
             _ => 0,
         };
-        let mut delay = link.latency.sample(rng).saturating_add(extra);
-        if rng.chance(link.reorder) {
-            delay = delay.saturating_add(link.reorder_delay);
-        }
         let burst = match self.loss_burst {
             Some((p, until)) if now < until => p,
             _ => Ppm::NEVER,
         };
+        let mut delay = link.latency.sample(rng).saturating_add(extra);
+        if link.reorder.0 | link.loss.0 | burst.0 | link.duplicate.0 == 0 {
+            // Nothing can go wrong on this link now (the usual case): no chance is drawn,
+            // exactly as the general path below draws none for zero probabilities.
+            return Fate::Deliver { delay, duplicate: None };
+        }
+        if rng.chance(link.reorder) {
+            delay = delay.saturating_add(link.reorder_delay);
+        }
         if rng.chance(link.loss) || rng.chance(burst) {
             return Fate::Lost { delay };
         }

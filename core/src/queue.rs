@@ -141,11 +141,17 @@ impl<E> EventQueue<E> {
             self.mins[b] = u64::MAX;
             self.full[b / 64] &= !(1 << (b % 64));
             let mut moving = std::mem::take(&mut self.buckets[b]);
-            for e in moving.drain(..) {
-                if e.time == self.last {
-                    self.now.push_back(e);
-                } else {
-                    self.file(e);
+            if b < 64 {
+                // A level-0 bucket holds one exact time (its digit is the lowest): the whole
+                // bucket becomes the current instant's lane, without moving an entry.
+                moving = Vec::from(std::mem::replace(&mut self.now, VecDeque::from(moving)));
+            } else {
+                for e in moving.drain(..) {
+                    if e.time == self.last {
+                        self.now.push_back(e);
+                    } else {
+                        self.file(e);
+                    }
                 }
             }
             // Keep the emptied bucket's allocation for reuse if it is small; a big one is
