@@ -146,6 +146,7 @@ impl<E> EventQueue<E> {
                 // bucket becomes the current instant's lane, without moving an entry.
                 moving = Vec::from(std::mem::replace(&mut self.now, VecDeque::from(moving)));
             } else {
+                self.now.clear(); // (empty already: this starts it at its buffer's front)
                 for e in moving.drain(..) {
                     if e.time == self.last {
                         self.now.push_back(e);
@@ -161,7 +162,14 @@ impl<E> EventQueue<E> {
                 self.buckets[b] = moving;
             }
             if self.now.len() > 1 {
-                self.now.make_contiguous().sort_unstable_by_key(|e| e.tie);
+                // Nearly always in order already: each bucket receives its share of a higher
+                // bucket first, then newer pushes; only a control event (first at its
+                // instant) or an event held by a pause lands out of place. Insertion sort
+                // costs one pass plus those few moves, and little code per scenario.
+                match self.now.as_mut_slices() {
+                    (lane, []) => insertion_sort(lane),
+                    _ => insertion_sort(self.now.make_contiguous()),
+                }
             }
         }
         let e = self.now.pop_front()?;
@@ -193,6 +201,17 @@ impl<E> EventQueue<E> {
     /// Every pending event, in no particular order (for drawing frames).
     pub fn iter(&self) -> impl Iterator<Item = (Time, &E)> {
         self.now.iter().chain(self.buckets.iter().flatten()).map(|e| (Time(e.time), &e.event))
+    }
+}
+
+/// Sorts entries by tie, in one pass when they are (nearly) in order already.
+fn insertion_sort<E>(lane: &mut [Entry<E>]) {
+    for i in 1..lane.len() {
+        let mut j = i;
+        while j > 0 && lane[j - 1].tie > lane[j].tie {
+            lane.swap(j - 1, j);
+            j -= 1;
+        }
     }
 }
 

@@ -78,7 +78,7 @@ impl<N: Node> Ctx<'_, N> {
         self.local_now
     }
     pub fn rng(&mut self) -> &mut Rng {
-        &mut self.k.rng
+        &mut self.k.c.rng
     }
     pub fn send(&mut self, to: NodeId, msg: N::Msg) {
         if !self.dying {
@@ -101,7 +101,7 @@ impl<N: Node> Ctx<'_, N> {
     }
     /// Fires after `after` microseconds of this node's clock.
     pub fn set_timer(&mut self, after: Micros, timer: N::Timer) -> TimerId {
-        let id = self.k.timers.allocate();
+        let id = self.k.c.timers.allocate();
         if !self.dying {
             self.k.set_timer(self.me, id, after, timer);
         }
@@ -109,35 +109,35 @@ impl<N: Node> Ctx<'_, N> {
     }
     pub fn cancel_timer(&mut self, id: TimerId) {
         if !self.dying {
-            self.k.timers.cancel(id);
+            self.k.c.timers.cancel(id);
         }
     }
     pub fn count(&mut self, name: &'static str, delta: i64) {
-        self.k.metrics.add(name, delta);
+        self.k.c.metrics.add(name, delta);
     }
     pub fn gauge(&mut self, name: &'static str, value: i64) {
-        self.k.metrics.set_gauge(name, value);
+        self.k.c.metrics.set_gauge(name, value);
     }
     pub fn observe(&mut self, name: &'static str, value: u64) {
-        self.k.metrics.observe(name, value);
+        self.k.c.metrics.observe(name, value);
     }
     /// A line in the event log, attached to this node.
     pub fn note(&mut self, text: impl Into<String>) {
-        let (now, node) = (self.k.now, self.me);
-        self.k.trace.push(now, TraceKind::Note { node, text: text.into() });
+        let (now, node) = (self.k.c.now, self.me);
+        self.k.c.trace.push(now, TraceKind::Note { node, text: text.into() });
     }
     /// True simulated time, for instrumenting checks and metrics only (`tally`, histograms
     /// of true latency). Node logic must use `now()`: reading the truth defeats clock faults.
     pub fn truth(&self) -> Time {
-        self.k.now
+        self.k.c.now
     }
     /// Adds `delta` to a god's-eye tally keyed by name and an integer key (say, user and
     /// true-time window). Checks read tallies; nodes never do.
     pub fn tally(&mut self, name: &'static str, key: u64, delta: i64) {
-        let v = self.k.tallies.entry((name, key)).or_insert(0);
+        let v = self.k.c.tallies.entry((name, key)).or_insert(0);
         *v += delta;
         let v = *v;
-        self.k.tallied.push((name, key, v));
+        self.k.c.tallied.push((name, key, v));
     }
     /// This node dies now (out of memory, a panic…) after the handler returns;
     /// a supervisor restarts it after `restart_after`, if given.
@@ -151,7 +151,7 @@ impl<N: Node> Ctx<'_, N> {
     /// traced like any fault. For scenario faults that target "whoever leads now".
     pub fn inflict(&mut self, fault: Fault) {
         if !self.dying {
-            self.k.inflicted.push(fault);
+            self.k.c.inflicted.push(fault);
         }
     }
     /// How long a disk operation that normally takes `base` takes now.
@@ -160,7 +160,7 @@ impl<N: Node> Ctx<'_, N> {
     }
     /// A parameter's current value.
     pub fn param(&self, id: &str) -> i64 {
-        param_value(self.k.spec, &self.k.params, id)
+        param_value(self.k.c.spec, &self.k.c.params, id)
     }
 }
 
@@ -359,9 +359,28 @@ impl Timers {
     }
 }
 
+/// Which handlers a fault calls once the kernel has applied it.
+enum Heard {
+    Nothing,
+    Crashed(NodeId),
+    Restarted(NodeId),
+    /// To one node, or to every node that is up.
+    Control(Option<NodeId>, Control),
+}
+
 /// Everything of a run but its nodes, so a handler can borrow its node and the kernel at once.
-#[derive(Clone)]
 struct Kernel<N: Node> {
+    c: Common,
+    queue: EventQueue<Ev<N>>,
+    /// Copies of the messages and timers of the kept trace entries, by trace sequence number.
+    details: VecDeque<(u64, Detail<N>)>,
+}
+
+/// The part of the kernel that does not depend on the scenario's types. Kept apart so that
+/// one copy of its code (building, cloning for snapshots) serves every scenario in the WASM
+/// bundle, where each scenario instantiates the generic part anew.
+#[derive(Clone)]
+struct Common {
     spec: &'static ScenarioSpec,
     recipe: Recipe,
     params: Vec<i64>,
@@ -370,7 +389,6 @@ struct Kernel<N: Node> {
     /// such fault, so big runs without one do not pay for it.
     clocks: Vec<NodeClock>,
     net: Network,
-    queue: EventQueue<Ev<N>>,
     /// Faults and actions, scheduled or done, with their times (events refer to them by index).
     controls: Vec<(Time, ActionKind)>,
     rng: Rng,
@@ -387,8 +405,6 @@ struct Kernel<N: Node> {
     drops: VecDeque<Drop>,
     /// The latest deliveries, so a renderer can show traffic that is faster than a frame.
     recent: Ring<MsgFrame>,
-    /// Copies of the messages and timers of the kept trace entries, by trace sequence number.
-    details: VecDeque<(u64, Detail<N>)>,
     /// Faults the running handler inflicted (`Ctx::inflict`), applied once it returns.
     inflicted: Vec<Fault>,
 }
@@ -401,30 +417,39 @@ pub struct Sim<N: Node> {
     k: Kernel<N>,
 }
 
-impl<N: Node> Kernel<N> {
-    /// Keeps a copy of what the next trace entry is about, if the trace keeps details.
-    #[inline]
-    fn detail(&mut self, what: impl FnOnce() -> Detail<N>) {
-        if self.trace.keep && self.trace.details {
-            if self.details.len() >= self.trace.cap() {
-                self.details.pop_front();
-            }
-            self.details.push_back((self.trace.total(), what()));
+impl<N: Node> Clone for Kernel<N> {
+    fn clone(&self) -> Self {
+        Kernel { c: self.c.cloned(), queue: self.queue.clone(), details: self.details.clone() }
+    }
+}
+
+impl Common {
+    #[inline(never)]
+    fn new(setup: &Setup, default_link: Link) -> Common {
+        let spec = setup.spec;
+        Common {
+            spec,
+            recipe: setup.recipe.clone(),
+            params: spec.params.iter().map(|p| setup.param(p.id)).collect(),
+            rt: Vec::new(),
+            clocks: Vec::new(),
+            net: Network::new(default_link),
+            controls: Vec::new(),
+            rng: Rng::new(setup.recipe.seed),
+            now: Time::ZERO,
+            events: 0,
+            next_msg: 0,
+            timers: Timers::default(),
+            metrics: Metrics::default(),
+            tallies: BTreeMap::new(),
+            tallied: Vec::new(),
+            sampler: Sampler::new(spec.sample_every, spec.metrics.iter().map(|m| m.measure).collect()),
+            trace: Trace::new(20_000),
+            statuses: spec.checks.iter().map(|c| CheckStatus { id: c.id, label: c.label, violation: None }).collect(),
+            drops: VecDeque::new(),
+            recent: Ring::new(RECENT),
+            inflicted: Vec::new(),
         }
-    }
-
-    fn schedule_control(&mut self, at: Time, kind: ActionKind) {
-        let idx = self.controls.len() as u32;
-        self.controls.push((at, kind));
-        self.queue.push(at, Class::Control, Ev::Control(idx));
-    }
-
-    /// When `after` of `node`'s own clock will have passed, and the node's current life
-    /// (a timer or delayed send from an earlier life is dropped).
-    fn due(&self, node: NodeId, after: Micros) -> (Time, u32) {
-        let rt = &self.rt[node as usize];
-        let after = if rt.faulted { self.clocks[node as usize].true_duration(after) } else { after };
-        (self.now.plus(after), rt.epoch)
     }
 
     /// A node's clock and disk state, to change it (marks the node as faulted).
@@ -436,22 +461,187 @@ impl<N: Node> Kernel<N> {
         &mut self.clocks[node as usize]
     }
 
+    /// Applies a fault to the kernel's state and says which handler must hear of it.
+    #[inline(never)]
+    fn apply_fault(&mut self, f: Fault) -> Heard {
+        let now = self.now;
+        match f {
+            Fault::Crash { node } => {
+                let rt = &mut self.rt[node as usize];
+                if rt.up {
+                    rt.up = false;
+                    rt.epoch += 1;
+                    rt.paused_until = Time::ZERO;
+                    self.trace.push(now, TraceKind::Crashed { node });
+                    return Heard::Crashed(node);
+                }
+            }
+            Fault::Restart { node } => {
+                let rt = &mut self.rt[node as usize];
+                if !rt.up {
+                    rt.up = true;
+                    rt.epoch += 1;
+                    self.trace.push(now, TraceKind::Restarted { node });
+                    return Heard::Restarted(node);
+                }
+            }
+            Fault::Pause { node, dur } => {
+                let rt = &mut self.rt[node as usize];
+                if rt.up {
+                    rt.paused_until = rt.paused_until.max(now.plus(dur));
+                }
+            }
+            Fault::Isolate { node, one_way } => self.net.add_cut(Cut { a: vec![node], b: None, one_way }),
+            Fault::Partition { a, b, one_way } => self.net.add_cut(Cut { a, b, one_way }),
+            Fault::Heal => self.net.heal(),
+            Fault::LatencySpike { extra, dur } => self.net.latency_spike(extra, now.plus(dur)),
+            Fault::LossBurst { loss, dur } => self.net.loss_burst(loss, now.plus(dur)),
+            Fault::ClockSkew { node, offset } => {
+                let c = self.clock_mut(node);
+                c.skew = offset;
+                c.anchor = now;
+            }
+            Fault::ClockDrift { node, ppm } => {
+                let c = self.clock_mut(node);
+                c.skew = c.offset(now);
+                c.anchor = now;
+                c.drift_ppm = ppm;
+            }
+            Fault::SlowDisk { node, factor, dur } => {
+                let c = self.clock_mut(node);
+                c.disk_factor = factor.max(1);
+                c.disk_until = now.plus(dur);
+            }
+            Fault::Custom { id, node, value } => {
+                let Some(spec) = self.spec.fault(&id) else { return Heard::Nothing };
+                let c = Control::Custom { id: spec.id, value };
+                match (spec.target, node) {
+                    (Target::Node, Some(n)) if self.rt[n as usize].up => return Heard::Control(Some(n), c),
+                    (Target::Node, _) => {}
+                    (Target::Global, _) => return Heard::Control(None, c),
+                }
+            }
+        }
+        Heard::Nothing
+    }
+
+    /// Validates an action injected live and adds it to the recipe, a microsecond from now;
+    /// returns it as the recipe now has it (repaired, if it needed to be), to be scheduled.
+    #[inline(never)]
+    fn record_action(&mut self, kind: ActionKind) -> Result<(Time, ActionKind), RecipeError> {
+        let mut probe = Recipe::new(&self.recipe.scenario, &self.recipe.strategy, 0);
+        probe.actions.push(Action { at: Time::ZERO, kind: kind.clone() });
+        if let Some(e) = probe.validate(self.spec).into_iter().next() {
+            return Err(e);
+        }
+        let count = self.rt.len() as u32;
+        if let ActionKind::Fault(f) = &kind {
+            let nodes: Vec<NodeId> = match f {
+                Fault::Partition { a, b, .. } => a.iter().chain(b.iter().flatten()).copied().collect(),
+                other => other.node().into_iter().collect(),
+            };
+            if let Some(&node) = nodes.iter().find(|&&n| n >= count) {
+                return Err(RecipeError::BadNode { node, nodes: count });
+            }
+        }
+        let at = self.now.plus(1);
+        self.recipe.push_action(Action { at, kind: probe.actions.remove(0).kind });
+        let kind = self.recipe.actions.iter().rev().find(|a| a.at == at).map(|a| a.kind.clone()).expect("just pushed");
+        Ok((at, kind))
+    }
+
+    /// The frame around the nodes' views and a sample of the messages in flight (the only
+    /// parts that depend on the scenario's types).
+    #[inline(never)]
+    fn frame(&self, views: Vec<NodeView>, mut messages: Vec<MsgFrame>, in_flight: usize, max: usize) -> Frame {
+        let now = self.now;
+        let nodes = views
+            .into_iter()
+            .zip(&self.rt)
+            .enumerate()
+            .map(|(i, (view, rt))| NodeFrame {
+                id: i as NodeId,
+                view,
+                status: if !rt.up {
+                    Status::Crashed
+                } else if now < rt.paused_until {
+                    Status::Paused
+                } else {
+                    Status::Up
+                },
+                cut_off: self.net.is_cut_off(i as NodeId),
+                clock_offset: if rt.faulted { self.clocks[i].offset(now) } else { 0 },
+            })
+            .collect();
+        for m in &mut messages {
+            m.lost = self.net.blocked(m.from, m.to);
+        }
+        messages.sort_by_key(|m| (m.sent, m.from, m.to));
+        messages.truncate(max);
+        for d in self.drops.iter().filter(|d| now.since(d.gone_at) < LOST_FADE && d.frame.sent <= now) {
+            messages.push(d.frame.clone());
+        }
+        Frame {
+            now,
+            nodes,
+            messages,
+            in_flight,
+            cuts: self.net.cuts().to_vec(),
+            checks: self.statuses.clone(),
+            lost_fade: LOST_FADE,
+            recent: self.recent.to_vec(),
+        }
+    }
+
+    /// Not inlined, so one copy serves every scenario's snapshots.
+    #[inline(never)]
+    fn cloned(&self) -> Common {
+        self.clone()
+    }
+}
+
+impl<N: Node> Kernel<N> {
+    /// Keeps a copy of what the next trace entry is about, if the trace keeps details.
+    #[inline]
+    fn detail(&mut self, what: impl FnOnce() -> Detail<N>) {
+        if self.c.trace.keep && self.c.trace.details {
+            if self.details.len() >= self.c.trace.cap() {
+                self.details.pop_front();
+            }
+            self.details.push_back((self.c.trace.total(), what()));
+        }
+    }
+
+    fn schedule_control(&mut self, at: Time, kind: ActionKind) {
+        let idx = self.c.controls.len() as u32;
+        self.c.controls.push((at, kind));
+        self.queue.push(at, Class::Control, Ev::Control(idx));
+    }
+
+    /// When `after` of `node`'s own clock will have passed, and the node's current life
+    /// (a timer or delayed send from an earlier life is dropped).
+    fn due(&self, node: NodeId, after: Micros) -> (Time, u32) {
+        let rt = &self.c.rt[node as usize];
+        let after = if rt.faulted { self.c.clocks[node as usize].true_duration(after) } else { after };
+        (self.c.now.plus(after), rt.epoch)
+    }
+
     fn set_timer(&mut self, me: NodeId, id: TimerId, after: Micros, timer: N::Timer) {
         let (at, epoch) = self.due(me, after);
-        self.timers.arm(id);
+        self.c.timers.arm(id);
         self.queue.push(at, Class::Normal, Ev::Timer { node: me, id, epoch, timer });
     }
 
     fn send(&mut self, from: NodeId, to: NodeId, msg: N::Msg) {
-        assert!((to as usize) < self.rt.len(), "send to node {to}, which does not exist");
-        let id = self.next_msg;
-        self.next_msg += 1;
+        assert!((to as usize) < self.c.rt.len(), "send to node {to}, which does not exist");
+        let id = self.c.next_msg;
+        self.c.next_msg += 1;
         let label = msg.label();
         self.detail(|| Detail::Msg(msg.clone()));
-        self.trace.sent(self.now, from, to, label, id);
-        match self.net.send(from, to, self.now, &mut self.rng) {
+        self.c.trace.sent(self.c.now, from, to, label, id);
+        match self.c.net.send(from, to, self.c.now, &mut self.c.rng) {
             Fate::Deliver { delay, duplicate } => {
-                let sent = self.now;
+                let sent = self.c.now;
                 if let Some(d2) = duplicate {
                     let copy = msg.clone();
                     self.queue.push(sent.plus(d2), Class::Normal, Ev::Deliver { from, to, msg: copy, id, sent });
@@ -459,26 +649,26 @@ impl<N: Node> Kernel<N> {
                 self.queue.push(sent.plus(delay), Class::Normal, Ev::Deliver { from, to, msg, id, sent });
             }
             Fate::Lost { delay } => {
-                let deliver = self.now.plus(delay);
-                self.trace.push(self.now, TraceKind::Dropped { from, to, msg: label, id, why: DropReason::Lost });
-                let gone_at = self.now.plus(delay / 2);
-                self.remember_drop(MsgFrame { from, to, sent: self.now, deliver, kind: label, lost: true }, gone_at);
+                let deliver = self.c.now.plus(delay);
+                self.c.trace.push(self.c.now, TraceKind::Dropped { from, to, msg: label, id, why: DropReason::Lost });
+                let gone_at = self.c.now.plus(delay / 2);
+                self.remember_drop(MsgFrame { from, to, sent: self.c.now, deliver, kind: label, lost: true }, gone_at);
             }
         }
     }
 
     fn remember_drop(&mut self, frame: MsgFrame, gone_at: Time) {
-        if self.drops.len() >= 256 {
-            self.drops.pop_front();
+        if self.c.drops.len() >= 256 {
+            self.c.drops.pop_front();
         }
-        self.drops.push_back(Drop { frame, gone_at });
+        self.c.drops.push_back(Drop { frame, gone_at });
     }
 
     /// Holds an event for a paused node until its pause ends. Returns true if held.
     #[inline]
     fn held(&mut self, node: NodeId, ev: &Ev<N>) -> bool {
-        let until = self.rt[node as usize].paused_until;
-        if self.now < until {
+        let until = self.c.rt[node as usize].paused_until;
+        if self.c.now < until {
             self.hold(until, ev);
             true
         } else {
@@ -492,8 +682,8 @@ impl<N: Node> Kernel<N> {
     }
 
     fn take_samples(&mut self, upto: Time) {
-        while self.sampler.due(upto) {
-            self.sampler.sample(&mut self.metrics);
+        while self.c.sampler.due(upto) {
+            self.c.sampler.sample(&mut self.c.metrics);
         }
     }
 }
@@ -501,41 +691,10 @@ impl<N: Node> Kernel<N> {
 impl<N: Node> Sim<N> {
     /// A run of `setup` whose links all behave like `default_link` unless overridden.
     pub fn new(setup: &Setup, default_link: Link) -> Sim<N> {
-        let spec = setup.spec;
-        let params = spec.params.iter().map(|p| setup.param(p.id)).collect();
-        let measures = spec.metrics.iter().map(|m| m.measure).collect();
         let mut sim = Sim {
             nodes: Vec::new(),
             checks: Vec::new(),
-            k: Kernel {
-                spec,
-                recipe: setup.recipe.clone(),
-                params,
-                rt: Vec::new(),
-                clocks: Vec::new(),
-                net: Network::new(default_link),
-                queue: EventQueue::new(),
-                controls: Vec::new(),
-                rng: Rng::new(setup.recipe.seed),
-                now: Time::ZERO,
-                events: 0,
-                next_msg: 0,
-                timers: Timers::default(),
-                metrics: Metrics::default(),
-                tallies: BTreeMap::new(),
-                tallied: Vec::new(),
-                sampler: Sampler::new(spec.sample_every, measures),
-                trace: Trace::new(20_000),
-                statuses: spec
-                    .checks
-                    .iter()
-                    .map(|c| CheckStatus { id: c.id, label: c.label, violation: None })
-                    .collect(),
-                drops: VecDeque::new(),
-                recent: Ring::new(RECENT),
-                details: VecDeque::new(),
-                inflicted: Vec::new(),
-            },
+            k: Kernel { c: Common::new(setup, default_link), queue: EventQueue::new(), details: VecDeque::new() },
         };
         for a in setup.recipe.actions.clone() {
             sim.k.schedule_control(a.at, a.kind);
@@ -546,22 +705,22 @@ impl<N: Node> Sim<N> {
     pub fn add_node(&mut self, node: N) -> NodeId {
         let id = self.nodes.len() as NodeId;
         self.nodes.push(node);
-        self.k.rt.push(NodeRt::new());
+        self.k.c.rt.push(NodeRt::new());
         self.k.queue.push(Time::ZERO, Class::Normal, Ev::Start(id));
         id
     }
 
     pub fn net(&mut self) -> &mut Network {
-        &mut self.k.net
+        &mut self.k.c.net
     }
 
     /// Adds a fault to the scenario's plan.
     pub fn schedule(&mut self, at: Time, fault: Fault) {
         if let Fault::Custom { id, .. } = &fault {
             assert!(
-                self.k.spec.fault(id).is_some(),
+                self.k.c.spec.fault(id).is_some(),
                 "{} schedules fault `{id}` but does not declare it",
-                self.k.spec.id()
+                self.k.c.spec.id()
             );
         }
         self.k.schedule_control(at, ActionKind::Fault(fault));
@@ -569,8 +728,8 @@ impl<N: Node> Sim<N> {
 
     /// Registers the evaluator of a check the spec declares.
     pub fn check(&mut self, id: &str, eval: CheckFn<N>) {
-        let i = self.k.spec.checks.iter().position(|c| c.id == id);
-        let i = i.unwrap_or_else(|| panic!("{} declares no check `{id}`", self.k.spec.id()));
+        let i = self.k.c.spec.checks.iter().position(|c| c.id == id);
+        let i = i.unwrap_or_else(|| panic!("{} declares no check `{id}`", self.k.c.spec.id()));
         self.checks.push((i, eval));
     }
 
@@ -579,7 +738,7 @@ impl<N: Node> Sim<N> {
     }
 
     pub fn param(&self, id: &str) -> i64 {
-        param_value(self.k.spec, &self.k.params, id)
+        param_value(self.k.c.spec, &self.k.c.params, id)
     }
 
     fn invoke(&mut self, node: NodeId, f: impl FnOnce(&mut N, &mut Ctx<N>)) {
@@ -593,17 +752,17 @@ impl<N: Node> Sim<N> {
 
     fn call(&mut self, node: NodeId, dying: bool, f: impl FnOnce(&mut N, &mut Ctx<N>)) {
         let k = &mut self.k;
-        let (local_now, disk_factor) = if k.rt[node as usize].faulted {
-            let c = &k.clocks[node as usize];
-            (c.local(k.now), if !dying && k.now < c.disk_until { c.disk_factor } else { 1 })
+        let (local_now, disk_factor) = if k.c.rt[node as usize].faulted {
+            let c = &k.c.clocks[node as usize];
+            (c.local(k.c.now), if !dying && k.c.now < c.disk_until { c.disk_factor } else { 1 })
         } else {
-            (k.now, 1)
+            (k.c.now, 1)
         };
         let mut ctx = Ctx { me: node, local_now, disk_factor, dying, k, crash: None };
         f(&mut self.nodes[node as usize], &mut ctx);
         let crash = ctx.crash;
-        if !self.k.inflicted.is_empty() {
-            let inflicted = std::mem::take(&mut self.k.inflicted);
+        if !self.k.c.inflicted.is_empty() {
+            let inflicted = std::mem::take(&mut self.k.c.inflicted);
             self.inflicted(node, inflicted);
         }
         if let Some(restart) = crash {
@@ -614,7 +773,7 @@ impl<N: Node> Sim<N> {
     #[cold]
     fn inflicted(&mut self, node: NodeId, faults: Vec<Fault>) {
         for f in faults {
-            self.k.trace.push(self.k.now, TraceKind::Fault { text: format!("{f} (by node {node})") });
+            self.k.c.trace.push(self.k.c.now, TraceKind::Fault { text: format!("{f} (by node {node})") });
             self.fault(f);
         }
     }
@@ -623,37 +782,40 @@ impl<N: Node> Sim<N> {
     fn crashed(&mut self, node: NodeId, restart: Option<Micros>) {
         self.fault(Fault::Crash { node });
         if let Some(after) = restart {
-            self.k.schedule_control(self.k.now.plus(after.max(1)), ActionKind::Fault(Fault::Restart { node }));
+            self.k.schedule_control(self.k.c.now.plus(after.max(1)), ActionKind::Fault(Fault::Restart { node }));
         }
     }
 
     fn control(&mut self, idx: u32) {
-        let kind = self.k.controls[idx as usize].1.clone();
+        let kind = self.k.c.controls[idx as usize].1.clone();
         let text = kind.to_string();
         if let Some(node) = match &kind {
             ActionKind::Fault(f) => f.node(),
             _ => None,
         } {
             if node as usize >= self.nodes.len() {
-                self.k.trace.push(self.k.now, TraceKind::Action { text: format!("ignored ({text}): no such node") });
+                self.k
+                    .c
+                    .trace
+                    .push(self.k.c.now, TraceKind::Action { text: format!("ignored ({text}): no such node") });
                 return;
             }
         }
         match kind {
             ActionKind::Fault(f) => {
-                self.k.trace.push(self.k.now, TraceKind::Fault { text });
+                self.k.c.trace.push(self.k.c.now, TraceKind::Fault { text });
                 self.fault(f);
             }
             ActionKind::SetParam { id, value } => {
-                self.k.trace.push(self.k.now, TraceKind::Action { text });
-                if let Some(i) = self.k.spec.params.iter().position(|p| p.id == id) {
-                    self.k.params[i] = value;
-                    self.broadcast(Control::Param { id: self.k.spec.params[i].id, value });
+                self.k.c.trace.push(self.k.c.now, TraceKind::Action { text });
+                if let Some(i) = self.k.c.spec.params.iter().position(|p| p.id == id) {
+                    self.k.c.params[i] = value;
+                    self.broadcast(Control::Param { id: self.k.c.spec.params[i].id, value });
                 }
             }
             ActionKind::SetStrategy { id } => {
-                self.k.trace.push(self.k.now, TraceKind::Action { text });
-                if let Some(s) = self.k.spec.strategy(&id) {
+                self.k.c.trace.push(self.k.c.now, TraceKind::Action { text });
+                if let Some(s) = self.k.c.spec.strategy(&id) {
                     self.broadcast(Control::Strategy(s.id));
                 }
             }
@@ -662,79 +824,26 @@ impl<N: Node> Sim<N> {
 
     fn broadcast(&mut self, c: Control) {
         for n in 0..self.nodes.len() as NodeId {
-            if self.k.rt[n as usize].up {
+            if self.k.c.rt[n as usize].up {
                 self.invoke(n, |node, ctx| node.on_control(c, ctx));
             }
         }
     }
 
     fn fault(&mut self, f: Fault) {
-        let now = self.k.now;
-        match f {
-            Fault::Crash { node } => {
-                let rt = &mut self.k.rt[node as usize];
-                if rt.up {
-                    rt.up = false;
-                    rt.epoch += 1;
-                    rt.paused_until = Time::ZERO;
-                    self.k.trace.push(now, TraceKind::Crashed { node });
-                    self.invoke_dead(node, |n, ctx| n.on_crash(ctx));
-                }
-            }
-            Fault::Restart { node } => {
-                let rt = &mut self.k.rt[node as usize];
-                if !rt.up {
-                    rt.up = true;
-                    rt.epoch += 1;
-                    self.k.trace.push(now, TraceKind::Restarted { node });
-                    self.invoke(node, |n, ctx| n.on_start(ctx));
-                }
-            }
-            Fault::Pause { node, dur } => {
-                let rt = &mut self.k.rt[node as usize];
-                if rt.up {
-                    rt.paused_until = rt.paused_until.max(now.plus(dur));
-                }
-            }
-            Fault::Isolate { node, one_way } => self.k.net.add_cut(Cut { a: vec![node], b: None, one_way }),
-            Fault::Partition { a, b, one_way } => self.k.net.add_cut(Cut { a, b, one_way }),
-            Fault::Heal => self.k.net.heal(),
-            Fault::LatencySpike { extra, dur } => self.k.net.latency_spike(extra, now.plus(dur)),
-            Fault::LossBurst { loss, dur } => self.k.net.loss_burst(loss, now.plus(dur)),
-            Fault::ClockSkew { node, offset } => {
-                let c = self.k.clock_mut(node);
-                c.skew = offset;
-                c.anchor = now;
-            }
-            Fault::ClockDrift { node, ppm } => {
-                let c = self.k.clock_mut(node);
-                c.skew = c.offset(now);
-                c.anchor = now;
-                c.drift_ppm = ppm;
-            }
-            Fault::SlowDisk { node, factor, dur } => {
-                let c = self.k.clock_mut(node);
-                c.disk_factor = factor.max(1);
-                c.disk_until = now.plus(dur);
-            }
-            Fault::Custom { id, node, value } => {
-                let Some(spec) = self.k.spec.fault(&id) else { return };
-                let c = Control::Custom { id: spec.id, value };
-                match (spec.target, node) {
-                    (Target::Node, Some(n)) if self.k.rt[n as usize].up => {
-                        self.invoke(n, |x, ctx| x.on_control(c, ctx))
-                    }
-                    (Target::Node, _) => {}
-                    (Target::Global, _) => self.broadcast(c),
-                }
-            }
+        match self.k.c.apply_fault(f) {
+            Heard::Nothing => {}
+            Heard::Crashed(node) => self.invoke_dead(node, |n, ctx| n.on_crash(ctx)),
+            Heard::Restarted(node) => self.invoke(node, |n, ctx| n.on_start(ctx)),
+            Heard::Control(Some(node), c) => self.invoke(node, |n, ctx| n.on_control(c, ctx)),
+            Heard::Control(None, c) => self.broadcast(c),
         }
     }
 
     fn dispatch(&mut self, ev: Ev<N>) -> Option<NodeId> {
         match ev {
             Ev::Start(n) => {
-                if self.k.rt[n as usize].up && !self.k.held(n, &ev) {
+                if self.k.c.rt[n as usize].up && !self.k.held(n, &ev) {
                     self.invoke(n, |x, ctx| x.on_start(ctx));
                 }
                 Some(n)
@@ -744,22 +853,22 @@ impl<N: Node> Sim<N> {
                 None
             }
             Ev::Timer { node, id, epoch, .. } => {
-                let rt = &self.k.rt[node as usize];
-                if epoch != rt.epoch || !rt.up || !self.k.timers.is_live(id) {
+                let rt = &self.k.c.rt[node as usize];
+                if epoch != rt.epoch || !rt.up || !self.k.c.timers.is_live(id) {
                     return None;
                 }
                 if self.k.held(node, &ev) {
                     return None;
                 }
-                self.k.timers.cancel(id);
+                self.k.c.timers.cancel(id);
                 let Ev::Timer { timer, .. } = ev else { unreachable!() };
                 self.k.detail(|| Detail::Timer(timer.clone()));
-                self.k.trace.push(self.k.now, TraceKind::Timer { node, timer: timer.label() });
+                self.k.c.trace.push(self.k.c.now, TraceKind::Timer { node, timer: timer.label() });
                 self.invoke(node, |x, ctx| x.on_timer(timer, ctx));
                 Some(node)
             }
             Ev::Later { from, epoch, .. } => {
-                let rt = &self.k.rt[from as usize];
+                let rt = &self.k.c.rt[from as usize];
                 if epoch != rt.epoch || !rt.up || self.k.held(from, &ev) {
                     return None;
                 }
@@ -768,28 +877,28 @@ impl<N: Node> Sim<N> {
                 None
             }
             Ev::Deliver { from, to, id, sent, .. } => {
-                if self.k.rt[to as usize].up && self.k.held(to, &ev) {
+                if self.k.c.rt[to as usize].up && self.k.held(to, &ev) {
                     return None;
                 }
                 let Ev::Deliver { msg, .. } = ev else { unreachable!() };
                 let label = msg.label();
-                let why = if !self.k.rt[to as usize].up {
+                let why = if !self.k.c.rt[to as usize].up {
                     Some(DropReason::NodeDown)
-                } else if self.k.net.blocked(from, to) {
+                } else if self.k.c.net.blocked(from, to) {
                     Some(DropReason::Partitioned)
                 } else {
                     None
                 };
                 if let Some(why) = why {
                     self.k.detail(|| Detail::Msg(msg.clone()));
-                    self.k.trace.push(self.k.now, TraceKind::Dropped { from, to, msg: label, id, why });
-                    let frame = MsgFrame { from, to, sent, deliver: self.k.now, kind: label, lost: true };
-                    self.k.remember_drop(frame, self.k.now);
+                    self.k.c.trace.push(self.k.c.now, TraceKind::Dropped { from, to, msg: label, id, why });
+                    let frame = MsgFrame { from, to, sent, deliver: self.k.c.now, kind: label, lost: true };
+                    self.k.remember_drop(frame, self.k.c.now);
                     return None;
                 }
                 self.k.detail(|| Detail::Msg(msg.clone()));
-                self.k.trace.delivered(self.k.now, from, to, label, id);
-                self.k.recent.push(MsgFrame { from, to, sent, deliver: self.k.now, kind: label, lost: false });
+                self.k.c.trace.delivered(self.k.c.now, from, to, label, id);
+                self.k.c.recent.push(MsgFrame { from, to, sent, deliver: self.k.c.now, kind: label, lost: false });
                 self.invoke(to, |x, ctx| x.on_message(from, msg, ctx));
                 Some(to)
             }
@@ -798,53 +907,53 @@ impl<N: Node> Sim<N> {
 
     fn evaluate_checks(&mut self, touched: Option<NodeId>) {
         if self.checks.is_empty() {
-            self.k.tallied.clear();
+            self.k.c.tallied.clear();
             return;
         }
         let world = World {
             nodes: &self.nodes,
-            metrics: &self.k.metrics,
-            tallied: &self.k.tallied,
-            tallies: &self.k.tallies,
-            now: self.k.now,
+            metrics: &self.k.c.metrics,
+            tallied: &self.k.c.tallied,
+            tallies: &self.k.c.tallies,
+            now: self.k.c.now,
             touched,
-            up: &self.k.rt,
-            params: &self.k.params,
-            spec: self.k.spec,
+            up: &self.k.c.rt,
+            params: &self.k.c.params,
+            spec: self.k.c.spec,
         };
         let mut failed = Vec::new();
         for (i, eval) in &self.checks {
-            if self.k.statuses[*i].violation.is_none() {
+            if self.k.c.statuses[*i].violation.is_none() {
                 if let Err(why) = eval(&world) {
                     failed.push((*i, why));
                 }
             }
         }
         for (i, why) in failed {
-            let check = self.k.statuses[i].id;
-            let trace_seq = self.k.trace.total().saturating_sub(1);
-            self.k.trace.push(self.k.now, TraceKind::Violation { check, why: why.clone() });
-            self.k.statuses[i].violation = Some(Violation { at: self.k.now, why, trace_seq });
+            let check = self.k.c.statuses[i].id;
+            let trace_seq = self.k.c.trace.total().saturating_sub(1);
+            self.k.c.trace.push(self.k.c.now, TraceKind::Violation { check, why: why.clone() });
+            self.k.c.statuses[i].violation = Some(Violation { at: self.k.c.now, why, trace_seq });
         }
-        self.k.tallied.clear();
+        self.k.c.tallied.clear();
     }
 }
 
 impl<N: Node> Run for Sim<N> {
     fn spec(&self) -> &'static ScenarioSpec {
-        self.k.spec
+        self.k.c.spec
     }
     fn recipe(&self) -> &Recipe {
-        &self.k.recipe
+        &self.k.c.recipe
     }
     fn now(&self) -> Time {
-        self.k.now
+        self.k.c.now
     }
     fn node_count(&self) -> u32 {
         self.nodes.len() as u32
     }
     fn events(&self) -> u64 {
-        self.k.events
+        self.k.c.events
     }
     fn next_event_time(&self) -> Option<Time> {
         self.k.queue.peek_time()
@@ -853,13 +962,13 @@ impl<N: Node> Run for Sim<N> {
     fn step(&mut self) -> bool {
         let Some((t, ev)) = self.k.queue.pop() else { return false };
         if let Some(batch) = self.k.queue.fresh_instant() {
-            warm(&self.nodes, &self.k.rt, batch);
+            warm(&self.nodes, &self.k.c.rt, batch);
         }
-        if t > self.k.sampler.next_at() {
+        if t > self.k.c.sampler.next_at() {
             self.k.take_samples(Time(t.0 - 1));
         }
-        self.k.now = self.k.now.max(t);
-        self.k.events += 1;
+        self.k.c.now = self.k.c.now.max(t);
+        self.k.c.events += 1;
         let touched = self.dispatch(ev);
         self.evaluate_checks(touched);
         true
@@ -873,108 +982,49 @@ impl<N: Node> Run for Sim<N> {
         }
         if self.k.queue.peek_time().is_none_or(|next| next > t) {
             self.k.take_samples(t);
-            self.k.now = self.k.now.max(t);
+            self.k.c.now = self.k.c.now.max(t);
         }
         n
     }
 
     fn inject(&mut self, kind: ActionKind) -> Result<Time, RecipeError> {
-        let mut probe = Recipe::new(&self.k.recipe.scenario, &self.k.recipe.strategy, 0);
-        probe.actions.push(Action { at: Time::ZERO, kind: kind.clone() });
-        if let Some(e) = probe.validate(self.k.spec).into_iter().next() {
-            return Err(e);
-        }
-        if let ActionKind::Fault(f) = &kind {
-            let nodes: Vec<NodeId> = match f {
-                Fault::Partition { a, b, .. } => a.iter().chain(b.iter().flatten()).copied().collect(),
-                other => other.node().into_iter().collect(),
-            };
-            if let Some(&node) = nodes.iter().find(|&&n| n >= self.node_count()) {
-                return Err(RecipeError::BadNode { node, nodes: self.node_count() });
-            }
-        }
-        let at = self.k.now.plus(1);
-        self.k.recipe.push_action(Action { at, kind: probe.actions.remove(0).kind });
-        let kind =
-            self.k.recipe.actions.iter().rev().find(|a| a.at == at).map(|a| a.kind.clone()).expect("just pushed");
+        let (at, kind) = self.k.c.record_action(kind)?;
         self.k.schedule_control(at, kind);
         Ok(at)
     }
 
     fn frame(&self, max_messages: usize) -> Frame {
-        let nodes = self
-            .nodes
-            .iter()
-            .zip(&self.k.rt)
-            .enumerate()
-            .map(|(i, (n, rt))| NodeFrame {
-                id: i as NodeId,
-                view: n.view(),
-                status: if !rt.up {
-                    Status::Crashed
-                } else if self.k.now < rt.paused_until {
-                    Status::Paused
-                } else {
-                    Status::Up
-                },
-                cut_off: self.k.net.is_cut_off(i as NodeId),
-                clock_offset: if rt.faulted { self.k.clocks[i].offset(self.k.now) } else { 0 },
-            })
-            .collect();
+        let views = self.nodes.iter().map(N::view).collect();
         let in_flight = self.k.queue.iter().filter(|(_, e)| matches!(e, Ev::Deliver { .. })).count();
         let every = in_flight.div_ceil(max_messages.max(1)).max(1);
-        let mut messages: Vec<MsgFrame> = self
+        let messages = self
             .k
             .queue
             .iter()
             .filter_map(|(at, e)| match e {
-                Ev::Deliver { from, to, msg, id, sent } => Some((
-                    *id,
-                    MsgFrame {
-                        from: *from,
-                        to: *to,
-                        sent: *sent,
-                        deliver: at,
-                        kind: msg.label(),
-                        lost: self.k.net.blocked(*from, *to),
-                    },
-                )),
+                Ev::Deliver { from, to, msg, id, sent } if (*id as usize).is_multiple_of(every) => {
+                    Some(MsgFrame { from: *from, to: *to, sent: *sent, deliver: at, kind: msg.label(), lost: false })
+                }
                 _ => None,
             })
-            .filter(|(id, _)| (*id as usize).is_multiple_of(every))
-            .map(|(_, m)| m)
             .collect();
-        sort_messages(&mut messages);
-        messages.truncate(max_messages);
-        for d in self.k.drops.iter().filter(|d| self.k.now.since(d.gone_at) < LOST_FADE && d.frame.sent <= self.k.now) {
-            messages.push(d.frame.clone());
-        }
-        Frame {
-            now: self.k.now,
-            nodes,
-            messages,
-            in_flight,
-            cuts: self.k.net.cuts().to_vec(),
-            checks: self.k.statuses.clone(),
-            lost_fade: LOST_FADE,
-            recent: self.k.recent.to_vec(),
-        }
+        self.k.c.frame(views, messages, in_flight, max_messages)
     }
 
     fn checks(&self) -> &[CheckStatus] {
-        &self.k.statuses
+        &self.k.c.statuses
     }
     fn metrics(&self) -> &Metrics {
-        &self.k.metrics
+        &self.k.c.metrics
     }
     fn sampler(&self) -> &Sampler {
-        &self.k.sampler
+        &self.k.c.sampler
     }
     fn trace(&self) -> &Trace {
-        &self.k.trace
+        &self.k.c.trace
     }
     fn trace_mut(&mut self) -> &mut Trace {
-        &mut self.k.trace
+        &mut self.k.c.trace
     }
     fn detail(&self, seq: u64) -> Option<String> {
         let d = &self.k.details;
@@ -989,7 +1039,7 @@ impl<N: Node> Run for Sim<N> {
         Box::new(self.clone())
     }
     fn timeline(&self) -> Vec<(Time, String)> {
-        timeline_of(&self.k.controls)
+        timeline_of(&self.k.c.controls)
     }
 }
 
@@ -1015,11 +1065,6 @@ fn warm<'a, N: Node>(nodes: &[N], rt: &[NodeRt], batch: impl Iterator<Item = &'a
         }
     }
     std::hint::black_box(any);
-}
-
-// Not generic, so one copy serves every scenario in the WASM bundle.
-fn sort_messages(messages: &mut [MsgFrame]) {
-    messages.sort_by_key(|m| (m.sent, m.from, m.to));
 }
 
 fn timeline_of(controls: &[(Time, ActionKind)]) -> Vec<(Time, String)> {
