@@ -164,10 +164,17 @@ impl Trace {
         }
     }
 
+    /// Starts an entry's hash: its kind, as a small number, folded into the time word (one
+    /// mix, not a string). Each kind hashes its fields after it.
+    #[inline(always)]
+    fn head(&mut self, at: Time, tag: u64) -> &mut RunHash {
+        self.hash.u64(at.0.rotate_left(8) ^ tag);
+        &mut self.hash
+    }
+
     #[inline(always)]
     fn hash_sent(&mut self, at: Time, from: NodeId, to: NodeId, msg: &'static str, id: u64) {
-        let h = &mut self.hash;
-        h.u64(at.0.rotate_left(8) ^ 1);
+        let h = self.head(at, 1);
         h.u64(((from as u64) << 32) | to as u64);
         h.bytes(msg.as_bytes());
         h.u64(id);
@@ -176,8 +183,7 @@ impl Trace {
     /// The id names a message whose ends and label were hashed when it was sent.
     #[inline(always)]
     fn hash_delivered(&mut self, at: Time, id: u64) {
-        self.hash.u64(at.0.rotate_left(8) ^ 2);
-        self.hash.u64(id);
+        self.head(at, 2).u64(id);
     }
 
     fn keep_entry(&mut self, at: Time, kind: TraceKind) {
@@ -194,45 +200,32 @@ impl Trace {
 
     #[inline(always)]
     fn hash_entry(&mut self, at: Time, kind: &TraceKind) {
-        match *kind {
-            TraceKind::Sent { from, to, msg, id } => return self.hash_sent(at, from, to, msg, id),
-            TraceKind::Delivered { id, .. } => return self.hash_delivered(at, id),
-            _ => {}
-        }
-        let h = &mut self.hash;
-        // The entry's kind as a small number, folded into the time word: one mix, not a string.
-        let tag: u64 = match kind {
-            TraceKind::Sent { .. } => 1,
-            TraceKind::Delivered { .. } => 2,
-            TraceKind::Dropped { .. } => 3,
-            TraceKind::Timer { .. } => 4,
-            TraceKind::Crashed { .. } => 5,
-            TraceKind::Restarted { .. } => 6,
-            TraceKind::Fault { .. } => 7,
-            TraceKind::Action { .. } => 8,
-            TraceKind::Note { .. } => 9,
-            TraceKind::Violation { .. } => 10,
-        };
-        h.u64(at.0.rotate_left(8) ^ tag);
         match kind {
-            TraceKind::Sent { .. } | TraceKind::Delivered { .. } => unreachable!("hashed above"),
+            TraceKind::Sent { from, to, msg, id } => self.hash_sent(at, *from, *to, msg, *id),
+            TraceKind::Delivered { id, .. } => self.hash_delivered(at, *id),
             TraceKind::Dropped { from, to, msg, id, why } => {
+                let h = self.head(at, 3);
                 h.u64(((*from as u64) << 32) | *to as u64);
                 h.bytes(msg.as_bytes());
                 h.u64(*id);
                 h.u64(*why as u64);
             }
             TraceKind::Timer { node, timer } => {
+                let h = self.head(at, 4);
                 h.u64(*node as u64);
                 h.bytes(timer.as_bytes());
             }
-            TraceKind::Crashed { node } | TraceKind::Restarted { node } => h.u64(*node as u64),
-            TraceKind::Fault { text } | TraceKind::Action { text } => h.bytes(text.as_bytes()),
+            TraceKind::Crashed { node } => self.head(at, 5).u64(*node as u64),
+            TraceKind::Restarted { node } => self.head(at, 6).u64(*node as u64),
+            TraceKind::Fault { text } => self.head(at, 7).bytes(text.as_bytes()),
+            TraceKind::Action { text } => self.head(at, 8).bytes(text.as_bytes()),
             TraceKind::Note { node, text } => {
+                let h = self.head(at, 9);
                 h.u64(*node as u64);
                 h.bytes(text.as_bytes());
             }
             TraceKind::Violation { check, why } => {
+                let h = self.head(at, 10);
                 h.bytes(check.as_bytes());
                 h.bytes(why.as_bytes());
             }
