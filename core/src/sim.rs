@@ -314,9 +314,12 @@ impl<T: Clone> Ring<T> {
         }
     }
     /// Oldest first.
-    fn to_vec(&self) -> Vec<T> {
+    fn iter(&self) -> impl Iterator<Item = &T> {
         let (newer, older) = self.items.split_at(self.next);
-        older.iter().chain(newer).cloned().collect()
+        older.iter().chain(newer)
+    }
+    fn to_vec(&self) -> Vec<T> {
+        self.iter().cloned().collect()
     }
 }
 
@@ -377,8 +380,9 @@ struct Kernel<N: Node> {
 }
 
 /// The part of the kernel that does not depend on the scenario's types. Kept apart so that
-/// one copy of its code (building, cloning for snapshots) serves every scenario in the WASM
-/// bundle, where each scenario instantiates the generic part anew.
+/// one copy of its code (building a run, cloning it for snapshots, frames, faults, live
+/// actions) serves every scenario in the WASM bundle, where each scenario instantiates the
+/// generic part anew.
 #[derive(Clone)]
 struct Common {
     spec: &'static ScenarioSpec,
@@ -402,7 +406,8 @@ struct Common {
     sampler: Sampler,
     trace: Trace,
     statuses: Vec<CheckStatus>,
-    drops: VecDeque<Drop>,
+    /// Messages lost lately, so the player can show them vanish.
+    drops: Ring<Drop>,
     /// The latest deliveries, so a renderer can show traffic that is faster than a frame.
     recent: Ring<MsgFrame>,
     /// Faults the running handler inflicted (`Ctx::inflict`), applied once it returns.
@@ -446,7 +451,7 @@ impl Common {
             sampler: Sampler::new(spec.sample_every, spec.metrics.iter().map(|m| m.measure).collect()),
             trace: Trace::new(20_000),
             statuses: spec.checks.iter().map(|c| CheckStatus { id: c.id, label: c.label, violation: None }).collect(),
-            drops: VecDeque::new(),
+            drops: Ring::new(256),
             recent: Ring::new(RECENT),
             inflicted: Vec::new(),
         }
@@ -658,10 +663,7 @@ impl<N: Node> Kernel<N> {
     }
 
     fn remember_drop(&mut self, frame: MsgFrame, gone_at: Time) {
-        if self.c.drops.len() >= 256 {
-            self.c.drops.pop_front();
-        }
-        self.c.drops.push_back(Drop { frame, gone_at });
+        self.c.drops.push(Drop { frame, gone_at });
     }
 
     /// Holds an event for a paused node until its pause ends. Returns true if held.
