@@ -95,7 +95,7 @@ impl<N: Node> Ctx<'_, N> {
         if after == 0 {
             self.k.send(self.me, to, msg);
         } else {
-            let (at, epoch) = self.k.due(self.me, after);
+            let (at, epoch) = self.k.c.due(self.me, after);
             self.k.queue.push(at, Class::Normal, Ev::Later { from: self.me, to, epoch, msg });
         }
     }
@@ -457,6 +457,29 @@ impl Common {
         }
     }
 
+    /// A node's clock and disk state, if a clock or disk fault ever touched it.
+    #[inline]
+    fn clock(&self, node: NodeId) -> Option<&NodeClock> {
+        self.rt[node as usize].faulted.then(|| &self.clocks[node as usize])
+    }
+
+    /// When `after` of `node`'s own clock will have passed, and the node's current life
+    /// (a timer or delayed send from an earlier life is dropped).
+    fn due(&self, node: NodeId, after: Micros) -> (Time, u32) {
+        let after = self.clock(node).map_or(after, |c| c.true_duration(after));
+        (self.now.plus(after), self.rt[node as usize].epoch)
+    }
+
+    fn remember_drop(&mut self, frame: MsgFrame, gone_at: Time) {
+        self.drops.push(Drop { frame, gone_at });
+    }
+
+    fn take_samples(&mut self, upto: Time) {
+        while self.sampler.due(upto) {
+            self.sampler.sample(&mut self.metrics);
+        }
+    }
+
     /// A node's clock and disk state, to change it (marks the node as faulted).
     fn clock_mut(&mut self, node: NodeId) -> &mut NodeClock {
         self.rt[node as usize].faulted = true;
@@ -575,7 +598,7 @@ impl Common {
                     Status::Up
                 },
                 cut_off: self.net.is_cut_off(i as NodeId),
-                clock_offset: if rt.faulted { self.clocks[i].offset(now) } else { 0 },
+                clock_offset: self.clock(i as NodeId).map_or(0, |c| c.offset(now)),
             })
             .collect();
         for m in &mut messages {
@@ -623,16 +646,8 @@ impl<N: Node> Kernel<N> {
         self.queue.push(at, Class::Control, Ev::Control(idx));
     }
 
-    /// When `after` of `node`'s own clock will have passed, and the node's current life
-    /// (a timer or delayed send from an earlier life is dropped).
-    fn due(&self, node: NodeId, after: Micros) -> (Time, u32) {
-        let rt = &self.c.rt[node as usize];
-        let after = if rt.faulted { self.c.clocks[node as usize].true_duration(after) } else { after };
-        (self.c.now.plus(after), rt.epoch)
-    }
-
     fn set_timer(&mut self, me: NodeId, id: TimerId, after: Micros, timer: N::Timer) {
-        let (at, epoch) = self.due(me, after);
+        let (at, epoch) = self.c.due(me, after);
         self.c.timers.arm(id);
         self.queue.push(at, Class::Normal, Ev::Timer { node: me, id, epoch, timer });
     }
@@ -657,13 +672,10 @@ impl<N: Node> Kernel<N> {
                 let deliver = self.c.now.plus(delay);
                 self.c.trace.push(self.c.now, TraceKind::Dropped { from, to, msg: label, id, why: DropReason::Lost });
                 let gone_at = self.c.now.plus(delay / 2);
-                self.remember_drop(MsgFrame { from, to, sent: self.c.now, deliver, kind: label, lost: true }, gone_at);
+                self.c
+                    .remember_drop(MsgFrame { from, to, sent: self.c.now, deliver, kind: label, lost: true }, gone_at);
             }
         }
-    }
-
-    fn remember_drop(&mut self, frame: MsgFrame, gone_at: Time) {
-        self.c.drops.push(Drop { frame, gone_at });
     }
 
     /// Holds an event for a paused node until its pause ends. Returns true if held.
@@ -681,12 +693,6 @@ impl<N: Node> Kernel<N> {
     #[cold]
     fn hold(&mut self, until: Time, ev: &Ev<N>) {
         self.queue.push(until, Class::Normal, ev.clone());
-    }
-
-    fn take_samples(&mut self, upto: Time) {
-        while self.c.sampler.due(upto) {
-            self.c.sampler.sample(&mut self.c.metrics);
-        }
     }
 }
 
@@ -754,11 +760,10 @@ impl<N: Node> Sim<N> {
 
     fn call(&mut self, node: NodeId, dying: bool, f: impl FnOnce(&mut N, &mut Ctx<N>)) {
         let k = &mut self.k;
-        let (local_now, disk_factor) = if k.c.rt[node as usize].faulted {
-            let c = &k.c.clocks[node as usize];
-            (c.local(k.c.now), if !dying && k.c.now < c.disk_until { c.disk_factor } else { 1 })
-        } else {
-            (k.c.now, 1)
+        let now = k.c.now;
+        let (local_now, disk_factor) = match k.c.clock(node) {
+            Some(c) => (c.local(now), if !dying && now < c.disk_until { c.disk_factor } else { 1 }),
+            None => (now, 1),
         };
         let mut ctx = Ctx { me: node, local_now, disk_factor, dying, k, crash: None };
         f(&mut self.nodes[node as usize], &mut ctx);
@@ -895,7 +900,7 @@ impl<N: Node> Sim<N> {
                     self.k.detail(|| Detail::Msg(msg.clone()));
                     self.k.c.trace.push(self.k.c.now, TraceKind::Dropped { from, to, msg: label, id, why });
                     let frame = MsgFrame { from, to, sent, deliver: self.k.c.now, kind: label, lost: true };
-                    self.k.remember_drop(frame, self.k.c.now);
+                    self.k.c.remember_drop(frame, self.k.c.now);
                     return None;
                 }
                 self.k.detail(|| Detail::Msg(msg.clone()));
@@ -967,7 +972,7 @@ impl<N: Node> Run for Sim<N> {
             warm(&self.nodes, &self.k.c.rt, batch);
         }
         if t > self.k.c.sampler.next_at() {
-            self.k.take_samples(Time(t.0 - 1));
+            self.k.c.take_samples(Time(t.0 - 1));
         }
         self.k.c.now = self.k.c.now.max(t);
         self.k.c.events += 1;
@@ -983,7 +988,7 @@ impl<N: Node> Run for Sim<N> {
             n += 1;
         }
         if self.k.queue.peek_time().is_none_or(|next| next > t) {
-            self.k.take_samples(t);
+            self.k.c.take_samples(t);
             self.k.c.now = self.k.c.now.max(t);
         }
         n
