@@ -45,12 +45,13 @@ export async function serve(prefix = '/faultline/') {
   return { url, close: () => new Promise((ok) => server.close(ok)) };
 }
 
-export async function browser() {
+/** Headless Chromium; `extra` adds flags (the frames bench adds ones that unthrottle frames). */
+export async function browser(extra = []) {
   return chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     headless: true,
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
+      '--disable-component-update', '--disable-sync', ...extra],
     // playwright gives every launch a fresh, empty user-data-dir of its own.
   });
 }

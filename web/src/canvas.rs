@@ -4,8 +4,9 @@
 use faultline_core::{Frame, Layout, NodeId, NodeKind, Status, Tone};
 use std::f64::consts::PI;
 use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::Clamped;
 use wasm_bindgen::JsCast;
-use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement};
+use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, ImageData};
 
 // Thousands of small shapes per frame: one call into JavaScript per batch instead of one
 // per shape, and one path per batch, so the browser rasterises each batch in a single fill
@@ -204,14 +205,28 @@ pub fn draw(
 ) -> Vec<Placed> {
     let (w, h, dpr) = fit(canvas);
     let Some(cx) = context(canvas) else { return Vec::new() };
-    let _ = cx.set_transform(dpr, 0.0, 0.0, dpr, 0.0, 0.0);
-    cx.clear_rect(0.0, 0.0, w, h);
     let placed = place(frame, layout, w, h);
+    let messages = Messages::gather(frame, &placed);
+    // Thousands of squares are cheaper written as pixels (which also clears the canvas) than
+    // rasterised as a path; a few hundred are cheaper as a path than a whole-canvas image.
+    // As pixels they are the bottom layer, so ring and afterglow lines cross over them
+    // rather than under: among thousands of squares the two cannot be told apart.
+    let as_pixels = messages.squares() as f64 >= PIXELS_FROM * dpr * dpr;
+    if as_pixels {
+        messages.put_pixels(&cx, canvas, dpr, theme);
+    }
+    let _ = cx.set_transform(dpr, 0.0, 0.0, dpr, 0.0, 0.0);
+    if !as_pixels {
+        cx.clear_rect(0.0, 0.0, w, h);
+    }
     if layout == Layout::Ring {
         draw_ring(&cx, frame, &placed, w, h, theme);
     }
     draw_afterglow(&cx, frame, &placed, afterglow);
-    draw_messages(&cx, frame, &placed, theme);
+    if !as_pixels {
+        messages.fill_path(&cx, theme);
+    }
+    messages.stroke_lost(&cx, theme);
     draw_crowds(&cx, frame, &placed, selected, theme);
     for (i, node) in frame.nodes.iter().enumerate() {
         if !placed[i].dot {
@@ -308,55 +323,141 @@ fn draw_afterglow(cx: &CanvasRenderingContext2d, frame: &Frame, placed: &[Placed
     cx.set_line_width(1.0);
 }
 
-fn draw_messages(cx: &CanvasRenderingContext2d, frame: &Frame, placed: &[Placed], theme: &Theme) {
-    let now = frame.now.micros() as f64;
-    // Batched by kind: one fill style per kind and small squares rather than paths, so
-    // thousands of messages cost little more than the pixels they cover.
-    let mut buckets: Vec<(&'static str, Vec<f32>)> = Vec::new();
-    // Lost messages fade out; their alpha is rounded to one of a few steps, one path each.
-    const FADE_STEPS: usize = 8;
-    let mut lost: Vec<Vec<f32>> = vec![Vec::new(); FADE_STEPS];
-    for m in &frame.messages {
-        let (Some(a), Some(b)) = (placed.get(m.from as usize), placed.get(m.to as usize)) else { continue };
-        let span = (m.deliver.micros() as f64 - m.sent.micros() as f64).max(1.0);
-        let mut p = ((now - m.sent.micros() as f64) / span).clamp(0.0, 1.0);
-        let mut alpha = 1.0;
-        if m.lost && now >= m.deliver.micros() as f64 {
-            // It vanished at the receiver (partition, dead node): fade out there.
-            let since = now - m.deliver.micros() as f64;
-            alpha = (1.0 - since / frame.lost_fade as f64).clamp(0.0, 1.0);
-            p = 1.0;
-        } else if m.lost && p > 0.5 {
-            // Lost on the wire: it never gets past half way.
-            alpha = (1.0 - (p - 0.5) * 2.0).clamp(0.0, 1.0);
-            p = 0.5;
-        }
-        let (x, y) = ((a.x + (b.x - a.x) * p) as f32, (a.y + (b.y - a.y) * p) as f32);
-        if m.lost {
-            let step = (alpha * FADE_STEPS as f64).ceil() as usize;
-            if step > 0 {
-                lost[step.min(FADE_STEPS) - 1].extend([x, y]);
+/// From how many message squares (per device pixel ratio squared) they are written as pixels.
+const PIXELS_FROM: f64 = 1500.0;
+
+/// Half the side of a message's square, in CSS pixels.
+const HALF: f32 = 3.0;
+
+/// Lost messages fade out; their alpha is rounded to one of a few steps, one path each.
+const FADE_STEPS: usize = 8;
+
+/// The messages of a frame where they are now, batched by kind (one fill style each) and
+/// lost ones by fade step. Points are x, y pairs in CSS pixels.
+struct Messages {
+    kinds: Vec<(&'static str, Vec<f32>)>,
+    lost: Vec<Vec<f32>>,
+}
+
+impl Messages {
+    fn gather(frame: &Frame, placed: &[Placed]) -> Messages {
+        let now = frame.now.micros() as f64;
+        let mut kinds: Vec<(&'static str, Vec<f32>)> = Vec::new();
+        let mut lost: Vec<Vec<f32>> = vec![Vec::new(); FADE_STEPS];
+        for m in &frame.messages {
+            let (Some(a), Some(b)) = (placed.get(m.from as usize), placed.get(m.to as usize)) else { continue };
+            let span = (m.deliver.micros() as f64 - m.sent.micros() as f64).max(1.0);
+            let mut p = ((now - m.sent.micros() as f64) / span).clamp(0.0, 1.0);
+            let mut alpha = 1.0;
+            if m.lost && now >= m.deliver.micros() as f64 {
+                // It vanished at the receiver (partition, dead node): fade out there.
+                let since = now - m.deliver.micros() as f64;
+                alpha = (1.0 - since / frame.lost_fade as f64).clamp(0.0, 1.0);
+                p = 1.0;
+            } else if m.lost && p > 0.5 {
+                // Lost on the wire: it never gets past half way.
+                alpha = (1.0 - (p - 0.5) * 2.0).clamp(0.0, 1.0);
+                p = 0.5;
             }
-            continue;
+            let (x, y) = ((a.x + (b.x - a.x) * p) as f32, (a.y + (b.y - a.y) * p) as f32);
+            if m.lost {
+                let step = (alpha * FADE_STEPS as f64).ceil() as usize;
+                if step > 0 {
+                    lost[step.min(FADE_STEPS) - 1].extend([x, y]);
+                }
+                continue;
+            }
+            match kinds.iter_mut().find(|(k, _)| *k == m.kind) {
+                Some((_, v)) => v.extend([x, y]),
+                None => kinds.push((m.kind, vec![x, y])),
+            }
         }
-        match buckets.iter_mut().find(|(k, _)| *k == m.kind) {
-            Some((_, v)) => v.extend([x, y]),
-            None => buckets.push((m.kind, vec![x, y])),
+        Messages { kinds, lost }
+    }
+
+    fn squares(&self) -> usize {
+        self.kinds.iter().map(|(_, v)| v.len() / 2).sum()
+    }
+
+    /// A kind's colour: hue, saturation and lightness in percent.
+    fn colour(kind: &str, theme: &Theme) -> (f64, u8, u8) {
+        (hue(kind), 70, if theme.dark { 65 } else { 45 })
+    }
+
+    /// One path and one fill per kind, on whole pixels.
+    fn fill_path(&self, cx: &CanvasRenderingContext2d, theme: &Theme) {
+        for (kind, points) in &self.kinds {
+            let (h, s, l) = Self::colour(kind, theme);
+            cx.set_fill_style_str(&format!("hsl({h}, {s}%, {l}%)"));
+            fill_squares(cx, points, HALF as f64);
         }
     }
-    let light = if theme.dark { 65 } else { 45 };
-    for (kind, points) in &buckets {
-        cx.set_fill_style_str(&format!("hsl({}, 70%, {light}%)", hue(kind)));
-        fill_squares(cx, points, 3.0);
+
+    /// The same squares written into an image of the whole canvas (device pixels) that
+    /// replaces its contents: the frame's bottom layer, so it also clears the canvas.
+    fn put_pixels(&self, cx: &CanvasRenderingContext2d, canvas: &HtmlCanvasElement, dpr: f64, theme: &Theme) {
+        let (w, h) = (canvas.width() as usize, canvas.height() as usize);
+        PIXELS.with_borrow_mut(|px| {
+            px.clear();
+            px.resize(w * h * 4, 0);
+            for (kind, points) in &self.kinds {
+                let (hh, s, l) = Self::colour(kind, theme);
+                let rgba = hsl_rgba(hh, s as f64 / 100.0, l as f64 / 100.0);
+                for p in points.chunks_exact(2) {
+                    // The path's square: corners on whole CSS pixels, then scaled.
+                    let (x0, y0) = ((p[0] - HALF).round() as f64 * dpr, (p[1] - HALF).round() as f64 * dpr);
+                    let side = 2.0 * HALF as f64 * dpr;
+                    let (xa, xb) =
+                        (x0.round().clamp(0.0, w as f64) as usize, (x0 + side).round().clamp(0.0, w as f64) as usize);
+                    let (ya, yb) =
+                        (y0.round().clamp(0.0, h as f64) as usize, (y0 + side).round().clamp(0.0, h as f64) as usize);
+                    for y in ya..yb {
+                        for pixel in px[(y * w + xa) * 4..(y * w + xb) * 4].chunks_exact_mut(4) {
+                            pixel.copy_from_slice(&rgba);
+                        }
+                    }
+                }
+            }
+            if let Ok(img) = ImageData::new_with_u8_clamped_array_and_sh(Clamped(&px[..]), w as u32, h as u32) {
+                let _ = cx.put_image_data(&img, 0.0, 0.0);
+            }
+        });
     }
-    cx.set_stroke_style_str(&theme.bad);
-    cx.set_line_width(2.0);
-    for (i, points) in lost.iter().enumerate().filter(|(_, p)| !p.is_empty()) {
-        cx.set_global_alpha((i + 1) as f64 / FADE_STEPS as f64);
-        stroke_crosses(cx, points, 4.0);
+
+    /// Lost messages: a cross each, one stroke per fade step.
+    fn stroke_lost(&self, cx: &CanvasRenderingContext2d, theme: &Theme) {
+        cx.set_stroke_style_str(&theme.bad);
+        cx.set_line_width(2.0);
+        for (i, points) in self.lost.iter().enumerate().filter(|(_, p)| !p.is_empty()) {
+            cx.set_global_alpha((i + 1) as f64 / FADE_STEPS as f64);
+            stroke_crosses(cx, points, 4.0);
+        }
+        cx.set_line_width(1.0);
+        cx.set_global_alpha(1.0);
     }
-    cx.set_line_width(1.0);
-    cx.set_global_alpha(1.0);
+}
+
+thread_local! {
+    /// The message layer's pixels, kept between frames so a frame allocates nothing.
+    static PIXELS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An opaque RGBA pixel for hue (degrees), saturation and lightness (0–1), as CSS `hsl()`.
+fn hsl_rgba(h: f64, s: f64, l: f64) -> [u8; 4] {
+    let c = (1.0 - (2.0 * l - 1.0).abs()) * s;
+    let hp = (h.rem_euclid(360.0)) / 60.0;
+    let x = c * (1.0 - ((hp % 2.0) - 1.0).abs());
+    let (r, g, b) = match hp as u32 {
+        0 => (c, x, 0.0),
+        1 => (x, c, 0.0),
+        2 => (0.0, c, x),
+        3 => (0.0, x, c),
+        4 => (x, 0.0, c),
+        _ => (c, 0.0, x),
+    };
+    let m = l - c / 2.0;
+    let byte = |v: f64| ((v + m) * 255.0).round().clamp(0.0, 255.0) as u8;
+    [byte(r), byte(g), byte(b), 255]
 }
 
 fn shape(cx: &CanvasRenderingContext2d, kind: NodeKind, x: f64, y: f64, r: f64) {

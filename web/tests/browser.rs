@@ -117,3 +117,58 @@ fn the_page_reports_current_parameters_and_strategy() {
     assert_eq!(web::panels::current_param(&r, p, Time(9)), p.max, "a change made now counts at once");
     assert_eq!(web::panels::current_strategy(&r, Time(25)), spec.strategies[1].id);
 }
+
+/// Thousands of messages are written as pixels, a few as a path: both must put the same
+/// colour in the same place, and a frame must not keep the previous one's squares.
+#[wasm_bindgen_test]
+fn message_squares_look_the_same_as_pixels_and_as_a_path() {
+    use faultline_core::{Frame, Layout, MsgFrame};
+    let c = test_canvas();
+    let theme = Theme::read();
+    let with = |n: usize, sent: u64| {
+        let mut f = web::bench::synthetic(0);
+        f.now = Time(2_000);
+        f.messages = (0..n)
+            .map(|_| MsgFrame {
+                from: 0,
+                to: 71,
+                sent: Time(sent),
+                deliver: Time(sent + 2_000),
+                kind: "request",
+                lost: false,
+            })
+            .collect();
+        f.in_flight = n;
+        f
+    };
+    let pixel = |x: f64, y: f64| -> Vec<u8> {
+        let dpr = web_sys::window().unwrap().device_pixel_ratio();
+        let ctx = canvas::context(&c).unwrap();
+        ctx.get_image_data((x * dpr).round(), (y * dpr).round(), 1.0, 1.0).unwrap().data().to_vec()
+    };
+    // The colour the browser itself gives the kind's `hsl()`.
+    let expected = {
+        let probe = test_canvas();
+        let ctx = canvas::context(&probe).unwrap();
+        let light = if theme.dark { 65 } else { 45 };
+        ctx.set_fill_style_str(&format!("hsl({}, 70%, {light}%)", canvas::hue("request")));
+        ctx.fill_rect(0.0, 0.0, 4.0, 4.0);
+        ctx.get_image_data(1.0, 1.0, 1.0, 1.0).unwrap().data().to_vec()
+    };
+    let frame_at = |n: usize, sent: u64| -> (Frame, f64, f64) {
+        let f = with(n, sent);
+        let placed = canvas::draw(&c, &f, Layout::Tiers, None, &theme, 300_000.0);
+        let p = ((f.now.micros() - sent) as f64 / 2_000.0).clamp(0.0, 1.0);
+        let (a, b) = (placed[0], placed[71]);
+        (f, a.x + (b.x - a.x) * p, a.y + (b.y - a.y) * p)
+    };
+    for n in [5, 5_000] {
+        // 80% of the way from a client to a database, between the columns.
+        let (_, x, y) = frame_at(n, 400);
+        assert_eq!(pixel(x, y), expected, "{n} messages: the square's colour at ({x}, {y})");
+        // 70%: the square moved, and the old place is clear again.
+        let (_, x2, y2) = frame_at(n, 600);
+        assert_eq!(pixel(x2, y2), expected, "{n} messages, moved");
+        assert_eq!(pixel(x, y), vec![0, 0, 0, 0], "{n} messages: the previous frame's square is gone");
+    }
+}
