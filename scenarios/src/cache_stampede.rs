@@ -259,8 +259,8 @@ pub struct Instance {
     lock_ttl: Micros,
     beta: f64,
     stale: Micros,
-    /// Readers waiting for a key: (client, when they asked).
-    waiting: BTreeMap<u32, Vec<(NodeId, Time)>>,
+    /// Readers waiting for a key, oldest first: (client, when they asked).
+    waiting: BTreeMap<u32, VecDeque<(NodeId, Time)>>,
     /// Keys this instance is loading (true) or, with the lock, waiting on another loader (false).
     loading: BTreeMap<u32, bool>,
     /// Readers that waited on the origin although the cache had a value (SWR must keep this 0).
@@ -463,7 +463,7 @@ impl Node for Cs {
         match self {
             Cs::Client { index, .. } => NodeView::new(NodeKind::Client, 0, format!("client {index}")),
             Cs::Instance(i) => {
-                let waiting: usize = i.waiting.values().map(Vec::len).sum();
+                let waiting: usize = i.waiting.values().map(VecDeque::len).sum();
                 let v = NodeView::new(NodeKind::Service, 1, format!("instance {}", i.index))
                     .gauge("readers waiting", waiting as i64, 100)
                     .gauge("loads", i.loading.len() as i64, 10);
@@ -495,7 +495,7 @@ impl Instance {
         match msg {
             Msg::Read { key, sent } => {
                 let first = !self.waiting.contains_key(&key);
-                self.waiting.entry(key).or_default().push((from, sent));
+                self.waiting.entry(key).or_default().push_back((from, sent));
                 // Coalescing strategies ask the cache once for all readers of a key.
                 if first || !self.strategy.coalesces() {
                     ctx.send(CACHE, Msg::Get { key });
@@ -545,8 +545,7 @@ impl Instance {
     /// Answers one waiting reader (non-coalescing strategies handle readers one by one).
     fn answer_one(&mut self, key: u32, ctx: &mut Ctx<Cs>) {
         if let Some(w) = self.waiting.get_mut(&key) {
-            if !w.is_empty() {
-                let (client, sent) = w.remove(0);
+            if let Some((client, sent)) = w.pop_front() {
                 ctx.send(client, Msg::Value { sent });
             }
             if w.is_empty() {
@@ -557,7 +556,7 @@ impl Instance {
 
     fn looked_up(&mut self, key: u32, lookup: Lookup, ctx: &mut Ctx<Cs>) {
         let hit = |ctx: &mut Ctx<Cs>, n: usize| ctx.count("hits", n as i64);
-        let readers = if self.strategy.coalesces() { self.waiting.get(&key).map_or(0, Vec::len) } else { 1 };
+        let readers = if self.strategy.coalesces() { self.waiting.get(&key).map_or(0, VecDeque::len) } else { 1 };
         match (self.strategy, lookup) {
             (Strategy::CacheAside | Strategy::Jittered, Lookup::Fresh { .. }) => {
                 hit(ctx, 1);
