@@ -4,7 +4,6 @@
 use crate::rng::{Ppm, Rng};
 use crate::time::{Micros, Time};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// A node's index in its run: nodes are numbered from 0 in the order a scenario creates them.
 pub type NodeId = u32;
@@ -108,7 +107,11 @@ pub enum Fate {
 #[derive(Clone, Debug)]
 pub struct Network {
     pub default_link: Link,
-    links: BTreeMap<(NodeId, NodeId), Link>,
+    /// Overridden links, by `from << 32 | to`, sorted by that key.
+    links: Vec<(u64, Link)>,
+    /// Where each sender's overridden links start in `links` and how many there are, by
+    /// node: a send finds its link among its sender's few, and most senders have none.
+    by_from: Vec<(u32, u32)>,
     cuts: Vec<Cut>,
     spike: Option<(Micros, Time)>,
     loss_burst: Option<(Ppm, Time)>,
@@ -116,20 +119,49 @@ pub struct Network {
 
 impl Network {
     pub fn new(default_link: Link) -> Network {
-        Network { default_link, links: BTreeMap::new(), cuts: Vec::new(), spike: None, loss_burst: None }
+        Network {
+            default_link,
+            links: Vec::new(),
+            by_from: Vec::new(),
+            cuts: Vec::new(),
+            spike: None,
+            loss_burst: None,
+        }
     }
 
     /// Overrides both directions between `a` and `b`.
     pub fn set_link(&mut self, a: NodeId, b: NodeId, link: Link) {
-        self.links.insert((b, a), link.clone());
-        self.links.insert((a, b), link);
+        self.set_one(b, a, link.clone());
+        self.set_one(a, b, link);
+    }
+
+    fn set_one(&mut self, from: NodeId, to: NodeId, link: Link) {
+        let key = (from as u64) << 32 | to as u64;
+        match self.links.binary_search_by_key(&key, |(k, _)| *k) {
+            Ok(i) => self.links[i].1 = link,
+            Err(i) => self.links.insert(i, (key, link)),
+        }
+        // Links are set while a run is built, a handful of times: rebuild the index whole.
+        self.by_from.clear();
+        for (i, (key, _)) in self.links.iter().enumerate() {
+            let from = (key >> 32) as usize;
+            if self.by_from.len() <= from {
+                self.by_from.resize(from + 1, (0, 0));
+            }
+            if self.by_from[from].1 == 0 {
+                self.by_from[from].0 = i as u32;
+            }
+            self.by_from[from].1 += 1;
+        }
     }
 
     pub fn link(&self, from: NodeId, to: NodeId) -> &Link {
-        if self.links.is_empty() {
-            return &self.default_link;
+        let Some(&(start, n)) = self.by_from.get(from as usize) else { return &self.default_link };
+        let mine = &self.links[start as usize..(start + n) as usize];
+        match mine.binary_search_by_key(&(to as u64), |(k, _)| k & u32::MAX as u64) {
+            Ok(i) => &mine[i].1,
+            Err(_) => &self.default_link,
         }
-        self.links.get(&(from, to)).unwrap_or(&self.default_link)
     }
 
     pub fn add_cut(&mut self, mut cut: Cut) {
@@ -204,6 +236,27 @@ impl Network {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overridden_links_are_found_for_each_direction_and_the_rest_use_the_default() {
+        // Against a plain map, with pairs set in a scrambled order and some set twice.
+        let mut net = Network::new(Link::constant(1));
+        let mut model = std::collections::BTreeMap::new();
+        let mut x = 7u32;
+        for i in 0..300u64 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let (a, b) = ((x >> 8) % 40, (x >> 20) % 40);
+            net.set_link(a, b, Link::constant(100 + i));
+            model.insert((a, b), 100 + i);
+            model.insert((b, a), 100 + i);
+        }
+        for from in 0..45 {
+            for to in 0..45 {
+                let want = Latency::Constant(*model.get(&(from, to)).unwrap_or(&1));
+                assert_eq!(net.link(from, to).latency, want, "{from} -> {to}");
+            }
+        }
+    }
 
     #[test]
     fn symmetric_and_one_way_cuts() {
