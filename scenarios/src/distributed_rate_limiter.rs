@@ -392,12 +392,69 @@ pub struct Instance {
     fail_open: bool,
     batch: u64,
     gossip_every: Micros,
-    counts: BTreeMap<(u32, u64), u64>,
+    /// Requests admitted, by (user, window).
+    counts: Windowed<(u32, u64)>,
     pending: BTreeMap<u64, (Pending, TimerId)>,
     leases: BTreeMap<u32, Lease>,
-    /// Gossip: what this instance last told its peers, and what each peer last said.
-    told: BTreeMap<(u32, u64), u64>,
-    heard: BTreeMap<(NodeId, u32, u64), u64>,
+    /// Gossip: what this instance last told its peers, by (user, window), and what each peer
+    /// last said, by (user, window, peer).
+    told: Windowed<(u32, u64)>,
+    heard: Windowed<(u32, u64, NodeId)>,
+}
+
+/// Counts by a key that includes a window, from which old windows are dropped. It keeps a
+/// lower bound on the oldest window it holds, so dropping costs nothing when there is
+/// nothing to drop (it used to scan every entry on every request).
+#[derive(Clone, Debug)]
+struct Windowed<K> {
+    map: BTreeMap<K, u64>,
+    oldest: u64,
+}
+
+/// A key's window.
+trait InWindow {
+    fn window(&self) -> u64;
+}
+
+impl InWindow for (u32, u64) {
+    fn window(&self) -> u64 {
+        self.1
+    }
+}
+
+impl InWindow for (u32, u64, NodeId) {
+    fn window(&self) -> u64 {
+        self.1
+    }
+}
+
+impl<K: Ord + InWindow> Windowed<K> {
+    fn new() -> Self {
+        Windowed { map: BTreeMap::new(), oldest: u64::MAX }
+    }
+
+    fn get(&self, key: &K) -> u64 {
+        self.map.get(key).copied().unwrap_or(0)
+    }
+
+    /// The count for `key`, created at 0.
+    fn slot(&mut self, key: K) -> &mut u64 {
+        self.oldest = self.oldest.min(key.window());
+        self.map.entry(key).or_insert(0)
+    }
+
+    /// Drops every entry whose window is before `keep_from`.
+    fn drop_before(&mut self, keep_from: u64) {
+        if self.oldest < keep_from {
+            self.map.retain(|k, _| k.window() >= keep_from);
+            self.oldest = keep_from;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
+        self.oldest = u64::MAX;
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -405,7 +462,7 @@ pub struct Store {
     limit: u64,
     window: Micros,
     extra: Micros,
-    counts: BTreeMap<(u32, u64), u64>,
+    counts: Windowed<(u32, u64)>,
 }
 
 fn build(setup: &Setup) -> Box<dyn Run> {
@@ -414,7 +471,7 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     let instances = setup.param("instances") as u32;
     let (limit, window) = (setup.param("limit") as u64, setup.param("window_ms") as u64 * MICROS_PER_MS);
     assert_eq!(sim.add_node(Rl::Balancer { next: 0, instances }), LB);
-    let store = Store { limit, window, extra: 0, counts: BTreeMap::new() };
+    let store = Store { limit, window, extra: 0, counts: Windowed::new() };
     assert_eq!(sim.add_node(Rl::Store(Box::new(store))), STORE);
     for index in 0..instances {
         let id = sim.add_node(Rl::Instance(Box::new(Instance {
@@ -427,11 +484,11 @@ fn build(setup: &Setup) -> Box<dyn Run> {
             fail_open: setup.param("fail_open") == 1,
             batch: setup.param("lease_batch") as u64,
             gossip_every: setup.param("gossip_ms") as u64 * MICROS_PER_MS,
-            counts: BTreeMap::new(),
+            counts: Windowed::new(),
             pending: BTreeMap::new(),
             leases: BTreeMap::new(),
-            told: BTreeMap::new(),
-            heard: BTreeMap::new(),
+            told: Windowed::new(),
+            heard: Windowed::new(),
         })));
         let near = Latency::Uniform { lo: store_ms, hi: store_ms * 2 + 100 };
         sim.net().set_link(id, STORE, Link::with_latency(near.clone()));
@@ -612,7 +669,7 @@ impl Node for Rl {
                 }
             }
             Rl::Store(s) => {
-                let v = NodeView::new(NodeKind::Store, 3, "counter store").gauge("keys", s.counts.len() as i64, 64);
+                let v = NodeView::new(NodeKind::Store, 3, "counter store").gauge("keys", s.counts.map.len() as i64, 64);
                 if s.extra > 0 {
                     v.badge(format!("slow +{} ms", s.extra / MICROS_PER_MS), Tone::Bad)
                 } else {
@@ -654,7 +711,7 @@ impl Instance {
         match msg {
             Msg::Request(req) => match self.strategy {
                 Strategy::Local => {
-                    let c = self.counts.entry((req.user, self.window_of(now))).or_insert(0);
+                    let c = self.counts.slot((req.user, self.window_of(now)));
                     let ok = *c < self.limit;
                     *c += ok as u64;
                     self.answer(req, now, ok, ctx);
@@ -667,9 +724,10 @@ impl Instance {
                 Strategy::Atomic => self.ask_store(req, Msg::Incr { req: req.id, user: req.user }, ctx),
                 Strategy::Gossip => {
                     let key = (req.user, self.window_of(now));
-                    let own = self.counts.get(&key).copied().unwrap_or(0);
-                    let told = self.told.get(&key).copied().unwrap_or(0);
-                    let peers: u64 = self.heard.iter().filter(|((_, u, w), _)| (*u, *w) == key).map(|(_, c)| *c).sum();
+                    let own = self.counts.get(&key);
+                    let told = self.told.get(&key);
+                    let (u, w) = key;
+                    let peers: u64 = self.heard.map.range((u, w, 0)..=(u, w, NodeId::MAX)).map(|(_, c)| *c).sum();
                     // Spend at most this instance's share of what the last reports say is left:
                     // the shares of all instances add up to exactly what is left.
                     let left = self.limit.saturating_sub(told + peers);
@@ -677,7 +735,7 @@ impl Instance {
                     let share = left / n + ((self.index as u64) < left % n) as u64;
                     let ok = own < self.limit && own - told < share;
                     if ok {
-                        *self.counts.entry(key).or_insert(0) += 1;
+                        *self.counts.slot(key) += 1;
                     }
                     self.answer(req, now, ok, ctx);
                 }
@@ -711,7 +769,7 @@ impl Instance {
             }
             Msg::Gossip { window, counts } => {
                 for (user, c) in counts {
-                    self.heard.insert((from, user, window), c);
+                    *self.heard.slot((user, window, from)) = c;
                 }
             }
             _ => {}
@@ -740,9 +798,9 @@ impl Instance {
                 let now = ctx.now();
                 let window = self.window_of(now);
                 let counts: Vec<(u32, u64)> =
-                    self.counts.iter().filter(|((_, w), _)| *w == window).map(|((u, _), c)| (*u, *c)).collect();
+                    self.counts.map.iter().filter(|((_, w), _)| *w == window).map(|((u, _), c)| (*u, *c)).collect();
                 for &(u, c) in &counts {
-                    self.told.insert((u, window), c);
+                    *self.told.slot((u, window)) = c;
                 }
                 for peer in 0..self.instances {
                     if peer != self.index {
@@ -802,9 +860,9 @@ impl Instance {
 
     fn prune(&mut self, now: Time) {
         let keep_from = self.window_of(now).saturating_sub(1);
-        self.counts.retain(|(_, w), _| *w >= keep_from);
-        self.told.retain(|(_, w), _| *w >= keep_from);
-        self.heard.retain(|(_, _, w), _| *w >= keep_from);
+        self.counts.drop_before(keep_from);
+        self.told.drop_before(keep_from);
+        self.heard.drop_before(keep_from);
     }
 }
 
@@ -816,18 +874,18 @@ impl Store {
 
     fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Rl>) {
         let window = ctx.now().micros() / self.window;
-        self.counts.retain(|(_, w), _| *w + 2 >= window);
+        self.counts.drop_before(window.saturating_sub(2));
         match msg {
             Msg::Get { req, user, window } => {
-                let count = self.counts.get(&(user, window)).copied().unwrap_or(0);
+                let count = self.counts.get(&(user, window));
                 self.reply(from, Msg::Value { req, count }, ctx);
             }
             Msg::Set { user, window, count } => {
                 ctx.count("store_ops", 1);
-                self.counts.insert((user, window), count);
+                *self.counts.slot((user, window)) = count;
             }
             Msg::Incr { req, user } => {
-                let c = self.counts.entry((user, window)).or_insert(0);
+                let c = self.counts.slot((user, window));
                 *c += 1;
                 let admitted = *c <= self.limit;
                 if admitted {
@@ -836,7 +894,7 @@ impl Store {
                 self.reply(from, Msg::Counted { req, admitted }, ctx);
             }
             Msg::LeaseAsk { user, want, ask } => {
-                let c = self.counts.entry((user, window)).or_insert(0);
+                let c = self.counts.slot((user, window));
                 let tokens = want.min(self.limit.saturating_sub(*c));
                 *c += tokens;
                 let valid_for = self.window - ctx.now().micros() % self.window;
