@@ -135,3 +135,14 @@ fn garbage_never_panics() {
         let _ = Recipe::from_url(&format!("?s=backpressure&a={s}"), find);
     }
 }
+
+/// The benchmarks' runs at the seeds' scales are real recipes: each parses with no problem
+/// at all (the browser's bench page would skip one that did not).
+#[test]
+fn the_at_scale_recipes_parse_strictly() {
+    for &(query, secs) in faultline_scenarios::AT_SCALE {
+        let parsed = Recipe::from_url_strict(query, faultline_scenarios::find);
+        assert!(parsed.is_ok(), "{query}: {:?}", parsed.err());
+        assert!(secs > 0, "{query}");
+    }
+}

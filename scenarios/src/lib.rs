@@ -29,3 +29,17 @@ pub static ALL: &[&ScenarioSpec] = &[
 pub fn find(id: &str) -> Option<&'static ScenarioSpec> {
     ALL.iter().copied().find(|s| s.id() == id)
 }
+
+/// Runs at the seed documents' own scales — thousands of clients, hundreds of thousands of
+/// requests a second — for the benchmarks: a recipe (a share link's query) and how many
+/// simulated seconds to run it. `cargo bench -p faultline-tests --bench scale` runs them
+/// natively and `#/bench/engine` in the browser; both say how many times faster than real
+/// time each runs (below 1, the player cannot keep up at 1× speed).
+pub static AT_SCALE: &[(&str, u64)] = &[
+    ("s=backpressure&strategy=adaptive&producers=50&arrival_rate=5000&workers=256&service_ms=50", 10),
+    ("s=distributed-rate-limiter&strategy=gossip&users=200&abusive=200&normal_rps=1000&abusive_rps=5000&instances=32", 2),
+    ("s=circuit-breaker&strategy=breaker&clients=100&rps=5000&pool=1000", 10),
+    ("s=cache-stampede&strategy=stale-while-revalidate&clients=5000&client_rps=100&keys=10000", 3),
+    ("s=idempotent-payments&strategy=key-unique&clients=500&pay_per_s=1000&instances=10", 3),
+    ("s=consistent-hashing&strategy=ring-vnodes&nodes=15&keys=200000&vnodes=1000&rps=100000", 5),
+];

@@ -22,12 +22,13 @@ for (const [mode, flags] of [['vsync', []], ['unthrottled', ['--disable-frame-ra
 }
 const b = await browser();
 {
-  // Every scenario's default run in this browser (the trace hash only, as the CLI runs).
+  // Every scenario's default run in this browser (the trace hash only, as the CLI runs),
+  // then each at the seed documents' scale.
   const p = await page(b);
   await p.goto(`${site.url}#/bench/engine`);
   await p.waitForFunction(() => window.__faultline_engine, null, { timeout: 300000 });
   for (const r of JSON.parse(await p.evaluate(() => window.__faultline_engine))) {
-    console.log(`BROWSERBENCH|engine ${r.id}|${r.events} events|${(r.events_per_s / 1e6).toFixed(2)} M events/s|fingerprint ${r.fingerprint}`);
+    console.log(`BROWSERBENCH|engine ${r.label}|${r.events} events in ${r.simulated_s} s|${(r.events_per_s / 1e6).toFixed(2)} M events/s|${r.real_time}× real time|fingerprint ${r.fingerprint}`);
   }
   await p.close();
 }

@@ -143,41 +143,90 @@ pub fn FramesBench(n: usize) -> impl IntoView {
     }
 }
 
-/// The run in progress on the engine bench page: its index in the registry, the run, and
-/// the wall milliseconds spent computing it so far.
+/// One run on the engine bench page: a label, the recipe and how far to run it.
+struct Job {
+    label: String,
+    /// The recipe as a link's query (empty for a default recipe).
+    query: String,
+    spec: &'static faultline_core::ScenarioSpec,
+    recipe: faultline_core::Recipe,
+    until: Time,
+}
+
+/// Every scenario's default recipe (seed 1) to its default end, then the same scenarios at
+/// the seed documents' scales (`faultline_scenarios::AT_SCALE`).
+fn jobs() -> Vec<Job> {
+    let defaults = faultline_scenarios::ALL.iter().map(|spec| Job {
+        label: spec.id().to_string(),
+        query: String::new(),
+        spec,
+        recipe: spec.default_recipe(1),
+        until: Time(spec.default_until),
+    });
+    let at_scale = faultline_scenarios::AT_SCALE.iter().filter_map(|&(query, secs)| {
+        let (recipe, spec) = faultline_core::Recipe::from_url_strict(query, faultline_scenarios::find).ok()?;
+        let label = format!("{} at scale ({})", spec.id(), recipe.strategy);
+        let query = recipe.to_query(spec);
+        Some(Job { label, query, spec, recipe, until: Time(secs * faultline_core::MICROS_PER_S) })
+    });
+    defaults.chain(at_scale).collect()
+}
+
+/// The run in progress on the engine bench page: its job's index, the run, and the wall
+/// milliseconds spent computing it so far.
 type Running = Option<(usize, Box<dyn faultline_core::Run>, f64)>;
 
-/// One scenario's default run on the engine bench page.
+/// One finished run on the engine bench page.
 #[derive(Clone, Debug)]
 struct EngineRow {
     id: &'static str,
-    title: &'static str,
+    label: String,
+    /// The recipe as a link's query (empty for a default recipe).
+    query: String,
     events: u64,
     simulated: Time,
     wall_ms: f64,
     fingerprint: String,
 }
 
+impl EngineRow {
+    fn events_per_s(&self) -> f64 {
+        self.events as f64 / (self.wall_ms / 1000.0).max(1e-9)
+    }
+    /// Simulated time over wall time: below 1, the player cannot keep up at 1× speed.
+    fn real_time(&self) -> f64 {
+        self.simulated.micros() as f64 / 1000.0 / self.wall_ms.max(1e-9)
+    }
+}
+
 /// The engine bench page (`#/bench/engine`): every registered scenario's default recipe
 /// (seed 1) run to its default end in this browser, as the command-line runner runs it
-/// (trace hash only), a slice per animation frame so the page stays responsive. Shows
-/// events per second of compute and the fingerprint (the same as `faultline run <id>`), and
+/// (trace hash only), a slice per animation frame so the page stays responsive, then the
+/// scenarios at the seed documents' scales. Shows events per second of compute, how many
+/// times faster than real time, and the fingerprint (the same as `faultline run`), and
 /// publishes the table as JSON on `window.__faultline_engine` for the benchmark script.
 #[component]
 pub fn EngineBench() -> impl IntoView {
     let rows = RwSignal::new(Vec::<EngineRow>::new());
     let current = StoredValue::new_local(Running::None);
-    fn slice(rows: RwSignal<Vec<EngineRow>>, current: StoredValue<Running, LocalStorage>) {
+    let jobs = StoredValue::new_local(jobs());
+    let total = jobs.with_value(Vec::len);
+    fn slice(
+        rows: RwSignal<Vec<EngineRow>>,
+        current: StoredValue<Running, LocalStorage>,
+        jobs: StoredValue<Vec<Job>, LocalStorage>,
+    ) {
         request_animation_frame(move || {
             let mut finished = false;
             current.update_value(|cur| {
                 let next = cur.as_ref().map_or(0, |(i, _, _)| *i + 1);
-                if cur.as_ref().is_none_or(|(_, run, _)| run.now() >= Time(run.spec().default_until)) {
-                    if let Some((_, run, wall)) = cur.take() {
-                        let spec = run.spec();
+                let done = |i: usize, run: &dyn faultline_core::Run| jobs.with_value(|j| run.now() >= j[i].until);
+                if cur.as_ref().is_none_or(|(i, run, _)| done(*i, run.as_ref())) {
+                    if let Some((i, run, wall)) = cur.take() {
                         let row = EngineRow {
-                            id: spec.id(),
-                            title: spec.info.title,
+                            id: run.spec().id(),
+                            label: jobs.with_value(|j| j[i].label.clone()),
+                            query: jobs.with_value(|j| j[i].query.clone()),
                             events: run.events(),
                             simulated: run.now(),
                             wall_ms: wall,
@@ -185,17 +234,18 @@ pub fn EngineBench() -> impl IntoView {
                         };
                         rows.update(|r| r.push(row));
                     }
-                    let Some(spec) = faultline_scenarios::ALL.get(next) else {
+                    let Some((mut run, _)) =
+                        jobs.with_value(|j| j.get(next).map(|j| faultline_core::open(j.spec, &j.recipe)))
+                    else {
                         finished = true;
                         return;
                     };
-                    let (mut run, _) = faultline_core::open(spec, &spec.default_recipe(1));
                     run.trace_mut().keep = false;
                     *cur = Some((next, run, 0.0));
                 }
-                if let Some((_, run, wall)) = cur.as_mut() {
+                if let Some((i, run, wall)) = cur.as_mut() {
                     // About 30 ms of simulation per frame.
-                    let (start, until) = (wall_ms(), Time(run.spec().default_until));
+                    let (start, until) = (wall_ms(), jobs.with_value(|j| j[*i].until));
                     while wall_ms() - start < 30.0 && run.now() < until {
                         run.run_until(until, 20_000);
                     }
@@ -208,11 +258,14 @@ pub fn EngineBench() -> impl IntoView {
                         .iter()
                         .map(|r| {
                             format!(
-                                "{{\"id\":\"{}\",\"events\":{},\"wall_ms\":{:.1},\"events_per_s\":{:.0},\"fingerprint\":\"{}\"}}",
+                                "{{\"id\":\"{}\",\"label\":\"{}\",\"events\":{},\"simulated_s\":{:.3},\"wall_ms\":{:.1},\"events_per_s\":{:.0},\"real_time\":{:.2},\"fingerprint\":\"{}\"}}",
                                 r.id,
+                                r.label,
                                 r.events,
+                                r.simulated.micros() as f64 / 1e6,
                                 r.wall_ms,
-                                r.events as f64 / (r.wall_ms / 1000.0).max(1e-9),
+                                r.events_per_s(),
+                                r.real_time(),
                                 r.fingerprint
                             )
                         })
@@ -223,34 +276,36 @@ pub fn EngineBench() -> impl IntoView {
                     let _ = js_sys::Reflect::set(&w, &"__faultline_engine".into(), &json.into());
                 }
             } else {
-                slice(rows, current);
+                slice(rows, current, jobs);
             }
         });
     }
-    slice(rows, current);
+    slice(rows, current, jobs);
     view! {
         <main class="player bench">
-            <h1>"Engine bench: every scenario's default run, in this browser"</h1>
+            <h1>"Engine bench: every scenario, as it starts and at scale, in this browser"</h1>
             <p class="help">
                 "Seed 1, default parameters, run to the scenario's default end with the trace hash only, as "
-                <code>"faultline run <id>"</code> " does — the fingerprints match it. Events per second count compute time only."
+                <code>"faultline run <id>"</code> " does — the fingerprints match it; then each scenario at the seed documents' scale. "
+                "Events per second count compute time only; “× real time” is simulated over wall time (below 1× the player cannot keep up at 1× speed)."
             </p>
             <table class="bench-table">
-                <thead><tr><th>"scenario"</th><th>"events"</th><th>"simulated"</th><th>"wall"</th><th>"events/s"</th><th>"fingerprint"</th></tr></thead>
+                <thead><tr><th>"run"</th><th>"events"</th><th>"simulated"</th><th>"wall"</th><th>"events/s"</th><th>"× real time"</th><th>"fingerprint"</th></tr></thead>
                 <tbody>
                     {move || rows.get().into_iter().map(|r| view! {
                         <tr>
-                            <td><a href=crate::route::scenario_href(r.id, "")>{r.title}</a></td>
+                            <td><a href=crate::route::scenario_href(r.id, &r.query)>{r.label.clone()}</a></td>
                             <td class="num">{r.events.to_string()}</td>
                             <td class="num">{r.simulated.to_string()}</td>
                             <td class="num">{format!("{:.0} ms", r.wall_ms)}</td>
-                            <td class="num">{format!("{:.2} M", r.events as f64 / (r.wall_ms / 1000.0).max(1e-9) / 1e6)}</td>
+                            <td class="num">{format!("{:.2} M", r.events_per_s() / 1e6)}</td>
+                            <td class="num">{format!("{:.1}×", r.real_time())}</td>
                             <td><code>{r.fingerprint}</code></td>
                         </tr>
                     }).collect::<Vec<_>>()}
                 </tbody>
             </table>
-            <p class="help">{move || if rows.with(|r| r.len()) < faultline_scenarios::ALL.len() { "running…" } else { "done" }}</p>
+            <p class="help">{move || if rows.with(|r| r.len()) < total { "running…" } else { "done" }}</p>
         </main>
     }
 }
