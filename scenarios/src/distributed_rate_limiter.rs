@@ -4,6 +4,7 @@
 
 use faultline_core::*;
 use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
 
 pub static SPEC: ScenarioSpec = ScenarioSpec {
     info: Info {
@@ -296,15 +297,48 @@ pub struct Req {
 #[derive(Clone, Debug)]
 pub enum Msg {
     Request(Req),
-    Answer { admitted: bool, sent: Time },
-    Get { req: u64, user: u32, window: u64 },
-    Value { req: u64, count: u64 },
-    Set { user: u32, window: u64, count: u64 },
-    Incr { req: u64, user: u32 },
-    Counted { req: u64, admitted: bool },
-    LeaseAsk { user: u32, want: u64, ask: u64 },
-    LeaseGrant { user: u32, tokens: u64, valid_for: Micros, ask: u64 },
-    Gossip { window: u64, counts: Vec<(u32, u64)> },
+    Answer {
+        admitted: bool,
+        sent: Time,
+    },
+    Get {
+        req: u64,
+        user: u32,
+        window: u64,
+    },
+    Value {
+        req: u64,
+        count: u64,
+    },
+    Set {
+        user: u32,
+        window: u64,
+        count: u64,
+    },
+    Incr {
+        req: u64,
+        user: u32,
+    },
+    Counted {
+        req: u64,
+        admitted: bool,
+    },
+    LeaseAsk {
+        user: u32,
+        want: u64,
+        ask: u64,
+    },
+    LeaseGrant {
+        user: u32,
+        tokens: u64,
+        valid_for: Micros,
+        ask: u64,
+    },
+    /// Counts shared with every peer: one allocation, not one copy per peer.
+    Gossip {
+        window: u64,
+        counts: Rc<[(u32, u64)]>,
+    },
 }
 
 impl Label for Msg {
@@ -397,17 +431,17 @@ pub struct Instance {
     pending: BTreeMap<u64, (Pending, TimerId)>,
     leases: BTreeMap<u32, Lease>,
     /// Gossip: what this instance last told its peers, by (user, window), and what each peer
-    /// last said, by (user, window, peer).
+    /// last said, by (user, window) then peer index.
     told: Windowed<(u32, u64)>,
-    heard: Windowed<(u32, u64, NodeId)>,
+    heard: Windowed<(u32, u64), Vec<u64>>,
 }
 
 /// Counts by a key that includes a window, from which old windows are dropped. It keeps a
 /// lower bound on the oldest window it holds, so dropping costs nothing when there is
 /// nothing to drop (it used to scan every entry on every request).
 #[derive(Clone, Debug)]
-struct Windowed<K> {
-    map: BTreeMap<K, u64>,
+struct Windowed<K, V = u64> {
+    map: BTreeMap<K, V>,
     oldest: u64,
 }
 
@@ -422,25 +456,21 @@ impl InWindow for (u32, u64) {
     }
 }
 
-impl InWindow for (u32, u64, NodeId) {
-    fn window(&self) -> u64 {
-        self.1
+impl<K: Ord + InWindow> Windowed<K> {
+    fn get(&self, key: &K) -> u64 {
+        self.map.get(key).copied().unwrap_or(0)
     }
 }
 
-impl<K: Ord + InWindow> Windowed<K> {
+impl<K: Ord + InWindow, V: Default> Windowed<K, V> {
     fn new() -> Self {
         Windowed { map: BTreeMap::new(), oldest: u64::MAX }
     }
 
-    fn get(&self, key: &K) -> u64 {
-        self.map.get(key).copied().unwrap_or(0)
-    }
-
-    /// The count for `key`, created at 0.
-    fn slot(&mut self, key: K) -> &mut u64 {
+    /// The value for `key`, created empty.
+    fn slot(&mut self, key: K) -> &mut V {
         self.oldest = self.oldest.min(key.window());
-        self.map.entry(key).or_insert(0)
+        self.map.entry(key).or_default()
     }
 
     /// Drops every entry whose window is before `keep_from`.
@@ -726,8 +756,7 @@ impl Instance {
                     let key = (req.user, self.window_of(now));
                     let own = self.counts.get(&key);
                     let told = self.told.get(&key);
-                    let (u, w) = key;
-                    let peers: u64 = self.heard.map.range((u, w, 0)..=(u, w, NodeId::MAX)).map(|(_, c)| *c).sum();
+                    let peers: u64 = self.heard.map.get(&key).map_or(0, |by_peer| by_peer.iter().sum());
                     // Spend at most this instance's share of what the last reports say is left:
                     // the shares of all instances add up to exactly what is left.
                     let left = self.limit.saturating_sub(told + peers);
@@ -768,8 +797,13 @@ impl Instance {
                 self.lease_granted(user, tokens, valid_for, ask, now, ctx)
             }
             Msg::Gossip { window, counts } => {
-                for (user, c) in counts {
-                    *self.heard.slot((user, window, from)) = c;
+                let peer = from.saturating_sub(FIRST_INSTANCE) as usize;
+                for &(user, c) in counts.iter() {
+                    let by_peer = self.heard.slot((user, window));
+                    if by_peer.len() <= peer {
+                        by_peer.resize(peer + 1, 0);
+                    }
+                    by_peer[peer] = c;
                 }
             }
             _ => {}
@@ -797,14 +831,14 @@ impl Instance {
             Timer::Gossip => {
                 let now = ctx.now();
                 let window = self.window_of(now);
-                let counts: Vec<(u32, u64)> =
+                let counts: Rc<[(u32, u64)]> =
                     self.counts.map.iter().filter(|((_, w), _)| *w == window).map(|((u, _), c)| (*u, *c)).collect();
-                for &(u, c) in &counts {
+                for &(u, c) in counts.iter() {
                     *self.told.slot((u, window)) = c;
                 }
                 for peer in 0..self.instances {
                     if peer != self.index {
-                        ctx.send(FIRST_INSTANCE + peer, Msg::Gossip { window, counts: counts.clone() });
+                        ctx.send(FIRST_INSTANCE + peer, Msg::Gossip { window, counts: Rc::clone(&counts) });
                     }
                 }
                 self.prune(now);
