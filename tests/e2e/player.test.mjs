@@ -202,18 +202,39 @@ test('a long jump re-simulates frame by frame: the tab never freezes', async () 
   assert.deepEqual(p.errors, []);
 });
 
-test('the engine bench page runs every scenario in the browser with the native fingerprints', async () => {
+test('a run the browser cannot play in real time says so; one it can, does not', async () => {
+  const p = await page(b);
+  // 400 users at 1.2 M requests a second over 32 gossiping instances: below real time even natively.
+  await p.goto(`${site.url}#/s/distributed-rate-limiter?strategy=gossip&users=200&abusive=200&normal_rps=1000&abusive_rps=5000&instances=32`);
+  await p.waitForSelector('.pace', { timeout: 20000 });
+  assert.match(await p.textContent('.pace'), /playing at [0-9.]+× — can't keep up/);
+  // Paused, it says nothing.
+  await pause(p);
+  await p.waitForSelector('.pace', { state: 'detached', timeout: 5000 });
+  const light = await page(b);
+  await light.goto(`${site.url}#/s/backpressure`);
+  await light.waitForSelector('.play');
+  await light.waitForTimeout(3000);
+  assert.equal(await light.locator('.pace').count(), 0, 'a light run keeps up');
+  assert.deepEqual(p.errors, []);
+  assert.deepEqual(light.errors, []);
+});
+
+test('the engine bench page runs every scenario, as it starts and at scale, with the native fingerprints', async () => {
   const p = await page(b);
   await p.goto(`${site.url}#/bench/engine`);
   await p.waitForFunction(() => window.__faultline_engine, null, { timeout: 180000 });
   const rows = JSON.parse(await p.evaluate(() => window.__faultline_engine));
-  assert.deepEqual(rows.map((r) => r.id), scenarios().map((s) => s.info.id));
-  for (const r of rows) {
-    const out = execFileSync(join(root, 'target/release/faultline'), ['run', r.id, '--seed', '1', '--json']);
-    const native = JSON.parse(out);
-    assert.equal(r.fingerprint, native.fingerprint, r.id);
-    assert.equal(r.events, native.events, r.id);
-    assert.ok(r.events_per_s > 0, r.id);
+  const n = scenarios().length;
+  assert.deepEqual(rows.slice(0, n).map((r) => r.id), scenarios().map((s) => s.info.id));
+  // Then the same scenarios at the seed documents' scales (faultline_scenarios::AT_SCALE).
+  assert.ok(rows.length > n, 'runs at scale follow the default runs');
+  for (const [i, r] of rows.entries()) {
+    const args = i < n ? ['run', r.id, '--seed', '1'] : ['run', `?${r.query}`, '--until', `${r.until_ms}ms`];
+    const native = JSON.parse(execFileSync(join(root, 'target/release/faultline'), [...args, '--json']));
+    assert.equal(r.fingerprint, native.fingerprint, r.label);
+    assert.equal(r.events, native.events, r.label);
+    assert.ok(r.events_per_s > 0 && r.real_time > 0, r.label);
   }
   assert.equal(await p.locator('.bench-table tbody tr').count(), rows.length);
   assert.deepEqual(p.errors, []);

@@ -183,6 +183,7 @@ struct EngineRow {
     label: String,
     /// The recipe as a link's query (empty for a default recipe).
     query: String,
+    until: Time,
     events: u64,
     simulated: Time,
     wall_ms: f64,
@@ -227,6 +228,7 @@ pub fn EngineBench() -> impl IntoView {
                             id: run.spec().id(),
                             label: jobs.with_value(|j| j[i].label.clone()),
                             query: jobs.with_value(|j| j[i].query.clone()),
+                            until: jobs.with_value(|j| j[i].until),
                             events: run.events(),
                             simulated: run.now(),
                             wall_ms: wall,
@@ -258,9 +260,11 @@ pub fn EngineBench() -> impl IntoView {
                         .iter()
                         .map(|r| {
                             format!(
-                                "{{\"id\":\"{}\",\"label\":\"{}\",\"events\":{},\"simulated_s\":{:.3},\"wall_ms\":{:.1},\"events_per_s\":{:.0},\"real_time\":{:.2},\"fingerprint\":\"{}\"}}",
+                                "{{\"id\":\"{}\",\"label\":\"{}\",\"query\":\"{}\",\"until_ms\":{},\"events\":{},\"simulated_s\":{:.3},\"wall_ms\":{:.1},\"events_per_s\":{:.0},\"real_time\":{:.2},\"fingerprint\":\"{}\"}}",
                                 r.id,
                                 r.label,
+                                r.query,
+                                r.until.as_ms(),
                                 r.events,
                                 r.simulated.micros() as f64 / 1e6,
                                 r.wall_ms,

@@ -47,6 +47,15 @@ pub struct Page {
     /// Where a seek is heading: the loop re-simulates towards it within each frame's
     /// budget, so a long jump never freezes the tab.
     pub seeking: RwSignal<Option<Time>>,
+    /// The speed actually reached while playing, when it falls short of the chosen one (the
+    /// run needs more computing per simulated second than this browser has).
+    pub pace: RwSignal<Option<f64>>,
+    /// Where the pace was last measured: wall milliseconds, simulated time, and whether it
+    /// was playing then (a measure across a pause or a seek says nothing).
+    pace_mark: StoredValue<(f64, Time, bool)>,
+    /// Consecutive measures that fell short: the page speaks up after two (half a second),
+    /// so a slow first frame or two (the browser compiling) is not reported.
+    short: StoredValue<u32>,
     placed: StoredValue<Vec<Placed>, LocalStorage>,
     theme: StoredValue<Theme, LocalStorage>,
     canvas: NodeRef<Canvas>,
@@ -202,6 +211,29 @@ impl Page {
             if self.playing.get_untracked() {
                 self.slow.update(|t| *t += 1);
             }
+            self.measure_pace(wall);
+        }
+    }
+
+    /// Compares the simulated time played since the last measure with the wall time it took;
+    /// below 90% of the chosen speed, the page says so instead of silently playing slower.
+    fn measure_pace(&self, wall: f64) {
+        let now = self.player.with_value(|p| p.now());
+        let playing = self.playing.get_untracked() && self.seeking.get_untracked().is_none();
+        let (then_wall, then_sim, was_playing) = self.pace_mark.get_value();
+        self.pace_mark.set_value((wall, now, playing));
+        let speed = self.speed.get_untracked();
+        let pace = if !playing || !was_playing || speed == 0.0 || wall <= then_wall || now < then_sim {
+            None
+        } else {
+            let reached = now.since(then_sim) as f64 / MICROS_PER_MS as f64 / (wall - then_wall);
+            (reached < 0.9 * speed).then_some(reached)
+        };
+        let short = if pace.is_some() { self.short.get_value() + 1 } else { 0 };
+        self.short.set_value(short);
+        let pace = pace.filter(|_| short >= 2);
+        if self.pace.get_untracked() != pace {
+            self.pace.set(pace);
         }
     }
 
@@ -258,6 +290,9 @@ fn page(spec: &'static ScenarioSpec, recipe: Recipe, problems: Vec<RecipeError>)
         toast: RwSignal::new(None),
         problems: RwSignal::new(problems),
         seeking: RwSignal::new(None),
+        pace: RwSignal::new(None),
+        pace_mark: StoredValue::new((wall_ms(), Time::ZERO, false)),
+        short: StoredValue::new(0),
         placed: StoredValue::new_local(Vec::new()),
         theme: StoredValue::new_local(Theme::read()),
         canvas: NodeRef::new(),
@@ -412,6 +447,12 @@ fn transport(page: Page) -> impl IntoView {
                 <span class="clock">{clock}</span>
                 {move || page.seeking.get().map(|t| view! {
                     <span class="seeking" role="status">{format!("re-simulating to {t}…")}</span>
+                })}
+                {move || page.pace.get().map(|x| view! {
+                    <span class="pace" role="status"
+                        title="This run needs more computing per simulated second than this browser has: it plays slower than the chosen speed. Fewer clients or a lower rate play at full speed.">
+                        {format!("playing at {}× — can't keep up", if x < 0.095 { format!("{x:.2}") } else { format!("{x:.1}") })}
+                    </span>
                 })}
                 <span class="stats">{move || format!("{} events · fingerprint ", stats().0)}
                     <code class="fingerprint" title="Same recipe, same time → same fingerprint">{move || stats().1}</code>
