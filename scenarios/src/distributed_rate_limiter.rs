@@ -297,48 +297,15 @@ pub struct Req {
 #[derive(Clone, Debug)]
 pub enum Msg {
     Request(Req),
-    Answer {
-        admitted: bool,
-        sent: Time,
-    },
-    Get {
-        req: u64,
-        user: u32,
-        window: u64,
-    },
-    Value {
-        req: u64,
-        count: u64,
-    },
-    Set {
-        user: u32,
-        window: u64,
-        count: u64,
-    },
-    Incr {
-        req: u64,
-        user: u32,
-    },
-    Counted {
-        req: u64,
-        admitted: bool,
-    },
-    LeaseAsk {
-        user: u32,
-        want: u64,
-        ask: u64,
-    },
-    LeaseGrant {
-        user: u32,
-        tokens: u64,
-        valid_for: Micros,
-        ask: u64,
-    },
-    /// Counts shared with every peer: one allocation, not one copy per peer.
-    Gossip {
-        window: u64,
-        counts: Rc<[(u32, u64)]>,
-    },
+    Answer { admitted: bool, sent: Time },
+    Get { req: u64, user: u32, window: u64 },
+    Value { req: u64, count: u64 },
+    Set { user: u32, window: u64, count: u64 },
+    Incr { req: u64, user: u32 },
+    Counted { req: u64, admitted: bool },
+    LeaseAsk { user: u32, want: u64, ask: u64 },
+    LeaseGrant { user: u32, tokens: u64, valid_for: Micros, ask: u64 },
+    Gossip { window: u64, counts: Rc<[(u32, u64)]> },
 }
 
 impl Label for Msg {
@@ -427,56 +394,45 @@ pub struct Instance {
     batch: u64,
     gossip_every: Micros,
     /// Requests admitted, by (user, window).
-    counts: Windowed<(u32, u64)>,
+    counts: Windowed,
     pending: BTreeMap<u64, (Pending, TimerId)>,
     leases: BTreeMap<u32, Lease>,
     /// Gossip: what this instance last told its peers, by (user, window), and what each peer
     /// last said, by (user, window) then peer index.
-    told: Windowed<(u32, u64)>,
-    heard: Windowed<(u32, u64), Vec<u64>>,
+    told: Windowed,
+    heard: Windowed<Vec<u64>>,
 }
 
-/// Counts by a key that includes a window, from which old windows are dropped. It keeps a
-/// lower bound on the oldest window it holds, so dropping costs nothing when there is
-/// nothing to drop (it used to scan every entry on every request).
+/// Values by (user, window), from which old windows are dropped. It keeps a lower bound on
+/// the oldest window it holds, so dropping costs nothing when there is nothing to drop (it
+/// used to scan every entry on every request).
 #[derive(Clone, Debug)]
-struct Windowed<K, V = u64> {
-    map: BTreeMap<K, V>,
+struct Windowed<V = u64> {
+    map: BTreeMap<(u32, u64), V>,
     oldest: u64,
 }
 
-/// A key's window.
-trait InWindow {
-    fn window(&self) -> u64;
-}
-
-impl InWindow for (u32, u64) {
-    fn window(&self) -> u64 {
-        self.1
-    }
-}
-
-impl<K: Ord + InWindow> Windowed<K> {
-    fn get(&self, key: &K) -> u64 {
+impl Windowed {
+    fn get(&self, key: &(u32, u64)) -> u64 {
         self.map.get(key).copied().unwrap_or(0)
     }
 }
 
-impl<K: Ord + InWindow, V: Default> Windowed<K, V> {
+impl<V: Default> Windowed<V> {
     fn new() -> Self {
         Windowed { map: BTreeMap::new(), oldest: u64::MAX }
     }
 
-    /// The value for `key`, created empty.
-    fn slot(&mut self, key: K) -> &mut V {
-        self.oldest = self.oldest.min(key.window());
+    /// The value for (user, window), created empty.
+    fn slot(&mut self, key: (u32, u64)) -> &mut V {
+        self.oldest = self.oldest.min(key.1);
         self.map.entry(key).or_default()
     }
 
     /// Drops every entry whose window is before `keep_from`.
     fn drop_before(&mut self, keep_from: u64) {
         if self.oldest < keep_from {
-            self.map.retain(|k, _| k.window() >= keep_from);
+            self.map.retain(|&(_, w), _| w >= keep_from);
             self.oldest = keep_from;
         }
     }
@@ -492,7 +448,7 @@ pub struct Store {
     limit: u64,
     window: Micros,
     extra: Micros,
-    counts: Windowed<(u32, u64)>,
+    counts: Windowed,
 }
 
 fn build(setup: &Setup) -> Box<dyn Run> {
@@ -831,6 +787,7 @@ impl Instance {
             Timer::Gossip => {
                 let now = ctx.now();
                 let window = self.window_of(now);
+                // One report shared by every peer's message, not a copy each.
                 let counts: Rc<[(u32, u64)]> =
                     self.counts.map.iter().filter(|((_, w), _)| *w == window).map(|((u, _), c)| (*u, *c)).collect();
                 for &(u, c) in counts.iter() {
