@@ -1,5 +1,6 @@
 // Browser benchmarks on the release build in headless Chromium: frame times of the renderer
-// with 1k/5k/20k messages in flight (at vsync and unthrottled), and time to first paint / first animated frame.
+// with 1k/5k/20k messages in flight (at vsync and unthrottled), every scenario's run in the
+// browser (as it starts and at scale), and time to first paint / first animated frame.
 // Run by scripts/bench (after `trunk build --release`); prints BROWSERBENCH lines.
 import { serve, browser, page } from '../e2e/harness.mjs';
 
