@@ -3,7 +3,7 @@
 //! how many times faster than real time. `cargo bench -p faultline-tests --bench scale`;
 //! the same recipes run in the browser on `#/bench/engine`.
 
-use faultline_core::{Recipe, Time, MICROS_PER_S};
+use faultline_core::{Time, MICROS_PER_S};
 use std::time::Instant;
 
 fn main() {
@@ -13,12 +13,8 @@ fn main() {
         "{:<40} {:>10} {:>8} {:>10} {:>12} {:>12}",
         "scenario at scale", "events", "sim s", "wall s", "events/s", "× real time"
     );
-    for &(query, secs) in faultline_scenarios::AT_SCALE {
-        let (recipe, spec) = match Recipe::from_url_strict(query, faultline_scenarios::find) {
-            Ok(r) => r,
-            Err(e) => panic!("{query}: {e}"),
-        };
-        let until = Time(if quick { MICROS_PER_S / 10 } else { secs * MICROS_PER_S });
+    for (spec, recipe, end) in faultline_scenarios::at_scale() {
+        let until = if quick { Time(MICROS_PER_S / 10) } else { end };
         let (mut run, _) = faultline_core::open(spec, &recipe);
         run.trace_mut().keep = false;
         let start = Instant::now();

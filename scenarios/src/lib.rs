@@ -12,7 +12,7 @@ pub mod idempotent_payments;
 pub mod leader_election;
 pub mod queueing;
 
-use faultline_core::ScenarioSpec;
+use faultline_core::{Recipe, ScenarioSpec, Time, MICROS_PER_S};
 
 /// Every registered scenario, in gallery order.
 pub static ALL: &[&ScenarioSpec] = &[
@@ -43,3 +43,15 @@ pub static AT_SCALE: &[(&str, u64)] = &[
     ("s=idempotent-payments&strategy=key-unique&clients=500&pay_per_s=1000&instances=10", 3),
     ("s=consistent-hashing&strategy=ring-vnodes&nodes=15&keys=200000&vnodes=1000&rps=100000", 5),
 ];
+
+/// `AT_SCALE` ready to run: each recipe (read strictly; a test checks that all of them read)
+/// with its scenario and the time to run it to.
+pub fn at_scale() -> Vec<(&'static ScenarioSpec, Recipe, Time)> {
+    AT_SCALE
+        .iter()
+        .filter_map(|&(query, secs)| {
+            let (recipe, spec) = Recipe::from_url_strict(query, find).ok()?;
+            Some((spec, recipe, Time(secs * MICROS_PER_S)))
+        })
+        .collect()
+}

@@ -163,11 +163,12 @@ fn jobs() -> Vec<Job> {
         recipe: spec.default_recipe(1),
         until: Time(spec.default_until),
     });
-    let at_scale = faultline_scenarios::AT_SCALE.iter().filter_map(|&(query, secs)| {
-        let (recipe, spec) = faultline_core::Recipe::from_url_strict(query, faultline_scenarios::find).ok()?;
-        let label = format!("{} at scale ({})", spec.id(), recipe.strategy);
-        let query = recipe.to_query(spec);
-        Some(Job { label, query, spec, recipe, until: Time(secs * faultline_core::MICROS_PER_S) })
+    let at_scale = faultline_scenarios::at_scale().into_iter().map(|(spec, recipe, until)| Job {
+        label: format!("{} at scale ({})", spec.id(), recipe.strategy),
+        query: recipe.to_query(spec),
+        spec,
+        recipe,
+        until,
     });
     defaults.chain(at_scale).collect()
 }
@@ -224,11 +225,13 @@ pub fn EngineBench() -> impl IntoView {
                 let done = |i: usize, run: &dyn faultline_core::Run| jobs.with_value(|j| run.now() >= j[i].until);
                 if cur.as_ref().is_none_or(|(i, run, _)| done(*i, run.as_ref())) {
                     if let Some((i, run, wall)) = cur.take() {
+                        let (label, query, until) =
+                            jobs.with_value(|j| (j[i].label.clone(), j[i].query.clone(), j[i].until));
                         let row = EngineRow {
                             id: run.spec().id(),
-                            label: jobs.with_value(|j| j[i].label.clone()),
-                            query: jobs.with_value(|j| j[i].query.clone()),
-                            until: jobs.with_value(|j| j[i].until),
+                            label,
+                            query,
+                            until,
                             events: run.events(),
                             simulated: run.now(),
                             wall_ms: wall,
