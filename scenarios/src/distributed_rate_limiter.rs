@@ -409,7 +409,8 @@ pub struct Instance {
 /// (user, window) spent most of each request comparing keys.
 #[derive(Clone, Debug)]
 struct Windowed<V = u64> {
-    /// (window, value by user), in window order; only the last two or three windows are kept.
+    /// (window, value by user), in window order. Old windows are dropped, so there are few:
+    /// the live ones, plus any a skewed clock reported ahead of time.
     windows: Vec<(u64, Vec<Option<V>>)>,
     /// How many (user, window) values there are.
     len: usize,
