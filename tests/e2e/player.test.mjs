@@ -204,7 +204,7 @@ test('a long jump re-simulates frame by frame: the tab never freezes', async () 
 
 test('a run the browser cannot play in real time says so; one it can, does not', async () => {
   const p = await page(b);
-  // 400 users at 1.2 M requests a second over 32 gossiping instances: below real time even natively.
+  // 200 users at 5,000 requests a second each (1 M/s) over 32 gossiping instances: below real time even natively.
   await p.goto(`${site.url}#/s/distributed-rate-limiter?strategy=gossip&users=200&abusive=200&normal_rps=1000&abusive_rps=5000&instances=32`);
   await p.waitForSelector('.pace', { timeout: 20000 });
   assert.match(await p.textContent('.pace'), /playing at [0-9.]+× — can't keep up/);
