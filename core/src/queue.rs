@@ -16,7 +16,6 @@
 //! log2(n) levels of cold memory (17 at 100k pending).
 
 use crate::time::Time;
-use std::collections::VecDeque;
 
 /// Which lane an event is in at a given instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,8 +44,13 @@ const KEEP_CAPACITY: usize = 256;
 /// A min-queue of timed events.
 #[derive(Clone, Debug)]
 pub struct EventQueue<E> {
-    /// Events at the current instant (the last popped time), in (class, seq) order.
-    now: VecDeque<Entry<E>>,
+    /// Events at the current instant (the last popped time), in reverse (class, seq) order:
+    /// the next one is at the back, so taking it moves nothing else.
+    now: Vec<Entry<E>>,
+    /// Ordinary events scheduled for the current instant while it is being handled, in
+    /// (class, seq) order. Each is newer than everything in `now`, so they run once `now`
+    /// is empty (reversed into it then).
+    fresh: Vec<Entry<E>>,
     /// `LEVELS` × 64 buckets; bucket `l * 64 + d` holds times that agree with `last` above
     /// digit `l` and have `d` (greater than `last`'s) as digit `l`.
     buckets: Vec<Vec<Entry<E>>>,
@@ -71,7 +75,8 @@ impl<E> Default for EventQueue<E> {
 impl<E> EventQueue<E> {
     pub fn new() -> Self {
         EventQueue {
-            now: VecDeque::new(),
+            now: Vec::new(),
+            fresh: Vec::new(),
             buckets: (0..LEVELS * 64).map(|_| Vec::new()).collect(),
             mins: vec![u64::MAX; LEVELS * 64],
             full: [0; LEVELS],
@@ -95,15 +100,25 @@ impl<E> EventQueue<E> {
         self.buckets[b].push(entry);
     }
 
-    /// Adds an entry at the current instant, keeping (class, seq) order. New ordinary
-    /// events are the largest so far and go at the back; anything else is inserted in place.
+    /// Adds an entry at the current instant, keeping (class, seq) order. A new ordinary
+    /// event is the largest so far and waits in `fresh`; a control event goes before every
+    /// ordinary one, so it is inserted in place in `now`, which runs first.
     fn file_now(&mut self, entry: Entry<E>) {
-        if self.now.back().is_none_or(|b| b.tie < entry.tie) {
-            self.now.push_back(entry);
+        if entry.tie >> 63 == 1 {
+            self.fresh.push(entry);
         } else {
-            let at = self.now.partition_point(|e| e.tie < entry.tie);
+            if self.now.is_empty() {
+                self.take_fresh();
+            }
+            let at = self.now.partition_point(|e| e.tie > entry.tie);
             self.now.insert(at, entry);
         }
+    }
+
+    /// Makes the events scheduled for this instant while it ran the next to run.
+    fn take_fresh(&mut self) {
+        std::mem::swap(&mut self.now, &mut self.fresh);
+        self.now.reverse();
     }
 
     #[inline(always)]
@@ -133,6 +148,9 @@ impl<E> EventQueue<E> {
     }
 
     pub fn pop(&mut self) -> Option<(Time, E)> {
+        if self.now.is_empty() && !self.fresh.is_empty() {
+            self.take_fresh();
+        }
         self.refilled = self.now.is_empty();
         if self.refilled {
             // Move the earliest bucket down around its earliest time, the new current instant.
@@ -143,13 +161,13 @@ impl<E> EventQueue<E> {
             let mut moving = std::mem::take(&mut self.buckets[b]);
             if b < 64 {
                 // A level-0 bucket holds one exact time (its digit is the lowest): the whole
-                // bucket becomes the current instant's lane, without moving an entry.
-                moving = Vec::from(std::mem::replace(&mut self.now, VecDeque::from(moving)));
+                // bucket becomes the current instant's lane, and the empty lane's buffer the
+                // bucket's.
+                std::mem::swap(&mut self.now, &mut moving);
             } else {
-                self.now.clear(); // (empty already: this starts it at its buffer's front)
                 for e in moving.drain(..) {
                     if e.time == self.last {
-                        self.now.push_back(e);
+                        self.now.push(e);
                     } else {
                         self.file(e);
                     }
@@ -166,13 +184,11 @@ impl<E> EventQueue<E> {
                 // bucket first, then newer pushes; only a control event (first at its
                 // instant) or an event held by a pause lands out of place. Insertion sort
                 // costs one pass plus those few moves, and little code per scenario.
-                match self.now.as_mut_slices() {
-                    (lane, []) => insertion_sort(lane),
-                    _ => insertion_sort(self.now.make_contiguous()),
-                }
+                insertion_sort(&mut self.now);
+                self.now.reverse();
             }
         }
-        let e = self.now.pop_front()?;
+        let e = self.now.pop()?;
         self.len -= 1;
         Some((Time(e.time), e.event))
     }
@@ -184,7 +200,7 @@ impl<E> EventQueue<E> {
     }
 
     pub fn peek_time(&self) -> Option<Time> {
-        if !self.now.is_empty() {
+        if !self.now.is_empty() || !self.fresh.is_empty() {
             return Some(Time(self.last));
         }
         self.earliest().map(|b| Time(self.mins[b]))
@@ -200,7 +216,7 @@ impl<E> EventQueue<E> {
 
     /// Every pending event, in no particular order (for drawing frames).
     pub fn iter(&self) -> impl Iterator<Item = (Time, &E)> {
-        self.now.iter().chain(self.buckets.iter().flatten()).map(|e| (Time(e.time), &e.event))
+        self.now.iter().chain(&self.fresh).chain(self.buckets.iter().flatten()).map(|e| (Time(e.time), &e.event))
     }
 }
 
@@ -241,6 +257,31 @@ mod tests {
     }
 
     #[test]
+    fn events_scheduled_at_the_current_instant_keep_their_order() {
+        let mut q = EventQueue::new();
+        for e in ["a", "b", "c"] {
+            q.push(Time(5), Class::Normal, e);
+        }
+        assert_eq!(q.pop(), Some((Time(5), "a")));
+        q.push(Time(5), Class::Normal, "d");
+        q.push(Time(5), Class::Control, "X"); // a live action: before b, c and d
+        q.push(Time(5), Class::Normal, "e");
+        q.push(Time(5), Class::Control, "Y");
+        let order: Vec<_> = std::iter::from_fn(|| q.pop()).map(|(_, e)| e).collect();
+        assert_eq!(order, ["X", "Y", "b", "c", "d", "e"]);
+        // With only newly scheduled events left at the instant.
+        q.push(Time(7), Class::Normal, "f");
+        assert_eq!(q.pop(), Some((Time(7), "f")));
+        q.push(Time(7), Class::Normal, "g");
+        q.push(Time(7), Class::Control, "Z");
+        q.push(Time(7), Class::Normal, "h");
+        assert_eq!(q.peek_time(), Some(Time(7)));
+        let order: Vec<_> = std::iter::from_fn(|| q.pop()).map(|(_, e)| e).collect();
+        assert_eq!(order, ["Z", "g", "h"]);
+        assert!(q.is_empty());
+    }
+
+    #[test]
     fn interleaved_pushes_and_pops_match_a_sorted_order() {
         // A model check against a sorted list: random delays, ties, control events and
         // pushes made while draining, as the kernel makes them.
@@ -255,7 +296,8 @@ mod tests {
             let r = next();
             if r % 3 != 0 || model.is_empty() {
                 let at = now + [0, 1, 5, 100, 1 << 20, 1 << 40][(r % 6) as usize] + (r >> 8) % 3;
-                let control = r % 7 == 0 && at > now;
+                // (Control events at the current instant too: a live action lands there.)
+                let control = r % 7 == 0;
                 q.push(Time(at), if control { Class::Control } else { Class::Normal }, round);
                 model.push((at, if control { 0 } else { 1 }, seq, round));
                 seq += 1;

@@ -350,9 +350,12 @@ impl Timers {
             && self.words.get(((id.0 - self.base) / 64) as usize).is_some_and(|w| w >> (id.0 % 64) & 1 == 1)
     }
     fn cancel(&mut self, id: TimerId) {
-        if !self.is_live(id) {
-            return;
+        if self.is_live(id) {
+            self.disarm(id);
         }
+    }
+    /// Cancels a timer known to be live (one that is firing).
+    fn disarm(&mut self, id: TimerId) {
         let i = (id.0 - self.base) as usize;
         self.words[i / 64] &= !(1 << (i % 64));
         while self.words.front() == Some(&0) && self.base + 64 <= self.next {
@@ -867,10 +870,10 @@ impl<N: Node> Sim<N> {
                 if self.k.held(node, &ev) {
                     return None;
                 }
-                self.k.c.timers.cancel(id);
+                self.k.c.timers.disarm(id);
                 let Ev::Timer { timer, .. } = ev else { unreachable!() };
                 self.k.detail(|| Detail::Timer(timer.clone()));
-                self.k.c.trace.push(self.k.c.now, TraceKind::Timer { node, timer: timer.label() });
+                self.k.c.trace.timer(self.k.c.now, node, timer.label());
                 self.invoke(node, |x, ctx| x.on_timer(timer, ctx));
                 Some(node)
             }
