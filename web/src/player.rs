@@ -42,8 +42,9 @@ impl Player {
         }
     }
 
-    /// Runs towards `target` until it is reached or `still_time()` says the frame's budget is spent.
-    pub fn advance(&mut self, target: Time, mut still_time: impl FnMut() -> bool) {
+    /// Runs towards `target` until it is reached or `still_time()` says the frame's budget is
+    /// spent. Returns false if the budget ran out first.
+    pub fn advance(&mut self, target: Time, mut still_time: impl FnMut() -> bool) -> bool {
         let target = target.min(self.until);
         while self.run.now() < target {
             let next_mark = Time(self.run.now().micros() / CHECKPOINT_EVERY * CHECKPOINT_EVERY + CHECKPOINT_EVERY);
@@ -52,10 +53,11 @@ impl Player {
             if self.run.now() >= stop {
                 self.keep_checkpoint();
             }
-            if done == CHUNK && !still_time() {
-                break;
+            if done == CHUNK && self.run.now() < target && !still_time() {
+                return false;
             }
         }
+        true
     }
 
     /// Rewinds to the latest checkpoint at or before `t` (cheap); `advance` then covers the rest.

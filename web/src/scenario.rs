@@ -56,6 +56,10 @@ pub struct Page {
     /// Consecutive measures that fell short: the page speaks up after two (half a second),
     /// so a slow first frame or two (the browser compiling) is not reported.
     short: StoredValue<u32>,
+    /// A frame since the last measure spent its whole simulation budget without reaching its
+    /// target. Only then is a shortfall the run's doing: frames that come late because the
+    /// machine is busy elsewhere (or the tab was hidden) lose time without it.
+    starved: StoredValue<bool>,
     placed: StoredValue<Vec<Placed>, LocalStorage>,
     theme: StoredValue<Theme, LocalStorage>,
     canvas: NodeRef<Canvas>,
@@ -195,11 +199,14 @@ impl Page {
         } else if self.playing.get_untracked() {
             let speed = self.speed.get_untracked();
             let budget_end = wall + 10.0;
-            self.player.update_value(|p| {
+            let reached = self.player.try_update_value(|p| {
                 let target =
                     if speed == 0.0 { p.until } else { p.now().plus((dt * speed * MICROS_PER_MS as f64) as u64) };
-                p.advance(target, || wall_ms() < budget_end);
+                p.advance(target, || wall_ms() < budget_end)
             });
+            if reached == Some(false) {
+                self.starved.set_value(true);
+            }
             if self.player.with_value(|p| p.at_end()) {
                 self.playing.set(false);
             }
@@ -223,7 +230,9 @@ impl Page {
         let (then_wall, then_sim, was_playing) = self.pace_mark.get_value();
         self.pace_mark.set_value((wall, now, playing));
         let speed = self.speed.get_untracked();
-        let pace = if !playing || !was_playing || speed == 0.0 || wall <= then_wall || now < then_sim {
+        let starved = self.starved.get_value();
+        self.starved.set_value(false);
+        let pace = if !starved || !playing || !was_playing || speed == 0.0 || wall <= then_wall || now < then_sim {
             None
         } else {
             let reached = now.since(then_sim) as f64 / MICROS_PER_MS as f64 / (wall - then_wall);
@@ -293,6 +302,7 @@ fn page(spec: &'static ScenarioSpec, recipe: Recipe, problems: Vec<RecipeError>)
         pace: RwSignal::new(None),
         pace_mark: StoredValue::new((wall_ms(), Time::ZERO, false)),
         short: StoredValue::new(0),
+        starved: StoredValue::new(false),
         placed: StoredValue::new_local(Vec::new()),
         theme: StoredValue::new_local(Theme::read()),
         canvas: NodeRef::new(),

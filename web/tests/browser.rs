@@ -54,6 +54,22 @@ fn rewinding_and_stepping_back_reproduce_the_run() {
 }
 
 #[wasm_bindgen_test]
+fn advancing_says_whether_the_budget_ran_out() {
+    let mut stopped_early = 0;
+    for spec in ALL {
+        let (mut p, _) = Player::new(spec, &spec.default_recipe(2));
+        // No time left after the first chunk of events: it stops short and says so, unless
+        // the whole second fitted in that chunk.
+        let reached = p.advance(Time::from_secs(1), || false);
+        assert_eq!(reached, p.now() >= Time::from_secs(1), "{}", spec.id());
+        stopped_early += usize::from(!reached);
+        assert!(p.advance(Time::from_secs(2), || true), "{}", spec.id());
+        assert_eq!(p.now(), Time::from_secs(2), "{}", spec.id());
+    }
+    assert!(stopped_early > 0, "some scenario has more than a chunk of events in its first second");
+}
+
+#[wasm_bindgen_test]
 fn live_actions_replay_from_the_link() {
     for spec in ALL {
         let (mut live, _) = Player::new(spec, &spec.default_recipe(4));
