@@ -1,22 +1,44 @@
-//! How long building one animation frame takes for a big crowd (cache-stampede with 5,000
-//! clients), next to simulating one second of it: `cargo run --release -p
-//! faultline-scenarios --example frame_cost`. A profiling aid, not a test.
+//! What the player spends besides simulating, for a big run: building one animation frame
+//! (`Run::frame`), keeping a checkpoint (`Run::snapshot`), next to simulating one second,
+//! with the trace kept as the player keeps it. `cargo run --release -p faultline-scenarios
+//! --example frame_cost -- [recipe query]`; by default every recipe of
+//! `faultline_scenarios::AT_SCALE`. A profiling aid, not a test.
 
 use faultline_core::*;
 
-fn main() {
-    let spec = faultline_scenarios::find("cache-stampede").expect("registered");
-    let mut recipe = Recipe::new("cache-stampede", spec.strategies[0].id, 1);
-    recipe.params.insert("clients".into(), 5000);
+fn measure(query: &str) {
+    let (recipe, spec) = match Recipe::from_url_strict(query, faultline_scenarios::find) {
+        Ok(r) => r,
+        Err(e) => return println!("{query}: {e}"),
+    };
     let (mut run, _) = open(spec, &recipe);
-    run.run_until(Time::from_ms(3000), u64::MAX);
-    println!("{} events, {} messages in flight", run.events(), run.frame(0).in_flight);
+    run.trace_mut().keep = true;
+    run.run_until(Time::from_ms(1000), u64::MAX);
+    let events = run.events();
     let t = std::time::Instant::now();
-    for _ in 0..100 {
+    run.run_until(Time::from_ms(1100), u64::MAX);
+    let sim = t.elapsed() * 10;
+    let per_s = (run.events() - events) * 10;
+    let t = std::time::Instant::now();
+    for _ in 0..20 {
         std::hint::black_box(run.frame(2000));
     }
-    println!("frame(2000): {:?} each", t.elapsed() / 100);
+    let frame = t.elapsed() / 20;
     let t = std::time::Instant::now();
-    run.run_until(Time::from_ms(4000), u64::MAX);
-    println!("one more simulated second: {:?}", t.elapsed());
+    std::hint::black_box(run.snapshot());
+    let snapshot = t.elapsed();
+    let f = run.frame(2000);
+    println!(
+        "{}: {} nodes, {} in flight, {per_s} events/simulated s: one simulated s {sim:.2?}, frame {frame:.2?}, snapshot {snapshot:.2?}",
+        spec.id(),
+        f.nodes.len(),
+        f.in_flight
+    );
+}
+
+fn main() {
+    match std::env::args().nth(1) {
+        Some(q) => measure(&q),
+        None => faultline_scenarios::AT_SCALE.iter().for_each(|(q, _)| measure(q)),
+    }
 }

@@ -1,7 +1,7 @@
 //! Draws a `Frame` on a 2-D canvas: nodes by kind with status, badges and gauges, messages
 //! moving between send and delivery, lost ones vanishing, and ring arcs. Also hit-testing.
 
-use faultline_core::{Frame, Layout, NodeId, NodeKind, Status, Tone};
+use faultline_core::{Arc, Frame, Layout, NodeId, NodeKind, Status, Tone};
 use std::f64::consts::PI;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::Clamped;
@@ -259,23 +259,34 @@ fn draw_ring(cx: &CanvasRenderingContext2d, frame: &Frame, placed: &[Placed], w:
     cx.begin_path();
     let _ = cx.arc(x0, y0, radius, 0.0, 2.0 * PI);
     cx.stroke();
-    let mut owners: Vec<NodeId> = Vec::new();
-    for node in &frame.nodes {
-        for arc in &node.view.arcs {
-            if !owners.contains(&arc.owner) {
-                owners.push(arc.owner);
-            }
-            cx.set_stroke_style_str(&format!("hsl({}, 65%, 55%)", node_hue(arc.owner)));
-            cx.begin_path();
-            let a0 = -PI / 2.0 + 2.0 * PI * arc.start as f64;
-            let a1 = -PI / 2.0 + 2.0 * PI * arc.end as f64;
-            let _ = cx.arc(x0, y0, radius, a0, a1);
-            cx.stroke();
+    let arcs: Vec<Arc> = frame.nodes.iter().flat_map(|n| n.view.arcs.iter().copied()).collect();
+    let mut owns = vec![false; frame.nodes.len()];
+    for a in &arcs {
+        if let Some(o) = owns.get_mut(a.owner as usize) {
+            *o = true;
         }
+    }
+    // Runs of one owner at the rim's resolution, then one path and one stroke per owner.
+    let runs = ring_runs(&arcs, (2.0 * PI * radius).ceil().clamp(64.0, 4096.0) as usize);
+    let turn = |step: usize| -PI / 2.0 + 2.0 * PI * step as f64 / runs.steps as f64;
+    let mut done: Vec<NodeId> = Vec::new();
+    for r in &runs.runs {
+        if done.contains(&r.2) {
+            continue;
+        }
+        done.push(r.2);
+        cx.set_stroke_style_str(&format!("hsl({}, 65%, 55%)", node_hue(r.2)));
+        cx.begin_path();
+        for &(from, to, _) in runs.runs.iter().filter(|x| x.2 == r.2) {
+            let (a0, a1) = (turn(from), turn(to));
+            cx.move_to(x0 + radius * a0.cos(), y0 + radius * a0.sin());
+            let _ = cx.arc(x0, y0, radius, a0, a1);
+        }
+        cx.stroke();
     }
     // Tie each owner on the rim to its colour.
     for (i, node) in frame.nodes.iter().enumerate() {
-        if node.view.tier != 0 && !placed[i].dot && owners.contains(&(i as NodeId)) {
+        if node.view.tier != 0 && !placed[i].dot && owns[i] {
             cx.set_fill_style_str(&format!("hsl({}, 65%, 55%)", node_hue(i as NodeId)));
             cx.begin_path();
             let _ = cx.arc(placed[i].x, placed[i].y, placed[i].r + 4.0, 0.0, 2.0 * PI);
@@ -283,6 +294,38 @@ fn draw_ring(cx: &CanvasRenderingContext2d, frame: &Frame, placed: &[Placed], w:
         }
     }
     cx.set_line_width(1.0);
+}
+
+/// A hash ring as it can be seen: `steps` equal slices of a turn.
+#[derive(Debug, PartialEq)]
+pub struct RingRuns {
+    pub steps: usize,
+    /// Slices `[from, to)` with one owner, in order round the ring; uncovered slices are left out.
+    pub runs: Vec<(usize, usize, NodeId)>,
+}
+
+/// Each slice takes the owner of the arc at its middle, and neighbours with the same owner
+/// merge. With a slice per pixel of the rim this is what the eye can see: 15 nodes with 1,000
+/// virtual nodes each make 15,000 arcs of a tenth of a pixel, and stroking each one alone
+/// took the page to 10 frames a second.
+pub fn ring_runs(arcs: &[Arc], steps: usize) -> RingRuns {
+    let mut sorted: Vec<&Arc> = arcs.iter().filter(|a| a.end > a.start).collect();
+    sorted.sort_by(|a, b| a.start.total_cmp(&b.start));
+    let mut runs: Vec<(usize, usize, NodeId)> = Vec::new();
+    let mut j = 0;
+    for i in 0..steps {
+        let mid = ((i as f64 + 0.5) / steps as f64) as f32;
+        // Arcs do not overlap, so sorted by start they are sorted by end too.
+        while j < sorted.len() && sorted[j].end <= mid {
+            j += 1;
+        }
+        let Some(a) = sorted.get(j).filter(|a| a.start <= mid) else { continue };
+        match runs.last_mut() {
+            Some(last) if last.1 == i && last.2 == a.owner => last.1 = i + 1,
+            _ => runs.push((i, i + 1, a.owner)),
+        }
+    }
+    RingRuns { steps, runs }
 }
 
 /// A line from (x0, y0) to (x1, y1).
@@ -626,5 +669,45 @@ fn draw_node(
         cx.fill_rect(gx, gy, 34.0 * frac, 6.0);
         cx.set_fill_style_str(if over { &theme.bad } else { &theme.muted });
         let _ = cx.fill_text(&format!("{} {}", g.value, g.label), gx + 38.0, gy + 6.5);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arc(start: f32, end: f32, owner: NodeId) -> Arc {
+        Arc { start, end, owner }
+    }
+
+    #[test]
+    fn ring_runs_follow_the_arcs_at_the_rims_resolution() {
+        // Two halves, given out of order, and a gap.
+        let arcs = [arc(0.5, 0.75, 2), arc(0.0, 0.5, 1)];
+        assert_eq!(ring_runs(&arcs, 8).runs, [(0, 4, 1), (4, 6, 2)]);
+        // Neighbouring arcs of one owner merge.
+        let arcs = [arc(0.0, 0.25, 1), arc(0.25, 0.5, 1), arc(0.5, 1.0, 3)];
+        assert_eq!(ring_runs(&arcs, 4).runs, [(0, 2, 1), (2, 4, 3)]);
+        assert_eq!(ring_runs(&[], 4).runs, []);
+    }
+
+    #[test]
+    fn many_tiny_arcs_become_at_most_a_run_per_slice() {
+        // 15 owners × 1,000 points, interleaved, covering the whole turn.
+        let n = 15_000;
+        let arcs: Vec<Arc> =
+            (0..n).map(|i| arc(i as f32 / n as f32, (i + 1) as f32 / n as f32, (i * 7 % 15) as NodeId)).collect();
+        let r = ring_runs(&arcs, 1000);
+        assert!(r.runs.len() <= 1000);
+        assert_eq!(r.runs.first().map(|x| x.0), Some(0));
+        assert_eq!(r.runs.last().map(|x| x.1), Some(1000));
+        assert!(r.runs.windows(2).all(|w| w[0].1 == w[1].0), "no slice left uncovered");
+        // Each slice's owner is the owner of the arc at its middle.
+        for &(from, to, owner) in &r.runs {
+            for i in from..to {
+                let k = ((i as f64 + 0.5) / 1000.0 * n as f64) as usize;
+                assert_eq!(owner, (k * 7 % 15) as NodeId, "slice {i}");
+            }
+        }
     }
 }
