@@ -120,9 +120,10 @@ test('clicking a node offers faults; crashing the server loses jobs', async () =
   await p.waitForSelector('canvas.sim');
   await p.waitForFunction(() => parseFloat(document.querySelector('.clock').textContent) > 1);
   await pause(p);
-  // Two tiers: producers on the left, the server in the middle of the right column.
+  // Two tiers: producers on the left, the server in the middle of the right column (the
+  // columns share the width less 70 px kept for the last column's gauge values).
   const box = await p.locator('canvas.sim').boundingBox();
-  await p.mouse.click(box.x + box.width * 0.75, box.y + 40 + (box.height - 70) / 2);
+  await p.mouse.click(box.x + (box.width - 70) * 0.75, box.y + 40 + (box.height - 70) / 2);
   await p.waitForSelector('.popover');
   assert.match(await p.textContent('.popover'), /server/);
   await shot(p, 'node-popover');

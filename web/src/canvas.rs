@@ -44,6 +44,9 @@ pub struct Placed {
     pub dot: bool,
 }
 
+/// How far right of its column a node's gauge values may reach, beyond half the column.
+const GAUGE_ROOM: f64 = 70.0;
+
 /// Positions for every node of `frame` in a `w` × `h` area.
 pub fn place(frame: &Frame, layout: Layout, w: f64, h: f64) -> Vec<Placed> {
     let n = frame.nodes.len();
@@ -53,7 +56,10 @@ pub fn place(frame: &Frame, layout: Layout, w: f64, h: f64) -> Vec<Placed> {
             let mut tiers: Vec<u8> = frame.nodes.iter().map(|f| f.view.tier).collect();
             tiers.sort_unstable();
             tiers.dedup();
-            let col_w = w / tiers.len().max(1) as f64;
+            // The rightmost column's gauge values are written to the right of its nodes:
+            // keep room for them inside the canvas.
+            let room = if w > 400.0 { GAUGE_ROOM } else { 0.0 };
+            let col_w = (w - room) / tiers.len().max(1) as f64;
             for (c, t) in tiers.iter().enumerate() {
                 let ids: Vec<usize> = (0..n).filter(|&i| frame.nodes[i].view.tier == *t).collect();
                 place_column(&ids, c as f64 * col_w, col_w, h, &mut out);
