@@ -1,6 +1,7 @@
 // Browser benchmarks on the release build in headless Chromium: frame times of the renderer
 // with 1k/5k/20k messages in flight (at vsync and unthrottled), every scenario's run in the
-// browser (as it starts and at scale), and time to first paint / first animated frame.
+// browser (as it starts and at scale), the at-scale runs in the player (pace and frames a
+// second), and time to first paint / first animated frame.
 // Run by scripts/bench (after `trunk build --release`); prints BROWSERBENCH lines.
 import { serve, browser, page } from '../e2e/harness.mjs';
 
@@ -28,10 +29,31 @@ const b = await browser();
   const p = await page(b);
   await p.goto(`${site.url}#/bench/engine`);
   await p.waitForFunction(() => window.__faultline_engine, null, { timeout: 300000 });
-  for (const r of JSON.parse(await p.evaluate(() => window.__faultline_engine))) {
+  const rows = JSON.parse(await p.evaluate(() => window.__faultline_engine));
+  for (const r of rows) {
     console.log(`BROWSERBENCH|engine ${r.label}|${r.events} events in ${r.simulated_s} s|${(r.events_per_s / 1e6).toFixed(2)} M events/s|${r.real_time}× real time|fingerprint ${r.fingerprint}`);
   }
   await p.close();
+  // The same at-scale recipes in the player, as a user watches them at 1×: simulated time
+  // played per wall second (below 1 the page says it cannot keep up) and frames a second.
+  // The player also keeps the trace for its event log, builds a frame and draws it.
+  for (const r of rows.filter((r) => r.query)) {
+    const q = await page(b);
+    await q.goto(`${site.url}#/s/${r.id}?${r.query}`);
+    await q.waitForSelector('.clock');
+    await q.waitForTimeout(2000);
+    const clock = async () => parseFloat(await q.textContent('.clock'));
+    const [c0, t0] = [await clock(), Date.now()];
+    const fps = await q.evaluate(() => new Promise((done) => {
+      let n = 0;
+      const start = performance.now();
+      const f = () => (++n, performance.now() - start < 5000 ? requestAnimationFrame(f) : done(n / 5));
+      requestAnimationFrame(f);
+    }));
+    const pace = (await clock() - c0) / ((Date.now() - t0) / 1000);
+    console.log(`BROWSERBENCH|player ${r.label}|${pace.toFixed(2)}× real time at 1×|${fps.toFixed(1)} fps`);
+    await q.close();
+  }
 }
 const paints = [];
 for (let i = 0; i < 5; i++) {
