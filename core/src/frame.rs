@@ -64,6 +64,26 @@ pub struct Arc {
     pub owner: NodeId,
 }
 
+/// `format!("{prefix} {n}")` without the formatting machinery, for node labels: a frame
+/// labels every node, and with 5,000 clients `format!` was half the cost of building one.
+pub fn numbered(prefix: &str, n: u64) -> String {
+    let mut digits = [0u8; 20];
+    let (mut i, mut n) = (digits.len(), n);
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut s = String::with_capacity(prefix.len() + 1 + digits.len() - i);
+    s.push_str(prefix);
+    s.push(' ');
+    s.extend(digits[i..].iter().map(|&d| d as char));
+    s
+}
+
 impl NodeView {
     pub fn new(kind: NodeKind, tier: u8, label: impl Into<String>) -> NodeView {
         NodeView { label: label.into(), kind, tier, badges: Vec::new(), gauges: Vec::new(), arcs: Vec::new() }
@@ -143,4 +163,16 @@ pub struct Frame {
     pub lost_fade: Micros,
     /// The latest deliveries (oldest first), for showing traffic faster than a frame.
     pub recent: Vec<MsgFrame>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_labels_read_as_formatted() {
+        for n in [0, 7, 10, 99, 12_345, u32::MAX as u64, u64::MAX] {
+            assert_eq!(numbered("client", n), format!("client {n}"));
+        }
+    }
 }

@@ -19,7 +19,7 @@ pub mod trace;
 
 pub use fault::Fault;
 pub use frame::{
-    Arc, Badge, CheckStatus, Frame, Gauge, MsgFrame, NodeFrame, NodeKind, NodeView, Status, Tone, Violation,
+    numbered, Arc, Badge, CheckStatus, Frame, Gauge, MsgFrame, NodeFrame, NodeKind, NodeView, Status, Tone, Violation,
 };
 pub use metrics::{Histogram, Measure, Metrics, Sampler, Summary};
 pub use net::{Cut, Latency, Link, Network, NodeId};

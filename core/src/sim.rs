@@ -607,7 +607,7 @@ impl Common {
         for m in &mut messages {
             m.lost = self.net.blocked(m.from, m.to);
         }
-        messages.sort_by_key(|m| (m.sent, m.from, m.to));
+        messages.sort_unstable_by_key(|m| (m.sent, m.from, m.to));
         messages.truncate(max);
         for d in self.drops.iter().filter(|d| now.since(d.gone_at) < LOST_FADE && d.frame.sent <= now) {
             messages.push(d.frame.clone());

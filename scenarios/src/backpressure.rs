@@ -539,7 +539,7 @@ impl Node for Bp {
                 v
             }
             Bp::Producer(p) => {
-                let mut v = NodeView::new(NodeKind::Client, 0, format!("producer {}", p.index));
+                let mut v = NodeView::new(NodeKind::Client, 0, numbered("producer", p.index as u64));
                 if p.blocked_since.is_some() {
                     v = v.badge("blocked", Tone::Warn);
                 }

@@ -461,10 +461,10 @@ impl Node for Cs {
 
     fn view(&self) -> NodeView {
         match self {
-            Cs::Client { index, .. } => NodeView::new(NodeKind::Client, 0, format!("client {index}")),
+            Cs::Client { index, .. } => NodeView::new(NodeKind::Client, 0, numbered("client", *index as u64)),
             Cs::Instance(i) => {
                 let waiting: usize = i.waiting.values().map(VecDeque::len).sum();
-                let v = NodeView::new(NodeKind::Service, 1, format!("instance {}", i.index))
+                let v = NodeView::new(NodeKind::Service, 1, numbered("instance", i.index as u64))
                     .gauge("readers waiting", waiting as i64, 100)
                     .gauge("loads", i.loading.len() as i64, 10);
                 if i.active {

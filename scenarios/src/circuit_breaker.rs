@@ -601,7 +601,7 @@ impl Node for Cb {
 
     fn view(&self) -> NodeView {
         match self {
-            Cb::Client { index, .. } => NodeView::new(NodeKind::Client, 0, format!("client {index}")),
+            Cb::Client { index, .. } => NodeView::new(NodeKind::Client, 0, numbered("client", *index as u64)),
             Cb::Service(s) => {
                 let (text, tone) = match s.state {
                     State::Closed => ("breaker closed", Tone::Good),

@@ -599,7 +599,7 @@ impl Node for Ch {
                 .badge(format!("{} nodes", r.members.len()), Tone::Neutral)
                 .arcs(r.arcs()),
             Ch::Cache { index, held, member } => {
-                let v = NodeView::new(NodeKind::Cache, 1, format!("node {index}")).gauge(
+                let v = NodeView::new(NodeKind::Cache, 1, numbered("node", *index as u64)).gauge(
                     "keys held",
                     held.len() as i64,
                     10_000,

@@ -664,7 +664,7 @@ impl Node for Rl {
     fn view(&self) -> NodeView {
         match self {
             Rl::User(u) => {
-                let v = NodeView::new(NodeKind::Client, 0, format!("user {}", u.user)).gauge(
+                let v = NodeView::new(NodeKind::Client, 0, numbered("user", u.user as u64)).gauge(
                     "admitted this window",
                     u.admitted_in_window as i64,
                     u.limit as i64,
@@ -677,7 +677,7 @@ impl Node for Rl {
             }
             Rl::Balancer { .. } => NodeView::new(NodeKind::LoadBalancer, 1, "balancer"),
             Rl::Instance(i) => {
-                let v = NodeView::new(NodeKind::Service, 2, format!("instance {}", i.index)).gauge(
+                let v = NodeView::new(NodeKind::Service, 2, numbered("instance", i.index as u64)).gauge(
                     "awaiting store",
                     i.pending.len() as i64,
                     20,

@@ -631,13 +631,13 @@ impl Node for Ip {
 
     fn view(&self) -> NodeView {
         match self {
-            Ip::Client(c) => NodeView::new(NodeKind::Client, 0, format!("client {}", c.index)).gauge(
+            Ip::Client(c) => NodeView::new(NodeKind::Client, 0, numbered("client", c.index as u64)).gauge(
                 "payments open",
                 c.open.len() as i64,
                 5,
             ),
             Ip::Instance(i) => {
-                let v = NodeView::new(NodeKind::Service, 1, format!("api {}", i.index)).gauge(
+                let v = NodeView::new(NodeKind::Service, 1, numbered("api", i.index as u64)).gauge(
                     "charges under way",
                     i.calls.len() as i64,
                     20,

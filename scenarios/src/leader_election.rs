@@ -328,7 +328,7 @@ impl Node for Le {
                 }
             }
             Le::Node(c) => {
-                let v = NodeView::new(NodeKind::Service, 0, format!("node {}", c.index));
+                let v = NodeView::new(NodeKind::Service, 0, numbered("node", c.index as u64));
                 match c.holds {
                     Some((token, _)) => v.badge(format!("leader (token {token})"), Tone::Good),
                     None => v,
