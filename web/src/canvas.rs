@@ -44,7 +44,7 @@ pub struct Placed {
     pub dot: bool,
 }
 
-/// How far right of its column a node's gauge values may reach, beyond half the column.
+/// Room kept at the canvas's right edge for the gauge values of the last column's nodes.
 const GAUGE_ROOM: f64 = 70.0;
 
 /// Positions for every node of `frame` in a `w` × `h` area.
