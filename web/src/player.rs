@@ -1,7 +1,7 @@
 //! The player's engine (not reactive): the run, checkpoints for quick rewinding, and the
 //! operations the page performs — advance within a time budget, seek, step, inject.
 
-use faultline_core::{open, ActionKind, Recipe, RecipeError, Run, ScenarioSpec, Time, MICROS_PER_S};
+use faultline_core::{open, ActionKind, Recipe, RecipeError, Run, ScenarioSpec, Time, MICROS_PER_MS, MICROS_PER_S};
 
 /// How often (in simulated time) a checkpoint is kept while playing forward.
 const CHECKPOINT_EVERY: u64 = MICROS_PER_S;
@@ -107,5 +107,83 @@ impl Player {
         let (p, problems) = Player::new(self.spec, recipe);
         *self = p;
         problems
+    }
+}
+
+/// How fast a run really plays, measured a few times a second and averaged over the last
+/// second, so one slow moment (a checkpoint being kept, say) does not set the number shown.
+#[derive(Debug, Default)]
+pub struct PaceMeter {
+    /// (wall ms, simulated time, whether the simulation ran out of budget since the mark
+    /// before), while playing without a break.
+    marks: Vec<(f64, Time, bool)>,
+}
+
+impl PaceMeter {
+    /// Measures averaged over: four, a second at the page's four a second.
+    const SPAN: usize = 4;
+
+    /// Takes a measure. Returns the pace reached (simulated over wall time) when it falls
+    /// short of `speed` over at least the last two measures, and the simulation itself ran
+    /// out of time: frames that came late because the machine was busy elsewhere lose time
+    /// without it, and that is not the run's doing.
+    pub fn measure(&mut self, wall: f64, now: Time, playing: bool, starved: bool, speed: f64) -> Option<f64> {
+        if !playing || self.marks.last().is_some_and(|&(w, t, _)| wall <= w || now < t) {
+            self.marks.clear();
+        }
+        if !playing {
+            return None;
+        }
+        self.marks.push((wall, now, starved));
+        if self.marks.len() > Self::SPAN + 1 {
+            self.marks.remove(0);
+        }
+        let &(w0, t0, _) = self.marks.first()?;
+        if self.marks.len() < 3 || speed == 0.0 || !self.marks[1..].iter().any(|m| m.2) {
+            return None;
+        }
+        let reached = now.since(t0) as f64 / MICROS_PER_MS as f64 / (wall - w0);
+        (reached < 0.9 * speed).then_some(reached)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds measures 250 ms apart, each playing `paces[i]` × real time; returns the last answer.
+    fn feed(m: &mut PaceMeter, paces: &[f64], starved: bool) -> Option<f64> {
+        let (mut wall, mut sim, mut out) = (1000.0, 0.0, None);
+        out = out.or(m.measure(wall, Time(0), true, starved, 1.0));
+        for p in paces {
+            wall += 250.0;
+            sim += 250.0 * p;
+            out = m.measure(wall, Time((sim * MICROS_PER_MS as f64) as u64), true, starved, 1.0);
+        }
+        out
+    }
+
+    #[test]
+    fn a_run_short_of_its_speed_is_reported_with_its_average_pace() {
+        let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-3);
+        assert_eq!(feed(&mut PaceMeter::default(), &[0.2], true), None, "half a second first");
+        assert!(close(feed(&mut PaceMeter::default(), &[0.2, 0.2], true), 0.2));
+        // One slow moment among steady ones: the last second's average, not the moment.
+        assert!(close(feed(&mut PaceMeter::default(), &[0.4, 0.4, 0.4, 0.4, 0.1], true), 0.325));
+        // Keeping up, or short only because frames came late: nothing to say.
+        assert_eq!(feed(&mut PaceMeter::default(), &[1.0, 0.95, 1.0], true), None);
+        assert_eq!(feed(&mut PaceMeter::default(), &[0.2, 0.2, 0.2], false), None);
+    }
+
+    #[test]
+    fn a_pause_or_a_jump_back_starts_the_average_again() {
+        let mut m = PaceMeter::default();
+        assert!(feed(&mut m, &[0.2, 0.2, 0.2], true).is_some());
+        assert_eq!(m.measure(3000.0, Time(1), false, true, 1.0), None);
+        assert!(m.marks.is_empty());
+        feed(&mut m, &[0.2, 0.2], true);
+        // The run restarted (a new seed) while playing: simulated time went back.
+        assert_eq!(m.measure(9000.0, Time(0), true, true, 1.0), None);
+        assert_eq!(m.marks.len(), 1);
     }
 }

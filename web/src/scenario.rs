@@ -4,7 +4,7 @@
 
 use crate::canvas::{self, Placed, Theme};
 use crate::panels;
-use crate::player::Player;
+use crate::player::{PaceMeter, Player};
 use faultline_core::{fingerprint, ActionKind, NodeId, Recipe, RecipeError, ScenarioSpec, Time, MICROS_PER_MS};
 use leptos::html::Canvas;
 use leptos::prelude::*;
@@ -71,15 +71,10 @@ pub struct Page {
     /// The speed actually reached while playing, when it falls short of the chosen one (the
     /// run needs more computing per simulated second than this browser has).
     pub pace: RwSignal<Option<f64>>,
-    /// Where the pace was last measured: wall milliseconds, simulated time, and whether it
-    /// was playing then (a measure across a pause or a seek says nothing).
-    pace_mark: StoredValue<(f64, Time, bool)>,
-    /// Consecutive measures that fell short: the page speaks up after two (half a second),
-    /// so a slow first frame or two (the browser compiling) is not reported.
-    short: StoredValue<u32>,
+    /// The pace measured a few times a second, averaged over the last second.
+    pace_meter: StoredValue<PaceMeter>,
     /// A frame since the last measure spent its whole simulation budget without reaching its
-    /// target. Only then is a shortfall the run's doing: frames that come late because the
-    /// machine is busy elsewhere (or the tab was hidden) lose time without it.
+    /// target (see `PaceMeter::measure`).
     starved: StoredValue<bool>,
     /// The last frame's simulation ran out of budget (so this one may take more).
     behind: StoredValue<bool>,
@@ -253,25 +248,15 @@ impl Page {
         }
     }
 
-    /// Compares the simulated time played since the last measure with the wall time it took;
+    /// Compares the simulated time played over the last second with the wall time it took;
     /// below 90% of the chosen speed, the page says so instead of silently playing slower.
     fn measure_pace(&self, wall: f64) {
         let now = self.player.with_value(|p| p.now());
         let playing = self.playing.get_untracked() && self.seeking.get_untracked().is_none();
-        let (then_wall, then_sim, was_playing) = self.pace_mark.get_value();
-        self.pace_mark.set_value((wall, now, playing));
         let speed = self.speed.get_untracked();
         let starved = self.starved.get_value();
         self.starved.set_value(false);
-        let pace = if !starved || !playing || !was_playing || speed == 0.0 || wall <= then_wall || now < then_sim {
-            None
-        } else {
-            let reached = now.since(then_sim) as f64 / MICROS_PER_MS as f64 / (wall - then_wall);
-            (reached < 0.9 * speed).then_some(reached)
-        };
-        let short = if pace.is_some() { self.short.get_value() + 1 } else { 0 };
-        self.short.set_value(short);
-        let pace = pace.filter(|_| short >= 2);
+        let pace = self.pace_meter.try_update_value(|m| m.measure(wall, now, playing, starved, speed)).flatten();
         if self.pace.get_untracked() != pace {
             self.pace.set(pace);
         }
@@ -331,8 +316,7 @@ fn page(spec: &'static ScenarioSpec, recipe: Recipe, problems: Vec<RecipeError>)
         problems: RwSignal::new(problems),
         seeking: RwSignal::new(None),
         pace: RwSignal::new(None),
-        pace_mark: StoredValue::new((wall_ms(), Time::ZERO, false)),
-        short: StoredValue::new(0),
+        pace_meter: StoredValue::new(PaceMeter::default()),
         starved: StoredValue::new(false),
         behind: StoredValue::new(false),
         sim_end: StoredValue::new(wall_ms()),
