@@ -940,29 +940,24 @@ mod tests {
         // Windows mostly ascending, some behind and some far ahead (skewed clocks), users
         // in any order, old windows dropped now and then: the same answers as a plain map.
         let (mut fast, mut plain) = (Windowed::new(), BTreeMap::new());
-        let mut x = 99u64;
+        let mut rng = Rng::new(99);
         for i in 0..20_000u64 {
-            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-            let user = (x >> 33) as u32 % 300;
-            let window = match (x >> 50) % 10 {
+            let user = rng.below(300) as u32;
+            let window = match rng.below(10) {
                 0 => (i / 1_000).saturating_sub(2),
                 1 => i / 1_000 + 50,
                 _ => i / 1_000,
             };
             let key = (user, window);
             assert_eq!(fast.get(&key), plain.get(&key).copied().unwrap_or(0));
-            match (x >> 45) % 4 {
-                0 => *fast.slot(key) = i,
-                1 => {
-                    fast.slot(key);
+            // Set, merely create, or add to the value, in both.
+            let op = rng.below(4);
+            for v in [fast.slot(key), plain.entry(key).or_insert(0)] {
+                match op {
+                    0 => *v = i,
+                    1 => {}
+                    _ => *v += 1,
                 }
-                _ => *fast.slot(key) += 1,
-            }
-            let v = plain.entry(key).or_insert(0);
-            match (x >> 45) % 4 {
-                0 => *v = i,
-                1 => {}
-                _ => *v += 1,
             }
             if i % 777 == 0 {
                 let keep_from = (i / 1_000).saturating_sub(1);

@@ -153,8 +153,8 @@ mod tests {
 
     /// Feeds measures 250 ms apart, each playing `paces[i]` × real time; returns the last answer.
     fn feed(m: &mut PaceMeter, paces: &[f64], starved: bool) -> Option<f64> {
-        let (mut wall, mut sim, mut out) = (1000.0, 0.0, None);
-        out = out.or(m.measure(wall, Time(0), true, starved, 1.0));
+        let (mut wall, mut sim) = (1000.0, 0.0);
+        let mut out = m.measure(wall, Time(0), true, starved, 1.0);
         for p in paces {
             wall += 250.0;
             sim += 250.0 * p;
