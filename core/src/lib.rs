@@ -3,6 +3,16 @@
 //! named checks and frames for renderers. It knows nothing about any particular scenario.
 #![forbid(unsafe_code)]
 
+// Lets `benches/models.rs` say `faultline_core::…` both here and in the bench targets.
+#[cfg(feature = "bench-models")]
+extern crate self as faultline_core;
+
+/// The benchmark models (ping-pong, M/M/1, and their bare-heap twins), for the WASM bench.
+#[cfg(feature = "bench-models")]
+#[doc(hidden)]
+#[path = "../benches/models.rs"]
+pub mod bench_models;
+
 pub mod fault;
 pub mod frame;
 pub mod metrics;

@@ -2,8 +2,9 @@
 //! built with FAULTLINE_BENCH=1 (scripts/bench does that, in release mode); otherwise this
 //! test returns at once so the ordinary test command stays quick.
 
-#[path = "../../core/benches/models.rs"]
-mod models;
+// Compiled in faultline-core (at opt-level 3, like the scenarios), not here: this crate is
+// built for size, and a generic kernel instantiated here would be too.
+use faultline_core::bench_models as models;
 
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
