@@ -7,6 +7,10 @@ for (let i = 0; i + 1 < args.length; i += 3) {
   const p = await page(b);
   await p.goto(site.url + args[i]);
   await p.waitForTimeout(Number(args[i + 2] ?? 1500));
+  // A viewport as tall as the page, so rows drawn only when in view (the log's) are drawn.
+  const height = await p.evaluate(() => document.documentElement.scrollHeight);
+  await p.setViewportSize({ width: p.viewportSize().width, height });
+  await p.waitForTimeout(100);
   await p.screenshot({ path: `/tmp/shots/${args[i + 1]}.png`, fullPage: true });
   if (p.errors.length) console.log(args[i + 1], 'errors:', p.errors);
 }

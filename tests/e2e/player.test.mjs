@@ -156,6 +156,33 @@ test('keyboard: space plays and pauses, arrows step, digits set the speed', asyn
   assert.deepEqual(p.errors, []);
 });
 
+test('the event log follows its newest entry, and stays put while you read further up', async () => {
+  const p = await page(b);
+  await p.goto(`${site.url}#/s/leader-election`);
+  await p.waitForSelector('.log li');
+  await p.waitForTimeout(3000);
+  const log = () => p.$eval('.log', (l) => ({
+    top: l.scrollTop,
+    bottom: l.scrollTop + l.clientHeight >= l.scrollHeight - 8,
+    scrolls: l.scrollHeight > l.clientHeight + 100,
+    last: parseFloat(l.lastElementChild.querySelector('.t').textContent),
+  }));
+  let l = await log();
+  assert.ok(l.scrolls, 'the log has more entries than it shows');
+  assert.ok(l.bottom, 'the newest entry is in view');
+  assert.ok(l.last > (await clock(p)) - 1, `the newest entry (${l.last} s) is recent`);
+  await p.$eval('.log', (el) => { el.scrollTop = 0; });
+  await p.waitForTimeout(1500);
+  l = await log();
+  assert.ok(l.top < 20 && !l.bottom, 'scrolled up, the log is not pulled back down');
+  await p.$eval('.log', (el) => { el.scrollTop = el.scrollHeight; });
+  await p.waitForTimeout(1500);
+  l = await log();
+  assert.ok(l.bottom, 'back at the bottom, it follows again');
+  assert.ok(l.last > (await clock(p)) - 1, 'and shows the newest entries');
+  assert.deepEqual(p.errors, []);
+});
+
 test('native == browser: every scenario, default and random recipes, same fingerprint', async () => {
   let seed = 12345;
   const rand = (n) => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed % n; };

@@ -247,9 +247,33 @@ fn describe(e: &TraceEvent, detail: Option<String>, names: &[String]) -> String 
 const KINDS: [&str; 10] =
     ["sent", "delivered", "dropped", "timer", "crashed", "restarted", "fault", "action", "note", "violation"];
 
+/// How close (in pixels) to the bottom of the log counts as being at its newest entry.
+const AT_BOTTOM: i32 = 8;
+
 pub fn event_log(page: Page) -> impl IntoView {
     let node_filter = RwSignal::new(None::<NodeId>);
     let kind_filter = RwSignal::new(String::new());
+    // The log follows its newest entry (at the bottom) unless the reader has scrolled up to
+    // read; scrolling back down to the bottom follows again.
+    let list = NodeRef::<leptos::html::Ol>::new();
+    let follow = StoredValue::new(true);
+    let on_scroll = move |_| {
+        if let Some(el) = list.get_untracked() {
+            follow.set_value(el.scroll_top() + el.client_height() >= el.scroll_height() - AT_BOTTOM);
+        }
+    };
+    Effect::new(move || {
+        page.slow.track();
+        node_filter.track();
+        kind_filter.track();
+        page.highlight.track();
+        // After this update's rows are in the document.
+        request_animation_frame(move || {
+            if let Some(el) = list.get_untracked().filter(|_| follow.get_value()) {
+                el.set_scroll_top(el.scroll_height());
+            }
+        });
+    });
     let names = move || {
         page.player.with_value(|p| p.run.frame(0).nodes.iter().map(|n| n.view.label.clone()).collect::<Vec<_>>())
     };
@@ -295,7 +319,7 @@ pub fn event_log(page: Page) -> impl IntoView {
             </select>
             <span class="help">"Newest last; click an entry to jump there."</span>
         </div>
-        <ol class="log">{rows}</ol>
+        <ol class="log" node_ref=list on:scroll=on_scroll>{rows}</ol>
     }
 }
 
