@@ -380,6 +380,9 @@ struct Kernel<N: Node> {
     queue: EventQueue<Ev<N>>,
     /// Copies of the messages and timers of the kept trace entries, by trace sequence number.
     details: VecDeque<(u64, Detail<N>)>,
+    /// How many `Ev::Deliver` are in the queue (messages in flight), so a frame need not
+    /// count them among every pending timer.
+    in_flight: usize,
 }
 
 /// The part of the kernel that does not depend on the scenario's types. Kept apart so that
@@ -427,7 +430,12 @@ pub struct Sim<N: Node> {
 
 impl<N: Node> Clone for Kernel<N> {
     fn clone(&self) -> Self {
-        Kernel { c: self.c.cloned(), queue: self.queue.clone(), details: self.details.clone() }
+        Kernel {
+            c: self.c.cloned(),
+            queue: self.queue.clone(),
+            details: self.details.clone(),
+            in_flight: self.in_flight,
+        }
     }
 }
 
@@ -667,8 +675,10 @@ impl<N: Node> Kernel<N> {
                 let sent = self.c.now;
                 if let Some(d2) = duplicate {
                     let copy = msg.clone();
+                    self.in_flight += 1;
                     self.queue.push(sent.plus(d2), Class::Normal, Ev::Deliver { from, to, msg: copy, id, sent });
                 }
+                self.in_flight += 1;
                 self.queue.push(sent.plus(delay), Class::Normal, Ev::Deliver { from, to, msg, id, sent });
             }
             Fate::Lost { delay } => {
@@ -705,7 +715,12 @@ impl<N: Node> Sim<N> {
         let mut sim = Sim {
             nodes: Vec::new(),
             checks: Vec::new(),
-            k: Kernel { c: Common::new(setup, default_link), queue: EventQueue::new(), details: VecDeque::new() },
+            k: Kernel {
+                c: Common::new(setup, default_link),
+                queue: EventQueue::new(),
+                details: VecDeque::new(),
+                in_flight: 0,
+            },
         };
         for a in setup.recipe.actions.clone() {
             sim.k.schedule_control(a.at, a.kind);
@@ -890,6 +905,7 @@ impl<N: Node> Sim<N> {
                 if self.k.c.rt[to as usize].up && self.k.held(to, &ev) {
                     return None;
                 }
+                self.k.in_flight -= 1;
                 let Ev::Deliver { msg, .. } = ev else { unreachable!() };
                 let label = msg.label();
                 let why = if !self.k.c.rt[to as usize].up {
@@ -1005,7 +1021,8 @@ impl<N: Node> Run for Sim<N> {
 
     fn frame(&self, max_messages: usize) -> Frame {
         let views = self.nodes.iter().map(N::view).collect();
-        let in_flight = self.k.queue.iter().filter(|(_, e)| matches!(e, Ev::Deliver { .. })).count();
+        let in_flight = self.k.in_flight;
+        debug_assert_eq!(in_flight, self.k.queue.iter().filter(|(_, e)| matches!(e, Ev::Deliver { .. })).count());
         let every = in_flight.div_ceil(max_messages.max(1)).max(1);
         let messages = self
             .k
