@@ -5,6 +5,7 @@ pub mod bench;
 pub mod canvas;
 pub mod charts;
 pub mod gallery;
+pub mod heap;
 pub mod panels;
 pub mod player;
 pub mod route;

@@ -1,26 +1,65 @@
 //! The player's engine (not reactive): the run, checkpoints for quick rewinding, and the
 //! operations the page performs — advance within a time budget, seek, step, inject.
 
+use crate::heap;
 use faultline_core::{open, ActionKind, Recipe, RecipeError, Run, ScenarioSpec, Time, MICROS_PER_MS, MICROS_PER_S};
 
 /// How often (in simulated time) a checkpoint is kept while playing forward.
 const CHECKPOINT_EVERY: u64 = MICROS_PER_S;
 /// Events processed between looks at the wall clock.
 const CHUNK: u64 = 500;
+/// The most the checkpoints may hold together. A run whose state grows with every request
+/// (a ledger at 500k payments a second) keeps fewer, further apart; rewinding then
+/// re-simulates more.
+pub const CHECKPOINT_BUDGET: usize = 256 << 20;
+/// The most the whole program may hold before the player stops a run, rather than let the
+/// tab run out of memory and freeze.
+pub const HEAP_LIMIT: usize = 1 << 30;
+
+/// A snapshot of the run, and the bytes it took.
+struct Checkpoint {
+    run: Box<dyn Run>,
+    bytes: usize,
+}
+
+impl Checkpoint {
+    fn of(run: &dyn Run) -> Checkpoint {
+        let before = heap::live_bytes();
+        let run = run.snapshot();
+        Checkpoint { bytes: heap::live_bytes().saturating_sub(before), run }
+    }
+}
 
 pub struct Player {
     pub spec: &'static ScenarioSpec,
     pub run: Box<dyn Run>,
-    /// Snapshots of the run at increasing times, all of the current recipe.
-    checkpoints: Vec<Box<dyn Run>>,
+    /// Snapshots of the run at increasing times, all of the current recipe; the first is
+    /// always its start.
+    checkpoints: Vec<Checkpoint>,
+    /// The size of the last snapshot taken: a run bigger than the whole budget gets none.
+    last_snapshot: usize,
     pub until: Time,
+    pub checkpoint_budget: usize,
+    pub heap_limit: usize,
+    /// Set when `advance` stopped because the program held more than `heap_limit`.
+    pub out_of_memory: bool,
 }
 
 impl Player {
     pub fn new(spec: &'static ScenarioSpec, recipe: &Recipe) -> (Player, Vec<RecipeError>) {
         let (run, problems) = open(spec, recipe);
-        let first = run.snapshot();
-        (Player { spec, run, checkpoints: vec![first], until: Time(spec.default_until) }, problems)
+        let first = Checkpoint::of(&*run);
+        let player = Player {
+            spec,
+            run,
+            last_snapshot: first.bytes,
+            checkpoints: vec![first],
+            until: Time(spec.default_until),
+            checkpoint_budget: CHECKPOINT_BUDGET,
+            heap_limit: HEAP_LIMIT,
+            out_of_memory: false,
+        };
+        (player, problems)
     }
 
     pub fn recipe(&self) -> &Recipe {
@@ -36,17 +75,48 @@ impl Player {
     }
 
     fn keep_checkpoint(&mut self) {
-        let last = self.checkpoints.last().map_or(Time::ZERO, |c| c.now());
-        if self.run.now().since(last) >= CHECKPOINT_EVERY {
-            self.checkpoints.push(self.run.snapshot());
+        let last = self.checkpoints.last().map_or(Time::ZERO, |c| c.run.now());
+        if self.run.now().since(last) < CHECKPOINT_EVERY || self.last_snapshot > self.checkpoint_budget {
+            return;
         }
+        let c = Checkpoint::of(&*self.run);
+        self.last_snapshot = c.bytes;
+        self.checkpoints.push(c);
+        self.thin();
+    }
+
+    /// Keeps the checkpoints within the budget: drops every other one (never the start, and
+    /// the newest last of all), so they thin out evenly over the run.
+    fn thin(&mut self) {
+        let total = |cs: &[Checkpoint]| cs.iter().map(|c| c.bytes).sum::<usize>();
+        while total(&self.checkpoints) > self.checkpoint_budget && self.checkpoints.len() > 2 {
+            let newest = self.checkpoints.len() - 1;
+            let mut i = 0;
+            self.checkpoints.retain(|_| {
+                i += 1;
+                i == 1 || i - 1 == newest || (i - 1) % 2 == 0
+            });
+        }
+        if total(&self.checkpoints) > self.checkpoint_budget && self.checkpoints.len() == 2 {
+            self.checkpoints.pop();
+        }
+    }
+
+    /// How many checkpoints are kept, and the bytes they hold.
+    pub fn checkpoint_use(&self) -> (usize, usize) {
+        (self.checkpoints.len(), self.checkpoints.iter().map(|c| c.bytes).sum())
     }
 
     /// Runs towards `target` until it is reached or `still_time()` says the frame's budget is
     /// spent. Returns false if the budget ran out first.
     pub fn advance(&mut self, target: Time, mut still_time: impl FnMut() -> bool) -> bool {
         let target = target.min(self.until);
+        self.out_of_memory = false;
         while self.run.now() < target {
+            if heap::live_bytes() > self.heap_limit {
+                self.out_of_memory = true;
+                return true;
+            }
             let next_mark = Time(self.run.now().micros() / CHECKPOINT_EVERY * CHECKPOINT_EVERY + CHECKPOINT_EVERY);
             let stop = target.min(next_mark);
             let done = self.run.run_until(stop, CHUNK);
@@ -64,9 +134,9 @@ impl Player {
     pub fn rewind_towards(&mut self, t: Time) {
         let t = t.min(self.until);
         if t < self.run.now() {
-            let i = self.checkpoints.iter().rposition(|c| c.now() <= t).unwrap_or(0);
+            let i = self.checkpoints.iter().rposition(|c| c.run.now() <= t).unwrap_or(0);
             self.checkpoints.truncate(i + 1);
-            self.run = self.checkpoints[i].snapshot();
+            self.run = self.checkpoints[i].run.snapshot();
         }
     }
 
@@ -86,9 +156,9 @@ impl Player {
     /// One event back: re-simulate to one event fewer.
     pub fn step_back(&mut self) {
         let want = self.run.events().saturating_sub(1);
-        let i = self.checkpoints.iter().rposition(|c| c.events() <= want).unwrap_or(0);
+        let i = self.checkpoints.iter().rposition(|c| c.run.events() <= want).unwrap_or(0);
         self.checkpoints.truncate(i + 1);
-        self.run = self.checkpoints[i].snapshot();
+        self.run = self.checkpoints[i].run.snapshot();
         while self.run.events() < want && self.run.step() {}
     }
 
@@ -98,13 +168,19 @@ impl Player {
         let at = self.run.inject(action)?;
         let recipe = self.run.recipe().clone();
         let (start, _) = open(self.spec, &recipe);
-        self.checkpoints = vec![start, self.run.snapshot()];
+        let start = Checkpoint { bytes: self.checkpoints[0].bytes, run: start };
+        self.checkpoints = vec![start];
+        let now = Checkpoint::of(&*self.run);
+        self.last_snapshot = now.bytes;
+        self.checkpoints.push(now);
+        self.thin();
         Ok(at)
     }
 
     /// Starts over with a different recipe (new seed, or a reset).
     pub fn replace(&mut self, recipe: &Recipe) -> Vec<RecipeError> {
-        let (p, problems) = Player::new(self.spec, recipe);
+        let (mut p, problems) = Player::new(self.spec, recipe);
+        (p.checkpoint_budget, p.heap_limit) = (self.checkpoint_budget, self.heap_limit);
         *self = p;
         problems
     }
@@ -150,6 +226,71 @@ impl PaceMeter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use faultline_core::{fingerprint, Recipe};
+
+    fn player(query: &str) -> Player {
+        let (recipe, spec) = Recipe::from_url_strict(query, faultline_scenarios::find).unwrap();
+        Player::new(spec, &recipe).0
+    }
+
+    fn state(p: &Player) -> (Time, u64, String) {
+        (p.now(), p.run.events(), fingerprint(p.run.trace().hash()))
+    }
+
+    #[test]
+    fn checkpoints_stay_within_their_budget_and_rewinds_replay_the_same_run() {
+        let _one_at_a_time = heap::SERIAL.lock();
+        // Room for about five of the run's biggest checkpoints (its trace grows for a while).
+        let mut probe = player("s=leader-election");
+        probe.advance(Time::from_secs(25), || true);
+        assert_eq!(probe.checkpoint_use().0, 26, "a checkpoint a second, unthinned by default");
+        let biggest = probe.checkpoints.iter().map(|c| c.bytes).max().unwrap();
+        let mut p = player("s=leader-election");
+        p.checkpoint_budget = 5 * biggest;
+        assert!(p.advance(Time::from_secs(25), || true));
+        let (n, bytes) = p.checkpoint_use();
+        assert!(bytes <= p.checkpoint_budget, "{bytes} bytes kept, budget {}", p.checkpoint_budget);
+        assert!((3..=10).contains(&n), "{n} checkpoints, thinned from 26");
+        assert_eq!(p.checkpoints[0].run.now(), Time::ZERO, "the start is always kept");
+        let end = state(&p);
+        // Back to any moment and forward again: the same run, whichever checkpoint it starts from.
+        for t in [20, 13, 7, 1] {
+            p.seek(Time::from_secs(t));
+            let mut straight = player("s=leader-election");
+            straight.advance(Time::from_secs(t), || true);
+            assert_eq!(state(&p), state(&straight), "at {t} s");
+        }
+        p.advance(Time::from_secs(25), || true);
+        assert_eq!(state(&p), end);
+    }
+
+    #[test]
+    fn a_run_bigger_than_the_budget_keeps_only_its_start() {
+        let _one_at_a_time = heap::SERIAL.lock();
+        let mut p = player("s=leader-election");
+        p.checkpoint_budget = 0;
+        p.advance(Time::from_secs(10), || true);
+        assert_eq!(p.checkpoint_use().0, 1);
+        let end = state(&p);
+        p.seek(Time::from_secs(4));
+        p.advance(Time::from_secs(10), || true);
+        assert_eq!(state(&p), end);
+    }
+
+    #[test]
+    fn a_run_that_outgrows_the_memory_limit_stops_and_can_go_on_once_there_is_room() {
+        let _one_at_a_time = heap::SERIAL.lock();
+        let mut p = player("s=leader-election");
+        p.advance(Time::from_secs(2), || true);
+        p.heap_limit = 0;
+        assert!(p.advance(Time::from_secs(5), || true));
+        assert!(p.out_of_memory);
+        assert_eq!(p.now(), Time::from_secs(2), "it stopped where it was");
+        p.heap_limit = HEAP_LIMIT;
+        assert!(p.advance(Time::from_secs(5), || true));
+        assert!(!p.out_of_memory);
+        assert_eq!(p.now(), Time::from_secs(5));
+    }
 
     /// Feeds measures 250 ms apart, each playing `paces[i]` × real time; returns the last answer.
     fn feed(m: &mut PaceMeter, paces: &[f64], starved: bool) -> Option<f64> {

@@ -65,6 +65,8 @@ pub struct Page {
     pub highlight: RwSignal<Option<u64>>,
     pub toast: RwSignal<Option<String>>,
     pub problems: RwSignal<Vec<String>>,
+    /// Why the run was stopped before the tab ran out of memory (see `Player::out_of_memory`).
+    pub stopped: RwSignal<Option<String>>,
     /// Where a seek is heading: the loop re-simulates towards it within each frame's
     /// budget, so a long jump never freezes the tab.
     pub seeking: RwSignal<Option<Time>>,
@@ -168,6 +170,7 @@ impl Page {
     pub fn restart_with(&self, recipe: Recipe) {
         let problems = self.player.try_update_value(|p| p.replace(&recipe)).unwrap_or_default();
         self.problems.set(problems.iter().map(|e| e.to_string()).collect());
+        self.stopped.set(None);
         self.sync_url();
         self.refresh();
     }
@@ -237,6 +240,7 @@ impl Page {
             }
             self.tick.update(|t| *t += 1);
         }
+        self.stop_if_out_of_memory();
         self.sim_end.set_value(wall_ms());
         self.draw();
         if wall - self.last_slow.get_value() > 250.0 {
@@ -245,6 +249,23 @@ impl Page {
                 self.slow.update(|t| *t += 1);
             }
             self.measure_pace(wall);
+        }
+    }
+
+    /// A run that grew past the memory the page allows is paused, with a message, before
+    /// the tab runs out (which would freeze it with nothing said).
+    fn stop_if_out_of_memory(&self) {
+        let Some(at) = self.player.with_value(|p| p.out_of_memory.then(|| p.now())) else { return };
+        self.playing.set(false);
+        self.seeking.set(None);
+        if self.stopped.with_untracked(Option::is_none) {
+            self.stopped.set(Some(format!(
+                "At {at} this run holds {} MB, more than the {} MB this page lets a run use: its state \
+                 grows with every request. Fewer clients or a lower rate go further. Everything up to \
+                 here can still be replayed, inspected and shared.",
+                crate::heap::live_bytes() >> 20,
+                crate::player::HEAP_LIMIT >> 20,
+            )));
         }
     }
 
@@ -314,6 +335,7 @@ fn page(spec: &'static ScenarioSpec, recipe: Recipe, problems: Vec<RecipeError>)
         highlight: RwSignal::new(None),
         toast: RwSignal::new(None),
         problems: RwSignal::new(problems),
+        stopped: RwSignal::new(None),
         seeking: RwSignal::new(None),
         pace: RwSignal::new(None),
         pace_meter: StoredValue::new(PaceMeter::default()),
@@ -354,6 +376,13 @@ fn page(spec: &'static ScenarioSpec, recipe: Recipe, problems: Vec<RecipeError>)
                     </div>
                 })
             }}
+            {move || page.stopped.get().map(|why| view! {
+                <div class="banner stopped" role="alert">
+                    <strong>"Stopped before this tab runs out of memory"</strong>
+                    <p>{why}</p>
+                    <button on:click=move |_| page.stopped.set(None)>"Dismiss"</button>
+                </div>
+            })}
             <p class="summary">{spec.info.summary}</p>
             <div class="stage">
                 <section class="canvas-wrap">
