@@ -8,7 +8,7 @@ use std::time::Instant;
 fn rate(f: fn(u64) -> u64, events: u64) -> f64 {
     f(events / 20); // warm up
     let mut best: f64 = 0.0;
-    for _ in 0..3 {
+    for _ in 0..5 {
         let t = Instant::now();
         let n = f(events);
         best = best.max(n as f64 / t.elapsed().as_secs_f64());

@@ -18,7 +18,7 @@ fn now_ms() -> f64 {
 fn rate(f: fn(u64) -> u64, events: u64) -> f64 {
     f(events / 20);
     let mut best: f64 = 0.0;
-    for _ in 0..3 {
+    for _ in 0..5 {
         let t = now_ms();
         let n = f(events);
         best = best.max(n as f64 / ((now_ms() - t) / 1000.0).max(1e-9));
