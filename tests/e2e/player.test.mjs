@@ -101,7 +101,22 @@ test('a fault injected from the UI flips the check it should, and the fix holds'
   await p.click('.checks li.bad button');
   const at = await clock(p);
   assert.ok(at > 0.5 && at < 30, `jumped to ${at}`);
-  assert.ok(await p.locator('.log li.highlight').count() >= 0);
+  // The violation is highlighted in the event log, in view even if the log had been
+  // scrolled away from it.
+  await p.waitForSelector('.log li.highlight');
+  const lit = () => p.$eval('.log', (el) => {
+    const li = el.querySelector('li.highlight');
+    const [a, c] = [el.getBoundingClientRect(), li.getBoundingClientRect()];
+    return { inView: c.top >= a.top - 1 && c.bottom <= a.bottom + 1, text: li.textContent };
+  });
+  await p.waitForTimeout(300);
+  let l = await lit();
+  assert.ok(l.inView, 'the highlighted entry is in view');
+  assert.match(l.text, /downstream-spared/);
+  await p.$eval('.log', (el) => { el.scrollTop = 0; });
+  await p.click('.checks li.bad button');
+  await p.waitForTimeout(500);
+  assert.ok((await lit()).inView, 'in view again after scrolling away and jumping again');
 
   // Same outage with the breaker: the check holds.
   const fixed = p.url().replace('strategy=none', 'strategy=breaker');

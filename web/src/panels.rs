@@ -7,6 +7,7 @@ use faultline_core::{
     MICROS_PER_MS, MICROS_PER_S,
 };
 use leptos::prelude::*;
+use wasm_bindgen::JsCast;
 
 /// A parameter's value at `now`: the recipe's, then the last change at or before `now`.
 /// A change just made lands one microsecond after `now`; it counts as current.
@@ -257,6 +258,7 @@ pub fn event_log(page: Page) -> impl IntoView {
     // read; scrolling back down to the bottom follows again.
     let list = NodeRef::<leptos::html::Ol>::new();
     let follow = StoredValue::new(true);
+    let centring = StoredValue::new(false);
     let on_scroll = move |_| {
         if let Some(el) = list.get_untracked() {
             follow.set_value(el.scroll_top() + el.client_height() >= el.scroll_height() - AT_BOTTOM);
@@ -266,11 +268,33 @@ pub fn event_log(page: Page) -> impl IntoView {
         page.slow.track();
         node_filter.track();
         kind_filter.track();
-        page.highlight.track();
         // After this update's rows are in the document.
         request_animation_frame(move || {
-            if let Some(el) = list.get_untracked().filter(|_| follow.get_value()) {
+            if let Some(el) = list.get_untracked().filter(|_| follow.get_value() && !centring.get_value()) {
                 el.set_scroll_top(el.scroll_height());
+            }
+        });
+    });
+    // Pressing play means watching the newest events again.
+    Effect::new(move || {
+        if page.playing.get() {
+            follow.set_value(true);
+        }
+    });
+    // A highlighted entry (a check's first violation, jumped to) is brought to the middle of
+    // the view; the log stays there until scrolled back to the bottom.
+    Effect::new(move || {
+        if page.highlight.get().is_none() {
+            return;
+        }
+        centring.set_value(true);
+        request_animation_frame(move || {
+            centring.set_value(false);
+            let Some(el) = list.get_untracked() else { return };
+            let lit = el.query_selector("li.highlight").ok().flatten();
+            if let Some(li) = lit.and_then(|li| li.dyn_into::<web_sys::HtmlElement>().ok()) {
+                follow.set_value(false);
+                el.set_scroll_top(li.offset_top() - (el.client_height() - li.offset_height()) / 2);
             }
         });
     });
@@ -297,10 +321,13 @@ pub fn event_log(page: Page) -> impl IntoView {
                 .map(|e| {
                     let at = e.at;
                     let lit = hl == Some(e.seq);
+                    // One line per entry; the whole of a long one on hover (or scrolled to).
+                    let what = describe(e, p.run.detail(e.seq), &names);
+                    let title = what.clone();
                     view! {
-                        <li class=e.kind.label() class:highlight=lit on:click=move |_| { page.playing.set(false); page.seek(at); }>
+                        <li class=e.kind.label() class:highlight=lit title=title on:click=move |_| { page.playing.set(false); page.seek(at); }>
                             <span class="t">{format!("{:.6}", at.as_secs_f64())}</span>
-                            <span class="what">{describe(e, p.run.detail(e.seq), &names)}</span>
+                            <span class="what">{what}</span>
                         </li>
                     }
                 })

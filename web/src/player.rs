@@ -9,7 +9,7 @@ const CHECKPOINT_EVERY: u64 = MICROS_PER_S;
 /// Events processed between looks at the wall clock.
 const CHUNK: u64 = 500;
 /// The most the checkpoints may hold together. A run whose state grows with every request
-/// (a ledger at 500k payments a second) keeps fewer, further apart; rewinding then
+/// (the payments ledger at the seeds' scale) keeps fewer, further apart; rewinding then
 /// re-simulates more.
 pub const CHECKPOINT_BUDGET: usize = 256 << 20;
 /// The most the whole program may hold before the player stops a run, rather than let the
