@@ -41,7 +41,8 @@ pub struct Player {
     pub until: Time,
     pub checkpoint_budget: usize,
     pub heap_limit: usize,
-    /// Set when `advance` stopped because the program held more than `heap_limit`.
+    /// Set when `advance` stopped because the program held more than `heap_limit` (the page
+    /// takes it, pauses and says so).
     pub out_of_memory: bool,
 }
 

@@ -255,7 +255,8 @@ impl Page {
     /// A run that grew past the memory the page allows is paused, with a message, before
     /// the tab runs out (which would freeze it with nothing said).
     fn stop_if_out_of_memory(&self) {
-        let Some(at) = self.player.with_value(|p| p.out_of_memory.then(|| p.now())) else { return };
+        let stopped = self.player.try_update_value(|p| std::mem::take(&mut p.out_of_memory).then(|| p.now()));
+        let Some(at) = stopped.flatten() else { return };
         self.playing.set(false);
         self.seeking.set(None);
         if self.stopped.with_untracked(Option::is_none) {
