@@ -92,10 +92,11 @@ impl Player {
         let total = |cs: &[Checkpoint]| cs.iter().map(|c| c.bytes).sum::<usize>();
         while total(&self.checkpoints) > self.checkpoint_budget && self.checkpoints.len() > 2 {
             let newest = self.checkpoints.len() - 1;
-            let mut i = 0;
+            let mut k = 0;
             self.checkpoints.retain(|_| {
-                i += 1;
-                i == 1 || i - 1 == newest || (i - 1) % 2 == 0
+                let keep = k % 2 == 0 || k == newest;
+                k += 1;
+                keep
             });
         }
         if total(&self.checkpoints) > self.checkpoint_budget && self.checkpoints.len() == 2 {

@@ -255,8 +255,9 @@ impl Page {
     /// A run that grew past the memory the page allows is paused, with a message, before
     /// the tab runs out (which would freeze it with nothing said).
     fn stop_if_out_of_memory(&self) {
-        let stopped = self.player.try_update_value(|p| std::mem::take(&mut p.out_of_memory).then(|| p.now()));
-        let Some(at) = stopped.flatten() else { return };
+        let stopped =
+            self.player.try_update_value(|p| std::mem::take(&mut p.out_of_memory).then(|| (p.now(), p.heap_limit)));
+        let Some((at, limit)) = stopped.flatten() else { return };
         self.playing.set(false);
         self.seeking.set(None);
         if self.stopped.with_untracked(Option::is_none) {
@@ -265,7 +266,7 @@ impl Page {
                  grows with every request. Fewer clients or a lower rate go further. Everything up to \
                  here can still be replayed, inspected and shared.",
                 crate::heap::live_bytes() >> 20,
-                crate::player::HEAP_LIMIT >> 20,
+                limit >> 20,
             )));
         }
     }
