@@ -7,6 +7,7 @@ use crate::metrics::{Metrics, Sampler};
 use crate::net::{Cut, Fate, Link, Network, NodeId};
 use crate::queue::{Class, EventQueue};
 use crate::recipe::{Action, ActionKind, Recipe, RecipeError};
+use crate::ring::Ring;
 use crate::rng::Rng;
 use crate::run::Run;
 use crate::spec::{ScenarioSpec, Setup, Target};
@@ -290,38 +291,8 @@ struct Drop {
 
 const LOST_FADE: Micros = 400_000;
 const RECENT: usize = 512;
-
-/// The latest `cap` items pushed: a ring that overwrites its oldest item when full.
-#[derive(Clone, Debug)]
-struct Ring<T> {
-    items: Vec<T>,
-    /// Where the next item goes once the ring is full (the oldest item's slot).
-    next: usize,
-    cap: usize,
-}
-
-impl<T: Clone> Ring<T> {
-    fn new(cap: usize) -> Ring<T> {
-        Ring { items: Vec::new(), next: 0, cap }
-    }
-    #[inline]
-    fn push(&mut self, item: T) {
-        if self.items.len() < self.cap {
-            self.items.push(item);
-        } else {
-            self.items[self.next] = item;
-            self.next = if self.next + 1 == self.cap { 0 } else { self.next + 1 };
-        }
-    }
-    /// Oldest first.
-    fn iter(&self) -> impl Iterator<Item = &T> {
-        let (newer, older) = self.items.split_at(self.next);
-        older.iter().chain(newer)
-    }
-    fn to_vec(&self) -> Vec<T> {
-        self.iter().cloned().collect()
-    }
-}
+/// How many trace entries (and copies of their messages and timers) a run keeps.
+const TRACE_CAP: usize = 20_000;
 
 /// Which timers are still pending (set, neither fired nor cancelled): one bit per timer id,
 /// in a window that slides forward as the oldest timers are done. Ids are handed out here.
@@ -379,7 +350,7 @@ struct Kernel<N: Node> {
     c: Common,
     queue: EventQueue<Ev<N>>,
     /// Copies of the messages and timers of the kept trace entries, by trace sequence number.
-    details: VecDeque<(u64, Detail<N>)>,
+    details: Ring<(u64, Detail<N>)>,
     /// How many `Ev::Deliver` are in the queue (messages in flight), so a frame need not
     /// count them among every pending timer.
     in_flight: usize,
@@ -460,7 +431,7 @@ impl Common {
             tallies: BTreeMap::new(),
             tallied: Vec::new(),
             sampler: Sampler::new(spec.sample_every, spec.metrics.iter().map(|m| m.measure).collect()),
-            trace: Trace::new(20_000),
+            trace: Trace::new(TRACE_CAP),
             statuses: spec.checks.iter().map(|c| CheckStatus { id: c.id, label: c.label, violation: None }).collect(),
             drops: Ring::new(256),
             recent: Ring::new(RECENT),
@@ -644,10 +615,7 @@ impl<N: Node> Kernel<N> {
     #[inline]
     fn detail(&mut self, what: impl FnOnce() -> Detail<N>) {
         if self.c.trace.keep && self.c.trace.details {
-            if self.details.len() >= self.c.trace.cap() {
-                self.details.pop_front();
-            }
-            self.details.push_back((self.c.trace.total(), what()));
+            self.details.push((self.c.trace.total(), what()));
         }
     }
 
@@ -718,7 +686,7 @@ impl<N: Node> Sim<N> {
             k: Kernel {
                 c: Common::new(setup, default_link),
                 queue: EventQueue::new(),
-                details: VecDeque::new(),
+                details: Ring::new(TRACE_CAP),
                 in_flight: 0,
             },
         };
@@ -1103,18 +1071,6 @@ fn timeline_of(controls: &[(Time, ActionKind)]) -> Vec<(Time, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ring_keeps_the_latest_in_order() {
-        let mut r = Ring::new(3);
-        r.push(1);
-        r.push(2);
-        assert_eq!(r.to_vec(), [1, 2]);
-        for i in 3..=7 {
-            r.push(i);
-        }
-        assert_eq!(r.to_vec(), [5, 6, 7]);
-    }
 
     #[test]
     fn timers_window_slides_and_forgets_nothing_live() {

@@ -2,9 +2,9 @@
 //! over the whole run so that two runs can be compared for sameness cheaply.
 
 use crate::net::NodeId;
+use crate::ring::Ring;
 use crate::time::Time;
 use serde::Serialize;
-use std::collections::VecDeque;
 
 /// Why a message never reached its handler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -138,8 +138,7 @@ fn short_word(b: &[u8]) -> u64 {
 /// The bounded trace and its running hash.
 #[derive(Clone, Debug)]
 pub struct Trace {
-    entries: VecDeque<TraceEvent>,
-    cap: usize,
+    entries: Ring<TraceEvent>,
     total: u64,
     hash: RunHash,
     /// Keep entries (the hash is always kept).
@@ -150,7 +149,7 @@ pub struct Trace {
 
 impl Trace {
     pub fn new(cap: usize) -> Trace {
-        Trace { entries: VecDeque::new(), cap, total: 0, hash: RunHash::default(), keep: true, details: true }
+        Trace { entries: Ring::new(cap), total: 0, hash: RunHash::default(), keep: true, details: true }
     }
 
     /// Records an entry. The hash covers the entry's structure only, so keeping entries
@@ -225,15 +224,12 @@ impl Trace {
     }
 
     fn keep_entry(&mut self, at: Time, kind: TraceKind) {
-        if self.entries.len() == self.cap {
-            self.entries.pop_front();
-        }
-        self.entries.push_back(TraceEvent { seq: self.total - 1, at, kind });
+        self.entries.push(TraceEvent { seq: self.total - 1, at, kind });
     }
 
     /// How many entries are kept at most.
     pub fn cap(&self) -> usize {
-        self.cap
+        self.entries.cap()
     }
 
     #[inline(always)]
@@ -276,7 +272,8 @@ impl Trace {
         self.total
     }
 
-    pub fn entries(&self) -> &VecDeque<TraceEvent> {
+    /// The kept entries, oldest first.
+    pub fn entries(&self) -> &Ring<TraceEvent> {
         &self.entries
     }
 }
