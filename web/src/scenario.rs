@@ -14,23 +14,35 @@ pub const SPEEDS: [f64; 9] = [0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0, 0.0];
 
 /// Wall milliseconds of each frame the simulation may use while it keeps up.
 const SIM_BUDGET_MS: f64 = 10.0;
-/// A frame's length (about 30 a second) that a run which cannot keep up may stretch to,
+/// A frame's length (20 a second) that a run which cannot keep up may stretch to,
 /// simulating for at most `SLOW_SIM_BUDGET_MS` of it.
-const SLOW_FRAME_MS: f64 = 33.0;
-const SLOW_SIM_BUDGET_MS: f64 = 25.0;
+const SLOW_FRAME_MS: f64 = 50.0;
+const SLOW_SIM_BUDGET_MS: f64 = 40.0;
+/// A frame at 60 a second, the pace the page keeps when the run is light.
+const NORMAL_FRAME_MS: f64 = 1000.0 / 60.0;
 /// A first guess at the rest of a frame (drawing, panels, the browser), before it is measured.
 const REST_GUESS_MS: f64 = 10.0;
 
-/// How long this frame may simulate (wall ms), given whether the last one ran out of budget
-/// and the rest of a frame as measured. The simulation gets 10 ms of a frame; a run that
-/// cannot keep up gets what keeps the page at about 30 frames a second, up to 25 ms, so it
-/// plays faster (the rate limiter at scale 0.19 → 0.34×) with the animation still smooth.
+/// How long this frame may simulate (wall ms), given whether the run is behind and the rest
+/// of a frame as measured. The simulation gets 10 ms of a frame; a run that cannot keep up
+/// gets what keeps the page at 20 frames a second or more, up to 40 ms, so it plays faster
+/// (cache stampede at the seeds' scale 0.6 → 0.8×) with the animation still moving.
 fn sim_budget(behind: bool, rest_ms: f64) -> f64 {
     if behind {
         (SLOW_FRAME_MS - rest_ms).clamp(SIM_BUDGET_MS, SLOW_SIM_BUDGET_MS)
     } else {
         SIM_BUDGET_MS
     }
+}
+
+/// Whether the run is behind after a frame that played `dt_ms` of wall time: it is if the
+/// frame did not reach its target, and stays so while reaching it took more simulation than
+/// a normal frame's budget would give at 60 frames a second. (Leaving as soon as one long
+/// frame reaches its target would give the next frame only the normal budget, and the
+/// page would swing between the two instead of settling on the frame length at which the
+/// run keeps up.)
+fn still_behind(was_behind: bool, reached: bool, used_ms: f64, dt_ms: f64) -> bool {
+    !reached || (was_behind && used_ms * NORMAL_FRAME_MS / dt_ms.max(1.0) >= SIM_BUDGET_MS)
 }
 
 /// Reads `query` as the recipe for scenario `id`.
@@ -78,7 +90,8 @@ pub struct Page {
     /// A frame since the last measure spent its whole simulation budget without reaching its
     /// target (see `PaceMeter::measure`).
     starved: StoredValue<bool>,
-    /// The last frame's simulation ran out of budget (so this one may take more).
+    /// The run cannot keep up within a normal frame's budget (so this frame may take more):
+    /// see `still_behind`.
     behind: StoredValue<bool>,
     /// When the last frame's simulation slice ended (wall ms), and a running average of the
     /// rest of a frame's wall time: drawing, panels, the browser's own work, waiting.
@@ -225,13 +238,14 @@ impl Page {
             }
         } else if self.playing.get_untracked() {
             let speed = self.speed.get_untracked();
-            let budget_end = wall + sim_budget(self.behind.get_value(), self.rest_ms.get_value());
+            let behind = self.behind.get_value();
+            let budget_end = wall + sim_budget(behind, self.rest_ms.get_value());
             let reached = self.player.try_update_value(|p| {
                 let target =
                     if speed == 0.0 { p.until } else { p.now().plus((dt * speed * MICROS_PER_MS as f64) as u64) };
                 p.advance(target, || wall_ms() < budget_end)
             });
-            self.behind.set_value(reached == Some(false));
+            self.behind.set_value(still_behind(behind, reached != Some(false), wall_ms() - wall, dt));
             if reached == Some(false) {
                 self.starved.set_value(true);
             }
@@ -539,8 +553,19 @@ mod tests {
     #[test]
     fn a_run_that_cannot_keep_up_gets_more_of_each_frame() {
         assert_eq!(sim_budget(false, 5.0), SIM_BUDGET_MS);
-        assert_eq!(sim_budget(true, 13.0), 20.0, "a 33 ms frame");
-        assert_eq!(sim_budget(true, 2.0), SLOW_SIM_BUDGET_MS, "never more than 25 ms");
-        assert_eq!(sim_budget(true, 40.0), SIM_BUDGET_MS, "never less than when keeping up");
+        assert_eq!(sim_budget(true, 13.0), 37.0, "a 50 ms frame");
+        assert_eq!(sim_budget(true, 2.0), SLOW_SIM_BUDGET_MS, "never more than 40 ms");
+        assert_eq!(sim_budget(true, 45.0), SIM_BUDGET_MS, "never less than when keeping up");
+    }
+
+    #[test]
+    fn a_run_stays_behind_until_a_normal_frame_would_do() {
+        assert!(still_behind(false, false, 10.0, 16.7), "missed its target");
+        assert!(!still_behind(false, true, 9.0, 16.7), "kept up");
+        // A long frame that reached its target with 30 ms of simulation for 50 ms played
+        // would need 10 ms per 60th of a second: not enough room in a normal frame.
+        assert!(still_behind(true, true, 30.0, 50.0));
+        assert!(!still_behind(true, true, 20.0, 50.0), "6.7 ms per normal frame: keeps up");
+        assert!(!still_behind(false, true, 30.0, 50.0), "only a run that was behind stays so");
     }
 }
