@@ -213,13 +213,28 @@ pub fn draw(
     let Some(cx) = context(canvas) else { return Vec::new() };
     let placed = place(frame, layout, w, h);
     let messages = Messages::gather(frame, &placed);
-    // Thousands of squares are cheaper written as pixels (which also clears the canvas) than
-    // rasterised as a path; a few hundred are cheaper as a path than a whole-canvas image.
-    // As pixels they are the bottom layer, so ring and afterglow lines cross over them
-    // rather than under: among thousands of squares the two cannot be told apart.
-    let as_pixels = messages.squares() as f64 >= PIXELS_FROM * dpr * dpr;
+    let crowds = crowd_batches(frame, &placed);
+    // Thousands of squares (messages, and clients in crowds) are cheaper written as pixels
+    // (which also clears the canvas) than rasterised as a path; a few hundred are cheaper as
+    // a path than a whole-canvas image. As pixels they are the bottom layer, so ring and
+    // afterglow lines cross over them rather than under: among thousands of squares the
+    // two cannot be told apart.
+    let dots: usize = crowds.iter().map(|(_, _, xy)| xy.len() / 2).sum();
+    let crowd_colours = (rgba_of_hex(&theme.muted), rgba_of_hex(&theme.bad));
+    let as_pixels = (messages.squares() + dots) as f64 >= PIXELS_FROM * dpr * dpr
+        && crowd_colours.0.is_some()
+        && crowd_colours.1.is_some();
     if as_pixels {
-        messages.put_pixels(&cx, canvas, dpr, theme);
+        let mut layers: Vec<(&[f32], f32, [u8; 4])> = Vec::new();
+        for (up, r, xy) in &crowds {
+            let colour = if *up { crowd_colours.0 } else { crowd_colours.1 };
+            layers.push((xy, *r as f32, colour.unwrap_or_default()));
+        }
+        for (kind, points) in &messages.kinds {
+            let (hh, s, l) = Messages::colour(kind, theme);
+            layers.push((points, HALF, hsl_rgba(hh, s as f64 / 100.0, l as f64 / 100.0)));
+        }
+        put_pixels(&cx, canvas, dpr, &layers);
     }
     let _ = cx.set_transform(dpr, 0.0, 0.0, dpr, 0.0, 0.0);
     if !as_pixels {
@@ -233,7 +248,7 @@ pub fn draw(
         messages.fill_path(&cx, theme);
     }
     messages.stroke_lost(&cx, theme);
-    draw_crowds(&cx, frame, &placed, selected, theme);
+    draw_crowds(&cx, if as_pixels { &[] } else { &crowds }, &placed, selected, theme);
     for (i, node) in frame.nodes.iter().enumerate() {
         if !placed[i].dot {
             draw_node(&cx, node, placed[i], selected == Some(i as NodeId), theme);
@@ -375,7 +390,8 @@ fn draw_afterglow(cx: &CanvasRenderingContext2d, frame: &Frame, placed: &[Placed
     cx.set_line_width(1.0);
 }
 
-/// From how many message squares (per device pixel ratio squared) they are written as pixels.
+/// From how many squares (messages and crowd clients, per device pixel ratio squared) they
+/// are written as pixels.
 const PIXELS_FROM: f64 = 1500.0;
 
 /// Half the side of a message's square, in CSS pixels.
@@ -445,37 +461,6 @@ impl Messages {
         }
     }
 
-    /// The same squares written into an image of the whole canvas (device pixels) that
-    /// replaces its contents: the frame's bottom layer, so it also clears the canvas.
-    fn put_pixels(&self, cx: &CanvasRenderingContext2d, canvas: &HtmlCanvasElement, dpr: f64, theme: &Theme) {
-        let (w, h) = (canvas.width() as usize, canvas.height() as usize);
-        PIXELS.with_borrow_mut(|px| {
-            px.clear();
-            px.resize(w * h * 4, 0);
-            for (kind, points) in &self.kinds {
-                let (hh, s, l) = Self::colour(kind, theme);
-                let rgba = hsl_rgba(hh, s as f64 / 100.0, l as f64 / 100.0);
-                for p in points.chunks_exact(2) {
-                    // The path's square: corners on whole CSS pixels, then scaled.
-                    let (x0, y0) = ((p[0] - HALF).round() as f64 * dpr, (p[1] - HALF).round() as f64 * dpr);
-                    let side = 2.0 * HALF as f64 * dpr;
-                    let (xa, xb) =
-                        (x0.round().clamp(0.0, w as f64) as usize, (x0 + side).round().clamp(0.0, w as f64) as usize);
-                    let (ya, yb) =
-                        (y0.round().clamp(0.0, h as f64) as usize, (y0 + side).round().clamp(0.0, h as f64) as usize);
-                    for y in ya..yb {
-                        for pixel in px[(y * w + xa) * 4..(y * w + xb) * 4].chunks_exact_mut(4) {
-                            pixel.copy_from_slice(&rgba);
-                        }
-                    }
-                }
-            }
-            if let Ok(img) = ImageData::new_with_u8_clamped_array_and_sh(Clamped(&px[..]), w as u32, h as u32) {
-                let _ = cx.put_image_data(&img, 0.0, 0.0);
-            }
-        });
-    }
-
     /// Lost messages: a cross each, one stroke per fade step.
     fn stroke_lost(&self, cx: &CanvasRenderingContext2d, theme: &Theme) {
         cx.set_stroke_style_str(&theme.bad);
@@ -489,8 +474,45 @@ impl Messages {
     }
 }
 
+/// Squares written into an image of the whole canvas (device pixels) that replaces its
+/// contents: the frame's bottom layer, so it also clears the canvas. Each layer is x, y
+/// centres (CSS pixels), half a side and a colour, drawn in order, each square where
+/// `fill_squares` would put it: corners on whole CSS pixels, then scaled.
+fn put_pixels(cx: &CanvasRenderingContext2d, canvas: &HtmlCanvasElement, dpr: f64, layers: &[(&[f32], f32, [u8; 4])]) {
+    let (w, h) = (canvas.width() as usize, canvas.height() as usize);
+    PIXELS.with_borrow_mut(|px| {
+        px.clear();
+        px.resize(w * h * 4, 0);
+        for &(points, half, rgba) in layers {
+            let side = 2.0 * half as f64 * dpr;
+            for p in points.chunks_exact(2) {
+                let (x0, y0) = ((p[0] - half).round() as f64 * dpr, (p[1] - half).round() as f64 * dpr);
+                let (xa, xb) =
+                    (x0.round().clamp(0.0, w as f64) as usize, (x0 + side).round().clamp(0.0, w as f64) as usize);
+                let (ya, yb) =
+                    (y0.round().clamp(0.0, h as f64) as usize, (y0 + side).round().clamp(0.0, h as f64) as usize);
+                for y in ya..yb {
+                    for pixel in px[(y * w + xa) * 4..(y * w + xb) * 4].chunks_exact_mut(4) {
+                        pixel.copy_from_slice(&rgba);
+                    }
+                }
+            }
+        }
+        if let Ok(img) = ImageData::new_with_u8_clamped_array_and_sh(Clamped(&px[..]), w as u32, h as u32) {
+            let _ = cx.put_image_data(&img, 0.0, 0.0);
+        }
+    });
+}
+
+/// An opaque RGBA pixel for a CSS colour written `#rrggbb` (the theme's), or `None`.
+fn rgba_of_hex(css: &str) -> Option<[u8; 4]> {
+    let hex = css.strip_prefix('#').filter(|h| h.len() == 6 && h.is_ascii())?;
+    let byte = |i: usize| u8::from_str_radix(&hex[i..i + 2], 16).ok();
+    Some([byte(0)?, byte(2)?, byte(4)?, 255])
+}
+
 thread_local! {
-    /// The message layer's pixels, kept between frames so a frame allocates nothing.
+    /// The bottom layer's pixels, kept between frames so a frame allocates nothing.
     static PIXELS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -574,15 +596,10 @@ fn draw_label(cx: &CanvasRenderingContext2d, node: &faultline_core::NodeFrame, p
     cx.set_text_align("start");
 }
 
-/// Crowds (hundreds or thousands of clients) are squares, batched by colour and size: one
-/// call and one fill per batch, so 5,000 clients cost about what 5 do.
-fn draw_crowds(
-    cx: &CanvasRenderingContext2d,
-    frame: &Frame,
-    placed: &[Placed],
-    selected: Option<NodeId>,
-    theme: &Theme,
-) {
+/// Crowds (hundreds or thousands of clients) are squares, batched by colour (up or not) and
+/// size: one call and one fill per batch, so 5,000 clients cost about what 5 do. Returns
+/// the batches as (up, half a side, x, y centres).
+fn crowd_batches(frame: &Frame, placed: &[Placed]) -> Vec<(bool, f64, Vec<f32>)> {
     let mut batches: Vec<(bool, f64, Vec<f32>)> = Vec::new();
     for (node, p) in frame.nodes.iter().zip(placed).filter(|(_, p)| p.dot) {
         let up = node.status == Status::Up;
@@ -592,7 +609,19 @@ fn draw_crowds(
             None => batches.push((up, p.r, vec![x, y])),
         }
     }
-    for (up, r, xy) in &batches {
+    batches
+}
+
+/// Draws crowd batches as paths (when they are not in the pixel layer), and the ring of a
+/// selected client in a crowd.
+fn draw_crowds(
+    cx: &CanvasRenderingContext2d,
+    batches: &[(bool, f64, Vec<f32>)],
+    placed: &[Placed],
+    selected: Option<NodeId>,
+    theme: &Theme,
+) {
+    for (up, r, xy) in batches {
         cx.set_fill_style_str(if *up { &theme.muted } else { &theme.bad });
         fill_squares(cx, xy, *r);
     }
@@ -687,6 +716,15 @@ mod tests {
 
     fn arc(start: f32, end: f32, owner: NodeId) -> Arc {
         Arc { start, end, owner }
+    }
+
+    #[test]
+    fn theme_colours_become_pixels() {
+        assert_eq!(rgba_of_hex("#5f6368"), Some([0x5f, 0x63, 0x68, 255]));
+        assert_eq!(rgba_of_hex("#F28B82"), Some([0xf2, 0x8b, 0x82, 255]));
+        for other in ["", "#fff", "rgb(1, 2, 3)", "#12345g", "#1234567", "#12é45"] {
+            assert_eq!(rgba_of_hex(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -135,10 +135,11 @@ fn the_page_reports_current_parameters_and_strategy() {
 }
 
 /// Thousands of messages are written as pixels, a few as a path: both must put the same
-/// colour in the same place, and a frame must not keep the previous one's squares.
+/// colour in the same place, and a frame must not keep the previous one's squares. The
+/// clients of a crowd go where the messages go: they must look the same both ways too.
 #[wasm_bindgen_test]
 fn message_squares_look_the_same_as_pixels_and_as_a_path() {
-    use faultline_core::{Frame, Layout, MsgFrame};
+    use faultline_core::{Frame, Layout, MsgFrame, Status};
     let c = test_canvas();
     let theme = Theme::read();
     let with = |n: usize, sent: u64| {
@@ -155,6 +156,7 @@ fn message_squares_look_the_same_as_pixels_and_as_a_path() {
             })
             .collect();
         f.in_flight = n;
+        f.nodes[2].status = Status::Crashed;
         f
     };
     let pixel = |x: f64, y: f64| -> Vec<u8> {
@@ -162,28 +164,33 @@ fn message_squares_look_the_same_as_pixels_and_as_a_path() {
         let ctx = canvas::context(&c).unwrap();
         ctx.get_image_data((x * dpr).round(), (y * dpr).round(), 1.0, 1.0).unwrap().data().to_vec()
     };
-    // The colour the browser itself gives the kind's `hsl()`.
-    let expected = {
+    // The colour the browser itself gives a CSS colour.
+    let browser_colour = |css: &str| {
         let probe = test_canvas();
         let ctx = canvas::context(&probe).unwrap();
-        let light = if theme.dark { 65 } else { 45 };
-        ctx.set_fill_style_str(&format!("hsl({}, 70%, {light}%)", canvas::hue("request")));
+        ctx.set_fill_style_str(css);
         ctx.fill_rect(0.0, 0.0, 4.0, 4.0);
         ctx.get_image_data(1.0, 1.0, 1.0, 1.0).unwrap().data().to_vec()
     };
-    let frame_at = |n: usize, sent: u64| -> (Frame, f64, f64) {
+    let expected =
+        browser_colour(&format!("hsl({}, 70%, {}%)", canvas::hue("request"), if theme.dark { 65 } else { 45 }));
+    let frame_at = |n: usize, sent: u64| -> (Frame, f64, f64, Vec<canvas::Placed>) {
         let f = with(n, sent);
         let placed = canvas::draw(&c, &f, Layout::Tiers, None, &theme, 300_000.0);
         let p = ((f.now.micros() - sent) as f64 / 2_000.0).clamp(0.0, 1.0);
         let (a, b) = (placed[0], placed[71]);
-        (f, a.x + (b.x - a.x) * p, a.y + (b.y - a.y) * p)
+        (f, a.x + (b.x - a.x) * p, a.y + (b.y - a.y) * p, placed)
     };
     for n in [5, 5_000] {
         // 80% of the way from a client to a database, between the columns.
-        let (_, x, y) = frame_at(n, 400);
+        let (_, x, y, placed) = frame_at(n, 400);
+        // Two clients of the crowd (no message on them): one up, one crashed.
+        assert!(placed[1].dot && placed[2].dot);
+        assert_eq!(pixel(placed[1].x, placed[1].y), browser_colour(&theme.muted), "{n} messages: a client");
+        assert_eq!(pixel(placed[2].x, placed[2].y), browser_colour(&theme.bad), "{n} messages: a crashed client");
         assert_eq!(pixel(x, y), expected, "{n} messages: the square's colour at ({x}, {y})");
         // 70%: the square moved, and the old place is clear again.
-        let (_, x2, y2) = frame_at(n, 600);
+        let (_, x2, y2, _) = frame_at(n, 600);
         assert_eq!(pixel(x2, y2), expected, "{n} messages, moved");
         assert_eq!(pixel(x, y), vec![0, 0, 0, 0], "{n} messages: the previous frame's square is gone");
     }
