@@ -26,7 +26,7 @@ const REST_GUESS_MS: f64 = 10.0;
 /// How long this frame may simulate (wall ms), given whether the run is behind and the rest
 /// of a frame as measured. The simulation gets 10 ms of a frame; a run that cannot keep up
 /// gets what keeps the page at 20 frames a second or more, up to 40 ms, so it plays faster
-/// (cache stampede at the seeds' scale 0.6 → 0.8×) with the animation still moving.
+/// (cache stampede at the seeds' scale 0.66–0.69 → 0.79–0.89×) with the animation still moving.
 fn sim_budget(behind: bool, rest_ms: f64) -> f64 {
     if behind {
         (SLOW_FRAME_MS - rest_ms).clamp(SIM_BUDGET_MS, SLOW_SIM_BUDGET_MS)
