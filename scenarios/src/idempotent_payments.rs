@@ -3,6 +3,7 @@
 //! Without an idempotency key — or with one kept in memory, or one that expires before the
 //! last retry — a lost response or a crash turns one payment into two charges.
 
+use crate::table::KeyTable;
 use faultline_core::*;
 use std::collections::BTreeMap;
 
@@ -859,78 +860,6 @@ impl Instance {
     }
 }
 
-/// Values by payment key, `client << 32 | n` where each client counts `n` up from 1 (or by
-/// charge id, which the provider counts up from 1: one row): the same answers, in the same
-/// order, as a `BTreeMap<u64, V>`, found by indexing instead of searching. The database and
-/// the provider hold an entry for every payment ever made: at the seeds' scale (50,000
-/// payments a second) searching them was a sixth of the run, and copying them for the
-/// player's checkpoints was a tree walk.
-#[derive(Clone, Debug)]
-struct KeyTable<V> {
-    by_client: Vec<Vec<Option<V>>>,
-    len: usize,
-}
-
-impl<V> Default for KeyTable<V> {
-    fn default() -> Self {
-        KeyTable { by_client: Vec::new(), len: 0 }
-    }
-}
-
-impl<V> KeyTable<V> {
-    fn split(key: u64) -> (usize, usize) {
-        ((key >> 32) as usize, (key & u32::MAX as u64) as usize)
-    }
-
-    pub fn get(&self, key: u64) -> Option<&V> {
-        let (c, n) = Self::split(key);
-        self.by_client.get(c)?.get(n)?.as_ref()
-    }
-
-    /// The value at `key`, first set to `value` if there is none.
-    pub fn get_or_insert(&mut self, key: u64, value: V) -> &mut V {
-        let (c, n) = Self::split(key);
-        if self.by_client.len() <= c {
-            self.by_client.resize_with(c + 1, Vec::new);
-        }
-        let row = &mut self.by_client[c];
-        if row.len() <= n {
-            row.resize_with(n + 1, || None);
-        }
-        if row[n].is_none() {
-            self.len += 1;
-        }
-        row[n].get_or_insert(value)
-    }
-
-    pub fn insert(&mut self, key: u64, value: V) -> Option<V> {
-        let (c, n) = Self::split(key);
-        if let Some(slot) = self.by_client.get_mut(c).and_then(|row| row.get_mut(n)).filter(|s| s.is_some()) {
-            return slot.replace(value);
-        }
-        self.get_or_insert(key, value);
-        None
-    }
-
-    pub fn remove(&mut self, key: u64) -> Option<V> {
-        let (c, n) = Self::split(key);
-        let old = self.by_client.get_mut(c)?.get_mut(n)?.take();
-        self.len -= old.is_some() as usize;
-        old
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Every (key, value), in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (u64, &V)> {
-        self.by_client.iter().enumerate().flat_map(|(c, row)| {
-            row.iter().enumerate().filter_map(move |(n, v)| Some(((c as u64) << 32 | n as u64, v.as_ref()?)))
-        })
-    }
-}
-
 impl Db {
     fn state(&mut self, key: u64, now: Time) -> KeyState {
         match self.keys.get(key) {
@@ -1038,40 +967,6 @@ impl Provider {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn key_table_answers_like_a_map() {
-        // Random inserts, replacements, removals and lookups over a few clients' keys
-        // (including keys never used and a client far beyond the others).
-        let (mut table, mut map) = (KeyTable::default(), BTreeMap::new());
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        for step in 0..20_000u64 {
-            let client = [0, 1, 2, 7, 300][(next() % 5) as usize];
-            let key = client << 32 | (next() % 64);
-            match next() % 4 {
-                0 | 1 => assert_eq!(table.insert(key, step), map.insert(key, step), "insert {key:x}"),
-                2 => assert_eq!(table.remove(key), map.remove(&key), "remove {key:x}"),
-                _ => {
-                    let t = *table.get_or_insert(key, step);
-                    assert_eq!(t, *map.entry(key).or_insert(step), "get_or_insert {key:x}");
-                }
-            }
-            assert_eq!(table.get(key), map.get(&key));
-            assert_eq!(table.len(), map.len());
-            if step % 1000 == 0 {
-                let in_order: Vec<(u64, u64)> = table.iter().map(|(k, v)| (k, *v)).collect();
-                assert_eq!(in_order, map.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>(), "order at {step}");
-            }
-        }
-        assert_eq!(table.get(5 << 32 | 9), None);
-        assert_eq!(table.remove(99 << 32), None);
-    }
 
     #[test]
     fn ledger_times_count_like_a_sorted_list() {

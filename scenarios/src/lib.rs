@@ -11,6 +11,7 @@ pub mod distributed_rate_limiter;
 pub mod idempotent_payments;
 pub mod leader_election;
 pub mod queueing;
+pub mod table;
 
 use faultline_core::{Recipe, ScenarioSpec, Time, MICROS_PER_S};
 
