@@ -219,16 +219,17 @@ pub fn draw(
     // a path than a whole-canvas image. As pixels they are the bottom layer, so ring and
     // afterglow lines cross over them rather than under: among thousands of squares the
     // two cannot be told apart.
-    let dots: usize = crowds.iter().map(|(_, _, xy)| xy.len() / 2).sum();
-    let crowd_colours = (rgba_of_hex(&theme.muted), rgba_of_hex(&theme.bad));
-    let as_pixels = (messages.squares() + dots) as f64 >= PIXELS_FROM * dpr * dpr
-        && crowd_colours.0.is_some()
-        && crowd_colours.1.is_some();
+    // (Clients join only if the theme's colours can be written as pixels: `#rrggbb`.)
+    let crowd_colours = rgba_of_hex(&theme.muted).zip(rgba_of_hex(&theme.bad));
+    let dots: usize = crowd_colours.map_or(0, |_| crowds.iter().map(|(_, _, xy)| xy.len() / 2).sum());
+    let as_pixels = (messages.squares() + dots) as f64 >= PIXELS_FROM * dpr * dpr;
+    let crowds_as_pixels = as_pixels && crowd_colours.is_some();
     if as_pixels {
         let mut layers: Vec<(&[f32], f32, [u8; 4])> = Vec::new();
-        for (up, r, xy) in &crowds {
-            let colour = if *up { crowd_colours.0 } else { crowd_colours.1 };
-            layers.push((xy, *r as f32, colour.unwrap_or_default()));
+        if let Some((up_rgba, down_rgba)) = crowd_colours {
+            for (up, r, xy) in &crowds {
+                layers.push((xy, *r as f32, if *up { up_rgba } else { down_rgba }));
+            }
         }
         for (kind, points) in &messages.kinds {
             let (hh, s, l) = Messages::colour(kind, theme);
@@ -248,7 +249,7 @@ pub fn draw(
         messages.fill_path(&cx, theme);
     }
     messages.stroke_lost(&cx, theme);
-    draw_crowds(&cx, if as_pixels { &[] } else { &crowds }, &placed, selected, theme);
+    draw_crowds(&cx, if crowds_as_pixels { &[] } else { &crowds }, &placed, selected, theme);
     for (i, node) in frame.nodes.iter().enumerate() {
         if !placed[i].dot {
             draw_node(&cx, node, placed[i], selected == Some(i as NodeId), theme);
