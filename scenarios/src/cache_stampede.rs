@@ -495,8 +495,8 @@ impl Instance {
     fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Cs>) {
         match msg {
             Msg::Read { key, sent } => {
-                let first = !self.waiting.contains_key(key as u64);
-                self.waiting.get_or_insert(key as u64, VecDeque::new()).push_back((from, sent));
+                let first = !self.waiting.contains_key(key);
+                self.waiting.get_or_insert(key, VecDeque::new()).push_back((from, sent));
                 // Coalescing strategies ask the cache once for all readers of a key.
                 if first || !self.strategy.coalesces() {
                     ctx.send(CACHE, Msg::Get { key });
@@ -505,7 +505,7 @@ impl Instance {
             Msg::Got { key, lookup } => self.looked_up(key, lookup, ctx),
             Msg::Locked { key, granted, epoch } => {
                 if granted {
-                    self.loading.insert(key as u64, true);
+                    self.loading.insert(key, true);
                     ctx.send(ORIGIN, Msg::Load { key, epoch });
                 } else {
                     ctx.set_timer(POLL, Timer::Poll { key });
@@ -513,7 +513,7 @@ impl Instance {
             }
             Msg::Loaded { key, cost } => {
                 if self.strategy.coalesces() {
-                    self.loading.remove(key as u64);
+                    self.loading.remove(key);
                 }
                 let ttl = match self.strategy {
                     Strategy::Jittered => {
@@ -538,26 +538,26 @@ impl Instance {
     }
 
     fn answer_all(&mut self, key: u32, ctx: &mut Ctx<Cs>) {
-        for (client, sent) in self.waiting.remove(key as u64).unwrap_or_default() {
+        for (client, sent) in self.waiting.remove(key).unwrap_or_default() {
             ctx.send(client, Msg::Value { sent });
         }
     }
 
     /// Answers one waiting reader (non-coalescing strategies handle readers one by one).
     fn answer_one(&mut self, key: u32, ctx: &mut Ctx<Cs>) {
-        if let Some(w) = self.waiting.get_mut(key as u64) {
+        if let Some(w) = self.waiting.get_mut(key) {
             if let Some((client, sent)) = w.pop_front() {
                 ctx.send(client, Msg::Value { sent });
             }
             if w.is_empty() {
-                self.waiting.remove(key as u64);
+                self.waiting.remove(key);
             }
         }
     }
 
     fn looked_up(&mut self, key: u32, lookup: Lookup, ctx: &mut Ctx<Cs>) {
         let hit = |ctx: &mut Ctx<Cs>, n: usize| ctx.count("hits", n as i64);
-        let readers = if self.strategy.coalesces() { self.waiting.get(key as u64).map_or(0, VecDeque::len) } else { 1 };
+        let readers = if self.strategy.coalesces() { self.waiting.get(key).map_or(0, VecDeque::len) } else { 1 };
         match (self.strategy, lookup) {
             (Strategy::CacheAside | Strategy::Jittered, Lookup::Fresh { .. }) => {
                 hit(ctx, 1);
@@ -573,17 +573,17 @@ impl Instance {
                 // XFetch: refresh early when delta · β · (−ln u) reaches the time left.
                 let u = ctx.rng().unit_open();
                 let early = cost as f64 * self.beta * -libm::log(u) >= ttl_left as f64;
-                if early && !self.loading.contains_key(key as u64) {
+                if early && !self.loading.contains_key(key) {
                     ctx.count("early_refreshes", 1);
-                    self.loading.insert(key as u64, true);
+                    self.loading.insert(key, true);
                     ctx.send(ORIGIN, Msg::Load { key, epoch: 0 });
                 }
                 self.serve_waiting(key, ctx);
             }
             (Strategy::Swr, Lookup::Stale) => {
                 hit(ctx, readers);
-                if !self.loading.contains_key(key as u64) {
-                    self.loading.insert(key as u64, true);
+                if !self.loading.contains_key(key) {
+                    self.loading.insert(key, true);
                     ctx.send(ORIGIN, Msg::Load { key, epoch: 0 });
                 }
                 self.serve_waiting(key, ctx);
@@ -596,18 +596,18 @@ impl Instance {
                 if matches!(lookup, Lookup::Stale) {
                     self.waited_behind_stale += readers as u64;
                 }
-                match (self.strategy, self.loading.get(key as u64)) {
+                match (self.strategy, self.loading.get(key)) {
                     // Still no value and the lock was busy: try the lock again (its holder may be gone).
                     (Strategy::GlobalFlight, Some(false)) => ctx.send(CACHE, Msg::Lock { key, ttl: self.lock_ttl }),
                     (_, Some(_)) => {} // this instance is already loading it
                     (Strategy::GlobalFlight, None) => {
                         ctx.count("misses", readers as i64);
-                        self.loading.insert(key as u64, false);
+                        self.loading.insert(key, false);
                         ctx.send(CACHE, Msg::Lock { key, ttl: self.lock_ttl });
                     }
                     (_, None) => {
                         ctx.count("misses", readers as i64);
-                        self.loading.insert(key as u64, true);
+                        self.loading.insert(key, true);
                         ctx.send(ORIGIN, Msg::Load { key, epoch: 0 });
                     }
                 }
@@ -618,8 +618,8 @@ impl Instance {
     /// Serves every reader of `key` from the cached value. A lock waiter that finds the
     /// value stops waiting; a background refresh (SWR, early refresh) carries on.
     fn serve_waiting(&mut self, key: u32, ctx: &mut Ctx<Cs>) {
-        if self.loading.get(key as u64) == Some(&false) {
-            self.loading.remove(key as u64);
+        if self.loading.get(key) == Some(&false) {
+            self.loading.remove(key);
         }
         self.answer_all(key, ctx);
     }
@@ -630,7 +630,7 @@ impl Cache {
         let now = ctx.now();
         match msg {
             Msg::Get { key } => {
-                let lookup = match self.entries.get(key as u64) {
+                let lookup = match self.entries.get(key) {
                     Some(e) if now < e.fresh_until => {
                         Lookup::Fresh { ttl_left: e.fresh_until.since(now), cost: e.cost }
                     }
@@ -641,17 +641,17 @@ impl Cache {
             }
             Msg::Set { key, ttl, stale, cost } => {
                 let fresh_until = now.plus(ttl);
-                self.entries.insert(key as u64, Entry { fresh_until, stale_until: fresh_until.plus(stale), cost });
+                self.entries.insert(key, Entry { fresh_until, stale_until: fresh_until.plus(stale), cost });
             }
             Msg::Lock { key, ttl } => {
-                let granted = self.locks.get(key as u64).is_none_or(|&until| now >= until);
+                let granted = self.locks.get(key).is_none_or(|&until| now >= until);
                 if granted {
-                    self.locks.insert(key as u64, now.plus(ttl));
+                    self.locks.insert(key, now.plus(ttl));
                 }
                 ctx.send(from, Msg::Locked { key, granted, epoch: self.epoch });
             }
             Msg::Unlock { key } => {
-                self.locks.remove(key as u64);
+                self.locks.remove(key);
             }
             _ => {}
         }

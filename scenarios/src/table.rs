@@ -1,8 +1,9 @@
 //! A map from small dense integer keys to values, stored by index.
 
-/// Values by a key `row << 32 | n`, where rows are few and each row's `n` counts up from a
-/// small number: a payment key is `client << 32 | n` with each client counting its payments
-/// (a row per client), a charge id or a cache key is a plain count (one row). It gives the
+/// Values by a key `row << 32 | n` (given as any integer type that widens to `u64`), where
+/// rows are few and each row's `n` counts up from a small number: a payment key is
+/// `client << 32 | n` with each client counting its payments (a row per client), a charge
+/// id or a cache key is a plain count (one row). It gives the
 /// same answers, in the same order, as a `BTreeMap<u64, V>`, found by indexing instead of
 /// searching: the payment database and provider hold an entry for every payment ever made
 /// (at the seeds' scale, 50,000 a second, searching them was a sixth of the run, and copying
@@ -21,26 +22,27 @@ impl<V> Default for KeyTable<V> {
 }
 
 impl<V> KeyTable<V> {
-    fn split(key: u64) -> (usize, usize) {
+    fn split(key: impl Into<u64>) -> (usize, usize) {
+        let key = key.into();
         ((key >> 32) as usize, (key & u32::MAX as u64) as usize)
     }
 
-    pub fn get(&self, key: u64) -> Option<&V> {
+    pub fn get(&self, key: impl Into<u64>) -> Option<&V> {
         let (r, n) = Self::split(key);
         self.rows.get(r)?.get(n)?.as_ref()
     }
 
-    pub fn get_mut(&mut self, key: u64) -> Option<&mut V> {
+    pub fn get_mut(&mut self, key: impl Into<u64>) -> Option<&mut V> {
         let (r, n) = Self::split(key);
         self.rows.get_mut(r)?.get_mut(n)?.as_mut()
     }
 
-    pub fn contains_key(&self, key: u64) -> bool {
+    pub fn contains_key(&self, key: impl Into<u64>) -> bool {
         self.get(key).is_some()
     }
 
     /// The value at `key`, first set to `value` if there is none.
-    pub fn get_or_insert(&mut self, key: u64, value: V) -> &mut V {
+    pub fn get_or_insert(&mut self, key: impl Into<u64>, value: V) -> &mut V {
         let (r, n) = Self::split(key);
         if self.rows.len() <= r {
             self.rows.resize_with(r + 1, Vec::new);
@@ -55,7 +57,8 @@ impl<V> KeyTable<V> {
         row[n].get_or_insert(value)
     }
 
-    pub fn insert(&mut self, key: u64, value: V) -> Option<V> {
+    pub fn insert(&mut self, key: impl Into<u64>, value: V) -> Option<V> {
+        let key = key.into();
         if let Some(old) = self.get_mut(key) {
             return Some(std::mem::replace(old, value));
         }
@@ -63,7 +66,7 @@ impl<V> KeyTable<V> {
         None
     }
 
-    pub fn remove(&mut self, key: u64) -> Option<V> {
+    pub fn remove(&mut self, key: impl Into<u64>) -> Option<V> {
         let (r, n) = Self::split(key);
         let old = self.rows.get_mut(r)?.get_mut(n)?.take();
         self.len -= old.is_some() as usize;
@@ -106,17 +109,11 @@ mod tests {
         // Random inserts, replacements, removals and lookups over a few clients' keys
         // (including keys never used and a client far beyond the others).
         let (mut table, mut map) = (KeyTable::default(), BTreeMap::new());
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = faultline_core::Rng::new(7);
         for step in 0..20_000u64 {
-            let client = [0, 1, 2, 7, 300][(next() % 5) as usize];
-            let key = client << 32 | (next() % 64);
-            match next() % 5 {
+            let client = [0, 1, 2, 7, 300][rng.pick(5)];
+            let key = client << 32 | rng.below(64);
+            match rng.below(5) {
                 0 | 1 => assert_eq!(table.insert(key, step), map.insert(key, step), "insert {key:x}"),
                 2 => assert_eq!(table.remove(key), map.remove(&key), "remove {key:x}"),
                 3 => {
@@ -141,9 +138,9 @@ mod tests {
                 assert!(table.values().eq(map.values()));
             }
         }
-        assert_eq!(table.get(5 << 32 | 9), None);
-        assert_eq!(table.remove(99 << 32), None);
+        assert_eq!(table.get(5u64 << 32 | 9), None);
+        assert_eq!(table.remove(99u64 << 32), None);
         table.clear();
-        assert_eq!((table.len(), table.iter().count(), table.get(7 << 32 | 3)), (0, 0, None));
+        assert_eq!((table.len(), table.iter().count(), table.get(7u64 << 32 | 3)), (0, 0, None));
     }
 }
