@@ -6,6 +6,12 @@ use faultline_core::{open, ActionKind, Recipe, RecipeError, Run, ScenarioSpec, T
 
 /// How often (in simulated time) a checkpoint is kept while playing forward.
 const CHECKPOINT_EVERY: u64 = MICROS_PER_S;
+/// The most of the time spent simulating that keeping checkpoints may take. A run whose
+/// state grows with every request (the payments ledger at the seeds' scale) takes longer to
+/// copy each second (200 ms natively at 16 s), so its checkpoints come further apart instead
+/// of stalling the page once a simulated second; a rewind then re-simulates at most about
+/// twenty copies' worth of time.
+const CHECKPOINT_SHARE: f64 = 0.05;
 /// Events processed between looks at the wall clock.
 const CHUNK: u64 = 500;
 /// The most the checkpoints may hold together. A run whose state grows with every request
@@ -44,6 +50,18 @@ pub struct Player {
     /// Set when `advance` stopped because the program held more than `heap_limit` (the page
     /// takes it, pauses and says so).
     pub out_of_memory: bool,
+    /// Wall-clock milliseconds, to weigh what checkpoints cost against simulating: the
+    /// page's clock in the browser; by default none (every checkpoint is free, so one is
+    /// kept each simulated second).
+    pub clock: fn() -> f64,
+    /// Wall milliseconds spent simulating since the last checkpoint, and what keeping that
+    /// one took.
+    sim_ms: f64,
+    checkpoint_ms: f64,
+}
+
+fn no_clock() -> f64 {
+    0.0
 }
 
 impl Player {
@@ -59,6 +77,9 @@ impl Player {
             checkpoint_budget: CHECKPOINT_BUDGET,
             heap_limit: HEAP_LIMIT,
             out_of_memory: false,
+            clock: no_clock,
+            sim_ms: 0.0,
+            checkpoint_ms: 0.0,
         };
         (player, problems)
     }
@@ -77,13 +98,24 @@ impl Player {
 
     fn keep_checkpoint(&mut self) {
         let last = self.checkpoints.last().map_or(Time::ZERO, |c| c.run.now());
-        if self.run.now().since(last) < CHECKPOINT_EVERY || self.last_snapshot > self.checkpoint_budget {
+        if self.run.now().since(last) < CHECKPOINT_EVERY
+            || self.last_snapshot > self.checkpoint_budget
+            || self.sim_ms * CHECKPOINT_SHARE < self.checkpoint_ms
+        {
             return;
         }
+        self.push_checkpoint();
+    }
+
+    /// Keeps a checkpoint of the run as it is now, and measures what that took.
+    fn push_checkpoint(&mut self) {
+        let start = (self.clock)();
         let c = Checkpoint::of(&*self.run);
         self.last_snapshot = c.bytes;
         self.checkpoints.push(c);
         self.thin();
+        self.checkpoint_ms = (self.clock)() - start;
+        self.sim_ms = 0.0;
     }
 
     /// Keeps the checkpoints within the budget: drops every other one (never the start, and
@@ -121,7 +153,9 @@ impl Player {
             }
             let next_mark = Time(self.run.now().micros() / CHECKPOINT_EVERY * CHECKPOINT_EVERY + CHECKPOINT_EVERY);
             let stop = target.min(next_mark);
+            let start = (self.clock)();
             let done = self.run.run_until(stop, CHUNK);
+            self.sim_ms += (self.clock)() - start;
             if self.run.now() >= stop {
                 self.keep_checkpoint();
             }
@@ -172,17 +206,14 @@ impl Player {
         let (start, _) = open(self.spec, &recipe);
         let start = Checkpoint { bytes: self.checkpoints[0].bytes, run: start };
         self.checkpoints = vec![start];
-        let now = Checkpoint::of(&*self.run);
-        self.last_snapshot = now.bytes;
-        self.checkpoints.push(now);
-        self.thin();
+        self.push_checkpoint();
         Ok(at)
     }
 
     /// Starts over with a different recipe (new seed, or a reset).
     pub fn replace(&mut self, recipe: &Recipe) -> Vec<RecipeError> {
         let (mut p, problems) = Player::new(self.spec, recipe);
-        (p.checkpoint_budget, p.heap_limit) = (self.checkpoint_budget, self.heap_limit);
+        (p.checkpoint_budget, p.heap_limit, p.clock) = (self.checkpoint_budget, self.heap_limit, self.clock);
         *self = p;
         problems
     }
@@ -254,16 +285,54 @@ mod tests {
         assert!(bytes <= p.checkpoint_budget, "{bytes} bytes kept, budget {}", p.checkpoint_budget);
         assert!((3..=10).contains(&n), "{n} checkpoints, thinned from 26");
         assert_eq!(p.checkpoints[0].run.now(), Time::ZERO, "the start is always kept");
-        let end = state(&p);
-        // Back to any moment and forward again: the same run, whichever checkpoint it starts from.
-        for t in [20, 13, 7, 1] {
+        rewinds_replay_the_same_run(&mut p, "s=leader-election", &[20, 13, 7, 1]);
+    }
+
+    /// Back to each of `times` (seconds) and forward again to where `p` was: the same run as
+    /// a straight one, whichever checkpoint each rewind starts from.
+    fn rewinds_replay_the_same_run(p: &mut Player, query: &str, times: &[u64]) {
+        let end = state(p);
+        for &t in times {
             p.seek(Time::from_secs(t));
-            let mut straight = player("s=leader-election");
+            let mut straight = player(query);
             straight.advance(Time::from_secs(t), || true);
-            assert_eq!(state(&p), state(&straight), "at {t} s");
+            assert_eq!(state(p), state(&straight), "at {t} s");
         }
+        p.advance(end.0, || true);
+        assert_eq!(state(p), end);
+    }
+
+    thread_local! {
+        static TICKS: std::cell::Cell<f64> = const { std::cell::Cell::new(0.0) };
+    }
+
+    /// A clock that moves 1 ms each time it is read: a chunk of simulation and a checkpoint
+    /// each seem to take 1 ms.
+    fn ticking() -> f64 {
+        TICKS.with(|t| {
+            t.set(t.get() + 1.0);
+            t.get()
+        })
+    }
+
+    #[test]
+    fn checkpoints_that_cost_much_against_simulating_come_further_apart() {
+        let _one_at_a_time = heap::SERIAL.lock();
+        let mut p = player("s=leader-election");
+        p.clock = ticking;
         p.advance(Time::from_secs(25), || true);
-        assert_eq!(state(&p), end);
+        // A checkpoint seems to cost as much as a chunk of simulation, and this run simulates
+        // about a chunk a second: after the first (its cost not yet known), one every
+        // twenty-odd seconds, not every second.
+        let times = |p: &Player| p.checkpoints.iter().map(|c| c.run.now().micros() / MICROS_PER_S).collect::<Vec<_>>();
+        let at = times(&p);
+        assert!(at.len() == 3 && at[2] - at[1] >= 20, "checkpoints at {at:?} s");
+        rewinds_replay_the_same_run(&mut p, "s=leader-election", &[24, 21, 13, 2]);
+        // The clock survives a new seed.
+        let recipe = p.recipe().clone();
+        p.replace(&recipe);
+        p.advance(Time::from_secs(25), || true);
+        assert_eq!(times(&p).len(), 3);
     }
 
     #[test]

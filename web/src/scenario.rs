@@ -348,7 +348,8 @@ fn reduced_motion() -> bool {
 }
 
 fn page(spec: &'static ScenarioSpec, recipe: Recipe, problems: Vec<RecipeError>) -> impl IntoView {
-    let (player, more) = Player::new(spec, &recipe);
+    let (mut player, more) = Player::new(spec, &recipe);
+    player.clock = wall_ms;
     let problems: Vec<String> = problems.iter().chain(&more).map(|p| p.to_string()).collect();
     let page = Page {
         player: StoredValue::new_local(player),
