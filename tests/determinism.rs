@@ -49,6 +49,25 @@ fn slicing_and_snapshots_do_not_change_the_run() {
 }
 
 #[test]
+fn what_is_kept_for_a_viewer_does_not_change_the_run() {
+    for spec in ALL {
+        let recipe = spec.default_recipe(5);
+        let end = Time(spec.default_until / 3);
+        let headless = run(spec, &recipe, Some(end));
+        let (mut watched, _) = open(spec, &recipe);
+        watched.run_until(end, u64::MAX);
+        assert_eq!(hash(headless.as_ref()), hash(watched.as_ref()), "{}: keeping the trace changed the run", spec.id());
+        assert_eq!(headless.sampler().series, watched.sampler().series, "{}", spec.id());
+        // The trace's entries and the latest deliveries (the afterglow drawn on the canvas)
+        // are kept only when someone watches.
+        let (h, w) = (headless.frame(100), watched.frame(100));
+        assert!(headless.trace().entries().is_empty() && h.recent.is_empty(), "{}", spec.id());
+        assert!(!watched.trace().entries().is_empty() && !w.recent.is_empty(), "{}", spec.id());
+        assert_eq!((h.now, h.in_flight, h.messages.len()), (w.now, w.in_flight, w.messages.len()), "{}", spec.id());
+    }
+}
+
+#[test]
 fn live_actions_replay_exactly_from_the_recipe() {
     let mut rng = TestRng(99);
     for spec in ALL {

@@ -410,6 +410,8 @@ struct Common {
     /// Messages lost lately, so the player can show them vanish.
     drops: Ring<Drop>,
     /// The latest deliveries, so a renderer can show traffic that is faster than a frame.
+    /// Like the trace's entries, remembered only for someone watching (`Trace::keep`):
+    /// headless runs and benchmarks skip them.
     recent: Ring<MsgFrame>,
     /// Faults the running handler inflicted (`Ctx::inflict`), applied once it returns.
     inflicted: Vec<Fault>,
@@ -916,7 +918,9 @@ impl<N: Node> Sim<N> {
                 }
                 self.k.detail(|| Detail::Msg(msg.clone()));
                 self.k.c.trace.delivered(self.k.c.now, from, to, label, id);
-                self.k.c.recent.push(MsgFrame { from, to, sent, deliver: self.k.c.now, kind: label, lost: false });
+                if self.k.c.trace.keep {
+                    self.k.c.recent.push(MsgFrame { from, to, sent, deliver: self.k.c.now, kind: label, lost: false });
+                }
                 self.invoke(to, |x, ctx| x.on_message(from, msg, ctx));
                 Some(to)
             }
