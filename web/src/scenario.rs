@@ -232,9 +232,10 @@ impl Page {
         let rest = (wall - self.sim_end.get_value()).clamp(0.0, 100.0);
         self.rest_ms.update_value(|r| *r = 0.8 * *r + 0.2 * rest);
         if self.seeking.get_untracked().is_some() {
-            // The user is waiting for the jump: spend more of the frame on it (the page
-            // still gets a frame every ~40 ms to stay responsive).
-            self.catch_up(wall + 25.0);
+            // The user is waiting for the jump: it gets the frames of a run that cannot
+            // keep up (20 a second, up to 40 ms of simulation each), so the page stays
+            // responsive and shows the jump's progress.
+            self.catch_up(wall + sim_budget(true, self.rest_ms.get_value()));
             self.tick.update(|t| *t += 1);
             if self.seeking.get_untracked().is_none() {
                 self.slow.update(|t| *t += 1);
