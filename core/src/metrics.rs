@@ -157,7 +157,8 @@ pub struct Metrics {
     hists: Vec<(&'static str, Hist)>,
 }
 
-fn slot<'a, T: Default>(v: &'a mut Vec<(&'static str, T)>, name: &'static str) -> &'a mut T {
+/// The value named `name` in a short list of named values, added (as the default) if missing.
+pub(crate) fn slot<'a, T: Default>(v: &'a mut Vec<(&'static str, T)>, name: &'static str) -> &'a mut T {
     let i = match v.iter().position(|(n, _)| *n == name) {
         Some(i) => i,
         None => {

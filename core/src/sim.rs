@@ -3,7 +3,7 @@
 
 use crate::fault::Fault;
 use crate::frame::{CheckStatus, Frame, MsgFrame, NodeFrame, NodeView, Status, Violation};
-use crate::metrics::{Metrics, Sampler};
+use crate::metrics::{slot, Metrics, Sampler};
 use crate::net::{Cut, Fate, Link, Network, NodeId};
 use crate::queue::{Class, EventQueue};
 use crate::recipe::{Action, ActionKind, Recipe, RecipeError};
@@ -196,28 +196,23 @@ impl<N: Node> World<'_, N> {
 }
 
 /// The god's-eye tallies (`Ctx::tally`), by name and then by key. A run has a few names and
-/// may have a key per payment: names are found by a short scan and keys in a map of
-/// integers, so a lookup never compares strings (keyed by (name, key), a map compared the
-/// name at every level of its tree: 5% of payments at the seeds' scale).
+/// may have many keys (say, a user and a window for every admission): names are found in a
+/// short list, like metrics, and keys in a map of integers, so a lookup never compares
+/// strings (keyed by (name, key), a map compared the name at every level of its tree: 5%
+/// of payments at the seeds' scale, when payments tallied its charges).
 #[derive(Clone, Debug, Default)]
 struct Tallies(Vec<(&'static str, BTreeMap<u64, i64>)>);
 
 impl Tallies {
-    fn position(&self, name: &str) -> Option<usize> {
-        self.0.iter().position(|(n, _)| (n.as_ptr() == name.as_ptr() && n.len() == name.len()) || *n == name)
-    }
     /// Adds `delta` to the tally and returns its new value.
     fn add(&mut self, name: &'static str, key: u64, delta: i64) -> i64 {
-        let i = self.position(name).unwrap_or_else(|| {
-            self.0.push((name, BTreeMap::new()));
-            self.0.len() - 1
-        });
-        let v = self.0[i].1.entry(key).or_insert(0);
+        let v = slot(&mut self.0, name).entry(key).or_insert(0);
         *v += delta;
         *v
     }
     fn get(&self, name: &str, key: u64) -> i64 {
-        self.position(name).and_then(|i| self.0[i].1.get(&key).copied()).unwrap_or(0)
+        let keys = self.0.iter().find(|(n, _)| *n == name).map(|(_, keys)| keys);
+        keys.and_then(|keys| keys.get(&key).copied()).unwrap_or(0)
     }
 }
 
