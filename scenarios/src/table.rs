@@ -1,4 +1,19 @@
-//! A map from small dense integer keys to values, stored by index.
+//! Maps from small dense integer keys to values, stored by index, and an append-only list,
+//! both in blocks shared between copies.
+//!
+//! The player keeps a copy of the whole run every simulated second or so, to rewind. A
+//! table holding every payment ever made (hundreds of MB at the seeds' scale) took a
+//! fifth of a second to copy, and the copies together outgrew the player's budget, so
+//! rewinds re-simulated from near the start. Both structures here hold their entries in
+//! fixed-size blocks behind reference counts: a copy shares every block, and whichever
+//! side writes to a shared block first copies that block alone (copy on write). A run
+//! writes near its newest keys, so a copy costs a pointer per block plus the few blocks
+//! written since.
+
+use std::rc::Rc;
+
+/// Entries per shared block.
+const BLOCK: usize = 64;
 
 /// Values by a key `row << 32 | n` (given as any integer type that widens to `u64`), where
 /// rows are few and each row's `n` counts up from a small number: a payment key is
@@ -8,10 +23,11 @@
 /// searching: the payment database and provider hold an entry for every payment ever made
 /// (at the seeds' scale, 50,000 a second, searching them was a sixth of the run, and copying
 /// them for the player's checkpoints a tree walk), and a cache instance looks its keys up
-/// several times per read. Memory grows with the largest `n` of each row, not the count.
+/// several times per read. Memory grows with the largest `n` of each row, not the count,
+/// in blocks of 64 entries; a copy shares the blocks (see the module's note).
 #[derive(Clone, Debug)]
 pub struct KeyTable<V> {
-    rows: Vec<Vec<Option<V>>>,
+    rows: Vec<Vec<Rc<[Option<V>; BLOCK]>>>,
     len: usize,
 }
 
@@ -21,7 +37,7 @@ impl<V> Default for KeyTable<V> {
     }
 }
 
-impl<V> KeyTable<V> {
+impl<V: Clone> KeyTable<V> {
     fn split(key: impl Into<u64>) -> (usize, usize) {
         let key = key.into();
         ((key >> 32) as usize, (key & u32::MAX as u64) as usize)
@@ -29,12 +45,20 @@ impl<V> KeyTable<V> {
 
     pub fn get(&self, key: impl Into<u64>) -> Option<&V> {
         let (r, n) = Self::split(key);
-        self.rows.get(r)?.get(n)?.as_ref()
+        self.rows.get(r)?.get(n / BLOCK)?[n % BLOCK].as_ref()
+    }
+
+    /// The slot of a present value, its block made this table's own (copied if shared):
+    /// a miss leaves a shared block shared.
+    fn present_mut(&mut self, key: impl Into<u64>) -> Option<&mut Option<V>> {
+        let (r, n) = Self::split(key);
+        let block = self.rows.get_mut(r)?.get_mut(n / BLOCK)?;
+        block[n % BLOCK].as_ref()?;
+        Some(&mut Rc::make_mut(block)[n % BLOCK])
     }
 
     pub fn get_mut(&mut self, key: impl Into<u64>) -> Option<&mut V> {
-        let (r, n) = Self::split(key);
-        self.rows.get_mut(r)?.get_mut(n)?.as_mut()
+        self.present_mut(key)?.as_mut()
     }
 
     pub fn contains_key(&self, key: impl Into<u64>) -> bool {
@@ -48,13 +72,14 @@ impl<V> KeyTable<V> {
             self.rows.resize_with(r + 1, Vec::new);
         }
         let row = &mut self.rows[r];
-        if row.len() <= n {
-            row.resize_with(n + 1, || None);
+        if row.len() <= n / BLOCK {
+            row.resize_with(n / BLOCK + 1, || Rc::new(std::array::from_fn(|_| None)));
         }
-        if row[n].is_none() {
+        let slot = &mut Rc::make_mut(&mut row[n / BLOCK])[n % BLOCK];
+        if slot.is_none() {
             self.len += 1;
         }
-        row[n].get_or_insert(value)
+        slot.get_or_insert(value)
     }
 
     pub fn insert(&mut self, key: impl Into<u64>, value: V) -> Option<V> {
@@ -67,9 +92,8 @@ impl<V> KeyTable<V> {
     }
 
     pub fn remove(&mut self, key: impl Into<u64>) -> Option<V> {
-        let (r, n) = Self::split(key);
-        let old = self.rows.get_mut(r)?.get_mut(n)?.take();
-        self.len -= old.is_some() as usize;
+        let old = self.present_mut(key)?.take();
+        self.len -= 1;
         old
     }
 
@@ -89,13 +113,77 @@ impl<V> KeyTable<V> {
     /// Every (key, value), in key order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, &V)> {
         self.rows.iter().enumerate().flat_map(|(r, row)| {
-            row.iter().enumerate().filter_map(move |(n, v)| Some(((r as u64) << 32 | n as u64, v.as_ref()?)))
+            row.iter()
+                .flat_map(|block| block.iter())
+                .enumerate()
+                .filter_map(move |(n, v)| Some(((r as u64) << 32 | n as u64, v.as_ref()?)))
         })
     }
 
     /// Every value, in key order.
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.iter().map(|(_, v)| v)
+    }
+}
+
+/// Entries per shared block of a `Log`.
+const LOG_BLOCK: usize = 1024;
+
+/// An append-only list, in blocks shared between copies (see the module's note): every
+/// block but the last is full, and only the last is ever written.
+#[derive(Clone, Debug)]
+pub struct Log<T> {
+    blocks: Vec<Rc<Vec<T>>>,
+}
+
+impl<T> Default for Log<T> {
+    fn default() -> Self {
+        Log { blocks: Vec::new() }
+    }
+}
+
+impl<T: Clone> Log<T> {
+    pub fn push(&mut self, value: T) {
+        match self.blocks.last_mut() {
+            Some(last) if last.len() < LOG_BLOCK => {
+                if Rc::get_mut(last).is_none() {
+                    // Shared with a copy: this side takes its own, with room for the rest.
+                    let mut own = Vec::with_capacity(LOG_BLOCK);
+                    own.extend_from_slice(last);
+                    *last = Rc::new(own);
+                }
+                Rc::make_mut(last).push(value)
+            }
+            _ => {
+                let mut block = Vec::with_capacity(LOG_BLOCK);
+                block.push(value);
+                self.blocks.push(Rc::new(block));
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.blocks.last().map_or(0, |last| (self.blocks.len() - 1) * LOG_BLOCK + last.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+    }
+
+    /// As `slice::partition_point`: how many entries from the start satisfy `pred`, for a
+    /// `pred` true of a prefix of the list and false of the rest.
+    pub fn partition_point(&self, mut pred: impl FnMut(&T) -> bool) -> usize {
+        // The blocks wholly in the prefix; all but the last block are full.
+        let whole = self.blocks.partition_point(|b| b.last().is_some_and(&mut pred));
+        match self.blocks.get(whole) {
+            Some(b) => whole * LOG_BLOCK + b.partition_point(pred),
+            None => self.len(),
+        }
+    }
+
+    /// Every entry, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.blocks.iter().flat_map(|b| b.iter())
     }
 }
 
@@ -142,5 +230,69 @@ mod tests {
         assert_eq!(table.remove(99u64 << 32), None);
         table.clear();
         assert_eq!((table.len(), table.iter().count(), table.get(7u64 << 32 | 3)), (0, 0, None));
+    }
+
+    #[test]
+    fn copies_share_blocks_but_never_each_others_writes() {
+        // A table and a log, copied at several points while both sides go on writing
+        // (new keys, old keys, removals): each copy must keep answering exactly as it
+        // did when it was made, and the original as if no copy had been made.
+        let (mut table, mut map) = (KeyTable::default(), BTreeMap::new());
+        let (mut log, mut list) = (Log::default(), Vec::new());
+        let mut copies = Vec::new();
+        let mut rng = faultline_core::Rng::new(11);
+        for step in 0..30_000u64 {
+            let key = rng.below(3) << 32 | rng.below(step / 20 + 1);
+            if rng.below(4) == 0 {
+                assert_eq!(table.remove(key), map.remove(&key));
+            } else {
+                assert_eq!(table.insert(key, step), map.insert(key, step));
+            }
+            log.push(step);
+            list.push(step);
+            if step % 3_001 == 0 {
+                copies.push((table.clone(), map.clone(), log.clone(), list.clone()));
+            }
+            // A copy written to after it was made must not show in the original either.
+            let which = rng.pick(copies.len().max(1));
+            if let Some((t, m, l, v)) = copies.get_mut(which) {
+                let k = rng.below(3) << 32 | rng.below(64);
+                assert_eq!(t.insert(k, u64::MAX - step), m.insert(k, u64::MAX - step));
+                if let Some(x) = t.get_mut(k ^ 1) {
+                    *x += 1;
+                    *m.get_mut(&(k ^ 1)).unwrap() += 1;
+                }
+                l.push(u64::MAX - step);
+                v.push(u64::MAX - step);
+            }
+        }
+        copies.push((table, map, log, list));
+        for (t, m, l, v) in &copies {
+            assert!(t.iter().map(|(k, v)| (k, *v)).eq(m.iter().map(|(k, v)| (*k, *v))));
+            assert_eq!(t.len(), m.len());
+            assert!(l.iter().eq(v.iter()));
+            assert_eq!(l.len(), v.len());
+        }
+    }
+
+    #[test]
+    fn a_log_finds_a_partition_point_like_a_slice() {
+        let (mut log, mut list) = (Log::default(), Vec::new());
+        assert_eq!((log.len(), log.is_empty(), log.partition_point(|&x: &u64| x < 5)), (0, true, 0));
+        for i in 0..5_000u64 {
+            let t = i / 3; // repeats, as charges in one microsecond do
+            log.push(t);
+            list.push(t);
+            if i % 97 == 0 || i == 4_999 {
+                for probe in [0, t / 2, t, t + 1, 1_000, 1_024, 5_000] {
+                    assert_eq!(
+                        log.partition_point(|&x| x < probe),
+                        list.partition_point(|&x| x < probe),
+                        "{i} {probe}"
+                    );
+                }
+                assert_eq!((log.len(), log.is_empty()), (list.len(), false));
+            }
+        }
     }
 }
