@@ -166,13 +166,16 @@ impl Player {
         true
     }
 
-    /// Rewinds to the latest checkpoint at or before `t` (cheap); `advance` then covers the rest.
+    /// Goes to the latest checkpoint at or before `t` (cheap) when `t` is behind the run, or
+    /// when that checkpoint is ahead of it (a jump forward after a rewind: the checkpoints
+    /// past the rewind's point are of the same run, so they are kept); `advance` then covers
+    /// the rest.
     pub fn rewind_towards(&mut self, t: Time) {
         let t = t.min(self.until);
-        if t < self.run.now() {
-            let i = self.checkpoints.iter().rposition(|c| c.run.now() <= t).unwrap_or(0);
-            self.checkpoints.truncate(i + 1);
-            self.run = self.checkpoints[i].run.snapshot();
+        let i = self.checkpoints.iter().rposition(|c| c.run.now() <= t).unwrap_or(0);
+        let from = &self.checkpoints[i].run;
+        if t < self.run.now() || from.now() > self.run.now() {
+            self.run = from.snapshot();
         }
     }
 
@@ -193,7 +196,6 @@ impl Player {
     pub fn step_back(&mut self) {
         let want = self.run.events().saturating_sub(1);
         let i = self.checkpoints.iter().rposition(|c| c.run.events() <= want).unwrap_or(0);
-        self.checkpoints.truncate(i + 1);
         self.run = self.checkpoints[i].run.snapshot();
         while self.run.events() < want && self.run.step() {}
     }
@@ -333,6 +335,30 @@ mod tests {
         p.replace(&recipe);
         p.advance(Time::from_secs(25), || true);
         assert_eq!(times(&p).len(), 3);
+    }
+
+    #[test]
+    fn a_jump_forward_after_a_rewind_starts_from_the_checkpoints_past_it() {
+        let _one_at_a_time = heap::SERIAL.lock();
+        let mut p = player("s=leader-election");
+        p.advance(Time::from_secs(25), || true);
+        p.seek(Time::from_secs(3));
+        assert_eq!(p.checkpoint_use().0, 26, "a rewind keeps the checkpoints past it");
+        // Forward to a checkpoint's moment: nothing is simulated (the clock is read around
+        // each stretch of simulation, so it does not move), and it is the same run.
+        p.clock = ticking;
+        let ticks = || TICKS.with(|t| t.get());
+        let before = ticks();
+        p.seek(Time::from_secs(20));
+        assert_eq!(ticks(), before, "simulated from 3 s to 20 s instead of starting at the checkpoint");
+        let mut straight = player("s=leader-election");
+        straight.advance(Time::from_secs(20), || true);
+        assert_eq!(state(&p), state(&straight));
+        // Back and forth, and a step back from there: still the same run throughout.
+        rewinds_replay_the_same_run(&mut p, "s=leader-election", &[2, 24, 9, 25, 17, 0]);
+        p.step_back();
+        assert_eq!(p.run.events(), straight.run.events() - 1);
+        assert_eq!(p.checkpoint_use().0, 26, "nor does a step back drop any");
     }
 
     #[test]
