@@ -1,0 +1,46 @@
+//! What jumping around a big run costs in the player, natively: plays a recipe to its end
+//! as "End ▶▶" does (keeping checkpoints as the page keeps them, weighed with a real
+//! clock), then jumps back and forth. `cargo run --release -p web --example seek_cost --
+//! '<recipe query>' [seconds to jump to…]`; by default every recipe of
+//! `faultline_scenarios::AT_SCALE`, jumping to 5 s before the end, then the middle, then
+//! 2 s before the end. A profiling aid, not a test.
+
+use faultline_core::{Recipe, Time, MICROS_PER_S};
+use std::sync::OnceLock;
+use std::time::Instant;
+use web::player::Player;
+
+fn wall_ms() -> f64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs_f64() * 1000.0
+}
+
+fn measure(query: &str, jumps: &[u64]) {
+    let (recipe, spec) = match Recipe::from_url_strict(query, faultline_scenarios::find) {
+        Ok(r) => r,
+        Err(e) => return println!("{query}: {e}"),
+    };
+    let (mut p, _) = Player::new(spec, &recipe);
+    p.clock = wall_ms;
+    let t = Instant::now();
+    p.advance(p.until, || true);
+    let (n, bytes) = p.checkpoint_use();
+    print!("{}: to the end ({}) {:.2?}, {n} checkpoints, {} MB", spec.id(), p.until, t.elapsed(), bytes >> 20);
+    let end = p.until.micros() / MICROS_PER_S;
+    let defaults = [end.saturating_sub(5), end / 2, end.saturating_sub(2)];
+    for &s in if jumps.is_empty() { &defaults[..] } else { jumps } {
+        let t = Instant::now();
+        p.seek(Time::from_secs(s));
+        print!("; to {s} s {:.2?}", t.elapsed());
+    }
+    println!();
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let jumps: Vec<u64> = args.iter().skip(1).filter_map(|a| a.parse().ok()).collect();
+    match args.first() {
+        Some(q) => measure(q, &jumps),
+        None => faultline_scenarios::AT_SCALE.iter().for_each(|(q, _)| measure(q, &[])),
+    }
+}
