@@ -26,7 +26,11 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
                 duplicates must wait on, and a sweeper that finishes payments whose instance died midway.",
             at_10x: "The key table grows with traffic times the retention window and needs expiry longer than any \
                 client's retry horizon; hot retries from a mobile client storm become lock contention on one key; \
-                every downstream (provider, ledger, email) needs the same key passed along.",
+                every downstream (provider, ledger, email) needs the same key passed along. The sweeper must \
+                grow too: at 50,000 payments a second, two seconds of 20% loss leave ~40,000 payments stuck in \
+                progress and three seconds of a slow provider ~190,000; a sweeper taking 50 a second per instance \
+                needs minutes, and until it is done the ledger is short of the provider — even `key-unique` fails \
+                reconciliation.",
             resembles: "Stripe's Idempotency-Key header, PayPal-Request-Id, AWS ClientToken, Adyen's idempotency \
                 keys; the 'in progress' row is the pattern in Brandur Leach's 'Implementing Stripe-like \
                 Idempotency Keys in Postgres'.",
@@ -406,10 +410,11 @@ pub struct Instance {
 #[derive(Clone, Debug, Default)]
 pub struct Db {
     keys: KeyTable<(KeyState, Option<Time>)>,
-    /// The keys whose state is in progress, as an index on `keys` would hold them: the
-    /// sweeper asks for these, and scanning every key ever stored for them (ten sweeps a
-    /// second, at 50,000 payments a second) had made the run slower the longer it went.
-    in_progress: BTreeSet<u64>,
+    /// The keys whose state is in progress, oldest first (since when, then the key), as an
+    /// index on `keys` would hold them: the sweeper asks for the oldest stale ones, and
+    /// scanning every key ever stored for them (at 50,000 payments a second) had made the
+    /// run slower the longer it went.
+    in_progress: BTreeSet<(Time, u64)>,
     /// Ledger: charge id → (key, when the provider charged it).
     ledger: KeyTable<(u64, Time)>,
     /// Charge times in the ledger, for the reconciliation check.
@@ -889,17 +894,35 @@ impl Instance {
 impl Db {
     /// Stores a key's state (every write to `keys` goes through here or `forget`).
     fn store(&mut self, key: u64, state: KeyState, expires: Option<Time>) {
-        if matches!(state, KeyState::InProgress { .. }) {
-            self.in_progress.insert(key);
-        } else {
-            self.in_progress.remove(&key);
+        self.unindex(key);
+        if let KeyState::InProgress { since } = state {
+            self.in_progress.insert((since, key));
         }
         self.keys.insert(key, (state, expires));
     }
 
     fn forget(&mut self, key: u64) {
-        self.in_progress.remove(&key);
+        self.unindex(key);
         self.keys.remove(key);
+    }
+
+    /// Up to 50 keys in progress for at least `older_than`, the oldest first, as a sweeper's
+    /// `ORDER BY since LIMIT 50` would give them: in key order, the keys of low-numbered
+    /// clients could keep everyone else's waiting.
+    fn stale(&self, now: Time, older_than: Micros) -> Vec<u64> {
+        self.in_progress
+            .iter()
+            .take_while(|(since, _)| now.since(*since) >= older_than)
+            .map(|&(_, key)| key)
+            .take(50)
+            .collect()
+    }
+
+    /// Takes `key` out of the in-progress index, if its stored state is there.
+    fn unindex(&mut self, key: u64) {
+        if let Some((KeyState::InProgress { since }, _)) = self.keys.get(key) {
+            self.in_progress.remove(&(*since, key));
+        }
     }
 
     fn state(&mut self, key: u64, now: Time) -> KeyState {
@@ -954,15 +977,7 @@ impl Db {
                 ctx.send(from, Msg::Recorded { key, charge });
             }
             Msg::StaleKeys { older_than } => {
-                let keys: Vec<u64> = self
-                    .in_progress
-                    .iter()
-                    .copied()
-                    .filter(|&k| {
-                        matches!(self.keys.get(k), Some((KeyState::InProgress { since }, _)) if now.since(*since) >= older_than)
-                    })
-                    .take(50)
-                    .collect();
+                let keys = self.stale(now, older_than);
                 if !keys.is_empty() {
                     ctx.send(from, Msg::Stale { keys });
                 }
@@ -1030,6 +1045,32 @@ mod tests {
         for seed in 1..=5 {
             assert_eq!(first_double_charge("key-unique", seed), (None, 0), "key-unique, seed {seed}");
         }
+    }
+
+    #[test]
+    fn the_sweeper_gets_the_oldest_stale_keys_first() {
+        let mut db = Db::default();
+        let at = |ms| Time::from_ms(ms);
+        let key = |client: u64, n: u64| client << 32 | n;
+        // Client 0's keys are the newest; client 9's the oldest.
+        for n in 0..60 {
+            db.store(key(0, n), KeyState::InProgress { since: at(5_000 + n) }, None);
+            db.store(key(9, n), KeyState::InProgress { since: at(1_000 + n) }, None);
+        }
+        db.store(key(5, 1), KeyState::InProgress { since: at(9_000) }, None);
+        // Done, forgotten, or claimed again (in progress since later): out of the way.
+        db.store(key(9, 0), KeyState::Done { charge: 7 }, None);
+        db.forget(key(9, 1));
+        db.store(key(9, 2), KeyState::InProgress { since: at(9_500) }, None);
+        let stale = db.stale(at(10_000), 3_000 * MICROS_PER_MS);
+        assert_eq!(stale, (3..53).map(|n| key(9, n)).collect::<Vec<_>>());
+        // Later, after client 9's are done: client 0's, oldest first; not yet the newer ones.
+        for n in 0..60 {
+            db.store(key(9, n), KeyState::Done { charge: n }, None);
+        }
+        let stale = db.stale(at(8_010), 3_000 * MICROS_PER_MS);
+        assert_eq!(stale, (0..=10).map(|n| key(0, n)).collect::<Vec<_>>());
+        assert_eq!(db.in_progress.len(), 61, "client 0's 60 and client 5's one");
     }
 
     #[test]
