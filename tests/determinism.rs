@@ -68,6 +68,42 @@ fn what_is_kept_for_a_viewer_does_not_change_the_run() {
 }
 
 #[test]
+fn keeping_for_a_viewer_in_stretches_keeps_one_unbroken_stretch_and_never_changes_the_run() {
+    // As the player does for a run that cannot keep up: the trace kept only for the last
+    // stretch of each frame. The run is the same, and what is kept is exactly the tail of
+    // what a viewer watching throughout would have kept.
+    for spec in ALL {
+        let recipe = spec.default_recipe(6);
+        let end = Time(spec.default_until / 3);
+        let (mut watched, _) = open(spec, &recipe);
+        watched.run_until(end, u64::MAX);
+        let (mut stretches, _) = open(spec, &recipe);
+        let mut t = Time::ZERO;
+        let mut i = 0;
+        while t < end {
+            i += 1;
+            t = Time((t.0 + end.0 / 9 + i * 7_919).min(end.0));
+            stretches.keep_trace(i % 3 == 0);
+            stretches.run_until(Time(t.0.saturating_sub(end.0 / 20)), u64::MAX);
+            stretches.keep_trace(true);
+            stretches.run_until(t, u64::MAX);
+        }
+        let id = spec.id();
+        assert_eq!(hash(stretches.as_ref()), hash(watched.as_ref()), "{id}: keeping in stretches changed the run");
+        assert_eq!(stretches.sampler().series, watched.sampler().series, "{id}");
+        let (kept, all) = (stretches.trace().entries().to_vec(), watched.trace().entries().to_vec());
+        assert!(!kept.is_empty() && kept.len() <= all.len(), "{id}: {} kept", kept.len());
+        let tail = &all[all.len() - kept.len()..];
+        assert!(kept[..] == tail[..], "{id}: not the unbroken tail of the run (kept from seq {})", kept[0].seq);
+        for e in &kept {
+            assert_eq!(stretches.detail(e.seq), watched.detail(e.seq), "{id}: detail of {}", e.seq);
+        }
+        let (s, w) = (stretches.frame(100), watched.frame(100));
+        assert!(!s.recent.is_empty() && s.recent[..] == w.recent[w.recent.len() - s.recent.len()..], "{id}: afterglow");
+    }
+}
+
+#[test]
 fn live_actions_replay_exactly_from_the_recipe() {
     let mut rng = TestRng(99);
     for spec in ALL {

@@ -72,6 +72,12 @@ impl<T> Ring<T> {
         }
     }
 
+    /// Forgets every item (keeping the room they took).
+    pub fn clear(&mut self) {
+        self.items.clear();
+        self.next = 0;
+    }
+
     pub fn to_vec(&self) -> Vec<T>
     where
         T: Clone,
@@ -103,6 +109,11 @@ mod tests {
         assert_eq!(r.to_vec(), [5, 6, 7]);
         assert_eq!(r.iter().rev().copied().collect::<Vec<_>>(), [7, 6, 5]);
         assert_eq!((r.len(), r[0], r[2], r.get(3)), (3, 5, 7, None));
+        r.clear();
+        assert_eq!((r.len(), r.get(0)), (0, None));
+        r.push(8);
+        r.push(9);
+        assert_eq!(r.to_vec(), [8, 9], "filled again from the start");
     }
 
     #[test]

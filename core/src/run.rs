@@ -31,6 +31,10 @@ pub trait Run {
     fn sampler(&self) -> &Sampler;
     fn trace(&self) -> &Trace;
     fn trace_mut(&mut self) -> &mut Trace;
+    /// Turns keeping what a viewer needs (trace entries, copies of messages, the latest
+    /// deliveries) on or off. Turned on after being off, it starts afresh, so what is kept
+    /// is always one unbroken stretch of the run up to now. Never changes the run itself.
+    fn keep_trace(&mut self, on: bool);
     /// The message or timer of trace entry `seq` in full (`Debug`), if still kept.
     fn detail(&self, seq: u64) -> Option<String>;
     /// A copy of the whole run as it stands, for rewinding from checkpoints.

@@ -1044,6 +1044,14 @@ impl<N: Node> Run for Sim<N> {
     fn trace_mut(&mut self) -> &mut Trace {
         &mut self.k.c.trace
     }
+    fn keep_trace(&mut self, on: bool) {
+        if on && !self.k.c.trace.keep {
+            self.k.c.trace.forget_kept();
+            self.k.details.clear();
+            self.k.c.recent.clear();
+        }
+        self.k.c.trace.keep = on;
+    }
     fn detail(&self, seq: u64) -> Option<String> {
         let d = &self.k.details;
         let i = d.partition_point(|(s, _)| *s < seq);

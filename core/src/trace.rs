@@ -227,6 +227,11 @@ impl Trace {
         self.entries.push(TraceEvent { seq: self.total - 1, at, kind });
     }
 
+    /// Forgets the kept entries (the hash and the count go on).
+    pub fn forget_kept(&mut self) {
+        self.entries.clear();
+    }
+
     /// How many entries are kept at most.
     pub fn cap(&self) -> usize {
         self.entries.cap()
