@@ -21,6 +21,9 @@ pub const CHECKPOINT_BUDGET: usize = 256 << 20;
 /// The most the whole program may hold before the player stops a run, rather than let the
 /// tab run out of memory and freeze.
 pub const HEAP_LIMIT: usize = 1 << 30;
+/// How many of a frame's last events a run that cannot keep up keeps for the event log, as
+/// a multiple of what the trace holds: the frame before's pace guesses where they start.
+const KEPT_TAIL: f64 = 1.5;
 
 /// A snapshot of the run, and the bytes it took.
 struct Checkpoint {
@@ -58,6 +61,14 @@ pub struct Player {
     /// one took.
     sim_ms: f64,
     checkpoint_ms: f64,
+    /// When the last `advance` ran out of its budget: the events it processed, and how many
+    /// per simulated microsecond. The next keeps what a viewer needs (the trace, message
+    /// copies, the afterglow) only for about as many of its last events as the trace holds:
+    /// from where as many events as the last one's are nearly done, or from that many
+    /// events' worth of simulated time before where it would stop. Keeping them costs a run
+    /// at the seeds' scale a quarter to a half more time, and only the last of a frame's
+    /// events can be seen.
+    behind: Option<(u64, f64)>,
 }
 
 fn no_clock() -> f64 {
@@ -80,6 +91,7 @@ impl Player {
             clock: no_clock,
             sim_ms: 0.0,
             checkpoint_ms: 0.0,
+            behind: None,
         };
         (player, problems)
     }
@@ -143,9 +155,27 @@ impl Player {
 
     /// Runs towards `target` until it is reached or `still_time()` says the frame's budget is
     /// spent. Returns false if the budget ran out first.
-    pub fn advance(&mut self, target: Time, mut still_time: impl FnMut() -> bool) -> bool {
+    pub fn advance(&mut self, target: Time, still_time: impl FnMut() -> bool) -> bool {
+        let (events, from) = (self.run.events(), self.run.now());
+        let reached = self.advance_keeping_the_tail(target, still_time);
+        let (done, span) = (self.run.events() - events, self.run.now().since(from));
+        self.behind = (!reached && span > 0).then(|| (done, done as f64 / span as f64));
+        self.run.keep_trace(true);
+        reached
+    }
+
+    fn advance_keeping_the_tail(&mut self, target: Time, mut still_time: impl FnMut() -> bool) -> bool {
         let target = target.min(self.until);
         self.out_of_memory = false;
+        // Where keeping starts at the latest: after this many events, or this much simulated
+        // time before a stop (none: keep all).
+        let tail = (KEPT_TAIL * self.run.trace().cap() as f64) as u64;
+        let quiet = self
+            .behind
+            .map(|(done, rate)| (self.run.events() + done.saturating_sub(tail), ((tail as f64 / rate) as u64).max(1)));
+        // Once the budget ran out while nothing was kept: keep, and go on regardless of the
+        // budget until this many events have been kept, so the log is never left stale.
+        let mut overtime_until: Option<u64> = None;
         while self.run.now() < target {
             if heap::live_bytes() > self.heap_limit {
                 self.out_of_memory = true;
@@ -153,14 +183,36 @@ impl Player {
             }
             let next_mark = Time(self.run.now().micros() / CHECKPOINT_EVERY * CHECKPOINT_EVERY + CHECKPOINT_EVERY);
             let stop = target.min(next_mark);
+            // Keep over the stretch before each stop (the target, or a checkpoint's moment,
+            // so checkpoints are taken with what a viewer needs).
+            let (quiet_events, quiet_until) = match (quiet, overtime_until) {
+                (Some((events, span)), None) => (events, Time(stop.micros().saturating_sub(span))),
+                _ => (0, Time::ZERO),
+            };
+            let keep = self.run.events() >= quiet_events || self.run.now() >= quiet_until;
+            self.run.keep_trace(keep);
             let start = (self.clock)();
-            let done = self.run.run_until(stop, CHUNK);
+            let done = if keep {
+                self.run.run_until(stop, CHUNK)
+            } else {
+                self.run.run_until(quiet_until, CHUNK.min(quiet_events - self.run.events()))
+            };
             self.sim_ms += (self.clock)() - start;
             if self.run.now() >= stop {
                 self.keep_checkpoint();
             }
-            if done == CHUNK && self.run.now() < target && !still_time() {
-                return false;
+            if done == CHUNK && self.run.now() < target {
+                match overtime_until {
+                    Some(n) if self.run.events() >= n => return false,
+                    Some(_) => {}
+                    None if !still_time() => {
+                        if keep {
+                            return false;
+                        }
+                        overtime_until = Some(self.run.events() + self.run.trace().cap() as u64);
+                    }
+                    None => {}
+                }
             }
         }
         true
@@ -359,6 +411,37 @@ mod tests {
         p.step_back();
         assert_eq!(p.run.events(), straight.run.events() - 1);
         assert_eq!(p.checkpoint_use().0, 26, "nor does a step back drop any");
+    }
+
+    #[test]
+    fn frames_that_cannot_keep_up_keep_the_log_of_their_last_events() {
+        let _one_at_a_time = heap::SERIAL.lock();
+        let q = "s=distributed-rate-limiter&strategy=gossip&users=200&abusive=200&normal_rps=1000&abusive_rps=5000&instances=32";
+        let mut p = player(q);
+        let mut straight = player(q);
+        let cap = p.run.trace().cap();
+        // Frames that run out of budget after 100 chunks, then one after its first chunk:
+        // from the second on, a frame keeps the trace only over its last stretch — or, when
+        // its budget ran out before that stretch, over as many events as the trace holds.
+        for (frame, chunks) in [100, 100, 100, 1, 100, 1, 1, 100].into_iter().enumerate() {
+            let mut n = 0;
+            assert!(!p.advance(p.until, || {
+                n += 1;
+                n < chunks
+            }));
+            straight.run.run_until(p.now(), p.run.events() - straight.run.events());
+            assert_eq!(state(&p), state(&straight), "frame {frame}");
+            let (kept, all) = (p.run.trace().entries().to_vec(), straight.run.trace().entries().to_vec());
+            assert!(kept.len() >= cap / 2, "frame {frame}: {} entries kept", kept.len());
+            assert!(kept[..] == all[all.len() - kept.len()..], "frame {frame}: not the latest events, unbroken");
+            let last = kept.last().unwrap().seq;
+            assert_eq!(p.run.detail(last), straight.run.detail(last));
+            if chunks == 1 && frame > 0 {
+                assert_eq!(kept.len(), cap, "frame {frame}: kept through its budget, as many as the trace holds");
+            }
+        }
+        assert!(p.run.trace().keep, "left keeping, for a step or a rewind");
+        rewinds_replay_the_same_run(&mut p, q, &[0]);
     }
 
     #[test]
