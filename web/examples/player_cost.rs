@@ -1,9 +1,11 @@
-//! What jumping around a big run costs in the player, natively: plays a recipe to its end
-//! as "End ▶▶" does (keeping checkpoints as the page keeps them, weighed with a real
-//! clock), then jumps back and forth. `cargo run --release -p web --example seek_cost --
-//! '<recipe query>' [seconds to jump to…]`; by default every recipe of
-//! `faultline_scenarios::AT_SCALE`, jumping to 5 s before the end, then the middle, then
-//! 2 s before the end. A profiling aid, not a test.
+//! What the player costs for a big run, natively: five simulated seconds (from 1 s) in
+//! frames of at most 40 ms of simulation, as the page gives a run that cannot keep up
+//! (how many times real time that plays); then the rest of the run in one go, keeping the
+//! trace throughout (the checkpoints kept as the page keeps them, weighed with a real
+//! clock), then jumps back and forth. `cargo run --release -p web --example player_cost -- '<recipe query>'
+//! [seconds to jump to…]`; by default every recipe of `faultline_scenarios::AT_SCALE`,
+//! jumping to 5 s before the end, then the middle, then 2 s before the end. A profiling
+//! aid, not a test.
 
 use faultline_core::{Recipe, Time, MICROS_PER_S};
 use std::sync::OnceLock;
@@ -22,10 +24,18 @@ fn measure(query: &str, jumps: &[u64]) {
     };
     let (mut p, _) = Player::new(spec, &recipe);
     p.clock = wall_ms;
+    p.advance(Time::from_secs(1), || true);
+    let t = Instant::now();
+    while p.now() < Time::from_secs(6).min(p.until) {
+        let budget_end = wall_ms() + 40.0;
+        p.advance(p.until, || wall_ms() < budget_end);
+    }
+    let pace = p.now().since(Time::from_secs(1)) as f64 / MICROS_PER_S as f64 / t.elapsed().as_secs_f64();
+    print!("{}: in 40 ms frames {pace:.2}× real time; ", spec.id());
     let t = Instant::now();
     p.advance(p.until, || true);
     let (n, bytes) = p.checkpoint_use();
-    print!("{}: to the end ({}) {:.2?}, {n} checkpoints, {} MB", spec.id(), p.until, t.elapsed(), bytes >> 20);
+    print!("to the end ({}) {:.2?}, {n} checkpoints, {} MB", p.until, t.elapsed(), bytes >> 20);
     let end = p.until.micros() / MICROS_PER_S;
     let defaults = [end.saturating_sub(5), end / 2, end.saturating_sub(2)];
     for &s in if jumps.is_empty() { &defaults[..] } else { jumps } {
