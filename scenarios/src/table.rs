@@ -257,13 +257,13 @@ mod tests {
             let which = rng.pick(copies.len().max(1));
             if let Some((t, m, l, v)) = copies.get_mut(which) {
                 let k = rng.below(3) << 32 | rng.below(64);
-                assert_eq!(t.insert(k, u64::MAX - step), m.insert(k, u64::MAX - step));
+                assert_eq!(t.insert(k, (1 << 40) + step), m.insert(k, (1 << 40) + step));
                 if let Some(x) = t.get_mut(k ^ 1) {
                     *x += 1;
                     *m.get_mut(&(k ^ 1)).unwrap() += 1;
                 }
-                l.push(u64::MAX - step);
-                v.push(u64::MAX - step);
+                l.push((1 << 40) + step);
+                v.push((1 << 40) + step);
             }
         }
         copies.push((table, map, log, list));
