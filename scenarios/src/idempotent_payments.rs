@@ -449,11 +449,11 @@ impl LedgerTimes {
 
     /// How many kept times are in `from..to`.
     fn count_between(&self, from: Time, to: Time) -> usize {
-        let ms = from.micros() / MICROS_PER_MS..=to.micros() / MICROS_PER_MS;
-        let within = |list: &Vec<Time>| list.partition_point(|&x| x < to) - list.partition_point(|&x| x < from);
         if from >= to {
             return 0;
         }
+        let within = |list: &Vec<Time>| list.partition_point(|&x| x < to) - list.partition_point(|&x| x < from);
+        let ms = from.micros() / MICROS_PER_MS..=to.micros() / MICROS_PER_MS;
         ms.map(|ms| self.by_ms.get(ms).map_or(0, within)).sum()
     }
 

@@ -2,7 +2,7 @@
 //! both in blocks shared between copies.
 //!
 //! The player keeps a copy of the whole run every simulated second or so, to rewind. A
-//! table holding every payment ever made (hundreds of MB at the seeds' scale) took a
+//! table holding every payment ever made (over 100 MB by 16 s at the seeds' scale) took a
 //! fifth of a second to copy, and the copies together outgrew the player's budget, so
 //! rewinds re-simulated from near the start. Both structures here hold their entries in
 //! fixed-size blocks behind reference counts: a copy shares every block, and whichever
