@@ -6,7 +6,7 @@ use faultline_core::{open, Outcome, Recipe, Run, ScenarioSpec, Time};
 pub fn run(spec: &'static ScenarioSpec, recipe: &Recipe, until: Option<Time>) -> Box<dyn Run> {
     let (mut run, problems) = open(spec, recipe);
     assert!(problems.is_empty(), "recipe has problems: {problems:?}");
-    run.trace_mut().keep = false;
+    run.keep_trace(false);
     run.run_until(until.unwrap_or(Time(spec.default_until)), u64::MAX);
     run
 }

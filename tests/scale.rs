@@ -16,7 +16,7 @@ fn main() {
     for (spec, recipe, end) in faultline_scenarios::at_scale() {
         let until = if quick { Time(MICROS_PER_S / 10) } else { end };
         let (mut run, _) = faultline_core::open(spec, &recipe);
-        run.trace_mut().keep = false;
+        run.keep_trace(false);
         let start = Instant::now();
         while run.now() < until {
             run.run_until(until, 1_000_000);

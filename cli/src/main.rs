@@ -114,7 +114,7 @@ pub fn execute_recipe(
 ) -> (Box<dyn Run>, f64, Vec<String>) {
     let started = std::time::Instant::now();
     let (mut run, problems) = open(spec, recipe);
-    run.trace_mut().keep = keep_trace;
+    run.keep_trace(keep_trace);
     run.run_until(until, u64::MAX);
     (run, started.elapsed().as_secs_f64(), problems.iter().map(|p| p.to_string()).collect())
 }

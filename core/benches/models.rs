@@ -135,7 +135,7 @@ fn pingpong(pairs: u32, events: u64, traced: bool) -> u64 {
         sim.add_node(B::Player { serve: true, partner: 2 * p + 1 });
         sim.add_node(B::Player { serve: false, partner: 2 * p });
     }
-    sim.trace_mut().keep = traced;
+    sim.keep_trace(traced);
     let mut n = 0;
     while n < events && sim.step() {
         n += 1;
@@ -148,7 +148,7 @@ pub fn engine_mm1(events: u64) -> u64 {
     let mut sim: Sim<B> = Sim::new(&setup(), Link::local());
     sim.add_node(B::Source { mean_gap: 100.0 });
     sim.add_node(B::Server { mean_service: 90.0, queue: 0, busy: false });
-    sim.trace_mut().keep = false;
+    sim.keep_trace(false);
     let mut n = 0;
     while n < events && sim.step() {
         n += 1;

@@ -30,7 +30,6 @@ pub trait Run {
     fn metrics(&self) -> &Metrics;
     fn sampler(&self) -> &Sampler;
     fn trace(&self) -> &Trace;
-    fn trace_mut(&mut self) -> &mut Trace;
     /// Turns keeping what a viewer needs (trace entries, copies of messages, the latest
     /// deliveries) on or off. Turned on after being off, it starts afresh, so what is kept
     /// is always one unbroken stretch of the run up to now. Never changes the run itself.

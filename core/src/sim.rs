@@ -405,7 +405,7 @@ struct Common {
     /// Messages lost lately, so the player can show them vanish.
     drops: Ring<Drop>,
     /// The latest deliveries, so a renderer can show traffic that is faster than a frame.
-    /// Like the trace's entries, remembered only for someone watching (`Trace::keep`):
+    /// Like the trace's entries, remembered only for someone watching (`Run::keep_trace`):
     /// headless runs and benchmarks skip them.
     recent: Ring<MsgFrame>,
     /// Faults the running handler inflicted (`Ctx::inflict`), applied once it returns.
@@ -1040,9 +1040,6 @@ impl<N: Node> Run for Sim<N> {
     }
     fn trace(&self) -> &Trace {
         &self.k.c.trace
-    }
-    fn trace_mut(&mut self) -> &mut Trace {
-        &mut self.k.c.trace
     }
     fn keep_trace(&mut self, on: bool) {
         if on && !self.k.c.trace.keep {

@@ -141,8 +141,9 @@ pub struct Trace {
     entries: Ring<TraceEvent>,
     total: u64,
     hash: RunHash,
-    /// Keep entries (the hash is always kept).
-    pub keep: bool,
+    /// Keep entries (the hash is always kept). Turned on and off through `Run::keep_trace`,
+    /// which also starts afresh what the run keeps beside the trace.
+    pub(crate) keep: bool,
     /// Keep a copy of each message and timer, so `Run::detail` can show it in full.
     pub details: bool,
 }
@@ -230,6 +231,11 @@ impl Trace {
     /// Forgets the kept entries (the hash and the count go on).
     pub fn forget_kept(&mut self) {
         self.entries.clear();
+    }
+
+    /// Whether entries are being kept.
+    pub fn keeps(&self) -> bool {
+        self.keep
     }
 
     /// How many entries are kept at most.

@@ -270,7 +270,7 @@ fn details_are_kept_for_the_kept_entries_and_never_change_the_hash() {
     assert_eq!(s.detail(u64::MAX), None);
 
     let mut bare = sim(recipe());
-    bare.trace_mut().keep = false;
+    bare.keep_trace(false);
     bare.run_until(Time::from_ms(1_000), u64::MAX);
     assert_eq!(bare.detail(sent.seq), None);
     assert_eq!(bare.trace().hash(), s.trace().hash());

@@ -12,7 +12,7 @@ fn measure(query: &str) {
         Err(e) => return println!("{query}: {e}"),
     };
     let (mut run, _) = open(spec, &recipe);
-    run.trace_mut().keep = true;
+    run.keep_trace(true);
     run.run_until(Time::from_ms(1000), u64::MAX);
     let events = run.events();
     let t = std::time::Instant::now();

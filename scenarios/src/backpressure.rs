@@ -742,7 +742,7 @@ mod tests {
     fn run(recipe: Recipe, secs: u64) -> Box<dyn Run> {
         let (mut run, problems) = open(&SPEC, &recipe);
         assert!(problems.is_empty(), "{problems:?}");
-        run.trace_mut().keep = false;
+        run.keep_trace(false);
         run.run_until(Time::from_secs(secs), u64::MAX);
         run
     }

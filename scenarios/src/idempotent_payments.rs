@@ -1067,10 +1067,11 @@ mod tests {
         // of the provider for over ten seconds; a bigger batch keeps it whole.
         for seed in 1..=2 {
             let ledger_after = |batch: i64| {
-                let mut recipe = Recipe::new(SPEC.id(), "key-unique", seed);
-                for (id, value) in [("clients", 50), ("pay_per_s", 1000), ("instances", 10), ("sweep_batch", batch)] {
-                    recipe.params.insert(id.to_string(), value);
-                }
+                let recipe = Recipe::new(SPEC.id(), "key-unique", seed)
+                    .with_param("clients", 50)
+                    .with_param("pay_per_s", 1000)
+                    .with_param("instances", 10)
+                    .with_param("sweep_batch", batch);
                 let (mut run, problems) = open(&SPEC, &recipe);
                 assert!(problems.is_empty(), "{problems:?}");
                 run.run_until(Time(SPEC.default_until), u64::MAX);

@@ -245,7 +245,7 @@ pub fn EngineBench() -> impl IntoView {
                         finished = true;
                         return;
                     };
-                    run.trace_mut().keep = false;
+                    run.keep_trace(false);
                     *cur = Some((next, run, 0.0));
                 }
                 if let Some((i, run, wall)) = cur.as_mut() {

@@ -440,7 +440,7 @@ mod tests {
                 assert_eq!(kept.len(), cap, "frame {frame}: kept through its budget, as many as the trace holds");
             }
         }
-        assert!(p.run.trace().keep, "left keeping, for a step or a rewind");
+        assert!(p.run.trace().keeps(), "left keeping, for a step or a rewind");
         rewinds_replay_the_same_run(&mut p, q, &[0]);
     }
 
