@@ -43,7 +43,8 @@ fn measure(query: &str, jumps: &[u64]) {
         p.seek(Time::from_secs(s));
         print!("; to {s} s {:.2?}", t.elapsed());
     }
-    println!();
+    let secs = |t: Time| t.micros() / MICROS_PER_S;
+    println!("; checkpoints then at {:?} s", p.checkpoint_times().into_iter().map(secs).collect::<Vec<_>>());
 }
 
 fn main() {

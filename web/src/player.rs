@@ -25,6 +25,29 @@ pub const HEAP_LIMIT: usize = 1 << 30;
 /// a multiple of what the trace holds: the frame before's pace guesses where they start.
 const KEPT_TAIL: f64 = 1.5;
 
+/// Which of the checkpoints (each one's time and size, in time order) to keep within
+/// `budget` bytes: while over it, the one (never the start nor the latest) whose neighbours
+/// are closest together is dropped, so that those left spread evenly over the run, wherever
+/// and in whatever order they were taken. A run whose checkpoints grow with it (payments at
+/// the seeds' scale) fits many small early ones and few big late ones in the budget; evenly
+/// spread, no rewind re-simulates much more than any other. If the start and the latest
+/// alone are over the budget, the latest goes too.
+fn within_budget(checkpoints: &[(Time, usize)], budget: usize) -> Vec<bool> {
+    let mut left: Vec<usize> = (0..checkpoints.len()).collect();
+    let mut total: usize = checkpoints.iter().map(|c| c.1).sum();
+    let time = |i: usize| checkpoints[i].0;
+    while total > budget && left.len() > 2 {
+        let closest = (1..left.len() - 1).min_by_key(|&k| time(left[k + 1]).since(time(left[k - 1]))).unwrap_or(1);
+        total -= checkpoints[left.remove(closest)].1;
+    }
+    if total > budget && left.len() == 2 {
+        left.pop();
+    }
+    let mut keep = vec![false; checkpoints.len()];
+    left.into_iter().for_each(|i| keep[i] = true);
+    keep
+}
+
 /// A snapshot of the run, and the bytes it took.
 struct Checkpoint {
     run: Box<dyn Run>,
@@ -108,44 +131,59 @@ impl Player {
         self.run.now() >= self.until
     }
 
+    /// Keeps a checkpoint when the run is a checkpoint interval past the one before it and,
+    /// after a rewind, before the one after: re-simulating a stretch between two far-apart
+    /// checkpoints fills it in, so going back there again is quick — unless the budget would
+    /// drop it again at once (it would be the closest to its neighbours), as it would in a
+    /// run whose checkpoints already fill the budget, spread evenly.
     fn keep_checkpoint(&mut self) {
-        let last = self.checkpoints.last().map_or(Time::ZERO, |c| c.run.now());
-        if self.run.now().since(last) < CHECKPOINT_EVERY
+        let now = self.run.now();
+        let at = self.checkpoints.partition_point(|c| c.run.now() <= now);
+        let before = self.checkpoints[at - 1].run.now();
+        if now.since(before) < CHECKPOINT_EVERY
+            || self.checkpoints.get(at).is_some_and(|c| c.run.now().since(now) < CHECKPOINT_EVERY)
             || self.last_snapshot > self.checkpoint_budget
             || self.sim_ms * CHECKPOINT_SHARE < self.checkpoint_ms
         {
             return;
         }
-        self.push_checkpoint();
+        if at < self.checkpoints.len() {
+            let mut plan = self.plan();
+            plan.insert(at, (now, self.last_snapshot));
+            if !within_budget(&plan, self.checkpoint_budget)[at] {
+                return;
+            }
+        }
+        self.push_checkpoint(at);
     }
 
-    /// Keeps a checkpoint of the run as it is now, and measures what that took.
-    fn push_checkpoint(&mut self) {
+    /// Each checkpoint's time and size.
+    fn plan(&self) -> Vec<(Time, usize)> {
+        self.checkpoints.iter().map(|c| (c.run.now(), c.bytes)).collect()
+    }
+
+    /// Keeps a checkpoint of the run as it is now, at `at` among the others (their order is
+    /// their time), and measures what that took.
+    fn push_checkpoint(&mut self, at: usize) {
         let start = (self.clock)();
         let c = Checkpoint::of(&*self.run);
         self.last_snapshot = c.bytes;
-        self.checkpoints.push(c);
+        self.checkpoints.insert(at, c);
         self.thin();
         self.checkpoint_ms = (self.clock)() - start;
         self.sim_ms = 0.0;
     }
 
-    /// Keeps the checkpoints within the budget: drops every other one (never the start, and
-    /// the newest last of all), so they thin out evenly over the run.
+    /// Keeps the checkpoints within the budget (see `within_budget`).
     fn thin(&mut self) {
-        let total = |cs: &[Checkpoint]| cs.iter().map(|c| c.bytes).sum::<usize>();
-        while total(&self.checkpoints) > self.checkpoint_budget && self.checkpoints.len() > 2 {
-            let newest = self.checkpoints.len() - 1;
-            let mut k = 0;
-            self.checkpoints.retain(|_| {
-                let keep = k % 2 == 0 || k == newest;
-                k += 1;
-                keep
-            });
-        }
-        if total(&self.checkpoints) > self.checkpoint_budget && self.checkpoints.len() == 2 {
-            self.checkpoints.pop();
-        }
+        let keep = within_budget(&self.plan(), self.checkpoint_budget);
+        let mut k = keep.iter();
+        self.checkpoints.retain(|_| k.next() == Some(&true));
+    }
+
+    /// When each checkpoint is of.
+    pub fn checkpoint_times(&self) -> Vec<Time> {
+        self.checkpoints.iter().map(|c| c.run.now()).collect()
     }
 
     /// How many checkpoints are kept, and the bytes they hold.
@@ -260,7 +298,7 @@ impl Player {
         let (start, _) = open(self.spec, &recipe);
         let start = Checkpoint { bytes: self.checkpoints[0].bytes, run: start };
         self.checkpoints = vec![start];
-        self.push_checkpoint();
+        self.push_checkpoint(1);
         Ok(at)
     }
 
@@ -338,6 +376,7 @@ mod tests {
         let (n, bytes) = p.checkpoint_use();
         assert!(bytes <= p.checkpoint_budget, "{bytes} bytes kept, budget {}", p.checkpoint_budget);
         assert!((3..=10).contains(&n), "{n} checkpoints, thinned from 26");
+        assert!(widest_gap(&p) <= 2 * 25 / (n as u64 - 1), "not spread evenly: at {:?} s", secs(&p));
         assert_eq!(p.checkpoints[0].run.now(), Time::ZERO, "the start is always kept");
         rewinds_replay_the_same_run(&mut p, "s=leader-election", &[20, 13, 7, 1]);
     }
@@ -378,15 +417,14 @@ mod tests {
         // A checkpoint seems to cost as much as a chunk of simulation, and this run simulates
         // about a chunk a second: after the first (its cost not yet known), one every
         // twenty-odd seconds, not every second.
-        let times = |p: &Player| p.checkpoints.iter().map(|c| c.run.now().micros() / MICROS_PER_S).collect::<Vec<_>>();
-        let at = times(&p);
+        let at = secs(&p);
         assert!(at.len() == 3 && at[2] - at[1] >= 20, "checkpoints at {at:?} s");
         rewinds_replay_the_same_run(&mut p, "s=leader-election", &[24, 21, 13, 2]);
         // The clock survives a new seed.
         let recipe = p.recipe().clone();
         p.replace(&recipe);
         p.advance(Time::from_secs(25), || true);
-        assert_eq!(times(&p).len(), 3);
+        assert_eq!(secs(&p).len(), 3);
     }
 
     #[test]
@@ -411,6 +449,76 @@ mod tests {
         p.step_back();
         assert_eq!(p.run.events(), straight.run.events() - 1);
         assert_eq!(p.checkpoint_use().0, 26, "nor does a step back drop any");
+    }
+
+    fn secs(p: &Player) -> Vec<u64> {
+        p.checkpoint_times().into_iter().map(|t| t.micros() / MICROS_PER_S).collect()
+    }
+
+    /// The longest stretch between two checkpoints, in seconds.
+    fn widest_gap(p: &Player) -> u64 {
+        secs(p).windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0)
+    }
+
+    #[test]
+    fn over_the_budget_the_checkpoint_closest_to_its_neighbours_goes_first() {
+        let cs = |secs: &[u64]| secs.iter().map(|&s| (Time::from_secs(s), 10)).collect::<Vec<_>>();
+        let kept = |secs: &[u64], budget| {
+            let keep = within_budget(&cs(secs), budget);
+            secs.iter().zip(keep).filter_map(|(&s, k)| k.then_some(s)).collect::<Vec<_>>()
+        };
+        assert_eq!(kept(&[0, 1, 2, 3, 4, 10, 20], 70), [0, 1, 2, 3, 4, 10, 20], "within the budget");
+        assert_eq!(kept(&[0, 1, 2, 3, 4, 10, 20], 40), [0, 4, 10, 20]);
+        assert_eq!(kept(&[0, 19, 20], 20), [0, 20], "the latest is kept");
+        assert_eq!(kept(&[0, 20], 19), [0], "the start is kept");
+        assert_eq!(kept(&[0, 20], 9), [0]);
+    }
+
+    /// A run at 25 s with checkpoints far apart, as one whose checkpoints cost much keeps
+    /// them: at the start, then from 20 s on.
+    fn gapped() -> Player {
+        let mut p = player("s=leader-election");
+        p.advance(Time::from_secs(25), || true);
+        p.checkpoints.retain(|c| c.run.now() == Time::ZERO || c.run.now() >= Time::from_secs(20));
+        assert_eq!(widest_gap(&p), 20);
+        p
+    }
+
+    #[test]
+    fn re_simulating_between_far_apart_checkpoints_fills_the_gap() {
+        let _one_at_a_time = heap::SERIAL.lock();
+        let mut p = gapped();
+        p.seek(Time::from_secs(12));
+        let mut filled: Vec<u64> = (0..=12).collect();
+        filled.extend(20..=25);
+        assert_eq!(secs(&p), filled);
+        // Back into the filled stretch: it starts from the checkpoint just before.
+        p.clock = ticking;
+        let ticks = || TICKS.with(|t| t.get());
+        let before = ticks();
+        p.seek(Time::from_ms(7_500));
+        assert!(ticks() - before <= 4.0, "re-simulated {} chunks, not from 7 s", ticks() - before);
+        // On into the rest of the gap: filled up to the next checkpoint.
+        p.clock = || 0.0;
+        p.seek(Time::from_ms(19_500));
+        filled.splice(13..13, 13..=19);
+        assert_eq!(secs(&p), filled);
+        rewinds_replay_the_same_run(&mut p, "s=leader-election", &[16, 3, 22, 12]);
+    }
+
+    #[test]
+    fn within_the_budget_the_checkpoints_spread_evenly_over_the_run() {
+        let _one_at_a_time = heap::SERIAL.lock();
+        let mut p = gapped();
+        // No room for more: re-simulating into the gap fills it all the same, and drops
+        // checkpoints where they are closest together to stay within the budget.
+        p.checkpoint_budget = p.checkpoint_use().1;
+        p.seek(Time::from_secs(12));
+        let at = secs(&p);
+        assert!(p.checkpoint_use().1 <= p.checkpoint_budget);
+        assert_eq!((at[0], at[at.len() - 1]), (0, 25), "the start and the latest are kept");
+        assert!(widest_gap(&p) <= 8, "checkpoints at {at:?} s");
+        rewinds_replay_the_same_run(&mut p, "s=leader-election", &[16, 3, 22, 12]);
     }
 
     #[test]
