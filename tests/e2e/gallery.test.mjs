@@ -21,6 +21,16 @@ test('the gallery lists every registered scenario, and search filters it', async
   await p.fill('input[type=search]', 'zzz-no-such-thing');
   await p.waitForSelector('.empty');
   assert.equal(await p.locator('.card').count(), 0);
+  // In any case, and by a strategy's name too.
+  const shows = async (q, title) => {
+    await p.fill('input[type=search]', q);
+    const titles = () => [...document.querySelectorAll('.card h3')].map((e) => e.textContent);
+    await p.waitForFunction((t) => [...document.querySelectorAll('.card h3')].length === 1
+      && document.querySelector('.card h3').textContent === t, title, { timeout: 5000 })
+      .catch(async () => assert.fail(`"${q}" shows ${JSON.stringify(await p.evaluate(titles))}, not only ${title}`));
+  };
+  await shows('CIRCUIT', 'Circuit breaker');
+  await shows('Single-Flight', 'Cache stampede');
   assert.deepEqual(p.errors, []);
 });
 

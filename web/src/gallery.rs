@@ -76,3 +76,21 @@ fn card(spec: &'static ScenarioSpec) -> impl IntoView {
         </a>
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::matches;
+    use faultline_scenarios::{cache_stampede, circuit_breaker, consistent_hashing};
+
+    #[test]
+    fn search_finds_ids_titles_categories_summaries_and_strategies_in_any_case() {
+        assert!(matches(&circuit_breaker::SPEC, "  CIRCUIT breaker "));
+        assert!(matches(&circuit_breaker::SPEC, "circuit-breaker"));
+        assert!(matches(&cache_stampede::SPEC, "caching"));
+        assert!(matches(&cache_stampede::SPEC, "SINGLE-FLIGHT"), "a strategy's name");
+        assert!(matches(&consistent_hashing::SPEC, "rendezvous"));
+        assert!(matches(&consistent_hashing::SPEC, ""), "an empty search shows everything");
+        assert!(!matches(&circuit_breaker::SPEC, "rendezvous"));
+        assert!(!matches(&circuit_breaker::SPEC, "zzz-no-such-thing"));
+    }
+}
