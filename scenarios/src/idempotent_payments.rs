@@ -422,7 +422,7 @@ pub struct Instance {
 /// The clients waiting on each key's result, in the order they came. One tree entry per
 /// waiter, not a list per key: most keys have one, and the player copies the run for its
 /// checkpoints, where a list per key is an allocation per key (at the seeds' scale, 100,000
-/// of them — a third of the time a checkpoint took).
+/// of them — a third of the time copying the nodes took).
 #[derive(Clone, Debug, Default)]
 struct Waiters {
     /// (key, arrival number) → client.
