@@ -228,8 +228,9 @@ impl Trace {
         self.entries.push(TraceEvent { seq: self.total - 1, at, kind });
     }
 
-    /// Forgets the kept entries (the hash and the count go on).
-    pub fn forget_kept(&mut self) {
+    /// Forgets the kept entries (the hash and the count go on); through `Run::keep_trace`,
+    /// which forgets what the run keeps beside them too.
+    pub(crate) fn forget_kept(&mut self) {
         self.entries.clear();
     }
 

@@ -138,7 +138,7 @@ impl Player {
     /// run whose checkpoints already fill the budget, spread evenly.
     fn keep_checkpoint(&mut self) {
         let now = self.run.now();
-        let at = self.checkpoints.partition_point(|c| c.run.now() <= now);
+        let at = self.up_to(now);
         let before = self.checkpoints[at - 1].run.now();
         if now.since(before) < CHECKPOINT_EVERY
             || self.checkpoints.get(at).is_some_and(|c| c.run.now().since(now) < CHECKPOINT_EVERY)
@@ -155,6 +155,12 @@ impl Player {
             }
         }
         self.push_checkpoint(at);
+    }
+
+    /// How many checkpoints are of `t` or before (they are in time order, the first of the
+    /// start): the latest of them is at one less, a new one of `t` would go here.
+    fn up_to(&self, t: Time) -> usize {
+        self.checkpoints.partition_point(|c| c.run.now() <= t)
     }
 
     /// Each checkpoint's time and size.
@@ -262,8 +268,7 @@ impl Player {
     /// the rest.
     pub fn rewind_towards(&mut self, t: Time) {
         let t = t.min(self.until);
-        let i = self.checkpoints.iter().rposition(|c| c.run.now() <= t).unwrap_or(0);
-        let from = &self.checkpoints[i].run;
+        let from = &self.checkpoints[self.up_to(t) - 1].run;
         if t < self.run.now() || from.now() > self.run.now() {
             self.run = from.snapshot();
         }
@@ -408,6 +413,11 @@ mod tests {
         })
     }
 
+    /// How far `ticking` has moved.
+    fn ticks() -> f64 {
+        TICKS.with(|t| t.get())
+    }
+
     #[test]
     fn checkpoints_that_cost_much_against_simulating_come_further_apart() {
         let _one_at_a_time = heap::SERIAL.lock();
@@ -437,7 +447,6 @@ mod tests {
         // Forward to a checkpoint's moment: nothing is simulated (the clock is read around
         // each stretch of simulation, so it does not move), and it is the same run.
         p.clock = ticking;
-        let ticks = || TICKS.with(|t| t.get());
         let before = ticks();
         p.seek(Time::from_secs(20));
         assert_eq!(ticks(), before, "simulated from 3 s to 20 s instead of starting at the checkpoint");
@@ -494,7 +503,6 @@ mod tests {
         assert_eq!(secs(&p), filled);
         // Back into the filled stretch: it starts from the checkpoint just before.
         p.clock = ticking;
-        let ticks = || TICKS.with(|t| t.get());
         let before = ticks();
         p.seek(Time::from_ms(7_500));
         assert!(ticks() - before <= 4.0, "re-simulated {} chunks, not from 7 s", ticks() - before);
