@@ -10,6 +10,7 @@ pub mod consistent_hashing;
 pub mod distributed_rate_limiter;
 pub mod idempotent_payments;
 pub mod leader_election;
+pub mod parts;
 pub mod queueing;
 pub mod table;
 

@@ -1,0 +1,463 @@
+//! Leases counted from the ask with a safety margin (the holder) and a lease table with fencing tokens (the grantor).
+//!
+//! The holder's side ([`Lease`]): ask (`ask(now)`, which numbers the ask), and on the grant
+//! count the lease from the ask, on the holder's own clock: `expires = asked_at + duration −
+//! margin`. The grantor started its lease no earlier than the ask reached it, so however slow
+//! the request and the answer were, the holder's lease ends first — as long as the holder's
+//! clock does not run slower than the margin allows ([`Margin`]). That is what leader leases
+//! in Chubby and Raft's lease reads rely on.
+//!
+//! The grantor's side ([`LeaseTable`]): per resource, who holds it and until when (on the
+//! grantor's clock), with a fencing token that grows on every new grant. Storage that refuses a
+//! write carrying a token older than one it has seen stays safe even when a holder's belief is
+//! wrong (a GC pause, a clock running slower than the margin covers) — Kleppmann, "How to do
+//! distributed locking" (2016).
+
+use faultline_core::{Micros, Time};
+use std::collections::BTreeMap;
+
+/// How much earlier than the grantor the holder gives its lease up: a drift bound plus a fixed
+/// amount. `drift_ppm` bounds how much slower the holder's clock may run than the grantor's (if
+/// both drift, that is twice one clock's bound); `fixed_us` covers what the drift does not (a
+/// pause between checking the lease and acting on it, clock reading granularity).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Margin {
+    pub drift_ppm: u32,
+    pub fixed_us: Micros,
+}
+
+impl Margin {
+    /// No margin at all: safe only with perfect clocks.
+    pub const NONE: Margin = Margin { drift_ppm: 0, fixed_us: 0 };
+
+    pub const fn new(drift_ppm: u32, fixed_us: Micros) -> Margin {
+        Margin { drift_ppm, fixed_us }
+    }
+
+    /// The margin for a lease of `duration_us`: `⌈duration × drift_ppm / 10⁶⌉ + fixed_us`.
+    /// Rounded up, so a clock exactly at the drift bound still gives up in time.
+    pub fn for_lease(&self, duration_us: Micros) -> Micros {
+        let drift = (duration_us as u128 * self.drift_ppm as u128).div_ceil(1_000_000);
+        (drift.min(u64::MAX as u128) as u64).saturating_add(self.fixed_us)
+    }
+}
+
+impl Default for Margin {
+    /// 200 ppm of drift (TrueTime's assumed bound for a disciplined clock, Corbett et al.,
+    /// "Spanner", 2012) and 1 ms fixed.
+    fn default() -> Margin {
+        Margin::new(200, 1_000)
+    }
+}
+
+/// A lease as its holder believes it, on the holder's own clock. Plain data: keep it in the
+/// node, drop it on a crash (a restarted node holds nothing).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lease {
+    pub margin: Margin,
+    /// The ask awaiting an answer: its number and when (local clock) it was made.
+    pending: Option<(u64, Time)>,
+    asks: u64,
+    /// What is held: the fencing token and the local instant the lease ends (exclusive).
+    held: Option<(u64, Time)>,
+}
+
+impl Lease {
+    pub fn new(margin: Margin) -> Lease {
+        Lease { margin, ..Lease::default() }
+    }
+
+    /// Records an ask (or a renewal) made at `now` on the holder's clock and returns its
+    /// number, for the request and the grant to carry: only the grant of the latest ask is
+    /// taken, since counting an older ask's grant from a newer ask would stretch it past the
+    /// grantor's. What is held stays held until the answer.
+    pub fn ask(&mut self, now: Time) -> u64 {
+        self.asks += 1;
+        self.pending = Some((self.asks, now));
+        self.asks
+    }
+
+    /// Whether an ask is awaiting its answer.
+    pub fn asking(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// The grantor granted ask `ask` for `duration_us` with fencing `token`; `now` is the
+    /// holder's clock. Returns whether the holder now holds a lease: false if this answers
+    /// an older ask (or a duplicate), or if the lease, counted from the ask, is already over.
+    pub fn granted(&mut self, ask: u64, token: u64, duration_us: Micros, now: Time) -> bool {
+        match self.pending {
+            Some((n, asked_at)) if n == ask => {
+                self.pending = None;
+                let expires = asked_at.plus(duration_us.saturating_sub(self.margin.for_lease(duration_us)));
+                if now < expires {
+                    self.held = Some((token, expires));
+                    true
+                } else {
+                    self.held = None;
+                    false
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// The grantor refused ask `ask` (someone else holds it, or a renewal came too late):
+    /// what was held is given up. An answer to an older ask is ignored.
+    pub fn denied(&mut self, ask: u64) {
+        if self.pending.is_some_and(|(n, _)| n == ask) {
+            self.pending = None;
+            self.held = None;
+        }
+    }
+
+    /// Whether the lease is held at `now` (holder's clock): true until `expires`, exclusive.
+    pub fn valid(&self, now: Time) -> bool {
+        self.held.is_some_and(|(_, until)| now < until)
+    }
+
+    /// The fencing token of the lease held at `now`, to put on every write.
+    pub fn token(&self, now: Time) -> Option<u64> {
+        self.held.filter(|&(_, until)| now < until).map(|(token, _)| token)
+    }
+
+    /// When the lease ends on the holder's clock, if one was granted (valid or not).
+    pub fn expires(&self) -> Option<Time> {
+        self.held.map(|(_, until)| until)
+    }
+
+    /// How long the lease has left at `now`: a step-down timer's delay (0 when not held).
+    pub fn remaining(&self, now: Time) -> Micros {
+        self.held.map_or(0, |(_, until)| until.since(now))
+    }
+
+    /// Gives the lease up (and ignores the answer to any ask under way).
+    pub fn release(&mut self) {
+        self.held = None;
+        self.pending = None;
+    }
+}
+
+/// Who holds one resource (on the grantor's clock).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant<H> {
+    pub holder: H,
+    pub token: u64,
+    /// The lease ends here, exclusive: at `expires` it is free.
+    pub expires: Time,
+}
+
+/// What an acquire got.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Acquired<H> {
+    /// A new lease with a new, higher token. `vacant_since`: when the resource became free
+    /// (the previous lease expired or was released), `None` on its first grant — for
+    /// "time without a leader" metrics.
+    New { token: u64, expires: Time, vacant_since: Option<Time> },
+    /// The holder asked again while holding: same token, expiry pushed out.
+    Extended { token: u64, expires: Time },
+    /// Someone else holds it until `expires`.
+    Busy { holder: H, expires: Time },
+}
+
+impl<H> Acquired<H> {
+    /// The token granted, or `None` if busy.
+    pub fn token(&self) -> Option<u64> {
+        match self {
+            Acquired::New { token, .. } | Acquired::Extended { token, .. } => Some(*token),
+            Acquired::Busy { .. } => None,
+        }
+    }
+}
+
+/// The grantor's lease table: per resource (any `Ord + Clone` key: `()` for a single lock),
+/// the current grant. Tokens come from one counter for the whole table, so they strictly
+/// increase per resource and across resources (like ZooKeeper's zxid). A lock service that
+/// survives crashes keeps the table (its tokens must never go back).
+#[derive(Clone, Debug)]
+pub struct LeaseTable<R, H> {
+    /// Per resource: its grant, or when it was released.
+    leases: BTreeMap<R, Slot<H>>,
+    last_token: u64,
+}
+
+#[derive(Clone, Debug)]
+enum Slot<H> {
+    Held(Grant<H>),
+    /// Released early, at this instant.
+    Released(Time),
+}
+
+impl<R, H> Default for LeaseTable<R, H> {
+    fn default() -> Self {
+        LeaseTable { leases: BTreeMap::new(), last_token: 0 }
+    }
+}
+
+impl<R: Ord + Clone, H: Clone + PartialEq> LeaseTable<R, H> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `who` asks for `resource` at `now` (grantor's clock) for `duration_us`. Free or
+    /// expired: a new grant with the next token. Already `who`'s: extended, same token.
+    pub fn acquire(&mut self, resource: R, who: H, now: Time, duration_us: Micros) -> Acquired<H> {
+        let expires = now.plus(duration_us);
+        let vacant_since = match self.leases.get_mut(&resource) {
+            Some(Slot::Held(g)) if now < g.expires => {
+                if g.holder != who {
+                    return Acquired::Busy { holder: g.holder.clone(), expires: g.expires };
+                }
+                g.expires = g.expires.max(expires);
+                return Acquired::Extended { token: g.token, expires: g.expires };
+            }
+            Some(Slot::Held(g)) => Some(g.expires),
+            Some(Slot::Released(at)) => Some(*at),
+            None => None,
+        };
+        self.last_token += 1;
+        let token = self.last_token;
+        self.leases.insert(resource, Slot::Held(Grant { holder: who, token, expires }));
+        Acquired::New { token, expires, vacant_since }
+    }
+
+    /// `who` renews the lease with `token` at `now`: extended to `now + duration_us` and the
+    /// new expiry returned, if it is still theirs with that token and not expired; `None`
+    /// otherwise (answer "denied": the holder lost it).
+    pub fn renew(&mut self, resource: &R, who: &H, token: u64, now: Time, duration_us: Micros) -> Option<Time> {
+        match self.leases.get_mut(resource) {
+            Some(Slot::Held(g)) if g.holder == *who && g.token == token && now < g.expires => {
+                g.expires = g.expires.max(now.plus(duration_us));
+                Some(g.expires)
+            }
+            _ => None,
+        }
+    }
+
+    /// `who` gives up the lease with `token` at `now`; returns whether it was theirs.
+    pub fn release(&mut self, resource: &R, who: &H, token: u64, now: Time) -> bool {
+        let Some(slot) = self.leases.get_mut(resource) else { return false };
+        let mine = matches!(slot, Slot::Held(g) if g.holder == *who && g.token == token && now < g.expires);
+        if mine {
+            *slot = Slot::Released(now);
+        }
+        mine
+    }
+
+    /// The grant in force at `now`, if any.
+    pub fn holder(&self, resource: &R, now: Time) -> Option<&Grant<H>> {
+        match self.leases.get(resource) {
+            Some(Slot::Held(g)) if now < g.expires => Some(g),
+            _ => None,
+        }
+    }
+
+    /// The latest token handed out (0 before the first grant).
+    pub fn last_token(&self) -> u64 {
+        self.last_token
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_core::Rng;
+
+    /// A node's clock as the kernel computes it (core/src/sim.rs, `NodeClock::local`): true
+    /// time plus a skew plus `since × ppm / 10⁶`, truncated toward zero.
+    fn local(t: u64, skew: i64, ppm: i64) -> Time {
+        Time((t as i128 + skew as i128 + t as i128 * ppm as i128 / 1_000_000) as u64)
+    }
+
+    /// The last true instant at which a holder with this clock believes it holds the lease
+    /// (`None` if never after `from`). Local time is monotone in true time, so bisect.
+    fn last_believed(lease: &Lease, from: u64, skew: i64, ppm: i64) -> Option<u64> {
+        if !lease.valid(local(from, skew, ppm)) {
+            return None;
+        }
+        let (mut lo, mut hi) = (from, from + 1);
+        while lease.valid(local(hi, skew, ppm)) {
+            hi = from + (hi - from) * 2;
+        }
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if lease.valid(local(mid, skew, ppm)) {
+                lo = mid
+            } else {
+                hi = mid
+            }
+        }
+        Some(lo)
+    }
+
+    /// Runs one ask (at true time `asked`) → grant → answer, with the grantor's clock as true
+    /// time, and returns (the holder's last believing instant, the grantor's expiry), both in
+    /// true time.
+    fn one_lease(asked: u64, margin: Margin, duration: Micros, clock: (i64, i64), delays: (u64, u64)) -> (u64, u64) {
+        let (ppm, skew) = clock;
+        let (to_grantor, back) = delays;
+        let mut lease = Lease::new(margin);
+        let ask = lease.ask(local(asked, skew, ppm));
+        let mut table: LeaseTable<(), u32> = LeaseTable::new();
+        let granted_at = asked + to_grantor;
+        let got = table.acquire((), 1, Time(granted_at), duration);
+        let Acquired::New { token, expires, .. } = got else { panic!("{got:?}") };
+        let answered = granted_at + back;
+        lease.granted(ask, token, duration, local(answered, skew, ppm));
+        let last = last_believed(&lease, answered, skew, ppm).unwrap_or(0);
+        (last, expires.micros())
+    }
+
+    #[test]
+    fn a_holder_gives_up_before_the_grantor_under_the_drift_bound() {
+        // Theory: the holder believes while its clock shows less than asked + D − m, i.e. for
+        // (D − m)/(1 + ρ) of true time after the ask; the grantor's lease runs D after the
+        // grant, itself after the ask. So the holder is safe iff (D − m)/(1 + ρ) ≤ D, i.e.
+        // m ≥ −ρ·D: the margin must cover a clock running slow by ρ over the lease. Swept
+        // exhaustively (deterministic), exact: not one believing instant at or past the
+        // grantor's expiry.
+        // Two ask times: the kernel's clock truncates, and whether that hides a margin rounded
+        // the wrong way depends on where within a microsecond the drift has got to.
+        let bound = 500; // ppm
+        let durations = [1_000, 100_001, 3_000_000, 60_000_000];
+        for (asked, duration) in [7_000_003, 7_001_999].into_iter().flat_map(|a| durations.map(|d| (a, d))) {
+            for fixed in [0, 5_000] {
+                let margin = Margin::new(bound, fixed);
+                for ppm in (-(bound as i64)..=bound as i64).step_by(50).chain([-499, -1, 1]) {
+                    for skew in [0, -3_000_000, 12_345_678] {
+                        for to_grantor in [0, 1, 999, 40_000, 2_000_000] {
+                            for back in [0, 1, 40_000, 2_000_000] {
+                                let (last, grantor) =
+                                    one_lease(asked, margin, duration, (ppm, skew), (to_grantor, back));
+                                assert!(
+                                    last < grantor,
+                                    "asked {asked} D={duration} fixed={fixed} ppm={ppm} skew={skew} \
+                                     delays {to_grantor}+{back}: \
+                                     believed until {last}, grantor's lease ended at {grantor}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_margin_is_tight_and_needed() {
+        // At the drift bound with instant messages the holder gives up within rounding of the
+        // fixed margin before the grantor: the margin asks for no more than it needs.
+        const A: u64 = 7_000_003;
+        let d = 3_000_000;
+        let (last, grantor) = one_lease(A, Margin::new(500, 0), d, (-500, 0), (0, 0));
+        assert!(grantor - last <= 2, "gave up {} µs early", grantor - last);
+        // A fixed margin is local time: on a clock 500 ppm slow, 5,000 µs last 5,002.5 µs.
+        let (last, grantor) = one_lease(A, Margin::new(500, 5_000), d, (-500, 0), (0, 0));
+        assert!((5_002..=5_004).contains(&(grantor - last)), "gave up {} µs early", grantor - last);
+        // Without a drift margin a clock running 100 ppm slow overstays by D × 10⁻⁴ = 300 µs
+        // (minus rounding): the sweep above would catch a margin that forgot the drift.
+        let (last, grantor) = one_lease(A, Margin::NONE, d, (-100, 0), (0, 0));
+        assert!((298..=301).contains(&(last + 1 - grantor)), "overstayed {} µs", last + 1 - grantor);
+    }
+
+    #[test]
+    fn only_the_latest_ask_is_answered() {
+        let mut lease = Lease::new(Margin::NONE);
+        let first = lease.ask(Time(1_000));
+        let second = lease.ask(Time(5_000));
+        // The first ask's grant, late: counted from the second ask it would outlive the
+        // grantor's (granted before the second ask was sent).
+        assert!(!lease.granted(first, 1, 10_000, Time(6_000)));
+        assert!(!lease.valid(Time(6_000)) && lease.asking());
+        assert!(lease.granted(second, 1, 10_000, Time(6_000)));
+        assert_eq!(
+            (lease.expires(), lease.token(Time(14_999)), lease.token(Time(15_000))),
+            (Some(Time(15_000)), Some(1), None)
+        );
+        assert_eq!(lease.remaining(Time(9_000)), 6_000);
+        assert!(!lease.granted(second, 1, 10_000, Time(6_000)), "a duplicate grant is ignored");
+        // A renewal keeps the lease until its answer; a denial drops it.
+        let renew = lease.ask(Time(12_000));
+        assert!(lease.valid(Time(13_000)));
+        lease.denied(renew);
+        assert!(!lease.valid(Time(13_000)));
+        // A grant that arrives after the lease it grants is over is not a lease.
+        let late = lease.ask(Time(20_000));
+        assert!(!lease.granted(late, 2, 10_000, Time(30_000)));
+        assert!(!lease.valid(Time(30_000)));
+    }
+
+    #[test]
+    fn tokens_strictly_increase_and_renewals_keep_them() {
+        // Random contention over three resources and four holders, with a model of who holds
+        // what: exact expectations on every answer.
+        let mut rng = Rng::new(18);
+        let mut table: LeaseTable<u8, u32> = LeaseTable::new();
+        let mut last_new = 0;
+        let mut model: BTreeMap<u8, (u32, u64, Time)> = BTreeMap::new();
+        let mut now = Time(0);
+        for _ in 0..20_000 {
+            now = now.plus(rng.range(0, 400));
+            let (r, who, d) = (rng.below(3) as u8, rng.below(4) as u32, rng.range(100, 2_000));
+            let live = model.get(&r).filter(|m| now < m.2).copied();
+            match rng.below(3) {
+                0 => match (table.acquire(r, who, now, d), live) {
+                    (Acquired::New { token, expires, .. }, None) => {
+                        assert!(token > last_new, "token {token} after {last_new}");
+                        last_new = token;
+                        model.insert(r, (who, token, expires));
+                    }
+                    (Acquired::Extended { token, expires }, Some((h, t, e))) if h == who => {
+                        assert_eq!((token, expires), (t, e.max(now.plus(d))));
+                        model.insert(r, (h, t, expires));
+                    }
+                    (Acquired::Busy { holder, expires }, Some((h, _, e))) => assert_eq!((holder, expires), (h, e)),
+                    (got, m) => panic!("{got:?} with {m:?}"),
+                },
+                1 => {
+                    let token = live.map_or(last_new, |m| m.1);
+                    let got = table.renew(&r, &who, token, now, d);
+                    match live {
+                        Some((h, t, e)) if h == who => {
+                            assert_eq!(got, Some(e.max(now.plus(d))));
+                            model.insert(r, (h, t, e.max(now.plus(d))));
+                        }
+                        _ => assert_eq!(got, None),
+                    }
+                }
+                _ => {
+                    let token = live.map_or(0, |m| m.1);
+                    let mine = live.is_some_and(|m| m.0 == who);
+                    assert_eq!(table.release(&r, &who, token, now), mine);
+                    if mine {
+                        model.remove(&r);
+                    }
+                }
+            }
+            assert_eq!(
+                table.holder(&r, now).map(|g| (g.holder, g.token, g.expires)),
+                model.get(&r).filter(|m| now < m.2).copied()
+            );
+        }
+        assert!(last_new > 1_000, "only {last_new} grants: the mix exercised too little");
+        assert_eq!(table.last_token(), last_new);
+    }
+
+    #[test]
+    fn a_new_grant_says_how_long_the_resource_was_free() {
+        let mut t: LeaseTable<&str, u32> = LeaseTable::new();
+        assert_eq!(
+            t.acquire("lock", 1, Time(10), 100),
+            Acquired::New { token: 1, expires: Time(110), vacant_since: None }
+        );
+        assert_eq!(t.acquire("lock", 2, Time(109), 100), Acquired::Busy { holder: 1, expires: Time(110) });
+        // Expiry is exclusive: at 110 it is free, and was so since 110.
+        assert_eq!(t.acquire("lock", 2, Time(110), 100).token(), Some(2));
+        assert!(t.release(&"lock", &2, 2, Time(150)));
+        assert_eq!(
+            t.acquire("lock", 1, Time(180), 100),
+            Acquired::New { token: 3, expires: Time(280), vacant_since: Some(Time(150)) }
+        );
+        assert!(!t.release(&"lock", &1, 2, Time(190)), "an old token releases nothing");
+    }
+}
