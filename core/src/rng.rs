@@ -129,6 +129,21 @@ impl Rng {
     }
 }
 
+/// `rand`'s face of the same stream, so scenario code can use `rand`'s integer helpers
+/// (`random_range`, `shuffle`, `choose`) on the run's one generator. Exactly `rand_pcg::Pcg64`
+/// again: 32-bit draws are the low half of a 64-bit one, bytes come eight to a draw.
+impl rand_core::RngCore for Rng {
+    fn next_u32(&mut self) -> u32 {
+        Rng::next_u64(self) as u32
+    }
+    fn next_u64(&mut self) -> u64 {
+        Rng::next_u64(self)
+    }
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
+        rand_core::impls::fill_bytes_via_next(self, dst)
+    }
+}
+
 /// The 128-bit product of `a` and `b` as (high, low) words.
 #[inline(always)]
 fn mul_wide(a: u64, b: u64) -> (u64, u64) {
@@ -172,6 +187,22 @@ mod tests {
             let mut theirs = rand_pcg::Pcg64::seed_from_u64(seed);
             for _ in 0..200 {
                 assert_eq!(ours.next_u64(), theirs.next_u64(), "seed {seed}");
+            }
+        }
+    }
+
+    #[test]
+    fn rand_core_face_is_exactly_rand_pcg_pcg64_too() {
+        use rand_core::{RngCore, SeedableRng};
+        for seed in [0, 7, u64::MAX] {
+            let mut ours = Rng::new(seed);
+            let mut theirs = rand_pcg::Pcg64::seed_from_u64(seed);
+            for len in [0, 1, 7, 8, 9, 31] {
+                assert_eq!(RngCore::next_u32(&mut ours), theirs.next_u32(), "seed {seed}");
+                let (mut a, mut b) = (vec![0u8; len], vec![0u8; len]);
+                ours.fill_bytes(&mut a);
+                theirs.fill_bytes(&mut b);
+                assert_eq!(a, b, "seed {seed}, {len} bytes");
             }
         }
     }
