@@ -70,7 +70,7 @@ fn every_scenario_is_complete() {
                 "{id}.{}: default out of range",
                 p.id
             );
-            assert!(!["v", "s", "strategy", "seed", "a"].contains(&p.id), "{id}.{}: reserved in URLs", p.id);
+            assert!(!["v", "s", "strategy", "seed", "a", "fp"].contains(&p.id), "{id}.{}: reserved in URLs", p.id);
         }
         let mut ids: Vec<&str> = spec.params.iter().map(|p| p.id).collect();
         ids.sort();

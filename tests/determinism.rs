@@ -111,11 +111,16 @@ fn live_actions_replay_exactly_from_the_recipe() {
         let (mut live, _) = open(spec, &spec.default_recipe(11));
         let nodes = live.node_count();
         let other = spec.strategies.last().expect("strategies").id;
-        let p = &spec.params[rng.below(spec.params.len() as u64) as usize];
+        // A live parameter: setup ones cannot be set mid-run (they rebuild the run).
+        let settable: Vec<_> = spec.params.iter().filter(|p| p.live).collect();
+        let set = match settable.get(rng.below(settable.len().max(1) as u64) as usize) {
+            Some(p) => ActionKind::SetParam { id: p.id.to_string(), value: p.clamp(p.default + p.step) },
+            None => ActionKind::Fault(Fault::Heal),
+        };
         let actions = [
             ActionKind::Fault(Fault::LatencySpike { extra: 50 * MICROS_PER_MS, dur: 2_000 * MICROS_PER_MS }),
             ActionKind::Fault(Fault::Crash { node: rng.below(nodes as u64) as u32 }),
-            ActionKind::SetParam { id: p.id.to_string(), value: p.clamp(p.default + p.step) },
+            set,
             ActionKind::SetStrategy { id: other.to_string() },
             ActionKind::Fault(Fault::Heal),
         ];

@@ -8,6 +8,7 @@ pub fn run(spec: &'static ScenarioSpec, recipe: &Recipe, until: Option<Time>) ->
     assert!(problems.is_empty(), "recipe has problems: {problems:?}");
     run.keep_trace(false);
     run.run_until(until.unwrap_or(Time(spec.default_until)), u64::MAX);
+    assert_eq!(run.unhandled(), 0, "a message or timer went unhandled (see the event log): {}", url(spec, recipe));
     run
 }
 

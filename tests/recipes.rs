@@ -2,7 +2,10 @@
 //! kind of bad input is a clear, typed error (or a reported repair) — never a panic.
 
 use faultline_core::recipe::MAX_URL_LEN;
-use faultline_core::{ActionKind, Fault, Ppm, Recipe, RecipeError, ScenarioSpec, Time};
+use faultline_core::{
+    open, shared_check, shared_mark, ActionKind, Fault, Ppm, Recipe, RecipeError, ScenarioSpec, Shared, SharedCheck,
+    Time,
+};
 use faultline_scenarios::{find, ALL};
 use faultline_tests::TestRng;
 
@@ -32,8 +35,12 @@ fn random_recipe(spec: &'static ScenarioSpec, rng: &mut TestRng) -> Recipe {
             3 => ActionKind::Fault(Fault::LossBurst { loss: Ppm(rng.below(1_000_001) as u32), dur: 1_000_000 }),
             4 => ActionKind::Fault(Fault::ClockDrift { node, ppm: rng.below(2000) as i32 - 1000 }),
             5 => {
-                let p = &spec.params[rng.below(spec.params.len() as u64) as usize];
-                ActionKind::SetParam { id: p.id.into(), value: p.default }
+                // Only live parameters can be set mid-run (a setup one rebuilds the run).
+                let live: Vec<_> = spec.params.iter().filter(|p| p.live).collect();
+                match live.get(rng.below(live.len().max(1) as u64) as usize) {
+                    Some(p) => ActionKind::SetParam { id: p.id.into(), value: p.default },
+                    None => ActionKind::Fault(Fault::Heal),
+                }
             }
             6 => ActionKind::SetStrategy { id: spec.strategies[0].id.into() },
             _ => match spec.faults.first() {
@@ -42,6 +49,9 @@ fn random_recipe(spec: &'static ScenarioSpec, rng: &mut TestRng) -> Recipe {
             },
         };
         r = r.with_action(at, kind);
+    }
+    if rng.below(2) == 0 {
+        r.shared = Some(Shared { fingerprint: rng.next_u64() as u32, at: Time(rng.below(60_000_000)) });
     }
     r
 }
@@ -145,4 +155,56 @@ fn the_at_scale_recipes_parse_strictly() {
         assert!(parsed.is_ok(), "{query}: {:?}", parsed.err());
         assert!(secs > 0, "{query}");
     }
+}
+
+#[test]
+fn a_shared_link_matches_its_run_and_says_so_when_the_scenario_has_changed() {
+    for spec in ALL {
+        let (mut run, _) = open(spec, &spec.default_recipe(3));
+        run.run_until(Time(spec.default_until / 3), u64::MAX);
+        // Shared in the middle of an instant (after single steps), the mark is where it ends.
+        for _ in 0..5 {
+            run.step();
+        }
+        let mark = shared_mark(run.as_ref());
+        assert_eq!(mark.at, run.now());
+        let link = Recipe { shared: Some(mark), ..run.recipe().clone() }.to_query(spec);
+        assert!(link.contains(&format!("&fp={:08x}@{}", mark.fingerprint, mark.at.micros())), "{link}");
+        let opened = Recipe::from_url_strict(&link, find).expect("reads").0;
+        let at = |recipe: &Recipe| {
+            let (mut run, _) = open(spec, recipe);
+            run.run_until(mark.at, u64::MAX);
+            shared_check(run.as_ref())
+        };
+        assert_eq!(at(&opened), SharedCheck::Matches, "{}: {link}", spec.id());
+        // Before the mark it cannot tell yet.
+        let (early, _) = open(spec, &opened);
+        assert_eq!(shared_check(early.as_ref()), SharedCheck::Pending(mark.at));
+        // Another run (here: another fingerprint) is called out, never passed off as the same.
+        let changed = Recipe { shared: Some(Shared { fingerprint: mark.fingerprint ^ 1, ..mark }), ..opened };
+        match at(&changed) {
+            SharedCheck::Changed(e) => {
+                assert!(e.to_string().contains("this scenario has changed since the link was made"), "{e}")
+            }
+            other => panic!("{}: {other:?}", spec.id()),
+        }
+    }
+}
+
+#[test]
+fn a_bad_fingerprint_is_reported_and_ignored() {
+    for bad in ["xyz", "1234567@5", "123456789@5", "12345678@", "12345678@-1", "12345678"] {
+        let (r, problems) = repaired(&format!("s=backpressure&fp={bad}"));
+        assert_eq!(r.shared, None);
+        assert_eq!(problems, vec![RecipeError::BadFingerprint { text: bad.into() }], "{bad}");
+    }
+}
+
+#[test]
+fn an_action_taken_after_opening_a_shared_link_drops_its_fingerprint() {
+    let spec = find("backpressure").unwrap();
+    let shared = Shared { fingerprint: 1, at: Time(5) };
+    let (mut run, _) = open(spec, &Recipe { shared: Some(shared), ..spec.default_recipe(1) });
+    run.inject(ActionKind::SetStrategy { id: "shed".into() }).unwrap();
+    assert_eq!(run.recipe().shared, None, "the run is no longer the one shared");
 }

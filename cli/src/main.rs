@@ -4,7 +4,7 @@ mod args;
 mod sweep;
 
 use args::{Args, Command, RunOpts, UsageError};
-use faultline_core::{format_value, open, Outcome, Recipe, Run, ScenarioSpec, Time};
+use faultline_core::{format_value, open, shared_check, Outcome, Recipe, Run, ScenarioSpec, SharedCheck, Time};
 use serde::Serialize;
 use std::process::ExitCode;
 
@@ -105,7 +105,9 @@ pub fn recipe_of(opts: &RunOpts) -> Result<(&'static ScenarioSpec, Recipe, Vec<S
     Ok((spec, recipe, warnings))
 }
 
-/// Runs a recipe to `until`, returning the run and the wall time it took.
+/// Runs a recipe to `until`, returning the run, the wall time it took and what was wrong
+/// with the recipe — including, for a shared link, a run that no longer matches the
+/// fingerprint it was shared with (compared on the way, where it was taken).
 pub fn execute_recipe(
     spec: &'static ScenarioSpec,
     recipe: &Recipe,
@@ -113,8 +115,14 @@ pub fn execute_recipe(
     keep_trace: bool,
 ) -> (Box<dyn Run>, f64, Vec<String>) {
     let started = std::time::Instant::now();
-    let (mut run, problems) = open(spec, recipe);
+    let (mut run, mut problems) = open(spec, recipe);
     run.keep_trace(keep_trace);
+    if let Some(shared) = recipe.shared.filter(|s| s.at <= until) {
+        run.run_until(shared.at, u64::MAX);
+        if let SharedCheck::Changed(e) = shared_check(run.as_ref()) {
+            problems.push(e);
+        }
+    }
     run.run_until(until, u64::MAX);
     (run, started.elapsed().as_secs_f64(), problems.iter().map(|p| p.to_string()).collect())
 }

@@ -34,7 +34,7 @@ pub use frame::{
 };
 pub use metrics::{Histogram, Measure, Metrics, Sampler, Summary};
 pub use net::{Cut, Latency, Link, Network, NodeId};
-pub use recipe::{Action, ActionKind, Parsed, Recipe, RecipeError};
+pub use recipe::{Action, ActionKind, Parsed, Recipe, RecipeError, Shared};
 pub use report::{format_value, CheckVerdict, MetricValue, Outcome};
 pub use ring::Ring;
 pub use rng::{Ppm, Rng};
@@ -44,7 +44,7 @@ pub use spec::{
     CheckSpec, FaultSpec, Info, Layout, MetricSpec, Note, ParamSpec, ScenarioSpec, Setup, StrategySpec, Target,
 };
 pub use time::{Micros, Time, MICROS_PER_MS, MICROS_PER_S};
-pub use trace::{fingerprint, Trace, TraceEvent, TraceKind};
+pub use trace::{fingerprint, fold, Trace, TraceEvent, TraceKind};
 
 /// Builds a run from a recipe: repairs what it can (each repair is reported), refuses
 /// actions on nodes that do not exist, and returns the run with the problems found.
@@ -71,4 +71,50 @@ pub fn open(spec: &'static ScenarioSpec, recipe: &Recipe) -> (Box<dyn Run>, Vec<
         run = (spec.build)(&Setup { spec, recipe });
     }
     (run, problems)
+}
+
+/// Where a run stands against the fingerprint its link was shared with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SharedCheck {
+    /// The recipe carries no fingerprint.
+    NotShared,
+    /// Not yet at the moment the fingerprint was taken (run to it to tell).
+    Pending(Time),
+    Matches,
+    /// The run differs from the one shared (a `RecipeError::ChangedSinceShared`).
+    Changed(RecipeError),
+    /// The run went past the moment without stopping there; only a replay can tell.
+    Passed,
+}
+
+/// Compares the run with its recipe's shared fingerprint, if the run stands exactly where
+/// that was taken: every event up to and including its time done, none after it.
+pub fn shared_check(run: &dyn Run) -> SharedCheck {
+    let Some(s) = run.recipe().shared else { return SharedCheck::NotShared };
+    if run.now() > s.at {
+        return SharedCheck::Passed;
+    }
+    if run.next_event_time().is_some_and(|t| t <= s.at) {
+        return SharedCheck::Pending(s.at);
+    }
+    let now = trace::fold(run.trace().hash());
+    if now == s.fingerprint {
+        SharedCheck::Matches
+    } else {
+        SharedCheck::Changed(RecipeError::ChangedSinceShared { shared: s.fingerprint, now, at: s.at })
+    }
+}
+
+/// The fingerprint to share the run with: taken now if every event of this instant is
+/// done, otherwise on a copy that finishes the instant (after single steps).
+pub fn shared_mark(run: &dyn Run) -> Shared {
+    let at = run.now();
+    let hash = if run.next_event_time().is_some_and(|t| t <= at) {
+        let mut copy = run.snapshot();
+        copy.run_until(at, u64::MAX);
+        copy.trace().hash()
+    } else {
+        run.trace().hash()
+    };
+    Shared { fingerprint: trace::fold(hash), at }
 }

@@ -19,7 +19,7 @@ pub const RECIPE_VERSION: u32 = 1;
 /// Longer URLs are refused outright: browsers and chat tools truncate beyond this.
 pub const MAX_URL_LEN: usize = 16_384;
 pub const MAX_ACTIONS: usize = 2_000;
-const RESERVED: [&str; 5] = ["v", "s", "strategy", "seed", "a"];
+const RESERVED: [&str; 6] = ["v", "s", "strategy", "seed", "a", "fp"];
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ActionKind {
@@ -55,26 +55,111 @@ pub struct Recipe {
     pub seed: u64,
     /// In time order.
     pub actions: Vec<Action>,
+    /// The fingerprint of the run when its link was shared, if it was. Not part of what the
+    /// run does: it lets whoever opens the link learn that the scenario has changed since.
+    #[serde(default)]
+    pub shared: Option<Shared>,
+}
+
+/// What a shared link says its run looked like: the fingerprint (`trace::fold` of the trace
+/// hash) once every event up to and including `at` had happened. URL form `fp=<8 hex>@<µs>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shared {
+    pub fingerprint: u32,
+    pub at: Time,
+}
+
+impl Shared {
+    /// Reads `fp`'s value: eight hex digits, `@`, whole microseconds.
+    pub fn parse(text: &str) -> Option<Shared> {
+        let (fp, at) = text.split_once('@')?;
+        if fp.len() != 8 {
+            return None;
+        }
+        Some(Shared { fingerprint: u32::from_str_radix(fp, 16).ok()?, at: Time(at.parse().ok()?) })
+    }
+}
+
+impl fmt::Display for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:08x}@{}", self.fingerprint, self.at.micros())
+    }
 }
 
 /// Everything that can be wrong with a recipe or its URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecipeError {
-    TooLong { len: usize, max: usize },
-    Malformed { part: String, why: String },
+    TooLong {
+        len: usize,
+        max: usize,
+    },
+    Malformed {
+        part: String,
+        why: String,
+    },
     MissingScenario,
-    UnknownScenario { id: String },
-    FutureVersion { found: u32, supported: u32 },
-    BadVersion { text: String },
-    UnknownParam { id: String },
-    BadParamValue { id: String, text: String },
-    OutOfRange { id: String, value: i64, min: i64, max: i64, used: i64 },
-    UnknownStrategy { id: String, used: String },
-    BadSeed { text: String },
-    BadActions { why: String },
-    TooManyActions { count: usize, max: usize },
-    UnknownFault { id: String },
-    BadNode { node: u32, nodes: u32 },
+    UnknownScenario {
+        id: String,
+    },
+    FutureVersion {
+        found: u32,
+        supported: u32,
+    },
+    BadVersion {
+        text: String,
+    },
+    UnknownParam {
+        id: String,
+    },
+    BadParamValue {
+        id: String,
+        text: String,
+    },
+    OutOfRange {
+        id: String,
+        value: i64,
+        min: i64,
+        max: i64,
+        used: i64,
+    },
+    UnknownStrategy {
+        id: String,
+        used: String,
+    },
+    BadSeed {
+        text: String,
+    },
+    BadActions {
+        why: String,
+    },
+    TooManyActions {
+        count: usize,
+        max: usize,
+    },
+    UnknownFault {
+        id: String,
+    },
+    BadNode {
+        node: u32,
+        nodes: u32,
+    },
+    /// A setup parameter (read when the run is built) was changed mid-run: it cannot act
+    /// then, so the run is built with the new value from the start.
+    SetupParamMidRun {
+        id: String,
+        value: i64,
+        at: Time,
+    },
+    /// The link was shared with a run whose fingerprint differs from this one's: the
+    /// scenario's model has changed since (see `Recipe::shared`).
+    ChangedSinceShared {
+        shared: u32,
+        now: u32,
+        at: Time,
+    },
+    BadFingerprint {
+        text: String,
+    },
 }
 
 impl fmt::Display for RecipeError {
@@ -102,6 +187,17 @@ impl fmt::Display for RecipeError {
             UnknownFault { id } => write!(f, "this scenario has no fault `{id}`; that action was ignored"),
             BadNode { node, nodes } => {
                 write!(f, "node {node} does not exist (this run has {nodes}); that action was ignored")
+            }
+            SetupParamMidRun { id, value, at } => write!(
+                f,
+                "`{id}` is read when the run is built, so setting it at {at} cannot act mid-run; the run starts with {value} instead"
+            ),
+            ChangedSinceShared { shared, now, at } => write!(
+                f,
+                "this scenario has changed since the link was made: at {at} the shared run's fingerprint was {shared:08x}, this run's is {now:08x} — what you see is not the run that was shared"
+            ),
+            BadFingerprint { text } => {
+                write!(f, "`fp={text}` is not a fingerprint (8 hex digits @ microseconds); it was ignored")
             }
         }
     }
@@ -143,6 +239,7 @@ impl Recipe {
             params: BTreeMap::new(),
             seed,
             actions: Vec::new(),
+            shared: None,
         }
     }
 
@@ -175,6 +272,9 @@ impl Recipe {
         if !self.actions.is_empty() {
             q.push_str("&a=");
             q.push_str(&encode_actions(&self.actions));
+        }
+        if let Some(s) = self.shared {
+            q.push_str(&format!("&fp={s}"));
         }
         q
     }
@@ -246,9 +346,15 @@ impl Recipe {
                         problems.push(RecipeError::TooManyActions { count: actions.len(), max: MAX_ACTIONS });
                         actions.truncate(MAX_ACTIONS);
                     }
-                    recipe.actions = validate_actions(spec, actions, &mut problems);
+                    recipe.actions = validate_actions(spec, actions, &mut recipe.params, &mut problems);
                 }
                 Err(why) => problems.push(RecipeError::BadActions { why }),
+            }
+        }
+        if let Some(t) = get("fp") {
+            match Shared::parse(t) {
+                Some(s) => recipe.shared = Some(s),
+                None => problems.push(RecipeError::BadFingerprint { text: t.to_string() }),
             }
         }
         Ok(Parsed { recipe, spec, problems })
@@ -281,7 +387,7 @@ impl Recipe {
             }
         }
         let actions = std::mem::take(&mut self.actions);
-        self.actions = validate_actions(spec, actions, &mut problems);
+        self.actions = validate_actions(spec, actions, &mut self.params, &mut problems);
         problems
     }
 }
@@ -312,11 +418,25 @@ fn check_param(spec: &ScenarioSpec, id: &str, value: i64, problems: &mut Vec<Rec
     used
 }
 
-fn validate_actions(spec: &ScenarioSpec, actions: Vec<Action>, problems: &mut Vec<RecipeError>) -> Vec<Action> {
+/// Keeps the actions that make sense for `spec`, in time order. A setup parameter set
+/// mid-run cannot act then: its value becomes the starting one (in `params`), as the player
+/// does when the slider is moved, and the problem says so.
+fn validate_actions(
+    spec: &ScenarioSpec,
+    actions: Vec<Action>,
+    params: &mut BTreeMap<String, i64>,
+    problems: &mut Vec<RecipeError>,
+) -> Vec<Action> {
     let mut out: Vec<Action> = Vec::with_capacity(actions.len());
     for mut a in actions {
         match &mut a.kind {
             ActionKind::SetParam { id, value } => match spec.param(id) {
+                Some(p) if !p.live => {
+                    let value = check_param(spec, p.id, *value, problems);
+                    problems.push(RecipeError::SetupParamMidRun { id: p.id.to_string(), value, at: a.at });
+                    params.insert(p.id.to_string(), value);
+                    continue;
+                }
                 Some(p) => *value = check_param(spec, p.id, *value, problems),
                 None => {
                     problems.push(RecipeError::UnknownParam { id: id.clone() });

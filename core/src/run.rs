@@ -16,6 +16,9 @@ pub trait Run {
     fn node_count(&self) -> u32;
     /// Events processed so far.
     fn events(&self) -> u64;
+    /// Messages and timers that reached a node with no handler for them (see
+    /// `Ctx::unhandled`): always 0 in a correct scenario.
+    fn unhandled(&self) -> u64;
     fn next_event_time(&self) -> Option<Time>;
     /// Processes one event. Returns false when nothing is left to do.
     fn step(&mut self) -> bool;

@@ -161,6 +161,14 @@ impl<N: Node> Ctx<'_, N> {
     pub fn param(&self, id: &str) -> i64 {
         param_value(self.k.c.spec, &self.k.c.params, id)
     }
+    /// A message or timer reached this node and no handler arm expects it: a programming
+    /// error, never a silent `_ => {}`. Counted (`Run::unhandled`, which the tests require
+    /// to be zero) and noted in the event log with what it was.
+    #[cold]
+    pub fn unhandled(&mut self, what: &impl Label) {
+        self.k.c.unhandled += 1;
+        self.note(format!("unhandled {}", what.label()));
+    }
 }
 
 fn param_value(spec: &ScenarioSpec, params: &[i64], id: &str) -> i64 {
@@ -394,6 +402,8 @@ struct Common {
     rng: Rng,
     now: Time,
     events: u64,
+    /// Messages and timers that reached a handler with no arm for them (`Ctx::unhandled`).
+    unhandled: u64,
     next_msg: u64,
     timers: Timers,
     metrics: Metrics,
@@ -446,6 +456,7 @@ impl Common {
             rng: Rng::new(setup.recipe.seed),
             now: Time::ZERO,
             events: 0,
+            unhandled: 0,
             next_msg: 0,
             timers: Timers::default(),
             metrics: Metrics::default(),
@@ -576,6 +587,8 @@ impl Common {
             }
         }
         let at = self.now.plus(1);
+        // The run no longer is the one a shared link described.
+        self.recipe.shared = None;
         self.recipe.push_action(Action { at, kind: probe.actions.remove(0).kind });
         let kind = self.recipe.actions.iter().rev().find(|a| a.at == at).map(|a| a.kind.clone()).expect("just pushed");
         Ok((at, kind))
@@ -971,6 +984,9 @@ impl<N: Node> Run for Sim<N> {
     }
     fn events(&self) -> u64 {
         self.k.c.events
+    }
+    fn unhandled(&self) -> u64 {
+        self.k.c.unhandled
     }
     fn next_event_time(&self) -> Option<Time> {
         self.k.queue.peek_time()

@@ -40,9 +40,40 @@ pub struct ParamSpec {
     pub step: i64,
     pub default: i64,
     pub help: &'static str,
+    /// Live: the model uses a new value from the instant it is set (a recorded action).
+    /// Setup: the value is read when the run is built (node counts, topology, the fault
+    /// plan), so changing it restarts the run from 0 with the new value.
+    pub live: bool,
 }
 
 impl ParamSpec {
+    /// A parameter the model reads as it runs: moving it mid-run acts from that instant.
+    /// `range` is `min..=max`; the step is 1 unless `.step(n)` says otherwise.
+    pub const fn live(
+        id: &'static str,
+        label: &'static str,
+        unit: &'static str,
+        range: std::ops::RangeInclusive<i64>,
+        default: i64,
+        help: &'static str,
+    ) -> ParamSpec {
+        ParamSpec { id, label, unit, min: *range.start(), max: *range.end(), step: 1, default, help, live: true }
+    }
+    /// A parameter read when the run is built: changing it restarts the run from 0.
+    pub const fn setup(
+        id: &'static str,
+        label: &'static str,
+        unit: &'static str,
+        range: std::ops::RangeInclusive<i64>,
+        default: i64,
+        help: &'static str,
+    ) -> ParamSpec {
+        ParamSpec { live: false, ..ParamSpec::live(id, label, unit, range, default, help) }
+    }
+    /// The slider's step (values are `min + k × step`).
+    pub const fn step(self, step: i64) -> ParamSpec {
+        ParamSpec { step, ..self }
+    }
     /// Whether `v` is a value this slider can take.
     pub fn accepts(&self, v: i64) -> bool {
         v >= self.min && v <= self.max && (v - self.min) % self.step.max(1) == 0
@@ -187,11 +218,12 @@ mod tests {
 
     #[test]
     fn param_clamps_to_steps() {
-        let p = ParamSpec { id: "x", label: "x", unit: "", min: 10, max: 100, step: 5, default: 20, help: "" };
+        let p = ParamSpec::live("x", "x", "", 10..=100, 20, "").step(5);
         assert!(p.accepts(15) && !p.accepts(17) && !p.accepts(105));
         assert_eq!(p.clamp(17), 15);
         assert_eq!(p.clamp(18), 20);
         assert_eq!(p.clamp(-3), 10);
         assert_eq!(p.clamp(1_000), 100);
+        assert!(p.live && !ParamSpec::setup("y", "y", "", 0..=1, 0, "").live);
     }
 }

@@ -292,7 +292,12 @@ impl Trace {
 
 /// A short, human-comparable fingerprint of a trace hash.
 pub fn fingerprint(hash: u64) -> String {
-    format!("{:08x}", (hash >> 32) ^ (hash & 0xffff_ffff))
+    format!("{:08x}", fold(hash))
+}
+
+/// The trace hash folded to the 32 bits a fingerprint shows.
+pub fn fold(hash: u64) -> u32 {
+    ((hash >> 32) ^ (hash & 0xffff_ffff)) as u32
 }
 
 #[cfg(test)]

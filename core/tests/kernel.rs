@@ -12,7 +12,7 @@ static SPEC: ScenarioSpec = ScenarioSpec {
         summary: "",
         note: Note { what_can_go_wrong: "", what_you_sacrifice: "", at_10x: "", resembles: "", try_this: &[] },
     },
-    params: &[ParamSpec { id: "every_ms", label: "", unit: "ms", min: 1, max: 1000, step: 1, default: 100, help: "" }],
+    params: &[ParamSpec::live("every_ms", "", "ms", 1..=1000, 100, "")],
     strategies: &[StrategySpec { id: "plain", label: "", naive: true, help: "" }],
     faults: &[],
     checks: &[CheckSpec { id: "few-pongs", label: "At most 5 pongs", help: "" }],

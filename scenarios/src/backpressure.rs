@@ -48,6 +48,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 50,
             step: 1,
             default: 4,
+            live: false,
             help: "Independent Poisson sources; the arrival rate is split between them.",
         },
         ParamSpec {
@@ -58,6 +59,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 5000,
             step: 1,
             default: 64,
+            live: true,
             help: "Total new jobs per second, before any burst.",
         },
         ParamSpec {
@@ -68,6 +70,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 256,
             step: 1,
             default: 4,
+            live: true,
             help: "Jobs served at once (c in M/M/c).",
         },
         ParamSpec {
@@ -78,6 +81,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 2000,
             step: 1,
             default: 50,
+            live: true,
             help: "Exponentially distributed; one worker finishes 1000/service_ms jobs per second.",
         },
         ParamSpec {
@@ -88,6 +92,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 100_000,
             step: 1,
             default: 100,
+            live: false,
             help: "The bound the block, shed and adaptive strategies keep; the memory check uses it too.",
         },
         ParamSpec {
@@ -98,6 +103,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 1_000_000,
             step: 10,
             default: 400,
+            live: true,
             help: "Buffering more jobs than this kills the server (out of memory); it restarts empty after 2 s.",
         },
         ParamSpec {
@@ -108,6 +114,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 1000,
             step: 10,
             default: 200,
+            live: false,
             help: "Arrival rate during the scheduled burst, as a percentage of normal.",
         },
         ParamSpec {
@@ -118,6 +125,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 3600,
             step: 1,
             default: 10,
+            live: false,
             help: "When the scheduled burst begins.",
         },
         ParamSpec {
@@ -128,6 +136,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 3600,
             step: 1,
             default: 10,
+            live: false,
             help: "How long the scheduled burst lasts (0: no burst).",
         },
         ParamSpec {
@@ -138,6 +147,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 20,
             step: 1,
             default: 3,
+            live: true,
             help: "Each retry waits Retry-After plus exponential jitter; after the last, the client gives up.",
         },
         ParamSpec {
@@ -148,6 +158,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 10_000,
             step: 10,
             default: 300,
+            live: true,
             help: "The adaptive limit grows while jobs finish within this, and shrinks when they do not.",
         },
         ParamSpec {
@@ -158,6 +169,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 120_000,
             step: 100,
             default: 5000,
+            live: true,
             help: "How long a producer waits for the server to admit or refuse a job.",
         },
     ],

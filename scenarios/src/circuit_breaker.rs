@@ -46,6 +46,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 100,
             step: 1,
             default: 4,
+            live: false,
             help: "Client nodes; the request rate is split between them.",
         },
         ParamSpec {
@@ -56,6 +57,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 5000,
             step: 1,
             default: 100,
+            live: true,
             help: "Total Poisson request rate from the clients.",
         },
         ParamSpec {
@@ -66,6 +68,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 100,
             step: 1,
             default: 50,
+            live: true,
             help: "The rest are served by the service alone (5 ms of work) — unless its pool is full.",
         },
         ParamSpec {
@@ -76,6 +79,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 1000,
             step: 1,
             default: 20,
+            live: true,
             help: "Requests the service works on at once (a worker waits for its downstream call); beyond it, 503.",
         },
         ParamSpec {
@@ -86,6 +90,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 10_000,
             step: 10,
             default: 1000,
+            live: true,
             help: "How long the service waits for the downstream.",
         },
         ParamSpec {
@@ -96,6 +101,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 2000,
             step: 1,
             default: 20,
+            live: true,
             help: "Mean (exponential) time the downstream takes when healthy.",
         },
         ParamSpec {
@@ -106,6 +112,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 100,
             step: 1,
             default: 1,
+            live: true,
             help: "Share of healthy downstream calls that fail anyway.",
         },
         ParamSpec {
@@ -116,6 +123,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 100,
             step: 1,
             default: 50,
+            live: true,
             help: "The breaker opens when this share of calls in the window failed.",
         },
         ParamSpec {
@@ -126,6 +134,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 60_000,
             step: 100,
             default: 1000,
+            live: true,
             help: "The breaker judges the calls of this last stretch of time (10 buckets).",
         },
         ParamSpec {
@@ -136,6 +145,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 100_000,
             step: 1,
             default: 20,
+            live: true,
             help: "The breaker does not judge a window with fewer calls than this.",
         },
         ParamSpec {
@@ -146,6 +156,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 60_000,
             step: 100,
             default: 1500,
+            live: true,
             help: "How long the breaker stays open before trying half-open probes.",
         },
         ParamSpec {
@@ -156,6 +167,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 100,
             step: 1,
             default: 3,
+            live: true,
             help: "Trial calls let through in half-open; the breaker closes if they mostly succeed.",
         },
         ParamSpec {
@@ -166,6 +178,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 3600,
             step: 1,
             default: 6,
+            live: false,
             help: "Scheduled fault: the downstream starts failing every call.",
         },
         ParamSpec {
@@ -176,6 +189,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 3600,
             step: 1,
             default: 7,
+            live: false,
             help: "How long the outage lasts (0: none).",
         },
         ParamSpec {
@@ -186,6 +200,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 3600,
             step: 1,
             default: 17,
+            live: false,
             help: "Scheduled fault: the downstream answers 3 s late (past the call timeout).",
         },
         ParamSpec {
@@ -196,6 +211,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 3600,
             step: 1,
             default: 8,
+            live: false,
             help: "How long the slowdown lasts (0: none).",
         },
     ],

@@ -48,6 +48,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 15,
             step: 1,
             default: 5,
+            live: false,
             help: "Cache nodes in the cluster at the start (up to 16 exist; the rest wait to join).",
         },
         ParamSpec {
@@ -58,6 +59,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 200_000,
             step: 100,
             default: 5000,
+            live: false,
             help: "Distinct keys, read uniformly.",
         },
         ParamSpec {
@@ -68,6 +70,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 1000,
             step: 1,
             default: 100,
+            live: false,
             help: "ring-vnodes: points each node places on the ring.",
         },
         ParamSpec {
@@ -78,6 +81,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 100_000,
             step: 1,
             default: 2000,
+            live: false,
             help: "Reads per second from the clients.",
         },
     ],

@@ -50,6 +50,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 200,
             step: 1,
             default: 8,
+            live: false,
             help: "Users sending requests; the first ones are abusive.",
         },
         ParamSpec {
@@ -60,6 +61,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 200,
             step: 1,
             default: 2,
+            live: false,
             help: "How many of the users hammer the service.",
         },
         ParamSpec {
@@ -70,6 +72,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 1000,
             step: 1,
             default: 5,
+            live: false,
             help: "Poisson request rate of a well-behaved user.",
         },
         ParamSpec {
@@ -80,6 +83,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 5000,
             step: 1,
             default: 80,
+            live: false,
             help: "Poisson request rate of an abusive user.",
         },
         ParamSpec {
@@ -90,6 +94,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 100_000,
             step: 1,
             default: 30,
+            live: true,
             help: "Requests one user may make per window.",
         },
         ParamSpec {
@@ -100,6 +105,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 60_000,
             step: 100,
             default: 1000,
+            live: false,
             help: "Fixed windows, aligned to the store's clock.",
         },
         ParamSpec {
@@ -110,6 +116,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 32,
             step: 1,
             default: 4,
+            live: false,
             help: "App instances behind the round-robin balancer.",
         },
         ParamSpec {
@@ -120,6 +127,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 500,
             step: 1,
             default: 1,
+            live: false,
             help: "One-way network latency between an instance and the store (plus up to 100% jitter).",
         },
         ParamSpec {
@@ -130,6 +138,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 5000,
             step: 5,
             default: 100,
+            live: true,
             help: "How long an instance waits for the store before deciding without it.",
         },
         ParamSpec {
@@ -140,6 +149,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 1,
             step: 1,
             default: 0,
+            live: true,
             help: "Without an answer from the store: 1 admits (availability), 0 refuses (correctness).",
         },
         ParamSpec {
@@ -150,6 +160,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 10_000,
             step: 1,
             default: 5,
+            live: true,
             help: "Tokens an instance leases from the store at a time.",
         },
         ParamSpec {
@@ -160,6 +171,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 10_000,
             step: 10,
             default: 50,
+            live: true,
             help: "How often instances share their counts (gossip strategy).",
         },
         ParamSpec {
@@ -170,6 +182,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 100,
             step: 1,
             default: 20,
+            live: true,
             help: "How far over the limit the approximate (gossip) strategy is allowed to go.",
         },
         ParamSpec {
@@ -180,6 +193,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 5000,
             step: 10,
             default: 50,
+            live: false,
             help: "Scheduled fault: instance 1's clock is this far ahead from the start.",
         },
     ],

@@ -54,6 +54,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 500,
             step: 1,
             default: 20,
+            live: false,
             help: "Clients making payments.",
         },
         ParamSpec {
@@ -64,6 +65,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 1000,
             step: 1,
             default: 5,
+            live: true,
             help: "Poisson rate of new payments, per client per 10 seconds.",
         },
         ParamSpec {
@@ -74,6 +76,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 10,
             step: 1,
             default: 3,
+            live: false,
             help: "Each attempt goes to a random instance.",
         },
         ParamSpec {
@@ -84,6 +87,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 100,
             step: 1,
             default: 5,
+            live: true,
             help: "Share of payments sent twice in quick succession.",
         },
         ParamSpec {
@@ -94,6 +98,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 60_000,
             step: 100,
             default: 1500,
+            live: true,
             help: "A client retries after this long without an answer.",
         },
         ParamSpec {
@@ -104,6 +109,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 20,
             step: 1,
             default: 4,
+            live: true,
             help: "Retries per payment (exponential backoff with jitter).",
         },
         ParamSpec {
@@ -114,6 +120,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 10_000,
             step: 1,
             default: 120,
+            live: true,
             help: "Mean time the payment provider takes to charge.",
         },
         ParamSpec {
@@ -124,6 +131,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 60_000,
             step: 50,
             default: 1000,
+            live: true,
             help: "How long an instance waits for the provider.",
         },
         ParamSpec {
@@ -134,6 +142,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 600_000,
             step: 100,
             default: 800,
+            live: true,
             help: "How long the `key-expires` strategy remembers a key.",
         },
         ParamSpec {
@@ -144,6 +153,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 60_000,
             step: 100,
             default: 3000,
+            live: true,
             help:
                 "key-unique: an 'in progress' key older than this is finished by whoever sees it (its instance died).",
         },
@@ -155,6 +165,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             max: 50_000,
             step: 10,
             default: 50,
+            live: true,
             help: "key-unique: how many stale keys each instance's sweeper takes over, once a second, oldest first. \
                    Sized for a normal day, it falls behind after an outage at scale.",
         },

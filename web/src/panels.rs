@@ -86,18 +86,24 @@ fn slider(page: Page, p: &'static ParamSpec) -> impl IntoView {
         page.slow.get();
         page.player.with_value(|pl| current_param(pl.recipe(), p, pl.now()))
     };
-    // Large ranges get a number box as well, so any allowed value can be typed.
+    // A setup parameter says before it is touched that moving it starts the run over.
+    let (class, title) = if p.live {
+        ("param", p.help.to_string())
+    } else {
+        ("param setup", format!("{} Read when the run is built: changing it restarts the run from 0.", p.help))
+    };
     view! {
-        <div class="param" title=p.help>
+        <div class=class title=title>
             <label>
                 <span class="param-label">{p.label}</span>
+                {(!p.live).then(|| view! { <span class="restarts" aria-hidden="true">"↻ restarts"</span> })}
                 <span class="param-value">{move || format!("{} {}", value(), p.unit)}</span>
                 <input type="range" min=p.min.to_string() max=p.max.to_string() step=p.step.to_string()
-                    aria-label=p.label
+                    aria-label=if p.live { p.label.to_string() } else { format!("{} (restarts the run)", p.label) }
                     prop:value=move || value().to_string()
                     on:change=move |ev| {
                         if let Ok(v) = event_target_value(&ev).parse::<i64>() {
-                            page.act(ActionKind::SetParam { id: p.id.to_string(), value: p.clamp(v) });
+                            page.set_param(p, p.clamp(v));
                         }
                     } />
             </label>

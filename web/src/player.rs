@@ -2,7 +2,10 @@
 //! operations the page performs — advance within a time budget, seek, step, inject.
 
 use crate::heap;
-use faultline_core::{open, ActionKind, Recipe, RecipeError, Run, ScenarioSpec, Time, MICROS_PER_MS, MICROS_PER_S};
+use faultline_core::{
+    open, shared_check, ActionKind, Recipe, RecipeError, Run, ScenarioSpec, SharedCheck, Time, MICROS_PER_MS,
+    MICROS_PER_S,
+};
 
 /// How often (in simulated time) a checkpoint is kept while playing forward.
 const CHECKPOINT_EVERY: u64 = MICROS_PER_S;
@@ -92,6 +95,10 @@ pub struct Player {
     /// at the seeds' scale a quarter to a half more time, and only the last of a frame's
     /// events can be seen.
     behind: Option<(u64, f64)>,
+    /// What comparing the run with its link's shared fingerprint found, once the run stood
+    /// where that was taken (`None` before then, or with no fingerprint); the page takes it.
+    pub shared_news: Option<SharedCheck>,
+    shared_done: bool,
 }
 
 fn no_clock() -> f64 {
@@ -102,7 +109,7 @@ impl Player {
     pub fn new(spec: &'static ScenarioSpec, recipe: &Recipe) -> (Player, Vec<RecipeError>) {
         let (run, problems) = open(spec, recipe);
         let first = Checkpoint::of(&*run);
-        let player = Player {
+        let mut player = Player {
             spec,
             run,
             last_snapshot: first.bytes,
@@ -115,7 +122,10 @@ impl Player {
             sim_ms: 0.0,
             checkpoint_ms: 0.0,
             behind: None,
+            shared_news: None,
+            shared_done: false,
         };
+        player.check_shared();
         (player, problems)
     }
 
@@ -226,7 +236,11 @@ impl Player {
                 return true;
             }
             let next_mark = Time(self.run.now().micros() / CHECKPOINT_EVERY * CHECKPOINT_EVERY + CHECKPOINT_EVERY);
-            let stop = target.min(next_mark);
+            // Stop where the link's fingerprint was taken, to compare it there.
+            let stop = match self.shared_pending() {
+                Some(at) if at >= self.run.now() => target.min(next_mark).min(at),
+                _ => target.min(next_mark),
+            };
             // Keep over the stretch before each stop (the target, or a checkpoint's moment,
             // so checkpoints are taken with what a viewer needs).
             let (quiet_events, quiet_until) = match (quiet, overtime_until) {
@@ -242,6 +256,7 @@ impl Player {
                 self.run.run_until(quiet_until, CHUNK.min(quiet_events - self.run.events()))
             };
             self.sim_ms += (self.clock)() - start;
+            self.check_shared();
             if self.run.now() >= stop {
                 self.keep_checkpoint();
             }
@@ -284,6 +299,26 @@ impl Player {
     pub fn step(&mut self) {
         if self.run.next_event_time().is_some_and(|t| t <= self.until) {
             self.run.step();
+            self.check_shared();
+        }
+    }
+
+    /// When the link's fingerprint was taken, while it is still to be compared.
+    fn shared_pending(&self) -> Option<Time> {
+        self.run.recipe().shared.filter(|_| !self.shared_done).map(|s| s.at)
+    }
+
+    /// Compares the run with the link's fingerprint once it stands where that was taken.
+    fn check_shared(&mut self) {
+        if self.shared_pending().is_none() {
+            return;
+        }
+        match shared_check(&*self.run) {
+            SharedCheck::Pending(_) | SharedCheck::NotShared => {}
+            verdict => {
+                self.shared_done = true;
+                self.shared_news = Some(verdict);
+            }
         }
     }
 
@@ -305,6 +340,24 @@ impl Player {
         self.checkpoints = vec![start];
         self.push_checkpoint(1);
         Ok(at)
+    }
+
+    /// Moves a parameter's slider. A live parameter acts from now (a recorded action); a
+    /// setup one is read when the run is built, so the run starts over from 0 with the new
+    /// value and the same actions: then it returns what the rebuilt recipe had to drop (an
+    /// action on a node the new value removed, say).
+    pub fn set_param(&mut self, id: &str, value: i64) -> Result<Option<Vec<RecipeError>>, RecipeError> {
+        let p = self.spec.param(id).ok_or_else(|| RecipeError::UnknownParam { id: id.to_string() })?;
+        if p.live {
+            self.inject(ActionKind::SetParam { id: p.id.to_string(), value })?;
+            return Ok(None);
+        }
+        if !p.accepts(value) {
+            let used = p.clamp(value);
+            return Err(RecipeError::OutOfRange { id: p.id.into(), value, min: p.min, max: p.max, used });
+        }
+        let recipe = Recipe { shared: None, ..self.recipe().clone() }.with_param(p.id, value);
+        Ok(Some(self.replace(&recipe)))
     }
 
     /// Starts over with a different recipe (new seed, or a reset).
@@ -365,6 +418,58 @@ mod tests {
 
     fn state(p: &Player) -> (Time, u64, String) {
         (p.now(), p.run.events(), fingerprint(p.run.trace().hash()))
+    }
+
+    #[test]
+    fn a_setup_slider_restarts_the_run_with_its_value_and_a_live_one_acts_from_now() {
+        let _one_at_a_time = heap::SERIAL.lock();
+        for spec in faultline_scenarios::ALL {
+            for p in spec.params {
+                let value = if p.default == p.max { p.min } else { p.max };
+                let mut pl = Player::new(spec, &spec.default_recipe(1)).0;
+                let crash = ActionKind::Fault(faultline_core::Fault::Crash { node: 0 });
+                pl.seek(Time(MICROS_PER_S));
+                pl.inject(crash.clone()).unwrap();
+                pl.seek(Time(2 * MICROS_PER_S));
+                let restarted = pl.set_param(p.id, value).unwrap();
+                let r = pl.recipe();
+                if p.live {
+                    assert!(restarted.is_none(), "{}.{}", spec.id(), p.id);
+                    assert_eq!(pl.now(), Time(2 * MICROS_PER_S));
+                    let last = &r.actions.last().unwrap().kind;
+                    assert_eq!(*last, ActionKind::SetParam { id: p.id.into(), value });
+                } else {
+                    assert!(restarted.is_some(), "{}.{} is setup: the run starts over", spec.id(), p.id);
+                    assert_eq!((pl.now(), pl.run.events()), (Time::ZERO, 0), "{}.{}", spec.id(), p.id);
+                    assert_eq!(r.params.get(p.id), Some(&value));
+                    assert_eq!(r.actions.len(), 1, "the crash is kept; nothing is recorded for the slider");
+                    assert_eq!(r.actions[0].kind, crash);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_shared_link_is_checked_where_its_fingerprint_was_taken() {
+        let _one_at_a_time = heap::SERIAL.lock();
+        let spec = faultline_scenarios::ALL[0];
+        let mut sharer = Player::new(spec, &spec.default_recipe(2)).0;
+        sharer.seek(Time(2_500_000));
+        let mark = faultline_core::shared_mark(&*sharer.run);
+        for (fingerprint, want_match) in [(mark.fingerprint, true), (mark.fingerprint ^ 1, false)] {
+            let shared = faultline_core::Shared { fingerprint, ..mark };
+            let mut pl = Player::new(spec, &Recipe { shared: Some(shared), ..sharer.recipe().clone() }).0;
+            pl.advance(Time(2_000_000), || true);
+            assert!(pl.shared_news.is_none(), "not there yet");
+            // Played past the mark in one go, the player stops there to compare.
+            pl.advance(Time(4_000_000), || true);
+            match pl.shared_news.take() {
+                Some(SharedCheck::Matches) => assert!(want_match),
+                Some(SharedCheck::Changed(_)) => assert!(!want_match),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(pl.now(), Time(4_000_000));
+        }
     }
 
     #[test]

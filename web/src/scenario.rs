@@ -5,7 +5,10 @@
 use crate::canvas::{self, Placed, Theme};
 use crate::panels;
 use crate::player::{PaceMeter, Player};
-use faultline_core::{fingerprint, ActionKind, NodeId, Recipe, RecipeError, ScenarioSpec, Time, MICROS_PER_MS};
+use faultline_core::{
+    fingerprint, shared_mark, ActionKind, NodeId, ParamSpec, Recipe, RecipeError, ScenarioSpec, SharedCheck, Time,
+    MICROS_PER_MS,
+};
 use leptos::html::Canvas;
 use leptos::prelude::*;
 
@@ -155,6 +158,29 @@ impl Page {
         self.refresh();
     }
 
+    /// Moves a parameter: live ones act from now; setup ones restart the run from 0 with
+    /// the new value (the slider says so beforehand), and the toast says which happened.
+    pub fn set_param(&self, p: &'static ParamSpec, value: i64) {
+        match self.player.try_update_value(|pl| pl.set_param(p.id, value)) {
+            Some(Ok(None)) => {
+                let at = self.player.with_value(|pl| pl.now());
+                self.toast.set(Some(format!("set {} = {value} {} — at {at}", p.label, p.unit)));
+            }
+            Some(Ok(Some(problems))) => {
+                self.problems.set(problems.iter().map(|e| e.to_string()).collect());
+                self.stopped.set(None);
+                self.toast.set(Some(format!(
+                    "restarted from 0 with {} = {value} {}: it is read when the run is built",
+                    p.label, p.unit
+                )));
+            }
+            Some(Err(e)) => self.toast.set(Some(format!("not done: {e}"))),
+            None => {}
+        }
+        self.sync_url();
+        self.refresh();
+    }
+
     /// Jumps to `t`: rewinds to a checkpoint now, then catches up frame by frame.
     pub fn seek(&self, t: Time) {
         self.player.update_value(|p| p.rewind_towards(t));
@@ -197,10 +223,17 @@ impl Page {
         }
     }
 
+    /// Copies the recipe as a link, with the run's fingerprint as it stands now: whoever
+    /// opens it is told if the scenario has changed since and the run is no longer this one.
     pub fn copy_link(&self) {
         let Some(w) = web_sys::window() else { return };
-        let href = w.location().href().unwrap_or_default();
-        let _ = w.navigator().clipboard().write_text(&href);
+        let page = w.location().href().unwrap_or_default();
+        let base = page.split('#').next().unwrap_or_default();
+        let href = self.player.with_value(|p| {
+            let recipe = Recipe { shared: Some(shared_mark(&*p.run)), ..p.recipe().clone() };
+            href(p.spec, &recipe)
+        });
+        let _ = w.navigator().clipboard().write_text(&format!("{base}{href}"));
         self.toast.set(Some("Link copied: it replays this exact run".into()));
     }
 
@@ -265,6 +298,7 @@ impl Page {
             self.tick.update(|t| *t += 1);
         }
         self.stop_if_out_of_memory();
+        self.report_shared();
         self.sim_end.set_value(wall_ms());
         self.draw();
         if wall - self.last_slow.get_value() > 250.0 {
@@ -278,6 +312,20 @@ impl Page {
 
     /// A run that grew past the memory the page allows is paused, with a message, before
     /// the tab runs out (which would freeze it with nothing said).
+    /// Says what comparing the run with its link's fingerprint found: a changed scenario
+    /// stays on the page as a problem; a match is a passing note.
+    fn report_shared(&self) {
+        let Some(news) = self.player.try_update_value(|p| p.shared_news.take()).flatten() else { return };
+        match news {
+            SharedCheck::Changed(e) => self.problems.update(|ps| ps.push(e.to_string())),
+            SharedCheck::Matches => {
+                let at = self.player.with_value(|p| p.recipe().shared.map(|s| s.at)).unwrap_or_default();
+                self.toast.set(Some(format!("This is the run that was shared: same fingerprint at {at}")));
+            }
+            _ => {}
+        }
+    }
+
     fn stop_if_out_of_memory(&self) {
         let stopped =
             self.player.try_update_value(|p| std::mem::take(&mut p.out_of_memory).then(|| (p.now(), p.heap_limit)));
