@@ -3,16 +3,21 @@
 //! its `SPEC` to `ALL`.
 #![forbid(unsafe_code)]
 
-pub mod backpressure;
-pub mod cache_stampede;
-pub mod circuit_breaker;
-pub mod consistent_hashing;
-pub mod distributed_rate_limiter;
-pub mod idempotent_payments;
-pub mod leader_election;
+// The kit every scenario is built from.
 pub mod parts;
-pub mod queueing;
-pub mod table;
+
+// The scenarios, a folder per catalog category.
+pub mod caching;
+pub mod consistency;
+pub mod coordination;
+pub mod resilience;
+pub mod traffic;
+
+use caching::cache_stampede;
+use consistency::idempotent_payments;
+use coordination::{consistent_hashing, leader_election};
+use resilience::circuit_breaker;
+use traffic::{backpressure, distributed_rate_limiter};
 
 use faultline_core::{Recipe, ScenarioSpec, Time, MICROS_PER_S};
 

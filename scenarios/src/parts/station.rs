@@ -382,7 +382,7 @@ impl<J> Station<J> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queueing;
+    use crate::parts::queueing;
     use faultline_core::{
         Info, Label, Layout, Link, NodeKind, NodeView, Note, Recipe, Run, ScenarioSpec, Setup, Sim, StrategySpec,
         MICROS_PER_MS, MICROS_PER_S,

@@ -3,7 +3,7 @@
 //! or many keys expire together, or the cache restarts cold — every reader goes to the
 //! origin at once, unless the instances coalesce, lock, spread or refresh ahead.
 
-use crate::table::KeyTable;
+use crate::parts::table::KeyTable;
 use faultline_core::*;
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;

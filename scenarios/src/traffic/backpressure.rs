@@ -3,7 +3,7 @@
 //! can finish it: buffer without bound, block the producers, shed with 429 + Retry-After,
 //! or adapt its concurrency limit to the latency it sees.
 
-use crate::queueing;
+use crate::parts::queueing;
 use faultline_core::*;
 use std::collections::{BTreeMap, VecDeque};
 

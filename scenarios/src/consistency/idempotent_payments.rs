@@ -3,7 +3,7 @@
 //! Without an idempotency key — or with one kept in memory, or one that expires before the
 //! last retry — a lost response or a crash turns one payment into two charges.
 
-use crate::table::{KeyTable, Log};
+use crate::parts::table::{KeyTable, Log};
 use faultline_core::*;
 use std::collections::{BTreeMap, BTreeSet};
 

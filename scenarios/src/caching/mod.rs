@@ -1,0 +1,3 @@
+//! Caching: what a cache saves, and how it fails its origin.
+
+pub mod cache_stampede;

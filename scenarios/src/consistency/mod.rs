@@ -1,0 +1,3 @@
+//! Transactions and consistency: doing a thing once, and everyone agreeing it was done.
+
+pub mod idempotent_payments;

@@ -1,0 +1,4 @@
+//! Coordination: who leads, who owns a key, who may write.
+
+pub mod consistent_hashing;
+pub mod leader_election;

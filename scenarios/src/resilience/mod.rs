@@ -1,0 +1,3 @@
+//! Resilience: staying up while a dependency is down or slow.
+
+pub mod circuit_breaker;

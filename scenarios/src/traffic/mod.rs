@@ -1,0 +1,4 @@
+//! Traffic control: admitting, shaping and shedding load.
+
+pub mod backpressure;
+pub mod distributed_rate_limiter;
