@@ -37,6 +37,14 @@ pub enum Fault {
 }
 
 impl Fault {
+    /// A scenario's own fault (declared in its `FaultSpec`s) on everyone, with its value.
+    pub fn custom(id: &str, value: i64) -> Fault {
+        Fault::Custom { id: id.to_string(), node: None, value }
+    }
+    /// A scenario's own fault on one node.
+    pub fn custom_on(id: &str, node: NodeId, value: i64) -> Fault {
+        Fault::Custom { id: id.to_string(), node: Some(node), value }
+    }
     /// The node this fault targets, if it targets one.
     pub fn node(&self) -> Option<NodeId> {
         match self {

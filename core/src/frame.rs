@@ -96,6 +96,14 @@ impl NodeView {
         self.badges.push(Badge { text: text.into(), tone });
         self
     }
+    /// A badge shown only when `show` holds (a state worth pointing at: "open", "leader").
+    pub fn badge_if(self, show: bool, text: impl Into<String>, tone: Tone) -> NodeView {
+        if show {
+            self.badge(text, tone)
+        } else {
+            self
+        }
+    }
     pub fn gauge(mut self, label: &'static str, value: i64, max: i64) -> NodeView {
         self.gauges.push(Gauge { label, value, max });
         self

@@ -29,6 +29,7 @@ pub mod time;
 pub mod trace;
 
 pub use fault::Fault;
+pub use faultline_derive::{Holds, Label};
 pub use frame::{
     numbered, Arc, Badge, CheckStatus, Frame, Gauge, MsgFrame, NodeFrame, NodeKind, NodeView, Status, Tone, Violation,
 };
@@ -39,7 +40,7 @@ pub use report::{format_value, CheckVerdict, MetricValue, Outcome};
 pub use ring::Ring;
 pub use rng::{Ppm, Rng};
 pub use run::Run;
-pub use sim::{Control, Ctx, Label, Node, Sim, TimerId, World};
+pub use sim::{CheckFn, Control, Ctx, Holds, Label, Node, Sim, TimerId, World};
 pub use spec::{
     CheckSpec, FaultSpec, Info, Layout, MetricSpec, Note, ParamSpec, ScenarioSpec, Setup, StrategySpec, Target,
 };

@@ -171,6 +171,10 @@ impl<N: Node> Ctx<'_, N> {
     }
 }
 
+fn held<N: Holds<T>, T>(node: &N, id: NodeId) -> &T {
+    node.held().unwrap_or_else(|| panic!("node {id} is not a {}", std::any::type_name::<T>()))
+}
+
 fn param_value(spec: &ScenarioSpec, params: &[i64], id: &str) -> i64 {
     let i = spec.params.iter().position(|p| p.id == id);
     params[i.unwrap_or_else(|| panic!("{} has no parameter `{id}`", spec.id()))]
@@ -194,6 +198,21 @@ pub struct World<'a, N: Node> {
 impl<N: Node> World<'_, N> {
     pub fn param(&self, id: &str) -> i64 {
         param_value(self.spec, self.params, id)
+    }
+    /// Node `id` as the kind it is (`w.node::<Server>(SERVER)`). A node of another kind is
+    /// a programming error, and the panic says which.
+    pub fn node<T>(&self, id: NodeId) -> &T
+    where
+        N: Holds<T>,
+    {
+        held(&self.nodes[id as usize], id)
+    }
+    /// Every node of one kind, with its id.
+    pub fn all<T: 'static>(&self) -> impl Iterator<Item = (NodeId, &T)>
+    where
+        N: Holds<T>,
+    {
+        self.nodes.iter().enumerate().filter_map(|(i, n)| n.held().map(|t| (i as NodeId, t)))
     }
     pub fn is_up(&self, n: NodeId) -> bool {
         self.up[n as usize].up
@@ -224,8 +243,17 @@ impl Tallies {
     }
 }
 
-/// A named invariant, evaluated after every event until it first fails.
-pub type CheckFn<N> = fn(&World<N>) -> Result<(), String>;
+/// A named invariant, evaluated after every event until it first fails. A closure, so it
+/// can capture what the scenario computed when it built the run (node ids, a bound); shared,
+/// so copying the run for a checkpoint copies a pointer.
+pub type CheckFn<N> = std::rc::Rc<dyn Fn(&World<N>) -> Result<(), String>>;
+
+/// A node enum's variant read by its type (`#[derive(Holds)]` writes it for each variant
+/// that holds one value), so checks and tests say `w.node::<Server>(id)`.
+pub trait Holds<T> {
+    fn held(&self) -> Option<&T>;
+    fn held_mut(&mut self) -> Option<&mut T>;
+}
 
 /// What the kernel reads about a node on every event, packed small: with many nodes these
 /// records are read at random, and four share a cache line.
@@ -755,7 +783,8 @@ impl<N: Node> Sim<N> {
     }
 
     /// Registers the evaluator of a check the spec declares.
-    pub fn check(&mut self, id: &str, eval: CheckFn<N>) {
+    pub fn check(&mut self, id: &str, eval: impl Fn(&World<N>) -> Result<(), String> + 'static) {
+        let eval: CheckFn<N> = std::rc::Rc::new(eval);
         let i = self.k.c.spec.checks.iter().position(|c| c.id == id);
         let i = i.unwrap_or_else(|| panic!("{} declares no check `{id}`", self.k.c.spec.id()));
         self.checks.push((i, eval));
@@ -763,6 +792,14 @@ impl<N: Node> Sim<N> {
 
     pub fn nodes(&self) -> &[N] {
         &self.nodes
+    }
+
+    /// Node `id` as the kind it is, as `World::node` (for tests and set-up).
+    pub fn node<T>(&self, id: NodeId) -> &T
+    where
+        N: Holds<T>,
+    {
+        held(&self.nodes[id as usize], id)
     }
 
     pub fn param(&self, id: &str) -> i64 {

@@ -96,6 +96,17 @@ pub struct StrategySpec {
     pub help: &'static str,
 }
 
+impl StrategySpec {
+    /// A strategy that breaks under the scenario's faults (the lesson's "before").
+    pub const fn naive(id: &'static str, label: &'static str, help: &'static str) -> StrategySpec {
+        StrategySpec { id, label, naive: true, help }
+    }
+    /// A strategy that holds every check (the lesson's "after").
+    pub const fn fixed(id: &'static str, label: &'static str, help: &'static str) -> StrategySpec {
+        StrategySpec { id, label, naive: false, help }
+    }
+}
+
 /// What a scenario-specific fault applies to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Target {
@@ -116,11 +127,47 @@ pub struct FaultSpec {
     pub help: &'static str,
 }
 
+impl FaultSpec {
+    /// A fault on the whole scenario (or "whoever leads now"), without a value.
+    pub const fn global(id: &'static str, label: &'static str, help: &'static str) -> FaultSpec {
+        FaultSpec {
+            id,
+            label,
+            target: Target::Global,
+            value_label: "",
+            value_min: 0,
+            value_max: 0,
+            value_default: 0,
+            help,
+        }
+    }
+    /// A fault the user aims at one node (from its popover).
+    pub const fn node(id: &'static str, label: &'static str, help: &'static str) -> FaultSpec {
+        FaultSpec { target: Target::Node, ..FaultSpec::global(id, label, help) }
+    }
+    /// The fault takes a value (a factor, a duration in ms…): what it means and its range.
+    pub const fn value(self, label: &'static str, range: std::ops::RangeInclusive<i64>, default: i64) -> FaultSpec {
+        FaultSpec {
+            value_label: label,
+            value_min: *range.start(),
+            value_max: *range.end(),
+            value_default: default,
+            ..self
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct CheckSpec {
     pub id: &'static str,
     pub label: &'static str,
     pub help: &'static str,
+}
+
+impl CheckSpec {
+    pub const fn new(id: &'static str, label: &'static str, help: &'static str) -> CheckSpec {
+        CheckSpec { id, label, help }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -129,6 +176,12 @@ pub struct MetricSpec {
     pub label: &'static str,
     pub unit: &'static str,
     pub measure: Measure,
+}
+
+impl MetricSpec {
+    pub const fn new(id: &'static str, label: &'static str, unit: &'static str, measure: Measure) -> MetricSpec {
+        MetricSpec { id, label, unit, measure }
+    }
 }
 
 /// How the player lays nodes out.
@@ -167,7 +220,33 @@ impl std::fmt::Debug for ScenarioSpec {
     }
 }
 
+/// The one strategy of a bare spec (a constant, so it is promoted to a static).
+const ONLY: &[StrategySpec] = &[StrategySpec::fixed("only", "Only", "")];
+
+impl Note {
+    /// No note: for the small specs that tests build to run a kernel.
+    pub const EMPTY: Note =
+        Note { what_can_go_wrong: "", what_you_sacrifice: "", at_10x: "", resembles: "", try_this: &[] };
+}
+
 impl ScenarioSpec {
+    /// The least spec a kernel runs: one strategy, nothing else declared (for the kit's
+    /// tests and benchmarks; a registered scenario declares everything).
+    pub const fn bare(id: &'static str, build: fn(&Setup) -> Box<dyn Run>) -> ScenarioSpec {
+        ScenarioSpec {
+            info: Info { id, title: id, category: "test", seeds: &[], summary: "", note: Note::EMPTY },
+            params: &[],
+            strategies: ONLY,
+            faults: &[],
+            checks: &[],
+            metrics: &[],
+            layout: Layout::Tiers,
+            default_until: crate::time::MICROS_PER_S,
+            sample_every: crate::time::MICROS_PER_S,
+            build,
+        }
+    }
+
     pub fn id(&self) -> &'static str {
         self.info.id
     }
