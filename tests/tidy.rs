@@ -34,6 +34,10 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("SystemTime", "no wall clock in a simulation"),
     ("thread_rng", "the run's one seeded Rng only"),
     ("rand::random", "the run's one seeded Rng only"),
+    ("rand::rng", "the run's one seeded Rng only"),
+    ("OsRng", "the run's one seeded Rng only"),
+    ("from_entropy", "the run's one seeded Rng only"),
+    ("from_os_rng", "the run's one seeded Rng only"),
     ("std::thread", "simulations are single-threaded"),
     ("unsafe", "no unsafe in core or scenarios"),
     (".ln(", "transcendental math goes through libm"),
@@ -95,5 +99,67 @@ fn web_knows_no_particular_scenario() {
                 f.display()
             );
         }
+    }
+}
+
+/// The most lines a scenario may have, tests excluded: the kit exists so that a scenario
+/// keeps only its lesson.
+const MAX_SCENARIO_LINES: usize = 400;
+
+/// Scenarios written before the kit, with the lines they have now: each may shrink, never
+/// grow, and leaves this list when it is rewritten on the kit.
+const NOT_YET_ON_THE_KIT: &[(&str, usize)] = &[
+    ("caching/cache_stampede.rs", 700),
+    ("consistency/idempotent_payments.rs", 1074),
+    ("coordination/consistent_hashing.rs", 620),
+    ("coordination/leader_election.rs", 420),
+    ("resilience/circuit_breaker.rs", 795),
+    ("traffic/backpressure.rs", 749),
+    ("traffic/distributed_rate_limiter.rs", 947),
+];
+
+/// A file's lines before its `#[cfg(test)]` module.
+fn lines_before_tests(path: &Path) -> usize {
+    let text = fs::read_to_string(path).expect("readable");
+    text.lines().take_while(|l| !l.starts_with("#[cfg(test)]")).count()
+}
+
+#[test]
+fn every_scenario_fits_in_400_lines_without_its_tests() {
+    let src = root().join("scenarios/src");
+    let mut sizes = Vec::new();
+    for category in fs::read_dir(&src).expect("scenarios/src").map(|e| e.expect("entry").path()) {
+        let name = category.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        if !category.is_dir() || name == "parts" {
+            continue;
+        }
+        for entry in fs::read_dir(&category).expect("a category").map(|e| e.expect("entry").path()) {
+            let file = entry.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            // A scenario is a file, or a folder whose files count together.
+            let lines = if entry.is_dir() {
+                let mut files = Vec::new();
+                rust_files(&entry, &mut files);
+                files.iter().map(|f| lines_before_tests(f)).sum()
+            } else if file != "mod.rs" && file.ends_with(".rs") {
+                lines_before_tests(&entry)
+            } else {
+                continue;
+            };
+            sizes.push((format!("{name}/{file}"), lines));
+        }
+    }
+    assert!(sizes.len() >= 7, "found only {} scenarios: is the walk broken?", sizes.len());
+    let mut over = Vec::new();
+    for (scenario, lines) in &sizes {
+        let allowed = NOT_YET_ON_THE_KIT.iter().find(|(s, _)| s == scenario).map_or(MAX_SCENARIO_LINES, |&(_, n)| n);
+        if *lines > allowed {
+            over.push(format!("{scenario}: {lines} lines before its tests (at most {allowed})"));
+        }
+    }
+    assert!(over.is_empty(), "scenarios too long — compose the kit (scenarios/src/parts):\n{}", over.join("\n"));
+    for (scenario, _) in NOT_YET_ON_THE_KIT {
+        let now = sizes.iter().find(|(s, _)| s == scenario).map(|&(_, n)| n);
+        assert!(now.is_some(), "{scenario} is gone: take it off NOT_YET_ON_THE_KIT");
+        assert!(now > Some(MAX_SCENARIO_LINES), "{scenario} fits now: take it off NOT_YET_ON_THE_KIT");
     }
 }

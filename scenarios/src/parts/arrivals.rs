@@ -271,9 +271,7 @@ pub fn interactive_response_us(clients: u32, throughput_per_s: f64, think_us: f6
 #[cfg(test)]
 mod tests {
     use super::*;
-    use faultline_core::{
-        Info, Label, Layout, Link, NodeId, NodeKind, NodeView, Note, Run, ScenarioSpec, Setup, Sim, StrategySpec, Time,
-    };
+    use faultline_core::{Label, Link, NodeId, NodeKind, NodeView, Run, ScenarioSpec, Setup, Sim, Time};
 
     /// Sample mean and (population) variance of `n` gaps.
     fn moments(n: usize, mut draw: impl FnMut() -> f64) -> (f64, f64) {
@@ -422,25 +420,7 @@ mod tests {
         Box::new(Sim::<T>::new(setup, Link::local()))
     }
 
-    static SPEC: ScenarioSpec = ScenarioSpec {
-        info: Info {
-            id: "parts-arrivals",
-            title: "arrivals test",
-            category: "test",
-            seeds: &[],
-            summary: "",
-            note: Note { what_can_go_wrong: "", what_you_sacrifice: "", at_10x: "", resembles: "", try_this: &[] },
-        },
-        params: &[],
-        strategies: &[StrategySpec { id: "only", label: "only", naive: false, help: "" }],
-        faults: &[],
-        checks: &[],
-        metrics: &[],
-        layout: Layout::Tiers,
-        default_until: 10 * MICROS_PER_S,
-        sample_every: MICROS_PER_S,
-        build,
-    };
+    static SPEC: ScenarioSpec = ScenarioSpec::bare("parts-arrivals", build);
 
     #[derive(Clone, Debug)]
     enum Msg {

@@ -181,10 +181,7 @@ impl FaultWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use faultline_core::{
-        Control, Ctx, FaultSpec, Info, Label, Layout, Link, NodeKind, NodeView, Note, Recipe, Run, ScenarioSpec, Setup,
-        StrategySpec, Target,
-    };
+    use faultline_core::{Control, Ctx, FaultSpec, Label, Link, NodeKind, NodeView, Recipe, Run, ScenarioSpec, Setup};
 
     #[test]
     fn health_maps_a_base_latency() {
@@ -225,32 +222,8 @@ mod tests {
     // A tiny simulation: node 0 pings node 1 every millisecond over a 1 ms link, and both
     // write down what happens to them, in true time.
     static SPEC: ScenarioSpec = ScenarioSpec {
-        info: Info {
-            id: "degraded-test",
-            title: "",
-            category: "",
-            seeds: &[],
-            summary: "",
-            note: Note { what_can_go_wrong: "", what_you_sacrifice: "", at_10x: "", resembles: "", try_this: &[] },
-        },
-        params: &[],
-        strategies: &[StrategySpec { id: "only", label: "", naive: false, help: "" }],
-        faults: &[FaultSpec {
-            id: "sick",
-            label: "",
-            target: Target::Global,
-            value_label: "",
-            value_min: 0,
-            value_max: 1,
-            value_default: 1,
-            help: "",
-        }],
-        checks: &[],
-        metrics: &[],
-        layout: Layout::Tiers,
-        default_until: MICROS_PER_S,
-        sample_every: MICROS_PER_S,
-        build: |setup| Box::new(sim(setup)),
+        faults: &[FaultSpec::global("sick", "", "").value("", 0..=1, 1)],
+        ..ScenarioSpec::bare("degraded-test", |setup| Box::new(sim(setup)))
     };
 
     fn sim(setup: &Setup) -> Sim<Probe> {

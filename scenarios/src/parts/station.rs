@@ -384,30 +384,11 @@ mod tests {
     use super::*;
     use crate::parts::queueing;
     use faultline_core::{
-        Info, Label, Layout, Link, NodeKind, NodeView, Note, Recipe, Run, ScenarioSpec, Setup, Sim, StrategySpec,
-        MICROS_PER_MS, MICROS_PER_S,
+        Label, Link, NodeKind, NodeView, Recipe, Run, ScenarioSpec, Setup, Sim, MICROS_PER_MS, MICROS_PER_S,
     };
 
     /// Just enough of a scenario for the kernel to run one station node.
-    static SPEC: ScenarioSpec = ScenarioSpec {
-        info: Info {
-            id: "station-test",
-            title: "Station test",
-            category: "Tests",
-            seeds: &[],
-            summary: "",
-            note: Note { what_can_go_wrong: "", what_you_sacrifice: "", at_10x: "", resembles: "", try_this: &[] },
-        },
-        params: &[],
-        strategies: &[StrategySpec { id: "only", label: "Only", naive: false, help: "" }],
-        faults: &[],
-        checks: &[],
-        metrics: &[],
-        layout: Layout::Tiers,
-        default_until: MICROS_PER_S,
-        sample_every: 3600 * MICROS_PER_S,
-        build,
-    };
+    static SPEC: ScenarioSpec = ScenarioSpec::bare("station-test", build);
 
     fn build(_: &Setup) -> Box<dyn Run> {
         panic!("the tests build their runs themselves")
