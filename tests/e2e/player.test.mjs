@@ -283,3 +283,56 @@ test('the engine bench page runs every scenario, as it starts and at scale, with
   assert.deepEqual(p.errors, []);
   await p.close();
 });
+
+test('a setup slider says it restarts the run, and does: from 0, with its value in the link', async () => {
+  const s = scenarios().find((x) => x.params.some((p) => !p.live) && x.params.some((p) => p.live));
+  const setup = s.params.find((p) => !p.live);
+  const p = await page(b);
+  await p.goto(`${site.url}#/s/${s.info.id}?seed=3`);
+  await p.waitForSelector('.param.setup');
+  await p.waitForFunction(() => parseFloat(document.querySelector('.clock').textContent) > 1);
+  await pause(p);
+  // Before it is touched, the slider says what moving it will do.
+  const row = p.locator('.param.setup').first();
+  assert.match(await row.textContent(), /restarts/);
+  assert.match(await row.getAttribute('title'), /restarts the run from 0/);
+  assert.equal(await p.locator('.param:not(.setup) .restarts').count(), 0, 'live sliders say nothing of the kind');
+  const value = setup.default === setup.max ? setup.min : setup.max;
+  await row.locator('input[type=range]').evaluate((el, v) => {
+    el.value = String(v);
+    el.dispatchEvent(new Event('change', { bubbles: true }));
+  }, value);
+  await p.waitForFunction(() => parseFloat(document.querySelector('.clock').textContent) === 0);
+  assert.match(p.url(), new RegExp(`[?&]${setup.id}=${value}(&|$)`), 'the new value is the run\'s starting value');
+  assert.doesNotMatch(p.url(), /[?&]a=/, 'not an action: the run was rebuilt');
+  assert.match(await p.textContent('.toast'), /restarted from 0/);
+  await shot(p, 'setup-slider-restarted');
+  assert.deepEqual(p.errors, []);
+});
+
+test('a shared link says whether it still shows the run that was shared', async () => {
+  const s = scenarios().find((x) => x.info.id === 'leader-election') ?? scenarios()[0];
+  const id = s.info.id;
+  const out = execFileSync(join(root, 'target/release/faultline'), ['run', `?s=${id}`, '--json']);
+  const fp = JSON.parse(out).fingerprint;
+  const link = (f) => `${site.url}#/s/${id}?fp=${f}@${s.default_until}`;
+
+  const same = await page(b);
+  await same.goto(link(fp));
+  await same.waitForSelector('.to-end');
+  await pause(same);
+  await toEnd(same);
+  await same.waitForFunction(() => /the run that was shared/.test(document.querySelector('.toast')?.textContent ?? ''));
+  assert.equal(await same.locator('.banner.changed').count(), 0);
+
+  const flipped = (parseInt(fp, 16) ^ 1).toString(16).padStart(8, '0');
+  const other = await page(b);
+  await other.goto(link(flipped));
+  await other.waitForSelector('.to-end');
+  await pause(other);
+  await toEnd(other);
+  await other.waitForSelector('.banner.changed');
+  assert.match(await other.textContent('.banner.changed'), /changed since the link was made/);
+  await shot(other, 'shared-link-changed');
+  assert.deepEqual([...same.errors, ...other.errors], []);
+});

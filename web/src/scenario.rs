@@ -85,6 +85,8 @@ pub struct Page {
     pub problems: RwSignal<Vec<String>>,
     /// Why the run was stopped before the tab ran out of memory (see `Player::out_of_memory`).
     pub stopped: RwSignal<Option<String>>,
+    /// Set when the run does not match the fingerprint its link was shared with.
+    pub changed: RwSignal<Option<String>>,
     /// Where a seek is heading: the loop re-simulates towards it within each frame's
     /// budget, so a long jump never freezes the tab.
     pub seeking: RwSignal<Option<Time>>,
@@ -161,18 +163,16 @@ impl Page {
     /// Moves a parameter: live ones act from now; setup ones restart the run from 0 with
     /// the new value (the slider says so beforehand), and the toast says which happened.
     pub fn set_param(&self, p: &'static ParamSpec, value: i64) {
+        let set = format!("{} = {value}{}{}", p.label, if p.unit.is_empty() { "" } else { " " }, p.unit);
         match self.player.try_update_value(|pl| pl.set_param(p.id, value)) {
             Some(Ok(None)) => {
                 let at = self.player.with_value(|pl| pl.now());
-                self.toast.set(Some(format!("set {} = {value} {} — at {at}", p.label, p.unit)));
+                self.toast.set(Some(format!("set {set} — at {at}")));
             }
             Some(Ok(Some(problems))) => {
                 self.problems.set(problems.iter().map(|e| e.to_string()).collect());
                 self.stopped.set(None);
-                self.toast.set(Some(format!(
-                    "restarted from 0 with {} = {value} {}: it is read when the run is built",
-                    p.label, p.unit
-                )));
+                self.toast.set(Some(format!("restarted from 0 with {set}: it is read when the run is built")));
             }
             Some(Err(e)) => self.toast.set(Some(format!("not done: {e}"))),
             None => {}
@@ -317,7 +317,7 @@ impl Page {
     fn report_shared(&self) {
         let Some(news) = self.player.try_update_value(|p| p.shared_news.take()).flatten() else { return };
         match news {
-            SharedCheck::Changed(e) => self.problems.update(|ps| ps.push(e.to_string())),
+            SharedCheck::Changed(e) => self.changed.set(Some(e.to_string())),
             SharedCheck::Matches => {
                 let at = self.player.with_value(|p| p.recipe().shared.map(|s| s.at)).unwrap_or_default();
                 self.toast.set(Some(format!("This is the run that was shared: same fingerprint at {at}")));
@@ -411,6 +411,7 @@ fn page(spec: &'static ScenarioSpec, recipe: Recipe, problems: Vec<RecipeError>)
         toast: RwSignal::new(None),
         problems: RwSignal::new(problems),
         stopped: RwSignal::new(None),
+        changed: RwSignal::new(None),
         seeking: RwSignal::new(None),
         pace: RwSignal::new(None),
         pace_meter: StoredValue::new(PaceMeter::default()),
@@ -451,6 +452,13 @@ fn page(spec: &'static ScenarioSpec, recipe: Recipe, problems: Vec<RecipeError>)
                     </div>
                 })
             }}
+            {move || page.changed.get().map(|why| view! {
+                <div class="banner changed" role="alert">
+                    <strong>"Not the run that was shared"</strong>
+                    <p>{why}</p>
+                    <button on:click=move |_| page.changed.set(None)>"Dismiss"</button>
+                </div>
+            })}
             {move || page.stopped.get().map(|why| view! {
                 <div class="banner stopped" role="alert">
                     <strong>"Stopped before this tab runs out of memory"</strong>
