@@ -3,6 +3,8 @@
 //! old leader write after a new one — unless every write carries a fencing token that
 //! storage checks.
 
+use crate::parts::degraded::FaultWindow;
+use crate::parts::lease::{Acquired, Lease, LeaseTable, Margin};
 use faultline_core::*;
 
 pub static SPEC: ScenarioSpec = ScenarioSpec {
@@ -18,70 +20,81 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             what_can_go_wrong: "A lease says who *should* lead, not who *thinks* it leads. A process that stalls \
                 (GC, swap, a slow disk) between checking its lease and writing, or whose clock runs slow, keeps \
                 acting as leader after the lock store gave the lease to someone else: two leaders write, and the \
-                older one's writes land last.",
+                older one's writes land last. The model: the lock store and storage never fail, links take 1–10 ms, \
+                and a holder counts its lease from when it asked and gives it up a tenth early — enough for a clock \
+                up to 10% slow; the drift fault makes it 30% slow.",
             what_you_sacrifice: "Fencing needs the storage to take part: every write carries the token and storage \
                 must remember the highest it has seen and refuse older ones. Leases also cost availability: after \
-                a leader dies nobody may lead until its lease runs out.",
+                a leader dies nobody may lead until its lease runs out (failover is timed from the old leader's \
+                last renewal to the next grant).",
             at_10x: "Ten times the nodes contend harder at every expiry; shorter leases for faster failover mean \
                 more renewals and more false failovers on a slow network; storage spread over many shards must \
                 check tokens on every shard.",
             resembles: "ZooKeeper/etcd/Consul sessions and leases, Chubby sequencers, Kafka controller epochs, \
                 HDFS NameNode fencing, Martin Kleppmann's 'How to do distributed locking'.",
             try_this: &[
-                "Play `lease`: at 6 s the leader pauses past its lease; at 12–20 s its clock runs slow while it is cut \
-                 off from the lock store — storage accepts writes from the old leadership and `no-stale-write` fails.",
-                "Switch to `lease-fencing`: the same writes arrive, storage refuses them (stale writes rejected) and \
+                "Play `lease`: at 6 s the leader pauses past its lease; from 12 s its clock runs slow, and at \
+                 14–20 s it is cut off from the lock store — storage accepts writes from the old leadership and \
+                 `no-stale-write` fails.",
+                "Switch to `lease-fencing`: the same writes arrive, storage refuses them (stale writes refused) and \
                  the check holds.",
-                "Shorten the lease to 1 s: failover gets faster, but watch the time with two believers.",
+                "Shorten the lease to 1 s, renewing every 300 ms: failover gets faster, but the paused leader now \
+                 overlaps its successor longer — watch the time with two believers.",
             ],
         },
     },
     params: &[
-        ParamSpec { id: "nodes", label: "Contenders", unit: "", min: 2, max: 9, step: 1, default: 3, live: false,
-            help: "Nodes competing for leadership." },
-        ParamSpec { id: "lease_ms", label: "Lease", unit: "ms", min: 100, max: 60_000, step: 100, default: 3000, live: true,
-            help: "How long a granted lease lasts without renewal." },
-        ParamSpec { id: "renew_ms", label: "Renew every", unit: "ms", min: 50, max: 30_000, step: 50, default: 1000, live: true,
-            help: "How often the leader renews its lease." },
-        ParamSpec { id: "retry_ms", label: "Retry every", unit: "ms", min: 50, max: 30_000, step: 50, default: 500, live: true,
-            help: "How often a follower tries to take the lease (plus jitter)." },
-        ParamSpec { id: "write_ms", label: "Write every", unit: "ms", min: 10, max: 10_000, step: 10, default: 200, live: true,
-            help: "How often the leader writes to storage." },
-        ParamSpec { id: "work_ms", label: "Work per write", unit: "ms", min: 1, max: 5000, step: 1, default: 80, live: true,
-            help: "Time between checking the lease and sending the write (where a pause hurts)." },
-        ParamSpec { id: "pause_ms", label: "Leader pause", unit: "ms", min: 0, max: 60_000, step: 100, default: 4000, live: false,
-            help: "Scheduled fault at 6 s: the leader stops the world this long (0: none)." },
-        ParamSpec { id: "drift_ppm", label: "Leader clock drift", unit: "ppm", min: -500_000, max: 500_000, step: 1000,
-            default: -300_000, live: false, help: "Scheduled fault at 12 s: the leader's clock rate error (negative runs slow)." },
+        ParamSpec::setup("nodes", "Contenders", "", 2..=9, 3, "Nodes competing for leadership."),
+        ParamSpec::live("lease_ms", "Lease", "ms", 100..=60_000, 3000, "How long a grant lasts without renewal.")
+            .step(100),
+        ParamSpec::live("renew_ms", "Renew every", "ms", 50..=30_000, 1000, "How often the leader renews its lease.")
+            .step(50),
+        ParamSpec::live("retry_ms", "Retry every", "ms", 50..=30_000, 500, "How often a follower asks (plus jitter).")
+            .step(50),
+        ParamSpec::live("write_ms", "Write every", "ms", 10..=10_000, 200, "How often the leader writes to storage.")
+            .step(10),
+        ParamSpec::live("work_ms", "Work per write", "ms", 1..=5000, 80, "Between the lease check and the write."),
+        ParamSpec::setup("pause_ms", "Leader pause", "ms", 0..=60_000, 4000, "Stop-the-world at 6 s (0: none).")
+            .step(100),
+        ParamSpec::setup(
+            "drift_ppm",
+            "Leader clock drift",
+            "ppm",
+            -500_000..=500_000,
+            -300_000,
+            "Its clock's rate error from 12 s (negative runs slow).",
+        )
+        .step(1000),
     ],
     strategies: &[
-        StrategySpec { id: "lease", label: "Lease, no fencing", naive: true,
-            help: "Storage accepts any write from a node that believes it leads." },
-        StrategySpec { id: "lease-fencing", label: "Lease + fencing token", naive: false,
-            help: "Each lease carries a token that grows; storage refuses a write whose token is older than one it has accepted." },
+        StrategySpec::naive("lease", "Lease, no fencing", "Storage accepts any write from whoever believes it leads."),
+        StrategySpec::fixed("lease-fencing", "Lease + fencing token", "Storage refuses writes with an outdated token."),
     ],
     faults: &[
-        FaultSpec { id: "pause-leader", label: "Pause the leader", target: Target::Global, value_label: "ms",
-            value_min: 100, value_max: 60_000, value_default: 4000,
-            help: "Whoever leads stops the world this long, right after its next lease check (mid-write)." },
-        FaultSpec { id: "isolate-leader", label: "Cut the leader from the lock store", target: Target::Global,
-            value_label: "", value_min: 0, value_max: 0, value_default: 0,
-            help: "Whoever leads now can no longer reach the lock store (heal to undo)." },
-        FaultSpec { id: "drift-leader", label: "Drift the leader's clock", target: Target::Global, value_label: "ppm",
-            value_min: -500_000, value_max: 500_000, value_default: -300_000,
-            help: "Whoever leads now gets this clock rate error (negative runs slow: its leases last longer)." },
-        FaultSpec { id: "crash-leader", label: "Crash the leader", target: Target::Global, value_label: "restart after ms",
-            value_min: 0, value_max: 60_000, value_default: 2000, help: "Whoever leads now crashes; it restarts after this long." },
+        FaultSpec::global("pause-leader", "Pause the leader", "Whoever leads stalls right after its next lease check.")
+            .value("ms", 100..=60_000, 4000),
+        FaultSpec::global(
+            "isolate-leader",
+            "Cut the leader from the lock store",
+            "Whoever leads now can no longer reach the lock store (heal to undo).",
+        ),
+        FaultSpec::global("drift-leader", "Drift the leader's clock", "Whoever leads gets this drift (< 0: slow).")
+            .value("ppm", -500_000..=500_000, -300_000),
+        FaultSpec::global("crash-leader", "Crash the leader", "Whoever leads crashes; it restarts after this long.")
+            .value("restart after ms", 0..=60_000, 2000),
     ],
-    checks: &[CheckSpec { id: "no-stale-write", label: "No write from an older leadership",
-        help: "Storage never accepts a write carrying an older lease token than one it already accepted." }],
+    checks: &[CheckSpec::new(
+        "no-stale-write",
+        "No write from an older leadership",
+        "Storage never accepts a write carrying an older lease token than one it already accepted.",
+    )],
     metrics: &[
-        MetricSpec { id: "believers", label: "Nodes that believe they lead", unit: "", measure: Measure::Count("believers") },
-        MetricSpec { id: "stale_accepted", label: "Stale writes accepted", unit: "", measure: Measure::Count("stale_accepted") },
-        MetricSpec { id: "stale_rejected", label: "Stale writes refused", unit: "", measure: Measure::Count("stale_rejected") },
-        MetricSpec { id: "leaderless", label: "Time without a lease holder", unit: "us", measure: Measure::Count("leaderless_us") },
-        MetricSpec { id: "failover", label: "Failover time (max)", unit: "us", measure: Measure::Quantile("failover_us", 1.0) },
-        MetricSpec { id: "writes", label: "Writes accepted", unit: "writes/s", measure: Measure::Rate("writes") },
+        MetricSpec::new("believers", "Nodes that believe they lead", "", Measure::Count("believers")),
+        MetricSpec::new("stale_accepted", "Stale writes accepted", "", Measure::Count("stale_accepted")),
+        MetricSpec::new("stale_rejected", "Stale writes refused", "", Measure::Count("stale_rejected")),
+        MetricSpec::new("leaderless", "Time without a lease holder (total)", "us", Measure::Count("leaderless_us")),
+        MetricSpec::new("failover", "Failover time (max)", "us", Measure::Quantile("failover_us", 1.0)),
+        MetricSpec::new("writes", "Writes accepted", "writes/s", Measure::Rate("writes")),
     ],
     layout: Layout::Tiers,
     default_until: 30 * MICROS_PER_S,
@@ -93,121 +106,88 @@ const LOCKS: NodeId = 0;
 const STORAGE: NodeId = 1;
 const FIRST: NodeId = 2;
 
-#[derive(Clone, Debug)]
+/// A holder gives its lease up a tenth early: that covers a clock up to 10% slow and no
+/// slower — the drift fault's 30% is beyond it, on purpose.
+const MARGIN: Margin = Margin::new(100_000, 0);
+
+#[derive(Clone, Debug, Label)]
 pub enum Msg {
-    Acquire,
-    Renew { token: u64 },
-    Granted { token: u64, lease: Micros },
-    Denied,
-    Write { token: u64, seq: u64 },
-    Ack { ok: bool },
+    Acquire { ask: u64 },
+    Renew { token: u64, ask: u64 },
+    Granted { ask: u64, token: u64, lease: Micros },
+    Denied { ask: u64 },
+    Write { token: u64 },
+    Ack,
+    Refused,
 }
 
-impl Label for Msg {
-    fn label(&self) -> &'static str {
-        match self {
-            Msg::Acquire => "acquire",
-            Msg::Renew { .. } => "renew",
-            Msg::Granted { .. } => "granted",
-            Msg::Denied => "denied",
-            Msg::Write { .. } => "write",
-            Msg::Ack { ok: true } => "ack",
-            Msg::Ack { ok: false } => "refused",
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Label)]
 pub enum Timer {
-    Try,
-    Renew,
-    Expire,
+    Ask,
+    LeaseExpiry,
     WriteTick,
-    Send { token: u64 },
+    SendWrite { token: u64 },
 }
 
-impl Label for Timer {
-    fn label(&self) -> &'static str {
-        match self {
-            Timer::Try => "try",
-            Timer::Renew => "renew",
-            Timer::Expire => "lease-expiry",
-            Timer::WriteTick => "write-tick",
-            Timer::Send { .. } => "send-write",
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Holds)]
 pub enum Le {
     Locks(Locks),
     Storage(Storage),
-    Node(Box<Contender>),
+    Contender(Contender),
 }
 
 #[derive(Clone, Debug)]
 pub struct Locks {
-    lease: Micros,
-    holder: Option<NodeId>,
-    expires: Time,
-    token: u64,
+    table: LeaseTable<(), NodeId>,
+    /// The latest grant or renewal: to whom, its token, when. The old leader was last heard
+    /// from then, so a failover is timed from it.
+    latest: Option<(NodeId, u64, Time)>,
 }
 
 #[derive(Clone, Debug)]
 pub struct Storage {
     fencing: bool,
+    /// The highest lease token of any write accepted.
     highest: u64,
-    last_writer: Option<NodeId>,
+    /// The first write accepted after one with a newer token: its token and that newer one.
+    first_stale: Option<(u64, u64)>,
 }
 
 #[derive(Clone, Debug)]
 pub struct Contender {
     index: u32,
-    renew: Micros,
-    retry: Micros,
-    write_every: Micros,
-    work: Micros,
-    /// Durable: survives a crash (the write sequence).
-    seq: u64,
-    /// The lease this node believes it holds: token and local expiry.
-    holds: Option<(u64, Time)>,
-    asked_at: Time,
-    expiry_timer: Option<TimerId>,
+    /// The lease as this node believes it: counted from its ask, on its own clock.
+    lease: Lease,
+    /// While it believes it leads: its token, and the timer that ends the belief.
+    leading: Option<(u64, TimerId)>,
     /// A stop-the-world pause that will hit between the next lease check and its write.
     pause_next_write: Option<Micros>,
 }
 
+fn ms(v: i64) -> Micros {
+    v as u64 * MICROS_PER_MS
+}
+
 fn build(setup: &Setup) -> Box<dyn Run> {
     let mut sim: Sim<Le> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 1_000, hi: 10_000 }));
-    let lease = setup.param("lease_ms") as u64 * MICROS_PER_MS;
-    assert_eq!(sim.add_node(Le::Locks(Locks { lease, holder: None, expires: Time::ZERO, token: 0 })), LOCKS);
+    assert_eq!(sim.add_node(Le::Locks(Locks { table: LeaseTable::new(), latest: None })), LOCKS);
     let fencing = setup.strategy() == "lease-fencing";
-    assert_eq!(sim.add_node(Le::Storage(Storage { fencing, highest: 0, last_writer: None })), STORAGE);
+    assert_eq!(sim.add_node(Le::Storage(Storage { fencing, highest: 0, first_stale: None })), STORAGE);
     for index in 0..setup.param("nodes") as u32 {
-        sim.add_node(Le::Node(Box::new(Contender {
-            index,
-            renew: setup.param("renew_ms") as u64 * MICROS_PER_MS,
-            retry: setup.param("retry_ms") as u64 * MICROS_PER_MS,
-            write_every: setup.param("write_ms") as u64 * MICROS_PER_MS,
-            work: setup.param("work_ms") as u64 * MICROS_PER_MS,
-            seq: 0,
-            holds: None,
-            asked_at: Time::ZERO,
-            expiry_timer: None,
-            pause_next_write: None,
-        })));
+        let lease = Lease::new(MARGIN);
+        sim.add_node(Le::Contender(Contender { index, lease, leading: None, pause_next_write: None }));
     }
-    let leader = |id: &str, value| Fault::Custom { id: id.into(), node: None, value };
+    // The plan: a pause past the lease mid-write; a slow clock, then a cut from the lock store
+    // while it runs slow; the last leader crashes. Each hits whoever leads at that moment.
     if setup.param("pause_ms") > 0 {
-        sim.schedule(Time::from_secs(6), leader("pause-leader", setup.param("pause_ms")));
+        sim.schedule(Time::from_secs(6), Fault::custom("pause-leader", setup.param("pause_ms")));
     }
-    sim.schedule(Time::from_secs(12), leader("drift-leader", setup.param("drift_ppm")));
-    sim.schedule(Time::from_secs(14), leader("isolate-leader", 0));
-    sim.schedule(Time::from_secs(20), Fault::Heal);
-    sim.schedule(Time::from_secs(24), leader("crash-leader", 2000));
-    sim.check("no-stale-write", |w| match w.metrics.counter("stale_accepted") {
-        0 => Ok(()),
-        n => Err(format!("storage accepted {n} write(s) carrying an older lease token than one it had accepted")),
+    sim.schedule(Time::from_secs(12), Fault::custom("drift-leader", setup.param("drift_ppm")));
+    FaultWindow::secs(14, 6).schedule(&mut sim, Fault::custom("isolate-leader", 0), Fault::Heal);
+    sim.schedule(Time::from_secs(24), Fault::custom("crash-leader", 2000));
+    sim.check("no-stale-write", |w| match w.node::<Storage>(STORAGE).first_stale {
+        None => Ok(()),
+        Some((token, newer)) => Err(format!("storage accepted a write with token {token} after token {newer}")),
     });
     Box::new(sim)
 }
@@ -217,119 +197,87 @@ impl Node for Le {
     type Timer = Timer;
 
     fn on_start(&mut self, ctx: &mut Ctx<Self>) {
-        if let Le::Node(c) = self {
+        if let Le::Contender(_) = self {
             let jitter = ctx.rng().range(0, 50 * MICROS_PER_MS);
-            ctx.set_timer(jitter, Timer::Try);
-            ctx.set_timer(c.write_every, Timer::WriteTick);
+            ctx.set_timer(jitter, Timer::Ask);
+            ctx.set_timer(ms(ctx.param("write_ms")), Timer::WriteTick);
         }
     }
 
     fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Self>) {
         match (self, msg) {
-            (Le::Locks(l), Msg::Acquire) => l.acquire(from, ctx),
-            (Le::Locks(l), Msg::Renew { token }) => l.renew(from, token, ctx),
-            (Le::Storage(s), Msg::Write { token, .. }) => s.write(from, token, ctx),
-            (Le::Node(c), Msg::Granted { token, lease }) => c.granted(token, lease, ctx),
-            _ => {}
+            (Le::Locks(l), Msg::Acquire { ask }) => l.acquire(from, ask, ctx),
+            (Le::Locks(l), Msg::Renew { token, ask }) => l.renew(from, token, ask, ctx),
+            (Le::Storage(s), Msg::Write { token }) => s.write(from, token, ctx),
+            (Le::Contender(c), Msg::Granted { ask, token, lease }) => {
+                c.lease.granted(ask, token, lease, ctx.now());
+                c.follow_lease(ctx)
+            }
+            (Le::Contender(c), Msg::Denied { ask }) => {
+                c.lease.denied(ask);
+                c.follow_lease(ctx)
+            }
+            // Storage's answer changes nothing: a leader learns it lost the lease from the lock
+            // store, and a fenced-off one must not be trusted to notice anyway.
+            (Le::Contender(_), Msg::Ack | Msg::Refused) => {}
+            (_, other) => ctx.unhandled(&other),
         }
     }
 
     fn on_timer(&mut self, timer: Timer, ctx: &mut Ctx<Self>) {
-        let Le::Node(c) = self else { return };
-        match timer {
-            Timer::Try => {
-                if c.holds.is_none() {
-                    c.asked_at = ctx.now();
-                    ctx.send(LOCKS, Msg::Acquire);
-                }
-                let jitter = ctx.rng().range(0, c.retry / 2);
-                ctx.set_timer(c.retry + jitter, Timer::Try);
-            }
-            Timer::Renew => {
-                if let Some((token, _)) = c.holds {
-                    c.asked_at = ctx.now();
-                    ctx.send(LOCKS, Msg::Renew { token });
-                    ctx.set_timer(c.renew, Timer::Renew);
-                }
-            }
-            Timer::Expire => c.step_down(ctx),
-            Timer::WriteTick => {
-                // Check the lease, then do the work, then write: a pause in between is the danger.
-                if let Some((token, until)) = c.holds {
-                    if ctx.now() < until {
-                        ctx.set_timer(c.work, Timer::Send { token });
-                        if let Some(dur) = c.pause_next_write.take() {
-                            ctx.inflict(Fault::Pause { node: ctx.me(), dur });
-                        }
-                    }
-                }
-                ctx.set_timer(c.write_every, Timer::WriteTick);
-            }
-            Timer::Send { token } => {
-                c.seq += 1;
-                ctx.send(STORAGE, Msg::Write { token, seq: c.seq });
-            }
+        match self {
+            Le::Contender(c) => c.on_timer(timer, ctx),
+            _ => ctx.unhandled(&timer),
         }
     }
 
     fn on_crash(&mut self, ctx: &mut Ctx<Self>) {
-        if let Le::Node(c) = self {
-            if c.holds.take().is_some() {
+        if let Le::Contender(c) = self {
+            // A restarted node holds nothing: its lease, like its timers, died with it.
+            if c.leading.take().is_some() {
                 ctx.count("believers", -1);
             }
-            c.expiry_timer = None;
+            c.lease.release();
         }
     }
 
     fn on_control(&mut self, ctl: Control, ctx: &mut Ctx<Self>) {
         match (self, ctl) {
-            (Le::Node(c), Control::Custom { id, value }) if c.holds.is_some() => match id {
-                "pause-leader" => c.pause_next_write = Some(value as u64 * MICROS_PER_MS),
-                "drift-leader" => ctx.inflict(Fault::ClockDrift { node: ctx.me(), ppm: value as i32 }),
-                "isolate-leader" => {
-                    ctx.inflict(Fault::Partition { a: vec![ctx.me()], b: Some(vec![LOCKS]), one_way: false })
-                }
-                "crash-leader" => ctx.crash(Some(value.max(1) as u64 * MICROS_PER_MS)),
-                _ => {}
-            },
-            (Le::Node(c), Control::Param { id, value }) => {
-                let v = value as u64 * MICROS_PER_MS;
+            // The leader faults hit whoever believes it leads now: one node, or two.
+            (Le::Contender(c), Control::Custom { id, value }) if c.leading.is_some() => {
+                let me = ctx.me();
                 match id {
-                    "renew_ms" => c.renew = v,
-                    "retry_ms" => c.retry = v,
-                    "write_ms" => c.write_every = v,
-                    "work_ms" => c.work = v,
-                    _ => {}
+                    "pause-leader" => c.pause_next_write = Some(ms(value)),
+                    "drift-leader" => ctx.inflict(Fault::ClockDrift { node: me, ppm: value as i32 }),
+                    "isolate-leader" => {
+                        ctx.inflict(Fault::Partition { a: vec![me], b: Some(vec![LOCKS]), one_way: false })
+                    }
+                    "crash-leader" => ctx.crash(Some(ms(value.max(1)))),
+                    other => unreachable!("leader-election declares no fault `{other}`"),
                 }
             }
-            (Le::Locks(l), Control::Param { id: "lease_ms", value }) => l.lease = value as u64 * MICROS_PER_MS,
             (Le::Storage(s), Control::Strategy(id)) => s.fencing = id == "lease-fencing",
-            _ => {}
+            // Followers are not the leader faults' target; live parameters are read (`ctx.param`)
+            // when used; the strategy is storage's alone.
+            (_, Control::Custom { .. } | Control::Param { .. } | Control::Strategy(_)) => {}
         }
     }
 
     fn view(&self) -> NodeView {
         match self {
             Le::Locks(l) => {
-                let v =
-                    NodeView::new(NodeKind::Lock, 1, "lock store").gauge("token", l.token as i64, (l.token + 1) as i64);
-                match l.holder {
-                    Some(h) => v.badge(format!("lease: node {} (token {})", h - FIRST, l.token), Tone::Neutral),
+                let v = NodeView::new(NodeKind::Lock, 1, "lock store");
+                match l.latest {
+                    Some((h, token, _)) => v.badge(format!("lease: node {} (token {token})", h - FIRST), Tone::Neutral),
                     None => v.badge("lease free", Tone::Warn),
                 }
             }
-            Le::Storage(s) => {
-                let v = NodeView::new(NodeKind::Database, 2, "storage")
-                    .badge(format!("highest token {}", s.highest), Tone::Neutral);
-                if s.fencing {
-                    v.badge("fencing", Tone::Good)
-                } else {
-                    v
-                }
-            }
-            Le::Node(c) => {
+            Le::Storage(s) => NodeView::new(NodeKind::Database, 2, "storage")
+                .badge(format!("highest token {}", s.highest), Tone::Neutral)
+                .badge_if(s.fencing, "fencing", Tone::Good),
+            Le::Contender(c) => {
                 let v = NodeView::new(NodeKind::Service, 0, numbered("node", c.index as u64));
-                match c.holds {
+                match c.leading {
                     Some((token, _)) => v.badge(format!("leader (token {token})"), Tone::Good),
                     None => v,
                 }
@@ -339,35 +287,33 @@ impl Node for Le {
 }
 
 impl Locks {
-    fn acquire(&mut self, from: NodeId, ctx: &mut Ctx<Le>) {
-        let now = ctx.now();
-        if self.holder.is_some() && now < self.expires && self.holder != Some(from) {
-            return ctx.send(from, Msg::Denied);
-        }
-        if self.holder != Some(from) || now >= self.expires {
-            if self.token > 0 {
-                // How long nobody held the lease before this grant.
-                let gap = now.since(self.expires);
-                ctx.count("leaderless_us", gap as i64);
-                ctx.observe("failover_us", gap);
-            } else {
-                ctx.count("leaderless_us", now.micros() as i64);
+    fn acquire(&mut self, from: NodeId, ask: u64, ctx: &mut Ctx<Le>) {
+        let (now, lease) = (ctx.now(), ms(ctx.param("lease_ms")));
+        let token = match self.table.acquire((), from, now, lease) {
+            Acquired::Busy { .. } => return ctx.send(from, Msg::Denied { ask }),
+            Acquired::Extended { token, .. } => token,
+            Acquired::New { token, vacant_since, .. } => {
+                // Nobody held the lease from the old one's expiry (or the start) until now.
+                ctx.count("leaderless_us", now.since(vacant_since.unwrap_or(Time::ZERO)) as i64);
+                if let Some((_, _, heard)) = self.latest {
+                    ctx.observe("failover_us", now.since(heard));
+                }
+                ctx.note(format!("lease granted to node {} with token {token}", from - FIRST));
+                token
             }
-            self.token += 1;
-            self.holder = Some(from);
-            ctx.note(format!("lease granted to node {} with token {}", from - FIRST, self.token));
-        }
-        self.expires = now.plus(self.lease);
-        ctx.send(from, Msg::Granted { token: self.token, lease: self.lease });
+        };
+        self.latest = Some((from, token, now));
+        ctx.send(from, Msg::Granted { ask, token, lease });
     }
 
-    fn renew(&mut self, from: NodeId, token: u64, ctx: &mut Ctx<Le>) {
-        let now = ctx.now();
-        if self.holder == Some(from) && self.token == token && now < self.expires {
-            self.expires = now.plus(self.lease);
-            ctx.send(from, Msg::Granted { token, lease: self.lease });
-        } else {
-            ctx.send(from, Msg::Denied);
+    fn renew(&mut self, from: NodeId, token: u64, ask: u64, ctx: &mut Ctx<Le>) {
+        let (now, lease) = (ctx.now(), ms(ctx.param("lease_ms")));
+        match self.table.renew(&(), &from, token, now, lease) {
+            Some(_) => {
+                self.latest = Some((from, token, now));
+                ctx.send(from, Msg::Granted { ask, token, lease });
+            }
+            None => ctx.send(from, Msg::Denied { ask }),
         }
     }
 }
@@ -378,43 +324,156 @@ impl Storage {
             if self.fencing {
                 ctx.count("stale_rejected", 1);
                 ctx.note(format!("refused a write with token {token} (highest {})", self.highest));
-                return ctx.send(from, Msg::Ack { ok: false });
+                return ctx.send(from, Msg::Refused);
             }
             ctx.count("stale_accepted", 1);
             ctx.note(format!("accepted a stale write with token {token} after token {}", self.highest));
+            self.first_stale.get_or_insert((token, self.highest));
         }
         self.highest = self.highest.max(token);
-        self.last_writer = Some(from);
         ctx.count("writes", 1);
-        ctx.send(from, Msg::Ack { ok: true });
+        ctx.send(from, Msg::Ack);
     }
 }
 
 impl Contender {
-    fn granted(&mut self, token: u64, lease: Micros, ctx: &mut Ctx<Le>) {
+    fn on_timer(&mut self, timer: Timer, ctx: &mut Ctx<Le>) {
+        match timer {
+            // A leader renews every `renew_ms`; a follower asks for the lease every `retry_ms`
+            // plus jitter, so that followers do not all ask at the same instant.
+            Timer::Ask => {
+                let ask = self.lease.ask(ctx.now());
+                let next = match self.leading {
+                    Some((token, _)) => {
+                        ctx.send(LOCKS, Msg::Renew { token, ask });
+                        ms(ctx.param("renew_ms"))
+                    }
+                    None => {
+                        ctx.send(LOCKS, Msg::Acquire { ask });
+                        let retry = ms(ctx.param("retry_ms"));
+                        retry + ctx.rng().range(0, retry / 2)
+                    }
+                };
+                ctx.set_timer(next, Timer::Ask);
+            }
+            Timer::LeaseExpiry => self.step_down(ctx),
+            Timer::WriteTick => {
+                // Check the lease, then do the work, then write: a pause in between is the danger.
+                if let Some(token) = self.lease.token(ctx.now()) {
+                    ctx.set_timer(ms(ctx.param("work_ms")), Timer::SendWrite { token });
+                    if let Some(dur) = self.pause_next_write.take() {
+                        ctx.inflict(Fault::Pause { node: ctx.me(), dur });
+                    }
+                }
+                ctx.set_timer(ms(ctx.param("write_ms")), Timer::WriteTick);
+            }
+            // The write goes out with the token checked before the work, however long ago that was.
+            Timer::SendWrite { token } => ctx.send(STORAGE, Msg::Write { token }),
+        }
+    }
+
+    /// After each answer from the lock store: lead while the lease holds (until its new end),
+    /// step down once it does not (denied, or granted too late to count).
+    fn follow_lease(&mut self, ctx: &mut Ctx<Le>) {
+        let Some(token) = self.lease.token(ctx.now()) else { return self.step_down(ctx) };
+        match self.leading.take() {
+            Some((_, expiry)) => ctx.cancel_timer(expiry),
+            None => ctx.count("believers", 1),
+        }
         // Counted from when we asked, on our own clock: if that clock runs slow, we believe
         // too long — which is exactly what fencing protects against.
-        let until = self.asked_at.plus(lease.saturating_sub(lease / 10));
-        let now = ctx.now();
-        if until <= now {
-            return;
-        }
-        if self.holds.is_none() {
-            ctx.count("believers", 1);
-            ctx.set_timer(self.renew, Timer::Renew);
-        }
-        self.holds = Some((token, until));
-        if let Some(t) = self.expiry_timer.take() {
-            ctx.cancel_timer(t);
-        }
-        self.expiry_timer = Some(ctx.set_timer(until.since(now), Timer::Expire));
+        let expiry = ctx.set_timer(self.lease.remaining(ctx.now()), Timer::LeaseExpiry);
+        self.leading = Some((token, expiry));
     }
 
     fn step_down(&mut self, ctx: &mut Ctx<Le>) {
-        if self.holds.take().is_some() {
+        if let Some((_, expiry)) = self.leading.take() {
+            ctx.cancel_timer(expiry);
             ctx.count("believers", -1);
-            ctx.note("lease expired: stepping down");
+            ctx.note("lease over: stepping down");
         }
-        self.expiry_timer = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recipe(strategy: &str, seed: u64) -> Recipe {
+        Recipe::new("leader-election", strategy, seed)
+    }
+
+    /// Runs `recipe` to `until` event by event; returns the run and how long (true time) two
+    /// or more nodes believed they led at once.
+    fn run(recipe: &Recipe, until: Time) -> (Box<dyn Run>, Micros) {
+        let (mut run, problems) = open(&SPEC, recipe);
+        assert!(problems.is_empty(), "{problems:?}");
+        run.keep_trace(false);
+        let (mut both, mut t) = (0, Time::ZERO);
+        while let Some(next) = run.next_event_time().filter(|&n| n <= until) {
+            if run.metrics().counter("believers") >= 2 {
+                both += next.since(t);
+            }
+            t = t.max(next);
+            run.step();
+        }
+        assert_eq!(run.unhandled(), 0);
+        (run, both)
+    }
+
+    fn stale(run: &dyn Run, which: &str) -> i64 {
+        run.metrics().counter(which)
+    }
+
+    #[test]
+    fn try_lease_the_old_leadership_writes_after_the_pause_and_while_cut_off() {
+        for seed in 1..=10 {
+            let (r, _) = run(&recipe("lease", seed), Time::from_secs(11));
+            let after_pause = stale(r.as_ref(), "stale_accepted");
+            assert!(after_pause >= 1, "seed {seed}: the paused leader's write was not accepted late");
+            let (r, _) = run(&recipe("lease", seed), Time::from_secs(21));
+            let cut_off = stale(r.as_ref(), "stale_accepted") - after_pause;
+            assert!(cut_off >= 1, "seed {seed}: the slow, cut-off leader wrote nothing stale");
+            assert!(r.checks()[0].violation.is_some(), "seed {seed}: no-stale-write held");
+        }
+    }
+
+    #[test]
+    fn try_fencing_the_same_writes_arrive_and_are_refused() {
+        for seed in 1..=10 {
+            let (naive, _) = run(&recipe("lease", seed), Time(SPEC.default_until));
+            let (fenced, _) = run(&recipe("lease-fencing", seed), Time(SPEC.default_until));
+            // Contenders ignore storage's answers, so both runs send the very same writes.
+            let accepted = stale(naive.as_ref(), "stale_accepted");
+            assert!(accepted > 0 && stale(fenced.as_ref(), "stale_rejected") == accepted, "seed {seed}");
+            assert_eq!(stale(fenced.as_ref(), "stale_accepted"), 0);
+            assert!(fenced.checks()[0].violation.is_none(), "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn try_a_shorter_lease_fails_over_faster_but_two_believe_longer() {
+        // Renewing inside the shorter lease: every 1 s, a 1 s lease would lapse between renewals.
+        let failover = |r: &dyn Run| r.metrics().histogram("failover_us").map_or(0, |h| h.max());
+        for seed in 1..=10 {
+            let end = Time(SPEC.default_until);
+            let (long, long_both) = run(&recipe("lease", seed), end);
+            let (short, short_both) =
+                run(&recipe("lease", seed).with_param("lease_ms", 1000).with_param("renew_ms", 300), end);
+            let (l, s) = (failover(long.as_ref()), failover(short.as_ref()));
+            assert!(s < l, "seed {seed}: failover {s} µs with a 1 s lease, {l} µs with 3 s");
+            assert!(short_both > long_both, "seed {seed}: two believers {short_both} µs vs {long_both} µs");
+        }
+    }
+
+    #[test]
+    fn a_clock_the_margin_covers_never_overstays() {
+        // The holder gives up a tenth early: a clock 5% slow still gives up before the lock
+        // store's lease ends, so without the pause nothing stale happens even without fencing.
+        for seed in 1..=10 {
+            let r = recipe("lease", seed).with_param("pause_ms", 0).with_param("drift_ppm", -50_000);
+            let (r, both) = run(&r, Time(SPEC.default_until));
+            assert_eq!((both, stale(r.as_ref(), "stale_accepted")), (0, 0), "seed {seed}");
+        }
     }
 }
