@@ -20,9 +20,9 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             what_can_go_wrong: "A lease says who *should* lead, not who *thinks* it leads. A process that stalls \
                 (GC, swap, a slow disk) between checking its lease and writing, or whose clock runs slow, keeps \
                 acting as leader after the lock store gave the lease to someone else: two leaders write, and the \
-                older one's writes land last. The model: the lock store and storage never fail, links take 1–10 ms, \
-                and a holder counts its lease from when it asked and gives it up a tenth early — enough for a clock \
-                up to 10% slow; the drift fault makes it 30% slow.",
+                older one's writes land last. The model: the lock store and storage keep their state through a \
+                crash, links take 1–10 ms, and a holder counts its lease from when it asked and gives it up a tenth \
+                early — enough for a clock up to 10% slow; the default drift fault makes it 30% slow.",
             what_you_sacrifice: "Fencing needs the storage to take part: every write carries the token and storage \
                 must remember the highest it has seen and refuse older ones. Leases also cost availability: after \
                 a leader dies nobody may lead until its lease runs out (failover is timed from the old leader's \
@@ -39,7 +39,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
                 "Switch to `lease-fencing`: the same writes arrive, storage refuses them (stale writes refused) and \
                  the check holds.",
                 "Shorten the lease to 1 s, renewing every 300 ms: failover gets faster, but the paused leader now \
-                 overlaps its successor longer — watch the time with two believers.",
+                 overlaps its successor longer — 'Nodes that believe they lead' stays at 2 for longer.",
             ],
         },
     },
@@ -233,11 +233,13 @@ impl Node for Le {
 
     fn on_crash(&mut self, ctx: &mut Ctx<Self>) {
         if let Le::Contender(c) = self {
-            // A restarted node holds nothing: its lease, like its timers, died with it.
+            // A restarted node holds nothing: its lease, like its timers and a pending pause, died
+            // with it (its ask numbers go on, so no answer to an old ask passes for a new one).
             if c.leading.take().is_some() {
                 ctx.count("believers", -1);
             }
             c.lease.release();
+            c.pause_next_write = None;
         }
     }
 
