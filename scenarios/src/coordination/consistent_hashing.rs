@@ -20,10 +20,9 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             what_can_go_wrong: "With `hash(key) mod N`, changing N remaps nearly every key: a cache cluster that \
                 gains or loses one node loses most of its hit ratio at once and the database behind it takes the \
                 full load. A plain ring with one point per node moves little but balances badly: some nodes own \
-                several times their share. The model: Poisson clients read keys uniformly; caches never evict, so \
-                a miss is the first read of a key at its current owner; the router applies a membership change at \
-                once and no data is handed over; hashes are fixed functions of key and node ids (SplitMix64), so \
-                where keys live is the same under every seed — only the request stream changes.",
+                several times their share. The model: reads of uniformly random keys arrive as a Poisson stream; \
+                caches never evict, so a miss is a key's first read at its owner; the router re-places keys at once \
+                (no handoff) and takes out a member silent for 1 s; hashes are fixed, so placement is seed-free.",
             what_you_sacrifice: "Virtual nodes cost memory and lookup time (N × V points); rendezvous hashing costs \
                 O(N) per lookup; jump hash is tiny and perfectly balanced but numbers its buckets 0..N−1, so only \
                 the last node can leave without extra movement.",
@@ -165,12 +164,11 @@ fn balance(owner: &[NodeId], members: &[NodeId]) -> (f64, f64) {
     (loads.iter().cloned().fold(0.0, f64::max) / mean, libm::sqrt(var) / mean)
 }
 
-/// A read (forward, answer), the health check (ping, pong), the router adding a node (join)
-/// and a node leaving gracefully (leave).
+/// A read sent to its owner (forward; the answer is not modelled), the health check (ping,
+/// pong), the router adding a node (join) and a node leaving gracefully (leave).
 #[derive(Clone, Debug, Label)]
 pub enum Msg {
     Forward { key: u32 },
-    Answer,
     Ping,
     Pong,
     Join,
@@ -195,18 +193,15 @@ pub struct Cache {
     index: u32,
     member: bool,
     held: KeyTable<()>,
-    /// Twice a fair share of the keys fills the node's gauge.
-    gauge_max: i64,
+    gauge_max: i64, // twice a fair share of the keys
 }
 
 #[derive(Clone, Debug)]
 pub struct Router {
-    /// The clients' reads, open-loop Poisson, each of a uniformly random key: the router is
-    /// the proxy they all go through (or the hashing library they all share).
+    /// Every client's reads (the router is the proxy they share, like mcrouter or twemproxy).
     src: OpenLoop,
     place: Placement,
-    keys: u32,
-    owner: Vec<NodeId>,
+    owner: Vec<NodeId>, // by key
     /// By node id: when the router last heard from it.
     last_seen: Vec<Time>,
     /// The first move that broke the strategy's rule.
@@ -220,7 +215,7 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     let (last_seen, owner) =
         (vec![Time::ZERO; (FIRST + MAX_NODES) as usize], (0..keys).map(|k| place.owner(k)).collect());
     let src = OpenLoop::poisson(setup.param("rps") as f64);
-    sim.add_node(Ch::Router(Router { src, place, keys, owner, last_seen, first_bad: None }));
+    sim.add_node(Ch::Router(Router { src, place, owner, last_seen, first_bad: None }));
     for index in 0..MAX_NODES {
         let gauge_max = (2 * keys / start) as i64;
         sim.add_node(Ch::Cache(Cache { index, member: index < start, held: KeyTable::default(), gauge_max }));
@@ -237,52 +232,43 @@ fn build(setup: &Setup) -> Box<dyn Run> {
 }
 
 impl Router {
-    /// Re-places every key: counts those whose owner changed, and remembers any that moved
-    /// against the rule `allowed(old, new)` of a node that `what` ("joined", "left").
-    fn replace(&mut self, what: &str, allowed: impl Fn(NodeId, NodeId) -> bool) -> u64 {
+    /// Re-places every key after `what` happened, notes the share that changed owner, keeps
+    /// the first move against the rule `allowed(old, new)` and publishes; returns the moves.
+    fn replace(&mut self, what: &str, allowed: impl Fn(NodeId, NodeId) -> bool, ctx: &mut Ctx<Ch>) -> u64 {
         self.place.rebuild();
-        let after: Vec<NodeId> = (0..self.keys).map(|k| self.place.owner(k)).collect();
+        let after: Vec<NodeId> = (0..self.owner.len() as u32).map(|k| self.place.owner(k)).collect();
         let mut moved = 0;
         for (k, (&old, &new)) in self.owner.iter().zip(&after).enumerate().filter(|(_, (o, n))| o != n) {
             moved += 1;
             if !allowed(old, new) {
-                let (from, to) = (old - FIRST, new - FIRST);
-                let first =
-                    || format!("key {k} moved from node {from} to node {to}, neither of them the node that {what}");
+                let first = || format!("key {k} moved from node {} to node {} when {what}", old - FIRST, new - FIRST);
                 self.first_bad.get_or_insert_with(first);
             }
         }
         self.owner = after;
+        ctx.note(format!("{what}: {:.1}% of keys changed owner", moved as f64 * 100.0 / self.owner.len() as f64));
+        self.publish(ctx);
         moved
     }
 
-    /// A membership change: the keys it moves, checked against the rule and published.
-    fn change(&mut self, joined: Option<NodeId>, left: Option<NodeId>, ctx: &mut Ctx<Ch>) {
+    /// `node` joins (or leaves) the cluster: the keys that moves, checked against the rule.
+    fn change(&mut self, node: NodeId, joins: bool, ctx: &mut Ctx<Ch>) {
         let (members, jump) = (&mut self.place.members, self.place.strategy == "jump");
         let last = members.last().copied();
-        match (joined, left.and_then(|l| members.iter().position(|&m| m == l))) {
-            (Some(j), _) if !members.contains(&j) => members.push(j),
-            (None, Some(i)) if jump => _ = members.swap_remove(i), // the last bucket takes the leaver's place
-            (None, Some(i)) => _ = members.remove(i),
+        match members.iter().position(|&m| m == node) {
+            None if joins => members.push(node),
+            Some(i) if !joins && jump => _ = members.swap_remove(i), // the last bucket takes the leaver's place
+            Some(i) if !joins => _ = members.remove(i),
             _ => return, // already a member, or already gone
         }
-        let moved = match joined {
-            Some(j) => self.replace("joined", |_, new| new == j),
-            None => self.replace("left", |old, _| Some(old) == left || (jump && Some(old) == last)),
-        };
+        let what = format!("node {} {}", node - FIRST, if joins { "joined" } else { "left" });
+        // Every moved key goes to the joiner, or comes from the leaver (for jump, also from the last bucket).
+        let rule = |old, new| if joins { new == node } else { old == node || (jump && Some(old) == last) };
+        let moved = self.replace(&what, rule, ctx);
         let n = self.place.members.len() as u64;
-        ctx.gauge("moved_bp", (moved * 10_000 / self.keys as u64) as i64);
+        ctx.gauge("moved_bp", (moved * 10_000 / self.owner.len() as u64) as i64);
         // The least any scheme can move: the joiner's fair share, or the leaver's.
-        ctx.gauge("ideal_bp", (10_000 / (n + left.is_some() as u64)) as i64);
-        ctx.note(format!("membership now {n} nodes: {:.1}% of keys moved", moved as f64 * 100.0 / self.keys as f64));
-        self.publish(ctx);
-    }
-
-    /// A strategy or vnode change: no membership change, so what moves is noted, not checked.
-    fn rebalance(&mut self, why: String, ctx: &mut Ctx<Ch>) {
-        let changed = self.replace("", |_, _| true);
-        ctx.note(format!("{why}: {:.1}% of keys changed owner", changed as f64 * 100.0 / self.keys as f64));
-        self.publish(ctx);
+        ctx.gauge("ideal_bp", (10_000 / (n + !joins as u64)) as i64);
     }
 
     fn publish(&self, ctx: &mut Ctx<Ch>) {
@@ -311,15 +297,12 @@ impl Node for Ch {
     type Timer = Timer;
 
     fn on_start(&mut self, ctx: &mut Ctx<Self>) {
-        match self {
-            Ch::Router(r) => {
-                r.last_seen.fill(ctx.now()); // after a restart, a full timeout before judging anyone
-                r.publish(ctx);
-                r.src.start(ctx, Timer::Request);
-                ctx.set_timer(PING, Timer::HealthCheck);
-            }
-            Ch::Cache(_) => {} // it answers what it is sent
-        }
+        if let Ch::Router(r) = self {
+            r.last_seen.fill(ctx.now()); // after a restart, a full timeout before judging anyone
+            r.publish(ctx);
+            r.src.start(ctx, Timer::Request);
+            ctx.set_timer(PING, Timer::HealthCheck);
+        } // (a cache only answers what it is sent)
     }
 
     fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Self>) {
@@ -327,17 +310,15 @@ impl Node for Ch {
             // (A late pong from a node no longer in the cluster changes nothing: a node taken out
             // stays out until an operator adds it again.)
             (Ch::Router(r), Msg::Pong) => r.last_seen[from as usize] = ctx.now(),
-            (Ch::Router(r), Msg::Leave) => r.change(None, Some(from), ctx),
+            (Ch::Router(r), Msg::Leave) => r.change(from, false, ctx),
             (Ch::Cache(c), Msg::Forward { key }) => {
                 // A miss loads the key. A node that just left still answers what was in flight.
                 let hit = c.held.insert(key, ()).is_some();
                 ctx.count(if hit { "hits" } else { "misses" }, 1);
-                ctx.send(ROUTER, Msg::Answer);
             }
             (Ch::Cache(c), Msg::Join) => c.member = true,
             (Ch::Cache(c), Msg::Ping) if c.member => ctx.send(ROUTER, Msg::Pong),
             (Ch::Cache(_), Msg::Ping) => {} // restarted, so no longer in the cluster: silence gets it out
-            (Ch::Router(_), Msg::Answer) => {} // open loop: the next read does not wait for it
             (_, other) => ctx.unhandled(&other),
         }
     }
@@ -346,19 +327,18 @@ impl Node for Ch {
         match (self, timer) {
             (Ch::Router(r), Timer::Request) => {
                 r.src.on_timer(ctx, Timer::Request);
-                let key = ctx.rng().below(r.keys as u64) as u32;
+                let key = ctx.rng().below(r.owner.len() as u64) as u32;
                 match r.owner[key as usize] {
                     ROUTER => ctx.count("misses", 1), // nobody in the cluster: the read goes to the origin
                     owner => ctx.send(owner, Msg::Forward { key }),
                 }
             }
             (Ch::Router(r), Timer::HealthCheck) => {
-                let now = ctx.now();
-                let silent: Vec<NodeId> =
-                    r.place.members.iter().copied().filter(|&m| now.since(r.last_seen[m as usize]) > TIMEOUT).collect();
+                let silent = |m: &NodeId| ctx.now().since(r.last_seen[*m as usize]) > TIMEOUT;
+                let silent: Vec<NodeId> = r.place.members.iter().copied().filter(silent).collect();
                 for m in silent {
                     ctx.note(format!("node {} missed its health checks: removing it", m - FIRST));
-                    r.change(None, Some(m), ctx);
+                    r.change(m, false, ctx);
                 }
                 r.place.members.iter().for_each(|&m| ctx.send(m, Msg::Ping));
                 ctx.set_timer(PING, Timer::HealthCheck);
@@ -381,7 +361,7 @@ impl Node for Ch {
                 if let Some(n) = (FIRST..FIRST + MAX_NODES).find(|n| !r.place.members.contains(n)) {
                     r.last_seen[n as usize] = ctx.now();
                     ctx.send(n, Msg::Join);
-                    r.change(Some(n), None, ctx);
+                    r.change(n, true, ctx);
                 }
             }
             (Ch::Cache(c), Control::Custom { id: "remove-node", .. }) if c.member => {
@@ -391,12 +371,12 @@ impl Node for Ch {
             }
             (Ch::Router(r), Control::Strategy(id)) => {
                 r.place.strategy = id;
-                r.rebalance(format!("strategy now {id}"), ctx);
+                r.replace(&format!("strategy now {id}"), |_, _| true, ctx); // no membership change: no rule
             }
             (Ch::Router(r), Control::Param { id: "vnodes", value }) => {
                 r.place.vnodes = value as u32;
                 if r.place.strategy == "ring-vnodes" {
-                    r.rebalance(format!("{value} virtual nodes per node"), ctx);
+                    r.replace(&format!("{value} virtual nodes per node"), |_, _| true, ctx);
                 }
             }
             (Ch::Router(r), Control::Param { id: "rps", value }) => {
