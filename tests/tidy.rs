@@ -111,7 +111,6 @@ const MAX_SCENARIO_LINES: usize = 400;
 const NOT_YET_ON_THE_KIT: &[(&str, usize)] = &[
     ("caching/cache_stampede.rs", 700),
     ("consistency/idempotent_payments.rs", 644),
-    ("coordination/consistent_hashing.rs", 620),
     ("resilience/circuit_breaker.rs", 795),
     ("traffic/backpressure.rs", 749),
     ("traffic/distributed_rate_limiter.rs", 632),
