@@ -607,7 +607,7 @@ mod tests {
         let (before, during) = (mean("rejected", 2.0, 10.0), mean("rejected", 12.0, 20.0));
         assert!(before < 5.0 && during > 25.0, "refused {before:.1}% before the burst, {during:.1}% during it");
         let peak = series("queue").iter().cloned().fold(0.0, f64::max);
-        assert!(90.0 <= peak && peak <= 100.0, "the queue peaks at {peak}, its capacity is 100");
+        assert!((90.0..=100.0).contains(&peak), "the queue peaks at {peak}, its capacity is 100");
         assert!(r.checks().iter().all(|c| c.violation.is_none()));
     }
 
