@@ -112,7 +112,7 @@ const NOT_YET_ON_THE_KIT: &[(&str, usize)] = &[
     ("caching/cache_stampede.rs", 700),
     ("consistency/idempotent_payments.rs", 644),
     ("resilience/circuit_breaker.rs", 795),
-    ("traffic/backpressure.rs", 749),
+    ("traffic/backpressure.rs", 482),
     ("traffic/distributed_rate_limiter.rs", 632),
 ];
 
