@@ -3,9 +3,13 @@
 //! or many keys expire together, or the cache restarts cold — every reader goes to the
 //! origin at once, unless the instances coalesce, lock, spread or refresh ahead.
 
+use crate::parts::arrivals::OpenLoop;
+use crate::parts::degraded::{FaultWindow, Health};
+use crate::parts::station::{Service, Slot, Station};
+use crate::parts::store::Store;
 use crate::parts::table::KeyTable;
 use faultline_core::*;
-use std::collections::{BTreeMap, VecDeque};
+use std::num::NonZeroU32;
 use std::rc::Rc;
 
 pub static SPEC: ScenarioSpec = ScenarioSpec {
@@ -14,12 +18,16 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         title: "Cache stampede",
         category: "Caching",
         seeds: &["S0#2", "S1#4", "S1-P#3", "S3#86"],
-        summary: "A hot key expires and hundreds of readers miss at once. Plain cache-aside sends them all to the \
+        summary: "A hot key expires and its readers miss together. Plain cache-aside sends every one of them to the \
                   origin; single-flight, a short lock, early refresh or stale-while-revalidate send one.",
         note: Note {
             what_can_go_wrong: "Every reader that misses loads the value itself, so a hot key's expiry turns into a \
                 burst of identical origin queries; keys loaded together expire together; a cold cache after a restart \
-                misses everything at once. The origin's few connections queue and every reader waits.",
+                misses everything at once. The origin's few connections queue and every reader waits. The model: \
+                clients are independent Poisson readers choosing keys by Zipf(1.1) popularity; the origin is an M/M/c \
+                queue (c connections, exponential load times, an unbounded FIFO queue); links take 1–3 ms, 0.3–1 ms \
+                between an instance and the cache or origin; a load's cost (XFetch's δ) is the origin's time for \
+                it, queueing included; the lock is taken by one get-or-lock script and released with the value.",
             what_you_sacrifice: "Single-flight makes readers wait for someone else's load (and a global lock adds a \
                 round trip and a lock TTL to tune). Early refresh spends origin capacity before it is needed. \
                 Stale-while-revalidate serves data past its TTL. Jitter only spreads many keys; one hot key still \
@@ -30,76 +38,70 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             resembles: "Facebook's memcache leases, Go's singleflight, Redis SET NX PX locks, the XFetch algorithm \
                 (Vattani et al., VLDB 2015), HTTP Cache-Control stale-while-revalidate, CDN request collapsing.",
             try_this: &[
-                "Play `cache-aside`: every five seconds the hot key expires and dozens of loads of it hit the origin \
-                 at once; `key-loads-within-promise` fails.",
-                "Try `jittered-ttl`: the synchronized expiry of the long tail is gone, but the hot key still \
-                 stampedes.",
-                "Switch to `singleflight-global` or `stale-while-revalidate`: one load per key, and with SWR reader \
-                 p99 stays flat even while the origin is slow.",
+                "Play `cache-aside`: every five seconds the hot key expires and the readers that miss it load it \
+                 together; `key-loads-within-promise` fails. When the origin slows at 14 s its queue passes a \
+                 thousand loads, and it keeps growing after the origin recovers at 19 s.",
+                "Try `jittered-ttl`: keys loaded together at the start stop expiring together (the origin's busiest \
+                 seconds shrink), but the hot key still stampedes.",
+                "Switch to `singleflight-global` or `stale-while-revalidate`: one load of a key at a time (one per \
+                 instance with SWR), and with SWR reader p99 stays flat even while the origin is slow.",
                 "With `singleflight-global`, set the lock TTL to 500 ms: during the origin slowdown queued loads \
                  outlast the lock and a second loader slips in.",
             ],
         },
     },
     params: &[
-        ParamSpec { id: "clients", label: "Clients", unit: "", min: 1, max: 5000, step: 1, default: 1000, live: false,
-            help: "Clients, each reading at the per-client rate." },
-        ParamSpec { id: "client_rps", label: "Reads per client", unit: "req/s", min: 1, max: 100, step: 1, default: 2, live: true,
-            help: "Poisson read rate of one client." },
-        ParamSpec { id: "instances", label: "App instances", unit: "", min: 1, max: 12, step: 1, default: 4, live: true,
-            help: "Instances the clients are spread over (up to 12 are built; the rest stay idle)." },
-        ParamSpec { id: "keys", label: "Keys", unit: "", min: 1, max: 10_000, step: 1, default: 200, live: false,
-            help: "Distinct keys, read with Zipf(1.1) popularity: key 0 gets about a fifth of all reads." },
-        ParamSpec { id: "ttl_ms", label: "TTL", unit: "ms", min: 100, max: 600_000, step: 100, default: 5000, live: true,
-            help: "How long a cached value is fresh." },
-        ParamSpec { id: "jitter_pct", label: "TTL jitter", unit: "%", min: 0, max: 100, step: 1, default: 20, live: true,
-            help: "jittered-ttl: each TTL is drawn uniformly within ± this share." },
-        ParamSpec { id: "origin_ms", label: "Origin latency", unit: "ms", min: 1, max: 10_000, step: 1, default: 40, live: true,
-            help: "Mean (exponential) time the origin takes for one load." },
-        ParamSpec { id: "origin_conns", label: "Origin connections", unit: "", min: 1, max: 1000, step: 1, default: 16, live: true,
-            help: "Loads the origin serves at once; the rest queue." },
-        ParamSpec { id: "lock_ms", label: "Lock TTL", unit: "ms", min: 10, max: 60_000, step: 10, default: 5000, live: true,
-            help: "singleflight-global: how long the load lock lives in the cache." },
-        ParamSpec { id: "beta_pct", label: "Early-refresh β", unit: "%", min: 10, max: 1000, step: 10, default: 100, live: true,
-            help: "XFetch's β × 100: larger refreshes earlier." },
-        ParamSpec { id: "stale_ms", label: "Stale window", unit: "ms", min: 0, max: 600_000, step: 100, default: 30_000, live: true,
-            help: "stale-while-revalidate: how long past its TTL a value may still be served." },
+        ParamSpec::setup("clients", "Clients", "", 1..=5000, 1000, "Clients, each reading at the per-client rate."),
+        ParamSpec::live("client_rps", "Reads per client", "req/s", 1..=100, 2, "Poisson read rate of one client."),
+        ParamSpec::live("instances", "App instances", "", 1..=12, 4,
+            "Instances the clients are spread over (up to 12 are built; the rest stay idle)."),
+        ParamSpec::setup("keys", "Keys", "", 1..=10_000, 200,
+            "Distinct keys, read with Zipf(1.1) popularity: with 200 keys, key 0 gets about a fifth of all reads."),
+        ParamSpec::live("ttl_ms", "TTL", "ms", 100..=600_000, 5000, "How long a cached value is fresh.").step(100),
+        ParamSpec::live("jitter_pct", "TTL jitter", "%", 0..=100, 20, "jittered-ttl: TTLs uniform in ± this share."),
+        ParamSpec::live("origin_ms", "Origin latency", "ms", 1..=10_000, 40, "Mean (exponential) load time."),
+        ParamSpec::live("origin_conns", "Origin connections", "", 1..=1000, 16, "Loads served at once; others queue."),
+        ParamSpec::live("lock_ms", "Lock TTL", "ms", 10..=60_000, 5000, "singleflight-global's lock TTL.").step(10),
+        ParamSpec::live("beta_pct", "Early-refresh β", "%", 10..=1000, 100,
+            "early-refresh: XFetch's β in % (100 is β = 1; larger refreshes earlier).").step(10),
+        ParamSpec::live("stale_ms", "Stale window", "ms", 0..=600_000, 30_000,
+            "stale-while-revalidate: how long past its TTL a value may still be served.").step(100),
     ],
     strategies: &[
-        StrategySpec { id: "cache-aside", label: "Plain cache-aside", naive: true,
-            help: "Miss → load from the origin → set. Every concurrent reader of a missing key loads it." },
-        StrategySpec { id: "jittered-ttl", label: "Jittered TTL (alone)", naive: true,
-            help: "Cache-aside with randomised TTLs: keys loaded together stop expiring together; a hot key still stampedes." },
-        StrategySpec { id: "singleflight-local", label: "Single-flight per instance", naive: false,
-            help: "Concurrent misses of a key in one instance share one load: at most one load per instance." },
-        StrategySpec { id: "singleflight-global", label: "Single-flight + cache lock", naive: false,
-            help: "Per-instance coalescing plus a short SET-NX lock in the cache: one loader across instances; others poll." },
-        StrategySpec { id: "early-refresh", label: "Probabilistic early refresh", naive: false,
-            help: "XFetch: a reader refreshes before expiry with a probability that grows as expiry nears (one per instance)." },
-        StrategySpec { id: "stale-while-revalidate", label: "Stale-while-revalidate", naive: false,
-            help: "Past its TTL a value is served stale while one background refresh per instance runs." },
+        StrategySpec::naive("cache-aside", "Plain cache-aside",
+            "Miss → load from the origin → set. Every concurrent reader of a missing key loads it."),
+        StrategySpec::naive("jittered-ttl", "Jittered TTL (alone)",
+            "Cache-aside with randomised TTLs: keys loaded together stop expiring together; a hot key still stampedes."),
+        StrategySpec::fixed("singleflight-local", "Single-flight per instance",
+            "Concurrent misses of a key in one instance share one load: at most one load per instance."),
+        StrategySpec::fixed("singleflight-global", "Single-flight + cache lock",
+            "Per-instance coalescing plus a short SET-NX lock in the cache: one loader across instances; others poll."),
+        StrategySpec::fixed("early-refresh", "Probabilistic early refresh",
+            "XFetch: a reader refreshes before expiry with a probability that grows as expiry nears (one per instance)."),
+        StrategySpec::fixed("stale-while-revalidate", "Stale-while-revalidate",
+            "Past its TTL a value is served stale while one background refresh per instance runs."),
     ],
     faults: &[
-        FaultSpec { id: "origin-slow", label: "Origin slowdown", target: Target::Global, value_label: "latency ×",
-            value_min: 1, value_max: 100, value_default: 5, help: "Multiplies the origin's latency (1 heals)." },
-        FaultSpec { id: "cache-restart", label: "Cache restart (cold)", target: Target::Global, value_label: "",
-            value_min: 0, value_max: 0, value_default: 0, help: "The cache loses every value and lock." },
+        FaultSpec::global("origin-slow", "Origin slowdown", "Multiplies the origin's latency (1 heals).")
+            .value("latency ×", 1..=100, 5),
+        FaultSpec::global("cache-restart", "Cache restart (cold)", "The cache loses every value and lock."),
     ],
     checks: &[
-        CheckSpec { id: "key-loads-within-promise", label: "Origin loads per key within the promise",
-            help: "Concurrent origin loads of one key never exceed what the strategy promises: 1 for cache-aside and \
-                   jittered TTL (what a cache is assumed to give), 1 per lock epoch for the global lock (a cache \
-                   restart forgets locks), one per instance for the per-instance strategies." },
-        CheckSpec { id: "readers-never-wait", label: "Readers never wait behind a stale value",
-            help: "stale-while-revalidate's promise: a reader that finds any value (fresh or stale) is answered \
-                   without waiting on the origin." },
+        CheckSpec::new("key-loads-within-promise", "Origin loads per key within the promise",
+            "Concurrent origin loads of one key never exceed what the strategy promises: 1 for cache-aside and \
+             jittered TTL (what a cache is assumed to give), 1 per lock epoch for the global lock (a cache \
+             restart forgets locks), one per instance for the per-instance strategies."),
+        CheckSpec::new("readers-never-wait", "Readers never wait behind a stale value",
+            "stale-while-revalidate's promise: a reader that finds any value (fresh or stale) is answered \
+             without waiting on the origin."),
     ],
     metrics: &[
-        MetricSpec { id: "origin_inflight", label: "Origin loads in flight", unit: "", measure: Measure::Gauge("origin_inflight") },
-        MetricSpec { id: "origin_peak", label: "Origin peak", unit: "loads", measure: Measure::Gauge("origin_peak") },
-        MetricSpec { id: "origin_rate", label: "Origin loads", unit: "loads/s", measure: Measure::Rate("origin_loads") },
-        MetricSpec { id: "hit_ratio", label: "Hit ratio", unit: "%", measure: Measure::Percent { num: "hits", rest: "misses" } },
-        MetricSpec { id: "latency_p99", label: "Reader latency p99", unit: "us", measure: Measure::Quantile("latency_us", 0.99) },
+        MetricSpec::new("origin_inflight", "Origin loads in flight", "", Measure::Gauge("origin_inflight")),
+        MetricSpec::new("origin_peak", "Origin loads in flight, peak", "loads", Measure::Gauge("origin_peak")),
+        MetricSpec::new("origin_rate", "Origin loads", "loads/s", Measure::Rate("origin_loads")),
+        MetricSpec::new("hit_ratio", "Reads answered from the cache", "%",
+            Measure::Percent { num: "hits", rest: "misses" }),
+        MetricSpec::new("latency_p99", "Reader latency p99", "us", Measure::Quantile("latency_us", 0.99)),
     ],
     layout: Layout::Tiers,
     default_until: 30 * MICROS_PER_S,
@@ -111,8 +113,10 @@ const CACHE: NodeId = 0;
 const ORIGIN: NodeId = 1;
 const FIRST_INSTANCE: NodeId = 2;
 const MAX_INSTANCES: u32 = 12;
+/// How often an instance that lost the lock race looks for the winner's value.
 const POLL: Micros = 20 * MICROS_PER_MS;
 
+/// The strategies, in the spec's order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Strategy {
     CacheAside,
@@ -122,131 +126,75 @@ enum Strategy {
     EarlyRefresh,
     Swr,
 }
+use Strategy::*;
 
 impl Strategy {
     fn from_id(id: &str) -> Strategy {
-        match id {
-            "jittered-ttl" => Strategy::Jittered,
-            "singleflight-local" => Strategy::LocalFlight,
-            "singleflight-global" => Strategy::GlobalFlight,
-            "early-refresh" => Strategy::EarlyRefresh,
-            "stale-while-revalidate" => Strategy::Swr,
-            _ => Strategy::CacheAside,
-        }
+        let i = SPEC.strategies.iter().position(|s| s.id == id).unwrap_or(0);
+        [CacheAside, Jittered, LocalFlight, GlobalFlight, EarlyRefresh, Swr][i]
     }
-    /// The most concurrent origin loads of one key this strategy promises.
-    fn promise(self, instances: i64) -> i64 {
-        match self {
-            Strategy::CacheAside | Strategy::Jittered | Strategy::GlobalFlight => 1,
-            _ => instances,
-        }
-    }
+    /// Readers of a key in one instance share one lookup and one load (single flight).
     fn coalesces(self) -> bool {
-        !matches!(self, Strategy::CacheAside | Strategy::Jittered)
+        !matches!(self, CacheAside | Jittered)
     }
 }
 
-/// What the cache knows of a key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lookup {
-    /// Fresh, with this much TTL left and the time its load took (XFetch's delta).
-    Fresh {
-        ttl_left: Micros,
-        cost: Micros,
-    },
-    Stale,
-    Miss,
-}
+/// A client waiting for a value and when it asked (its clock). Clients are never node 0, so
+/// `Option<Reader>` is no bigger than a reader: messages stay 32 bytes, which at scale is speed.
+#[derive(Clone, Copy, Debug)]
+pub struct Reader(NonZeroU32, Time);
 
-#[derive(Clone, Debug)]
+/// `reader`: the one reader a lookup or load is for (cache-aside: every reader for itself), or
+/// `None`: everyone waiting on the key in that instance. Costs (XFetch's δ: the origin's time
+/// for a load, queueing included), times left and TTLs are in µs; `lock` is the lock's version
+/// (0: none, the store's "absent"): `Set` stores the value and releases it in one step, as a
+/// script would (sent apart, the release could overtake the value and let a poller in to load it
+/// again); `epoch` is the cache's restart count when the lock was granted.
+#[derive(Clone, Debug, Label)]
 pub enum Msg {
-    Read {
-        key: u32,
-        sent: Time,
-    },
-    Value {
-        sent: Time,
-    },
-    Get {
-        key: u32,
-    },
-    Got {
-        key: u32,
-        lookup: Lookup,
-    },
-    Set {
-        key: u32,
-        ttl: Micros,
-        stale: Micros,
-        cost: Micros,
-    },
-    Lock {
-        key: u32,
-        ttl: Micros,
-    },
-    /// `epoch` counts cache restarts: a restart forgets every lock, so a lock only
-    /// promises one loader per key within its epoch.
-    Locked {
-        key: u32,
-        granted: bool,
-        epoch: u64,
-    },
-    Unlock {
-        key: u32,
-    },
-    Load {
-        key: u32,
-        epoch: u64,
-    },
-    Loaded {
-        key: u32,
-        cost: Micros,
-    },
+    Read { key: u32, sent: Time },
+    Value { sent: Time },
+    Get { key: u32, reader: Option<Reader> },
+    Hit { key: u32, ttl_left: u32, cost: u32, reader: Option<Reader> },
+    Stale { key: u32, reader: Option<Reader> },
+    Miss { key: u32, reader: Option<Reader> },
+    Set { key: u32, ttl: u32, stale: u32, cost: u32, lock: u64 },
+    Lock { key: u32, ttl: Micros },
+    Locked { key: u32, lock: u64, epoch: u32 },
+    LockBusy { key: u32 },
+    Load { key: u32, epoch: u32, reader: Option<Reader> },
+    Loaded { key: u32, cost: u32, reader: Option<Reader> },
 }
 
-impl Label for Msg {
-    fn label(&self) -> &'static str {
-        match self {
-            Msg::Read { .. } => "read",
-            Msg::Value { .. } => "value",
-            Msg::Get { .. } => "get",
-            Msg::Got { lookup: Lookup::Fresh { .. }, .. } => "hit",
-            Msg::Got { lookup: Lookup::Stale, .. } => "stale",
-            Msg::Got { lookup: Lookup::Miss, .. } => "miss",
-            Msg::Set { .. } => "set",
-            Msg::Lock { .. } => "lock",
-            Msg::Locked { granted: true, .. } => "locked",
-            Msg::Locked { granted: false, .. } => "lock-busy",
-            Msg::Unlock { .. } => "unlock",
-            Msg::Load { .. } => "load",
-            Msg::Loaded { .. } => "loaded",
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Label)]
 pub enum Timer {
     Read,
     Poll { key: u32 },
-    LoadDone { to: NodeId, key: u32, epoch: u64, started: Time },
+    LoadDone(Slot),
 }
 
-impl Label for Timer {
-    fn label(&self) -> &'static str {
-        match self {
-            Timer::Read => "read",
-            Timer::Poll { .. } => "poll",
-            Timer::LoadDone { .. } => "load-done",
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Holds)]
 pub enum Cs {
-    Client { index: u32, rps: f64, cdf: Rc<[f64]> },
+    Client(Client),
     Instance(Box<Instance>),
     Cache(Box<Cache>),
     Origin(Box<Origin>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Client {
+    index: u32,
+    src: OpenLoop,
+    /// Cumulative Zipf(1.1) popularity of the keys, shared by every client.
+    cdf: Rc<[f64]>,
+}
+
+/// An instance's own load of a key (holding this cache lock, with the global lock; 0: none), or
+/// polling the cache for the value while another instance holds the lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flight {
+    Loading(u64),
+    Polling,
 }
 
 #[derive(Clone, Debug)]
@@ -255,126 +203,102 @@ pub struct Instance {
     /// Clients are spread over the first `instances`; the others idle.
     active: bool,
     strategy: Strategy,
-    ttl: Micros,
-    jitter_pct: u64,
-    lock_ttl: Micros,
-    beta: f64,
-    stale: Micros,
-    /// Readers waiting for a key, oldest first: (client, when they asked).
-    waiting: KeyTable<VecDeque<(NodeId, Time)>>,
-    /// Keys this instance is loading (true) or, with the lock, waiting on another loader (false).
-    loading: KeyTable<bool>,
-    /// Readers that waited on the origin although the cache had a value (SWR must keep this 0).
+    /// Readers waiting on a key (coalescing strategies), oldest first: the first one's lookup
+    /// serves all. A list per key indexed by key, not `parts::waiters` (a tree entry per
+    /// waiter): at scale 10⁵ readers wait on an overrun origin, and the tree took a third of the run.
+    waiting: KeyTable<Vec<Reader>>,
+    flights: KeyTable<Flight>,
+    /// Readers that found a stale value and still waited on the origin, since the strategy was set.
     waited_behind_stale: u64,
 }
 
+/// A cached value, fresh until `fresh_until`; the store keeps it (stale) for the stale window after.
 #[derive(Clone, Debug)]
-pub struct Entry {
+struct Value {
     fresh_until: Time,
-    stale_until: Time,
-    cost: Micros,
+    cost: u32,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct Cache {
-    entries: KeyTable<Entry>,
-    locks: KeyTable<Time>,
-    epoch: u64,
+    values: Store<u32, Value>,
+    /// Load locks, `SET key instance NX PX ttl`, released by version.
+    locks: Store<u32, NodeId>,
+    /// Restarts so far: a restart forgets every lock, so a lock promises one loader per key per epoch.
+    epoch: u32,
 }
+
+/// A load at the origin: for whom, which key, the lock epoch and the reader it is for.
+type Job = (NodeId, u32, u32, Option<Reader>);
 
 #[derive(Clone, Debug)]
 pub struct Origin {
-    conns: usize,
-    mean: f64,
-    slow: u64,
-    busy: usize,
-    queue: VecDeque<(NodeId, u32, u64, Time)>,
-    /// Loads of each key (per lock epoch) in flight, queued or running, and the count just reached.
-    per_key: BTreeMap<(u32, u64), i64>,
+    conns: Station<Job>,
+    health: Health,
+    /// Loads in flight (queued or served) per `epoch << 32 | key`, and the count just reached.
+    per_key: KeyTable<i64>,
     last: (u32, i64),
     peak: i64,
 }
 
+/// Cumulative Zipf(1.1) popularity of `keys` keys: key k (from 0) weighs 1 / (k + 1)^1.1.
 fn zipf_cdf(keys: usize) -> Rc<[f64]> {
     let weights: Vec<f64> = (1..=keys).map(|k| 1.0 / libm::pow(k as f64, 1.1)).collect();
     let total: f64 = weights.iter().sum();
-    let mut acc = 0.0;
-    weights
-        .iter()
-        .map(|w| {
-            acc += w / total;
-            acc
-        })
-        .collect()
+    weights.iter().scan(0.0, |acc, w| Some(*acc + w / total).inspect(|&a| *acc = a)).collect()
+}
+
+/// XFetch (Vattani, Chierichetti & Lowenstein, "Optimal probabilistic cache stampede prevention",
+/// VLDB 2015): recompute early when `now − δ·β·ln(u) ≥ expiry`, u uniform in (0, 1), that is
+/// when δ·β·(−ln u) ≥ the time left — with probability e^(−left / (δβ)) at each read.
+fn xfetch(delta_us: u32, beta: f64, ttl_left: u32, u: f64) -> bool {
+    delta_us as f64 * beta * -libm::log(u) >= ttl_left as f64
 }
 
 fn build(setup: &Setup) -> Box<dyn Run> {
+    Box::new(sim(setup))
+}
+
+fn sim(setup: &Setup) -> Sim<Cs> {
+    let p = |id| setup.param(id);
     let mut sim: Sim<Cs> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 1_000, hi: 3_000 }));
     assert_eq!(sim.add_node(Cs::Cache(Box::default())), CACHE);
-    let origin = Origin {
-        conns: setup.param("origin_conns") as usize,
-        mean: setup.param("origin_ms") as f64 * 1000.0,
-        slow: 1,
-        busy: 0,
-        queue: VecDeque::new(),
-        per_key: BTreeMap::new(),
-        last: (0, 0),
-        peak: 0,
-    };
+    let conns = Station::new(p("origin_conns") as u32, Service::exponential_ms(p("origin_ms") as u64));
+    let origin = Origin { conns, health: Health::Up, per_key: KeyTable::default(), last: (0, 0), peak: 0 };
     assert_eq!(sim.add_node(Cs::Origin(Box::new(origin))), ORIGIN);
     for index in 0..MAX_INSTANCES {
-        let id = sim.add_node(Cs::Instance(Box::new(Instance {
-            index,
-            active: index < setup.param("instances") as u32,
-            strategy: Strategy::from_id(setup.strategy()),
-            ttl: setup.param("ttl_ms") as u64 * MICROS_PER_MS,
-            jitter_pct: setup.param("jitter_pct") as u64,
-            lock_ttl: setup.param("lock_ms") as u64 * MICROS_PER_MS,
-            beta: setup.param("beta_pct") as f64 / 100.0,
-            stale: setup.param("stale_ms") as u64 * MICROS_PER_MS,
-            waiting: KeyTable::default(),
-            loading: KeyTable::default(),
-            waited_behind_stale: 0,
-        })));
+        let (active, strategy) = ((index as i64) < p("instances"), Strategy::from_id(setup.strategy()));
+        let (waiting, flights) = (KeyTable::default(), KeyTable::default());
+        let i = Instance { index, active, strategy, waiting, flights, waited_behind_stale: 0 };
+        let id = sim.add_node(Cs::Instance(Box::new(i)));
         let near = Link::with_latency(Latency::Uniform { lo: 300, hi: 1_000 });
         sim.net().set_link(id, CACHE, near.clone());
         sim.net().set_link(id, ORIGIN, near);
     }
-    let cdf = zipf_cdf(setup.param("keys") as usize);
-    for index in 0..setup.param("clients") as u32 {
-        sim.add_node(Cs::Client { index, rps: setup.param("client_rps") as f64, cdf: cdf.clone() });
+    let cdf = zipf_cdf(p("keys") as usize);
+    for index in 0..p("clients") as u32 {
+        let src = OpenLoop::poisson(p("client_rps") as f64);
+        sim.add_node(Cs::Client(Client { index, src, cdf: cdf.clone() }));
     }
-    let custom = |id: &str, value| Fault::Custom { id: id.into(), node: None, value };
-    sim.schedule(Time::from_secs(14), custom("origin-slow", 5));
-    sim.schedule(Time::from_secs(19), custom("origin-slow", 1));
-    sim.schedule(Time::from_ms(22_500), custom("cache-restart", 0));
+    FaultWindow::secs(14, 5).custom(&mut sim, "origin-slow", None, 5, 1);
+    sim.schedule(Time::from_ms(22_500), Fault::custom("cache-restart", 0));
     sim.check("key-loads-within-promise", |w| {
-        let (Cs::Origin(o), Cs::Instance(i)) = (&w.nodes[ORIGIN as usize], &w.nodes[FIRST_INSTANCE as usize]) else {
-            unreachable!()
-        };
-        let promise = i.strategy.promise(w.param("instances"));
-        let (key, n) = o.last;
-        if n > promise {
-            Err(format!("{n} concurrent origin loads of key {key} (promise: {promise})"))
-        } else {
-            Ok(())
+        let ((key, n), s) = (w.node::<Box<Origin>>(ORIGIN).last, w.node::<Box<Instance>>(FIRST_INSTANCE).strategy);
+        // One load is within every promise (and by far the commonest: no parameter to look up).
+        let promise = || if s.coalesces() && s != GlobalFlight { w.param("instances") } else { 1 };
+        match n > 1 && n > promise() {
+            true => Err(format!("{n} concurrent origin loads of key {key} (promise: {})", promise())),
+            false => Ok(()),
         }
     });
     sim.check("readers-never-wait", |w| {
-        let Some(n) = w.touched.filter(|n| (FIRST_INSTANCE..FIRST_INSTANCE + MAX_INSTANCES).contains(n)) else {
-            return Ok(());
-        };
-        let Cs::Instance(i) = &w.nodes[n as usize] else { unreachable!() };
-        if i.strategy == Strategy::Swr && i.waited_behind_stale > 0 {
-            Err(format!(
-                "instance {} made {} readers wait although a stale value was there",
-                i.index, i.waited_behind_stale
-            ))
-        } else {
-            Ok(())
+        let instance = |n: NodeId| Holds::<Box<Instance>>::held(&w.nodes[n as usize]);
+        match w.touched.and_then(instance).map(|i| (i.index, i.strategy, i.waited_behind_stale)) {
+            Some((index, Swr, n @ 1..)) => Err(format!("instance {index} made {n} readers wait behind a stale value")),
+            _ => Ok(()),
         }
     });
-    Box::new(sim)
+    sim
 }
 
 impl Node for Cs {
@@ -383,318 +307,480 @@ impl Node for Cs {
 
     fn on_start(&mut self, ctx: &mut Ctx<Self>) {
         match self {
-            Cs::Client { rps, .. } => {
-                let gap = ctx.rng().exponential(1e6 / *rps) as Micros;
-                ctx.set_timer(gap, Timer::Read);
-            }
+            Cs::Client(c) => c.src.start(ctx, Timer::Read),
             Cs::Origin(o) => o.publish(ctx),
-            _ => {}
+            Cs::Instance(_) | Cs::Cache(_) => {}
         }
     }
 
     fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Self>) {
+        let now = ctx.now();
         match (self, msg) {
-            (Cs::Client { .. }, Msg::Value { sent }) => ctx.observe("latency_us", ctx.now().since(sent)),
-            (Cs::Instance(i), msg) => i.on_message(from, msg, ctx),
-            (Cs::Cache(c), msg) => c.on_message(from, msg, ctx),
-            (Cs::Origin(o), Msg::Load { key, epoch }) => o.load(from, key, epoch, ctx),
-            _ => {}
+            (Cs::Client(_), Msg::Value { sent }) => ctx.observe("latency_us", now.since(sent)),
+            (Cs::Instance(i), Msg::Read { key, sent }) => {
+                i.read(key, Reader(NonZeroU32::new(from).unwrap(), sent), ctx)
+            }
+            (Cs::Instance(i), Msg::Hit { key, ttl_left, cost, reader }) => {
+                if i.strategy == EarlyRefresh && i.flights.get(key).is_none() {
+                    let beta = ctx.param("beta_pct") as f64 / 100.0;
+                    if xfetch(cost, beta, ttl_left, ctx.rng().unit_open()) {
+                        ctx.count("early_refreshes", 1);
+                        i.load(key, 0, 0, ctx);
+                    }
+                }
+                i.found(key, reader, ctx);
+            }
+            (Cs::Instance(i), Msg::Stale { key, reader }) if i.strategy == Swr => {
+                if i.flights.get(key).is_none() {
+                    i.load(key, 0, 0, ctx); // revalidate in the background, once per instance
+                }
+                i.found(key, reader, ctx);
+            }
+            (Cs::Instance(i), Msg::Stale { key, reader }) => {
+                // Left over from SWR (stale values outlive a switch away from it): a miss now.
+                i.waited_behind_stale += reader.map_or(i.waiting.get(key).map_or(0, Vec::len) as u64, |_| 1);
+                i.missed(key, reader, ctx);
+            }
+            (Cs::Instance(i), Msg::Miss { key, reader }) => i.missed(key, reader, ctx),
+            (Cs::Instance(i), Msg::Locked { key, lock, epoch }) => i.load(key, lock, epoch, ctx),
+            (Cs::Instance(_), Msg::LockBusy { key }) => _ = ctx.set_timer(POLL, Timer::Poll { key }),
+            (Cs::Instance(i), Msg::Loaded { key, cost, reader }) => i.loaded(key, cost, reader, ctx),
+            (Cs::Cache(c), Msg::Get { key, reader }) => ctx.send(from, c.lookup(key, reader, now)),
+            (Cs::Cache(c), Msg::Set { key, ttl, stale, cost, lock }) => {
+                c.values.put_ttl(key, Value { fresh_until: now.plus(ttl as u64), cost }, now, (ttl + stale) as u64);
+                // Compare-and-delete: a lock that expired and went to another loader is not ours to remove.
+                let _ = c.locks.cas_delete(&key, lock, now);
+            }
+            // Get-or-lock in one step (a script): a value set since the miss is answered, not loaded
+            // again (checked before locking, it would let a second loader in once the first is done).
+            (Cs::Cache(c), Msg::Lock { key, ttl }) => {
+                let reply = match c.lookup(key, None, now) {
+                    hit @ Msg::Hit { .. } => hit,
+                    _ => match c.locks.cas_ttl(key, 0, from, now, ttl) {
+                        Ok(lock) => Msg::Locked { key, lock, epoch: c.epoch },
+                        Err(_) => Msg::LockBusy { key },
+                    },
+                };
+                ctx.send(from, reply);
+            }
+            (Cs::Origin(o), Msg::Load { key, epoch, reader }) => o.load((from, key, epoch, reader), ctx),
+            (_, other) => ctx.unhandled(&other),
         }
     }
 
     fn on_timer(&mut self, timer: Timer, ctx: &mut Ctx<Self>) {
         match (self, timer) {
-            (Cs::Client { index, rps, cdf }, Timer::Read) => {
+            (Cs::Client(c), Timer::Read) => {
+                c.src.on_timer(ctx, Timer::Read);
                 let u = ctx.rng().unit_open();
-                let key = cdf.partition_point(|&c| c < u).min(cdf.len() - 1) as u32;
-                let instances = ctx.param("instances") as u32;
-                let now = ctx.now();
-                ctx.send(FIRST_INSTANCE + *index % instances, Msg::Read { key, sent: now });
-                let gap = ctx.rng().exponential(1e6 / *rps) as Micros;
-                ctx.set_timer(gap, Timer::Read);
+                let key = c.cdf.partition_point(|&p| p < u).min(c.cdf.len() - 1) as u32;
+                let instance = FIRST_INSTANCE + c.index % ctx.param("instances") as u32;
+                ctx.send(instance, Msg::Read { key, sent: ctx.now() });
             }
-            (Cs::Instance(_), Timer::Poll { key }) => ctx.send(CACHE, Msg::Get { key }),
-            (Cs::Origin(o), Timer::LoadDone { to, key, epoch, started }) => o.done(to, key, epoch, started, ctx),
-            _ => {}
+            (Cs::Instance(i), Timer::Poll { key }) => match i.flights.get(key) {
+                Some(Flight::Polling) => ctx.send(CACHE, Msg::Get { key, reader: None }),
+                Some(Flight::Loading(_)) | None => {} // loading since, or done: nothing to look for
+            },
+            (Cs::Origin(o), Timer::LoadDone(slot)) => o.done(slot, ctx),
+            (_, other) => ctx.unhandled(&other),
         }
     }
 
-    fn on_crash(&mut self, _ctx: &mut Ctx<Self>) {
+    fn on_crash(&mut self, ctx: &mut Ctx<Self>) {
         match self {
-            Cs::Cache(c) => **c = Cache { epoch: c.epoch + 1, ..Cache::default() },
-            Cs::Instance(i) => {
-                i.waiting.clear();
-                i.loading.clear();
-            }
-            _ => {}
+            Cs::Cache(c) => c.restart(),
+            Cs::Instance(i) => (i.waiting, i.flights) = (KeyTable::default(), KeyTable::default()),
+            Cs::Origin(o) => o.conns.crash(ctx).iter().for_each(|&(_, key, epoch, _)| o.track(key, epoch, -1)),
+            Cs::Client(_) => {}
         }
     }
 
     fn on_control(&mut self, c: Control, ctx: &mut Ctx<Self>) {
         match (self, c) {
-            (Cs::Instance(i), Control::Strategy(id)) => i.strategy = Strategy::from_id(id),
-            (Cs::Instance(i), Control::Param { id, value }) => {
-                let v = value as u64;
-                match id {
-                    "ttl_ms" => i.ttl = v * MICROS_PER_MS,
-                    "jitter_pct" => i.jitter_pct = v,
-                    "lock_ms" => i.lock_ttl = v * MICROS_PER_MS,
-                    "beta_pct" => i.beta = v as f64 / 100.0,
-                    "stale_ms" => i.stale = v * MICROS_PER_MS,
-                    "instances" => i.active = (i.index as u64) < v,
-                    _ => {}
-                }
+            (Cs::Instance(i), Control::Strategy(s)) => (i.strategy, i.waited_behind_stale) = (Strategy::from_id(s), 0),
+            (Cs::Instance(i), Control::Param { id: "instances", value }) => i.active = (i.index as i64) < value,
+            (Cs::Client(c), Control::Param { id: "client_rps", value: v }) => {
+                c.src.set_rate_per_s(v as f64, ctx, Timer::Read)
             }
-            (Cs::Client { rps, .. }, Control::Param { id: "client_rps", value }) => *rps = value as f64,
-            (Cs::Origin(o), Control::Custom { id: "origin-slow", value }) => o.slow = value.max(1) as u64,
-            (Cs::Origin(o), Control::Param { id, value }) => match id {
-                "origin_conns" => o.conns = value as usize,
-                "origin_ms" => o.mean = value as f64 * 1000.0,
-                _ => {}
-            },
+            (Cs::Origin(o), Control::Param { id: "origin_conns", value: v }) => {
+                o.conns.set_servers(v as u32, ctx, Timer::LoadDone)
+            }
+            (Cs::Origin(o), Control::Param { id: "origin_ms", value: v }) => {
+                o.conns.set_service(Service::exponential_ms(v as u64))
+            }
+            (Cs::Origin(o), Control::Custom { id: "origin-slow", value }) => {
+                o.health = if value > 1 { Health::times_pct(value as u32 * 100) } else { Health::Up };
+                o.conns.set_slowdown_pct(value.max(1) as u32 * 100);
+            }
             (Cs::Cache(c), Control::Custom { id: "cache-restart", .. }) => {
-                ctx.note(format!("cache restarted: {} values and {} locks lost", c.entries.len(), c.locks.len()));
-                **c = Cache { epoch: c.epoch + 1, ..Cache::default() };
+                ctx.note(format!("cache restarted: {} values and {} locks lost", c.values.stored(), c.locks.stored()));
+                c.restart();
             }
-            _ => {}
+            _ => {} // the other parameters are read where they are used (`ctx.param`)
         }
     }
 
     fn view(&self) -> NodeView {
         match self {
-            Cs::Client { index, .. } => NodeView::new(NodeKind::Client, 0, numbered("client", *index as u64)),
-            Cs::Instance(i) => {
-                let waiting: usize = i.waiting.values().map(VecDeque::len).sum();
-                let v = NodeView::new(NodeKind::Service, 1, numbered("instance", i.index as u64))
-                    .gauge("readers waiting", waiting as i64, 100)
-                    .gauge("loads", i.loading.len() as i64, 10);
-                if i.active {
-                    v
-                } else {
-                    v.badge("idle", Tone::Neutral)
-                }
-            }
+            Cs::Client(c) => NodeView::new(NodeKind::Client, 0, numbered("client", c.index as u64)),
+            Cs::Instance(i) => NodeView::new(NodeKind::Service, 1, numbered("instance", i.index as u64))
+                .gauge("readers waiting", i.waiting.values().map(Vec::len).sum::<usize>() as i64, 100)
+                .gauge("loads", i.flights.len() as i64, 10)
+                .badge_if(!i.active, "idle", Tone::Neutral),
             Cs::Cache(c) => NodeView::new(NodeKind::Cache, 2, "cache")
-                .gauge("values", c.entries.len() as i64, 200)
-                .gauge("locks", c.locks.len() as i64, 10),
-            Cs::Origin(o) => {
-                let v = NodeView::new(NodeKind::Database, 3, "origin")
-                    .gauge("connections busy", o.busy as i64, o.conns as i64)
-                    .gauge("queued", o.queue.len() as i64, 100);
-                if o.slow > 1 {
-                    v.badge(format!("slow ×{}", o.slow), Tone::Bad)
-                } else {
-                    v
-                }
-            }
+                .gauge("values", c.values.stored() as i64, 200)
+                .gauge("locks", c.locks.stored() as i64, 10),
+            Cs::Origin(o) => NodeView::new(NodeKind::Database, 3, "origin")
+                .gauge("connections busy", o.conns.busy() as i64, o.conns.servers() as i64)
+                .gauge("queued", o.conns.queue_len() as i64, 100)
+                .badge_if(!o.health.is_up(), o.health.to_string(), Tone::Bad),
         }
     }
 }
 
+fn ms(ctx: &Ctx<Cs>, id: &str) -> Micros {
+    ctx.param(id) as Micros * MICROS_PER_MS
+}
+
+fn answer(r: Reader, from_cache: bool, ctx: &mut Ctx<Cs>) {
+    ctx.count(if from_cache { "hits" } else { "misses" }, 1);
+    ctx.send(r.0.get(), Msg::Value { sent: r.1 });
+}
+
 impl Instance {
-    fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Cs>) {
-        match msg {
-            Msg::Read { key, sent } => {
-                let first = !self.waiting.contains_key(key);
-                self.waiting.get_or_insert(key, VecDeque::new()).push_back((from, sent));
-                // Coalescing strategies ask the cache once for all readers of a key.
-                if first || !self.strategy.coalesces() {
-                    ctx.send(CACHE, Msg::Get { key });
-                }
-            }
-            Msg::Got { key, lookup } => self.looked_up(key, lookup, ctx),
-            Msg::Locked { key, granted, epoch } => {
-                if granted {
-                    self.loading.insert(key, true);
-                    ctx.send(ORIGIN, Msg::Load { key, epoch });
-                } else {
-                    ctx.set_timer(POLL, Timer::Poll { key });
-                }
-            }
-            Msg::Loaded { key, cost } => {
-                if self.strategy.coalesces() {
-                    self.loading.remove(key);
-                }
-                let ttl = match self.strategy {
-                    Strategy::Jittered => {
-                        let spread = self.ttl * self.jitter_pct / 100;
-                        self.ttl - spread + ctx.rng().range(0, 2 * spread)
-                    }
-                    _ => self.ttl,
-                };
-                let stale = if self.strategy == Strategy::Swr { self.stale } else { 0 };
-                ctx.send(CACHE, Msg::Set { key, ttl, stale, cost });
-                if self.strategy == Strategy::GlobalFlight {
-                    ctx.send(CACHE, Msg::Unlock { key });
-                }
-                if self.strategy.coalesces() {
-                    self.answer_all(key, ctx);
-                } else {
-                    self.answer_one(key, ctx);
-                }
-            }
-            _ => {}
+    fn read(&mut self, key: u32, reader: Reader, ctx: &mut Ctx<Cs>) {
+        if !self.strategy.coalesces() {
+            return ctx.send(CACHE, Msg::Get { key, reader: Some(reader) });
+        }
+        let waiting = self.waiting.get_or_insert(key, Vec::new());
+        waiting.push(reader);
+        if waiting.len() == 1 {
+            ctx.send(CACHE, Msg::Get { key, reader: None });
         }
     }
 
-    fn answer_all(&mut self, key: u32, ctx: &mut Ctx<Cs>) {
-        for (client, sent) in self.waiting.remove(key).unwrap_or_default() {
-            ctx.send(client, Msg::Value { sent });
+    /// The cache had a value for the reader, or for everyone waiting on the key.
+    fn found(&mut self, key: u32, reader: Option<Reader>, ctx: &mut Ctx<Cs>) {
+        if let Some(r) = reader {
+            return answer(r, true, ctx);
+        }
+        // A lock waiter that finds the value stops polling; its readers waited for another's load.
+        let polled = self.flights.get(key) == Some(&Flight::Polling);
+        if polled {
+            self.flights.remove(key);
+        }
+        self.answer_all(key, !polled, ctx);
+    }
+
+    /// No usable value: the reader loads it itself (the stampede), or one load serves the key's waiters.
+    fn missed(&mut self, key: u32, reader: Option<Reader>, ctx: &mut Ctx<Cs>) {
+        match (reader, self.strategy, self.flights.get(key)) {
+            (Some(_), ..) => ctx.send(ORIGIN, Msg::Load { key, epoch: 0, reader }),
+            (None, _, Some(Flight::Loading(_))) => {} // they wait for the load under way
+            (None, GlobalFlight, _) => {
+                // (Still) no value: ask for the lock, again if polling (its holder may be gone).
+                self.flights.insert(key, Flight::Polling);
+                ctx.send(CACHE, Msg::Lock { key, ttl: ms(ctx, "lock_ms") });
+            }
+            (None, ..) => self.load(key, 0, 0, ctx),
         }
     }
 
-    /// Answers one waiting reader (non-coalescing strategies handle readers one by one).
-    fn answer_one(&mut self, key: u32, ctx: &mut Ctx<Cs>) {
-        if let Some(w) = self.waiting.get_mut(key) {
-            if let Some((client, sent)) = w.pop_front() {
-                ctx.send(client, Msg::Value { sent });
-            }
-            if w.is_empty() {
-                self.waiting.remove(key);
-            }
+    fn load(&mut self, key: u32, lock: u64, epoch: u32, ctx: &mut Ctx<Cs>) {
+        self.flights.insert(key, Flight::Loading(lock));
+        ctx.send(ORIGIN, Msg::Load { key, epoch, reader: None });
+    }
+
+    fn loaded(&mut self, key: u32, cost: u32, reader: Option<Reader>, ctx: &mut Ctx<Cs>) {
+        let (mut ttl, spread) = (ms(ctx, "ttl_ms"), ctx.param("jitter_pct") as u64);
+        if self.strategy == Jittered {
+            ttl = ttl - ttl * spread / 100 + ctx.rng().range(0, 2 * ttl * spread / 100);
+        }
+        let stale = if self.strategy == Swr { ms(ctx, "stale_ms") } else { 0 };
+        let lock = match reader.map_or_else(|| self.flights.remove(key), |_| None) {
+            Some(Flight::Loading(lock)) => lock,
+            _ => 0,
+        };
+        ctx.send(CACHE, Msg::Set { key, ttl: ttl as u32, stale: stale as u32, cost, lock });
+        match reader {
+            Some(r) => answer(r, false, ctx),
+            None => self.answer_all(key, false, ctx),
         }
     }
 
-    fn looked_up(&mut self, key: u32, lookup: Lookup, ctx: &mut Ctx<Cs>) {
-        let hit = |ctx: &mut Ctx<Cs>, n: usize| ctx.count("hits", n as i64);
-        let readers = if self.strategy.coalesces() { self.waiting.get(key).map_or(0, VecDeque::len) } else { 1 };
-        match (self.strategy, lookup) {
-            (Strategy::CacheAside | Strategy::Jittered, Lookup::Fresh { .. }) => {
-                hit(ctx, 1);
-                self.answer_one(key, ctx);
-            }
-            (Strategy::CacheAside | Strategy::Jittered, _) => {
-                // Every missing reader loads the key itself: the stampede.
-                ctx.count("misses", 1);
-                ctx.send(ORIGIN, Msg::Load { key, epoch: 0 });
-            }
-            (Strategy::EarlyRefresh, Lookup::Fresh { ttl_left, cost }) => {
-                hit(ctx, readers);
-                // XFetch: refresh early when delta · β · (−ln u) reaches the time left.
-                let u = ctx.rng().unit_open();
-                let early = cost as f64 * self.beta * -libm::log(u) >= ttl_left as f64;
-                if early && !self.loading.contains_key(key) {
-                    ctx.count("early_refreshes", 1);
-                    self.loading.insert(key, true);
-                    ctx.send(ORIGIN, Msg::Load { key, epoch: 0 });
-                }
-                self.serve_waiting(key, ctx);
-            }
-            (Strategy::Swr, Lookup::Stale) => {
-                hit(ctx, readers);
-                if !self.loading.contains_key(key) {
-                    self.loading.insert(key, true);
-                    ctx.send(ORIGIN, Msg::Load { key, epoch: 0 });
-                }
-                self.serve_waiting(key, ctx);
-            }
-            (_, Lookup::Fresh { .. }) => {
-                hit(ctx, readers);
-                self.serve_waiting(key, ctx);
-            }
-            (_, _) => {
-                if matches!(lookup, Lookup::Stale) {
-                    self.waited_behind_stale += readers as u64;
-                }
-                match (self.strategy, self.loading.get(key)) {
-                    // Still no value and the lock was busy: try the lock again (its holder may be gone).
-                    (Strategy::GlobalFlight, Some(false)) => ctx.send(CACHE, Msg::Lock { key, ttl: self.lock_ttl }),
-                    (_, Some(_)) => {} // this instance is already loading it
-                    (Strategy::GlobalFlight, None) => {
-                        ctx.count("misses", readers as i64);
-                        self.loading.insert(key, false);
-                        ctx.send(CACHE, Msg::Lock { key, ttl: self.lock_ttl });
-                    }
-                    (_, None) => {
-                        ctx.count("misses", readers as i64);
-                        self.loading.insert(key, true);
-                        ctx.send(ORIGIN, Msg::Load { key, epoch: 0 });
-                    }
-                }
-            }
+    fn answer_all(&mut self, key: u32, from_cache: bool, ctx: &mut Ctx<Cs>) {
+        for r in self.waiting.remove(key).unwrap_or_default() {
+            answer(r, from_cache, ctx);
         }
-    }
-
-    /// Serves every reader of `key` from the cached value. A lock waiter that finds the
-    /// value stops waiting; a background refresh (SWR, early refresh) carries on.
-    fn serve_waiting(&mut self, key: u32, ctx: &mut Ctx<Cs>) {
-        if self.loading.get(key) == Some(&false) {
-            self.loading.remove(key);
-        }
-        self.answer_all(key, ctx);
     }
 }
 
 impl Cache {
-    fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Cs>) {
-        let now = ctx.now();
-        match msg {
-            Msg::Get { key } => {
-                let lookup = match self.entries.get(key) {
-                    Some(e) if now < e.fresh_until => {
-                        Lookup::Fresh { ttl_left: e.fresh_until.since(now), cost: e.cost }
-                    }
-                    Some(e) if now < e.stale_until => Lookup::Stale,
-                    _ => Lookup::Miss,
-                };
-                ctx.send(from, Msg::Got { key, lookup });
+    fn lookup(&self, key: u32, reader: Option<Reader>, now: Time) -> Msg {
+        match self.values.entry(&key, now).map(|e| &e.value) {
+            Some(&Value { fresh_until, cost }) if now < fresh_until => {
+                Msg::Hit { key, ttl_left: fresh_until.since(now) as u32, cost, reader }
             }
-            Msg::Set { key, ttl, stale, cost } => {
-                let fresh_until = now.plus(ttl);
-                self.entries.insert(key, Entry { fresh_until, stale_until: fresh_until.plus(stale), cost });
-            }
-            Msg::Lock { key, ttl } => {
-                let granted = self.locks.get(key).is_none_or(|&until| now >= until);
-                if granted {
-                    self.locks.insert(key, now.plus(ttl));
-                }
-                ctx.send(from, Msg::Locked { key, granted, epoch: self.epoch });
-            }
-            Msg::Unlock { key } => {
-                self.locks.remove(key);
-            }
-            _ => {}
+            Some(_) => Msg::Stale { key, reader },
+            None => Msg::Miss { key, reader },
         }
+    }
+
+    fn restart(&mut self) {
+        self.values.clear();
+        self.locks.clear();
+        self.epoch += 1;
     }
 }
 
 impl Origin {
     fn publish(&self, ctx: &mut Ctx<Cs>) {
-        ctx.gauge("origin_inflight", (self.busy + self.queue.len()) as i64);
+        ctx.gauge("origin_inflight", self.conns.held() as i64);
         ctx.gauge("origin_peak", self.peak);
     }
 
-    fn load(&mut self, from: NodeId, key: u32, epoch: u64, ctx: &mut Ctx<Cs>) {
+    fn load(&mut self, job: Job, ctx: &mut Ctx<Cs>) {
         ctx.count("origin_loads", 1);
-        let n = self.per_key.entry((key, epoch)).or_insert(0);
-        *n += 1;
-        self.last = (key, *n);
-        self.queue.push_back((from, key, epoch, ctx.now()));
-        self.peak = self.peak.max((self.busy + self.queue.len()) as i64);
-        self.start(ctx);
+        self.track(job.1, job.2, 1);
+        let _ = self.conns.offer(job, ctx, Timer::LoadDone); // no bound on the queue: it starts or waits
+        self.peak = self.peak.max(self.conns.held() as i64);
         self.publish(ctx);
     }
 
-    fn start(&mut self, ctx: &mut Ctx<Cs>) {
-        while self.busy < self.conns {
-            let Some((to, key, epoch, started)) = self.queue.pop_front() else { break };
-            self.busy += 1;
-            let dur = ctx.rng().exponential(self.mean * self.slow as f64) as Micros;
-            ctx.set_timer(dur.max(1), Timer::LoadDone { to, key, epoch, started });
+    fn done(&mut self, slot: Slot, ctx: &mut Ctx<Cs>) {
+        // `None`: a load lost in a crash of the origin (whose timers the kernel drops anyway).
+        if let Some(f) = self.conns.done(slot, ctx, Timer::LoadDone) {
+            let (to, key, epoch, reader) = f.job;
+            self.track(key, epoch, -1);
+            let cost = f.sojourn_us().min(u32::MAX as u64) as u32;
+            ctx.send(to, Msg::Loaded { key, cost, reader });
         }
+        self.publish(ctx);
     }
 
-    fn done(&mut self, to: NodeId, key: u32, epoch: u64, started: Time, ctx: &mut Ctx<Cs>) {
-        self.busy -= 1;
-        if let Some(n) = self.per_key.get_mut(&(key, epoch)) {
-            *n -= 1;
-            self.last = (key, *n);
-            if *n == 0 {
-                self.per_key.remove(&(key, epoch));
+    fn track(&mut self, key: u32, epoch: u32, delta: i64) {
+        let n = self.per_key.get_or_insert((epoch as u64) << 32 | key as u64, 0);
+        *n += delta;
+        self.last = (key, *n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(strategy: &str, seed: u64, params: &[(&str, i64)]) -> Sim<Cs> {
+        let recipe = params.iter().fold(Recipe::new(SPEC.id(), strategy, seed), |r, &(k, v)| r.with_param(k, v));
+        let mut s = sim(&Setup { spec: &SPEC, recipe });
+        s.keep_trace(false);
+        s
+    }
+
+    /// Runs to `until` and returns the most concurrent origin loads of `key` reached on the way.
+    fn watch(s: &mut Sim<Cs>, until: Time, key: u32) -> i64 {
+        let mut most = 0;
+        while s.next_event_time().is_some_and(|t| t <= until) {
+            s.step();
+            match s.node::<Box<Origin>>(ORIGIN).last {
+                (k, n) if k == key => most = most.max(n),
+                _ => {}
             }
         }
-        ctx.send(to, Msg::Loaded { key, cost: ctx.now().since(started) });
-        self.start(ctx);
-        self.publish(ctx);
+        most
+    }
+
+    /// The largest sample of a charted metric (per 100 ms window) in `[from, to)` seconds.
+    fn peak(s: &Sim<Cs>, id: &str, from: f64, to: f64) -> f64 {
+        let i = SPEC.metrics.iter().position(|m| m.id == id).unwrap();
+        let samples = s.sampler().times.iter().zip(&s.sampler().series[i]);
+        samples.filter(|(t, _)| (from..to).contains(&t.as_secs_f64())).fold(0.0, |m, (_, &v)| m.max(v))
+    }
+
+    /// Origin loads in each whole second of `[from, to)` (the charted rate, summed over its windows).
+    fn loads_per_second(s: &Sim<Cs>, from: u64, to: u64) -> Vec<f64> {
+        let i = SPEC.metrics.iter().position(|m| m.id == "origin_rate").unwrap();
+        let samples: Vec<(Time, f64)> = s.sampler().times.iter().copied().zip(s.sampler().series[i].clone()).collect();
+        let second = |k: u64| samples.iter().filter(move |(t, _)| t.micros().div_ceil(MICROS_PER_S) == k + 1);
+        (from..to).map(|k| second(k).map(|(_, rate)| rate / 10.0).sum()).collect()
+    }
+
+    fn violated(s: &Sim<Cs>, check: &str) -> Option<f64> {
+        let c = s.checks().iter().find(|c| c.id == check).unwrap();
+        c.violation.as_ref().map(|v| v.at.as_secs_f64())
+    }
+
+    #[test]
+    fn messages_stay_32_bytes() {
+        // At scale 1.5 million messages a simulated second go through the event queue: at 48
+        // bytes (an `Option<(NodeId, Time)>` reader) the run was 15–20% slower.
+        assert_eq!(std::mem::size_of::<Msg>(), 32);
+    }
+
+    #[test]
+    fn xfetch_refreshes_with_probability_exp_of_minus_time_left_over_delta_beta() {
+        // Vattani et al. 2015: refresh when now − δβ·ln(u) ≥ expiry, i.e. with probability
+        // e^(−left/(δβ)). n = 200,000 draws a point: the standard error of a frequency p is
+        // √(p(1−p)/n) ≤ 0.0011, so 5 standard errors (plus rounding of the µs) is the tolerance.
+        let mut rng = Rng::new(7);
+        let n = 200_000;
+        for (delta, beta) in [(40_000u32, 1.0), (40_000, 2.0), (5_000, 0.5)] {
+            for x in [0.05, 0.5, 1.0, 2.0, 4.0] {
+                let left = (x * delta as f64 * beta) as u32;
+                let hits = (0..n).filter(|_| xfetch(delta, beta, left, rng.unit_open())).count() as f64;
+                let (got, p) = (hits / n as f64, libm::exp(-x));
+                let tol = 5.0 * libm::sqrt(p * (1.0 - p) / n as f64) + 1e-4;
+                assert!((got - p).abs() < tol, "δ={delta} β={beta} left/(δβ)={x}: refreshed {got:.4}, theory {p:.4}");
+            }
+        }
+    }
+
+    #[test]
+    fn xfetch_refreshes_a_gumbel_distributed_lead_before_expiry() {
+        // Poisson reads at λ/s, each refreshing with probability e^(−t/(δβ)) at t before expiry:
+        // the first refresh comes L before expiry with P(L ≤ t) = exp(−λδβ·e^(−t/(δβ))) — a
+        // Gumbel law (location δβ·ln(λδβ), scale δβ) — so E[L] = δβ(ln(λδβ) + γ) and
+        // sd(L) = πδβ/√6. λ = 400/s (the hot key), δ = 40 ms, β = 1: E[L] = 134 ms, sd 51 ms;
+        // 20,000 expiries give a standard error of 0.36 ms: ±2% is > 7 standard errors.
+        let (lambda, delta, beta) = (400.0, 40_000u32, 1.0);
+        let mut rng = Rng::new(3);
+        let trials = 20_000;
+        let mut total = 0.0;
+        for _ in 0..trials {
+            let mut left = 1_000_000.0; // reads from 1 s before expiry (P(L > 1 s) ≈ 10⁻⁹)
+            loop {
+                left -= rng.exponential(1e6 / lambda);
+                if left <= 0.0 || xfetch(delta, beta, left as u32, rng.unit_open()) {
+                    break;
+                }
+            }
+            total += left.max(0.0);
+        }
+        let db = delta as f64 * beta;
+        let want = db * (libm::log(lambda * db / 1e6) + 0.577_215_664_9);
+        let mean = total / trials as f64;
+        assert!((mean - want).abs() < 0.02 * want, "mean lead {mean:.0} µs, Gumbel {want:.0} µs");
+    }
+
+    #[test]
+    fn key_zero_gets_about_a_fifth_of_the_reads() {
+        // Zipf(1.1) over 200 keys: key 0's share is 1 / Σ k^(−1.1) = 0.213 (the help's "about
+        // a fifth"); the client's draw (first key whose cumulative share reaches u) gives each
+        // key its share: 200,000 draws, standard error 0.0009, so ±0.005.
+        let cdf = zipf_cdf(200);
+        let share: f64 = 1.0 / (1..=200).map(|k| libm::pow(k as f64, -1.1)).sum::<f64>();
+        assert!((cdf[0] - share).abs() < 1e-12 && (0.19..0.23).contains(&share), "{share}");
+        assert!((cdf[199] - 1.0).abs() < 1e-9);
+        let mut rng = Rng::new(5);
+        let draws: Vec<usize> =
+            (0..200_000).map(|_| rng.unit_open()).map(|u| cdf.partition_point(|&p| p < u)).collect();
+        for key in [0, 1, 9] {
+            let got = draws.iter().filter(|&&k| k == key).count() as f64 / draws.len() as f64;
+            let p = cdf[key] - if key == 0 { 0.0 } else { cdf[key - 1] };
+            assert!((got - p).abs() < 0.005, "key {key}: {got:.4}, Zipf {p:.4}");
+        }
+    }
+
+    #[test]
+    fn with_a_global_lock_each_key_is_loaded_once_per_renewal_cycle() {
+        // Single-flight with a lock: a key is loaded once per cycle of TTL + D + the wait for
+        // the next reader after it expires, Exp(λ_k) (Poisson reads of key k at λ_k = 2000/s ×
+        // its Zipf share), where D ≈ 44 ms is the load (40 ms mean) plus six 0.65 ms hops (miss,
+        // lock, granted, load, loaded, set). By the renewal theorem the origin serves
+        // Σ_k 1 / (TTL + D + 1/λ_k) loads a second. Measured over 200 s after the faults
+        // (about 7,700 loads): renewal counts of near-periodic keys vary by under 1%, and D is
+        // known to about a millisecond (0.02%): ±2%.
+        let mut s = run("singleflight-global", 1, &[]);
+        s.run_until(Time::from_secs(30), u64::MAX);
+        let before = s.metrics().counter("origin_loads");
+        s.run_until(Time::from_secs(230), u64::MAX);
+        let rate = (s.metrics().counter("origin_loads") - before) as f64 / 200.0;
+        let cdf = zipf_cdf(200);
+        let cycle = |k: usize| 5.0 + 0.0439 + 1.0 / (2000.0 * (cdf[k] - if k == 0 { 0.0 } else { cdf[k - 1] }));
+        let want: f64 = (0..200).map(|k| 1.0 / cycle(k)).sum();
+        assert!((rate - want).abs() < 0.02 * want, "{rate:.2} loads/s, renewal theory {want:.2}");
+        assert!(s.checks().iter().all(|c| c.violation.is_none()));
+    }
+
+    #[test]
+    fn the_origin_peak_of_cache_aside_dwarfs_single_flight_once_the_origin_slows() {
+        // At the cold start every strategy loads all keys at once; in the quiet stretch the
+        // long tail's expiries dominate either way; once the origin slows (14 s), every reader
+        // of an expired key loads it under cache-aside, and the origin's queue feeds itself.
+        for seed in 1..=3 {
+            let [aside, global] = ["cache-aside", "singleflight-global"].map(|st| {
+                let mut s = run(st, seed, &[]);
+                s.run_until(Time::from_secs(30), u64::MAX);
+                s
+            });
+            let (a, g) = (peak(&aside, "origin_rate", 14.0, 22.5), peak(&global, "origin_rate", 14.0, 22.5));
+            assert!(a >= 4.0 * g, "seed {seed}: peak origin rate in the slowdown {a}/s vs single-flight {g}/s");
+            let (a, g) = (peak(&aside, "origin_rate", 0.0, 30.0), peak(&global, "origin_rate", 0.0, 30.0));
+            assert!(a >= 1.8 * g, "seed {seed}: peak origin rate {a}/s vs single-flight {g}/s");
+            let gauge = |s: &Sim<Cs>, g: &str| s.metrics().gauge(g);
+            assert!(gauge(&aside, "origin_peak") > 10 * gauge(&global, "origin_peak"));
+        }
+    }
+
+    #[test]
+    fn try_cache_aside_the_hot_key_stampedes_and_a_slow_origin_never_recovers() {
+        for seed in 1..=4 {
+            let mut s = run("cache-aside", seed, &[]);
+            let hot = watch(&mut s, Time::from_secs(14), 0);
+            assert!(hot >= 5, "seed {seed}: at most {hot} concurrent loads of the hot key before the slowdown");
+            assert!(violated(&s, "key-loads-within-promise").is_some_and(|t| t < 14.0));
+            s.run_until(Time::from_secs(19), u64::MAX);
+            let at_heal = s.metrics().gauge("origin_inflight");
+            s.run_until(Time::from_secs(30), u64::MAX);
+            let at_end = s.metrics().gauge("origin_inflight");
+            assert!(
+                at_heal > 1000 && at_end > at_heal,
+                "seed {seed}: {at_heal} loads in flight at 19 s, {at_end} at 30 s"
+            );
+        }
+    }
+
+    #[test]
+    fn try_jittered_ttl_spreads_the_long_tail_but_the_hot_key_still_stampedes() {
+        // Between the cold start's echo and the slowdown (4–14 s), the busiest second of
+        // cache-aside carries the keys loaded together at the start; jitter spreads them.
+        let busiest = |st: &str| -> f64 {
+            (1..=4)
+                .map(|seed| {
+                    let mut s = run(st, seed, &[]);
+                    s.run_until(Time::from_secs(14), u64::MAX);
+                    loads_per_second(&s, 4, 14).into_iter().fold(0.0, f64::max)
+                })
+                .sum()
+        };
+        let (aside, jittered) = (busiest("cache-aside"), busiest("jittered-ttl"));
+        assert!(aside >= 1.3 * jittered, "busiest seconds: cache-aside {aside} loads, jittered {jittered}");
+        let mut s = run("jittered-ttl", 1, &[]);
+        assert!(watch(&mut s, Time::from_secs(14), 0) >= 5);
+        assert!(violated(&s, "key-loads-within-promise").is_some());
+    }
+
+    #[test]
+    fn try_single_flight_or_swr_one_load_per_key_and_swr_p99_stays_flat() {
+        let mut global = run("singleflight-global", 1, &[]);
+        assert_eq!(watch(&mut global, Time::from_secs(22), 0), 1, "one load of the hot key at a time");
+        let mut swr = run("stale-while-revalidate", 1, &[]);
+        assert!(watch(&mut swr, Time::from_secs(22), 0) <= 4, "one per instance");
+        for s in [&mut global, &mut swr] {
+            s.run_until(Time::from_secs(30), u64::MAX);
+            assert!(s.checks().iter().all(|c| c.violation.is_none()));
+        }
+        // While the origin is slow (14–19 s) SWR answers from stale values; the lock makes readers wait.
+        let (flat, waits) = (peak(&swr, "latency_p99", 14.0, 19.5), peak(&global, "latency_p99", 14.0, 19.5));
+        assert!(flat < 20_000.0 && waits > 200_000.0, "p99 in the slowdown: SWR {flat} µs, lock {waits} µs");
+    }
+
+    #[test]
+    fn try_a_lock_ttl_of_500_ms_lets_a_second_loader_in_during_the_slowdown() {
+        for seed in 1..=4 {
+            let mut s = run("singleflight-global", seed, &[("lock_ms", 500)]);
+            s.run_until(Time::from_secs(30), u64::MAX);
+            let at = violated(&s, "key-loads-within-promise");
+            assert!(at.is_some_and(|t| (14.0..19.5).contains(&t)), "seed {seed}: {at:?}");
+        }
     }
 }
