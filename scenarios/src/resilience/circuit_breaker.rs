@@ -1,10 +1,21 @@
 //! Circuit breaker: clients → service → downstream. When the downstream fails or slows,
 //! the service can keep calling it (and exhaust its own pool), trip a breaker that fails
 //! fast and probes for recovery, or trip a breaker and answer from a fallback.
+//!
+//! The service's pool has no queue: it is a loss system (M/G/c/c), where a local request
+//! holds a worker 5 ms and a request that needs the downstream holds one until its call is
+//! answered or times out — so a slow downstream fills the pool with waiting workers and the
+//! service refuses even the work that never needed the downstream.
 
+use crate::parts::arrivals::OpenLoop;
+use crate::parts::calls::{CallId, Calls};
+use crate::parts::degraded::{FaultWindow, Health};
+use crate::parts::station::Service as ServiceTime;
+use crate::parts::window::SlidingCounter;
 use faultline_core::*;
-use std::collections::BTreeMap;
 
+// A table, one entry to a line or two: rustfmt would give every argument a line of its own.
+#[rustfmt::skip]
 pub static SPEC: ScenarioSpec = ScenarioSpec {
     info: Info {
         id: "circuit-breaker",
@@ -25,7 +36,10 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
                 independently: the sum of probes can itself be a load spike. Thresholds tuned at one traffic level \
                 misfire at another; per-endpoint breakers multiply the state to watch.",
             resembles: "Hystrix and resilience4j (sliding windows, half-open trial calls), Envoy outlier detection, \
-                Polly in .NET, Netflix's API gateway fallbacks.",
+                Polly in .NET, Netflix's API gateway fallbacks. The model: Poisson clients; a service pool with no \
+                queue (a full pool answers 503 at once); a downstream with no capacity limit whose health follows \
+                the fault plan, not its load (a real one can be kept down by it); a Hystrix-style breaker (ten \
+                buckets, timeouts count as failures) whose fallback is the last good answer, kept in memory.",
             try_this: &[
                 "Play `none`: during the outage the downstream keeps receiving the full load and `downstream-spared` \
                  fails; during the slowdown its pool fills with stuck calls and even local requests get 503s.",
@@ -38,261 +52,62 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         },
     },
     params: &[
-        ParamSpec {
-            id: "clients",
-            label: "Clients",
-            unit: "",
-            min: 1,
-            max: 100,
-            step: 1,
-            default: 4,
-            live: false,
-            help: "Client nodes; the request rate is split between them.",
-        },
-        ParamSpec {
-            id: "rps",
-            label: "Request rate",
-            unit: "req/s",
-            min: 1,
-            max: 5000,
-            step: 1,
-            default: 100,
-            live: true,
-            help: "Total Poisson request rate from the clients.",
-        },
-        ParamSpec {
-            id: "dependent_pct",
-            label: "Requests needing the downstream",
-            unit: "%",
-            min: 0,
-            max: 100,
-            step: 1,
-            default: 50,
-            live: true,
-            help: "The rest are served by the service alone (5 ms of work) — unless its pool is full.",
-        },
-        ParamSpec {
-            id: "pool",
-            label: "Service pool",
-            unit: "workers",
-            min: 1,
-            max: 1000,
-            step: 1,
-            default: 20,
-            live: true,
-            help: "Requests the service works on at once (a worker waits for its downstream call); beyond it, 503.",
-        },
-        ParamSpec {
-            id: "call_timeout_ms",
-            label: "Call timeout",
-            unit: "ms",
-            min: 10,
-            max: 10_000,
-            step: 10,
-            default: 1000,
-            live: true,
-            help: "How long the service waits for the downstream.",
-        },
-        ParamSpec {
-            id: "downstream_ms",
-            label: "Downstream latency",
-            unit: "ms",
-            min: 1,
-            max: 2000,
-            step: 1,
-            default: 20,
-            live: true,
-            help: "Mean (exponential) time the downstream takes when healthy.",
-        },
-        ParamSpec {
-            id: "error_pct",
-            label: "Background errors",
-            unit: "%",
-            min: 0,
-            max: 100,
-            step: 1,
-            default: 1,
-            live: true,
-            help: "Share of healthy downstream calls that fail anyway.",
-        },
-        ParamSpec {
-            id: "threshold_pct",
-            label: "Error threshold",
-            unit: "%",
-            min: 1,
-            max: 100,
-            step: 1,
-            default: 50,
-            live: true,
-            help: "The breaker opens when this share of calls in the window failed.",
-        },
-        ParamSpec {
-            id: "window_ms",
-            label: "Rolling window",
-            unit: "ms",
-            min: 200,
-            max: 60_000,
-            step: 100,
-            default: 1000,
-            live: true,
-            help: "The breaker judges the calls of this last stretch of time (10 buckets).",
-        },
-        ParamSpec {
-            id: "min_requests",
-            label: "Minimum requests",
-            unit: "calls",
-            min: 1,
-            max: 100_000,
-            step: 1,
-            default: 20,
-            live: true,
-            help: "The breaker does not judge a window with fewer calls than this.",
-        },
-        ParamSpec {
-            id: "open_ms",
-            label: "Open duration",
-            unit: "ms",
-            min: 100,
-            max: 60_000,
-            step: 100,
-            default: 1500,
-            live: true,
-            help: "How long the breaker stays open before trying half-open probes.",
-        },
-        ParamSpec {
-            id: "probes",
-            label: "Half-open probes",
-            unit: "calls",
-            min: 1,
-            max: 100,
-            step: 1,
-            default: 3,
-            live: true,
-            help: "Trial calls let through in half-open; the breaker closes if they mostly succeed.",
-        },
-        ParamSpec {
-            id: "outage_at",
-            label: "Outage starts",
-            unit: "s",
-            min: 0,
-            max: 3600,
-            step: 1,
-            default: 6,
-            live: false,
-            help: "Scheduled fault: the downstream starts failing every call.",
-        },
-        ParamSpec {
-            id: "outage_len",
-            label: "Outage length",
-            unit: "s",
-            min: 0,
-            max: 3600,
-            step: 1,
-            default: 7,
-            live: false,
-            help: "How long the outage lasts (0: none).",
-        },
-        ParamSpec {
-            id: "slow_at",
-            label: "Slowdown starts",
-            unit: "s",
-            min: 0,
-            max: 3600,
-            step: 1,
-            default: 17,
-            live: false,
-            help: "Scheduled fault: the downstream answers 3 s late (past the call timeout).",
-        },
-        ParamSpec {
-            id: "slow_len",
-            label: "Slowdown length",
-            unit: "s",
-            min: 0,
-            max: 3600,
-            step: 1,
-            default: 8,
-            live: false,
-            help: "How long the slowdown lasts (0: none).",
-        },
+        ParamSpec::setup("clients", "Clients", "", 1..=100, 4, "Client nodes; the request rate is split between them."),
+        ParamSpec::live("rps", "Request rate", "req/s", 1..=5000, 100, "Total Poisson request rate from the clients."),
+        ParamSpec::live("dependent_pct", "Requests needing the downstream", "%", 0..=100, 50,
+            "The rest are served by the service alone (5 ms of work) — unless its pool is full."),
+        ParamSpec::live("pool", "Service pool", "workers", 1..=1000, 20,
+            "Requests the service works on at once (a worker waits for its downstream call); beyond it, 503."),
+        ParamSpec::live("call_timeout_ms", "Call timeout", "ms", 10..=10_000, 1000,
+            "How long the service waits for the downstream.").step(10),
+        ParamSpec::live("downstream_ms", "Downstream latency", "ms", 1..=2000, 20,
+            "Mean (exponential) time the downstream takes when healthy."),
+        ParamSpec::live("error_pct", "Background errors", "%", 0..=100, 1, "Share of healthy downstream calls that fail anyway."),
+        ParamSpec::live("threshold_pct", "Error threshold", "%", 1..=100, 50,
+            "The breaker opens when this share of calls in the window failed."),
+        ParamSpec::live("window_ms", "Rolling window", "ms", 200..=60_000, 1000,
+            "The breaker judges the calls of this last stretch of time (10 buckets; a new length starts empty).").step(100),
+        ParamSpec::live("min_requests", "Minimum requests", "calls", 1..=100_000, 20,
+            "The breaker does not judge a window with fewer calls than this."),
+        ParamSpec::live("open_ms", "Open duration", "ms", 100..=60_000, 1500,
+            "How long the breaker stays open before trying half-open probes.").step(100),
+        ParamSpec::live("probes", "Half-open probes", "calls", 1..=100, 3,
+            "Trial calls let through in half-open; the breaker closes unless the threshold's share of them failed."),
+        ParamSpec::setup("outage_at", "Outage starts", "s", 0..=3600, 6, "Scheduled fault: the downstream starts failing every call."),
+        ParamSpec::setup("outage_len", "Outage length", "s", 0..=3600, 7, "How long the outage lasts (0: none)."),
+        ParamSpec::setup("slow_at", "Slowdown starts", "s", 0..=3600, 17,
+            "Scheduled fault: the downstream answers 3 s late (past the call timeout)."),
+        ParamSpec::setup("slow_len", "Slowdown length", "s", 0..=3600, 8, "How long the slowdown lasts (0: none)."),
     ],
     strategies: &[
-        StrategySpec { id: "none", label: "No breaker", naive: true, help: "Every request calls the downstream." },
-        StrategySpec {
-            id: "breaker",
-            label: "Breaker",
-            naive: false,
-            help: "Closed → open on errors (rolling window, minimum requests) → half-open probes → closed.",
-        },
-        StrategySpec {
-            id: "breaker-fallback",
-            label: "Breaker + fallback",
-            naive: false,
-            help: "As `breaker`, and failed or refused calls are answered from the last good (cached) answer.",
-        },
+        StrategySpec::naive("none", "No breaker", "Every request calls the downstream."),
+        StrategySpec::fixed("breaker", "Breaker",
+            "Closed → open on errors (rolling window, minimum requests) → half-open probes → closed."),
+        StrategySpec::fixed("breaker-fallback", "Breaker + fallback",
+            "As `breaker`, and failed or refused calls are answered from the last good (cached) answer."),
     ],
     faults: &[
-        FaultSpec {
-            id: "outage",
-            label: "Downstream outage",
-            target: Target::Global,
-            value_label: "on (1) / off (0)",
-            value_min: 0,
-            value_max: 1,
-            value_default: 1,
-            help: "The downstream fails every call quickly.",
-        },
-        FaultSpec {
-            id: "slowness",
-            label: "Downstream slowness",
-            target: Target::Global,
-            value_label: "extra ms",
-            value_min: 0,
-            value_max: 60_000,
-            value_default: 3000,
-            help: "Every downstream answer takes this much longer (0 heals).",
-        },
+        FaultSpec::global("outage", "Downstream outage", "The downstream fails every call quickly.")
+            .value("on (1) / off (0)", 0..=1, 1),
+        FaultSpec::global("slowness", "Downstream slowness", "Every downstream answer takes this much longer (0 heals).")
+            .value("extra ms", 0..=60_000, 3000),
     ],
     checks: &[
-        CheckSpec {
-            id: "downstream-spared",
-            label: "Sick downstream spared",
-            help:
-                "Once the downstream has been unhealthy for a rolling window plus a second, it receives no more than \
-                   the half-open probes (plus calls already under way) per second.",
-        },
-        CheckSpec {
-            id: "recloses",
-            label: "Breaker closes after recovery",
-            help: "Within two open durations plus a second of the downstream healing, the breaker is closed again.",
-        },
+        CheckSpec::new("downstream-spared", "Sick downstream spared",
+            "Once the downstream has been unhealthy for a rolling window plus a second (counted from the last change \
+             of strategy or breaker setting, if later), it receives no more than the half-open probes (plus a pool's \
+             worth of calls under way) per second."),
+        CheckSpec::new("recloses", "Breaker closes after recovery",
+            "Within an open duration (or a call timeout, if longer), another open duration and a second of the \
+             downstream healing, the breaker is closed again."),
     ],
     metrics: &[
-        MetricSpec {
-            id: "success",
-            label: "User success",
-            unit: "%",
-            measure: Measure::Percent { num: "ok", rest: "failed" },
-        },
-        MetricSpec { id: "degraded", label: "Answered by fallback", unit: "req/s", measure: Measure::Rate("fallback") },
-        MetricSpec {
-            id: "downstream_load",
-            label: "Downstream load",
-            unit: "req/s",
-            measure: Measure::Rate("downstream_calls"),
-        },
-        MetricSpec {
-            id: "latency_p99",
-            label: "Latency p99",
-            unit: "us",
-            measure: Measure::Quantile("latency_us", 0.99),
-        },
-        MetricSpec {
-            id: "breaker",
-            label: "Breaker state (0 closed, 1 half-open, 2 open)",
-            unit: "",
-            measure: Measure::Gauge("breaker_state"),
-        },
-        MetricSpec { id: "pool_busy", label: "Pool in use", unit: "calls", measure: Measure::Gauge("pool_busy") },
+        MetricSpec::new("success", "User success (fallback answers count)", "%", Measure::Percent { num: "ok", rest: "failed" }),
+        MetricSpec::new("degraded", "Answered by fallback", "req/s", Measure::Rate("fallback")),
+        MetricSpec::new("downstream_load", "Downstream load", "req/s", Measure::Rate("downstream_calls")),
+        MetricSpec::new("latency_p99", "Latency p99 (every answer, 503s too)", "us", Measure::Quantile("latency_us", 0.99)),
+        MetricSpec::new("breaker", "Breaker state (0 closed, 1 half-open, 2 open)", "", Measure::Gauge("breaker_state")),
+        MetricSpec::new("pool_busy", "Pool in use", "workers", Measure::Gauge("pool_busy")),
     ],
     layout: Layout::Tiers,
     default_until: 30 * MICROS_PER_S,
@@ -302,197 +117,191 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
 
 const SERVICE: NodeId = 0;
 const DOWNSTREAM: NodeId = 1;
-const BUCKETS: u64 = 10;
+/// What a local request costs the service, and how soon a downstream that is down says so.
+const LOCAL_WORK: Micros = 5 * MICROS_PER_MS;
+const FAIL_FAST: Micros = 5 * MICROS_PER_MS;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Strategy {
-    None,
-    Breaker,
-    Fallback,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
-    Closed,
-    Open { until: Time },
-    HalfOpen { sent: u32, ok: u32, failed: u32 },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Ok,
-    Fallback,
-    Error,
-}
-
-#[derive(Clone, Debug)]
+/// Client ↔ service messages carry when the client sent the request (its clock: its latency).
+#[derive(Clone, Debug, Label)]
 pub enum Msg {
-    Request { sent: Time, dependent: bool },
-    Response { sent: Time, outcome: Outcome },
-    Call { id: u64 },
-    Reply { id: u64, ok: bool },
+    /// A request that needs the downstream, and one the service answers alone.
+    Request(Time),
+    #[label = "request (local)"]
+    Local(Time),
+    #[label = "200"]
+    Served(Time),
+    #[label = "200 (fallback)"]
+    FromCache(Time),
+    #[label = "503"]
+    Unavailable(Time),
+    Call(CallId),
+    #[label = "ok"]
+    Reply(CallId),
+    Error(CallId),
 }
 
-impl Label for Msg {
-    fn label(&self) -> &'static str {
-        match self {
-            Msg::Request { dependent: true, .. } => "request",
-            Msg::Request { dependent: false, .. } => "request (local)",
-            Msg::Response { outcome: Outcome::Ok, .. } => "200",
-            Msg::Response { outcome: Outcome::Fallback, .. } => "200 (fallback)",
-            Msg::Response { outcome: Outcome::Error, .. } => "503",
-            Msg::Call { .. } => "call",
-            Msg::Reply { ok: true, .. } => "ok",
-            Msg::Reply { ok: false, .. } => "error",
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Label)]
 pub enum Timer {
     Send,
-    CallTimeout { id: u64 },
-    LocalDone { id: u64 },
+    CallTimeout(CallId),
+    LocalDone { client: NodeId, sent: Time },
     HalfOpen,
 }
 
-impl Label for Timer {
-    fn label(&self) -> &'static str {
-        match self {
-            Timer::Send => "send",
-            Timer::CallTimeout { .. } => "call-timeout",
-            Timer::LocalDone { .. } => "local-done",
-            Timer::HalfOpen => "half-open",
-        }
-    }
+/// The breaker: closed; open, refusing every call until its half-open timer fires; half-open,
+/// letting `probes` trial calls through (how many went out; how many came back failed, good).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Closed,
+    Open(TimerId),
+    HalfOpen { sent: u64, back: [u64; 2] },
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Holds)]
 pub enum Cb {
-    Client { index: u32, rps: f64, dependent_pct: u64 },
-    Service(Box<Service>),
-    Downstream(Box<Downstream>),
-}
-
-/// A request being worked on: who asked, when, whether it is a half-open probe, and
-/// whether it waits on the downstream (otherwise it is local work).
-#[derive(Clone, Debug)]
-struct Call {
-    client: NodeId,
-    sent: Time,
-    probe: bool,
-    dependent: bool,
-    timer: TimerId,
+    Client(Client),
+    Service(Service),
+    Downstream(Downstream),
 }
 
 #[derive(Clone, Debug)]
-pub struct Service {
-    strategy: Strategy,
-    pool: usize,
+pub struct Client {
+    index: u32,
+    arrivals: OpenLoop,
+}
+
+/// The pool's and the breaker's settings in force: live, all read again when a parameter is set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Settings {
+    pool: u64,
     timeout: Micros,
     threshold_pct: u64,
     window: Micros,
     min_requests: u64,
-    open_for: Micros,
-    probes: u32,
+    open: Micros,
+    probes: u64,
+}
+
+impl Settings {
+    fn read(param: impl Fn(&str) -> i64) -> Settings {
+        let (n, ms) = (|id: &str| param(id) as u64, |id: &str| param(id) as u64 * MICROS_PER_MS);
+        Settings {
+            pool: n("pool"),
+            timeout: ms("call_timeout_ms"),
+            threshold_pct: n("threshold_pct"),
+            window: ms("window_ms"),
+            min_requests: n("min_requests"),
+            open: ms("open_ms"),
+            probes: n("probes"),
+        }
+    }
+}
+
+/// The closed breaker's rolling window: failures and successes, each a sliding-window counter
+/// (this window's count plus the last one's, weighted by how much of it is still in the window).
+fn window(len: Micros) -> [SlidingCounter; 2] {
+    [SlidingCounter::new(len), SlidingCounter::new(len)]
+}
+
+/// What a call to the downstream remembers: who to answer, when they sent, whether it is a probe.
+#[derive(Clone, Debug)]
+struct Job {
+    client: NodeId,
+    sent: Time,
+    probe: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Service {
+    /// The strategy: a breaker or not, and a fallback behind it or not.
+    breaker: bool,
+    fallback: bool,
+    cfg: Settings,
     state: State,
-    /// Rolling window: (bucket number, successes, failures), BUCKETS of them.
-    buckets: Vec<(u64, u64, u64)>,
-    calls: BTreeMap<u64, Call>,
-    next_call: u64,
-    /// The fallback: whether a good answer has been seen (and so can be served from cache).
+    window: [SlidingCounter; 2],
+    /// Requests waiting on the downstream: each holds a worker until answered or timed out.
+    calls: Calls<Job>,
+    /// Workers busy with local work.
+    local: u64,
+    /// Whether a good answer has been seen, for the fallback to serve (in memory: a crash loses it).
     cached: bool,
+    /// For the checks: the latest open period's length, and the true time from which the
+    /// service runs under its present strategy and settings with no call left from earlier ones.
+    open_for: Micros,
+    settled: Time,
 }
 
 #[derive(Clone, Debug)]
 pub struct Downstream {
-    mean: f64,
-    error_pct: u64,
     outage: bool,
-    extra: Micros,
-    /// Since when it has been unhealthy (true time), and calls received per second since.
+    slow: Health,
+    /// For the checks, in true time: since when it has been unhealthy (or healthy again), and
+    /// (second, calls received in it) while unhealthy.
     sick_since: Option<Time>,
     healthy_since: Time,
-    per_second: BTreeMap<u64, u64>,
+    this_second: (u64, u64),
 }
 
 fn build(setup: &Setup) -> Box<dyn Run> {
+    Box::new(model(setup))
+}
+
+fn model(setup: &Setup) -> Sim<Cb> {
     let mut sim: Sim<Cb> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 1_000, hi: 5_000 }));
+    let cfg = Settings::read(|id| setup.param(id));
     let service = Service {
-        strategy: strategy(setup.strategy()),
-        pool: setup.param("pool") as usize,
-        timeout: setup.param("call_timeout_ms") as u64 * MICROS_PER_MS,
-        threshold_pct: setup.param("threshold_pct") as u64,
-        window: setup.param("window_ms") as u64 * MICROS_PER_MS,
-        min_requests: setup.param("min_requests") as u64,
-        open_for: setup.param("open_ms") as u64 * MICROS_PER_MS,
-        probes: setup.param("probes") as u32,
+        breaker: setup.strategy() != "none",
+        fallback: setup.strategy() == "breaker-fallback",
+        window: window(cfg.window),
+        cfg,
         state: State::Closed,
-        buckets: vec![(0, 0, 0); BUCKETS as usize],
-        calls: BTreeMap::new(),
-        next_call: 0,
+        calls: Calls::new("call_latency_us").counting_late("late_answers"),
+        local: 0,
         cached: false,
+        open_for: 0,
+        settled: Time::ZERO,
     };
-    assert_eq!(sim.add_node(Cb::Service(Box::new(service))), SERVICE);
-    let downstream = Downstream {
-        mean: setup.param("downstream_ms") as f64 * 1000.0,
-        error_pct: setup.param("error_pct") as u64,
-        outage: false,
-        extra: 0,
-        sick_since: None,
-        healthy_since: Time::ZERO,
-        per_second: BTreeMap::new(),
-    };
-    assert_eq!(sim.add_node(Cb::Downstream(Box::new(downstream))), DOWNSTREAM);
+    assert_eq!(sim.add_node(Cb::Service(service)), SERVICE);
+    let (sick_since, healthy_since, this_second) = (None, Time::ZERO, (0, 0));
+    let downstream = Downstream { outage: false, slow: Health::Up, sick_since, healthy_since, this_second };
+    assert_eq!(sim.add_node(Cb::Downstream(downstream)), DOWNSTREAM);
     sim.net().set_link(SERVICE, DOWNSTREAM, Link::with_latency(Latency::Uniform { lo: 500, hi: 1_500 }));
     let clients = setup.param("clients");
     for index in 0..clients as u32 {
-        let rps = setup.param("rps") as f64 / clients as f64;
-        sim.add_node(Cb::Client { index, rps, dependent_pct: setup.param("dependent_pct") as u64 });
+        let arrivals = OpenLoop::poisson(setup.param("rps") as f64 / clients as f64);
+        sim.add_node(Cb::Client(Client { index, arrivals }));
     }
-    let custom = |id: &str, value| Fault::Custom { id: id.into(), node: None, value };
-    for (id, at, len, on) in [("outage", "outage_at", "outage_len", 1), ("slowness", "slow_at", "slow_len", 3000)] {
-        let (at, len) = (setup.param(at) as u64, setup.param(len) as u64);
-        if len > 0 {
-            sim.schedule(Time::from_secs(at), custom(id, on));
-            sim.schedule(Time::from_secs(at + len), custom(id, 0));
-        }
-    }
+    let plan = |at, len| FaultWindow::secs(setup.param(at), setup.param(len));
+    plan("outage_at", "outage_len").custom(&mut sim, "outage", None, 1, 0);
+    plan("slow_at", "slow_len").custom(&mut sim, "slowness", None, 3000, 0);
+    // Both checks judge the breaker by the settings it runs under (node state), from when it
+    // has run under them: a setting changed mid-run is not held against what came before.
     sim.check("downstream-spared", |w| {
-        let Cb::Downstream(d) = &w.nodes[DOWNSTREAM as usize] else { unreachable!() };
-        let Some(since) = d.sick_since else { return Ok(()) };
-        let grace = (w.param("window_ms") as u64 + 1000) * MICROS_PER_MS;
-        // Probes per second, plus the pool's worth of calls already under way.
-        let per_open = w.param("probes") as u64;
-        let allowance = per_open * 1000u64.div_ceil(w.param("open_ms") as u64) + w.param("pool") as u64;
-        let from = since.plus(grace).micros() / MICROS_PER_S + 1;
-        match d.per_second.range(from..).find(|(_, &n)| n > allowance) {
-            Some((s, n)) => {
-                Err(format!("the downstream got {n} calls in second {s} while sick (allowance {allowance})"))
+        let (s, d) = (w.node::<Service>(SERVICE), w.node::<Downstream>(DOWNSTREAM));
+        let Some(sick) = d.sick_since else { return Ok(()) };
+        let judged_from = sick.max(s.settled).plus(s.cfg.window + MICROS_PER_S).micros() / MICROS_PER_S + 1;
+        // Probes per open period, open periods a second, and the pool's worth of calls under way.
+        let allowance = s.cfg.probes * MICROS_PER_S.div_ceil(s.cfg.open) + s.cfg.pool;
+        match d.this_second {
+            (second, n) if second >= judged_from && n > allowance => {
+                Err(format!("the downstream got {n} calls in second {second} while sick (allowance {allowance})"))
             }
-            None => Ok(()),
+            _ => Ok(()),
         }
     });
     sim.check("recloses", |w| {
-        let (Cb::Service(s), Cb::Downstream(d)) = (&w.nodes[SERVICE as usize], &w.nodes[DOWNSTREAM as usize]) else {
-            unreachable!()
-        };
-        let bound = (2 * w.param("open_ms") as u64 + 1000) * MICROS_PER_MS;
-        if d.sick_since.is_none() && s.state != State::Closed && w.now.since(d.healthy_since) > bound {
-            Err(format!("still {:?} {} s after the downstream healed", s.state, bound / MICROS_PER_S))
+        let (s, d) = (w.node::<Service>(SERVICE), w.node::<Downstream>(DOWNSTREAM));
+        // The open period under way (or a probe sent while sick, failing at its timeout), one
+        // more if the probes fail, and a second.
+        let bound = s.open_for.max(s.cfg.timeout) + s.cfg.open + MICROS_PER_S;
+        let late = w.now.since(d.healthy_since.max(s.settled)) > bound;
+        if d.sick_since.is_none() && s.state != State::Closed && late {
+            Err(format!("still not closed {:.1} s after the downstream healed", bound as f64 / 1e6))
         } else {
             Ok(())
         }
     });
-    Box::new(sim)
-}
-
-fn strategy(id: &str) -> Strategy {
-    match id {
-        "breaker" => Strategy::Breaker,
-        "breaker-fallback" => Strategy::Fallback,
-        _ => Strategy::None,
-    }
+    sim
 }
 
 impl Node for Cb {
@@ -501,295 +310,432 @@ impl Node for Cb {
 
     fn on_start(&mut self, ctx: &mut Ctx<Self>) {
         match self {
-            Cb::Client { rps, .. } => {
-                let gap = ctx.rng().exponential(1e6 / *rps) as Micros;
-                ctx.set_timer(gap, Timer::Send);
-            }
-            Cb::Service(s) => s.publish(ctx),
+            Cb::Client(c) => c.arrivals.start(ctx, Timer::Send),
+            // After a restart, the breaker starts afresh: it is judged from now on.
+            Cb::Service(s) => s.settled = s.settled.max(ctx.truth()),
             Cb::Downstream(_) => {}
         }
     }
 
     fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Self>) {
         match (self, msg) {
-            (Cb::Client { .. }, Msg::Response { sent, outcome }) => {
+            (Cb::Service(s), Msg::Request(sent)) => s.request(from, sent, true, ctx),
+            (Cb::Service(s), Msg::Local(sent)) => s.request(from, sent, false, ctx),
+            (Cb::Service(s), Msg::Reply(id)) => s.ended(id, Some(true), ctx),
+            (Cb::Service(s), Msg::Error(id)) => s.ended(id, Some(false), ctx),
+            (Cb::Downstream(d), Msg::Call(id)) => d.call(from, id, ctx),
+            (Cb::Client(_), answer @ (Msg::Served(sent) | Msg::FromCache(sent) | Msg::Unavailable(sent))) => {
                 ctx.observe("latency_us", ctx.now().since(sent));
-                match outcome {
-                    Outcome::Ok => ctx.count("ok", 1),
-                    Outcome::Fallback => {
-                        ctx.count("ok", 1);
-                        ctx.count("fallback", 1);
-                    }
-                    Outcome::Error => ctx.count("failed", 1),
-                }
+                ctx.count(if matches!(answer, Msg::Unavailable(_)) { "failed" } else { "ok" }, 1);
+                ctx.count("fallback", matches!(answer, Msg::FromCache(_)) as i64);
             }
-            (Cb::Service(s), Msg::Request { sent, dependent }) => s.request(from, sent, dependent, ctx),
-            (Cb::Service(s), Msg::Reply { id, ok }) => s.finish(id, ok, ctx),
-            (Cb::Downstream(d), Msg::Call { id }) => d.call(from, id, ctx),
-            _ => {}
+            (_, other) => ctx.unhandled(&other),
         }
     }
 
     fn on_timer(&mut self, timer: Timer, ctx: &mut Ctx<Self>) {
         match (self, timer) {
-            (Cb::Client { rps, dependent_pct, .. }, Timer::Send) => {
-                let dependent = ctx.rng().below(100) < *dependent_pct;
-                let now = ctx.now();
-                ctx.send(SERVICE, Msg::Request { sent: now, dependent });
-                let gap = ctx.rng().exponential(1e6 / *rps) as Micros;
-                ctx.set_timer(gap, Timer::Send);
+            (Cb::Client(c), Timer::Send) => {
+                c.arrivals.on_timer(ctx, Timer::Send);
+                let (sent, dependent_pct) = (ctx.now(), ctx.param("dependent_pct") as u64);
+                let dependent = ctx.rng().below(100) < dependent_pct;
+                ctx.send(SERVICE, if dependent { Msg::Request(sent) } else { Msg::Local(sent) });
             }
-            (Cb::Service(s), Timer::CallTimeout { id }) => s.finish(id, false, ctx),
-            (Cb::Service(s), Timer::LocalDone { id }) => s.finish(id, true, ctx),
+            (Cb::Service(s), Timer::CallTimeout(id)) => s.ended(id, None, ctx),
+            (Cb::Service(s), Timer::LocalDone { client, sent }) => {
+                s.local -= 1;
+                ctx.send(client, Msg::Served(sent));
+                s.publish(ctx);
+            }
+            // Set when the breaker opens, cancelled when it is switched off: it is open.
             (Cb::Service(s), Timer::HalfOpen) => {
-                if matches!(s.state, State::Open { .. }) {
-                    s.state = State::HalfOpen { sent: 0, ok: 0, failed: 0 };
-                    ctx.note("breaker half-open: letting probes through");
-                    s.publish(ctx);
-                }
+                s.state = State::HalfOpen { sent: 0, back: [0, 0] };
+                ctx.note("breaker half-open: letting probes through");
+                s.publish(ctx);
             }
-            _ => {}
+            (_, other) => ctx.unhandled(&other),
         }
     }
 
-    fn on_crash(&mut self, _ctx: &mut Ctx<Self>) {
+    fn on_crash(&mut self, ctx: &mut Ctx<Self>) {
         if let Cb::Service(s) = self {
-            s.calls.clear();
-            s.state = State::Closed;
-            s.buckets = vec![(0, 0, 0); BUCKETS as usize];
+            // All in memory: the calls and local work under way, the breaker, the cached answer.
+            let lost = s.calls.clear(ctx).len() as u64 + std::mem::take(&mut s.local);
+            ctx.note(format!("{lost} requests in progress lost"));
+            s.close(ctx);
+            s.cached = false;
         }
     }
 
     fn on_control(&mut self, c: Control, ctx: &mut Ctx<Self>) {
         let now = ctx.truth();
         match (self, c) {
+            (Cb::Client(c), Control::Param { id: "rps", value }) => {
+                let rate = value as f64 / ctx.param("clients") as f64;
+                c.arrivals.set_rate_per_s(rate, ctx, Timer::Send);
+            }
             (Cb::Service(s), Control::Strategy(id)) => {
-                s.strategy = strategy(id);
-                if s.strategy == Strategy::None {
-                    s.state = State::Closed;
+                s.settle(ctx);
+                (s.breaker, s.fallback) = (id != "none", id == "breaker-fallback");
+                if !s.breaker {
+                    s.close(ctx);
                 }
                 s.publish(ctx);
             }
-            (Cb::Service(s), Control::Param { id, value }) => {
-                let v = value as u64;
-                match id {
-                    "pool" => s.pool = v as usize,
-                    "call_timeout_ms" => s.timeout = v * MICROS_PER_MS,
-                    "threshold_pct" => s.threshold_pct = v,
-                    "window_ms" => s.window = v * MICROS_PER_MS,
-                    "min_requests" => s.min_requests = v,
-                    "open_ms" => s.open_for = v * MICROS_PER_MS,
-                    "probes" => s.probes = v as u32,
-                    _ => {}
-                }
-            }
-            (Cb::Client { rps, .. }, Control::Param { id: "rps", value }) => {
-                *rps = value as f64 / ctx.param("clients") as f64;
-            }
-            (Cb::Client { dependent_pct, .. }, Control::Param { id: "dependent_pct", value }) => {
-                *dependent_pct = value as u64;
-            }
-            (Cb::Downstream(d), Control::Custom { id, value }) => {
-                match id {
-                    "outage" => d.outage = value == 1,
-                    "slowness" => d.extra = value as u64 * MICROS_PER_MS,
-                    _ => {}
-                }
-                let sick = d.outage || d.extra > 0;
-                match (sick, d.sick_since) {
-                    (true, None) => d.sick_since = Some(now),
-                    (false, Some(_)) => {
-                        d.sick_since = None;
-                        d.healthy_since = now;
-                        d.per_second.clear();
+            (Cb::Service(s), Control::Param { .. }) => {
+                let cfg = Settings::read(|id| ctx.param(id));
+                if cfg != s.cfg {
+                    s.settle(ctx);
+                    if cfg.window != s.cfg.window {
+                        s.window = window(cfg.window);
                     }
-                    _ => {}
+                    s.cfg = cfg;
                 }
             }
-            (Cb::Downstream(d), Control::Param { id, value }) => match id {
-                "downstream_ms" => d.mean = value as f64 * 1000.0,
-                "error_pct" => d.error_pct = value as u64,
-                _ => {}
-            },
-            _ => {}
+            (Cb::Downstream(d), Control::Custom { id: "outage", value }) => d.set(value == 1, d.slow, now),
+            (Cb::Downstream(d), Control::Custom { id: "slowness", value }) => {
+                let slow = if value > 0 { Health::plus_us(value as u64 * MICROS_PER_MS) } else { Health::Up };
+                d.set(d.outage, slow, now);
+            }
+            _ => {} // every node hears every change; each acts on its own
         }
     }
 
     fn view(&self) -> NodeView {
         match self {
-            Cb::Client { index, .. } => NodeView::new(NodeKind::Client, 0, numbered("client", *index as u64)),
+            Cb::Client(c) => NodeView::new(NodeKind::Client, 0, numbered("client", c.index as u64)),
             Cb::Service(s) => {
-                let (text, tone) = match s.state {
-                    State::Closed => ("breaker closed", Tone::Good),
-                    State::HalfOpen { .. } => ("breaker half-open", Tone::Warn),
-                    State::Open { .. } => ("breaker open", Tone::Bad),
-                };
-                let v =
-                    NodeView::new(NodeKind::Service, 1, "service").gauge("pool", s.calls.len() as i64, s.pool as i64);
-                if s.strategy == Strategy::None {
-                    v
-                } else {
-                    v.badge(text, tone)
-                }
+                let (state, tone) = [("closed", Tone::Good), ("half-open", Tone::Warn), ("open", Tone::Bad)][s.code()];
+                NodeView::new(NodeKind::Service, 1, "service")
+                    .gauge("pool", s.busy() as i64, s.cfg.pool as i64)
+                    .badge_if(s.breaker, format!("breaker {state}"), tone)
             }
             Cb::Downstream(d) => {
-                let v = NodeView::new(NodeKind::Service, 2, "downstream");
-                if d.outage {
-                    v.badge("outage", Tone::Bad)
-                } else if d.extra > 0 {
-                    v.badge(format!("slow +{} ms", d.extra / MICROS_PER_MS), Tone::Warn)
-                } else {
-                    v.badge("healthy", Tone::Good)
-                }
+                let tone = match d.health() {
+                    Health::Up => Tone::Good,
+                    Health::Slow { .. } => Tone::Warn,
+                    Health::Down => Tone::Bad,
+                };
+                NodeView::new(NodeKind::Service, 2, "downstream").badge(d.health().to_string(), tone)
             }
         }
     }
 }
 
 impl Service {
-    fn publish(&self, ctx: &mut Ctx<Cb>) {
-        let code = match self.state {
-            State::Closed => 0,
-            State::HalfOpen { .. } => 1,
-            State::Open { .. } => 2,
-        };
-        ctx.gauge("breaker_state", code);
-        ctx.gauge("pool_busy", self.calls.len() as i64);
+    fn busy(&self) -> u64 {
+        self.calls.len() as u64 + self.local
     }
 
-    /// Whether the breaker lets this call through, and if so whether it is a probe.
-    fn admit(&mut self, now: Time) -> Option<bool> {
-        match (self.strategy, &mut self.state) {
-            (Strategy::None, _) | (_, State::Closed) => Some(false),
-            (_, State::Open { until }) if now < *until => None,
-            (_, State::Open { .. }) => None, // the half-open timer moves it on
-            (_, State::HalfOpen { sent, .. }) if *sent < self.probes => {
-                *sent += 1;
-                Some(true)
-            }
-            (_, State::HalfOpen { .. }) => None,
+    /// The breaker's state as the chart shows it: 0 closed, 1 half-open, 2 open.
+    fn code(&self) -> usize {
+        match self.state {
+            State::Closed => 0,
+            State::HalfOpen { .. } => 1,
+            State::Open(_) => 2,
         }
     }
 
-    fn respond(&self, client: NodeId, sent: Time, failed: bool, ctx: &mut Ctx<Cb>) {
-        let outcome = match (failed, self.strategy == Strategy::Fallback && self.cached) {
-            (false, _) => Outcome::Ok,
-            (true, true) => Outcome::Fallback,
-            (true, false) => Outcome::Error,
-        };
-        ctx.send(client, Msg::Response { sent, outcome });
+    fn publish(&self, ctx: &mut Ctx<Cb>) {
+        ctx.gauge("breaker_state", self.code() as i64);
+        ctx.gauge("pool_busy", self.busy() as i64);
     }
 
     fn request(&mut self, client: NodeId, sent: Time, dependent: bool, ctx: &mut Ctx<Cb>) {
-        let now = ctx.now();
-        let probe = if dependent {
-            let Some(probe) = self.admit(now) else {
+        ctx.count("requests", 1);
+        // The breaker's verdict comes first: refusing takes no worker.
+        let probe = match (dependent && self.breaker, &mut self.state) {
+            (false, _) | (true, State::Closed) => false,
+            (true, State::HalfOpen { sent: out, .. }) if *out < self.cfg.probes => {
+                *out += 1;
+                true
+            }
+            (true, _) => {
                 ctx.count("short_circuited", 1);
-                return self.respond(client, sent, true, ctx);
-            };
-            probe
-        } else {
-            false
-        };
-        if self.calls.len() >= self.pool {
-            // Every worker is busy — often waiting on a sick downstream: the cascade.
-            ctx.count("pool_full", 1);
-            if let (true, State::HalfOpen { sent, .. }) = (probe, &mut self.state) {
-                *sent -= 1; // the probe never left: let another request be one
+                return self.respond(client, sent, false, ctx);
             }
-            return ctx.send(client, Msg::Response { sent, outcome: Outcome::Error });
-        }
-        self.next_call += 1;
-        let id = self.next_call;
-        let timer = if dependent {
-            ctx.send(DOWNSTREAM, Msg::Call { id });
-            ctx.set_timer(self.timeout, Timer::CallTimeout { id })
-        } else {
-            ctx.set_timer(5 * MICROS_PER_MS, Timer::LocalDone { id })
         };
-        self.calls.insert(id, Call { client, sent, probe, dependent, timer });
-        self.publish(ctx);
-    }
-
-    fn finish(&mut self, id: u64, ok: bool, ctx: &mut Ctx<Cb>) {
-        let Some(call) = self.calls.remove(&id) else { return }; // late reply after a timeout
-        ctx.cancel_timer(call.timer);
-        if !call.dependent {
-            ctx.send(call.client, Msg::Response { sent: call.sent, outcome: Outcome::Ok });
-            return self.publish(ctx);
+        if self.busy() >= self.cfg.pool {
+            // Every worker is busy — in a slowdown, mostly waiting on the downstream: the cascade.
+            ctx.count(if dependent { "dependent_refused" } else { "local_refused" }, 1);
+            if let (true, State::HalfOpen { sent: out, .. }) = (probe, &mut self.state) {
+                *out -= 1; // the probe never left: let another request be one
+            }
+            return ctx.send(client, Msg::Unavailable(sent));
         }
-        if ok {
-            self.cached = true;
-        }
-        self.respond(call.client, call.sent, !ok, ctx);
-        if self.strategy != Strategy::None {
-            self.record(ok, call.probe, ctx);
+        if dependent {
+            let id = self.calls.start(ctx, Job { client, sent, probe }, self.cfg.timeout, Timer::CallTimeout);
+            ctx.send(DOWNSTREAM, Msg::Call(id));
+        } else {
+            self.local += 1;
+            ctx.set_timer(LOCAL_WORK, Timer::LocalDone { client, sent });
         }
         self.publish(ctx);
     }
 
-    fn record(&mut self, ok: bool, probe: bool, ctx: &mut Ctx<Cb>) {
-        let now = ctx.now();
-        match &mut self.state {
-            State::HalfOpen { ok: good, failed, .. } if probe => {
-                if ok {
-                    *good += 1
-                } else {
-                    *failed += 1
-                }
-                if *good + *failed >= self.probes {
-                    let fail_pct = *failed as u64 * 100 / (*good + *failed) as u64;
-                    if fail_pct < self.threshold_pct {
-                        ctx.note("probes succeeded: breaker closed");
-                        self.state = State::Closed;
-                        self.buckets = vec![(0, 0, 0); BUCKETS as usize];
-                    } else {
-                        self.trip(now, ctx);
-                    }
-                }
-            }
+    /// Answers a dependent request: the downstream's answer, else (under `breaker-fallback`,
+    /// once there is one) the last good answer, else 503.
+    fn respond(&self, client: NodeId, sent: Time, ok: bool, ctx: &mut Ctx<Cb>) {
+        let msg = match (ok, self.fallback && self.cached) {
+            (true, _) => Msg::Served(sent),
+            (false, true) => Msg::FromCache(sent),
+            (false, false) => Msg::Unavailable(sent),
+        };
+        ctx.send(client, msg);
+    }
+
+    /// A call ended: `Some(ok)` with the downstream's answer, `None` at its timeout. An answer
+    /// to a call no longer pending (it timed out, or a crash forgot it) is counted late and dropped.
+    fn ended(&mut self, id: CallId, answer: Option<bool>, ctx: &mut Ctx<Cb>) {
+        let job = if answer.is_some() { self.calls.reply(id, ctx) } else { self.calls.timeout(id) };
+        let (Some(job), ok) = (job, answer == Some(true)) else { return };
+        self.cached |= ok;
+        self.respond(job.client, job.sent, ok, ctx);
+        if self.breaker {
+            self.judge(ok, job.probe, ctx);
+        }
+        self.publish(ctx);
+    }
+
+    /// Closed, the breaker opens once the window holds enough calls and the threshold's share
+    /// of them failed; half-open, once every probe is back, it closes unless that share failed.
+    fn judge(&mut self, ok: bool, probe: bool, ctx: &mut Ctx<Cb>) {
+        let (now, cfg) = (ctx.now(), self.cfg.clone());
+        let failing = |bad: u64, all: u64| bad * 100 >= cfg.threshold_pct * all;
+        // Some(true): close; Some(false): open (again).
+        let verdict = match &mut self.state {
             State::Closed => {
-                let len = (self.window / BUCKETS).max(1);
-                let n = now.micros() / len;
-                let b = &mut self.buckets[(n % BUCKETS) as usize];
-                if b.0 != n {
-                    *b = (n, 0, 0);
-                }
-                if ok {
-                    b.1 += 1
-                } else {
-                    b.2 += 1
-                }
-                let live = self.buckets.iter().filter(|b| b.0 + BUCKETS > n);
-                let (good, bad) = live.fold((0, 0), |(g, f), b| (g + b.1, f + b.2));
-                if good + bad >= self.min_requests && bad * 100 >= self.threshold_pct * (good + bad) {
-                    self.trip(now, ctx);
-                }
+                self.window[ok as usize].hit(now, 1);
+                let [bad, good] = [0, 1].map(|i| self.window[i].count(now));
+                (good + bad >= cfg.min_requests && failing(bad, good + bad)).then_some(false)
             }
-            _ => {}
+            State::HalfOpen { back, .. } if probe => {
+                back[ok as usize] += 1;
+                let [bad, good] = *back;
+                (good + bad >= cfg.probes).then_some(!failing(bad, good + bad))
+            }
+            // Open, or a call from before it opened: half-open judges only its probes.
+            _ => None,
+        };
+        match verdict {
+            Some(true) => {
+                ctx.note("probes succeeded: breaker closed");
+                self.close(ctx);
+            }
+            Some(false) => self.trip(ctx),
+            None => {}
         }
     }
 
-    fn trip(&mut self, now: Time, ctx: &mut Ctx<Cb>) {
-        self.state = State::Open { until: now.plus(self.open_for) };
+    fn trip(&mut self, ctx: &mut Ctx<Cb>) {
+        self.open_for = self.cfg.open;
+        self.state = State::Open(ctx.set_timer(self.cfg.open, Timer::HalfOpen));
         ctx.note("breaker opened");
         ctx.count("trips", 1);
-        ctx.set_timer(self.open_for, Timer::HalfOpen);
+    }
+
+    /// Closed, with an empty window: probes came back good, the breaker was switched off or a
+    /// crash forgot it.
+    fn close(&mut self, ctx: &mut Ctx<Cb>) {
+        if let State::Open(half_open) = self.state {
+            ctx.cancel_timer(half_open);
+        }
+        (self.state, self.window) = (State::Closed, window(self.cfg.window));
+    }
+
+    /// The checks judge the breaker again once every call made before a change has ended.
+    fn settle(&mut self, ctx: &Ctx<Cb>) {
+        self.settled = self.settled.max(ctx.truth().plus(self.cfg.timeout));
     }
 }
 
 impl Downstream {
-    fn call(&mut self, from: NodeId, id: u64, ctx: &mut Ctx<Cb>) {
+    fn health(&self) -> Health {
+        if self.outage {
+            Health::Down
+        } else {
+            self.slow
+        }
+    }
+
+    fn set(&mut self, outage: bool, slow: Health, now: Time) {
+        let was_up = self.health().is_up();
+        (self.outage, self.slow) = (outage, slow);
+        match (was_up, self.health().is_up()) {
+            (true, false) => (self.sick_since, self.this_second) = (Some(now), (now.micros() / MICROS_PER_S, 0)),
+            (false, true) => (self.sick_since, self.healthy_since) = (None, now),
+            _ => {}
+        }
+    }
+
+    fn call(&mut self, from: NodeId, id: CallId, ctx: &mut Ctx<Cb>) {
         ctx.count("downstream_calls", 1);
         if self.sick_since.is_some() {
-            *self.per_second.entry(ctx.truth().micros() / MICROS_PER_S).or_insert(0) += 1;
+            let second = ctx.truth().micros() / MICROS_PER_S;
+            self.this_second = match self.this_second {
+                (s, n) if s == second => (s, n + 1),
+                _ => (second, 1),
+            };
         }
-        let (ok, after) = if self.outage {
-            (false, 5 * MICROS_PER_MS)
-        } else {
-            let fails = ctx.rng().below(100) < self.error_pct;
-            (!fails, ctx.rng().exponential(self.mean) as Micros + self.extra)
+        // Down: a quick error. Up or slow: after its (slowed) time, failing now and then anyway.
+        let fails = ctx.rng().below(100) < ctx.param("error_pct") as u64;
+        let base = ServiceTime::exponential_ms(ctx.param("downstream_ms") as u64).sample_us(ctx.rng());
+        let (answer, after) = match self.health().latency(base) {
+            None => (Msg::Error(id), FAIL_FAST),
+            Some(after) if fails => (Msg::Error(id), after),
+            Some(after) => (Msg::Reply(id), after),
         };
-        ctx.send_after(after, from, Msg::Reply { id, ok });
+        ctx.send_after(after, from, answer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parts::queueing;
+
+    fn recipe(strategy: &str, seed: u64) -> Recipe {
+        Recipe::new("circuit-breaker", strategy, seed)
+    }
+
+    fn start(recipe: Recipe) -> Sim<Cb> {
+        let mut sim = model(&Setup { spec: &SPEC, recipe });
+        sim.keep_trace(false);
+        sim
+    }
+
+    fn run(recipe: Recipe, secs: u64) -> Sim<Cb> {
+        let mut sim = start(recipe);
+        sim.run_until(Time::from_secs(secs), u64::MAX);
+        assert_eq!(sim.unhandled(), 0);
+        sim
+    }
+
+    fn counter(sim: &Sim<Cb>, name: &str) -> i64 {
+        sim.metrics().counter(name)
+    }
+
+    fn verdict(sim: &Sim<Cb>, check: &str) -> Option<Time> {
+        let c = sim.checks().iter().find(|c| c.id == check).expect("a declared check");
+        c.violation.as_ref().map(|v| v.at)
+    }
+
+    #[test]
+    fn the_naive_pool_in_a_slowdown_is_an_erlang_loss_system() {
+        // `none`, the downstream slower than the call timeout from 10 s on: every dependent
+        // request holds a worker exactly the timeout (1 s), every local one 5 ms, and a request
+        // that finds all 20 busy is refused. That is M/G/c/c, whose refusal probability is
+        // Erlang's B formula for the offered load a = λ·E[S] = 100/s × (½·1 s + ½·5 ms) = 50.25
+        // erlangs, whatever the service distribution (insensitivity; Gross & Harris §2.6) — the
+        // M/M/c/c value with the same mean. Arrivals at the service are Poisson (Poisson
+        // clients, independent link delays), so they see the time averages (PASTA), local
+        // requests included. 3000 s of slowdown, ~300k requests; the refused share's batch
+        // standard error is ~0.3%: ±2% is > 5σ, and a worker held 10% longer moves B by ~3%.
+        let r = recipe("none", 3).with_param("outage_len", 0).with_param("slow_at", 10).with_param("slow_len", 3600);
+        let mut sim = run(r, 20);
+        let refused = |s: &Sim<Cb>| counter(s, "dependent_refused") + counter(s, "local_refused");
+        let (before, asked) = (refused(&sim), counter(&sim, "requests"));
+        sim.run_until(Time::from_secs(3020), u64::MAX);
+        let share = (refused(&sim) - before) as f64 / (counter(&sim, "requests") - asked) as f64;
+        let b = queueing::mmck(100.0, 1.0 / 0.5025, 20, 20).block;
+        assert!((share - b).abs() <= 0.02 * b, "refused {share:.4}, Erlang B {b:.4}");
+        // Local requests, which never needed the downstream, are refused as often.
+        let local = counter(&sim, "local_refused") as f64 / counter(&sim, "dependent_refused") as f64;
+        assert!((local - 1.0).abs() < 0.03, "local / dependent refusals {local:.3}");
+    }
+
+    #[test]
+    fn try_none_hammers_the_sick_downstream_and_starves_local_work() {
+        // Step 1: during the outage (6–13 s) the downstream keeps getting the full dependent
+        // load (50/s) and `downstream-spared` fails; in the slowdown (17–25 s) local requests get 503s.
+        let mut sim = run(recipe("none", 1), 7);
+        let calls = counter(&sim, "downstream_calls");
+        assert_eq!(counter(&sim, "local_refused"), 0);
+        sim.run_until(Time::from_secs(13), u64::MAX);
+        let load = (counter(&sim, "downstream_calls") - calls) as f64 / 6.0;
+        assert!(load > 40.0, "{load} calls/s during the outage");
+        let failed = verdict(&sim, "downstream-spared").expect("the check fails in the outage");
+        assert!(failed > Time::from_secs(8) && failed < Time::from_secs(13), "{failed:?}");
+        sim.run_until(Time::from_secs(25), u64::MAX);
+        assert!(counter(&sim, "local_refused") > 100, "local 503s: {}", counter(&sim, "local_refused"));
+    }
+
+    #[test]
+    fn try_breaker_opens_fast_spares_the_downstream_and_recloses() {
+        // Step 2: open within a second of the outage, only probes reach the downstream, closed
+        // soon after it heals.
+        for seed in 1..=5 {
+            let mut sim = run(recipe("breaker", seed), 6);
+            while counter(&sim, "trips") == 0 {
+                assert!(sim.now() < Time::from_secs(7), "seed {seed}: not open a second into the outage");
+                sim.step();
+            }
+            sim.run_until(Time::from_secs(7), u64::MAX);
+            let calls = counter(&sim, "downstream_calls");
+            sim.run_until(Time::from_secs(13), u64::MAX);
+            // At most one round of 3 probes per 1.5 s open period.
+            let probes = counter(&sim, "downstream_calls") - calls;
+            assert!(probes <= 3 * 4, "seed {seed}: {probes} calls in 6 s of outage");
+            sim.run_until(Time::from_secs(15), u64::MAX);
+            assert_eq!(sim.node::<Service>(SERVICE).state, State::Closed, "seed {seed}: closed 2 s after");
+            assert!(sim.checks().iter().all(|c| c.violation.is_none()), "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn try_fallback_keeps_users_served() {
+        // Step 3: user success stays high through both incidents, with answers marked degraded.
+        for seed in 1..=3 {
+            let share = |sim: &Sim<Cb>| {
+                let (ok, failed) = (counter(sim, "ok"), counter(sim, "failed"));
+                ok as f64 / (ok + failed) as f64
+            };
+            let with = run(recipe("breaker-fallback", seed), 30);
+            let without = run(recipe("breaker", seed), 30);
+            assert!(share(&with) > 0.95 && share(&without) < 0.8, "seed {seed}");
+            assert!(counter(&with, "fallback") > 500, "seed {seed}: answered by fallback");
+        }
+    }
+
+    #[test]
+    fn try_min_requests_above_the_traffic_never_trips() {
+        // Step 4: 50 dependent requests a second never fill a 1 s window to 200 calls.
+        let sim = run(recipe("breaker", 1).with_param("min_requests", 200), 30);
+        assert_eq!(counter(&sim, "trips"), 0);
+        assert!(verdict(&sim, "downstream-spared").is_some());
+    }
+
+    #[test]
+    fn settings_changed_mid_run_are_not_held_against_the_breaker() {
+        // Each change below made the checks, reading the parameters in force, fail a breaker
+        // that did what its settings said: a 10 s open period cut to 0.1 s after it began (the
+        // breaker still waits out the 10 s it opened with), a 20 s window cut to 1 s late in the
+        // outage (seconds before were judged by the new grace), the strategy switched on mid-outage.
+        let set = |id: &str, value| ActionKind::SetParam { id: id.into(), value };
+        for fixed in ["breaker", "breaker-fallback"] {
+            let cases = [
+                (recipe(fixed, 1).with_param("open_ms", 10_000), 10, set("open_ms", 100)),
+                (recipe(fixed, 1).with_param("window_ms", 20_000), 12, set("window_ms", 1000)),
+                (recipe("none", 1), 7, ActionKind::SetStrategy { id: fixed.into() }),
+                (recipe(fixed, 1), 7, set("probes", 1)),
+                (recipe(fixed, 1), 8, set("pool", 1)),
+                (recipe(fixed, 1), 18, set("call_timeout_ms", 5000)),
+            ];
+            for (r, at, action) in cases {
+                for seed in 1..=3 {
+                    let sim = run(Recipe { seed, ..r.clone() }.with_action(Time::from_secs(at), action.clone()), 30);
+                    let bad: Vec<_> = sim.checks().iter().filter(|c| c.violation.is_some()).collect();
+                    assert!(bad.is_empty(), "{fixed}: {action} at {at} s, seed {seed}: {bad:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_naive_strategy_breaks_at_scale_and_the_breaker_holds() {
+        let at_scale =
+            |s: &str| recipe(s, 1).with_param("clients", 100).with_param("rps", 5000).with_param("pool", 1000);
+        assert!(verdict(&run(at_scale("none"), 10), "downstream-spared").is_some());
+        assert!(run(at_scale("breaker"), 10).checks().iter().all(|c| c.violation.is_none()));
     }
 }
