@@ -38,8 +38,9 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             resembles: "Hystrix and resilience4j (sliding windows, half-open trial calls), Envoy outlier detection, \
                 Polly in .NET, Netflix's API gateway fallbacks. The model: Poisson clients; a service pool with no \
                 queue (a full pool answers 503 at once); a downstream with no capacity limit whose health follows \
-                the fault plan, not its load (a real one can be kept down by it); a Hystrix-style breaker (ten \
-                buckets, timeouts count as failures) whose fallback is the last good answer, kept in memory.",
+                the fault plan, not its load (a real one can be kept down by it); a breaker whose window is a \
+                sliding-window counter of failures and successes (timeouts count as failures) and whose fallback is \
+                the last good answer, kept in memory.",
             try_this: &[
                 "Play `none`: during the outage the downstream keeps receiving the full load and `downstream-spared` \
                  fails; during the slowdown its pool fills with stuck calls and even local requests get 503s.",
@@ -62,18 +63,21 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             "How long the service waits for the downstream.").step(10),
         ParamSpec::live("downstream_ms", "Downstream latency", "ms", 1..=2000, 20,
             "Mean (exponential) time the downstream takes when healthy."),
-        ParamSpec::live("error_pct", "Background errors", "%", 0..=100, 1, "Share of healthy downstream calls that fail anyway."),
+        ParamSpec::live("error_pct", "Background errors", "%", 0..=100, 1,
+            "Share of healthy downstream calls that fail anyway."),
         ParamSpec::live("threshold_pct", "Error threshold", "%", 1..=100, 50,
             "The breaker opens when this share of calls in the window failed."),
         ParamSpec::live("window_ms", "Rolling window", "ms", 200..=60_000, 1000,
-            "The breaker judges the calls of this last stretch of time (10 buckets; a new length starts empty).").step(100),
+            "The breaker judges the calls of about this last stretch of time (a sliding-window counter; a new \
+             length starts empty).").step(100),
         ParamSpec::live("min_requests", "Minimum requests", "calls", 1..=100_000, 20,
             "The breaker does not judge a window with fewer calls than this."),
         ParamSpec::live("open_ms", "Open duration", "ms", 100..=60_000, 1500,
             "How long the breaker stays open before trying half-open probes.").step(100),
         ParamSpec::live("probes", "Half-open probes", "calls", 1..=100, 3,
             "Trial calls let through in half-open; the breaker closes unless the threshold's share of them failed."),
-        ParamSpec::setup("outage_at", "Outage starts", "s", 0..=3600, 6, "Scheduled fault: the downstream starts failing every call."),
+        ParamSpec::setup("outage_at", "Outage starts", "s", 0..=3600, 6,
+            "Scheduled fault: the downstream starts failing every call."),
         ParamSpec::setup("outage_len", "Outage length", "s", 0..=3600, 7, "How long the outage lasts (0: none)."),
         ParamSpec::setup("slow_at", "Slowdown starts", "s", 0..=3600, 17,
             "Scheduled fault: the downstream answers 3 s late (past the call timeout)."),
@@ -89,8 +93,8 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
     faults: &[
         FaultSpec::global("outage", "Downstream outage", "The downstream fails every call quickly.")
             .value("on (1) / off (0)", 0..=1, 1),
-        FaultSpec::global("slowness", "Downstream slowness", "Every downstream answer takes this much longer (0 heals).")
-            .value("extra ms", 0..=60_000, 3000),
+        FaultSpec::global("slowness", "Downstream slowness",
+            "Every downstream answer takes this much longer (0 heals).").value("extra ms", 0..=60_000, 3000),
     ],
     checks: &[
         CheckSpec::new("downstream-spared", "Sick downstream spared",
@@ -102,11 +106,14 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
              downstream healing, the breaker is closed again."),
     ],
     metrics: &[
-        MetricSpec::new("success", "User success (fallback answers count)", "%", Measure::Percent { num: "ok", rest: "failed" }),
+        MetricSpec::new("success", "User success (fallback answers count)", "%",
+            Measure::Percent { num: "ok", rest: "failed" }),
         MetricSpec::new("degraded", "Answered by fallback", "req/s", Measure::Rate("fallback")),
         MetricSpec::new("downstream_load", "Downstream load", "req/s", Measure::Rate("downstream_calls")),
-        MetricSpec::new("latency_p99", "Latency p99 (every answer, 503s too)", "us", Measure::Quantile("latency_us", 0.99)),
-        MetricSpec::new("breaker", "Breaker state (0 closed, 1 half-open, 2 open)", "", Measure::Gauge("breaker_state")),
+        MetricSpec::new("latency_p99", "Latency p99 (every answer, 503s too)", "us",
+            Measure::Quantile("latency_us", 0.99)),
+        MetricSpec::new("breaker", "Breaker state (0 closed, 1 half-open, 2 open)", "",
+            Measure::Gauge("breaker_state")),
         MetricSpec::new("pool_busy", "Pool in use", "workers", Measure::Gauge("pool_busy")),
     ],
     layout: Layout::Tiers,
