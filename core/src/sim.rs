@@ -161,6 +161,11 @@ impl<N: Node> Ctx<'_, N> {
     pub fn param(&self, id: &str) -> i64 {
         param_value(self.k.c.spec, &self.k.c.params, id)
     }
+    /// The strategy in force. Switches reach running nodes as `Control::Strategy`, and a
+    /// node that was down then as it restarts (after its `on_start`).
+    pub fn strategy(&self) -> &'static str {
+        self.k.c.strategy
+    }
     /// A message or timer reached this node and no handler arm expects it: a programming
     /// error, never a silent `_ => {}`. Counted (`Run::unhandled`, which the tests require
     /// to be zero) and noted in the event log with what it was.
@@ -419,6 +424,11 @@ struct Kernel<N: Node> {
 struct Common {
     spec: &'static ScenarioSpec,
     recipe: Recipe,
+    /// The strategy in force (the recipe's, then the last switch), so a node that was down
+    /// when the user switched reads it when it starts again.
+    strategy: &'static str,
+    /// Whether the user ever switched strategies during the run.
+    switched: bool,
     params: Vec<i64>,
     rt: Vec<NodeRt>,
     /// Per node, its clock and disk faults (see `NodeRt::faulted`); empty until the first
@@ -476,6 +486,8 @@ impl Common {
         Common {
             spec,
             recipe: setup.recipe.clone(),
+            strategy: setup.strategy(),
+            switched: false,
             params: spec.params.iter().map(|p| setup.param(p.id)).collect(),
             rt: Vec::new(),
             clocks: Vec::new(),
@@ -880,6 +892,8 @@ impl<N: Node> Sim<N> {
             ActionKind::SetStrategy { id } => {
                 self.k.c.trace.push(self.k.c.now, TraceKind::Action { text });
                 if let Some(s) = self.k.c.spec.strategy(&id) {
+                    self.k.c.strategy = s.id;
+                    self.k.c.switched = true;
                     self.broadcast(Control::Strategy(s.id));
                 }
             }
@@ -898,7 +912,15 @@ impl<N: Node> Sim<N> {
         match self.k.c.apply_fault(f) {
             Heard::Nothing => {}
             Heard::Crashed(node) => self.invoke_dead(node, |n, ctx| n.on_crash(ctx)),
-            Heard::Restarted(node) => self.invoke(node, |n, ctx| n.on_start(ctx)),
+            Heard::Restarted(node) => {
+                self.invoke(node, |n, ctx| n.on_start(ctx));
+                // A node that was down when the user switched strategies missed the switch:
+                // it hears the strategy in force as it comes back (harmless if it knew).
+                if self.k.c.switched {
+                    let now = Control::Strategy(self.k.c.strategy);
+                    self.invoke(node, |n, ctx| n.on_control(now, ctx));
+                }
+            }
             Heard::Control(Some(node), c) => self.invoke(node, |n, ctx| n.on_control(c, ctx)),
             Heard::Control(None, c) => self.broadcast(c),
         }

@@ -13,7 +13,7 @@ static SPEC: ScenarioSpec = ScenarioSpec {
         note: Note { what_can_go_wrong: "", what_you_sacrifice: "", at_10x: "", resembles: "", try_this: &[] },
     },
     params: &[ParamSpec::live("every_ms", "", "ms", 1..=1000, 100, "")],
-    strategies: &[StrategySpec { id: "plain", label: "", naive: true, help: "" }],
+    strategies: &[StrategySpec::naive("plain", "", ""), StrategySpec::fixed("other", "", "")],
     faults: &[],
     checks: &[CheckSpec { id: "few-pongs", label: "At most 5 pongs", help: "" }],
     metrics: &[MetricSpec { id: "pongs", label: "", unit: "", measure: Measure::Count("pongs") }],
@@ -59,6 +59,10 @@ struct Peer {
     /// Local clock readings when each ping arrived (responder) or tick fired (pinger).
     clock: Vec<Time>,
     starts: u32,
+    /// The strategy in force each time the node started.
+    started_with: Vec<&'static str>,
+    /// Strategy switches it heard.
+    heard: Vec<&'static str>,
     /// The responder takes this long to prepare each pong (`send_after`).
     think: Micros,
 }
@@ -68,6 +72,7 @@ impl Node for Peer {
     type Timer = Tick;
     fn on_start(&mut self, ctx: &mut Ctx<Self>) {
         self.starts += 1;
+        self.started_with.push(ctx.strategy());
         if self.pinger {
             let every = ctx.param("every_ms") as u64 * MICROS_PER_MS;
             ctx.set_timer(every, Tick::Send);
@@ -99,6 +104,11 @@ impl Node for Peer {
     }
     fn on_crash(&mut self, _ctx: &mut Ctx<Self>) {
         self.seen = 0;
+    }
+    fn on_control(&mut self, c: Control, _ctx: &mut Ctx<Self>) {
+        if let Control::Strategy(id) = c {
+            self.heard.push(id);
+        }
     }
     fn view(&self) -> NodeView {
         NodeView::new(NodeKind::Service, self.pinger as u8, "peer")
@@ -135,6 +145,17 @@ fn with(faults: &[(Time, ActionKind)]) -> Sim<Peer> {
 
 fn dropped(s: &Sim<Peer>, why: faultline_core::trace::DropReason) -> usize {
     s.trace().entries().iter().filter(|e| matches!(&e.kind, TraceKind::Dropped { why: w, .. } if *w == why)).count()
+}
+
+#[test]
+fn a_node_that_was_down_during_a_strategy_switch_reads_the_new_one_when_it_starts() {
+    let switch = (Time::from_ms(500), ActionKind::SetStrategy { id: "other".into() });
+    let mut s = with(&[fault(450, Fault::Crash { node: 1 }), switch, fault(850, Fault::Restart { node: 1 })]);
+    s.run_until(Time::from_ms(1_000), u64::MAX);
+    assert_eq!(s.nodes()[1].started_with, ["plain", "other"]);
+    assert_eq!(s.nodes()[0].started_with, ["plain"]);
+    // The running node heard the switch; the one that was down hears it as it restarts.
+    assert_eq!((&s.nodes()[0].heard[..], &s.nodes()[1].heard[..]), (&["other"][..], &["other"][..]));
 }
 
 #[test]
