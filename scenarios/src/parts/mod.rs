@@ -5,6 +5,7 @@ pub mod arrivals;
 pub mod calls;
 pub mod degraded;
 pub mod lease;
+pub mod limit;
 pub mod queueing;
 pub mod retry;
 pub mod station;

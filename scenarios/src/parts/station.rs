@@ -16,10 +16,16 @@
 //! - in `on_crash` (or for a scenario fault that wipes the workers): `station.crash(ctx)`
 //!   returns every job it held, so the scenario can count or answer them.
 //!
-//! Blocking: the station never calls anyone back — it cannot hold a producer. A caller that
-//! got `Offer::Blocked(job)` keeps the job (or keeps its producer waiting) and offers it again
-//! after a `done`, `set_servers` or `set_queue_capacity`, while `has_room()` says yes.
+//! Blocking, two ways. `Full::Block` hands the job back: the caller keeps it (or keeps its
+//! producer waiting) and offers it again after a `done`, `set_servers` or `set_queue_capacity`,
+//! while `has_room()` says yes. `Full::Hold` keeps it here instead, on hold in FIFO order, and
+//! the caller asks `admit_held` after each of those to let in what now fits — it gets the
+//! admitted jobs back, to tell their senders. The station never calls anyone back itself.
+//!
+//! For the caller's answers and its theory line: `expected_wait_us` (what a Retry-After should
+//! say) and `theory_mean_wait` (Erlang C or M/M/c/K, whichever this station is).
 
+use crate::parts::queueing;
 use faultline_core::{Ctx, Micros, Node, Rng, Time, TimerId};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -92,6 +98,9 @@ pub enum Full {
     /// Hand it back to be held: the caller keeps it (or keeps its producer waiting) and offers
     /// it again when `has_room()` — after a `done`, or after raising servers or capacity.
     Block,
+    /// Keep it on hold, behind any already held: `admit_held` lets held jobs in, oldest first,
+    /// as room frees. The wait a held job is charged starts when it is admitted.
+    Hold,
 }
 
 /// What became of an offered job.
@@ -106,6 +115,9 @@ pub enum Offer<J> {
     Rejected(J),
     /// The queue is full and the policy is `Full::Block`: hold the job and offer it again.
     Blocked(J),
+    /// The policy is `Full::Hold` and the queue is full (or others are held already): the
+    /// station keeps the job until `admit_held` lets it in (or `release_held` hands it back).
+    OnHold,
 }
 
 impl<J> Offer<J> {
@@ -162,6 +174,8 @@ pub struct Station<J> {
     service: Service,
     slow_pct: u32,
     queue: VecDeque<Waiting<J>>,
+    /// Jobs refused a place under `Full::Hold`, oldest first (not admitted: not in `held()`).
+    hold: VecDeque<J>,
     /// Jobs in service by slot token; it may hold more than `servers` for a while after the
     /// count is lowered (busy servers finish their job).
     busy: BTreeMap<u64, Busy<J>>,
@@ -184,6 +198,7 @@ impl<J> Station<J> {
             service,
             slow_pct: 100,
             queue: VecDeque::new(),
+            hold: VecDeque::new(),
             busy: BTreeMap::new(),
             next_slot: 0,
             queue_area: 0,
@@ -215,6 +230,10 @@ impl<J> Station<J> {
     /// Everything the station holds: waiting and in service (what a crash would lose).
     pub fn held(&self) -> usize {
         self.queue.len() + self.busy.len()
+    }
+    /// Jobs on hold (`Full::Hold`): refused a place so far, not admitted, not in `held()`.
+    pub fn on_hold(&self) -> usize {
+        self.hold.len()
     }
     pub fn queue_capacity(&self) -> Option<usize> {
         self.capacity
@@ -267,19 +286,88 @@ impl<J> Station<J> {
     }
 
     /// Offers a job: it starts on an idle server, waits in the queue, or is refused when the
-    /// queue is full (`Rejected` or `Blocked`, by the policy, with the job handed back).
+    /// queue is full (`Rejected` or `Blocked`, by the policy, with the job handed back; or kept
+    /// `OnHold`). Under `Full::Hold` a job offered while others are held joins them, behind.
     /// `timer` makes the scenario's completion timer from a slot: `Timer::Done`.
     pub fn offer<N: Node>(&mut self, job: J, ctx: &mut Ctx<N>, timer: impl Fn(Slot) -> N::Timer) -> Offer<J> {
+        if self.full == Full::Hold && !self.hold.is_empty() {
+            self.hold.push_back(job);
+            return Offer::OnHold;
+        }
+        self.admit(job, ctx, &timer)
+    }
+
+    /// Lets held jobs in (`Full::Hold`), oldest first, while there is room, and returns them
+    /// (copies: the station keeps the jobs) so the caller can tell their senders. Call it after
+    /// each `done` and each change that may make room (servers, capacity, slow-down).
+    pub fn admit_held<N: Node>(&mut self, ctx: &mut Ctx<N>, timer: impl Fn(Slot) -> N::Timer) -> Vec<J>
+    where
+        J: Clone,
+    {
+        let mut admitted = Vec::new();
+        while self.has_room() {
+            let Some(job) = self.hold.pop_front() else { break };
+            admitted.push(job.clone());
+            let offer = self.admit(job, ctx, &timer);
+            debug_assert!(offer.admitted(), "has_room promised a place");
+        }
+        admitted
+    }
+
+    /// Hands back every held job, oldest first, unadmitted: for a caller that stops holding
+    /// (a new policy) and will answer them, or offer them again, itself.
+    pub fn release_held(&mut self) -> Vec<J> {
+        self.hold.drain(..).collect()
+    }
+
+    /// The mean service time, slow-down included, in microseconds (1/μ).
+    pub fn mean_service_us(&self) -> f64 {
+        self.service.mean_us() * self.slow_pct as f64 / 100.0
+    }
+
+    /// How long, in expectation, a job offered now would wait for a server: 0 with a server
+    /// idle and none queued; else (ahead + 1)/(c·μ), `ahead` being the jobs queued and held
+    /// before it, as each departure while all c servers are busy takes 1/(cμ) on average
+    /// (exact for exponential service, which is memoryless; for others, an estimate from the
+    /// mean). What a Retry-After should say: the time for the queue ahead to drain.
+    pub fn expected_wait_us(&self) -> Micros {
+        if self.busy() < self.servers && self.queue.is_empty() {
+            return 0;
+        }
+        let ahead = (self.queue.len() + self.hold.len() + 1) as f64;
+        round_us(ahead * self.mean_service_us() / self.servers.max(1) as f64)
+    }
+
+    /// The steady-state mean wait before service (seconds) that queueing theory gives for
+    /// Poisson arrivals at `lambda` jobs/s into this station as it is set now — c servers,
+    /// exponential service of the present mean (slow-down included): Erlang C when the queue
+    /// is unbounded (`None` when λ ≥ cμ: the queue has no steady state), M/M/c/K with
+    /// K = c + capacity when it is bounded (refusals keep it stable). Exact for `Full::Reject`
+    /// with nothing retried; with `Block`/`Hold` (refused jobs return) it is a reference only.
+    pub fn theory_mean_wait(&self, lambda: f64) -> Option<f64> {
+        let (mu, c) = (1e6 / self.mean_service_us().max(1.0), self.servers);
+        match self.capacity {
+            _ if c == 0 => None,
+            None => queueing::mmc_mean_wait(lambda, mu, c),
+            Some(k) => Some(queueing::mmck(lambda, mu, c, c.saturating_add(k as u32)).mean_wait),
+        }
+    }
+
+    fn admit<N: Node>(&mut self, job: J, ctx: &mut Ctx<N>, timer: &impl Fn(Slot) -> N::Timer) -> Offer<J> {
         let now = ctx.now();
         self.advance(now);
         if self.busy() < self.servers && self.queue.is_empty() {
-            self.start(Waiting { job, arrived: now }, ctx, &timer);
+            self.start(Waiting { job, arrived: now }, ctx, timer);
             return Offer::Started;
         }
         if self.capacity.is_some_and(|k| self.queue.len() >= k) {
             return match self.full {
                 Full::Reject => Offer::Rejected(job),
                 Full::Block => Offer::Blocked(job),
+                Full::Hold => {
+                    self.hold.push_back(job);
+                    Offer::OnHold
+                }
             };
         }
         self.queue.push_back(Waiting { job, arrived: now });
@@ -303,7 +391,8 @@ impl<J> Station<J> {
 
     /// Loses everything held — in service first (in the order they started), then the queue
     /// (oldest first) — and cancels the completion timers. The returned jobs' count is what
-    /// was lost. Call it from `on_crash` (the kernel already drops that node's timers; the
+    /// was lost. Jobs on hold are forgotten too, but not returned: they were never admitted
+    /// (take them first with `release_held` to answer them). Call it from `on_crash` (the kernel already drops that node's timers; the
     /// slots would be recognised as stale anyway) or for a fault that wipes the workers.
     pub fn crash<N: Node>(&mut self, ctx: &mut Ctx<N>) -> Vec<J> {
         self.advance(ctx.now());
@@ -313,6 +402,7 @@ impl<J> Station<J> {
             lost.push(b.job);
         }
         lost.extend(self.queue.drain(..).map(|w| w.job));
+        self.hold.clear();
         lost
     }
 
@@ -382,7 +472,6 @@ impl<J> Station<J> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parts::queueing;
     use faultline_core::{
         Label, Link, NodeKind, NodeView, Recipe, Run, ScenarioSpec, Setup, Sim, MICROS_PER_MS, MICROS_PER_S,
     };
@@ -631,6 +720,8 @@ mod tests {
         Crash,
         /// Hands `done` a slot token by number, as a stale timer from before a crash would.
         Stale(u64),
+        /// Takes the held jobs back (`release_held`).
+        Release,
     }
 
     #[derive(Clone, Debug, PartialEq, Eq)]
@@ -639,6 +730,10 @@ mod tests {
         Queued(u64),
         Rejected(u64),
         Blocked(u64),
+        OnHold(u64),
+        /// Let in from hold by `admit_held`.
+        Admitted(u64),
+        Released(Vec<u64>),
         /// Job, waited, service (ms).
         Finished(u64, u64, u64),
         Lost(Vec<u64>),
@@ -667,10 +762,19 @@ mod tests {
                     self.held.push_back(j);
                     Log::Blocked(j)
                 }
+                Offer::OnHold => Log::OnHold(job),
             };
             let admitted = matches!(entry, Log::Started(_) | Log::Queued(_));
             self.log.push((ctx.now().as_ms(), entry));
             admitted
+        }
+
+        /// As the module doc says to, after each completion or change that may make room.
+        fn admit_held(&mut self, ctx: &mut Ctx<Scripted>) {
+            let now = ctx.now().as_ms();
+            for job in self.st.admit_held(ctx, Timer::Done) {
+                self.log.push((now, Log::Admitted(job)));
+            }
         }
     }
 
@@ -693,7 +797,14 @@ mod tests {
                         Step::Offer(job) => {
                             self.offer(job, ctx);
                         }
-                        Step::Servers(c) => self.st.set_servers(c, ctx, Timer::Done),
+                        Step::Servers(c) => {
+                            self.st.set_servers(c, ctx, Timer::Done);
+                            self.admit_held(ctx);
+                        }
+                        Step::Release => {
+                            let back = self.st.release_held();
+                            self.log.push((now, Log::Released(back)));
+                        }
                         Step::Slow(pct) => self.st.set_slowdown_pct(pct),
                         Step::Crash => {
                             let lost = self.st.crash(ctx);
@@ -714,6 +825,7 @@ mod tests {
                         let Some(job) = self.held.pop_front() else { break };
                         assert!(self.offer(job, ctx), "has_room promised the offer would be admitted");
                     }
+                    self.admit_held(ctx);
                 }
                 Timer::Arrive => unreachable!(),
             }
@@ -773,6 +885,75 @@ mod tests {
         // A queue of 0 is a pure loss system (M/M/c/c): busy servers mean refusal.
         let log = script(Station::new(2, TEN_MS).bounded(0, Full::Reject), offers(0, 0..3), false);
         assert_eq!(log[..3], [(0, Started(0)), (0, Started(1)), (0, Rejected(2))]);
+    }
+
+    #[test]
+    fn a_full_queue_on_hold_admits_in_fifo_order_as_room_frees() {
+        use Log::*;
+        // The station keeps what does not fit and lets it in, oldest first, one place per
+        // completion: the same order and waits as the caller-held `Block` above. Job 5,
+        // offered at 5 ms behind 3 and 4, stays behind them.
+        let mut steps = offers(0, 0..5);
+        steps.push((5, Step::Offer(5)));
+        let log = script(Station::new(1, TEN_MS).bounded(2, Full::Hold), steps, false);
+        #[rustfmt::skip]
+        let want = vec![
+            (0, Started(0)), (0, Queued(1)), (0, Queued(2)), (0, OnHold(3)), (0, OnHold(4)), (5, OnHold(5)),
+            (10, Finished(0, 0, 10)), (10, Admitted(3)),
+            (20, Finished(1, 10, 10)), (20, Admitted(4)),
+            (30, Finished(2, 20, 10)), (30, Admitted(5)),
+            (40, Finished(3, 20, 10)), (50, Finished(4, 20, 10)), (60, Finished(5, 20, 10)),
+        ];
+        assert_eq!(log, want);
+        // A second server makes room for two at once; `release_held` hands the rest back
+        // unadmitted; a crash loses the admitted and forgets the held without returning them.
+        let mut steps = offers(0, 0..6);
+        steps.extend([(2, Step::Servers(2)), (3, Step::Release), (4, Step::Offer(6)), (5, Step::Crash)]);
+        let log = script(Station::new(1, TEN_MS).bounded(1, Full::Hold), steps, false);
+        #[rustfmt::skip]
+        let want = vec![
+            (0, Started(0)), (0, Queued(1)), (0, OnHold(2)), (0, OnHold(3)), (0, OnHold(4)), (0, OnHold(5)),
+            (2, Admitted(2)), (3, Released(vec![3, 4, 5])), (4, OnHold(6)), (5, Lost(vec![0, 1, 2])),
+        ];
+        assert_eq!(log, want);
+    }
+
+    /// A station with `busy` jobs in service and `queued` waiting, for the estimates below.
+    fn loaded(servers: u32, busy: u64, queued: u64, capacity: Option<usize>) -> Station<u64> {
+        let st = Station::new(servers, TEN_MS);
+        let st = match capacity {
+            Some(k) => st.bounded(k, Full::Reject),
+            None => st,
+        };
+        let steps = offers(0, 0..busy + queued);
+        let node = Scripted { st, script: steps, held: VecDeque::new(), log: Vec::new() };
+        run(node, 1, Time::from_ms(1)).st
+    }
+
+    #[test]
+    fn expected_wait_is_the_queue_ahead_over_the_service_rate() {
+        // Idle server: no wait. Two busy, three queued, 10 ms each: a newcomer is fourth in line
+        // and every 5 ms (1/(cμ)) one leaves: 20 ms. At 200% service time, 40 ms.
+        assert_eq!(loaded(2, 1, 0, None).expected_wait_us(), 0);
+        assert_eq!(loaded(2, 2, 0, None).expected_wait_us(), 5 * MICROS_PER_MS);
+        let mut st = loaded(2, 2, 3, None);
+        assert_eq!((st.busy(), st.queue_len()), (2, 3));
+        assert_eq!(st.expected_wait_us(), 20 * MICROS_PER_MS);
+        st.set_slowdown_pct(200);
+        assert_eq!((st.mean_service_us(), st.expected_wait_us()), (20_000.0, 40 * MICROS_PER_MS));
+    }
+
+    #[test]
+    fn theory_mean_wait_is_erlang_c_unbounded_and_mmck_bounded() {
+        // c = 4, μ = 100/s (10 ms): Erlang C when unbounded, none at λ ≥ cμ; M/M/4/14 with a
+        // queue of 10; μ follows the slow-down (200%: μ = 50/s).
+        let st = loaded(4, 0, 0, None);
+        assert_eq!(st.theory_mean_wait(300.0), queueing::mmc_mean_wait(300.0, 100.0, 4));
+        assert_eq!(st.theory_mean_wait(400.0), None);
+        let mut st = loaded(4, 0, 0, Some(10));
+        assert_eq!(st.theory_mean_wait(400.0), Some(queueing::mmck(400.0, 100.0, 4, 14).mean_wait));
+        st.set_slowdown_pct(200);
+        assert_eq!(st.theory_mean_wait(150.0), Some(queueing::mmck(150.0, 50.0, 4, 14).mean_wait));
     }
 
     #[test]

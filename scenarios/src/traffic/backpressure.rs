@@ -2,16 +2,16 @@
 //! service (an M/M/c queue), and what the server does when work arrives faster than it
 //! can finish it: buffer without bound, block the producers, shed with 429 + Retry-After,
 //! or adapt its concurrency limit to the latency it sees. The kit does the mechanics (open-loop
-//! arrivals, calls that time out, retry backoff, the station); this file keeps the lesson.
+//! arrivals, calls that time out, retry backoff, a station that can hold producers, an AIMD
+//! limit); this file keeps the lesson. It is the scenario to copy when you write a new one.
 
 use crate::parts::arrivals::OpenLoop;
 use crate::parts::calls::{CallId, Calls};
 use crate::parts::degraded::FaultWindow;
-use crate::parts::queueing;
+use crate::parts::limit::Aimd;
 use crate::parts::retry::{Jitter, RetryPolicy};
-use crate::parts::station::{Finished, Full, Offer, Service, Slot, Station};
+use crate::parts::station::{Full, Offer, Service, Slot, Station};
 use faultline_core::*;
-use std::collections::VecDeque;
 
 // A table, an entry a line: rustfmt would give every argument a line of its own.
 #[rustfmt::skip]
@@ -72,7 +72,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         StrategySpec::fixed("block", "Bounded + block", "When the queue is full, hold the producer (no reply) until there is room."),
         StrategySpec::fixed("shed", "Bounded + shed (429)", "When the queue is full, answer 429 with Retry-After; clients back off with jitter."),
         StrategySpec::fixed("adaptive", "Adaptive concurrency",
-            "AIMD on the in-flight limit: +1/limit per fast job, ×0.9 per slow one; refuse beyond it."),
+            "AIMD on the in-flight limit: +1/limit per fast job, ×0.9 (once per target) on a slow one; refuse beyond it."),
     ],
     faults: &[
         FaultSpec::global("burst", "Traffic burst", "Sets every producer's rate to this % of normal (100 ends a burst).")
@@ -111,7 +111,7 @@ const BACKOFF: RetryPolicy = RetryPolicy::new(0, 100 * MICROS_PER_MS, 10 * MICRO
 /// full), and whether an adaptive concurrency limit refuses work before the queue fills.
 fn rule(strategy: &str) -> (Option<Full>, bool) {
     match strategy {
-        "block" => (Some(Full::Block), false),
+        "block" => (Some(Full::Hold), false),
         "shed" => (Some(Full::Reject), false),
         "adaptive" => (Some(Full::Reject), true),
         _ => (None, false),
@@ -164,17 +164,16 @@ pub enum Role {
 pub struct Server {
     full: Option<Full>,
     adaptive: bool,
+    /// The queue and the workers; under `block` it also holds the producers it has no room for.
     station: Station<Ticket>,
-    /// Jobs whose producers a full queue holds (block), oldest first.
-    held: VecDeque<Ticket>,
     capacity: usize,
     /// The capacity in force when the newest queued job joined. The queue only shrinks between
     /// admissions (a lowered capacity evicts no one), so it stays within this bound as long as
     /// every admission kept to the capacity of its moment: the check holds it to that.
     admitted_under: usize,
-    /// The adaptive in-flight limit, in thousandths of a job, and when it was last cut.
-    limit_milli: u64,
-    last_cut: Time,
+    /// The adaptive strategy's bound on jobs inside (queued or in service), between c and
+    /// c + capacity.
+    limit: Aimd,
 }
 
 #[derive(Clone, Debug)]
@@ -190,12 +189,12 @@ pub struct Producer {
 fn build(setup: &Setup) -> Box<dyn Run> {
     let mut sim: Sim<Role> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 1_000, hi: 3_000 }));
     // Nodes read their parameters as they start (`configure`), and when one moves; the server's
-    // first frame needs its workers and capacity before that.
-    let ((full, adaptive), held) = (rule(setup.strategy()), VecDeque::new());
-    let station = Station::new(setup.param("workers") as u32, Service::Constant(1));
-    let capacity = setup.param("queue_capacity") as usize;
-    let server =
-        Server { full, adaptive, station, held, capacity, admitted_under: 0, limit_milli: 0, last_cut: Time::ZERO };
+    // first frame needs its workers, capacity and limit before that.
+    let (full, adaptive) = rule(setup.strategy());
+    let (workers, capacity) = (setup.param("workers") as u32, setup.param("queue_capacity") as usize);
+    let station = Station::new(workers, Service::Constant(1));
+    let limit = Aimd::new(workers, workers + capacity as u32, 0);
+    let server = Server { full, adaptive, station, capacity, admitted_under: 0, limit };
     assert_eq!(sim.add_node(Role::Server(server)), SERVER);
     for index in 0..setup.param("producers") as u32 {
         let (arrivals, calls) = (OpenLoop::poisson(0.0), Calls::new("admit_us").counting_late("late_answers"));
@@ -239,12 +238,7 @@ impl Node for Role {
 
     fn on_timer(&mut self, timer: Timer, ctx: &mut Ctx<Self>) {
         match (self, timer) {
-            // `None`: the job was lost in a crash, and counted then.
-            (Role::Server(s), Timer::Finish(slot)) => {
-                if let Some(done) = s.station.done(slot, ctx, Timer::Finish) {
-                    s.finish(done, ctx)
-                }
-            }
+            (Role::Server(s), Timer::Finish(slot)) => s.finish(slot, ctx),
             (Role::Producer(p), Timer::Arrive) => p.arrive(ctx),
             (Role::Producer(p), Timer::Retry(job)) => p.submit(job, ctx),
             (Role::Producer(p), Timer::Timeout(call)) => {
@@ -261,12 +255,11 @@ impl Node for Role {
     fn on_crash(&mut self, ctx: &mut Ctx<Self>) {
         match self {
             Role::Server(s) => {
+                // Held producers were never told "accepted": their tries time out, an error they see.
                 let lost = s.station.crash(ctx).len();
                 ctx.count("lost", lost as i64);
                 ctx.note(format!("crashed holding {lost} accepted jobs: they are gone"));
-                // Held producers were never told "accepted": their tries time out, an error they see.
-                s.held.clear();
-                s.limit_milli = 0;
+                s.limit.reset();
                 ctx.gauge("queue_depth", 0);
             }
             Role::Producer(p) => {
@@ -298,14 +291,14 @@ impl Node for Role {
     fn view(&self) -> NodeView {
         match self {
             Role::Server(s) => {
-                let (queued, held) = (s.station.queue_len(), s.held.len());
+                let (queued, held) = (s.station.queue_len(), s.station.on_hold());
                 let over = queued.saturating_sub(s.capacity);
                 NodeView::new(NodeKind::Queue, 1, "server")
                     .gauge("queue", queued as i64, s.capacity as i64)
                     .gauge("workers busy", s.station.busy() as i64, s.station.servers() as i64)
                     .badge_if(over > 0, format!("{over} over capacity"), Tone::Bad)
                     .badge_if(held > 0, format!("{held} producers held"), Tone::Warn)
-                    .badge_if(s.adaptive, format!("limit {}", s.limit_milli / 1000), Tone::Neutral)
+                    .badge_if(s.adaptive, format!("limit {}", s.limit.limit()), Tone::Neutral)
             }
             Role::Producer(p) => {
                 let load = p.arrivals.load_pct();
@@ -327,94 +320,72 @@ impl Server {
         self.station.set_full_policy(self.full.unwrap_or_default());
         self.station.set_servers(ctx.param("workers") as u32, ctx, Timer::Finish);
         let c = self.station.servers();
-        self.limit_milli = self.limit_milli.max(c as u64 * 1000);
-        self.readmit(ctx);
+        self.limit.set_bounds(c, c + self.capacity as u32);
+        self.limit.set_target_us(ctx.param("target_latency_ms") as Micros * MICROS_PER_MS);
+        // Held producers come in as room allows — or, once we no longer hold, are answered now.
+        if self.full != Some(Full::Hold) {
+            self.station.release_held().into_iter().for_each(|t| self.submit(t, ctx));
+        }
+        self.admit_held(ctx);
         ctx.gauge("queue_depth", self.station.queue_len() as i64);
-        // The mean queue wait in steady state at the base arrival rate (the burst is a transient):
-        // Erlang C for the unbounded buffer (-1 when λ ≥ cμ: no steady state), M/M/c/K with K = c +
-        // capacity for the bounded ones — exact for `shed` without retries (retries are not
-        // Poisson), a reference for the others.
-        let lambda = ctx.param("arrival_rate") as f64;
-        let mu = self.station.service().rate_per_s() * 100.0 / self.station.slowdown_pct() as f64;
-        let wait = match self.full {
-            None => queueing::mmc_mean_wait(lambda, mu, c),
-            Some(_) => Some(queueing::mmck(lambda, mu, c, c + self.capacity as u32).mean_wait),
-        };
+        // Theory's mean wait at the base rate (the burst is a transient): Erlang C unbounded (-1 when
+        // λ ≥ cμ), M/M/c/K bounded — exact for `shed` without retries, a reference for the rest.
+        let wait = self.station.theory_mean_wait(ctx.param("arrival_rate") as f64);
         ctx.gauge("theory_wait_us", wait.map_or(-1, |w| (w * 1e6) as i64));
     }
 
     fn submit(&mut self, t: Ticket, ctx: &mut Ctx<Role>) {
         // The adaptive limit refuses as a full queue does.
-        let offer = match self.adaptive && self.station.held() as u64 * 1000 >= self.limit_milli {
+        let offer = match self.adaptive && !self.limit.admit(self.station.held()) {
             true => Offer::Rejected(t),
             false => self.station.offer(t, ctx, Timer::Finish),
         };
         match offer {
-            Offer::Started => self.accept(t, ctx),
-            Offer::Queued => {
-                self.accept(t, ctx);
-                self.admitted_under = self.capacity;
-                // In memory now, and memory is finite.
-                let depth = self.station.queue_len();
-                ctx.gauge("queue_depth", depth as i64);
-                if depth as i64 > ctx.param("memory_limit") {
-                    ctx.note(format!("out of memory with {depth} jobs queued"));
-                    ctx.count("oom_crashes", 1);
-                    ctx.crash(Some(RESTART_AFTER));
-                }
-            }
-            Offer::Rejected(t) => {
+            Offer::Started | Offer::Queued => self.accept(t, ctx),
+            Offer::OnHold => ctx.send(t.from, Msg::Blocked(t.call)),
+            // (`Blocked` is `Full::Block`'s, the caller-held kind of blocking, which we do not use.)
+            Offer::Rejected(t) | Offer::Blocked(t) => {
                 ctx.count("rejected", 1);
-                // Retry-After: about how long the backlog takes to drain at the present pace.
-                let per_job = self.station.service().mean_us() * self.station.slowdown_pct() as f64 / 100.0;
-                let drain = (self.station.queue_len() + 1) as f64 * per_job / self.station.servers() as f64;
-                ctx.send(t.from, Msg::Rejected(t.call, (drain as Micros).clamp(100 * MICROS_PER_MS, 5 * MICROS_PER_S)));
-            }
-            Offer::Blocked(t) => {
-                ctx.send(t.from, Msg::Blocked(t.call));
-                self.held.push_back(t);
+                // Retry-After: how long the queue ahead takes to drain at the present pace.
+                let retry_after = self.station.expected_wait_us().clamp(100 * MICROS_PER_MS, 5 * MICROS_PER_S);
+                ctx.send(t.from, Msg::Rejected(t.call, retry_after));
             }
         }
     }
 
+    /// The server owes the job now, and holds it in memory — which is finite.
     fn accept(&mut self, t: Ticket, ctx: &mut Ctx<Role>) {
         ctx.count("accepted", 1);
         ctx.send(t.from, Msg::Accepted(t.call));
+        self.admitted_under = self.capacity;
+        let depth = self.station.queue_len();
+        ctx.gauge("queue_depth", depth as i64);
+        if depth as i64 > ctx.param("memory_limit") {
+            ctx.note(format!("out of memory with {depth} jobs queued"));
+            ctx.count("oom_crashes", 1);
+            ctx.crash(Some(RESTART_AFTER));
+        }
     }
 
-    fn finish(&mut self, done: Finished<Ticket>, ctx: &mut Ctx<Role>) {
+    fn finish(&mut self, slot: Slot, ctx: &mut Ctx<Role>) {
+        // A worker is free. (`None`: the job was lost in a crash, and counted then.)
+        let Some(done) = self.station.done(slot, ctx, Timer::Finish) else { return };
         ctx.count("completed", 1);
         ctx.observe("wait_us", done.waited_us);
         ctx.send(done.job.from, Msg::Done(done.job.created));
         if self.adaptive {
-            self.adapt(done.sojourn_us(), ctx);
+            // AIMD on the time the job spent inside: waiting and service (see `parts::limit`).
+            self.limit.on_done(done.sojourn_us(), ctx.now());
+            ctx.gauge("limit", self.limit.limit() as i64);
         }
-        self.readmit(ctx);
+        self.admit_held(ctx);
         ctx.gauge("queue_depth", self.station.queue_len() as i64);
     }
 
-    /// AIMD, as Netflix's concurrency-limits: a job done within the target raises the limit by
-    /// 1/limit (+1 per limit's worth of jobs), a slow one cuts it to 90% — at most once per
-    /// target, as TCP shrinks its window once per round trip, not per lost packet. It stays
-    /// between c and c + capacity.
-    fn adapt(&mut self, sojourn_us: Micros, ctx: &mut Ctx<Role>) {
-        let (now, target_us) = (ctx.now(), ctx.param("target_latency_ms") as Micros * MICROS_PER_MS);
-        if sojourn_us <= target_us {
-            self.limit_milli += 1_000_000 / self.limit_milli.max(1);
-        } else if now.since(self.last_cut) >= target_us {
-            (self.limit_milli, self.last_cut) = (self.limit_milli * 9 / 10, now);
-        }
-        let c = self.station.servers() as u64;
-        self.limit_milli = self.limit_milli.clamp(c * 1000, (c + self.capacity as u64) * 1000);
-        ctx.gauge("limit", (self.limit_milli / 1000) as i64);
-    }
-
-    /// Offers held jobs again, oldest first, while the queue has room — or all of them, to be
-    /// admitted or refused at once, when the strategy no longer blocks.
-    fn readmit(&mut self, ctx: &mut Ctx<Role>) {
-        while self.full != Some(Full::Block) || self.station.has_room() {
-            let Some(t) = self.held.pop_front() else { break };
-            self.submit(t, ctx);
+    /// Room may have freed: the station lets held producers' jobs in, oldest first.
+    fn admit_held(&mut self, ctx: &mut Ctx<Role>) {
+        for t in self.station.admit_held(ctx, Timer::Finish) {
+            self.accept(t, ctx);
         }
     }
 }
@@ -483,6 +454,7 @@ impl Producer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parts::queueing;
 
     fn run(recipe: Recipe, secs: u64) -> Box<dyn Run> {
         let (mut run, problems) = open(&SPEC, &recipe);
@@ -620,6 +592,26 @@ mod tests {
             let tripled = run(recipe("unbounded", seed).with_param("workers", 7).with_param("burst_factor", 300), 30);
             assert!(tripled.metrics().counter("lost") > 0, "seed {seed}: 192 jobs/s outrun 140");
         }
+    }
+
+    #[test]
+    fn leaving_block_answers_every_held_producer() {
+        // Mid-burst, `block` holds producers (the station keeps their tries, oldest first).
+        // Switched to `shed` at 15 s, each held try is answered at once — admitted or refused
+        // with a 429 — so no producer is left blocked, and nothing is lost.
+        let blocked = |r: &dyn Run| {
+            let frame = r.frame(0);
+            let held = frame.nodes[SERVER as usize].view.badges.iter().any(|b| b.text.ends_with("producers held"));
+            held || frame.nodes.iter().any(|n| n.view.badges.iter().any(|b| b.text == "blocked"))
+        };
+        assert!(blocked(run(recipe("block", 1), 15).as_ref()), "the burst fills the queue by 15 s");
+        let shed =
+            || recipe("block", 1).with_action(Time::from_secs(15), ActionKind::SetStrategy { id: "shed".into() });
+        // (A second later: the answers take a link's 1–3 ms to reach the producers.)
+        assert!(!blocked(run(shed(), 16).as_ref()), "every held producer was answered when block ended");
+        let r = run(shed(), 30);
+        assert!(r.checks().iter().all(|c| c.violation.is_none()));
+        assert!(r.metrics().counter("rejected") > 0 && r.metrics().counter("lost") == 0);
     }
 
     #[test]
