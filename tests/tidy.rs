@@ -112,7 +112,7 @@ const STILL_OVER: &[(&str, usize)] = &[
     ("caching/cache_stampede.rs", 567),
     ("consistency/idempotent_payments.rs", 644),
     ("resilience/circuit_breaker.rs", 598),
-    ("traffic/backpressure.rs", 482),
+    ("traffic/backpressure.rs", 453),
     ("traffic/distributed_rate_limiter.rs", 632),
 ];
 
