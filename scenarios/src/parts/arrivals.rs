@@ -1,4 +1,4 @@
-//! Workload sources: open-loop arrivals (Poisson, constant, on/off) with a load multiplier, and closed-loop think time.
+//! Workload sources: open-loop arrivals (Poisson, constant, on/off) with a load multiplier, closed-loop think time, and Zipf key popularity.
 //!
 //! **Open loop** ([`OpenLoop`]): requests arrive at a rate that does not care how the system
 //! is doing — the model of many independent users, and the one that melts a system when it
@@ -20,8 +20,12 @@
 //! before sending again. Their throughput is set by the system's response time `R`, by the
 //! interactive response time law `X = N / (R + Z)` ([`interactive_throughput_per_s`]): a
 //! slow system is offered less load, so closed-loop clients hide the collapse an open loop shows.
+//!
+//! **What they ask for** ([`Zipf`]): which of `n` keys a request reads, by Zipf popularity —
+//! a few hot keys take most of the reads and a long tail the rest, as in web and cache traces.
 
 use faultline_core::{Ctx, Micros, Node, Rng, TimerId, MICROS_PER_S};
+use std::rc::Rc;
 
 /// How the gaps between an open-loop source's arrivals are spaced. All three keep the same
 /// mean rate; they differ in burstiness (the coefficient of variation of the gap, CV).
@@ -266,6 +270,47 @@ pub fn interactive_throughput_per_s(clients: u32, response_us: f64, think_us: f6
 /// measured throughput implies). Infinite when X is 0.
 pub fn interactive_response_us(clients: u32, throughput_per_s: f64, think_us: f64) -> f64 {
     clients as f64 / throughput_per_s * MICROS_PER_S as f64 - think_us
+}
+
+/// Keys `0..n` drawn by Zipf popularity with exponent `s`: key k is drawn with probability
+/// `(k + 1)^(−s) / H(n, s)`, `H(n, s) = Σ_{i=1..n} i^(−s)` (Breslau et al., "Web caching and
+/// Zipf-like distributions", INFOCOM 1999, measured s ≈ 0.6–0.8 for web proxies; s > 1 is a
+/// hotter head). Drawn by inverting the cumulative table (one uniform draw, a binary search);
+/// the table is shared between copies, so a thousand clients holding one cost a pointer each.
+#[derive(Clone, Debug)]
+pub struct Zipf {
+    /// `cdf[k]`: the probability of drawing a key ≤ k; the last is 1 up to rounding.
+    cdf: Rc<[f64]>,
+}
+
+impl Zipf {
+    /// `n` keys (at least 1) with exponent `s` (0: uniform).
+    pub fn new(n: usize, s: f64) -> Zipf {
+        let weights: Vec<f64> = (1..=n.max(1)).map(|k| 1.0 / libm::pow(k as f64, s)).collect();
+        let total: f64 = weights.iter().sum();
+        let cdf = weights.iter().scan(0.0, |acc, w| Some(*acc + w / total).inspect(|&a| *acc = a)).collect();
+        Zipf { cdf }
+    }
+
+    pub fn keys(&self) -> usize {
+        self.cdf.len()
+    }
+
+    /// The probability of drawing key `k` (0 beyond the last key).
+    pub fn pmf(&self, k: usize) -> f64 {
+        match k {
+            0 => self.cdf[0],
+            k if k < self.cdf.len() => self.cdf[k] - self.cdf[k - 1],
+            _ => 0.0,
+        }
+    }
+
+    /// One key: the first whose cumulative probability reaches a uniform draw from (0, 1)
+    /// (the last key if rounding left the table's end a hair below the draw).
+    pub fn pick(&self, rng: &mut Rng) -> usize {
+        let u = rng.unit_open();
+        self.cdf.partition_point(|&p| p < u).min(self.cdf.len() - 1)
+    }
 }
 
 #[cfg(test)]
@@ -574,5 +619,37 @@ mod tests {
         assert!(near(x, measured, 0.005), "throughput {x}/s, N/(R̄+Z̄) = {measured}/s");
         let implied_r = interactive_response_us(n, x, z_bar);
         assert!((implied_r - 50_000.0).abs() < 0.01 * 250_000.0, "R implied by the law {implied_r} µs");
+    }
+
+    #[test]
+    fn zipf_draws_follow_the_zipf_pmf() {
+        // The pmf against the formula, then 400,000 draws over 50 keys (s = 1.1) against the
+        // pmf: each key's frequency within 5 standard errors √(p(1−p)/n), and Pearson's χ²
+        // over all keys (49 degrees of freedom: mean 49, sd 9.9) below 49 + 6 sd = 108.
+        let (n, s) = (50, 1.1);
+        let zipf = Zipf::new(n, s);
+        let h: f64 = (1..=n).map(|i| libm::pow(i as f64, -s)).sum();
+        for k in 0..n {
+            let want = libm::pow((k + 1) as f64, -s) / h;
+            assert!((zipf.pmf(k) - want).abs() < 1e-12, "pmf({k}) {} vs {want}", zipf.pmf(k));
+        }
+        assert_eq!((zipf.keys(), zipf.pmf(n)), (n, 0.0));
+        let draws = 400_000;
+        let mut counts = vec![0u32; n];
+        let mut rng = Rng::new(21);
+        for _ in 0..draws {
+            counts[zipf.pick(&mut rng)] += 1;
+        }
+        let mut chi2 = 0.0;
+        for (k, &c) in counts.iter().enumerate() {
+            let (p, got) = (zipf.pmf(k), c as f64 / draws as f64);
+            assert!((got - p).abs() < 5.0 * libm::sqrt(p * (1.0 - p) / draws as f64), "key {k}: {got:.5} vs {p:.5}");
+            let expected = p * draws as f64;
+            chi2 += (c as f64 - expected) * (c as f64 - expected) / expected;
+        }
+        assert!(chi2 < 108.0, "χ² = {chi2:.1} over {n} keys");
+        // s = 0 is uniform; one key is always key 0.
+        assert!((0..8).all(|k| (Zipf::new(8, 0.0).pmf(k) - 0.125).abs() < 1e-12));
+        assert_eq!(Zipf::new(1, 2.0).pick(&mut rng), 0);
     }
 }

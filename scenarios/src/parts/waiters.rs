@@ -1,12 +1,17 @@
 //! Waiter lists: who is waiting on a key (single-flight, an idempotency key in progress), answered in arrival order.
 //!
 //! The first to wait on a key is the one that must do the work (load it, charge it); the
-//! others wait for its result, and `take` hands all of them over at once, oldest first. One
-//! tree entry per waiter, keyed (key, arrival number), not a list per key: most keys have one
-//! waiter, and the player copies the whole run for its checkpoints, where a list per key
-//! costs an allocation per key (see idempotent_payments.rs: at the seeds' scale, a third of
-//! the time copying the nodes took).
+//! others wait for its result, and `take` hands all of them over at once, oldest first. Two
+//! forms, with the same answers:
+//! - [`Waiters`]: any `Ord` key, one tree entry per waiter, keyed (key, arrival number). For
+//!   many keys with a waiter or two each: the player copies the whole run for its
+//!   checkpoints, where a list per key costs an allocation per key (see
+//!   idempotent_payments.rs: at the seeds' scale, a third of the time copying the nodes took).
+//! - [`WaiterLists`]: small dense integer keys (a [`KeyTable`]), a list per key. For hot
+//!   keys: a read-through cache at scale holds 10⁵ readers on one key behind an overrun
+//!   origin, and a tree entry per waiter took a third of that run (cache_stampede.rs).
 
+use crate::parts::table::KeyTable;
 use std::collections::BTreeMap;
 
 /// Callers (`W`: a node id, a request) waiting on keys (`K`), in arrival order per key.
@@ -88,6 +93,74 @@ impl<K: Ord + Clone, W> Waiters<K, W> {
     }
 }
 
+/// Callers (`W`) waiting on small dense integer keys, a list per key, each in arrival order
+/// (see the module's note for when to prefer it to [`Waiters`]). Keys are as
+/// [`KeyTable`]'s: `row << 32 | n` with few rows and small `n`s.
+#[derive(Clone, Debug)]
+pub struct WaiterLists<W> {
+    lists: KeyTable<Vec<W>>,
+    /// Waiters on all keys.
+    len: usize,
+}
+
+impl<W> Default for WaiterLists<W> {
+    fn default() -> Self {
+        WaiterLists { lists: KeyTable::default(), len: 0 }
+    }
+}
+
+impl<W: Clone> WaiterLists<W> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `who` waits on `key`. Returns true if nobody was waiting on it already: the caller
+    /// must start the work whose result everyone waits for (and `take` them when it ends).
+    pub fn wait(&mut self, key: impl Into<u64>, who: W) -> bool {
+        let list = self.lists.get_or_insert(key, Vec::new());
+        list.push(who);
+        self.len += 1;
+        list.len() == 1
+    }
+
+    /// Everyone waiting on `key`, oldest first; afterwards nobody is (the next `wait` on it
+    /// is a first again).
+    pub fn take(&mut self, key: impl Into<u64>) -> Vec<W> {
+        let list = self.lists.remove(key).unwrap_or_default();
+        self.len -= list.len();
+        list
+    }
+
+    /// Whether anyone waits on `key` (its work is under way).
+    pub fn contains(&self, key: impl Into<u64>) -> bool {
+        self.lists.contains_key(key)
+    }
+
+    /// How many wait on `key`.
+    pub fn count(&self, key: impl Into<u64>) -> usize {
+        self.lists.get(key).map_or(0, Vec::len)
+    }
+
+    /// Everyone waiting on `key`, oldest first, left in place.
+    pub fn iter(&self, key: impl Into<u64>) -> impl Iterator<Item = &W> {
+        self.lists.get(key).into_iter().flatten()
+    }
+
+    /// How many wait, on all keys.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Forgets every waiter (the node crashed: nobody will be answered).
+    pub fn clear(&mut self) {
+        (self.lists, self.len) = (KeyTable::default(), 0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +226,38 @@ mod tests {
                 }
             }
             assert_eq!(w.len(), model.values().map(Vec::len).sum::<usize>());
+        }
+    }
+
+    #[test]
+    fn lists_per_key_answer_as_the_tree_does() {
+        // Random waits, takes, counts and crashes against `Waiters`, on a hot key, a few
+        // cool ones and keys in a second row; copies taken midway must not see later writes.
+        let mut rng = Rng::new(9);
+        let (mut lists, mut tree) = (WaiterLists::new(), Waiters::new());
+        let mut copies = Vec::new();
+        for step in 0..40_000u32 {
+            let key = [0u64, 0, 0, 1, 2, 63, 64, 1 << 32, 1 << 32 | 5][rng.pick(9)];
+            match rng.below(10) {
+                0 => assert_eq!(lists.take(key), tree.take(&key), "take {key:x}"),
+                1 if step % 500 == 1 => {
+                    lists.clear();
+                    tree.clear();
+                }
+                _ => assert_eq!(lists.wait(key, step), tree.wait(key, step), "wait {key:x}"),
+            }
+            assert_eq!((lists.count(key), lists.contains(key)), (tree.count(&key), tree.contains(&key)));
+            assert!(lists.iter(key).eq(tree.iter(&key)));
+            assert_eq!((lists.len(), lists.is_empty()), (tree.len(), tree.is_empty()));
+            if step % 4_999 == 0 {
+                copies.push((lists.clone(), tree.clone()));
+            }
+        }
+        for (mut l, mut t) in copies {
+            for key in [0u64, 1, 2, 63, 64, 1 << 32, 1 << 32 | 5] {
+                assert_eq!(l.take(key), t.take(&key));
+            }
+            assert!(l.is_empty() && t.is_empty());
         }
     }
 }
