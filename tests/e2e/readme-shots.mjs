@@ -12,8 +12,8 @@ await p.screenshot({ path: join(root, 'docs/gallery.png') });
 await p.goto(`${site.url}#/s/backpressure?strategy=unbounded&seed=2`);
 await p.waitForSelector('.play');
 await p.click('.play');
-// Scrub to the moment the unbounded buffer is about to run out of memory.
-await p.$eval('.timeline input', (el) => { el.value = '17400'; el.dispatchEvent(new Event('input', { bubbles: true })); });
+// Scrub to just after the unbounded buffer ran out of memory (19.36 s with seed 2).
+await p.$eval('.timeline input', (el) => { el.value = '19500'; el.dispatchEvent(new Event('input', { bubbles: true })); });
 await p.waitForTimeout(300);
 await p.screenshot({ path: join(root, 'docs/scenario.png') });
 await b.close();
