@@ -257,7 +257,6 @@ pub type CheckFn<N> = std::rc::Rc<dyn Fn(&World<N>) -> Result<(), String>>;
 /// that holds one value), so checks and tests say `w.node::<Server>(id)`.
 pub trait Holds<T> {
     fn held(&self) -> Option<&T>;
-    fn held_mut(&mut self) -> Option<&mut T>;
 }
 
 /// What the kernel reads about a node on every event, packed small: with many nodes these

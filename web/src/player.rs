@@ -344,7 +344,7 @@ impl Player {
 
     /// Moves a parameter's slider. A live parameter acts from now (a recorded action); a
     /// setup one is read when the run is built, so the run starts over from 0 with the new
-    /// value and the same actions: then it returns what the rebuilt recipe had to drop (an
+    /// value and the same actions: then it returns what the rebuilt recipe had to repair (an
     /// action on a node the new value removed, say).
     pub fn set_param(&mut self, id: &str, value: i64) -> Result<Option<Vec<RecipeError>>, RecipeError> {
         let p = self.spec.param(id).ok_or_else(|| RecipeError::UnknownParam { id: id.to_string() })?;
@@ -352,10 +352,7 @@ impl Player {
             self.inject(ActionKind::SetParam { id: p.id.to_string(), value })?;
             return Ok(None);
         }
-        if !p.accepts(value) {
-            let used = p.clamp(value);
-            return Err(RecipeError::OutOfRange { id: p.id.into(), value, min: p.min, max: p.max, used });
-        }
+        // Rebuilding validates the recipe: a value off the slider is clamped, and reported.
         let recipe = Recipe { shared: None, ..self.recipe().clone() }.with_param(p.id, value);
         Ok(Some(self.replace(&recipe)))
     }

@@ -170,9 +170,8 @@ impl Page {
                 self.toast.set(Some(format!("set {set} — at {at}")));
             }
             Some(Ok(Some(problems))) => {
-                self.problems.set(problems.iter().map(|e| e.to_string()).collect());
-                self.stopped.set(None);
                 self.toast.set(Some(format!("restarted from 0 with {set}: it is read when the run is built")));
+                return self.restarted(problems);
             }
             Some(Err(e)) => self.toast.set(Some(format!("not done: {e}"))),
             None => {}
@@ -211,6 +210,11 @@ impl Page {
     /// A new recipe from scratch (seed change): replay from zero.
     pub fn restart_with(&self, recipe: Recipe) {
         let problems = self.player.try_update_value(|p| p.replace(&recipe)).unwrap_or_default();
+        self.restarted(problems);
+    }
+
+    /// After the run started over: what its recipe had repaired, and a fresh page.
+    fn restarted(&self, problems: Vec<RecipeError>) {
         self.problems.set(problems.iter().map(|e| e.to_string()).collect());
         self.stopped.set(None);
         self.sync_url();

@@ -97,9 +97,6 @@ fn expand_holds(ast: &DeriveInput) -> syn::Result<Tokens> {
                 fn held(&self) -> Option<&#ty> {
                     match self { Self::#ident(x) => Some(x), #[allow(unreachable_patterns)] _ => None }
                 }
-                fn held_mut(&mut self) -> Option<&mut #ty> {
-                    match self { Self::#ident(x) => Some(x), #[allow(unreachable_patterns)] _ => None }
-                }
             }
         });
     }
