@@ -158,7 +158,7 @@ pub struct Violation {
     pub trace_seq: u64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Frame {
     pub now: Time,
     pub nodes: Vec<NodeFrame>,

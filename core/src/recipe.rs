@@ -577,6 +577,11 @@ impl Reader<'_> {
     }
 }
 
+/// A recipe query without its `s=` (in a `#/s/<id>?…` link the path names the scenario).
+pub fn without_scenario(query: &str) -> String {
+    query.split('&').filter(|p| !p.starts_with("s=") && !p.is_empty()).collect::<Vec<_>>().join("&")
+}
+
 /// Encodes actions (in time order) as varints, then unpadded base64url.
 pub fn encode_actions(actions: &[Action]) -> String {
     let mut w = Writer(Vec::new());

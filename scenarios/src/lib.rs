@@ -1,6 +1,6 @@
 //! Faultline's scenarios — one distributed-systems pattern per module — and the registry
-//! that lists them. Adding a scenario touches this crate only: write the module, then add
-//! its `SPEC` to `ALL`.
+//! that lists them. Adding a scenario: write the module, add it to `registry!` below, then
+//! regenerate its web worker module (`FAULTLINE_BLESS=1 cargo test -p faultline-tests --test tidy`).
 #![forbid(unsafe_code)]
 
 // The kit every scenario is built from.
@@ -13,24 +13,29 @@ pub mod coordination;
 pub mod resilience;
 pub mod traffic;
 
-use caching::cache_stampede;
-use consistency::idempotent_payments;
-use coordination::{consistent_hashing, leader_election};
-use resilience::circuit_breaker;
-use traffic::{backpressure, distributed_rate_limiter};
-
 use faultline_core::{Recipe, ScenarioSpec, Time, MICROS_PER_S};
 
-/// Every registered scenario, in gallery order.
-pub static ALL: &[&ScenarioSpec] = &[
-    &backpressure::SPEC,
-    &distributed_rate_limiter::SPEC,
-    &circuit_breaker::SPEC,
-    &cache_stampede::SPEC,
-    &leader_election::SPEC,
-    &idempotent_payments::SPEC,
-    &consistent_hashing::SPEC,
-];
+/// Lists the registered scenarios once, as `ALL` and as `MODULES` (each one's module path,
+/// from which the web build names a worker module per scenario).
+macro_rules! registry {
+    ($($category:ident :: $module:ident),* $(,)?) => {
+        /// Every registered scenario, in gallery order.
+        pub static ALL: &[&ScenarioSpec] = &[$(&$category::$module::SPEC),*];
+        /// Each registered scenario's module path in this crate (`traffic::backpressure`),
+        /// in the order of `ALL`.
+        pub static MODULES: &[&str] = &[$(concat!(stringify!($category), "::", stringify!($module))),*];
+    };
+}
+
+registry! {
+    traffic::backpressure,
+    traffic::distributed_rate_limiter,
+    resilience::circuit_breaker,
+    caching::cache_stampede,
+    coordination::leader_election,
+    consistency::idempotent_payments,
+    coordination::consistent_hashing,
+}
 
 /// Looks a scenario up by its id.
 pub fn find(id: &str) -> Option<&'static ScenarioSpec> {

@@ -81,3 +81,43 @@ test('a crash inside the app shows an error panel with the recipe and a way out'
   assert.ok(await p.locator('main.panic a[href="#/"]').count());
   await shot(p, 'panic-panel');
 });
+
+test('a crash inside the simulation worker shows the same panel, with what the worker said', async () => {
+  const p = await page(b);
+  await p.goto(`${site.url}#/debug/worker-panic`);
+  await p.waitForSelector('main.panic', { timeout: 30000 });
+  assert.match(await p.textContent('main.panic'), /The simulator crashed: [^]*deliberate panic/);
+  assert.match(await p.inputValue('.panic-url'), /#\/debug\/worker-panic/);
+  await shot(p, 'worker-panic-panel');
+});
+
+test('a simulator that cannot be loaded is reported, not waited for', async () => {
+  const p = await page(b);
+  // As if the worker's files were missing from the server (a half-finished deploy).
+  await p.route('**/sim-*', (route) => route.fulfill({ status: 404, body: 'not found' }));
+  await p.goto(`${site.url}#/s/${scenarios()[0].info.id}?seed=4`);
+  await p.waitForSelector('main.panic', { timeout: 30000 });
+  assert.match(await p.textContent('main.panic'), /simulator/i);
+  assert.match(await p.inputValue('.panic-url'), /seed=4/, 'the recipe is offered');
+});
+
+test('the gallery loads no simulation code; a scenario page loads its own scenario\'s only', async () => {
+  const p = await page(b);
+  const fetched = [];
+  p.on('request', (r) => fetched.push(new URL(r.url()).pathname.split('/').pop()));
+  await p.goto(site.url);
+  await p.waitForSelector('.card');
+  await p.waitForTimeout(500);
+  assert.deepEqual(fetched.filter((u) => /^sim-/.test(u)), [], 'no worker module for the gallery');
+  const [first, second] = scenarios().map((s) => s.info.id);
+  for (const id of [first, second]) {
+    fetched.length = 0;
+    await p.goto(`${site.url}#/s/${id}`);
+    await p.waitForSelector('canvas.sim');
+    const sims = fetched.filter((u) => /^sim-/.test(u)).sort();
+    assert.deepEqual(sims, [`sim-${id}.js`, `sim-${id}_bg.wasm`, `sim-${id}_loader.js`], `${id}: ${fetched.join(' ')}`);
+    await p.goto(`${site.url}#/`);
+    await p.waitForSelector('.card');
+  }
+  assert.deepEqual(p.errors, []);
+});

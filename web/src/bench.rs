@@ -3,8 +3,10 @@
 //! percentiles on `window.__faultline_frames` for the benchmark script to read.
 
 use crate::canvas::{self, Theme};
+use crate::remote::{Conn, Heard};
 use crate::scenario::wall_ms;
 use faultline_core::{Frame, Layout, MsgFrame, NodeFrame, NodeKind, NodeView, Status, Time};
+use faultline_protocol::{BenchRow, Command, Reply};
 use leptos::html::Canvas;
 use leptos::prelude::*;
 
@@ -143,157 +145,87 @@ pub fn FramesBench(n: usize) -> impl IntoView {
     }
 }
 
-/// One run on the engine bench page: a label, the recipe and how far to run it.
-struct Job {
-    label: String,
-    /// The recipe as a link's query (empty for a default recipe).
-    query: String,
-    spec: &'static faultline_core::ScenarioSpec,
-    recipe: faultline_core::Recipe,
-    until: Time,
-}
-
-/// Every scenario's default recipe (seed 1) to its default end, then the same scenarios at
-/// the seed documents' scales (`faultline_scenarios::AT_SCALE`).
-fn jobs() -> Vec<Job> {
-    let defaults = faultline_scenarios::ALL.iter().map(|spec| Job {
-        label: spec.id().to_string(),
-        query: String::new(),
-        spec,
-        recipe: spec.default_recipe(1),
-        until: Time(spec.default_until),
-    });
-    let at_scale = faultline_scenarios::at_scale().into_iter().map(|(spec, recipe, until)| Job {
-        label: format!("{} at scale ({})", spec.id(), recipe.strategy),
-        query: recipe.to_query(spec),
-        spec,
-        recipe,
-        until,
-    });
-    defaults.chain(at_scale).collect()
-}
-
-/// The run in progress on the engine bench page: its job's index, the run, and the wall
-/// milliseconds spent computing it so far.
-type Running = Option<(usize, Box<dyn faultline_core::Run>, f64)>;
-
 /// One finished run on the engine bench page.
-#[derive(Clone, Debug)]
-struct EngineRow {
-    id: &'static str,
-    label: String,
-    /// The recipe as a link's query (empty for a default recipe).
-    query: String,
-    until: Time,
-    events: u64,
-    simulated: Time,
-    wall_ms: f64,
-    fingerprint: String,
+trait RowExt {
+    fn events_per_s(&self) -> f64;
+    /// Simulated time over wall time: below 1, the player cannot keep up at 1× speed.
+    fn real_time(&self) -> f64;
 }
 
-impl EngineRow {
+impl RowExt for BenchRow {
     fn events_per_s(&self) -> f64 {
         self.events as f64 / (self.wall_ms / 1000.0).max(1e-9)
     }
-    /// Simulated time over wall time: below 1, the player cannot keep up at 1× speed.
     fn real_time(&self) -> f64 {
-        self.simulated.micros() as f64 / 1000.0 / self.wall_ms.max(1e-9)
+        self.simulated as f64 / 1000.0 / self.wall_ms.max(1e-9)
     }
 }
 
+fn rows_json(rows: &[BenchRow]) -> String {
+    let items: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{{\"id\":\"{}\",\"label\":\"{}\",\"query\":\"{}\",\"until_ms\":{},\"events\":{},\"simulated_s\":{:.3},\"wall_ms\":{:.1},\"events_per_s\":{:.0},\"real_time\":{:.2},\"fingerprint\":\"{}\"}}",
+                r.id,
+                r.label,
+                r.query,
+                r.until / 1000,
+                r.events,
+                r.simulated as f64 / 1e6,
+                r.wall_ms,
+                r.events_per_s(),
+                r.real_time(),
+                r.fingerprint
+            )
+        })
+        .collect();
+    format!("[{}]", items.join(","))
+}
+
 /// The engine bench page (`#/bench/engine`): every registered scenario's default recipe
-/// (seed 1) run to its default end in this browser, as the command-line runner runs it
-/// (trace hash only), a slice per animation frame so the page stays responsive, then the
-/// scenarios at the seed documents' scales. Shows events per second of compute, how many
-/// times faster than real time, and the fingerprint (the same as `faultline run`), and
-/// publishes the table as JSON on `window.__faultline_engine` for the benchmark script.
+/// (seed 1) run to its default end in the simulation worker, as the command-line runner
+/// runs it (trace hash only), then the scenarios at the seed documents' scales. Shows events
+/// per second of compute, how many times faster than real time, and the fingerprint (the
+/// same as `faultline run`), and publishes the table as JSON on `window.__faultline_engine`
+/// for the benchmark script.
 #[component]
 pub fn EngineBench() -> impl IntoView {
-    let rows = RwSignal::new(Vec::<EngineRow>::new());
-    let current = StoredValue::new_local(Running::None);
-    let jobs = StoredValue::new_local(jobs());
-    let total = jobs.with_value(Vec::len);
-    fn slice(
-        rows: RwSignal<Vec<EngineRow>>,
-        current: StoredValue<Running, LocalStorage>,
-        jobs: StoredValue<Vec<Job>, LocalStorage>,
-    ) {
-        request_animation_frame(move || {
-            let mut finished = false;
-            current.update_value(|cur| {
-                let next = cur.as_ref().map_or(0, |(i, _, _)| *i + 1);
-                let done = |i: usize, run: &dyn faultline_core::Run| jobs.with_value(|j| run.now() >= j[i].until);
-                if cur.as_ref().is_none_or(|(i, run, _)| done(*i, run.as_ref())) {
-                    if let Some((i, run, wall)) = cur.take() {
-                        let (label, query, until) =
-                            jobs.with_value(|j| (j[i].label.clone(), j[i].query.clone(), j[i].until));
-                        let row = EngineRow {
-                            id: run.spec().id(),
-                            label,
-                            query,
-                            until,
-                            events: run.events(),
-                            simulated: run.now(),
-                            wall_ms: wall,
-                            fingerprint: faultline_core::trace::fingerprint(run.trace().hash()),
-                        };
-                        rows.update(|r| r.push(row));
-                    }
-                    let Some((mut run, _)) =
-                        jobs.with_value(|j| j.get(next).map(|j| faultline_core::open(j.spec, &j.recipe)))
-                    else {
-                        finished = true;
-                        return;
-                    };
-                    run.keep_trace(false);
-                    *cur = Some((next, run, 0.0));
-                }
-                if let Some((i, run, wall)) = cur.as_mut() {
-                    // About 30 ms of simulation per frame.
-                    let (start, until) = (wall_ms(), jobs.with_value(|j| j[*i].until));
-                    while wall_ms() - start < 30.0 && run.now() < until {
-                        run.run_until(until, 20_000);
-                    }
-                    *wall += wall_ms() - start;
-                }
-            });
-            if finished {
-                let json = rows.with_untracked(|r| {
-                    let items: Vec<String> = r
-                        .iter()
-                        .map(|r| {
-                            format!(
-                                "{{\"id\":\"{}\",\"label\":\"{}\",\"query\":\"{}\",\"until_ms\":{},\"events\":{},\"simulated_s\":{:.3},\"wall_ms\":{:.1},\"events_per_s\":{:.0},\"real_time\":{:.2},\"fingerprint\":\"{}\"}}",
-                                r.id,
-                                r.label,
-                                r.query,
-                                r.until.as_ms(),
-                                r.events,
-                                r.simulated.micros() as f64 / 1e6,
-                                r.wall_ms,
-                                r.events_per_s(),
-                                r.real_time(),
-                                r.fingerprint
-                            )
-                        })
-                        .collect();
-                    format!("[{}]", items.join(","))
-                });
-                if let Some(w) = web_sys::window() {
-                    let _ = js_sys::Reflect::set(&w, &"__faultline_engine".into(), &json.into());
-                }
-            } else {
-                slice(rows, current, jobs);
+    let rows = RwSignal::new(Vec::<BenchRow>::new());
+    let done = RwSignal::new(false);
+    let conn = StoredValue::new_local(None::<Conn>);
+    let on = move |heard: Heard| match heard {
+        Heard::Reply(Reply::Ready { .. }) => {
+            conn.with_value(|c| c.as_ref().map(|c| c.post(&Command::Bench))).unwrap_or(())
+        }
+        Heard::Reply(Reply::BenchRow(r)) => rows.update(|rows| rows.push(r)),
+        Heard::Reply(Reply::BenchDone) => {
+            done.set(true);
+            let json = rows.with_untracked(|r| rows_json(r));
+            if let Some(w) = web_sys::window() {
+                let _ = js_sys::Reflect::set(&w, &"__faultline_engine".into(), &json.into());
             }
-        });
+        }
+        Heard::Reply(_) => {}
+        Heard::Failed(why) => {
+            if let Some(c) = conn.try_update_value(Option::take).flatten() {
+                c.stop();
+            }
+            crate::show_panic(&why);
+        }
+    };
+    match Conn::start(crate::remote::ALL_WORKER_URL, on) {
+        Ok(c) => conn.set_value(Some(c)),
+        Err(why) => crate::show_panic(&why),
     }
-    slice(rows, current, jobs);
+    on_cleanup(move || conn.set_value(None));
     view! {
         <main class="player bench">
             <h1>"Engine bench: every scenario, as it starts and at scale, in this browser"</h1>
             <p class="help">
                 "Seed 1, default parameters, run to the scenario's default end with the trace hash only, as "
                 <code>"faultline run <id>"</code> " does — the fingerprints match it; then each scenario at the seed documents' scale. "
+                "Each runs in the simulation worker, as a scenario page's run does. "
                 "Events per second count compute time only; “× real time” is simulated over wall time (below 1× the player cannot keep up at 1× speed)."
             </p>
             <table class="bench-table">
@@ -301,18 +233,18 @@ pub fn EngineBench() -> impl IntoView {
                 <tbody>
                     {move || rows.get().into_iter().map(|r| view! {
                         <tr>
-                            <td><a href=crate::route::scenario_href(r.id, &r.query)>{r.label.clone()}</a></td>
+                            <td><a href=crate::route::scenario_href(&r.id, &crate::scenario::strip_s(&r.query))>{r.label.clone()}</a></td>
                             <td class="num">{r.events.to_string()}</td>
-                            <td class="num">{r.simulated.to_string()}</td>
+                            <td class="num">{Time(r.simulated).to_string()}</td>
                             <td class="num">{format!("{:.0} ms", r.wall_ms)}</td>
                             <td class="num">{format!("{:.2} M", r.events_per_s() / 1e6)}</td>
                             <td class="num">{format!("{:.1}×", r.real_time())}</td>
-                            <td><code>{r.fingerprint}</code></td>
+                            <td><code>{r.fingerprint.clone()}</code></td>
                         </tr>
                     }).collect::<Vec<_>>()}
                 </tbody>
             </table>
-            <p class="help">{move || if rows.with(|r| r.len()) < total { "running…" } else { "done" }}</p>
+            <p class="help">{move || if done.get() { "done" } else { "running…" }}</p>
         </main>
     }
 }

@@ -1,6 +1,7 @@
 //! Line charts of the headline metrics, as inline SVG, from the run's sampled series.
 
-use faultline_core::{format_value, Run};
+use faultline_core::{format_value, ScenarioSpec};
+use faultline_protocol::Charts;
 use leptos::prelude::*;
 
 const W: f64 = 280.0;
@@ -17,19 +18,17 @@ pub fn path(times: &[u64], values: &[f64], until: u64, max: f64) -> String {
     d
 }
 
-/// One small chart per headline metric.
-pub fn charts(run: &dyn Run, until: u64) -> impl IntoView {
-    let spec = run.spec();
-    let sampler = run.sampler();
-    let times: Vec<u64> = sampler.times.iter().map(|t| t.micros()).collect();
-    let now = run.now().micros();
+/// One small chart per headline metric, from the series the worker sampled.
+pub fn charts(spec: &'static ScenarioSpec, charts: &Charts, now: u64, until: u64) -> impl IntoView {
+    let none = Vec::new();
     spec.metrics
         .iter()
-        .zip(&sampler.series)
-        .map(|(m, series)| {
+        .enumerate()
+        .map(|(i, m)| {
+            let series = charts.series.get(i).unwrap_or(&none);
             let max = series.iter().cloned().fold(0.0, f64::max);
-            let total = m.measure.total(run.metrics(), now);
-            let d = path(&times, series, until, max);
+            let total = charts.totals.get(i).copied().unwrap_or(0.0);
+            let d = path(&charts.times, series, until, max);
             let cursor = now as f64 / until.max(1) as f64 * W;
             view! {
                 <figure class="chart">

@@ -1,13 +1,14 @@
 //! Faultline's browser app: the gallery of scenarios and the scenario page, client-side
 //! rendered with Leptos. Generic: it draws whatever a scenario's spec and frames describe.
+//! It holds no simulation code: runs live in a Web Worker (`web/engine`), reached through
+//! the messages of `web/protocol`.
 
 pub mod bench;
 pub mod canvas;
 pub mod charts;
 pub mod gallery;
-pub mod heap;
 pub mod panels;
-pub mod player;
+pub mod remote;
 pub mod route;
 pub mod scenario;
 
@@ -30,7 +31,7 @@ pub fn start() {
 
 /// Replaces the page with an error panel that offers to copy the recipe and reload.
 /// Plain DOM, because the reactive runtime may be what panicked.
-fn show_panic(msg: &str) {
+pub(crate) fn show_panic(msg: &str) {
     let Some(doc) = web_sys::window().and_then(|w| w.document()) else { return };
     let Some(body) = doc.body() else { return };
     let href = web_sys::window().and_then(|w| w.location().href().ok()).unwrap_or_default();
@@ -59,6 +60,7 @@ fn App() -> impl IntoView {
         {move || match route.get() {
             Route::Gallery => gallery::Gallery().into_any(),
             Route::Panic => panic!("the deliberate panic of #/debug/panic"),
+            Route::WorkerPanic => scenario::WorkerPanic().into_any(),
             Route::FramesBench(n) => bench::FramesBench(bench::FramesBenchProps { n }).into_any(),
             Route::EngineBench => bench::EngineBench().into_any(),
             Route::Scenario { id, query } => scenario::ScenarioPage(scenario::ScenarioPageProps { id, query }).into_any(),

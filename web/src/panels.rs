@@ -3,8 +3,7 @@
 
 use crate::scenario::Page;
 use faultline_core::{
-    ActionKind, Fault, NodeId, ParamSpec, Ppm, Recipe, ScenarioSpec, Status, Target, Time, TraceEvent, TraceKind,
-    MICROS_PER_MS, MICROS_PER_S,
+    ActionKind, Fault, NodeId, ParamSpec, Ppm, Recipe, ScenarioSpec, Status, Target, Time, MICROS_PER_MS, MICROS_PER_S,
 };
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
@@ -38,11 +37,11 @@ pub fn controls(page: Page) -> impl IntoView {
     let spec = page.spec();
     let strategy = move || {
         page.slow.get();
-        page.player.with_value(|p| current_strategy(p.recipe(), p.now()))
+        page.with(|m| current_strategy(&m.recipe, m.now)).unwrap_or_default()
     };
     let seed = move || {
         page.slow.get();
-        page.player.with_value(|p| p.recipe().seed)
+        page.with(|m| m.recipe.seed).unwrap_or_default()
     };
     view! {
         <section class="controls">
@@ -64,17 +63,17 @@ pub fn controls(page: Page) -> impl IntoView {
                     <input type="number" min="0" prop:value=move || seed().to_string() aria-label="Seed"
                         on:change=move |ev| {
                             match event_target_value(&ev).trim().parse::<u64>() {
-                                Ok(s) => page.restart_with(page.player.with_value(|p| Recipe { seed: s, ..p.recipe().clone() })),
+                                Ok(s) => page.restart_with(page.recipe(|r| Recipe { seed: s, ..r })),
                                 Err(_) => page.toast.set(Some("a seed is a whole number from 0 to 2^64−1".into())),
                             }
                         } />
                 </label>
                 <button title="Same recipe, another seed" on:click=move |_| {
                     let s = (js_sys::Math::random() * 1e9) as u64;
-                    page.restart_with(page.player.with_value(|p| Recipe { seed: s, ..p.recipe().clone() }));
+                    page.restart_with(page.recipe(|r| Recipe { seed: s, ..r }));
                 }>"New seed"</button>
                 <button title="Forget every fault and change you made" on:click=move |_| {
-                    page.restart_with(page.player.with_value(|p| Recipe { actions: Vec::new(), ..p.recipe().clone() }));
+                    page.restart_with(page.recipe(|r| Recipe { actions: Vec::new(), ..r }));
                 }>"Reset"</button>
             </div>
         </section>
@@ -84,7 +83,7 @@ pub fn controls(page: Page) -> impl IntoView {
 fn slider(page: Page, p: &'static ParamSpec) -> impl IntoView {
     let value = move || {
         page.slow.get();
-        page.player.with_value(|pl| current_param(pl.recipe(), p, pl.now()))
+        page.with(|m| current_param(&m.recipe, p, m.now)).unwrap_or(p.default)
     };
     // A setup parameter says before it is touched that moving it starts the run over.
     let (class, title) = if p.live {
@@ -144,7 +143,7 @@ fn custom_fault_row(page: Page, f: &'static faultline_core::FaultSpec, node: Opt
 
 pub fn faults(page: Page) -> impl IntoView {
     let spec = page.spec();
-    let nodes = page.player.with_value(|p| p.run.node_count());
+    let nodes = page.with(|m| m.frame.nodes.len() as NodeId).unwrap_or_default();
     let half: Vec<NodeId> = (0..nodes / 2).collect();
     view! {
         <section class="faults">
@@ -166,10 +165,8 @@ pub fn node_popover(page: Page) -> impl IntoView {
     move || {
         let n = page.selected.get()?;
         page.slow.get();
-        let (label, status) = page.player.with_value(|p| {
-            let f = p.run.frame(0);
-            f.nodes.get(n as usize).map(|x| (x.view.label.clone(), x.status))
-        })?;
+        let (label, status) =
+            page.with(|m| m.frame.nodes.get(n as usize).map(|x| (x.view.label.clone(), x.status))).flatten()?;
         let spec = page.spec();
         let act = move |f: Fault| page.act(ActionKind::Fault(f));
         Some(view! {
@@ -199,7 +196,7 @@ pub fn node_popover(page: Page) -> impl IntoView {
 pub fn checks(page: Page) -> impl IntoView {
     move || {
         page.slow.get();
-        let statuses = page.player.with_value(|p| p.run.checks().to_vec());
+        let statuses = page.with(|m| m.frame.checks.clone()).unwrap_or_default();
         let spec = page.spec();
         view! {
             <ul class="checks">
@@ -212,7 +209,7 @@ pub fn checks(page: Page) -> impl IntoView {
                             view! {
                                 <li class="bad" title=help>
                                     <button class="violation" title="Jump to the first violation" on:click=move |_| {
-                                        page.playing.set(false);
+                                        page.set_playing(false);
                                         page.seek(at);
                                         page.highlight.set(Some(seq + 1));
                                     }>
@@ -229,28 +226,6 @@ pub fn checks(page: Page) -> impl IntoView {
     }
 }
 
-fn describe(e: &TraceEvent, detail: Option<String>, names: &[String]) -> String {
-    let name = |n: &NodeId| names.get(*n as usize).cloned().unwrap_or_else(|| format!("node {n}"));
-    let what = match &e.kind {
-        TraceKind::Sent { from, to, msg, .. } => format!("{} → {}: {msg}", name(from), name(to)),
-        TraceKind::Delivered { from, to, msg, .. } => format!("{} ⇒ {}: {msg} delivered", name(from), name(to)),
-        TraceKind::Dropped { from, to, msg, why, .. } => {
-            format!("{} → {}: {msg} dropped ({why:?})", name(from), name(to))
-        }
-        TraceKind::Timer { node, timer } => format!("{}: timer {timer}", name(node)),
-        TraceKind::Crashed { node } => format!("{} crashed", name(node)),
-        TraceKind::Restarted { node } => format!("{} restarted", name(node)),
-        TraceKind::Fault { text } => format!("fault: {text}"),
-        TraceKind::Action { text } => format!("you: {text}"),
-        TraceKind::Note { node, text } => format!("{}: {text}", name(node)),
-        TraceKind::Violation { check, why } => format!("✗ {check}: {why}"),
-    };
-    match detail {
-        Some(d) if !d.is_empty() && !matches!(e.kind, TraceKind::Note { .. }) => format!("{what}   {d}"),
-        _ => what,
-    }
-}
-
 const KINDS: [&str; 10] =
     ["sent", "delivered", "dropped", "timer", "crashed", "restarted", "fault", "action", "note", "violation"];
 
@@ -258,8 +233,7 @@ const KINDS: [&str; 10] =
 const AT_BOTTOM: i32 = 8;
 
 pub fn event_log(page: Page) -> impl IntoView {
-    let node_filter = RwSignal::new(None::<NodeId>);
-    let kind_filter = RwSignal::new(String::new());
+    let (node_filter, kind_filter) = (page.log_node, page.log_kind);
     // The log follows its newest entry (at the bottom) unless the reader has scrolled up to
     // read; scrolling back down to the bottom follows again.
     let list = NodeRef::<leptos::html::Ol>::new();
@@ -272,14 +246,20 @@ pub fn event_log(page: Page) -> impl IntoView {
     };
     Effect::new(move || {
         page.slow.track();
-        node_filter.track();
-        kind_filter.track();
         // After this update's rows are in the document.
         request_animation_frame(move || {
             if let Some(el) = list.get_untracked().filter(|_| follow.get_value() && !centring.get_value()) {
                 el.set_scroll_top(el.scroll_height());
             }
         });
+    });
+    // A filter changed: the worker sends the entries that pass it.
+    Effect::new(move |first: Option<()>| {
+        node_filter.track();
+        kind_filter.track();
+        if first.is_some() {
+            page.refresh_slow();
+        }
     });
     // Pressing play means watching the newest events again.
     Effect::new(move || {
@@ -290,6 +270,7 @@ pub fn event_log(page: Page) -> impl IntoView {
     // A highlighted entry (a check's first violation, jumped to) is brought to the middle of
     // the view; the log stays there until scrolled back to the bottom.
     Effect::new(move || {
+        page.slow.track();
         if page.highlight.get().is_none() {
             return;
         }
@@ -304,47 +285,31 @@ pub fn event_log(page: Page) -> impl IntoView {
             }
         });
     });
-    let names = move || {
-        page.player.with_value(|p| p.run.frame(0).nodes.iter().map(|n| n.view.label.clone()).collect::<Vec<_>>())
-    };
+    let names = move || page.with(|m| m.frame.nodes.iter().map(|n| n.view.label.clone()).collect::<Vec<_>>());
     let rows = move || {
         page.slow.get();
-        let (node, kind, hl) = (node_filter.get(), kind_filter.get(), page.highlight.get());
-        let names = names();
-        page.player.with_value(|p| {
-            let entries = p.run.trace().entries();
-            let keep = |e: &&TraceEvent| {
-                (kind.is_empty() || e.kind.label() == kind)
-                    && node.is_none_or(|n| {
-                        let (a, b) = e.kind.nodes();
-                        a == Some(n) || b == Some(n)
-                    })
-            };
-            let mut picked: Vec<&TraceEvent> = entries.iter().rev().filter(keep).take(150).collect();
-            picked.reverse();
-            picked
-                .into_iter()
-                .map(|e| {
-                    let at = e.at;
-                    let lit = hl == Some(e.seq);
-                    // One line per entry; the whole of a long one on hover (or scrolled to).
-                    let what = describe(e, p.run.detail(e.seq), &names);
-                    let title = what.clone();
-                    view! {
-                        <li class=e.kind.label() class:highlight=lit title=title on:click=move |_| { page.playing.set(false); page.seek(at); }>
-                            <span class="t">{format!("{:.6}", at.as_secs_f64())}</span>
-                            <span class="what">{what}</span>
-                        </li>
-                    }
-                })
-                .collect::<Vec<_>>()
-        })
+        let hl = page.highlight.get();
+        let rows = page.with(|m| m.full.log.clone()).unwrap_or_default();
+        rows.into_iter()
+            .map(|e| {
+                let at = Time(e.at);
+                let lit = hl == Some(e.seq);
+                // One line per entry; the whole of a long one on hover (or scrolled to).
+                let title = e.text.clone();
+                view! {
+                    <li class=e.kind class:highlight=lit title=title on:click=move |_| { page.set_playing(false); page.seek(at); }>
+                        <span class="t">{format!("{:.6}", at.as_secs_f64())}</span>
+                        <span class="what">{e.text}</span>
+                    </li>
+                }
+            })
+            .collect::<Vec<_>>()
     };
     view! {
         <div class="log-filters">
             <select aria-label="Filter by node" on:change=move |ev| node_filter.set(event_target_value(&ev).parse().ok())>
                 <option value="">"All nodes"</option>
-                {names().into_iter().enumerate().take(200).map(|(i, n)| view! { <option value=i.to_string()>{n}</option> }).collect::<Vec<_>>()}
+                {names().unwrap_or_default().into_iter().enumerate().take(200).map(|(i, n)| view! { <option value=i.to_string()>{n}</option> }).collect::<Vec<_>>()}
             </select>
             <select aria-label="Filter by kind" on:change=move |ev| kind_filter.set(event_target_value(&ev))>
                 <option value="">"All kinds"</option>

@@ -6,6 +6,8 @@ pub enum Route {
     Gallery,
     /// A deliberate panic, so the tests can see the error panel (`#/debug/panic`).
     Panic,
+    /// A deliberate panic inside the simulation worker (`#/debug/worker-panic`).
+    WorkerPanic,
     /// The renderer's frame-time benchmark (`#/bench/frames?n=5000`).
     FramesBench(usize),
     /// Every scenario's default run in this browser (`#/bench/engine`).
@@ -29,6 +31,7 @@ impl Route {
         match path.trim_end_matches('/') {
             "" => Route::Gallery,
             "/debug/panic" => Route::Panic,
+            "/debug/worker-panic" => Route::WorkerPanic,
             "/bench/engine" => Route::EngineBench,
             "/bench/frames" => {
                 let n = query.split('&').find_map(|kv| kv.strip_prefix("n=")).and_then(|v| v.parse().ok());

@@ -1,90 +1,34 @@
-//! The web crate's logic in a real browser (headless Chromium via wasm-bindgen-test):
-//! recipes from URLs, the player's rewinding and replay, layout and drawing on a canvas.
+//! The page's logic in a real browser (headless Chromium via wasm-bindgen-test): routes and
+//! mirrored recipes, layout and drawing on a canvas (of frames from real runs).
 
-use faultline_core::{ActionKind, Fault, Time, MICROS_PER_S};
+use faultline_core::{ActionKind, Time, MICROS_PER_S};
+use faultline_engine::player::Player;
 use faultline_scenarios::ALL;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
 use web::canvas::{self, Theme};
-use web::player::Player;
 use web::route::Route;
-use web::scenario::{href, load};
+use web::scenario::{href, read_query};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
 #[wasm_bindgen_test]
-fn routes_and_recipes_load_for_every_scenario() {
+fn routes_and_mirrored_recipes_round_trip_for_every_scenario() {
     for spec in ALL {
-        let (s, recipe, problems) = load(spec.id(), "seed=5").expect("loads");
-        assert_eq!(s.id(), spec.id());
-        assert!(problems.is_empty());
-        assert_eq!(recipe.seed, 5);
+        let recipe = spec.default_recipe(5);
         let h = href(spec, &recipe);
         match Route::parse(&h) {
             Route::Scenario { id, query } => {
                 assert_eq!(id, spec.id());
-                assert_eq!(load(&id, &query).unwrap().1, recipe, "{h}");
+                assert_eq!(read_query(spec, &query), recipe, "{h}");
             }
             other => panic!("{h} parsed as {other:?}"),
         }
     }
-    assert!(load("nope", "").is_err());
-    let (_, _, problems) = load(ALL[0].id(), "seed=x&bogus=1").unwrap();
-    assert_eq!(problems.len(), 2);
     assert_eq!(Route::parse("#/bench/engine"), Route::EngineBench);
+    assert_eq!(Route::parse("#/debug/worker-panic"), Route::WorkerPanic);
     assert_eq!(Route::parse("#/bench/frames?n=1000"), Route::FramesBench(1000));
     assert_eq!(Route::parse("#/bench/frames?n=999999999"), Route::FramesBench(100_000));
-}
-
-#[wasm_bindgen_test]
-fn rewinding_and_stepping_back_reproduce_the_run() {
-    for spec in ALL {
-        let (mut p, _) = Player::new(spec, &spec.default_recipe(9));
-        p.advance(Time::from_secs(3), || true);
-        let at_3s = p.run.trace().hash();
-        let events = p.run.events();
-        p.advance(Time::from_secs(5), || true);
-        p.seek(Time::from_secs(3));
-        assert_eq!(p.run.trace().hash(), at_3s, "{}: seek back", spec.id());
-        p.step();
-        p.step_back();
-        assert_eq!(p.run.events(), events, "{}: step back", spec.id());
-        assert_eq!(p.run.trace().hash(), at_3s, "{}: step back hash", spec.id());
-    }
-}
-
-#[wasm_bindgen_test]
-fn advancing_says_whether_the_budget_ran_out() {
-    let mut stopped_early = 0;
-    for spec in ALL {
-        let (mut p, _) = Player::new(spec, &spec.default_recipe(2));
-        // No time left after the first chunk of events: it stops short and says so, unless
-        // the whole second fitted in that chunk.
-        let reached = p.advance(Time::from_secs(1), || false);
-        assert_eq!(reached, p.now() >= Time::from_secs(1), "{}", spec.id());
-        stopped_early += usize::from(!reached);
-        assert!(p.advance(Time::from_secs(2), || true), "{}", spec.id());
-        assert_eq!(p.now(), Time::from_secs(2), "{}", spec.id());
-    }
-    assert!(stopped_early > 0, "some scenario has more than a chunk of events in its first second");
-}
-
-#[wasm_bindgen_test]
-fn live_actions_replay_from_the_link() {
-    for spec in ALL {
-        let (mut live, _) = Player::new(spec, &spec.default_recipe(4));
-        live.advance(Time::from_ms(1_500), || true);
-        live.inject(ActionKind::Fault(Fault::Crash { node: 0 })).expect("valid");
-        live.advance(Time::from_secs(4), || true);
-        live.seek(Time::from_secs(1)); // rewinding keeps the action
-        live.advance(Time::from_secs(4), || true);
-        let link = href(spec, live.recipe());
-        let Route::Scenario { id, query } = Route::parse(&link) else { panic!("{link}") };
-        let (s, recipe, _) = load(&id, &query).unwrap();
-        let (mut replay, _) = Player::new(s, &recipe);
-        replay.advance(Time::from_secs(4), || true);
-        assert_eq!(live.run.trace().hash(), replay.run.trace().hash(), "{}: {link}", spec.id());
-    }
 }
 
 fn test_canvas() -> web_sys::HtmlCanvasElement {

@@ -2,15 +2,15 @@
 //! frames of at most 40 ms of simulation, as the page gives a run that cannot keep up
 //! (how many times real time that plays); then the rest of the run in one go, keeping the
 //! trace throughout (the checkpoints kept as the page keeps them, weighed with a real
-//! clock), then jumps back and forth. `cargo run --release -p web --example player_cost -- '<recipe query>'
+//! clock), then jumps back and forth. `cargo run --release -p faultline-engine --example player_cost -- '<recipe query>'
 //! [seconds to jump to…]`; by default every recipe of `faultline_scenarios::AT_SCALE`,
 //! jumping to 5 s before the end, then the middle, then 2 s before the end. A profiling
 //! aid, not a test.
 
 use faultline_core::{Recipe, Time, MICROS_PER_S};
+use faultline_engine::player::Player;
 use std::sync::OnceLock;
 use std::time::Instant;
-use web::player::Player;
 
 fn wall_ms() -> f64 {
     static START: OnceLock<Instant> = OnceLock::new();

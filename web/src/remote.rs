@@ -1,0 +1,130 @@
+//! The page's connection to its simulation worker: starts it, posts commands, hands each reply (or failure) to the page.
+
+use faultline_protocol::{Command, Reply};
+use std::cell::Cell;
+use std::rc::Rc;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{ErrorEvent, Event, MessageEvent, Worker, WorkerOptions, WorkerType};
+
+/// How long a worker may take to say it is ready before the page gives up on it.
+const READY_TIMEOUT_MS: i32 = 20_000;
+
+/// The worker module that carries every scenario (the engine bench).
+pub const ALL_WORKER_URL: &str = "./sim-all_loader.js";
+
+/// The worker module of one scenario (see `web/engine/src/bin`): a scenario page downloads
+/// its own scenario's code only.
+pub fn worker_url(id: &str) -> String {
+    format!("./sim-{id}_loader.js")
+}
+
+/// A running worker. Dropping it terminates the worker (and frees its memory).
+pub struct Conn {
+    worker: Worker,
+    sent: Cell<u64>,
+    _on_message: Closure<dyn Fn(MessageEvent)>,
+    _on_error: Closure<dyn Fn(Event)>,
+    _on_bad: Closure<dyn Fn(MessageEvent)>,
+}
+
+/// What the worker said, or why it can say nothing more.
+pub enum Heard {
+    Reply(Reply),
+    /// It failed to load, crashed (a panic's message arrives here, not as a reply) or sent
+    /// something unreadable: the page shows the error panel with the recipe.
+    Failed(String),
+}
+
+impl Conn {
+    /// Starts the worker at `url`; `on` hears every reply and every failure.
+    pub fn start(url: &str, on: impl Fn(Heard) + Clone + 'static) -> Result<Conn, String> {
+        let options = WorkerOptions::new();
+        options.set_type(WorkerType::Module);
+        let worker = Worker::new_with_options(url, &options)
+            .map_err(|e| format!("This browser cannot start the simulator (a module Web Worker): {e:?}"))?;
+        let ready = Rc::new(Cell::new(false));
+        // A panic in the worker posts its message, then traps: the page hears both, the
+        // trap ("unreachable") sometimes first. The message says what went wrong.
+        let reported = Rc::new(Cell::new(false));
+        let (heard, is_ready, told) = (on.clone(), ready.clone(), reported.clone());
+        let on_message = Closure::<dyn Fn(MessageEvent)>::new(move |ev: MessageEvent| {
+            let bytes = js_sys::Uint8Array::new(&ev.data()).to_vec();
+            match Reply::decode(&bytes) {
+                Ok(Reply::Error { fatal: true, message }) => {
+                    told.set(true);
+                    heard(Heard::Failed(message))
+                }
+                Ok(reply) => {
+                    if matches!(reply, Reply::Ready { .. }) {
+                        is_ready.set(true);
+                    }
+                    heard(Heard::Reply(reply))
+                }
+                Err(e) => heard(Heard::Failed(e.to_string())),
+            }
+        });
+        let heard = on.clone();
+        // A script error is an `ErrorEvent`; a module that fails to load, a plain `Event`.
+        let on_error = Closure::<dyn Fn(Event)>::new(move |ev: Event| {
+            let what = ev.dyn_ref::<ErrorEvent>().map(ErrorEvent::message).unwrap_or_default();
+            let what = if what.is_empty() { "its code failed to load, or it stopped".to_string() } else { what };
+            let (heard, told) = (heard.clone(), reported.clone());
+            // Give a panic's own message, posted just before the trap, the time to arrive.
+            let later = Closure::once_into_js(move || {
+                if !told.get() {
+                    heard(Heard::Failed(format!("The simulator stopped: {what}")))
+                }
+            });
+            if let Some(w) = web_sys::window() {
+                let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(later.unchecked_ref(), 100);
+            }
+        });
+        let heard = on.clone();
+        let on_bad = Closure::<dyn Fn(MessageEvent)>::new(move |_: MessageEvent| {
+            heard(Heard::Failed("The simulator sent a message this page cannot read.".into()))
+        });
+        worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        worker.set_onmessageerror(Some(on_bad.as_ref().unchecked_ref()));
+        let watchdog = Closure::once_into_js(move || {
+            if !ready.get() {
+                on(Heard::Failed("The simulator did not start within 20 seconds.".into()))
+            }
+        });
+        if let Some(w) = web_sys::window() {
+            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(watchdog.unchecked_ref(), READY_TIMEOUT_MS);
+        }
+        Ok(Conn { worker, sent: Cell::new(0), _on_message: on_message, _on_error: on_error, _on_bad: on_bad })
+    }
+
+    /// Posts `cmd` as one transferred buffer.
+    pub fn post(&self, cmd: &Command) {
+        let bytes = js_sys::Uint8Array::from(&cmd.encode()[..]);
+        let buffer = bytes.buffer();
+        if self.worker.post_message_with_transfer(&buffer, &js_sys::Array::of1(&buffer)).is_ok() {
+            self.sent.set(self.sent.get() + 1);
+        }
+    }
+
+    /// How many commands were posted: a status the worker made before handling them all
+    /// may be stale about what they changed (playing, seeking).
+    pub fn sent(&self) -> u64 {
+        self.sent.get()
+    }
+}
+
+impl Conn {
+    /// Stops the worker from inside one of its own handlers (a crash it reported): its
+    /// closures are running, so they are leaked rather than freed under their own feet.
+    pub fn stop(self) {
+        self.worker.terminate();
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.worker.terminate();
+    }
+}
