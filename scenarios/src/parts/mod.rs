@@ -3,6 +3,7 @@
 
 pub mod arrivals;
 pub mod breaker;
+pub mod cache;
 pub mod calls;
 pub mod degraded;
 pub mod lease;
