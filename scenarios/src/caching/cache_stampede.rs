@@ -4,9 +4,9 @@
 //! origin at once, unless the instances coalesce, lock, spread or refresh ahead.
 
 use crate::parts::arrivals::{OpenLoop, Zipf};
+use crate::parts::cache::{jittered_ttl_us, xfetch, GetOrLock, Lookup, TtlCache};
 use crate::parts::degraded::FaultWindow;
 use crate::parts::station::{Service, Slot, Station};
-use crate::parts::store::Store;
 use crate::parts::table::KeyTable;
 use crate::parts::waiters::WaiterLists;
 use faultline_core::*;
@@ -207,15 +207,8 @@ pub struct Instance {
     waited_behind_stale: u64,
 }
 
-#[derive(Clone, Debug, Default)]
-pub struct Cache {
-    /// Values with their cost, fresh until the time given, then kept (stale) for the stale window.
-    values: Store<u32, (Time, u32)>,
-    /// Load locks, `SET key instance NX PX ttl`, released by version.
-    locks: Store<u32, NodeId>,
-    /// Restarts so far: a restart forgets every lock, so a lock promises one loader per key per epoch.
-    epoch: u32,
-}
+/// Values with their cost (XFetch's δ), and load locks held by instances.
+pub type Cache = TtlCache<u32, u32, NodeId>;
 
 /// A load at the origin: for whom, which key, the lock epoch and the reader it is for.
 type Job = (NodeId, u32, u32, Option<Reader>);
@@ -224,13 +217,6 @@ type Job = (NodeId, u32, u32, Option<Reader>);
 pub struct Origin {
     conns: Station<Job>,
     peak: i64,
-}
-
-/// XFetch (Vattani, Chierichetti & Lowenstein, "Optimal probabilistic cache stampede prevention",
-/// VLDB 2015): recompute early when `now − δ·β·ln(u) ≥ expiry`, u uniform in (0, 1), that is
-/// when δ·β·(−ln u) ≥ the time left — with probability e^(−left / (δβ)) at each read.
-fn xfetch(delta_us: u32, beta: f64, ttl_left: u32, u: f64) -> bool {
-    delta_us as f64 * beta * -libm::log(u) >= ttl_left as f64
 }
 
 fn sim(setup: &Setup) -> Sim<Cs> {
@@ -294,7 +280,7 @@ impl Node for Cs {
             (Cs::Instance(i), Msg::Hit { key, ttl_left, cost, reader }) => {
                 let beta = ctx.param("beta_pct") as f64 / 100.0;
                 let early = i.strategy == EarlyRefresh && !i.flights.contains_key(key);
-                let early = early && xfetch(cost, beta, ttl_left, ctx.rng().unit_open());
+                let early = early && xfetch(cost as Micros, beta, ttl_left as Micros, ctx.rng().unit_open());
                 i.found(key, reader, early, ctx);
             }
             (Cs::Instance(i), Msg::Stale { key, reader }) if i.strategy == Swr => i.found(key, reader, true, ctx),
@@ -307,21 +293,16 @@ impl Node for Cs {
             (Cs::Instance(i), Msg::Locked { key, lock, epoch }) => i.load(key, lock, epoch, ctx),
             (Cs::Instance(_), Msg::LockBusy { key }) => _ = ctx.set_timer(POLL, Timer::Poll { key }),
             (Cs::Instance(i), Msg::Loaded { key, cost, reader }) => i.loaded(key, cost, reader, ctx),
-            (Cs::Cache(c), Msg::Get { key, reader }) => ctx.send(from, c.lookup(key, reader, now)),
+            (Cs::Cache(c), Msg::Get { key, reader }) => ctx.send(from, found(c.get(&key, now), key, reader)),
             (Cs::Cache(c), Msg::Set { key, ttl, stale, cost, lock }) => {
-                c.values.put_ttl(key, (now.plus(ttl as u64), cost), now, (ttl + stale) as u64);
-                // Compare-and-delete: a lock that expired and went to another loader is not ours to remove.
-                let _ = c.locks.cas_delete(&key, lock, now);
+                c.set(key, cost, now, ttl as Micros, stale as Micros, lock)
             }
-            // Get-or-lock in one step (a script): a value set since the miss is answered, not loaded
-            // again (checked before locking, it would let a second loader in once the first is done).
+            // Get-or-lock in one step, as a script: a value set since the miss is answered, not loaded again.
             (Cs::Cache(c), Msg::Lock { key, ttl }) => {
-                let reply = match c.lookup(key, None, now) {
-                    hit @ Msg::Hit { .. } => hit,
-                    _ => match c.locks.cas_ttl(key, 0, from, now, ttl) {
-                        Ok(lock) => Msg::Locked { key, lock, epoch: c.epoch },
-                        Err(_) => Msg::LockBusy { key },
-                    },
+                let reply = match c.get_or_lock(key, from, now, ttl) {
+                    GetOrLock::Fresh { value, left_us } => found(Lookup::Fresh { value: &value, left_us }, key, None),
+                    GetOrLock::Locked { lock, epoch } => Msg::Locked { key, lock, epoch },
+                    GetOrLock::Busy => Msg::LockBusy { key },
                 };
                 ctx.send(from, reply);
             }
@@ -373,7 +354,7 @@ impl Node for Cs {
                 o.conns.set_slowdown_pct(value.max(1) as u32 * 100)
             }
             (Cs::Cache(c), Control::Custom { id: "cache-restart", .. }) => {
-                ctx.note(format!("cache restarted: {} values and {} locks lost", c.values.stored(), c.locks.stored()));
+                ctx.note(format!("cache restarted: {} values and {} locks lost", c.values_stored(), c.locks_stored()));
                 c.restart();
             }
             _ => {} // the other parameters are read where they are used (`ctx.param`)
@@ -388,8 +369,8 @@ impl Node for Cs {
                 .gauge("loads", i.flights.len() as i64, 10)
                 .badge_if(!i.active, "idle", Tone::Neutral),
             Cs::Cache(c) => NodeView::new(NodeKind::Cache, 2, "cache")
-                .gauge("values", c.values.stored() as i64, 200)
-                .gauge("locks", c.locks.stored() as i64, 10),
+                .gauge("values", c.values_stored() as i64, 200)
+                .gauge("locks", c.locks_stored() as i64, 10),
             Cs::Origin(o) => NodeView::new(NodeKind::Database, 3, "origin")
                 .gauge("connections busy", o.conns.busy() as i64, o.conns.servers() as i64)
                 .gauge("queued", o.conns.queue_len() as i64, 100)
@@ -450,9 +431,9 @@ impl Instance {
     }
 
     fn loaded(&mut self, key: u32, cost: u32, reader: Option<Reader>, ctx: &mut Ctx<Cs>) {
-        let (mut ttl, spread) = (ms(ctx, "ttl_ms"), ctx.param("jitter_pct") as u64);
+        let mut ttl = ms(ctx, "ttl_ms");
         if self.strategy == Jittered {
-            ttl = ttl - ttl * spread / 100 + ctx.rng().range(0, 2 * ttl * spread / 100);
+            ttl = jittered_ttl_us(ttl, ctx.param("jitter_pct") as u64, ctx.rng());
         }
         let stale = if self.strategy == Swr { ms(ctx, "stale_ms") } else { 0 };
         let lock = match reader.map_or_else(|| self.flights.remove(key), |_| None) {
@@ -473,21 +454,12 @@ impl Instance {
     }
 }
 
-impl Cache {
-    fn lookup(&self, key: u32, reader: Option<Reader>, now: Time) -> Msg {
-        match self.values.entry(&key, now).map(|e| &e.value) {
-            Some(&(fresh_until, cost)) if now < fresh_until => {
-                Msg::Hit { key, ttl_left: fresh_until.since(now) as u32, cost, reader }
-            }
-            Some(_) => Msg::Stale { key, reader },
-            None => Msg::Miss { key, reader },
-        }
-    }
-
-    fn restart(&mut self) {
-        self.values.clear();
-        self.locks.clear();
-        self.epoch += 1;
+/// The cache's answer to a lookup of `key`, for the one reader or everyone waiting on the key.
+fn found(lookup: Lookup<u32>, key: u32, reader: Option<Reader>) -> Msg {
+    match lookup {
+        Lookup::Fresh { value: &cost, left_us } => Msg::Hit { key, ttl_left: left_us as u32, cost, reader },
+        Lookup::Stale(_) => Msg::Stale { key, reader },
+        Lookup::Miss => Msg::Miss { key, reader },
     }
 }
 
@@ -563,51 +535,6 @@ mod tests {
         // At scale 1.5 million messages a simulated second go through the event queue: at 48
         // bytes (an `Option<(NodeId, Time)>` reader) the run was 15–20% slower.
         assert_eq!(std::mem::size_of::<Msg>(), 32);
-    }
-
-    #[test]
-    fn xfetch_refreshes_with_probability_exp_of_minus_time_left_over_delta_beta() {
-        // Vattani et al. 2015: refresh when now − δβ·ln(u) ≥ expiry, i.e. with probability
-        // e^(−left/(δβ)). n = 200,000 draws a point: the standard error of a frequency p is
-        // √(p(1−p)/n) ≤ 0.0011, so 5 standard errors (plus rounding of the µs) is the tolerance.
-        let mut rng = Rng::new(7);
-        let n = 200_000;
-        for (delta, beta) in [(40_000u32, 1.0), (40_000, 2.0), (5_000, 0.5)] {
-            for x in [0.05, 0.5, 1.0, 2.0, 4.0] {
-                let left = (x * delta as f64 * beta) as u32;
-                let hits = (0..n).filter(|_| xfetch(delta, beta, left, rng.unit_open())).count() as f64;
-                let (got, p) = (hits / n as f64, libm::exp(-x));
-                let tol = 5.0 * libm::sqrt(p * (1.0 - p) / n as f64) + 1e-4;
-                assert!((got - p).abs() < tol, "δ={delta} β={beta} left/(δβ)={x}: refreshed {got:.4}, theory {p:.4}");
-            }
-        }
-    }
-
-    #[test]
-    fn xfetch_refreshes_a_gumbel_distributed_lead_before_expiry() {
-        // Poisson reads at λ/s, each refreshing with probability e^(−t/(δβ)) at t before expiry:
-        // the first refresh comes L before expiry with P(L ≤ t) = exp(−λδβ·e^(−t/(δβ))) — a
-        // Gumbel law (location δβ·ln(λδβ), scale δβ) — so E[L] = δβ(ln(λδβ) + γ) and
-        // sd(L) = πδβ/√6. λ = 400/s (the hot key), δ = 40 ms, β = 1: E[L] = 134 ms, sd 51 ms;
-        // 20,000 expiries give a standard error of 0.36 ms: ±2% is > 7 standard errors.
-        let (lambda, delta, beta) = (400.0, 40_000u32, 1.0);
-        let mut rng = Rng::new(3);
-        let trials = 20_000;
-        let mut total = 0.0;
-        for _ in 0..trials {
-            let mut left = 1_000_000.0; // reads from 1 s before expiry (P(L > 1 s) ≈ 10⁻⁹)
-            loop {
-                left -= rng.exponential(1e6 / lambda);
-                if left <= 0.0 || xfetch(delta, beta, left as u32, rng.unit_open()) {
-                    break;
-                }
-            }
-            total += left.max(0.0);
-        }
-        let db = delta as f64 * beta;
-        let want = db * (libm::log(lambda * db / 1e6) + 0.577_215_664_9);
-        let mean = total / trials as f64;
-        assert!((mean - want).abs() < 0.02 * want, "mean lead {mean:.0} µs, Gumbel {want:.0} µs");
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! against what the literature says. A scenario composes them and keeps only its lesson.
 
 pub mod arrivals;
+pub mod breaker;
+pub mod cache;
 pub mod calls;
 pub mod degraded;
 pub mod lease;
@@ -13,6 +15,30 @@ pub mod store;
 pub mod table;
 pub mod waiters;
 pub mod window;
+
+/// For the parts' own tests: a node run alone in a kernel.
+#[cfg(test)]
+pub(crate) mod testing {
+    use faultline_core::{Link, Node, Recipe, Run, ScenarioSpec, Setup, Sim, Time};
+
+    /// Just enough of a scenario for the kernel to run one node.
+    static SPEC: ScenarioSpec = ScenarioSpec::bare("parts-test", build);
+
+    fn build(_: &Setup) -> Box<dyn Run> {
+        panic!("the tests build their runs themselves")
+    }
+
+    /// Runs `node`, alone, from time 0 to `until` with the run's generator seeded by `seed`,
+    /// and returns it as it is then.
+    pub fn run_alone<N: Node>(node: N, seed: u64, until: Time) -> N {
+        let setup = Setup { spec: &SPEC, recipe: Recipe::new("parts-test", "only", seed) };
+        let mut sim: Sim<N> = Sim::new(&setup, Link::local());
+        sim.keep_trace(false);
+        sim.add_node(node);
+        sim.run_until(until, u64::MAX);
+        sim.nodes()[0].clone()
+    }
+}
 
 #[cfg(test)]
 mod tests {

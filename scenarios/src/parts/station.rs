@@ -472,25 +472,8 @@ impl<J> Station<J> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use faultline_core::{
-        Label, Link, NodeKind, NodeView, Recipe, Run, ScenarioSpec, Setup, Sim, MICROS_PER_MS, MICROS_PER_S,
-    };
-
-    /// Just enough of a scenario for the kernel to run one station node.
-    static SPEC: ScenarioSpec = ScenarioSpec::bare("station-test", build);
-
-    fn build(_: &Setup) -> Box<dyn Run> {
-        panic!("the tests build their runs themselves")
-    }
-
-    fn run<N: Node>(node: N, seed: u64, until: Time) -> N {
-        let setup = Setup { spec: &SPEC, recipe: Recipe::new("station-test", "only", seed) };
-        let mut sim: Sim<N> = Sim::new(&setup, Link::local());
-        sim.keep_trace(false);
-        sim.add_node(node);
-        sim.run_until(until, u64::MAX);
-        sim.nodes()[0].clone()
-    }
+    use crate::parts::testing::run_alone as run;
+    use faultline_core::{Label, NodeKind, NodeView, MICROS_PER_MS, MICROS_PER_S};
 
     #[derive(Clone, Debug)]
     enum Msg {}

@@ -8,10 +8,10 @@
 //! service refuses even the work that never needed the downstream.
 
 use crate::parts::arrivals::OpenLoop;
+use crate::parts::breaker::{Admit, Breaker, Judged, Phase, Tuning};
 use crate::parts::calls::{CallId, Calls};
 use crate::parts::degraded::{FaultWindow, Health};
 use crate::parts::station::Service as ServiceTime;
-use crate::parts::window::SlidingCounter;
 use faultline_core::*;
 
 // A table, one entry to a line or two: rustfmt would give every argument a line of its own.
@@ -119,7 +119,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
     layout: Layout::Tiers,
     default_until: 30 * MICROS_PER_S,
     sample_every: 250 * MICROS_PER_MS,
-    build,
+    build: |setup| Box::new(model(setup)),
 };
 
 const SERVICE: NodeId = 0;
@@ -155,15 +155,6 @@ pub enum Timer {
     HalfOpen,
 }
 
-/// The breaker: closed; open, refusing every call until its half-open timer fires; half-open,
-/// letting `probes` trial calls through (how many went out; how many came back failed, good).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
-    Closed,
-    Open(TimerId),
-    HalfOpen { sent: u64, back: [u64; 2] },
-}
-
 #[derive(Clone, Debug, Holds)]
 pub enum Cb {
     Client(Client),
@@ -177,39 +168,6 @@ pub struct Client {
     arrivals: OpenLoop,
 }
 
-/// The pool's and the breaker's settings in force: live, all read again when a parameter is set.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Settings {
-    pool: u64,
-    timeout: Micros,
-    threshold_pct: u64,
-    window: Micros,
-    min_requests: u64,
-    open: Micros,
-    probes: u64,
-}
-
-impl Settings {
-    fn read(param: impl Fn(&str) -> i64) -> Settings {
-        let (n, ms) = (|id: &str| param(id) as u64, |id: &str| param(id) as u64 * MICROS_PER_MS);
-        Settings {
-            pool: n("pool"),
-            timeout: ms("call_timeout_ms"),
-            threshold_pct: n("threshold_pct"),
-            window: ms("window_ms"),
-            min_requests: n("min_requests"),
-            open: ms("open_ms"),
-            probes: n("probes"),
-        }
-    }
-}
-
-/// The closed breaker's rolling window: failures and successes, each a sliding-window counter
-/// (this window's count plus the last one's, weighted by how much of it is still in the window).
-fn window(len: Micros) -> [SlidingCounter; 2] {
-    [SlidingCounter::new(len), SlidingCounter::new(len)]
-}
-
 /// What a call to the downstream remembers: who to answer, when they sent, whether it is a probe.
 #[derive(Clone, Debug)]
 struct Job {
@@ -220,21 +178,21 @@ struct Job {
 
 #[derive(Clone, Debug)]
 pub struct Service {
-    /// The strategy: a breaker or not, and a fallback behind it or not.
-    breaker: bool,
+    /// The strategy: calls go through the breaker or not, and a fallback stands behind it or not.
+    breaks: bool,
     fallback: bool,
-    cfg: Settings,
-    state: State,
-    window: [SlidingCounter; 2],
+    breaker: Breaker,
+    /// The pool's size and the call timeout in force (the breaker keeps its own settings).
+    pool: u64,
+    timeout: Micros,
     /// Requests waiting on the downstream: each holds a worker until answered or timed out.
     calls: Calls<Job>,
     /// Workers busy with local work.
     local: u64,
     /// Whether a good answer has been seen, for the fallback to serve (in memory: a crash loses it).
     cached: bool,
-    /// For the checks: the latest open period's length, and the true time from which the
-    /// service runs under its present strategy and settings with no call left from earlier ones.
-    open_for: Micros,
+    /// For the checks: the true time from which the service runs under its present strategy
+    /// and settings with no call left from earlier ones.
     settled: Time,
 }
 
@@ -242,35 +200,40 @@ pub struct Service {
 pub struct Downstream {
     outage: bool,
     slow: Health,
-    /// For the checks, in true time: since when it has been unhealthy (or healthy again), and
-    /// (second, calls received in it) while unhealthy.
-    sick_since: Option<Time>,
-    healthy_since: Time,
-    this_second: (u64, u64),
+    /// For the checks: when it last fell sick or healed (true time).
+    changed: Time,
 }
 
-fn build(setup: &Setup) -> Box<dyn Run> {
-    Box::new(model(setup))
+fn ms(param: i64) -> Micros {
+    param as Micros * MICROS_PER_MS
+}
+
+/// The breaker's settings, from the parameters: live, read again whenever one is set.
+fn tuning(param: impl Fn(&str) -> i64) -> Tuning {
+    Tuning {
+        threshold_pct: param("threshold_pct") as u64,
+        window_us: ms(param("window_ms")),
+        min_requests: param("min_requests") as u64,
+        open_us: ms(param("open_ms")),
+        probes: param("probes") as u64,
+    }
 }
 
 fn model(setup: &Setup) -> Sim<Cb> {
     let mut sim: Sim<Cb> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 1_000, hi: 5_000 }));
-    let cfg = Settings::read(|id| setup.param(id));
     let service = Service {
-        breaker: setup.strategy() != "none",
+        breaks: setup.strategy() != "none",
         fallback: setup.strategy() == "breaker-fallback",
-        window: window(cfg.window),
-        cfg,
-        state: State::Closed,
+        breaker: Breaker::new(tuning(|id| setup.param(id))),
+        pool: setup.param("pool") as u64,
+        timeout: ms(setup.param("call_timeout_ms")),
         calls: Calls::new("call_latency_us").counting_late("late_answers"),
         local: 0,
         cached: false,
-        open_for: 0,
         settled: Time::ZERO,
     };
     assert_eq!(sim.add_node(Cb::Service(service)), SERVICE);
-    let (sick_since, healthy_since, this_second) = (None, Time::ZERO, (0, 0));
-    let downstream = Downstream { outage: false, slow: Health::Up, sick_since, healthy_since, this_second };
+    let downstream = Downstream { outage: false, slow: Health::Up, changed: Time::ZERO };
     assert_eq!(sim.add_node(Cb::Downstream(downstream)), DOWNSTREAM);
     sim.net().set_link(SERVICE, DOWNSTREAM, Link::with_latency(Latency::Uniform { lo: 500, hi: 1_500 }));
     let clients = setup.param("clients");
@@ -285,12 +248,16 @@ fn model(setup: &Setup) -> Sim<Cb> {
     // has run under them: a setting changed mid-run is not held against what came before.
     sim.check("downstream-spared", |w| {
         let (s, d) = (w.node::<Service>(SERVICE), w.node::<Downstream>(DOWNSTREAM));
-        let Some(sick) = d.sick_since else { return Ok(()) };
-        let judged_from = sick.max(s.settled).plus(s.cfg.window + MICROS_PER_S).micros() / MICROS_PER_S + 1;
-        // Probes per open period, open periods a second, and the pool's worth of calls under way.
-        let allowance = s.cfg.probes * MICROS_PER_S.div_ceil(s.cfg.open) + s.cfg.pool;
-        match d.this_second {
-            (second, n) if second >= judged_from && n > allowance => {
+        if d.health().is_up() {
+            return Ok(());
+        }
+        // Seconds wholly after the window (and a second) had time to notice; the downstream
+        // counts its calls in each second (true time) while sick.
+        let noticed = d.changed.max(s.settled).plus(s.breaker.tuning().window_us + MICROS_PER_S);
+        // Probes an open breaker lets through, and the pool's worth of calls under way.
+        let allowance = s.breaker.tuning().probes_per_s() + s.pool;
+        match w.tallied.iter().find(|t| t.0 == "sick_calls") {
+            Some(&(_, second, n)) if second > noticed.micros() / MICROS_PER_S && n as u64 > allowance => {
                 Err(format!("the downstream got {n} calls in second {second} while sick (allowance {allowance})"))
             }
             _ => Ok(()),
@@ -298,11 +265,10 @@ fn model(setup: &Setup) -> Sim<Cb> {
     });
     sim.check("recloses", |w| {
         let (s, d) = (w.node::<Service>(SERVICE), w.node::<Downstream>(DOWNSTREAM));
-        // The open period under way (or a probe sent while sick, failing at its timeout), one
-        // more if the probes fail, and a second.
-        let bound = s.open_for.max(s.cfg.timeout) + s.cfg.open + MICROS_PER_S;
-        let late = w.now.since(d.healthy_since.max(s.settled)) > bound;
-        if d.sick_since.is_none() && s.state != State::Closed && late {
+        // The breaker's own bound, and a second for the probes to come back.
+        let bound = s.breaker.closes_within_us(s.timeout) + MICROS_PER_S;
+        let late = w.now.since(d.changed.max(s.settled)) > bound;
+        if d.health().is_up() && s.breaker.phase() != Phase::Closed && late {
             Err(format!("still not closed {:.1} s after the downstream healed", bound as f64 / 1e6))
         } else {
             Ok(())
@@ -354,10 +320,8 @@ impl Node for Cb {
                 ctx.send(client, Msg::Served(sent));
                 s.publish(ctx);
             }
-            // Set when the breaker opens, cancelled when it is switched off: it is open.
             (Cb::Service(s), Timer::HalfOpen) => {
-                s.state = State::HalfOpen { sent: 0, back: [0, 0] };
-                ctx.note("breaker half-open: letting probes through");
+                s.breaker.half_open(ctx);
                 s.publish(ctx);
             }
             (_, other) => ctx.unhandled(&other),
@@ -369,7 +333,7 @@ impl Node for Cb {
             // All in memory: the calls and local work under way, the breaker, the cached answer.
             let lost = s.calls.clear(ctx).len() as u64 + std::mem::take(&mut s.local);
             ctx.note(format!("{lost} requests in progress lost"));
-            s.close(ctx);
+            s.breaker.reset(ctx);
             s.cached = false;
         }
     }
@@ -383,26 +347,16 @@ impl Node for Cb {
             }
             (Cb::Service(s), Control::Strategy(id)) => {
                 s.settle(ctx);
-                (s.breaker, s.fallback) = (id != "none", id == "breaker-fallback");
-                if !s.breaker {
-                    s.close(ctx);
+                (s.breaks, s.fallback) = (id != "none", id == "breaker-fallback");
+                if !s.breaks {
+                    s.breaker.reset(ctx);
                 }
                 s.publish(ctx);
             }
-            (Cb::Service(s), Control::Param { .. }) => {
-                let cfg = Settings::read(|id| ctx.param(id));
-                if cfg != s.cfg {
-                    s.settle(ctx);
-                    if cfg.window != s.cfg.window {
-                        s.window = window(cfg.window);
-                    }
-                    s.cfg = cfg;
-                }
-            }
+            (Cb::Service(s), Control::Param { .. }) => s.configure(ctx),
             (Cb::Downstream(d), Control::Custom { id: "outage", value }) => d.set(value == 1, d.slow, now),
             (Cb::Downstream(d), Control::Custom { id: "slowness", value }) => {
-                let slow = if value > 0 { Health::plus_us(value as u64 * MICROS_PER_MS) } else { Health::Up };
-                d.set(d.outage, slow, now);
+                d.set(d.outage, if value > 0 { Health::plus_us(ms(value)) } else { Health::Up }, now)
             }
             _ => {} // every node hears every change; each acts on its own
         }
@@ -412,10 +366,13 @@ impl Node for Cb {
         match self {
             Cb::Client(c) => NodeView::new(NodeKind::Client, 0, numbered("client", c.index as u64)),
             Cb::Service(s) => {
-                let (state, tone) = [("closed", Tone::Good), ("half-open", Tone::Warn), ("open", Tone::Bad)][s.code()];
-                NodeView::new(NodeKind::Service, 1, "service")
-                    .gauge("pool", s.busy() as i64, s.cfg.pool as i64)
-                    .badge_if(s.breaker, format!("breaker {state}"), tone)
+                let phase = s.breaker.phase();
+                let (state, tone) = (phase.name(), [Tone::Good, Tone::Warn, Tone::Bad][phase as usize]);
+                NodeView::new(NodeKind::Service, 1, "service").gauge("pool", s.busy() as i64, s.pool as i64).badge_if(
+                    s.breaks,
+                    format!("breaker {state}"),
+                    tone,
+                )
             }
             Cb::Downstream(d) => {
                 let tone = match d.health() {
@@ -434,44 +391,30 @@ impl Service {
         self.calls.len() as u64 + self.local
     }
 
-    /// The breaker's state as the chart shows it: 0 closed, 1 half-open, 2 open.
-    fn code(&self) -> usize {
-        match self.state {
-            State::Closed => 0,
-            State::HalfOpen { .. } => 1,
-            State::Open(_) => 2,
-        }
-    }
-
     fn publish(&self, ctx: &mut Ctx<Cb>) {
-        ctx.gauge("breaker_state", self.code() as i64);
+        ctx.gauge("breaker_state", self.breaker.phase() as i64);
         ctx.gauge("pool_busy", self.busy() as i64);
     }
 
     fn request(&mut self, client: NodeId, sent: Time, dependent: bool, ctx: &mut Ctx<Cb>) {
         ctx.count("requests", 1);
         // The breaker's verdict comes first: refusing takes no worker.
-        let probe = match (dependent && self.breaker, &mut self.state) {
-            (false, _) | (true, State::Closed) => false,
-            (true, State::HalfOpen { sent: out, .. }) if *out < self.cfg.probes => {
-                *out += 1;
-                true
-            }
-            (true, _) => {
-                ctx.count("short_circuited", 1);
-                return self.respond(client, sent, false, ctx);
-            }
-        };
-        if self.busy() >= self.cfg.pool {
+        let verdict = if dependent && self.breaks { self.breaker.admit() } else { Admit::Pass };
+        if verdict == Admit::Refuse {
+            ctx.count("short_circuited", 1);
+            return self.respond(client, sent, false, ctx);
+        }
+        if self.busy() >= self.pool {
             // Every worker is busy — in a slowdown, mostly waiting on the downstream: the cascade.
             ctx.count(if dependent { "dependent_refused" } else { "local_refused" }, 1);
-            if let (true, State::HalfOpen { sent: out, .. }) = (probe, &mut self.state) {
-                *out -= 1; // the probe never left: let another request be one
+            if verdict == Admit::Probe {
+                self.breaker.unprobe(); // the probe never left: let another request be one
             }
             return ctx.send(client, Msg::Unavailable(sent));
         }
         if dependent {
-            let id = self.calls.start(ctx, Job { client, sent, probe }, self.cfg.timeout, Timer::CallTimeout);
+            let job = Job { client, sent, probe: verdict == Admit::Probe };
+            let id = self.calls.start(ctx, job, self.timeout, Timer::CallTimeout);
             ctx.send(DOWNSTREAM, Msg::Call(id));
         } else {
             self.local += 1;
@@ -498,61 +441,26 @@ impl Service {
         let (Some(job), ok) = (job, answer == Some(true)) else { return };
         self.cached |= ok;
         self.respond(job.client, job.sent, ok, ctx);
-        if self.breaker {
-            self.judge(ok, job.probe, ctx);
+        if self.breaks && self.breaker.record(ok, job.probe, ctx, Timer::HalfOpen) == Some(Judged::Opened) {
+            ctx.count("trips", 1);
         }
         self.publish(ctx);
     }
 
-    /// Closed, the breaker opens once the window holds enough calls and the threshold's share
-    /// of them failed; half-open, once every probe is back, it closes unless that share failed.
-    fn judge(&mut self, ok: bool, probe: bool, ctx: &mut Ctx<Cb>) {
-        let (now, cfg) = (ctx.now(), self.cfg.clone());
-        let failing = |bad: u64, all: u64| bad * 100 >= cfg.threshold_pct * all;
-        // Some(true): close; Some(false): open (again).
-        let verdict = match &mut self.state {
-            State::Closed => {
-                self.window[ok as usize].hit(now, 1);
-                let [bad, good] = [0, 1].map(|i| self.window[i].count(now));
-                (good + bad >= cfg.min_requests && failing(bad, good + bad)).then_some(false)
-            }
-            State::HalfOpen { back, .. } if probe => {
-                back[ok as usize] += 1;
-                let [bad, good] = *back;
-                (good + bad >= cfg.probes).then_some(!failing(bad, good + bad))
-            }
-            // Open, or a call from before it opened: half-open judges only its probes.
-            _ => None,
-        };
-        match verdict {
-            Some(true) => {
-                ctx.note("probes succeeded: breaker closed");
-                self.close(ctx);
-            }
-            Some(false) => self.trip(ctx),
-            None => {}
+    /// Reads the pool's and the breaker's settings again; a change restarts the checks' clock.
+    fn configure(&mut self, ctx: &mut Ctx<Cb>) {
+        let (pool, timeout) = (ctx.param("pool") as u64, ms(ctx.param("call_timeout_ms")));
+        let tuning = tuning(|id| ctx.param(id));
+        if (pool, timeout, tuning) != (self.pool, self.timeout, *self.breaker.tuning()) {
+            self.settle(ctx);
+            (self.pool, self.timeout) = (pool, timeout);
+            self.breaker.set_tuning(tuning);
         }
-    }
-
-    fn trip(&mut self, ctx: &mut Ctx<Cb>) {
-        self.open_for = self.cfg.open;
-        self.state = State::Open(ctx.set_timer(self.cfg.open, Timer::HalfOpen));
-        ctx.note("breaker opened");
-        ctx.count("trips", 1);
-    }
-
-    /// Closed, with an empty window: probes came back good, the breaker was switched off or a
-    /// crash forgot it.
-    fn close(&mut self, ctx: &mut Ctx<Cb>) {
-        if let State::Open(half_open) = self.state {
-            ctx.cancel_timer(half_open);
-        }
-        (self.state, self.window) = (State::Closed, window(self.cfg.window));
     }
 
     /// The checks judge the breaker again once every call made before a change has ended.
     fn settle(&mut self, ctx: &Ctx<Cb>) {
-        self.settled = self.settled.max(ctx.truth().plus(self.cfg.timeout));
+        self.settled = self.settled.max(ctx.truth().plus(self.timeout));
     }
 }
 
@@ -568,21 +476,15 @@ impl Downstream {
     fn set(&mut self, outage: bool, slow: Health, now: Time) {
         let was_up = self.health().is_up();
         (self.outage, self.slow) = (outage, slow);
-        match (was_up, self.health().is_up()) {
-            (true, false) => (self.sick_since, self.this_second) = (Some(now), (now.micros() / MICROS_PER_S, 0)),
-            (false, true) => (self.sick_since, self.healthy_since) = (None, now),
-            _ => {}
+        if self.health().is_up() != was_up {
+            self.changed = now;
         }
     }
 
     fn call(&mut self, from: NodeId, id: CallId, ctx: &mut Ctx<Cb>) {
         ctx.count("downstream_calls", 1);
-        if self.sick_since.is_some() {
-            let second = ctx.truth().micros() / MICROS_PER_S;
-            self.this_second = match self.this_second {
-                (s, n) if s == second => (s, n + 1),
-                _ => (second, 1),
-            };
+        if !self.health().is_up() {
+            ctx.tally("sick_calls", ctx.truth().micros() / MICROS_PER_S, 1);
         }
         // Down: a quick error. Up or slow: after its (slowed) time, failing now and then anyway.
         let fails = ctx.rng().below(100) < ctx.param("error_pct") as u64;
@@ -684,7 +586,7 @@ mod tests {
             let probes = counter(&sim, "downstream_calls") - calls;
             assert!(probes <= 3 * 4, "seed {seed}: {probes} calls in 6 s of outage");
             sim.run_until(Time::from_secs(15), u64::MAX);
-            assert_eq!(sim.node::<Service>(SERVICE).state, State::Closed, "seed {seed}: closed 2 s after");
+            assert_eq!(sim.node::<Service>(SERVICE).breaker.phase(), Phase::Closed, "seed {seed}: closed 2 s after");
             assert!(sim.checks().iter().all(|c| c.violation.is_none()), "seed {seed}");
         }
     }
