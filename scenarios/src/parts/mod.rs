@@ -4,13 +4,16 @@
 pub mod arrivals;
 pub mod calls;
 pub mod degraded;
+pub mod gossip;
 pub mod lease;
 pub mod limit;
 pub mod queueing;
 pub mod retry;
 pub mod station;
 pub mod store;
+pub mod strategies;
 pub mod table;
+pub mod tally;
 pub mod waiters;
 pub mod window;
 
