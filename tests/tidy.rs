@@ -110,7 +110,7 @@ const MAX_SCENARIO_LINES: usize = 400;
 /// each may shrink, never grow, and leaves this list once it fits.
 const STILL_OVER: &[(&str, usize)] = &[
     ("caching/cache_stampede.rs", 518),
-    ("consistency/idempotent_payments.rs", 644),
+    ("consistency/idempotent_payments.rs", 551),
     ("resilience/circuit_breaker.rs", 598),
     ("traffic/backpressure.rs", 453),
     ("traffic/distributed_rate_limiter.rs", 506),

@@ -2,7 +2,9 @@
 //! against what the literature says. A scenario composes them and keeps only its lesson.
 
 pub mod arrivals;
+pub mod attempts;
 pub mod calls;
+pub mod claims;
 pub mod degraded;
 pub mod gossip;
 pub mod lease;
