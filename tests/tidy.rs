@@ -110,10 +110,10 @@ const MAX_SCENARIO_LINES: usize = 400;
 /// each may shrink, never grow, and leaves this list once it fits.
 const STILL_OVER: &[(&str, usize)] = &[
     ("caching/cache_stampede.rs", 490),
-    ("consistency/idempotent_payments.rs", 644),
+    ("consistency/idempotent_payments.rs", 551),
     ("resilience/circuit_breaker.rs", 500),
     ("traffic/backpressure.rs", 453),
-    ("traffic/distributed_rate_limiter.rs", 632),
+    ("traffic/distributed_rate_limiter.rs", 506),
 ];
 
 /// A file's lines before its `#[cfg(test)]` module.

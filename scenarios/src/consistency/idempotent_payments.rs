@@ -3,15 +3,18 @@
 //! Without an idempotency key — or with one kept in memory, or one that expires before the
 //! last retry — a lost response or a crash turns one payment into two charges.
 
-use crate::parts::arrivals::OpenLoop;
+use crate::parts::attempts::{Attempts, Next};
 use crate::parts::calls::{CallId, Calls};
+use crate::parts::claims::{Claim, Claims};
 use crate::parts::degraded::{FaultWindow, Health};
 use crate::parts::retry::{Jitter, RetryPolicy};
-use crate::parts::table::{KeyTable, Log};
-use crate::parts::waiters::Waiters;
+use crate::parts::strategies::strategies;
+use crate::parts::table::{KeyTable, Log, Sequence};
+use crate::parts::{arrivals::OpenLoop, waiters::Waiters};
 use faultline_core::*;
-use std::collections::BTreeSet;
 
+// A table, an entry a line: rustfmt would give every argument a line of its own.
+#[rustfmt::skip]
 pub static SPEC: ScenarioSpec = ScenarioSpec {
     info: Info {
         id: "idempotent-payments",
@@ -59,34 +62,23 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         ParamSpec::live("pay_per_s", "Payments per client", "per 10 s", 1..=1000, 5, "Poisson rate of new payments."),
         ParamSpec::setup("instances", "API instances", "", 1..=10, 3, "Each try goes to a random instance."),
         ParamSpec::live("double_click_pct", "Double clicks", "%", 0..=100, 5, "Payments sent twice, 20–80 ms apart."),
-        ParamSpec::live("timeout_ms", "Client timeout", "ms", 100..=60_000, 1500, "Then it drops the try and retries.")
-            .step(100),
+        ParamSpec::live("timeout_ms", "Client timeout", "ms", 100..=60_000, 1500, "Then it drops the try and retries.").step(100),
         ParamSpec::live("max_retries", "Client retries", "", 0..=20, 4, "Backoff 250 ms, doubling, equal jitter."),
         ParamSpec::live("provider_ms", "Provider latency", "ms", 1..=10_000, 120, "Mean time to charge (exponential)."),
-        ParamSpec::live("provider_timeout_ms", "Provider timeout", "ms", 50..=60_000, 1000, "Then the API says 502.")
-            .step(50),
-        ParamSpec::live("key_ttl_ms", "Key TTL (key-expires)", "ms", 100..=600_000, 800, "How long a key is kept.")
-            .step(100),
-        ParamSpec::live("takeover_ms", "In-progress takeover", "ms", 100..=60_000, 3000, "Age the sweeper takes over.")
-            .step(100),
-        ParamSpec::live("sweep_batch", "Sweeper batch", "keys", 10..=50_000, 50, "Oldest stale keys per sweep (1/s).")
-            .step(10),
+        ParamSpec::live("provider_timeout_ms", "Provider timeout", "ms", 50..=60_000, 1000, "Then the API says 502.").step(50),
+        ParamSpec::live("key_ttl_ms", "Key TTL (key-expires)", "ms", 100..=600_000, 800, "How long a key is kept.").step(100),
+        ParamSpec::live("takeover_ms", "In-progress takeover", "ms", 100..=60_000, 3000, "Age the sweeper takes over.").step(100),
+        ParamSpec::live("sweep_batch", "Sweeper batch", "keys", 10..=50_000, 50, "Oldest stale keys per sweep (1/s).").step(10),
     ],
     strategies: &[
         StrategySpec::naive("no-key", "No idempotency key", "Every request charges the provider."),
         StrategySpec::naive("key-in-memory", "Key in instance memory", "Per-instance memory of keys, lost on a crash."),
-        StrategySpec::fixed(
-            "key-unique",
-            "Key + unique constraint + stored response",
+        StrategySpec::fixed("key-unique", "Key + unique constraint + stored response",
             "Insert the key first (unique constraint), charge with the same key at the provider, store the response \
              with the ledger entry; duplicates get 409 while it is in progress, the stored response after; a sweeper \
-             finishes stale ones.",
-        ),
-        StrategySpec::naive(
-            "key-expires",
-            "Key that expires too soon",
-            "As key-unique at the API (without the provider's key or the sweeper), but keys expire after the key TTL.",
-        ),
+             finishes stale ones."),
+        StrategySpec::naive("key-expires", "Key that expires too soon",
+            "As key-unique at the API (without the provider's key or the sweeper), but keys expire after the key TTL."),
     ],
     faults: &[
         FaultSpec::node("crash-after-charge", "Crash after the charge", "Dies after its next charge, unanswered.")
@@ -97,11 +89,8 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
     checks: &[
         CheckSpec::new("no-double-charge", "No payment charged twice", "The provider charges a payment at most once."),
         CheckSpec::new("ledger-matches", "Ledger matches the provider", "Every charge over 10 s old is in the ledger."),
-        CheckSpec::new(
-            "retry-gets-original",
-            "A retry gets the original response",
-            "Every answer a client gets for one payment names the same charge.",
-        ),
+        CheckSpec::new("retry-gets-original", "A retry gets the original response",
+            "Every answer a client gets for one payment names the same charge."),
     ],
     metrics: &[
         MetricSpec::new("double_charges", "Duplicate charges", "", Measure::Count("double_charges")),
@@ -129,31 +118,12 @@ fn ms(v: i64) -> Micros {
     v.max(0) as u64 * MICROS_PER_MS
 }
 
-/// The strategies, in the spec's order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Strategy {
-    NoKey,
-    Memory,
-    Unique,
-    Expires,
-}
-
-fn strategy(id: &str) -> Strategy {
-    let i = SPEC.strategies.iter().position(|s| s.id == id).unwrap_or(0);
-    [Strategy::NoKey, Strategy::Memory, Strategy::Unique, Strategy::Expires][i]
-}
+// The strategies, in the spec's order.
+strategies!(SPEC, Strategy { NoKey, Memory, Unique, Expires });
 
 /// Whom to answer: a client and its call (one try of a payment). It rides along with the
 /// database's and the provider's work for the try, as a request's context does in a server.
 type Reply = (NodeId, CallId);
-
-/// What the database knows about a key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KeyState {
-    Absent,
-    InProgress { since: Time },
-    Done { charge: u64 },
-}
 
 // A try (`Pay`; a key is client << 32 | payment number) is answered `Paid`, `TryLater` (409:
 // the key is in progress) or `Failed` (502: the provider did not answer in time, so whether
@@ -168,7 +138,7 @@ pub enum Msg {
     TryLater { call: CallId },
     Failed { call: CallId },
     Insert { key: u64, ttl: Option<Micros>, reply: Reply },
-    Inserted { key: u64, state: KeyState, reply: Reply },
+    Inserted { key: u64, state: Claim<u64>, reply: Reply },
     Record { key: u64, charge: u64, with_key: bool, reply: Option<Reply> },
     Recorded { key: u64, charge: u64, reply: Option<Reply> },
     Sweep { older_than: Micros, limit: usize },
@@ -200,23 +170,12 @@ pub struct Client {
     index: u32,
     instances: u32,
     arrivals: OpenLoop,
-    /// Every payment made, by number from 1 (in shared blocks: it grows with the run), and
-    /// how many are open; the tries in flight, as (payment number, try number).
-    payments: KeyTable<Payment>,
-    open: u32,
+    /// Every payment made, with the charge its first `Paid` named (0: none yet); the tries in
+    /// flight, as (payment number, try number).
+    payments: Attempts<u64>,
     tries: Calls<(u32, u32)>,
     /// Payments answered with two different charges.
     mismatches: u64,
-}
-
-/// When a payment started, its tries so far (a double click's twin is not one more), whether
-/// it is still open (neither paid nor abandoned) and the charge its first `Paid` named (0: none).
-#[derive(Clone, Copy, Debug)]
-struct Payment {
-    started: Time,
-    tries: u32,
-    open: bool,
-    charge: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -234,13 +193,11 @@ pub struct Instance {
 
 #[derive(Clone, Debug, Default)]
 pub struct Db {
-    /// Every key inserted, with when it expires (key-expires); the ones in progress, oldest
-    /// first, as the index the sweeper's `ORDER BY since LIMIT n` reads.
-    keys: KeyTable<(KeyState, Option<Time>)>,
-    in_progress: BTreeSet<(Time, u64)>,
-    /// The ledger, charge id → payment key; charges 1..=recorded are all in it.
-    ledger: KeyTable<u64>,
-    recorded: u64,
+    /// Every key inserted (the unique constraint), its stored response once done, and the
+    /// index of those in progress that the sweeper reads.
+    keys: Claims<u64>,
+    /// The ledger: charge id → payment key.
+    ledger: Sequence<u64>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -263,7 +220,7 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     assert_eq!(sim.add_node(Ip::Db(Db::default())), DB);
     let provider = Provider { mean_us: ms(setup.param("provider_ms")) as f64, ..Provider::default() };
     assert_eq!(sim.add_node(Ip::Provider(provider)), PROVIDER);
-    let (instances, strategy) = (setup.param("instances") as u32, strategy(setup.strategy()));
+    let (instances, strategy) = (setup.param("instances") as u32, Strategy::from_id(setup.strategy()));
     for index in 0..instances {
         let (memory, waiters, crash_after_charge) = (KeyTable::default(), Waiters::new(), None);
         let charges = Calls::new("provider_us").counting_late("charged_after_timeout");
@@ -272,9 +229,9 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     }
     let arrivals = OpenLoop::poisson(setup.param("pay_per_s") as f64 / 10.0);
     for index in 0..setup.param("clients") as u32 {
-        let (payments, tries, arrivals) = (KeyTable::default(), Calls::new("try_us"), arrivals.clone());
-        let tries = tries.counting_late("late_answers");
-        sim.add_node(Ip::Client(Client { index, instances, arrivals, payments, open: 0, tries, mismatches: 0 }));
+        let (payments, tries) = (Attempts::default(), Calls::new("try_us").counting_late("late_answers"));
+        let arrivals = arrivals.clone();
+        sim.add_node(Ip::Client(Client { index, instances, arrivals, payments, tries, mismatches: 0 }));
     }
     // The plan: crashes right after a charge, a burst of lost messages, a slow provider.
     let crash = |node| Fault::custom_on("crash-after-charge", node, 1000);
@@ -290,7 +247,7 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     sim.check("ledger-matches", |w| {
         let Some(cutoff) = w.now.micros().checked_sub(RECONCILE).map(Time) else { return Ok(()) };
         let charged = w.node::<Provider>(PROVIDER).charge_times.partition_point(|&t| t < cutoff) as u64;
-        let missing = w.node::<Db>(DB).recorded + 1;
+        let missing = w.node::<Db>(DB).ledger.contiguous() + 1;
         match missing > charged {
             true => Ok(()),
             false => Err(format!(
@@ -322,6 +279,7 @@ impl Node for Ip {
     }
 
     fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Self>) {
+        let now = ctx.now();
         match (self, msg) {
             (Ip::Client(c), Msg::Paid { call, charge }) => c.answered(call, Some(charge), ctx),
             (Ip::Client(c), Msg::TryLater { call } | Msg::Failed { call }) => c.answered(call, None, ctx),
@@ -330,11 +288,15 @@ impl Node for Ip {
             (Ip::Instance(i), Msg::Charged { charge, call }) => i.charged(call, charge, ctx),
             (Ip::Instance(i), Msg::Recorded { key, charge, reply }) => i.answer(key, reply, Ok(charge), ctx),
             (Ip::Instance(i), Msg::Swept { keys }) => keys.into_iter().for_each(|key| i.charge(key, None, ctx)),
-            (Ip::Db(db), Msg::Insert { key, ttl, reply }) => db.insert(from, key, ttl, reply, ctx),
-            (Ip::Db(db), Msg::Record { key, charge, with_key, reply }) => {
-                db.record(from, key, charge, with_key, reply, ctx)
+            // The unique constraint: only the first insert of a key finds it absent.
+            (Ip::Db(db), Msg::Insert { key, ttl, reply }) => {
+                ctx.send(from, Msg::Inserted { key, state: db.keys.claim(key, now, ttl), reply })
             }
-            (Ip::Db(db), Msg::Sweep { older_than, limit }) => match db.sweep(ctx.now(), older_than, limit) {
+            (Ip::Db(db), Msg::Record { key, charge, with_key, reply }) => {
+                let charge = db.record(key, charge, with_key, now);
+                ctx.send(from, Msg::Recorded { key, charge, reply })
+            }
+            (Ip::Db(db), Msg::Sweep { older_than, limit }) => match db.keys.take_over(now, older_than, limit) {
                 keys if keys.is_empty() => {}
                 keys => ctx.send(from, Msg::Swept { keys }),
             },
@@ -387,7 +349,7 @@ impl Node for Ip {
 
     fn on_control(&mut self, c: Control, ctx: &mut Ctx<Self>) {
         match (self, c) {
-            (Ip::Instance(i), Control::Strategy(id)) => i.strategy = strategy(id),
+            (Ip::Instance(i), Control::Strategy(id)) => i.strategy = Strategy::from_id(id),
             (Ip::Instance(i), Control::Custom { id: "crash-after-charge", value }) => {
                 i.crash_after_charge = Some(ms(value.max(1)))
             }
@@ -404,25 +366,21 @@ impl Node for Ip {
     }
 
     fn view(&self) -> NodeView {
-        let (kind, tier) = match self {
-            Ip::Client(_) => (NodeKind::Client, 0),
-            Ip::Instance(_) => (NodeKind::Service, 1),
-            Ip::Db(_) => (NodeKind::Database, 2),
-            Ip::Provider(_) => (NodeKind::Service, 3),
-        };
         match self {
-            Ip::Client(c) => {
-                NodeView::new(kind, tier, numbered("client", c.index as u64)).gauge("payments open", c.open as i64, 5)
-            }
-            Ip::Instance(i) => NodeView::new(kind, tier, numbered("api", i.index as u64))
+            Ip::Client(c) => NodeView::new(NodeKind::Client, 0, numbered("client", c.index as u64)).gauge(
+                "payments open",
+                c.payments.open() as i64,
+                5,
+            ),
+            Ip::Instance(i) => NodeView::new(NodeKind::Service, 1, numbered("api", i.index as u64))
                 .gauge("charges under way", i.charges.len() as i64, 20)
                 .gauge("keys in memory", i.memory.len() as i64, 200)
                 .badge_if(i.crash_after_charge.is_some(), "will crash after next charge", Tone::Warn),
-            Ip::Db(db) => NodeView::new(kind, tier, "database")
+            Ip::Db(db) => NodeView::new(NodeKind::Database, 2, "database")
                 .gauge("keys", db.keys.len() as i64, 1000)
-                .gauge("keys in progress", db.in_progress.len() as i64, 100)
+                .gauge("keys in progress", db.keys.in_progress() as i64, 100)
                 .gauge("ledger", db.ledger.len() as i64, 1000),
-            Ip::Provider(p) => NodeView::new(kind, tier, "payment provider")
+            Ip::Provider(p) => NodeView::new(NodeKind::Service, 3, "payment provider")
                 .gauge("charges", p.charges as i64, 1000)
                 .badge_if(!p.health.is_up(), p.health.to_string(), Tone::Warn)
                 .badge_if(p.doubled > 0, format!("{} double-charged", p.doubled), Tone::Bad),
@@ -433,9 +391,7 @@ impl Node for Ip {
 impl Client {
     fn new_payment(&mut self, ctx: &mut Ctx<Ip>) {
         self.arrivals.on_timer(ctx, Timer::NewPayment);
-        let n = self.payments.len() as u32 + 1;
-        self.payments.insert(n, Payment { started: ctx.now(), tries: 1, open: true, charge: 0 });
-        self.open += 1;
+        let n = self.payments.start(ctx.now(), 0);
         self.send(n, 1, ctx);
         if ctx.rng().below(100) < ctx.param("double_click_pct") as u64 {
             let gap = ctx.rng().range(20 * MICROS_PER_MS, 80 * MICROS_PER_MS);
@@ -445,7 +401,7 @@ impl Client {
 
     /// Sends a try, unless the payment was paid or abandoned meanwhile.
     fn send(&mut self, n: u32, try_no: u32, ctx: &mut Ctx<Ip>) {
-        if self.payments.get(n).is_some_and(|p| p.open) {
+        if self.payments.is_open(n) {
             let call = self.tries.start(ctx, (n, try_no), ms(ctx.param("timeout_ms")), Timer::ClientTimeout);
             let to = FIRST_INSTANCE + ctx.rng().below(self.instances as u64) as NodeId;
             ctx.send(to, Msg::Pay { key: (self.index as u64) << 32 | n as u64, call });
@@ -457,32 +413,30 @@ impl Client {
     fn answered(&mut self, call: CallId, charge: Option<u64>, ctx: &mut Ctx<Ip>) {
         let Some((n, try_no)) = self.tries.reply(call, ctx) else { return };
         let Some(charge) = charge else { return self.failed((n, try_no), ctx) };
-        let Some(p) = self.payments.get_mut(n) else { return };
-        if p.charge == 0 {
-            p.charge = charge;
-        } else if p.charge != charge {
+        let Some(first) = self.payments.data_mut(n) else { return };
+        if *first == 0 {
+            *first = charge;
+        } else if *first != charge {
             self.mismatches += 1;
-            ctx.note(format!("payment {n} answered with charge {charge}, earlier with {}", p.charge));
+            ctx.note(format!("payment {n} answered with charge {charge}, earlier with {first}"));
         }
-        if p.open {
-            (p.open, self.open) = (false, self.open - 1);
+        if let Some(latency) = self.payments.succeeded(n, ctx.now()) {
             ctx.count("paid", 1);
-            ctx.observe("latency_us", ctx.now().since(p.started));
+            ctx.observe("latency_us", latency);
         }
     }
 
     /// A try ended without a charge: back off and retry, unless a later try is under way
     /// already (a double click's twin failed first) or the retries are used up.
     fn failed(&mut self, (n, try_no): (u32, u32), ctx: &mut Ctx<Ip>) {
-        let Some(p) = self.payments.get_mut(n).filter(|p| p.open && p.tries == try_no) else { return };
         let policy = RetryPolicy { max_retries: ctx.param("max_retries") as u32, ..BACKOFF };
-        if let Some(wait) = policy.delay_us(try_no, 0, ctx.rng()) {
-            p.tries += 1;
-            ctx.count("retries", 1);
-            ctx.set_timer(wait, Timer::Attempt { n, try_no: p.tries });
-        } else {
-            (p.open, self.open) = (false, self.open - 1);
-            ctx.count("abandoned", 1);
+        match self.payments.failed(n, try_no, &policy, ctx.rng()) {
+            Next::Retry { wait_us, try_no } => {
+                ctx.count("retries", 1);
+                ctx.set_timer(wait_us, Timer::Attempt { n, try_no });
+            }
+            Next::GaveUp => ctx.count("abandoned", 1),
+            Next::Ignored => {}
         }
     }
 }
@@ -508,12 +462,12 @@ impl Instance {
         }
     }
 
-    fn inserted(&mut self, key: u64, state: KeyState, reply: Reply, ctx: &mut Ctx<Ip>) {
+    fn inserted(&mut self, key: u64, state: Claim<u64>, reply: Reply, ctx: &mut Ctx<Ip>) {
         match state {
             // The key is ours: charge (passing it to the provider too, in key-unique).
-            KeyState::Absent => self.charge(key, Some(reply), ctx),
-            KeyState::Done { charge } => self.absorb(reply, Msg::Paid { call: reply.1, charge }, ctx),
-            KeyState::InProgress { .. } => self.absorb(reply, Msg::TryLater { call: reply.1 }, ctx),
+            Claim::Absent => self.charge(key, Some(reply), ctx),
+            Claim::Done(charge) => self.absorb(reply, Msg::Paid { call: reply.1, charge }, ctx),
+            Claim::InProgress { .. } => self.absorb(reply, Msg::TryLater { call: reply.1 }, ctx),
         }
     }
 
@@ -556,63 +510,16 @@ impl Instance {
 }
 
 impl Db {
-    /// The key's state at `now` (an expired key is absent) and when it expires.
-    fn get(&self, key: u64, now: Time) -> (KeyState, Option<Time>) {
-        match self.keys.get(key) {
-            Some(&(s, expires)) if expires.is_none_or(|e| now < e) => (s, expires),
-            _ => (KeyState::Absent, None),
-        }
-    }
-
-    /// Every write to `keys` comes here, to keep the in-progress index.
-    fn store(&mut self, key: u64, state: KeyState, expires: Option<Time>) {
-        if let Some((KeyState::InProgress { since }, _)) = self.keys.insert(key, (state, expires)) {
-            self.in_progress.remove(&(since, key));
-        }
-        if let KeyState::InProgress { since } = state {
-            self.in_progress.insert((since, key));
-        }
-    }
-
-    fn insert(&mut self, from: NodeId, key: u64, ttl: Option<Micros>, reply: Reply, ctx: &mut Ctx<Ip>) {
-        let (now, (state, _)) = (ctx.now(), self.get(key, ctx.now()));
-        if state == KeyState::Absent {
-            self.store(key, KeyState::InProgress { since: now }, ttl.map(|t| now.plus(t)));
-        }
-        ctx.send(from, Msg::Inserted { key, state, reply });
-    }
-
-    /// One transaction: the ledger entry and (with a key) the stored response. A key done
-    /// already keeps its first charge (the insert conflicts).
-    fn record(&mut self, from: NodeId, key: u64, charge: u64, with_key: bool, reply: Option<Reply>, ctx: &mut Ctx<Ip>) {
-        let charge = match (with_key, self.get(key, ctx.now())) {
-            (true, (KeyState::Done { charge: first }, _)) => first,
-            (_, (_, expires)) => {
+    /// One transaction: the ledger entry and (with a key) the stored response; returns the
+    /// charge to answer with. A key done already keeps its first charge (the insert conflicts).
+    fn record(&mut self, key: u64, charge: u64, with_key: bool, now: Time) -> u64 {
+        match with_key.then(|| self.keys.finish(key, charge, now)) {
+            Some(Err(first)) => first,
+            _ => {
                 self.ledger.insert(charge, key);
-                while self.ledger.contains_key(self.recorded + 1) {
-                    self.recorded += 1;
-                }
-                if with_key {
-                    self.store(key, KeyState::Done { charge }, expires);
-                }
                 charge
             }
-        };
-        ctx.send(from, Msg::Recorded { key, charge, reply });
-    }
-
-    /// Claims up to `limit` keys in progress for at least `older_than` (expired ones are not),
-    /// the oldest first (in key order, low-numbered clients' keys could keep everyone else's
-    /// waiting), as one
-    /// `UPDATE … WHERE since <= now − older_than ORDER BY since LIMIT n RETURNING key` would.
-    fn sweep(&mut self, now: Time, older_than: Micros, limit: usize) -> Vec<u64> {
-        let stale = self.in_progress.iter().take_while(|(since, _)| now.since(*since) >= older_than);
-        let live = stale.map(|&(_, key)| key).filter(|&key| self.get(key, now).0 != KeyState::Absent);
-        let keys: Vec<u64> = live.take(limit).collect();
-        for &key in &keys {
-            self.store(key, KeyState::InProgress { since: now }, self.get(key, now).1);
         }
-        keys
     }
 }
 
@@ -729,44 +636,5 @@ mod tests {
             assert!(short.why.starts_with("the provider made "), "{}", short.why);
             assert_eq!(ledger_after(5_000), None, "seed {seed}: a batch of 5,000 fell behind");
         }
-    }
-
-    #[test]
-    fn the_sweeper_claims_the_oldest_stale_keys_first_and_once() {
-        let mut db = Db::default();
-        let at = |ms| Time::from_ms(ms);
-        let key = |client: u64, n: u64| client << 32 | n;
-        // Client 0's keys are the newest; client 9's the oldest.
-        for n in 0..60 {
-            db.store(key(0, n), KeyState::InProgress { since: at(5_000 + n) }, None);
-            db.store(key(9, n), KeyState::InProgress { since: at(1_000 + n) }, None);
-        }
-        db.store(key(5, 1), KeyState::InProgress { since: at(9_000) }, None);
-        // Done, expired, or in progress again since later: out of the way.
-        db.store(key(9, 0), KeyState::Done { charge: 7 }, None);
-        db.store(key(9, 1), KeyState::InProgress { since: at(1_001) }, Some(at(2_000)));
-        db.store(key(9, 2), KeyState::InProgress { since: at(9_500) }, None);
-        let takeover = 3_000 * MICROS_PER_MS;
-        assert_eq!(db.sweep(at(10_000), takeover, 50), (3..53).map(|n| key(9, n)).collect::<Vec<_>>());
-        assert!(db.sweep(at(10_000), takeover, 5).iter().all(|&k| k >> 32 != 9 || k >= key(9, 53)), "claimed once");
-        assert_eq!(db.get(key(9, 3), at(10_000)).0, KeyState::InProgress { since: at(10_000) });
-        // The expired key is absent, and no sweep claims it.
-        assert_eq!(db.get(key(9, 1), at(10_000)).0, KeyState::Absent);
-        assert!(!db.sweep(at(60_000), takeover, 1_000).contains(&key(9, 1)));
-    }
-
-    #[test]
-    fn the_ledger_counts_the_charges_recorded_without_a_gap() {
-        // Records arrive out of charge order: `recorded` is the longest run 1..=n all present.
-        let mut db = Db::default();
-        let mut prefix = Vec::new();
-        for charge in [2, 3, 1, 6, 4, 5, 9] {
-            db.ledger.insert(charge as u64, 0);
-            while db.ledger.contains_key(db.recorded + 1) {
-                db.recorded += 1;
-            }
-            prefix.push(db.recorded);
-        }
-        assert_eq!(prefix, [0, 0, 3, 3, 4, 6, 6]);
     }
 }

@@ -12,6 +12,10 @@
 //! write carrying a token older than one it has seen stays safe even when a holder's belief is
 //! wrong (a GC pause, a clock running slower than the margin covers) — Kleppmann, "How to do
 //! distributed locking" (2016).
+//!
+//! A [`Quota`] is a holder's lease on a batch of tokens rather than on a resource: quota
+//! leasing, where each holder spends its batch locally instead of asking the grantor on every
+//! request.
 
 use faultline_core::{Micros, Time};
 use std::collections::BTreeMap;
@@ -135,6 +139,67 @@ impl Lease {
     pub fn release(&mut self) {
         self.held = None;
         self.pending = None;
+    }
+}
+
+/// A lease on a batch of tokens (quota leasing, as Google's Doorman hands out capacity): the
+/// holder spends them locally, asking nobody, until they run out or the lease ends. A grantor
+/// that grants at most what its limit has left for the lease's period keeps any number of
+/// holders within the limit together (the tests); the price is the tokens a holder leased
+/// and never spent while others were refused, and the wait while a lease is asked for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Quota {
+    lease: Lease,
+    tokens: u64,
+    /// The grantor had none left for this lease: refuse until it ends.
+    dry: bool,
+}
+
+impl Quota {
+    pub fn new(margin: Margin) -> Quota {
+        Quota { lease: Lease::new(margin), ..Quota::default() }
+    }
+
+    /// Decides a request at `now` from what is held: `Some(true)` spends a token,
+    /// `Some(false)` refuses (the grantor had none left for this lease), `None` means no lease
+    /// holds or its tokens are spent: ask for another ([`Quota::ask`]) and wait.
+    pub fn spend(&mut self, now: Time) -> Option<bool> {
+        (self.lease.valid(now) && (self.tokens > 0 || self.dry)).then(|| self.take())
+    }
+
+    /// Numbers a new ask made at `now`, unless one is under way already.
+    pub fn ask(&mut self, now: Time) -> Option<u64> {
+        (!self.lease.asking()).then(|| self.lease.ask(now))
+    }
+
+    /// The grantor granted `tokens` for `duration_us` to ask `ask`: they replace what was
+    /// held, counted from the ask as a [`Lease`] is. Returns whether they are held: a lease
+    /// that ran out on the way holds nothing (its tokens are wasted, as a real lease's would
+    /// be); an answer to an older ask changes nothing.
+    pub fn granted(&mut self, ask: u64, tokens: u64, duration_us: Micros, now: Time) -> bool {
+        let asking = self.lease.asking();
+        let held = self.lease.granted(ask, 0, duration_us, now);
+        if held || (asking && !self.lease.asking()) {
+            (self.tokens, self.dry) = (if held { tokens } else { 0 }, held && tokens == 0);
+        }
+        held
+    }
+
+    /// The ask went unanswered: what was held is given up.
+    pub fn denied(&mut self, ask: u64) {
+        self.lease.denied(ask);
+    }
+
+    /// Hands out one token of those held, if any (to a request that waited for the grant).
+    pub fn take(&mut self) -> bool {
+        let ok = self.tokens > 0;
+        self.tokens -= ok as u64;
+        ok
+    }
+
+    /// Tokens held and not yet spent.
+    pub fn tokens(&self) -> u64 {
+        self.tokens
     }
 }
 
@@ -459,5 +524,65 @@ mod tests {
             Acquired::New { token: 3, expires: Time(280), vacant_since: Some(Time(150)) }
         );
         assert!(!t.release(&"lock", &1, 2, Time(190)), "an old token releases nothing");
+    }
+
+    #[test]
+    fn quota_holders_together_spend_no_more_than_the_grantor_had() {
+        // A grantor with `limit` tokens a window grants each ask min(batch, what is left),
+        // leased to the window's end; holders asked at random spend locally and ask again when
+        // out. Whatever the batch and the number of holders, they spend at most the limit in
+        // every window, and with demand far above it, exactly the limit.
+        let mut rng = faultline_core::Rng::new(3);
+        let len = 1_000_000;
+        for (holders, batch, limit) in [(4, 5, 30), (8, 1, 30), (3, 50, 30), (32, 5, 100)] {
+            let mut quotas = vec![Quota::new(Margin::NONE); holders];
+            let (mut window, mut left, mut spent) = (0, limit, 0);
+            for step in 0..300_000u64 {
+                let now = Time(step * 37);
+                if now.micros() / len != window {
+                    assert_eq!(spent, limit, "window {window}: {holders} holders, batch {batch}");
+                    (window, left, spent) = (now.micros() / len, limit, 0);
+                }
+                let q = &mut quotas[rng.pick(holders)];
+                match q.spend(now) {
+                    Some(ok) => spent += ok as u64,
+                    None => {
+                        if let Some(ask) = q.ask(now) {
+                            let tokens = batch.min(left);
+                            left -= tokens;
+                            assert!(q.granted(ask, tokens, len - now.micros() % len, now));
+                            spent += q.take() as u64;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_dry_grant_refuses_until_it_ends_and_a_late_grant_holds_nothing() {
+        let mut q = Quota::new(Margin::NONE);
+        assert_eq!(q.spend(Time(0)), None, "nothing held");
+        let ask = q.ask(Time(0)).expect("no ask under way");
+        assert_eq!(q.ask(Time(1)), None, "one ask at a time");
+        assert!(q.granted(ask, 2, 100, Time(10)));
+        assert_eq!([q.spend(Time(20)), q.spend(Time(30)), q.spend(Time(40))], [Some(true), Some(true), None]);
+        // None left at the grantor: refused locally until the lease ends (at 40 + 50).
+        let ask = q.ask(Time(40)).expect("no ask under way");
+        assert!(q.granted(ask, 0, 50, Time(45)));
+        assert_eq!((q.spend(Time(89)), q.spend(Time(90))), (Some(false), None));
+        // Granted after the lease, counted from the ask, ran out: nothing is held.
+        let late = q.ask(Time(100)).expect("no ask under way");
+        assert!(!q.granted(late, 5, 30, Time(130)));
+        assert_eq!((q.tokens(), q.spend(Time(131))), (0, None));
+        // An older ask's answer, or a duplicate, changes nothing; a denial gives up what is held.
+        let ask = q.ask(Time(140)).expect("no ask under way");
+        assert!(!q.granted(late, 5, 1_000, Time(141)));
+        assert!(q.granted(ask, 3, 1_000, Time(150)));
+        assert!(!q.granted(ask, 9, 1_000, Time(151)));
+        assert_eq!(q.tokens(), 3);
+        let ask = q.ask(Time(160)).expect("no ask under way");
+        q.denied(ask);
+        assert_eq!(q.spend(Time(161)), None);
     }
 }

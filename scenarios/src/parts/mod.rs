@@ -2,17 +2,22 @@
 //! against what the literature says. A scenario composes them and keeps only its lesson.
 
 pub mod arrivals;
+pub mod attempts;
 pub mod breaker;
 pub mod cache;
 pub mod calls;
+pub mod claims;
 pub mod degraded;
+pub mod gossip;
 pub mod lease;
 pub mod limit;
 pub mod queueing;
 pub mod retry;
 pub mod station;
 pub mod store;
+pub mod strategies;
 pub mod table;
+pub mod tally;
 pub mod waiters;
 pub mod window;
 

@@ -10,6 +10,9 @@
 //! An entry may expire: it is visible while `now < expires` and absent from `expires` on
 //! (expiry is exclusive, as a lease's is). Expired entries are dropped when written over or by
 //! `sweep(now)`; until then they only take memory. Times are the store node's own clock.
+//!
+//! [`WindowCounts`] keeps, on a `Store`, what a fixed-window rate limiter keeps in a shared
+//! store: a count per key and window, expiring, with the operations limiters use on it.
 
 use faultline_core::{Micros, Time};
 use std::collections::BTreeMap;
@@ -146,6 +149,79 @@ impl<K: Ord + Clone, V> Store<K, V> {
     }
 }
 
+/// Counts per key and fixed window, as a fixed-window rate limiter keeps them in a shared
+/// store (Redis `INCR {key}:{window}` with an `EXPIRE`): a count lives two windows past its
+/// last write — long enough for every decision counted in it to read it — and the expired
+/// ones are swept once a window. Windows are `now / len` on the store's own clock.
+#[derive(Clone, Debug)]
+pub struct WindowCounts<K> {
+    len_us: Micros,
+    counts: Store<(K, u64), u64>,
+    /// The window in which expired counts were last swept.
+    swept: u64,
+}
+
+impl<K: Ord + Clone> WindowCounts<K> {
+    pub fn new(len_us: Micros) -> Self {
+        assert!(len_us > 0, "a window must last at least 1 µs");
+        WindowCounts { len_us, counts: Store::new(), swept: 0 }
+    }
+
+    /// The window containing `now`.
+    pub fn window(&self, now: Time) -> u64 {
+        now.micros() / self.len_us
+    }
+
+    /// `key`'s count in `window` (0 if none, or expired): a `GET`.
+    pub fn get(&mut self, key: K, window: u64, now: Time) -> u64 {
+        self.sweep(now);
+        self.counts.get(&(key, window), now).map_or(0, |(c, _)| *c)
+    }
+
+    /// Writes `key`'s count in `window`: a `SET`, which overwrites whatever was written since
+    /// the caller read it.
+    pub fn set(&mut self, key: K, window: u64, count: u64, now: Time) {
+        self.sweep(now);
+        self.counts.put_ttl((key, window), count, now, 2 * self.len_us);
+    }
+
+    /// Adds one to `key`'s count in the window containing `now`, in one step (`INCR`):
+    /// returns the new count and the window.
+    pub fn incr(&mut self, key: K, now: Time) -> (u64, u64) {
+        let window = self.window(now);
+        let count = self.get(key.clone(), window, now) + 1;
+        self.set(key, window, count, now);
+        (count, window)
+    }
+
+    /// Takes up to `want` of what `limit` leaves of `key`'s count in the window containing
+    /// `now` (a quota lease's grant): returns how many, and how long the window has left.
+    pub fn take(&mut self, key: K, want: u64, limit: u64, now: Time) -> (u64, Micros) {
+        let window = self.window(now);
+        let used = self.get(key.clone(), window, now);
+        let tokens = want.min(limit.saturating_sub(used));
+        self.set(key, window, used + tokens, now);
+        (tokens, self.len_us - now.micros() % self.len_us)
+    }
+
+    /// Drops every count (a restart of a store kept in memory).
+    pub fn clear(&mut self) {
+        self.counts.clear();
+    }
+
+    /// Counts stored, expired ones not yet swept included.
+    pub fn stored(&self) -> usize {
+        self.counts.stored()
+    }
+
+    fn sweep(&mut self, now: Time) {
+        if self.window(now) > self.swept {
+            self.swept = self.window(now);
+            self.counts.sweep(now);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,5 +349,46 @@ mod tests {
             }
         }
         assert!(writes > 20_000, "only {writes} writes");
+    }
+
+    #[test]
+    fn window_counts_keep_windows_apart_and_expire_two_windows_after_the_last_write() {
+        let mut c: WindowCounts<u32> = WindowCounts::new(1_000);
+        let counts: Vec<(u64, u64)> =
+            [(7, 10), (7, 999), (7, 1_000), (8, 1_500)].map(|(k, t)| c.incr(k, Time(t))).to_vec();
+        assert_eq!(counts, [(1, 0), (2, 0), (1, 1), (1, 1)]);
+        assert_eq!((c.get(7, 0, Time(1_500)), c.get(7, 1, Time(1_500)), c.get(9, 1, Time(1_500))), (2, 1, 0));
+        // Window 0's count was last written at 999: present until 999 + 2 × 1000, exclusive.
+        assert_eq!((c.get(7, 0, Time(2_998)), c.get(7, 0, Time(2_999))), (2, 0));
+        // A SET overwrites whatever is there.
+        c.set(7, 5, 40, Time(5_000));
+        c.set(7, 5, 3, Time(5_001));
+        assert_eq!(c.incr(7, Time(5_002)), (4, 5));
+        // Swept once a window: over a long run, at most three windows of counts stay stored.
+        for t in (6_000..100_000).step_by(7) {
+            c.incr((t % 5) as u32, Time(t));
+            assert!(c.stored() <= 3 * 5, "{} stored at {t}", c.stored());
+        }
+        c.clear();
+        assert_eq!((c.stored(), c.get(0, 99, Time(99_500))), (0, 0));
+    }
+
+    #[test]
+    fn grants_from_a_window_add_up_to_at_most_its_limit() {
+        // Askers take random batches of a few keys' windows: per key and window the grants
+        // add up to the limit exactly once demand passes it, never more, and each grant
+        // lasts until the window ends.
+        let mut rng = Rng::new(5);
+        let (len, limit) = (1_000, 30);
+        let mut c: WindowCounts<u8> = WindowCounts::new(len);
+        let mut granted = std::collections::BTreeMap::new();
+        for step in 0..20_000u64 {
+            let (now, key) = (Time(step * 3), rng.below(3) as u8);
+            let (tokens, valid_for) = c.take(key, 1 + rng.below(8), limit, now);
+            assert_eq!(now.micros() + valid_for, (now.micros() / len + 1) * len);
+            *granted.entry((key, now.micros() / len)).or_insert(0) += tokens;
+        }
+        assert!(granted.len() >= 3 * 59, "{} key windows", granted.len());
+        assert!(granted.values().all(|&g| g == limit), "{granted:?}");
     }
 }

@@ -3,12 +3,14 @@
 //! window" across instances — from local counters to atomic increments and quota leases.
 
 use crate::parts::{
-    arrivals::OpenLoop, calls::*, degraded::*, lease::Lease, store::Store, waiters::Waiters, window::*,
+    arrivals::OpenLoop, calls::*, degraded::*, gossip::GossipCounts, lease::Quota, store::WindowCounts,
+    strategies::strategies, tally::WindowTally, waiters::Waiters,
 };
 use faultline_core::*;
-use std::collections::VecDeque;
 use std::rc::Rc;
 
+// A table, an entry a line: rustfmt would give every argument a line of its own.
+#[rustfmt::skip]
 pub static SPEC: ScenarioSpec = ScenarioSpec {
     info: Info {
         id: "distributed-rate-limiter",
@@ -63,36 +65,23 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         ParamSpec::live("lease_batch", "Lease batch", "tokens", 1..=10_000, 5, "Tokens leased from the store at once."),
         ParamSpec::live("gossip_ms", "Gossip interval", "ms", 10..=10_000, 50, "How often counts are shared.").step(10),
         ParamSpec::live("tolerance_pct", "Gossip tolerance", "%", 0..=100, 20, "How far over the limit gossip may go."),
-        ParamSpec::setup("skew_ms", "Clock skew of instance 1", "ms", -5000..=5000, 50, "Ahead from the start.")
-            .step(10),
+        ParamSpec::setup("skew_ms", "Clock skew of instance 1", "ms", -5000..=5000, 50, "Ahead from the start.").step(10),
     ],
     strategies: &[
         StrategySpec::naive("local-only", "Local counters only", "Each instance counts alone: N × the limit."),
         StrategySpec::naive("get-then-set", "Central GET then SET", "Read, decide, write count+1: a race."),
         StrategySpec::fixed("atomic-incr", "Central atomic INCR", "One atomic increment at the store decides."),
         StrategySpec::fixed("gossip", "Gossiped approximate counts", "Counts shared; each spends 1/N of what is left."),
-        StrategySpec::fixed(
-            "lease",
-            "Quota leasing",
-            "Lease batches of tokens; spend them locally till the window ends.",
-        ),
+        StrategySpec::fixed("lease", "Quota leasing", "Lease batches of tokens; spend them locally till the window ends."),
     ],
     faults: &[FaultSpec::global("store-slow", "Slow store", "The store answers this much later (0: normal again).")
         .value("extra ms", 0..=5000, 200)],
-    checks: &[CheckSpec::new(
-        "limit-held",
-        "Limit held per user per window",
-        "No user gets more than `limit` \
-        admitted in any store window (plus the declared tolerance for the approximate gossip strategy).",
-    )],
+    checks: &[CheckSpec::new("limit-held", "Limit held per user per window", "No user gets more than `limit` \
+        admitted in any store window (plus the declared tolerance for the approximate gossip strategy).")],
     metrics: &[
         MetricSpec::new("overshoot", "Overshoot (over the limit, % of it)", "%", Measure::Mean("overshoot_pct")),
-        MetricSpec::new(
-            "false_rejections",
-            "False rejections (% of requests within the limit)",
-            "%",
-            Measure::Percent { num: "false_rejections", rest: "within_limit" },
-        ),
+        MetricSpec::new("false_rejections", "False rejections (% of requests within the limit)", "%",
+            Measure::Percent { num: "false_rejections", rest: "within_limit" }),
         MetricSpec::new("decision_p99", "Added latency p99", "us", Measure::Quantile("decision_us", 0.99)),
         MetricSpec::new("store_ops", "Store operations", "ops/s", Measure::Rate("store_ops")),
         MetricSpec::new("admitted", "Admitted", "req/s", Measure::Rate("admitted")),
@@ -109,19 +98,11 @@ const LB: NodeId = 0;
 const STORE: NodeId = 1;
 const FIRST: NodeId = 2;
 
-/// In `SPEC.strategies`' order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Strategy {
-    Local,
-    GetSet,
-    Atomic,
-    Gossip,
-    Lease,
-}
+// The strategies, in the spec's order.
+strategies!(SPEC, Strategy { Local, GetSet, Atomic, Gossip, Lease });
 
-fn strategy(id: &str) -> Strategy {
-    use Strategy::*;
-    [Local, GetSet, Atomic, Gossip, Lease][SPEC.strategies.iter().position(|s| s.id == id).expect("ours")]
+fn ms(v: i64) -> Micros {
+    v as u64 * MICROS_PER_MS
 }
 
 /// A request travels user → balancer → instance; the instance answers the user directly.
@@ -172,8 +153,8 @@ pub struct User {
     src: OpenLoop,
     limit: u64,
     len: Micros,
-    /// (window, answers, admissions) of the windows still hearing back, oldest first.
-    open: VecDeque<(u64, u64, u64)>,
+    /// What it asked for and got in each window still hearing back.
+    windows: WindowTally,
 }
 
 /// What an instance waits on the store for.
@@ -185,15 +166,6 @@ enum Call {
     Lease { user: u32, ask: u64 },
 }
 
-/// An instance's lease on one user's tokens for the store's current window.
-#[derive(Clone, Debug, Default)]
-struct Quota {
-    lease: Lease,
-    tokens: u64,
-    /// The store had none left for this lease's window: refuse until it ends.
-    dry: bool,
-}
-
 #[derive(Clone, Debug)]
 pub struct Instance {
     index: u32,
@@ -202,16 +174,12 @@ pub struct Instance {
     limit: u64,
     len: Micros,
     gossiping: bool,
-    /// What this instance admitted in its current window, by user (local-only and gossip).
-    own: Vec<FixedWindow>,
-    /// Gossip: what it last told its peers for its current window, by user; what each peer
-    /// last said, (window, count) at `[window parity][user][peer]` — two windows, so a peer
-    /// whose clock is ahead does not overwrite its count for this one — and their sum for
-    /// the window at `[window parity][user]`, so a decision costs the same for 4 or 32 peers.
-    told: Vec<FixedWindow>,
-    heard: Vec<(u64, u64)>,
-    heard_sum: Vec<(u64, u64)>,
+    /// By user, what this instance admitted in its window (local-only counts only that) and
+    /// what it told and heard of its peers' (gossip).
+    counts: GossipCounts,
     calls: Calls<Call>,
+    /// Lease: a lease on each user's tokens for the store's current window, and the requests
+    /// waiting for one.
     quotas: Vec<Quota>,
     waiters: Waiters<u32, Time>,
 }
@@ -219,22 +187,23 @@ pub struct Instance {
 /// The counter store: a count per (user, window) that expires two windows after its last write.
 #[derive(Clone, Debug)]
 pub struct Counters {
-    len: Micros,
     health: Health,
-    counts: Store<(u32, u64), u64>,
-    swept: u64,
+    counts: WindowCounts<u32>,
 }
 
 fn build(setup: &Setup) -> Box<dyn Run> {
-    let ms = |id| setup.param(id) as u64 * MICROS_PER_MS;
     let mut sim: Sim<Rl> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 5_000, hi: 20_000 }));
     let (instances, users) = (setup.param("instances") as u32, setup.param("users") as u32);
-    let (limit, len) = (setup.param("limit") as u64, ms("window_ms"));
+    let (limit, len) = (setup.param("limit") as u64, ms(setup.param("window_ms")));
     assert_eq!(sim.add_node(Rl::Balancer(Balancer { next: 0, instances })), LB);
-    assert_eq!(sim.add_node(Rl::Store(Counters { len, health: Health::Up, counts: Store::new(), swept: 0 })), STORE);
-    let near = Link::with_latency(Latency::Uniform { lo: ms("store_ms"), hi: ms("store_ms") * 2 + 100 });
+    assert_eq!(sim.add_node(Rl::Store(Counters { health: Health::Up, counts: WindowCounts::new(len) })), STORE);
+    let store_ms = ms(setup.param("store_ms"));
+    let near = Link::with_latency(Latency::Uniform { lo: store_ms, hi: store_ms * 2 + 100 });
     for index in 0..instances {
-        let i = Instance { strategy: strategy(setup.strategy()), ..Instance::new(index, instances, users, limit, len) };
+        let i = Instance {
+            strategy: Strategy::from_id(setup.strategy()),
+            ..Instance::new(index, instances, users, limit, len)
+        };
         let id = sim.add_node(Rl::Instance(Box::new(i)));
         sim.net().set_link(id, STORE, near.clone());
         sim.net().set_link(id, LB, Link::with_latency(Latency::Uniform { lo: 100, hi: 500 }));
@@ -245,7 +214,7 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     for index in 0..users {
         let abusive = index < setup.param("abusive") as u32;
         let src = OpenLoop::poisson(setup.param(["normal_rps", "abusive_rps"][abusive as usize]) as f64);
-        sim.add_node(Rl::User(User { index, abusive, src, limit, len, open: VecDeque::new() }));
+        sim.add_node(Rl::User(User { index, abusive, src, limit, len, windows: WindowTally::new() }));
     }
     // The fault plan: a skewed clock from the start, a slow store, then an instance cut off from it.
     if instances > 1 {
@@ -291,8 +260,8 @@ impl Node for Rl {
             }
             (Rl::Instance(i), msg) => i.on_message(from, msg, ctx),
             (Rl::Store(s), msg) => s.on_message(from, msg, ctx),
-            (Rl::User(u), Msg::Admitted { window }) => u.answered(window, 1),
-            (Rl::User(u), Msg::Refused { window }) => u.answered(window, 0),
+            (Rl::User(u), Msg::Admitted { window }) => u.windows.answered(window, true),
+            (Rl::User(u), Msg::Refused { window }) => u.windows.answered(window, false),
             (_, other) => ctx.unhandled(&other),
         }
     }
@@ -315,7 +284,7 @@ impl Node for Rl {
                 // Requests in flight are lost. The calls keep counting ids, so answers to the
                 // lost ones match nothing after the restart.
                 i.calls.clear(ctx);
-                let (calls, users) = (i.calls.clone(), i.own.len() as u32);
+                let (calls, users) = (i.calls.clone(), i.quotas.len() as u32);
                 **i =
                     Instance { calls, strategy: i.strategy, ..Instance::new(i.index, i.peers, users, i.limit, i.len) };
             }
@@ -329,7 +298,7 @@ impl Node for Rl {
         // read where they are used (`ctx.param`).
         match (self, c) {
             (Rl::Instance(i), Control::Strategy(id)) => {
-                i.strategy = strategy(id);
+                i.strategy = Strategy::from_id(id);
                 if i.strategy == Strategy::Gossip && !i.gossiping {
                     i.start_gossip(ctx);
                 }
@@ -340,7 +309,7 @@ impl Node for Rl {
                 u.src.set_rate_per_s(value as f64, ctx, Timer::Send)
             }
             (Rl::Store(s), Control::Custom { id: "store-slow", value }) => {
-                s.health = if value > 0 { Health::plus_us(value as u64 * MICROS_PER_MS) } else { Health::Up };
+                s.health = if value > 0 { Health::plus_us(ms(value)) } else { Health::Up };
             }
             _ => {}
         }
@@ -349,12 +318,12 @@ impl Node for Rl {
     fn view(&self) -> NodeView {
         match self {
             Rl::User(u) => NodeView::new(NodeKind::Client, 0, numbered("user", u.index as u64))
-                .gauge("admitted this window", u.open.back().map_or(0, |t| t.2) as i64, u.limit as i64)
+                .gauge("admitted this window", u.windows.newest_admitted() as i64, u.limit as i64)
                 .badge_if(u.abusive, "abusive", Tone::Warn),
             Rl::Balancer(_) => NodeView::new(NodeKind::LoadBalancer, 1, "balancer"),
             Rl::Instance(i) => NodeView::new(NodeKind::Service, 2, numbered("instance", i.index as u64))
                 .gauge("awaiting store", i.calls.len() as i64, 20)
-                .gauge("leased tokens", i.quotas.iter().map(|q| q.tokens).sum::<u64>() as i64, i.limit as i64),
+                .gauge("leased tokens", i.quotas.iter().map(|q| q.tokens()).sum::<u64>() as i64, i.limit as i64),
             Rl::Store(s) => NodeView::new(NodeKind::Store, 3, "counter store")
                 .gauge("keys", s.counts.stored() as i64, 64)
                 .badge_if(!s.health.is_up(), s.health.to_string(), Tone::Bad),
@@ -363,57 +332,30 @@ impl Node for Rl {
 }
 
 impl User {
-    fn answered(&mut self, window: u64, admitted: u64) {
-        let t = match self.open.iter().rposition(|t| t.0 == window) {
-            Some(i) => &mut self.open[i],
-            // Older than the newest window still open: judged already (see `judge`).
-            None if self.open.back().is_some_and(|t| t.0 > window) => return,
-            None => {
-                self.open.push_back((window, 0, 0));
-                self.open.back_mut().expect("just pushed")
-            }
-        };
-        (t.1, t.2) = (t.1 + 1, t.2 + admitted);
-    }
-
     /// Judges each window that ended a store timeout (plus the network) ago: no decision
     /// counted in it can still be on its way. Overshoot counts only windows in which the
     /// user asked for more than the limit; an exact limiter would have admitted
     /// min(asked, limit), and whatever of that was refused is a false rejection.
     fn judge(&mut self, ctx: &mut Ctx<Rl>) {
-        let (limit, len) = (self.limit, self.len);
-        let settle = (ctx.param("timeout_ms") as u64 + 50) * MICROS_PER_MS;
-        let now = ctx.truth().micros();
-        while let Some((_, asked, got)) = self.open.front().copied().filter(|t| (t.0 + 1) * len + settle <= now) {
-            self.open.pop_front();
-            if asked > limit {
-                ctx.observe("overshoot_pct", (got.saturating_sub(limit) * 100 + limit / 2) / limit);
+        let (limit, settle) = (self.limit, ms(ctx.param("timeout_ms") + 50));
+        for judged in self.windows.judge(ctx.truth().micros().saturating_sub(settle) / self.len) {
+            if let Some(pct) = judged.overshoot_pct(limit) {
+                ctx.observe("overshoot_pct", pct);
             }
-            ctx.count("false_rejections", (asked.min(limit) - got.min(limit)) as i64);
-            ctx.count("within_limit", got.min(limit) as i64);
+            ctx.count("false_rejections", judged.false_rejections(limit) as i64);
+            ctx.count("within_limit", judged.within_limit(limit) as i64);
         }
-        ctx.set_timer(len, Timer::Judge);
+        ctx.set_timer(self.len, Timer::Judge);
     }
 }
 
 impl Instance {
     fn new(index: u32, peers: u32, users: u32, limit: u64, len: Micros) -> Instance {
-        let (windows, users) = (vec![FixedWindow::new(len); users as usize], users as usize);
-        Instance {
-            index,
-            peers,
-            strategy: Strategy::Local,
-            limit,
-            len,
-            gossiping: false,
-            own: windows.clone(),
-            told: windows,
-            heard: vec![(0, 0); 2 * users * peers as usize],
-            heard_sum: vec![(0, 0); 2 * users],
-            calls: Calls::new("store_call_us"),
-            quotas: vec![Quota::default(); users],
-            waiters: Waiters::new(),
-        }
+        let (strategy, gossiping, counts) =
+            (Strategy::Local, false, GossipCounts::new(index, peers, users as usize, len));
+        let (calls, quotas, waiters) =
+            (Calls::new("store_call_us"), vec![Quota::default(); users as usize], Waiters::new());
+        Instance { index, peers, strategy, limit, len, gossiping, counts, calls, quotas, waiters }
     }
 
     /// Admits or refuses `user`'s request, got at `at`.
@@ -430,8 +372,7 @@ impl Instance {
     }
 
     fn ask_store(&mut self, call: Call, msg: impl FnOnce(CallId) -> Msg, ctx: &mut Ctx<Rl>) {
-        let timeout = ctx.param("timeout_ms") as u64 * MICROS_PER_MS;
-        let id = self.calls.start(ctx, call, timeout, Timer::StoreTimeout);
+        let id = self.calls.start(ctx, call, ms(ctx.param("timeout_ms")), Timer::StoreTimeout);
         ctx.send(STORE, msg(id));
     }
 
@@ -440,7 +381,7 @@ impl Instance {
         match msg {
             Msg::Request { user } => match self.strategy {
                 Strategy::Local => {
-                    let ok = self.own[user as usize].allow(now, self.limit);
+                    let ok = self.counts.allow_alone(user, now, self.limit);
                     self.answer(user, now, ok, None, ctx);
                 }
                 Strategy::GetSet => {
@@ -450,7 +391,11 @@ impl Instance {
                 Strategy::Atomic => {
                     self.ask_store(Call::Decide { user, at: now }, |call| Msg::Incr { call, user }, ctx)
                 }
-                Strategy::Gossip => self.gossip_request(user, now, ctx),
+                // Spends at most this instance's share of what the last reports say is left.
+                Strategy::Gossip => {
+                    let ok = self.counts.allow(user, now, self.limit);
+                    self.answer(user, now, ok, None, ctx);
+                }
                 Strategy::Lease => self.lease_request(user, now, ctx),
             },
             // `None` from `reply`: the call timed out and was answered then.
@@ -469,26 +414,20 @@ impl Instance {
                     self.answer(user, at, admitted, Some(window), ctx);
                 }
             }
+            // The lease counts from when it was asked for (the kit's `Quota`): the store measured
+            // `valid_for` later than that, so however slow the answer, the lease ends before the
+            // store's window does. One that ran out on the way holds nothing: the waiters are
+            // refused and the tokens wasted.
             Msg::LeaseGrant { call, tokens, valid_for } => {
                 if let Some(Call::Lease { user, ask }) = self.calls.reply(call, ctx) {
-                    self.lease_granted(user, ask, tokens, valid_for, now, ctx);
-                }
-            }
-            Msg::Gossip { window, counts } => {
-                let (row, peers) = ((window % 2) as usize * self.own.len(), self.peers as usize);
-                for &(user, c) in counts.iter() {
-                    let sum = &mut self.heard_sum[row + user as usize];
-                    if sum.0 != window {
-                        if window < sum.0 {
-                            continue; // a report two windows old
-                        }
-                        *sum = (window, 0);
+                    self.quotas[user as usize].granted(ask, tokens, valid_for, now);
+                    for at in self.waiters.take(&user) {
+                        let ok = self.quotas[user as usize].take();
+                        self.answer(user, at, ok, None, ctx);
                     }
-                    let slot = &mut self.heard[(row + user as usize) * peers + (from - FIRST) as usize];
-                    sum.1 = sum.1 - if slot.0 == window { slot.1 } else { 0 } + c;
-                    *slot = (window, c);
                 }
             }
+            Msg::Gossip { window, counts } => self.counts.hear(from - FIRST, window, &counts),
             other => ctx.unhandled(&other),
         }
     }
@@ -502,7 +441,7 @@ impl Instance {
                     self.answer(user, at, open, None, ctx);
                 }
                 Some(Call::Lease { user, ask }) => {
-                    self.quotas[user as usize].lease.denied(ask);
+                    self.quotas[user as usize].denied(ask);
                     for at in self.waiters.take(&user) {
                         ctx.count("store_timeouts", 1);
                         self.answer(user, at, open, None, ctx);
@@ -512,19 +451,12 @@ impl Instance {
             },
             Timer::Gossip if self.strategy != Strategy::Gossip => self.gossiping = false,
             Timer::Gossip => {
-                let now = ctx.now();
-                let window = now.micros() / self.len;
                 // One report shared by every peer's message, not a copy each.
-                let counts: Rc<[(u32, u64)]> =
-                    (0..self.own.len()).map(|u| (u as u32, self.own[u].count(now))).filter(|c| c.1 > 0).collect();
-                for &(u, c) in counts.iter() {
-                    let told = &mut self.told[u as usize];
-                    told.hit(now, c.saturating_sub(told.count(now)));
-                }
+                let (window, counts) = self.counts.report(ctx.now());
                 for peer in (0..self.peers).filter(|&p| p != self.index) {
                     ctx.send(FIRST + peer, Msg::Gossip { window, counts: Rc::clone(&counts) });
                 }
-                ctx.set_timer(ctx.param("gossip_ms") as u64 * MICROS_PER_MS, Timer::Gossip);
+                ctx.set_timer(ms(ctx.param("gossip_ms")), Timer::Gossip);
             }
             other => ctx.unhandled(&other),
         }
@@ -532,101 +464,43 @@ impl Instance {
 
     fn start_gossip(&mut self, ctx: &mut Ctx<Rl>) {
         self.gossiping = true;
-        ctx.set_timer(ctx.param("gossip_ms") as u64 * MICROS_PER_MS, Timer::Gossip);
-    }
-
-    /// Spends at most this instance's share of what the last reports say is left: the
-    /// shares of all instances add up to exactly what is left.
-    fn gossip_request(&mut self, user: u32, now: Time, ctx: &mut Ctx<Rl>) {
-        let (u, window, n) = (user as usize, now.micros() / self.len, self.peers as usize);
-        let (own, told) = (self.own[u].count(now), self.told[u].count(now));
-        let sum = self.heard_sum[(window % 2) as usize * self.own.len() + u];
-        let heard = if sum.0 == window { sum.1 } else { 0 };
-        let left = self.limit.saturating_sub(told + heard);
-        let share = left / n as u64 + ((self.index as u64) < left % n as u64) as u64;
-        let ok = own < self.limit && own - told < share;
-        if ok {
-            self.own[u].hit(now, 1);
-        }
-        self.answer(user, now, ok, None, ctx);
+        ctx.set_timer(ms(ctx.param("gossip_ms")), Timer::Gossip);
     }
 
     fn lease_request(&mut self, user: u32, now: Time, ctx: &mut Ctx<Rl>) {
-        let q = &mut self.quotas[user as usize];
-        if q.lease.valid(now) && (q.tokens > 0 || q.dry) {
-            let ok = q.tokens > 0;
-            q.tokens -= ok as u64;
+        let quota = &mut self.quotas[user as usize];
+        if let Some(ok) = quota.spend(now) {
             return self.answer(user, now, ok, None, ctx);
         }
         self.waiters.wait(user, now);
-        if !q.lease.asking() {
-            let (want, ask) = (ctx.param("lease_batch") as u64, q.lease.ask(now));
+        if let Some(ask) = quota.ask(now) {
+            let want = ctx.param("lease_batch") as u64;
             self.ask_store(Call::Lease { user, ask }, |call| Msg::LeaseAsk { call, user, want }, ctx);
-        }
-    }
-
-    /// The lease counts from when it was asked for (the kit's `Lease`): the store measured
-    /// `valid_for` later than that, so however slow the answer, the lease ends before the
-    /// store's window does.
-    fn lease_granted(&mut self, user: u32, ask: u64, tokens: u64, valid_for: Micros, now: Time, ctx: &mut Ctx<Rl>) {
-        let q = &mut self.quotas[user as usize];
-        // Not held: it ran out on the way (asked in a window's last instants); the waiters
-        // are refused and the tokens wasted, as a real lease's would be.
-        let held = q.lease.granted(ask, 0, valid_for, now);
-        (q.tokens, q.dry) = (if held { tokens } else { 0 }, held && tokens == 0);
-        for at in self.waiters.take(&user) {
-            let q = &mut self.quotas[user as usize];
-            let ok = q.tokens > 0;
-            q.tokens -= ok as u64;
-            self.answer(user, at, ok, None, ctx);
         }
     }
 }
 
 impl Counters {
-    fn reply(&self, to: NodeId, msg: Msg, ctx: &mut Ctx<Rl>) {
-        ctx.count("store_ops", 1);
-        ctx.send_after(self.health.latency(0).expect("the store is slow, never down"), to, msg);
-    }
-
-    fn count(&self, key: (u32, u64), now: Time) -> u64 {
-        self.counts.get(&key, now).map_or(0, |(c, _)| *c)
-    }
-
-    /// SET with EXPIRE: the key lives two windows past its last write.
-    fn set(&mut self, key: (u32, u64), count: u64, now: Time) {
-        self.counts.put_ttl(key, count, now, 2 * self.len);
-    }
-
     fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Rl>) {
         let (now, limit) = (ctx.now(), ctx.param("limit") as u64);
-        let window = now.micros() / self.len;
-        if window > self.swept {
-            self.swept = window;
-            self.counts.sweep(now);
-        }
-        match msg {
-            Msg::Get { call, user, window } => {
-                self.reply(from, Msg::Value { call, count: self.count((user, window), now) }, ctx)
-            }
+        let reply = match msg {
+            Msg::Get { call, user, window } => Msg::Value { call, count: self.counts.get(user, window, now) },
             Msg::Set { user, window, count } => {
                 ctx.count("store_ops", 1);
-                self.set((user, window), count, now);
+                return self.counts.set(user, window, count, now);
             }
             Msg::Incr { call, user } => {
-                let count = self.count((user, window), now) + 1;
-                self.set((user, window), count, now);
-                self.reply(from, Msg::Counted { call, admitted: count <= limit, window }, ctx);
+                let (count, window) = self.counts.incr(user, now);
+                Msg::Counted { call, admitted: count <= limit, window }
             }
             Msg::LeaseAsk { call, user, want } => {
-                let used = self.count((user, window), now);
-                let tokens = want.min(limit.saturating_sub(used));
-                self.set((user, window), used + tokens, now);
-                let valid_for = self.len - now.micros() % self.len;
-                self.reply(from, Msg::LeaseGrant { call, tokens, valid_for }, ctx);
+                let (tokens, valid_for) = self.counts.take(user, want, limit, now);
+                Msg::LeaseGrant { call, tokens, valid_for }
             }
-            other => ctx.unhandled(&other),
-        }
+            other => return ctx.unhandled(&other),
+        };
+        ctx.count("store_ops", 1);
+        ctx.send_after(self.health.latency(0).expect("the store is slow, never down"), from, reply);
     }
 }
 
