@@ -99,6 +99,8 @@ test('a fault injected from the UI flips the check it should, and the fix holds'
   await shot(p, 'fault-flips-check');
   // Clicking the violation jumps the timeline there.
   await p.click('.checks li.bad button');
+  // The worker rewinds, then its next status shows where it stands.
+  await p.waitForFunction(() => parseFloat(document.querySelector('.clock').textContent) < 30);
   const at = await clock(p);
   assert.ok(at > 0.5 && at < 30, `jumped to ${at}`);
   // The violation is highlighted in the event log, in view even if the log had been
@@ -155,15 +157,20 @@ test('keyboard: space plays and pauses, arrows step, digits set the speed', asyn
   await p.goto(`${site.url}#/s/leader-election`);
   await p.waitForSelector('.play');
   await pause(p);
+  const events = async () => parseInt((await p.textContent('.stats')).match(/(\d+) events/)[1], 10);
+  // The run lives in a worker: the page shows each step once the worker's next status arrives.
+  const eventsBecome = (n) => p.waitForFunction(
+    (want) => parseInt(document.querySelector('.stats').textContent.match(/(\d+) events/)[1], 10) === want, n);
+  let e0;
+  do { e0 = await events(); await p.waitForTimeout(200); } while (e0 !== await events());
   const t0 = await clock(p);
   await p.keyboard.press('ArrowRight');
+  await eventsBecome(e0 + 1);
   await p.keyboard.press('ArrowRight');
-  const t1 = await clock(p);
-  assert.ok(t1 >= t0);
-  const events = async () => parseInt((await p.textContent('.stats')).match(/(\d+) events/)[1], 10);
-  const e1 = await events();
+  await eventsBecome(e0 + 2);
+  assert.ok(await clock(p) >= t0);
   await p.keyboard.press('ArrowLeft');
-  assert.equal(await events(), e1 - 1, 'one event back');
+  await eventsBecome(e0 + 1).catch(async () => assert.fail(`one event back: ${await events()}, not ${e0 + 1}`));
   await p.keyboard.press('9');
   assert.equal(await p.$eval('.speed select', (s) => s.options[s.selectedIndex].text), 'max');
   await p.keyboard.press(' ');

@@ -386,7 +386,8 @@ impl Page {
             self.shown.set(true);
         }
         self.tick.update(|t| *t += 1);
-        if got_full {
+        // A changed recipe changes the controls (a slider's value, the strategy) at once.
+        if got_full || query_changed {
             self.slow.update(|t| *t += 1);
         }
     }
