@@ -63,6 +63,8 @@ pub struct Engine {
     want: Option<(bool, LogFilter)>,
     /// Commands handled so far (every status carries it).
     handled: u64,
+    /// The engine bench's runs still to do, the next last.
+    bench_left: Vec<BenchRun>,
     /// Something changed since the last status.
     dirty: bool,
     pace_meter: PaceMeter,
@@ -89,6 +91,7 @@ impl Engine {
             last_slice: clock(),
             want: None,
             handled: 0,
+            bench_left: Vec::new(),
             dirty: true,
             pace_meter: PaceMeter::default(),
             last_pace: 0.0,
@@ -101,7 +104,7 @@ impl Engine {
 
     /// The run goes on without a command: a slice should follow soon.
     pub fn busy(&self) -> bool {
-        self.player.is_some() && (self.playing || self.seeking.is_some())
+        !self.bench_left.is_empty() || self.player.is_some() && (self.playing || self.seeking.is_some())
     }
 
     pub fn player(&self) -> Option<&Player> {
@@ -134,7 +137,13 @@ impl Engine {
                 }),
                 Err(e) => out.push(Reply::Unreadable { unknown: None, message: e.to_string() }),
             },
-            Command::Bench => self.bench(&mut out),
+            Command::Bench => {
+                self.bench_left = (self.catalog.bench)();
+                self.bench_left.reverse();
+                if self.bench_left.is_empty() {
+                    out.push(Reply::BenchDone);
+                }
+            }
             Command::Panic => panic!("the deliberate panic of #/debug/worker-panic"),
             // Answered now if something changed since the last status, else when it does.
             Command::Want { full, log } => self.want = Some((full, log)),
@@ -234,6 +243,10 @@ impl Engine {
     /// if the page is waiting for one).
     pub fn slice(&mut self, budget_ms: f64) -> Vec<Reply> {
         let mut out = Vec::new();
+        if !self.bench_left.is_empty() {
+            self.bench(&mut out);
+            return out;
+        }
         let clock = self.clock;
         let wall = clock();
         let dt = (wall - self.last_slice).clamp(0.0, MAX_STEP_MS);
@@ -333,10 +346,10 @@ impl Engine {
         })));
     }
 
-    /// The engine bench: every run of the catalog's bench list, as fast as it goes, with
-    /// the trace hash only (as `faultline run` does); one row per run.
+    /// The engine bench's next run, as fast as it goes, with the trace hash only (as
+    /// `faultline run` does): one row a slice, so the page shows each as it finishes.
     fn bench(&mut self, out: &mut Vec<Reply>) {
-        for (label, spec, recipe, until) in (self.catalog.bench)() {
+        if let Some((label, spec, recipe, until)) = self.bench_left.pop() {
             let (mut run, _) = open(spec, &recipe);
             run.keep_trace(false);
             let start = (self.clock)();
@@ -353,8 +366,10 @@ impl Engine {
                 wall_ms,
                 fingerprint: fingerprint(run.trace().hash()),
             }));
+            if self.bench_left.is_empty() {
+                out.push(Reply::BenchDone);
+            }
         }
-        out.push(Reply::BenchDone);
     }
 }
 
@@ -504,6 +519,30 @@ mod tests {
         assert!(q.contains("producers=9") && q.contains("a="), "{q}");
         let r = e.handle(Command::Share);
         assert!(matches!(&r[0], Reply::Shared { query } if query.contains("fp=")), "{r:?}");
+    }
+
+    #[test]
+    fn the_engine_bench_gives_a_row_a_slice_with_the_native_fingerprints() {
+        let _one_at_a_time = heap::SERIAL.lock();
+        fn two() -> Vec<BenchRun> {
+            let spec = faultline_scenarios::find("leader-election").unwrap();
+            (1..=2).map(|seed| (format!("seed {seed}"), spec, spec.default_recipe(seed), Time(2_000_000))).collect()
+        }
+        let mut e = Engine::new(Catalog { find: faultline_scenarios::find, bench: two }, ticking);
+        assert!(e.handle(Command::Bench).is_empty() && e.busy());
+        let mut rows = Vec::new();
+        while e.busy() {
+            let r = e.slice(SLICE_MS);
+            assert!(!r.is_empty(), "every slice finishes a run");
+            rows.extend(r);
+        }
+        assert!(matches!(rows.last(), Some(Reply::BenchDone)), "{rows:?}");
+        for (row, (label, spec, recipe, until)) in rows.iter().zip(two()) {
+            let Reply::BenchRow(row) = row else { panic!("{row:?}") };
+            let (mut run, _) = open(spec, &recipe);
+            run.run_until(until, u64::MAX);
+            assert_eq!((&row.label, &row.fingerprint), (&label, &fingerprint(run.trace().hash())));
+        }
     }
 
     #[test]
