@@ -1,3 +1,4 @@
 //! Resilience: staying up while a dependency is down or slow.
 
+pub mod bulkhead;
 pub mod circuit_breaker;
