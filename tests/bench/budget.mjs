@@ -13,7 +13,10 @@ import { join } from 'node:path';
 
 const dist = new URL('../../dist/', import.meta.url).pathname;
 const KB = 1000;
-const GUARD = { gallery: 219 * KB, cold: 358 * KB, switch: 140 * KB };
+// The gallery carries a card per scenario (a few hundred bytes gzipped): its guard, and the
+// cold link's, grow by that much for each scenario past the seven of session 13.
+const CARD = 400;
+const GUARD_AT_SEVEN = { gallery: 219 * KB, cold: 358 * KB, switch: 140 * KB };
 const TARGET = { gallery: 200 * KB, cold: 300 * KB, switch: 80 * KB };
 const CATALOG = 62;
 
@@ -33,6 +36,8 @@ const workers = ids.map((id) => ({ id, bytes: [`sim-${id}_loader.js`, `sim-${id}
   .sort((a, b) => b.bytes - a.bytes);
 if (!workers.length) { console.error('budget: no scenario worker modules in dist/'); process.exit(1); }
 const largest = workers[0];
+const cards = Math.max(0, workers.length - 7) * CARD;
+const GUARD = { gallery: GUARD_AT_SEVEN.gallery + cards, cold: GUARD_AT_SEVEN.cold + cards, switch: GUARD_AT_SEVEN.switch };
 const all = walk('.').reduce((n, f) => n + gz(f), 0);
 
 
