@@ -35,6 +35,7 @@ registry! {
     coordination::leader_election,
     consistency::idempotent_payments,
     coordination::consistent_hashing,
+    resilience::retry_storm,
 }
 
 /// Looks a scenario up by its id.

@@ -1,3 +1,4 @@
 //! Resilience: staying up while a dependency is down or slow.
 
 pub mod circuit_breaker;
+pub mod retry_storm;
