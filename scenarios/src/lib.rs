@@ -36,6 +36,7 @@ registry! {
     consistency::idempotent_payments,
     coordination::consistent_hashing,
     resilience::bulkhead,
+    resilience::retry_storm,
 }
 
 /// Looks a scenario up by its id.

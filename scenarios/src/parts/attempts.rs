@@ -41,10 +41,17 @@ pub enum Next {
 }
 
 /// A client's operations, with the data it keeps for each (`T`).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Attempts<T> {
     ops: KeyTable<Op<T>>,
     open: u32,
+}
+
+// By hand: a derived `Default` would ask the same of `T`, which an empty table never needs.
+impl<T> Default for Attempts<T> {
+    fn default() -> Attempts<T> {
+        Attempts { ops: KeyTable::default(), open: 0 }
+    }
 }
 
 impl<T: Clone> Attempts<T> {

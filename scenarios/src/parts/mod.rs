@@ -12,6 +12,7 @@ pub mod gossip;
 pub mod lease;
 pub mod limit;
 pub mod queueing;
+pub mod retried;
 pub mod retry;
 pub mod station;
 pub mod store;

@@ -170,6 +170,11 @@ impl RetryBudget {
         }
     }
 
+    /// The same budget, full again: a restarted process's.
+    pub fn refilled(self) -> RetryBudget {
+        RetryBudget { milli: self.max_milli, ..self }
+    }
+
     /// Whole tokens in the bucket (for a gauge).
     pub fn tokens(&self) -> u32 {
         (self.milli / MILLI) as u32

@@ -2,3 +2,4 @@
 
 pub mod bulkhead;
 pub mod circuit_breaker;
+pub mod retry_storm;
