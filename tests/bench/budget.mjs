@@ -16,7 +16,10 @@ const KB = 1000;
 // The gallery carries a card per scenario (a few hundred bytes gzipped): its guard, and the
 // cold link's, grow by that much for each scenario past the seven of session 13.
 const CARD = 400;
-const GUARD_AT_SEVEN = { gallery: 219 * KB, cold: 358 * KB, switch: 140 * KB };
+// No scenario's worker module may pass 150 KB (the largest of the first nine is 147); the
+// cold link's guard is the gallery's plus that.
+const WORKER_CAP = 150 * KB;
+const GUARD_AT_SEVEN = { gallery: 219 * KB, cold: 219 * KB + WORKER_CAP, switch: WORKER_CAP };
 const TARGET = { gallery: 200 * KB, cold: 300 * KB, switch: 80 * KB };
 const CATALOG = 62;
 
