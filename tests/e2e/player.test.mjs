@@ -348,3 +348,23 @@ test('a shared link says whether it still shows the run that was shared', async 
   await shot(other, 'shared-link-changed');
   assert.deepEqual([...same.errors, ...other.errors], []);
 });
+
+test('a new seed, and reset, restart the run from 0 and keep the rest of the recipe', async () => {
+  const p = await page(b);
+  await p.goto(`${site.url}#/s/backpressure?seed=3&workers=6`);
+  await p.waitForSelector('.fault-grid button');
+  await p.waitForFunction(() => parseFloat(document.querySelector('.clock').textContent) > 1);
+  await p.click('.fault-grid button:has-text("Latency")');
+  await p.waitForFunction(() => location.href.includes('a='));
+  await p.fill('.seed input', '77');
+  await p.press('.seed input', 'Enter');
+  await p.waitForFunction(() => /[?&]seed=77(&|$)/.test(location.href));
+  assert.match(p.url(), /workers=6/, 'the parameters stay');
+  assert.match(p.url(), /[?&]a=/, 'and so do the actions');
+  await p.click('button:has-text("Reset")');
+  await p.waitForFunction(() => !location.href.includes('a='));
+  assert.match(p.url(), /seed=77/);
+  assert.match(p.url(), /workers=6/);
+  assert.equal(await p.inputValue('.seed input'), '77');
+  assert.deepEqual(p.errors, []);
+});

@@ -3,45 +3,20 @@
 
 use crate::scenario::Page;
 use faultline_core::{
-    ActionKind, Fault, NodeId, ParamSpec, Ppm, Recipe, ScenarioSpec, Status, Target, Time, MICROS_PER_MS, MICROS_PER_S,
+    ActionKind, Fault, NodeId, ParamSpec, Ppm, ScenarioSpec, Status, Target, Time, MICROS_PER_MS, MICROS_PER_S,
 };
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
-
-/// A parameter's value at `now`: the recipe's, then the last change at or before `now`.
-/// A change just made lands one microsecond after `now`; it counts as current.
-pub fn current_param(recipe: &Recipe, p: &ParamSpec, now: Time) -> i64 {
-    let mut v = recipe.params.get(p.id).copied().unwrap_or(p.default);
-    for a in recipe.actions.iter().take_while(|a| a.at <= now.plus(1)) {
-        if let ActionKind::SetParam { id, value } = &a.kind {
-            if id == p.id {
-                v = *value;
-            }
-        }
-    }
-    v
-}
-
-/// The strategy in force at `now`.
-pub fn current_strategy(recipe: &Recipe, now: Time) -> String {
-    let mut s = recipe.strategy.clone();
-    for a in recipe.actions.iter().take_while(|a| a.at <= now.plus(1)) {
-        if let ActionKind::SetStrategy { id } = &a.kind {
-            s = id.clone();
-        }
-    }
-    s
-}
 
 pub fn controls(page: Page) -> impl IntoView {
     let spec = page.spec();
     let strategy = move || {
         page.slow.get();
-        page.with(|m| current_strategy(&m.recipe, m.now)).unwrap_or_default()
+        page.with(|m| m.strategy.clone()).unwrap_or_default()
     };
     let seed = move || {
         page.slow.get();
-        page.with(|m| m.recipe.seed).unwrap_or_default()
+        page.with(|m| m.seed).unwrap_or_default()
     };
     view! {
         <section class="controls">
@@ -63,17 +38,17 @@ pub fn controls(page: Page) -> impl IntoView {
                     <input type="number" min="0" prop:value=move || seed().to_string() aria-label="Seed"
                         on:change=move |ev| {
                             match event_target_value(&ev).trim().parse::<u64>() {
-                                Ok(s) => page.restart_with(page.recipe(|r| Recipe { seed: s, ..r })),
+                                Ok(s) => page.restart(Some(s), false),
                                 Err(_) => page.toast.set(Some("a seed is a whole number from 0 to 2^64−1".into())),
                             }
                         } />
                 </label>
                 <button title="Same recipe, another seed" on:click=move |_| {
                     let s = (js_sys::Math::random() * 1e9) as u64;
-                    page.restart_with(page.recipe(|r| Recipe { seed: s, ..r }));
+                    page.restart(Some(s), false);
                 }>"New seed"</button>
                 <button title="Forget every fault and change you made" on:click=move |_| {
-                    page.restart_with(page.recipe(|r| Recipe { actions: Vec::new(), ..r }));
+                    page.restart(None, true);
                 }>"Reset"</button>
             </div>
         </section>
@@ -83,7 +58,8 @@ pub fn controls(page: Page) -> impl IntoView {
 fn slider(page: Page, p: &'static ParamSpec) -> impl IntoView {
     let value = move || {
         page.slow.get();
-        page.with(|m| current_param(&m.recipe, p, m.now)).unwrap_or(p.default)
+        let i = page.spec().params.iter().position(|q| q.id == p.id);
+        page.with(|m| i.and_then(|i| m.params.get(i).copied())).flatten().unwrap_or(p.default)
     };
     // A setup parameter says before it is touched that moving it starts the run over.
     let (class, title) = if p.live {

@@ -6,9 +6,7 @@ use crate::canvas::{self, Placed, Theme};
 use crate::panels;
 use crate::remote::{worker_url, Conn, Heard, ALL_WORKER_URL};
 use faultline_core::recipe::encode_actions;
-use faultline_core::{
-    fingerprint, Action, ActionKind, Frame, NodeId, ParamSpec, Recipe, ScenarioSpec, Time, MICROS_PER_MS,
-};
+use faultline_core::{fingerprint, Action, ActionKind, Frame, NodeId, ParamSpec, ScenarioSpec, Time, MICROS_PER_MS};
 use faultline_protocol::{Command, Full, LogFilter, Reply, Snapshot};
 use leptos::html::Canvas;
 use leptos::prelude::*;
@@ -24,22 +22,17 @@ const LOG_ROWS: u32 = 150;
 
 pub use faultline_core::recipe::without_scenario as strip_s;
 
-/// The hash route that reproduces `recipe`.
-pub fn href(spec: &ScenarioSpec, recipe: &Recipe) -> String {
-    crate::route::scenario_href(spec.id(), &strip_s(&recipe.to_query(spec)))
-}
-
-/// Reads a recipe query of `spec` as the worker wrote it (canonical, so nothing to repair).
-pub fn read_query(spec: &'static ScenarioSpec, query: &str) -> Recipe {
-    let url = if query.is_empty() { format!("s={}", spec.id()) } else { format!("s={}&{query}", spec.id()) };
-    Recipe::from_url(&url, |_| Some(spec)).map_or_else(|_| spec.default_recipe(1), |p| p.recipe)
-}
-
-/// What the page knows of the run: the worker's latest status, and the recipe it plays.
+/// What the page knows of the run: the worker's latest status. The page never reads a
+/// recipe itself (the worker does, and says what the controls show), so it carries no
+/// recipe parser.
 pub struct Mirror {
     pub spec: &'static ScenarioSpec,
-    pub recipe: Recipe,
+    /// The recipe as the link's query (without the scenario): what the URL shows.
     query: String,
+    /// The strategy in force now, the seed, and each parameter's current value.
+    pub strategy: String,
+    pub seed: u64,
+    pub params: Vec<i64>,
     pub now: Time,
     pub until: Time,
     pub events: u64,
@@ -55,8 +48,10 @@ impl Mirror {
     fn new(spec: &'static ScenarioSpec, query: String) -> Mirror {
         Mirror {
             spec,
-            recipe: read_query(spec, &query),
             query,
+            strategy: spec.default_strategy().id.to_string(),
+            seed: 1,
+            params: spec.params.iter().map(|p| p.default).collect(),
             now: Time::ZERO,
             until: Time(spec.default_until),
             events: 0,
@@ -174,11 +169,6 @@ impl Page {
         self.post(Command::Want { full, log });
     }
 
-    /// The recipe as it stands, changed by `f` (for a restart).
-    pub fn recipe(&self, f: impl FnOnce(Recipe) -> Recipe) -> Recipe {
-        f(self.with(|m| m.recipe.clone()).unwrap_or_else(|| self.spec().default_recipe(1)))
-    }
-
     /// The slow parts again, now (the log's filter changed).
     pub fn refresh_slow(&self) {
         self.changed_by_user();
@@ -191,7 +181,7 @@ impl Page {
     }
 
     fn sync_url(&self) {
-        let Some(href) = self.with(|m| href(m.spec, &m.recipe)) else { return };
+        let Some(href) = self.with(|m| crate::route::scenario_href(m.spec.id(), &m.query)) else { return };
         if let Some(h) = web_sys::window().and_then(|w| w.history().ok()) {
             let _ = h.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&href));
         }
@@ -234,10 +224,9 @@ impl Page {
         self.set_playing(!self.playing.get_untracked());
     }
 
-    /// A new recipe from scratch (seed change, reset): replay from zero.
-    pub fn restart_with(&self, recipe: Recipe) {
-        let Some(query) = self.with(|m| strip_s(&recipe.to_query(m.spec))) else { return };
-        self.post(Command::Replace { query });
+    /// Starts over from zero: with another seed, or without the faults and changes made.
+    pub fn restart(&self, seed: Option<u64>, forget_actions: bool) {
+        self.post(Command::Restart { seed, forget_actions });
         self.changed_by_user();
     }
 
@@ -341,10 +330,10 @@ impl Page {
         self.mirror.update_value(|m| {
             let Some(m) = m else { return };
             if m.query != s.query {
-                m.recipe = read_query(m.spec, &s.query);
                 m.query = s.query;
                 query_changed = true;
             }
+            (m.strategy, m.seed, m.params) = (s.strategy, s.seed, s.params);
             (m.now, m.until, m.events, m.hash) = (Time(s.now), Time(s.until), s.events, s.hash);
             m.frame = s.frame;
             if let Some(full) = s.full {
@@ -707,22 +696,5 @@ fn transport(page: Page) -> impl IntoView {
                     } />
             </div>
         </section>
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The page mirrors the recipe from the worker's canonical query: reading it back and
-    /// writing it again gives the same link, for every scenario.
-    #[test]
-    fn the_mirrored_recipe_is_the_one_the_worker_plays() {
-        for spec in faultline_scenarios::ALL {
-            let recipe = spec.default_recipe(7).with_param(spec.params[0].id, spec.params[0].max);
-            let query = strip_s(&recipe.to_query(spec));
-            assert_eq!(read_query(spec, &query), recipe, "{}", spec.id());
-            assert_eq!(href(spec, &recipe), crate::route::scenario_href(spec.id(), &query));
-        }
     }
 }

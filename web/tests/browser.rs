@@ -1,29 +1,22 @@
 //! The page's logic in a real browser (headless Chromium via wasm-bindgen-test): routes and
 //! mirrored recipes, layout and drawing on a canvas (of frames from real runs).
 
-use faultline_core::{ActionKind, Time, MICROS_PER_S};
+use faultline_core::{Time, MICROS_PER_S};
 use faultline_engine::player::Player;
 use faultline_scenarios::ALL;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
 use web::canvas::{self, Theme};
-use web::route::Route;
-use web::scenario::{href, read_query};
+use web::route::{scenario_href, Route};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
 #[wasm_bindgen_test]
-fn routes_and_mirrored_recipes_round_trip_for_every_scenario() {
+fn routes_round_trip_for_every_scenario() {
     for spec in ALL {
-        let recipe = spec.default_recipe(5);
-        let h = href(spec, &recipe);
-        match Route::parse(&h) {
-            Route::Scenario { id, query } => {
-                assert_eq!(id, spec.id());
-                assert_eq!(read_query(spec, &query), recipe, "{h}");
-            }
-            other => panic!("{h} parsed as {other:?}"),
-        }
+        let query = faultline_core::recipe::without_scenario(&spec.default_recipe(5).to_query(spec));
+        let h = scenario_href(spec.id(), &query);
+        assert_eq!(Route::parse(&h), Route::Scenario { id: spec.id().into(), query }, "{h}");
     }
     assert_eq!(Route::parse("#/bench/engine"), Route::EngineBench);
     assert_eq!(Route::parse("#/debug/worker-panic"), Route::WorkerPanic);
@@ -63,19 +56,6 @@ fn every_scenario_draws_and_its_nodes_can_be_clicked() {
         assert!(img.iter().any(|&b| b != 0), "{}: nothing drawn", spec.id());
     }
     assert_eq!(canvas::hit(&[], 10.0, 10.0), None);
-}
-
-#[wasm_bindgen_test]
-fn the_page_reports_current_parameters_and_strategy() {
-    let spec = ALL[0];
-    let p = &spec.params[0];
-    let r = spec
-        .default_recipe(1)
-        .with_action(Time(10), ActionKind::SetParam { id: p.id.into(), value: p.max })
-        .with_action(Time(20), ActionKind::SetStrategy { id: spec.strategies[1].id.into() });
-    assert_eq!(web::panels::current_param(&r, p, Time(5)), p.default);
-    assert_eq!(web::panels::current_param(&r, p, Time(9)), p.max, "a change made now counts at once");
-    assert_eq!(web::panels::current_strategy(&r, Time(25)), spec.strategies[1].id);
 }
 
 /// Thousands of messages are written as pixels, a few as a path: both must put the same

@@ -7,8 +7,8 @@ use crate::heap;
 use crate::player::{PaceMeter, Player};
 use faultline_core::recipe::decode_actions;
 use faultline_core::{
-    fingerprint, open, shared_mark, NodeId, Recipe, RecipeError, ScenarioSpec, SharedCheck, Time, TraceEvent,
-    TraceKind, MICROS_PER_MS,
+    fingerprint, open, shared_mark, ActionKind, NodeId, ParamSpec, Recipe, RecipeError, ScenarioSpec, SharedCheck,
+    Time, TraceEvent, TraceKind, MICROS_PER_MS,
 };
 use faultline_protocol::{BenchRow, Charts, Command, Full, LogFilter, LogRow, Reply, Snapshot, SpecData};
 
@@ -171,16 +171,16 @@ impl Engine {
     fn command(&mut self, cmd: Command, out: &mut Vec<Reply>) {
         let Some(p) = self.player.as_mut() else { return };
         match cmd {
-            Command::Replace { query } => match load(|_| Some(p.spec), p.spec.id(), &query) {
-                Ok((_, recipe, problems)) => {
-                    let more = p.replace(&recipe);
-                    out.push(Reply::Restarted {
-                        problems: strings(&problems).into_iter().chain(strings(&more)).collect(),
-                    });
-                    self.reset_play_state();
+            Command::Restart { seed, forget_actions } => {
+                let mut recipe = Recipe { shared: None, ..p.recipe().clone() };
+                recipe.seed = seed.unwrap_or(recipe.seed);
+                if forget_actions {
+                    recipe.actions.clear();
                 }
-                Err(e) => out.push(Reply::Toast(format!("not done: {e}"))),
-            },
+                let problems = p.replace(&recipe);
+                out.push(Reply::Restarted { problems: strings(&problems) });
+                self.reset_play_state();
+            }
             Command::Play { speed } => {
                 if !self.playing || self.speed != speed {
                     self.last_slice = (self.clock)();
@@ -314,6 +314,7 @@ impl Engine {
         }
         let run = &*p.run;
         let frame = run.frame(FRAME_MESSAGES);
+        let (recipe, now) = (run.recipe(), run.now());
         let full = full.then(|| {
             let names: Vec<&str> = frame.nodes.iter().map(|n| n.view.label.as_str()).collect();
             let spec = run.spec();
@@ -338,7 +339,10 @@ impl Engine {
             playing: self.playing,
             seeking: self.seeking.map(|t| t.micros()),
             pace: self.pace,
-            query: strip_s(&run.recipe().to_query(p.spec)),
+            query: strip_s(&recipe.to_query(p.spec)),
+            strategy: current_strategy(recipe, now),
+            seed: recipe.seed,
+            params: p.spec.params.iter().map(|param| current_param(recipe, param, now)).collect(),
             stopped: self.stopped.clone(),
             shared_news: self.shared_news.take(),
             frame,
@@ -371,6 +375,31 @@ impl Engine {
             }
         }
     }
+}
+
+/// A parameter's value at `now`: the recipe's, then the last change at or before `now`.
+/// A change just made lands one microsecond after `now`; it counts as current.
+pub fn current_param(recipe: &Recipe, p: &ParamSpec, now: Time) -> i64 {
+    let mut v = recipe.params.get(p.id).copied().unwrap_or(p.default);
+    for a in recipe.actions.iter().take_while(|a| a.at <= now.plus(1)) {
+        if let ActionKind::SetParam { id, value } = &a.kind {
+            if id == p.id {
+                v = *value;
+            }
+        }
+    }
+    v
+}
+
+/// The strategy in force at `now` (a switch just made counts at once, as above).
+pub fn current_strategy(recipe: &Recipe, now: Time) -> String {
+    let mut s = recipe.strategy.clone();
+    for a in recipe.actions.iter().take_while(|a| a.at <= now.plus(1)) {
+        if let ActionKind::SetStrategy { id } = &a.kind {
+            s = id.clone();
+        }
+    }
+    s
 }
 
 /// The newest entries the trace keeps that pass the filter, oldest first, described.
@@ -543,6 +572,43 @@ mod tests {
             run.run_until(until, u64::MAX);
             assert_eq!((&row.label, &row.fingerprint), (&label, &fingerprint(run.trace().hash())));
         }
+    }
+
+    #[test]
+    fn the_controls_show_the_values_in_force_and_a_restart_keeps_the_recipe_but_what_it_changes() {
+        let spec = faultline_scenarios::find("backpressure").unwrap();
+        let p = &spec.params[0];
+        let r = spec
+            .default_recipe(1)
+            .with_action(Time(10), ActionKind::SetParam { id: p.id.into(), value: p.max })
+            .with_action(Time(20), ActionKind::SetStrategy { id: spec.strategies[1].id.into() });
+        assert_eq!(current_param(&r, p, Time(5)), p.default);
+        assert_eq!(current_param(&r, p, Time(9)), p.max, "a change made now counts at once");
+        assert_eq!(current_strategy(&r, Time(15)), spec.strategies[0].id);
+        assert_eq!(current_strategy(&r, Time(25)), spec.strategies[1].id);
+
+        let mut e = opened("seed=5&workers=6");
+        e.handle(Command::Seek { to: 1_000_000 });
+        while e.busy() {
+            e.slice(SLICE_MS);
+        }
+        let crash = encode_actions(&[Action { at: Time::ZERO, kind: ActionKind::Fault(Fault::Crash { node: 0 }) }]);
+        e.handle(Command::Act { action: crash });
+        e.handle(Command::SetParam { id: "workers".into(), value: 9 });
+        let s = status(&want(&mut e, false)).cloned().unwrap();
+        assert_eq!((s.seed, s.params[2]), (5, 9), "workers 9 from now");
+        let r = e.handle(Command::Restart { seed: Some(8), forget_actions: false });
+        assert!(matches!(&r[0], Reply::Restarted { .. }), "{r:?}");
+        let s = status(&want(&mut e, false)).cloned().unwrap();
+        assert_eq!(
+            (s.now, s.seed, s.params[2]),
+            (0, 8, 6),
+            "from 0, the new seed, the link's workers until the action"
+        );
+        assert!(s.query.contains("a="), "the actions are kept: {}", s.query);
+        e.handle(Command::Restart { seed: None, forget_actions: true });
+        let s = status(&want(&mut e, false)).cloned().unwrap();
+        assert!(s.seed == 8 && !s.query.contains("a=") && s.query.contains("workers=6"), "{}", s.query);
     }
 
     #[test]

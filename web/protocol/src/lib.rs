@@ -27,9 +27,10 @@ pub enum Command {
         id: String,
         query: String,
     },
-    /// Start over with another recipe of the same scenario (seed changed, actions cleared).
-    Replace {
-        query: String,
+    /// Start over from 0 with the same recipe but another seed, or without the user's actions.
+    Restart {
+        seed: Option<u64>,
+        forget_actions: bool,
     },
     /// Play at `speed` simulated seconds per wall second (0 = as fast as possible).
     Play {
@@ -133,6 +134,11 @@ pub struct Snapshot {
     pub pace: Option<f64>,
     /// The canonical recipe query (the link), without the scenario.
     pub query: String,
+    /// What the controls show at `now`: the strategy in force, the seed, and each
+    /// parameter's value (in the spec's order), the recipe's actions up to now applied.
+    pub strategy: String,
+    pub seed: u64,
+    pub params: Vec<i64>,
     /// Why the run was stopped before the tab ran out of memory.
     pub stopped: Option<String>,
     /// Comparing the run with its link's fingerprint: `Some((matches, what))` once, when it
@@ -639,8 +645,12 @@ impl Command {
             Command::Open { id, query } => {
                 w.u8(0).str(id).str(query);
             }
-            Command::Replace { query } => {
-                w.u8(1).str(query);
+            Command::Restart { seed, forget_actions } => {
+                w.u8(1);
+                put_opt(&mut w, seed, |w, s| {
+                    w.u64(*s);
+                });
+                w.bool(*forget_actions);
             }
             Command::Play { speed } => {
                 w.u8(2).f64(*speed);
@@ -684,7 +694,7 @@ impl Command {
         let mut r = Reader::new(bytes);
         let c = match r.u8()? {
             0 => Command::Open { id: r.string()?, query: r.string()? },
-            1 => Command::Replace { query: r.string()? },
+            1 => Command::Restart { seed: r.option(Reader::u64)?, forget_actions: r.bool()? },
             2 => Command::Play { speed: r.f64()? },
             3 => Command::Pause,
             4 => Command::Seek { to: r.u64()? },
@@ -714,7 +724,10 @@ fn put_status(w: &mut Writer, s: &Snapshot) {
     put_opt(w, &s.pace, |w, x| {
         w.f64(*x);
     });
-    w.str(&s.query);
+    w.str(&s.query).str(&s.strategy).u64(s.seed).len(s.params.len());
+    s.params.iter().for_each(|v| {
+        w.i64(*v);
+    });
     put_opt(w, &s.stopped, |w, t| {
         w.str(t);
     });
@@ -754,7 +767,7 @@ fn get_status(r: &mut Reader) -> Result<Snapshot, WireError> {
     let (now, until, events, hash, playing) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.bool()?);
     let seeking = r.option(Reader::u64)?;
     let pace = r.option(Reader::f64)?;
-    let query = r.string()?;
+    let (query, strategy, seed, params) = (r.string()?, r.string()?, r.u64()?, r.vec(8, Reader::i64)?);
     let stopped = r.option(Reader::string)?;
     let shared_news = r.option(|r| Ok((r.bool()?, r.string()?)))?;
     let frame = get_frame(r)?;
@@ -766,7 +779,24 @@ fn get_status(r: &mut Reader) -> Result<Snapshot, WireError> {
         let timeline = r.vec(12, |r| Ok((r.u64()?, r.string()?)))?;
         Ok(Full { log, charts: Charts { times, series, totals }, timeline })
     })?;
-    Ok(Snapshot { handled, now, until, events, hash, playing, seeking, pace, query, stopped, shared_news, frame, full })
+    Ok(Snapshot {
+        handled,
+        now,
+        until,
+        events,
+        hash,
+        playing,
+        seeking,
+        pace,
+        query,
+        strategy,
+        seed,
+        params,
+        stopped,
+        shared_news,
+        frame,
+        full,
+    })
 }
 
 impl Reply {
@@ -874,7 +904,8 @@ mod tests {
         let log = LogFilter { node: Some(3), kind: "sent".into(), limit: 150 };
         for c in [
             Command::Open { id: "backpressure".into(), query: "seed=2&a=x".into() },
-            Command::Replace { query: "seed=9".into() },
+            Command::Restart { seed: Some(9), forget_actions: false },
+            Command::Restart { seed: None, forget_actions: true },
             Command::Play { speed: 0.25 },
             Command::Pause,
             Command::Seek { to: 12_345_678 },
@@ -937,6 +968,9 @@ mod tests {
                     seeking: Some(5),
                     pace: Some(0.5),
                     query: run.recipe().to_query(spec),
+                    strategy: "x".into(),
+                    seed: 3,
+                    params: vec![-1, 7],
                     stopped: None,
                     shared_news: Some((true, "same".into())),
                     frame: frame.clone(),
@@ -958,6 +992,7 @@ mod tests {
                     (back.now, back.events, back.hash, &back.query),
                     (status.now, status.events, status.hash, &status.query)
                 );
+                assert_eq!((&back.strategy, back.seed, &back.params), (&status.strategy, status.seed, &status.params));
             }
         }
     }
