@@ -2,4 +2,5 @@
 
 pub mod bulkhead;
 pub mod circuit_breaker;
+pub mod health_checks;
 pub mod retry_storm;
