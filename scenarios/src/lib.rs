@@ -37,6 +37,7 @@ registry! {
     coordination::consistent_hashing,
     resilience::bulkhead,
     resilience::retry_storm,
+    resilience::timeouts_deadlines,
 }
 
 /// Looks a scenario up by its id.

@@ -3,3 +3,4 @@
 pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod retry_storm;
+pub mod timeouts_deadlines;
