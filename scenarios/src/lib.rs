@@ -38,6 +38,7 @@ registry! {
     resilience::bulkhead,
     resilience::retry_storm,
     resilience::health_checks,
+    resilience::timeouts_deadlines,
 }
 
 /// Looks a scenario up by its id.

@@ -25,7 +25,7 @@ pub mod window;
 /// For the parts' own tests: a node run alone in a kernel.
 #[cfg(test)]
 pub(crate) mod testing {
-    use faultline_core::{Link, Node, Recipe, Run, ScenarioSpec, Setup, Sim, Time};
+    use faultline_core::{open, Link, Node, Recipe, Run, ScenarioSpec, Setup, Sim, Time};
 
     /// Just enough of a scenario for the kernel to run one node.
     static SPEC: ScenarioSpec = ScenarioSpec::bare("parts-test", build);
@@ -43,6 +43,37 @@ pub(crate) mod testing {
         sim.add_node(node);
         sim.run_until(until, u64::MAX);
         sim.nodes()[0].clone()
+    }
+
+    /// For scenarios' tests: runs `recipe` to `secs` (no trace) and returns the run, with every
+    /// counter named in `names` also read at each whole second (`at[s][i]`: `names[i]` at `s` s).
+    /// Asserts the recipe opens cleanly and nothing went unhandled.
+    pub fn run_sampled(spec: &'static ScenarioSpec, recipe: &Recipe, secs: u64, names: &[&str]) -> Sampled {
+        let (mut run, problems) = open(spec, recipe);
+        assert!(problems.is_empty(), "{problems:?}");
+        run.keep_trace(false);
+        let at = (0..=secs)
+            .map(|s| {
+                run.run_until(Time::from_secs(s), u64::MAX);
+                names.iter().map(|n| run.metrics().counter(n)).collect()
+            })
+            .collect();
+        assert_eq!(run.unhandled(), 0);
+        (run, at)
+    }
+
+    /// A run and its counters by whole second, from `run_sampled`.
+    pub type Sampled = (Box<dyn Run>, Vec<Vec<i64>>);
+
+    /// Counter `i`'s increase from `from` s to `to` s, in `run_sampled`'s samples.
+    pub fn between(at: &[Vec<i64>], i: usize, from: usize, to: usize) -> f64 {
+        (at[to][i] - at[from][i]) as f64
+    }
+
+    /// When (s) and why the check `check` first failed, if it did.
+    pub fn failed_at(r: &dyn Run, check: &str) -> Option<(f64, String)> {
+        let c = r.checks().iter().find(|c| c.id == check).expect("a check");
+        c.violation.as_ref().map(|v| (v.at.as_secs_f64(), v.why.clone()))
     }
 }
 

@@ -4,3 +4,4 @@ pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod health_checks;
 pub mod retry_storm;
+pub mod timeouts_deadlines;

@@ -400,35 +400,14 @@ impl Tier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parts::testing::{between, failed_at, run_sampled, Sampled};
 
     fn recipe(strategy: &str, seed: u64) -> Recipe {
         Recipe::new("retry-storm", strategy, seed)
     }
 
-    /// Runs to `secs` and returns the run; every counter named in `names` is also read at each
-    /// whole second (`at[s][i]`: counter `names[i]` at `s` s).
-    fn run(recipe: &Recipe, secs: u64, names: &[&str]) -> (Box<dyn Run>, Vec<Vec<i64>>) {
-        let (mut run, problems) = open(&SPEC, recipe);
-        assert!(problems.is_empty(), "{problems:?}");
-        run.keep_trace(false);
-        let at = (0..=secs)
-            .map(|s| {
-                run.run_until(Time::from_secs(s), u64::MAX);
-                names.iter().map(|n| run.metrics().counter(n)).collect()
-            })
-            .collect();
-        assert_eq!(run.unhandled(), 0);
-        (run, at)
-    }
-
-    /// Counter `i`'s increase from `from` s to `to` s.
-    fn between(at: &[Vec<i64>], i: usize, from: usize, to: usize) -> f64 {
-        (at[to][i] - at[from][i]) as f64
-    }
-
-    fn failed_at(r: &dyn Run, check: &str) -> Option<(f64, String)> {
-        let c = r.checks().iter().find(|c| c.id == check).expect("a check");
-        c.violation.as_ref().map(|v| (v.at.as_secs_f64(), v.why.clone()))
+    fn run(recipe: &Recipe, secs: u64, names: &[&str]) -> Sampled {
+        run_sampled(&SPEC, recipe, secs, names)
     }
 
     /// The outage from 8 s to the end, and services fast and wide enough never to queue: what
