@@ -43,7 +43,6 @@ const cards = Math.max(0, workers.length - 9) * CARD;
 const GUARD = { gallery: GUARD_AT_NINE.gallery + cards, cold: GUARD_AT_NINE.cold + cards, switch: GUARD_AT_NINE.switch };
 const all = walk('.').reduce((n, f) => n + gz(f), 0);
 
-
 const kb = (n) => `${(n / KB).toFixed(1)} KB`;
 const rows = [
   ['gallery, cold', gallery, GUARD.gallery, TARGET.gallery],
@@ -60,7 +59,6 @@ const mean = workers.reduce((n, w) => n + w.bytes, 0) / workers.length;
 console.log(`\nmean worker ${kb(mean)}; a worker is downloaded alone, so a cold link stays near gallery + one worker`);
 console.log(`with all ${CATALOG} scenarios (${workers.length} now). The gallery grows by its cards only (a few hundred bytes each).`);
 console.log(`whole dist/ (every worker, incl. sim-all for the engine bench): ${kb(all)}`);
-
 
 if (process.argv.includes('--enforce')) {
   const over = rows.filter(([, n, guard]) => n > guard);

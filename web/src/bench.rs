@@ -208,10 +208,7 @@ pub fn EngineBench() -> impl IntoView {
         }
         Heard::Reply(_) => {}
         Heard::Failed(why) => {
-            if let Some(c) = conn.try_update_value(Option::take).flatten() {
-                c.stop();
-            }
-            crate::show_panic(&why);
+            crate::remote::give_up(conn, &why);
         }
     };
     match Conn::start(crate::remote::ALL_WORKER_URL, on) {

@@ -123,6 +123,16 @@ impl Conn {
     }
 }
 
+/// The worker failed: stops it (from inside its own handler, see `Conn::stop`) and replaces
+/// the page with the error panel, which offers the recipe.
+pub fn give_up(conn: leptos::prelude::StoredValue<Option<Conn>, leptos::prelude::LocalStorage>, why: &str) {
+    use leptos::prelude::UpdateValue;
+    if let Some(c) = conn.try_update_value(Option::take).flatten() {
+        c.stop();
+    }
+    crate::show_panic(why);
+}
+
 impl Drop for Conn {
     fn drop(&mut self) {
         self.worker.terminate();

@@ -316,10 +316,7 @@ impl Page {
     /// The worker failed: the error panel, with the recipe from the URL.
     fn fail(&self, why: &str) {
         self.alive.set_value(false);
-        if let Some(c) = self.conn.try_update_value(Option::take).flatten() {
-            c.stop();
-        }
-        crate::show_panic(why);
+        crate::remote::give_up(self.conn, why);
     }
 
     fn status(&self, s: Snapshot) {
@@ -500,10 +497,7 @@ pub fn WorkerPanic() -> impl IntoView {
         }
         Heard::Reply(_) => {}
         Heard::Failed(why) => {
-            if let Some(c) = conn.try_update_value(Option::take).flatten() {
-                c.stop();
-            }
-            crate::show_panic(&why);
+            crate::remote::give_up(conn, &why);
         }
     };
     match Conn::start(ALL_WORKER_URL, on) {
