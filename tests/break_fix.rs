@@ -82,3 +82,40 @@ fn every_scenario_is_complete() {
     ids.dedup();
     assert_eq!(ids.len(), ALL.len(), "duplicate scenario ids");
 }
+
+/// Break, then fix, in one run: under its naive strategy (seeds 1–3) the check that breaks
+/// first is violated; switched to the first fixed strategy half a second later, it holds again
+/// (for at least `BAND_GAP_US`) by the end of the default run. Checks are judged after every
+/// event, so a check must say whether the promise is broken now (a state, or an event that just
+/// broke it), not latch its first failure: the verdict keeps that.
+#[test]
+fn switching_to_a_fixed_strategy_mid_violation_recovers() {
+    use faultline_core::{ActionKind, CheckState, Recipe, Time};
+    for spec in ALL {
+        let naive = spec.strategies.iter().find(|s| s.naive).expect("a naive strategy");
+        let fixed = spec.strategies.iter().find(|s| !s.naive).expect("a fixed strategy");
+        for seed in 1..=3 {
+            let recipe = Recipe::new(spec.id(), naive.id, seed);
+            let broke = outcome(spec, &recipe)
+                .checks
+                .into_iter()
+                .filter_map(|c| Some((c.violated_at_s?, c.id)))
+                .reduce(|a, b| if b.0 < a.0 { b } else { a });
+            let Some((at_s, check)) = broke else { continue };
+            let switch = Time((at_s * 1e6) as u64 + 500_000);
+            let recipe = recipe.with_action(switch, ActionKind::SetStrategy { id: fixed.id.into() });
+            let run = faultline_tests::run(spec, &recipe, None);
+            let status = run.checks().iter().find(|c| c.id == check).expect("the check");
+            assert!(
+                matches!(status.state(run.now()), CheckState::Recovered { .. }),
+                "{}: `{check}` broke under {} at {at_s:.3} s and still fails after the switch to {}: {:?} {:?}\nreproduce: {}",
+                spec.id(),
+                naive.id,
+                fixed.id,
+                status.bands.last(),
+                status.latest_why,
+                url(spec, &recipe)
+            );
+        }
+    }
+}

@@ -182,7 +182,13 @@ fn print_report(r: &RunReport) {
     println!("  checks:");
     for c in &o.checks {
         match (&c.why, c.violated_at_s) {
-            (Some(why), Some(at)) => println!("    ✗ {:<22} at {at:.3}s: {why}", c.id),
+            (Some(why), Some(at)) => {
+                println!("    ✗ {:<22} first at {at:.3}s: {why}", c.id);
+                let tail = c
+                    .holding_since_s
+                    .map_or(", still violated at the end".into(), |s| format!(", holding since {s:.3} s"));
+                println!("      {:<22} violated {}{tail}", "", c.bands_text());
+            }
             _ => println!("    ✓ {}", c.id),
         }
     }

@@ -1,7 +1,7 @@
 //! What a renderer needs at one instant. Renderers read frames, never simulation internals.
 
 use crate::net::{Cut, NodeId};
-use crate::time::{Micros, Time};
+use crate::time::{Micros, Time, MICROS_PER_S};
 use serde::Serialize;
 
 /// What a node is, so the player can pick its shape.
@@ -141,12 +141,93 @@ pub struct MsgFrame {
     pub lost: bool,
 }
 
-/// One check's state, for the checks panel.
+/// Violations closer together than this are one band: a check judged now and then (once a
+/// second, or at each write) reads as violated from its first failure to its last, not as a
+/// flicker; and it reads as holding again only once it has held this long.
+pub const BAND_GAP_US: Micros = MICROS_PER_S;
+/// The most bands a check keeps: past it, the last band absorbs later violations (so a long
+/// run's memory stays bounded; the bands are still where the check failed, only merged).
+pub const MAX_BANDS: usize = 4096;
+
+/// One check's state, for the checks panel: its first violation (the verdict: a run breaks a
+/// check if it is ever violated) and every stretch of time in which it was violated.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CheckStatus {
     pub id: &'static str,
     pub label: &'static str,
     pub violation: Option<Violation>,
+    /// The stretches in which it was violated, oldest first; the last may still be open.
+    pub bands: Vec<Band>,
+    /// Why it failed most recently (the first violation keeps its own reason).
+    pub latest_why: Option<String>,
+}
+
+/// A stretch of time in which a check was violated: from the event at which it first failed
+/// to the first event after which it held again (`to` is `None` while it still fails).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Band {
+    pub from: Time,
+    pub to: Option<Time>,
+    /// The trace entries of the events after which it failed, and after which it held again.
+    pub from_seq: u64,
+    pub to_seq: Option<u64>,
+}
+
+/// What a check's panel line says at a moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckState {
+    /// Never violated.
+    Holding,
+    /// Violated now, in the band that began at `since`.
+    Violated { since: Time },
+    /// Violated before, and holding again since `since` (for at least `BAND_GAP_US`).
+    Recovered { since: Time },
+}
+
+impl CheckStatus {
+    pub fn new(id: &'static str, label: &'static str) -> CheckStatus {
+        CheckStatus { id, label, violation: None, bands: Vec::new(), latest_why: None }
+    }
+
+    /// The check failed at `at`, after trace entry `seq`; says whether a new band began (a
+    /// failure within `BAND_GAP_US` of the last band's end reopens that band instead).
+    pub fn failed(&mut self, at: Time, seq: u64, why: String) -> bool {
+        if self.violation.is_none() {
+            self.violation = Some(Violation { at, why: why.clone(), trace_seq: seq });
+        }
+        self.latest_why = Some(why);
+        let full = self.bands.len() >= MAX_BANDS;
+        match self.bands.last_mut() {
+            Some(b) if b.to.is_none() => false,
+            Some(b) if full || b.to.is_some_and(|to| at.micros() < to.micros() + BAND_GAP_US) => {
+                (b.to, b.to_seq) = (None, None);
+                false
+            }
+            _ => {
+                self.bands.push(Band { from: at, to: None, from_seq: seq, to_seq: None });
+                true
+            }
+        }
+    }
+
+    /// The check held at `at`, after trace entry `seq`: closes an open band.
+    pub fn held(&mut self, at: Time, seq: u64) {
+        if let Some(b) = self.bands.last_mut().filter(|b| b.to.is_none()) {
+            (b.to, b.to_seq) = (Some(at), Some(seq));
+        }
+    }
+
+    /// Whether it is failing now (its last band is open, or closed less than `BAND_GAP_US`
+    /// before `now`, so it may yet reopen).
+    pub fn state(&self, now: Time) -> CheckState {
+        match self.bands.last() {
+            None => CheckState::Holding,
+            Some(Band { to: Some(to), .. }) if now.micros() >= to.micros() + BAND_GAP_US => {
+                CheckState::Recovered { since: *to }
+            }
+            Some(b) => CheckState::Violated { since: b.from },
+        }
+    }
 }
 
 /// The first time a check failed.

@@ -31,12 +31,13 @@ pub mod trace;
 pub use fault::Fault;
 pub use faultline_derive::{Holds, Label};
 pub use frame::{
-    numbered, Arc, Badge, CheckStatus, Frame, Gauge, MsgFrame, NodeFrame, NodeKind, NodeView, Status, Tone, Violation,
+    numbered, Arc, Badge, Band, CheckState, CheckStatus, Frame, Gauge, MsgFrame, NodeFrame, NodeKind, NodeView, Status,
+    Tone, Violation, BAND_GAP_US, MAX_BANDS,
 };
 pub use metrics::{Histogram, Measure, Metrics, Sampler, Summary};
 pub use net::{Cut, Latency, Link, Network, NodeId};
 pub use recipe::{Action, ActionKind, Parsed, Recipe, RecipeError, Shared};
-pub use report::{format_value, CheckVerdict, MetricValue, Outcome};
+pub use report::{format_value, BandSecs, CheckVerdict, MetricValue, Outcome};
 pub use ring::Ring;
 pub use rng::{Ppm, Rng};
 pub use run::Run;

@@ -13,6 +13,29 @@ pub struct CheckVerdict {
     /// Simulated seconds at the first violation.
     pub violated_at_s: Option<f64>,
     pub why: Option<String>,
+    /// Every stretch in which it was violated, in simulated seconds (`to_s` is `None` for a
+    /// band still open when the run stopped).
+    pub bands: Vec<BandSecs>,
+    /// When it last began to hold again, if it was violated and holds at the end.
+    pub holding_since_s: Option<f64>,
+}
+
+/// A violation band in simulated seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct BandSecs {
+    pub from_s: f64,
+    pub to_s: Option<f64>,
+}
+
+impl CheckVerdict {
+    /// The bands for people: "11.900–17.200 s, 20.100 s–".
+    pub fn bands_text(&self) -> String {
+        let band = |b: &BandSecs| match b.to_s {
+            Some(to) => format!("{:.3}–{to:.3} s", b.from_s),
+            None => format!("{:.3} s–", b.from_s),
+        };
+        self.bands.iter().map(band).collect::<Vec<_>>().join(", ")
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -84,6 +107,12 @@ impl Outcome {
                     ok: c.violation.is_none(),
                     violated_at_s: c.violation.as_ref().map(|v| v.at.as_secs_f64()),
                     why: c.violation.as_ref().map(|v| v.why.clone()),
+                    bands: c
+                        .bands
+                        .iter()
+                        .map(|b| BandSecs { from_s: b.from.as_secs_f64(), to_s: b.to.map(|t| t.as_secs_f64()) })
+                        .collect(),
+                    holding_since_s: c.bands.last().and_then(|b| b.to).map(|t| t.as_secs_f64()),
                 })
                 .collect(),
             metrics: spec

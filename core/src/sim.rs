@@ -2,7 +2,7 @@
 //! and the loop that applies faults and actions, runs checks, samples metrics and traces.
 
 use crate::fault::Fault;
-use crate::frame::{CheckStatus, Frame, MsgFrame, NodeFrame, NodeView, Status, Violation};
+use crate::frame::{CheckStatus, Frame, MsgFrame, NodeFrame, NodeView, Status};
 use crate::metrics::{slot, Metrics, Sampler};
 use crate::net::{Cut, Fate, Link, Network, NodeId};
 use crate::queue::{Class, EventQueue};
@@ -503,7 +503,7 @@ impl Common {
             tallied: Vec::new(),
             sampler: Sampler::new(spec.sample_every, spec.metrics.iter().map(|m| m.measure).collect()),
             trace: Trace::new(TRACE_CAP),
-            statuses: spec.checks.iter().map(|c| CheckStatus { id: c.id, label: c.label, violation: None }).collect(),
+            statuses: spec.checks.iter().map(|c| CheckStatus::new(c.id, c.label)).collect(),
             drops: Ring::new(256),
             recent: Ring::new(RECENT),
             inflicted: Vec::new(),
@@ -1009,19 +1009,24 @@ impl<N: Node> Sim<N> {
             params: &self.k.c.params,
             spec: self.k.c.spec,
         };
+        // Every check is judged after every event, violated or not, so that its bands end
+        // where it holds again (the verdict is still its first violation).
         let mut failed = Vec::new();
         for (i, eval) in &self.checks {
-            if self.k.c.statuses[*i].violation.is_none() {
-                if let Err(why) = eval(&world) {
-                    failed.push((*i, why));
-                }
+            if let Err(why) = eval(&world) {
+                failed.push((*i, why));
             }
         }
+        let (now, trace_seq) = (self.k.c.now, self.k.c.trace.total().saturating_sub(1));
+        for status in self.k.c.statuses.iter_mut() {
+            status.held(now, trace_seq);
+        }
         for (i, why) in failed {
-            let check = self.k.c.statuses[i].id;
-            let trace_seq = self.k.c.trace.total().saturating_sub(1);
-            self.k.c.trace.push(self.k.c.now, TraceKind::Violation { check, why: why.clone() });
-            self.k.c.statuses[i].violation = Some(Violation { at: self.k.c.now, why, trace_seq });
+            let status = &mut self.k.c.statuses[i];
+            if status.failed(now, trace_seq, why) {
+                let (check, why) = (status.id, status.latest_why.clone().unwrap_or_default());
+                self.k.c.trace.push(now, TraceKind::Violation { check, why });
+            }
         }
         self.k.c.tallied.clear();
     }

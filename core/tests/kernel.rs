@@ -15,7 +15,10 @@ static SPEC: ScenarioSpec = ScenarioSpec {
     params: &[ParamSpec::live("every_ms", "", "ms", 1..=1000, 100, "")],
     strategies: &[StrategySpec::naive("plain", "", ""), StrategySpec::fixed("other", "", "")],
     faults: &[],
-    checks: &[CheckSpec { id: "few-pongs", label: "At most 5 pongs", help: "" }],
+    checks: &[
+        CheckSpec { id: "few-pongs", label: "At most 5 pongs", help: "" },
+        CheckSpec { id: "slow-pings", label: "Pings at least 50 ms apart", help: "" },
+    ],
     metrics: &[MetricSpec { id: "pongs", label: "", unit: "", measure: Measure::Count("pongs") }],
     layout: Layout::Tiers,
     default_until: 10 * MICROS_PER_S,
@@ -124,6 +127,11 @@ fn sim(recipe: Recipe) -> Sim<Peer> {
     sim.add_node(Peer { pinger: true, ..Peer::default() });
     sim.add_node(Peer::default());
     sim.check("few-pongs", |w| if w.metrics.counter("pongs") > 5 { Err("more than 5 pongs".into()) } else { Ok(()) });
+    // A check on a live parameter: violated exactly while the pings are set faster.
+    sim.check("slow-pings", |w| match w.param("every_ms") {
+        ms if ms < 50 => Err(format!("pings every {ms} ms")),
+        _ => Ok(()),
+    });
     sim
 }
 
@@ -244,6 +252,63 @@ fn checks_report_the_first_violation_once() {
     assert_eq!(v.at, Time::from_ms(620));
     let n = s.trace().entries().iter().filter(|e| matches!(e.kind, TraceKind::Violation { .. })).count();
     assert_eq!(n, 1);
+}
+
+#[test]
+fn checks_keep_judging_after_a_violation_and_record_each_band() {
+    let every = |at_ms: u64, ms: i64| (Time::from_ms(at_ms), ActionKind::SetParam { id: "every_ms".into(), value: ms });
+    // Violated from 2 s to 5 s, and again from 5.5 s (within a second: the same band) to 7 s;
+    // then from 9 s to the end.
+    let mut s = with(&[every(2_000, 20), every(5_000, 100), every(5_500, 20), every(7_000, 100), every(9_000, 20)]);
+    let slow = |s: &Sim<Peer>| s.checks()[1].clone();
+    s.run_until(Time::from_ms(7_500), u64::MAX);
+    // Half a second after it holds again it may still reopen: it reads as violated.
+    assert_eq!(slow(&s).state(s.now()), CheckState::Violated { since: Time::from_secs(2) });
+    s.run_until(Time::from_ms(8_500), u64::MAX);
+    assert_eq!(slow(&s).state(s.now()), CheckState::Recovered { since: Time::from_secs(7) });
+    s.run_until(Time::from_secs(10), u64::MAX);
+    let c = slow(&s);
+    let bands: Vec<_> = c.bands.iter().map(|b| (b.from, b.to)).collect();
+    assert_eq!(bands, [(Time::from_secs(2), Some(Time::from_secs(7))), (Time::from_secs(9), None)]);
+    assert_eq!(c.state(s.now()), CheckState::Violated { since: Time::from_secs(9) });
+    // The verdict is still the first violation, with its own reason; the latest has its own.
+    let first = c.violation.expect("violated");
+    assert_eq!((first.at, first.why.as_str()), (Time::from_secs(2), "pings every 20 ms"));
+    assert_eq!(c.latest_why.as_deref(), Some("pings every 20 ms"));
+    // A trace entry where each band begins (not where it reopens), at the event that broke it.
+    let starts: Vec<Time> = s
+        .trace()
+        .entries()
+        .iter()
+        .filter(|e| matches!(e.kind, TraceKind::Violation { check: "slow-pings", .. }))
+        .map(|e| e.at)
+        .collect();
+    assert_eq!(starts, [Time::from_secs(2), Time::from_secs(9)]);
+    let entry = |seq: u64| s.trace().entries().iter().find(|e| e.seq == seq).map(|e| e.at);
+    assert_eq!(entry(c.bands[0].from_seq), Some(Time::from_secs(2)));
+    assert_eq!(entry(c.bands[0].to_seq.expect("closed")), Some(Time::from_secs(7)));
+    // The runner's report says the same.
+    let o = Outcome::of(&s);
+    let v = o.check("slow-pings").expect("reported");
+    assert_eq!((v.ok, v.violated_at_s, v.holding_since_s), (false, Some(2.0), None));
+    assert_eq!(v.bands_text(), "2.000–7.000 s, 9.000 s–");
+}
+
+#[test]
+fn a_check_that_never_fails_has_no_bands_and_merges_are_bounded() {
+    let mut s = sim(recipe());
+    s.run_until(Time::from_secs(3), u64::MAX);
+    let c = &s.checks()[1];
+    assert!(c.bands.is_empty() && c.violation.is_none() && c.state(s.now()) == CheckState::Holding);
+    // Failures far apart make a band each, up to MAX_BANDS; past it the last one absorbs them.
+    let mut c = CheckStatus::new("x", "x");
+    for i in 0..MAX_BANDS as u64 + 10 {
+        let at = Time::from_secs(2 * i);
+        assert_eq!(c.failed(at, i, "no".into()), (i as usize) < MAX_BANDS);
+        c.held(Time(at.micros() + 1), i);
+    }
+    assert_eq!(c.bands.len(), MAX_BANDS);
+    assert_eq!(c.bands[MAX_BANDS - 1].to, Some(Time(Time::from_secs(2 * (MAX_BANDS as u64 + 9)).micros() + 1)));
 }
 
 #[test]

@@ -368,3 +368,75 @@ test('a new seed, and reset, restart the run from 0 and keep the rest of the rec
   assert.equal(await p.inputValue('.seed input'), '77');
   assert.deepEqual(p.errors, []);
 });
+
+/** The native runner's report (`--json`) for a player URL, run to the scenario's default end. */
+function nativeReport(url) {
+  const query = url.split('?').slice(1).join('?');
+  const id = url.match(/#\/s\/([^?]+)/)[1];
+  return JSON.parse(execFileSync(join(root, 'target/release/faultline'), ['run', `?s=${id}&${query}`, '--json']));
+}
+
+test('break, then fix, in one run: every scenario shows the broken check holding again after the switch', async () => {
+  const p = await page(b);
+  let recovered = 0;
+  for (const s of scenarios()) {
+    const [naive, fixed] = [s.strategies.find((x) => x.naive), s.strategies.find((x) => !x.naive)];
+    // Where the naive strategy first breaks a check, natively.
+    const first = nativeReport(`#/s/${s.info.id}?strategy=${naive.id}`).checks
+      .filter((c) => c.violated_at_s !== null)
+      .sort((a, c) => a.violated_at_s - c.violated_at_s)[0];
+    if (!first) continue;
+    const index = s.checks.findIndex((c) => c.id === first.id);
+    await p.goto('about:blank');
+    await p.goto(`${site.url}#/s/${s.info.id}?strategy=${naive.id}`);
+    await p.waitForSelector('.to-end');
+    await pause(p);
+    // Half a second after it broke, it reads as violated; then switch to the fix.
+    const ms = Math.round(first.violated_at_s * 1000) + 500;
+    await p.$eval('.timeline input', (el, v) => {
+      el.value = String(v);
+      el.dispatchEvent(new Event('input', { bubbles: true }));
+    }, ms);
+    await p.waitForFunction((v) => parseFloat(document.querySelector('.clock').textContent) * 1000 >= v - 10
+      && !document.querySelector('.seeking'), ms, { timeout: 120000 });
+    // A line's text once it says `want` (the strategies it names come with the slow parts,
+    // a moment after the frame), or as it stands after 10 s.
+    const says = async (want) => {
+      await p.waitForFunction(([i, w]) => document.querySelectorAll('.checks li')[i].textContent.includes(w),
+        [index, want], { timeout: 10000 }).catch(() => {});
+      return p.evaluate((i) => document.querySelectorAll('.checks li')[i].textContent, index);
+    };
+    await p.waitForFunction((i) => document.querySelectorAll('.checks li')[i].classList.contains('bad'), index);
+    const broken = await says(`violated under ${naive.label} since`);
+    assert.ok(broken.includes(`violated under ${naive.label} since`), `${s.info.id}: ${broken}`);
+    const switchedAt = await clock(p);
+    await p.selectOption('select.strategy', fixed.id);
+    await p.waitForFunction(() => location.href.includes('a='));
+    await toEnd(p);
+    // The native runner, given the same link, says whether and since when it holds again.
+    const after = nativeReport(p.url()).checks.find((c) => c.id === first.id);
+    const last = after.bands[after.bands.length - 1];
+    const holds = last.to_s !== null && s.default_until / 1e6 - last.to_s >= 1;
+    await p.waitForFunction(([i, ok]) => document.querySelectorAll('.checks li')[i].classList.contains(ok ? 'recovered' : 'bad'),
+      [index, holds]);
+    const inBand = holds && last.from_s < switchedAt && switchedAt <= last.to_s;
+    const text = await says(inBand ? `holding since the switch to ${fixed.label} + ` : 'holding since');
+    if (holds) {
+      recovered += 1;
+      // "violated 12.3–17.2 s": the end of the band, to a tenth (either way on a tie).
+      const ends = [Math.floor(last.to_s * 10), Math.ceil(last.to_s * 10)].map((v) => `–${(v / 10).toFixed(1)} s`);
+      assert.ok(text.includes('holding since') && ends.some((e) => text.includes(e)), `${s.info.id}: ${text}`);
+      // A switch made while it was violated is named as what came before the hold.
+      if (inBand) {
+        assert.ok(text.includes(`holding since the switch to ${fixed.label} + `), `${s.info.id}: ${text}`);
+      }
+      if (s.info.id === 'backpressure') await shot(p, 'break-then-fix');
+    }
+    // The timeline shows a red band where it was violated.
+    assert.ok(await p.locator('.bands .band').count() >= 1, `${s.info.id}: no violation band on the timeline`);
+  }
+  // Every scenario's first fixed strategy repairs what its naive one broke (tests/break_fix.rs
+  // proves it natively for three seeds); the browser must show each of them.
+  assert.equal(recovered, scenarios().length);
+  assert.deepEqual(p.errors, []);
+});

@@ -18,9 +18,18 @@ pub fn path(times: &[u64], values: &[f64], until: u64, max: f64) -> String {
     d
 }
 
+/// What every chart's time axis marks: where a check was violated (from, to µs) and each
+/// action of the run (at µs, what).
+#[derive(Clone, Copy)]
+pub struct Marks<'a> {
+    pub bands: &'a [(u64, u64)],
+    pub actions: &'a [(u64, String)],
+}
+
 /// One small chart per headline metric, from the series the worker sampled.
-pub fn charts(spec: &'static ScenarioSpec, charts: &Charts, now: u64, until: u64) -> impl IntoView {
+pub fn charts(spec: &'static ScenarioSpec, charts: &Charts, now: u64, until: u64, marks: Marks) -> impl IntoView {
     let none = Vec::new();
+    let x = move |t: u64| t.min(until) as f64 / until.max(1) as f64 * W;
     spec.metrics
         .iter()
         .enumerate()
@@ -37,6 +46,13 @@ pub fn charts(spec: &'static ScenarioSpec, charts: &Charts, now: u64, until: u64
                         <span class="chart-value">{format_value(total, m.unit)}</span>
                     </figcaption>
                     <svg viewBox=format!("0 0 {W} {H}") preserveAspectRatio="none" role="img" aria-label=m.label>
+                        {marks.bands.iter().map(|&(from, to)| {
+                            let width = (x(to) - x(from)).max(0.8);
+                            view! { <rect class="band" x=x(from) y="0" width=width height=H /> }
+                        }).collect::<Vec<_>>()}
+                        {marks.actions.iter().map(|(at, what)| view! {
+                            <line class="action" x1=x(*at) x2=x(*at) y1="0" y2=H><title>{format!("{}: {what}", faultline_core::Time(*at))}</title></line>
+                        }).collect::<Vec<_>>()}
                         <line class="cursor" x1=cursor x2=cursor y1="0" y2=H />
                         <path d=d />
                     </svg>

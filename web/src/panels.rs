@@ -3,7 +3,8 @@
 
 use crate::scenario::Page;
 use faultline_core::{
-    ActionKind, Fault, NodeId, ParamSpec, Ppm, ScenarioSpec, Status, Target, Time, MICROS_PER_MS, MICROS_PER_S,
+    ActionKind, CheckState, CheckStatus, Fault, NodeId, ParamSpec, Ppm, ScenarioSpec, Status, Target, Time,
+    MICROS_PER_MS, MICROS_PER_S,
 };
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
@@ -171,34 +172,88 @@ pub fn node_popover(page: Page) -> impl IntoView {
 
 pub fn checks(page: Page) -> impl IntoView {
     move || {
-        page.slow.get();
-        let statuses = page.with(|m| m.frame.checks.clone()).unwrap_or_default();
+        page.tick.get();
         let spec = page.spec();
+        let (statuses, now, strategies) = page
+            .with(|m| (m.frame.checks.clone(), m.now, m.full.strategies.clone()))
+            .unwrap_or_else(|| (Vec::new(), Time::ZERO, Vec::new()));
         view! {
             <ul class="checks">
                 {statuses.into_iter().map(|c| {
                     let help = spec.checks.iter().find(|s| s.id == c.id).map(|s| s.help).unwrap_or_default();
-                    match c.violation {
-                        None => view! { <li class="ok" title=help><span class="mark">"✓"</span>{c.label}</li> }.into_any(),
-                        Some(v) => {
-                            let (at, seq) = (v.at, v.trace_seq);
-                            view! {
-                                <li class="bad" title=help>
-                                    <button class="violation" title="Jump to the first violation" on:click=move |_| {
-                                        page.set_playing(false);
-                                        page.seek(at);
-                                        page.highlight.set(Some(seq + 1));
-                                    }>
-                                        <span class="mark">"✗"</span>{c.label}
-                                        <span class="why">{format!(" — at {at}: {}", v.why)}</span>
-                                    </button>
-                                </li>
-                            }.into_any()
-                        }
-                    }
+                    let story = check_story(&c, now, &strategies, spec);
+                    let Some(first) = c.violation else {
+                        return view! { <li class="ok" title=help><span class="mark">"✓"</span>{c.label}</li> }.into_any();
+                    };
+                    let (at, seq) = (first.at, first.trace_seq);
+                    let jump = move |_| {
+                        page.set_playing(false);
+                        page.seek(at);
+                        page.highlight.set(Some(seq + 1));
+                    };
+                    let (class, mark) = if story.violated { ("bad", "✗") } else { ("recovered", "✓") };
+                    view! {
+                        <li class=class title=help>
+                            <span class="mark">{mark}</span>{c.label}
+                            <span class="story">{format!(" — {}", story.text)}</span>
+                            <button class="violation" title=format!("Jump to the first violation: {}", first.why) on:click=jump>
+                                {format!("⇤ first at {at}")}
+                            </button>
+                        </li>
+                    }.into_any()
                 }).collect::<Vec<_>>()}
             </ul>
         }
+    }
+}
+
+/// What a check's line says beside its label: whether it fails now, and how it got there.
+#[derive(Debug, PartialEq)]
+pub struct Story {
+    pub violated: bool,
+    pub text: String,
+}
+
+fn secs(t: Time) -> String {
+    format!("{:.1} s", t.as_secs_f64())
+}
+
+/// Tells a check's bands as a sentence, naming the strategies in force (`strategies`: the one
+/// in force from each time on): "violated under Unbounded since 11.9 s: why", or "holding since
+/// the switch to Shed + 2.7 s; violated 11.9–17.2 s under Unbounded".
+pub fn check_story(c: &CheckStatus, now: Time, strategies: &[(u64, String)], spec: &ScenarioSpec) -> Story {
+    let label = |id: &str| spec.strategies.iter().find(|s| s.id == id).map_or(id.to_string(), |s| s.label.to_string());
+    let in_force = |t: Time| strategies.iter().take_while(|(at, _)| *at <= t.micros()).last().map(|(_, id)| label(id));
+    let under = |t: Time| in_force(t).map(|s| format!(" under {s}")).unwrap_or_default();
+    let earlier = match c.bands.len() {
+        0 | 1 => String::new(),
+        2 => " (violated once before)".to_string(),
+        n => format!(" (violated {} times before)", n - 1),
+    };
+    match (c.state(now), c.bands.last()) {
+        (CheckState::Violated { since }, _) => Story {
+            violated: true,
+            text: format!(
+                "violated{} since {}: {}{earlier}",
+                under(since),
+                secs(since),
+                c.latest_why.as_deref().unwrap_or("")
+            ),
+        },
+        (CheckState::Recovered { since }, Some(b)) => {
+            // A switch made while it was violated is what fixed it (or at least came before the fix).
+            let switch = strategies.iter().rfind(|(at, _)| *at > b.from.micros() && *at <= since.micros());
+            let holding = match switch {
+                Some((at, id)) => {
+                    format!("holding since the switch to {} + {}", label(id), secs(Time(since.micros() - at)))
+                }
+                None => format!("holding since {}", secs(since)),
+            };
+            let text =
+                format!("{holding}; violated {:.1}–{}{}{earlier}", b.from.as_secs_f64(), secs(since), under(b.from));
+            Story { violated: false, text }
+        }
+        _ => Story { violated: false, text: String::new() },
     }
 }
 
@@ -309,5 +364,66 @@ pub fn note(spec: &'static ScenarioSpec) -> impl IntoView {
             <dt>"Real systems like this"</dt><dd>{n.resembles}</dd>
             <dt>"From the seed documents"</dt><dd>{spec.info.seeds.join(" · ")}</dd>
         </dl>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_core::Band;
+
+    fn band(from_s: u64, to_s: Option<u64>) -> Band {
+        let (from, to) = (Time::from_secs(from_s), to_s.map(Time::from_secs));
+        Band { from, to, from_seq: 0, to_seq: to.map(|_| 1) }
+    }
+
+    fn status(bands: Vec<Band>) -> CheckStatus {
+        let violation =
+            bands.first().map(|b| faultline_core::Violation { at: b.from, why: "first".into(), trace_seq: 0 });
+        CheckStatus { id: "c", label: "C", violation, bands, latest_why: Some("queue 120 > 100".into()) }
+    }
+
+    #[test]
+    fn a_check_story_names_the_strategy_and_the_switch_that_fixed_it() {
+        let spec = toy_spec();
+        let switched = vec![(0, "unbounded".to_string()), (14_500_000, "shed".to_string())];
+        // Violated and still failing, under the naive strategy.
+        let open = status(vec![band(12, None)]);
+        assert_eq!(
+            check_story(&open, Time::from_secs(13), &switched[..1], spec),
+            Story { violated: true, text: "violated under Unbounded since 12.0 s: queue 120 > 100".into() }
+        );
+        // Held again at 17.2 s after the switch at 14.5 s; told once it has held a second.
+        let mut fixed = status(vec![band(12, None)]);
+        fixed.held(Time::from_ms(17_200), 9);
+        assert!(check_story(&fixed, Time::from_ms(17_900), &switched, spec).violated);
+        assert_eq!(
+            check_story(&fixed, Time::from_secs(20), &switched, spec).text,
+            "holding since the switch to Shed + 2.7 s; violated 12.0–17.2 s under Unbounded"
+        );
+        // Without a switch in the band, only the time; earlier bands are counted.
+        let twice = status(vec![band(2, Some(3)), band(12, Some(17))]);
+        assert_eq!(
+            check_story(&twice, Time::from_secs(30), &switched[..1], spec).text,
+            "holding since 17.0 s; violated 12.0–17.0 s under Unbounded (violated once before)"
+        );
+        // Violated again after the switch: under the new strategy.
+        let again = status(vec![band(12, Some(17)), band(20, None)]);
+        assert!(check_story(&again, Time::from_secs(21), &switched, spec)
+            .text
+            .starts_with("violated under Shed since 20.0 s"));
+        assert_eq!(check_story(&status(vec![]), Time::from_secs(5), &switched, spec).text, "");
+    }
+
+    fn toy_spec() -> &'static ScenarioSpec {
+        use faultline_core::*;
+        static SPEC: ScenarioSpec = ScenarioSpec {
+            strategies: &[StrategySpec::naive("unbounded", "Unbounded", ""), StrategySpec::fixed("shed", "Shed", "")],
+            ..ScenarioSpec::bare("toy", never)
+        };
+        fn never(_: &Setup) -> Box<dyn Run> {
+            unreachable!("the toy spec is never run")
+        }
+        &SPEC
     }
 }

@@ -569,7 +569,14 @@ fn shown(page: Page) -> impl IntoView {
                     <h2>"Headline metrics"</h2>
                     <div class="charts">{move || {
                         page.slow.get();
-                        page.with(|m| crate::charts::charts(m.spec, &m.full.charts, m.now.micros(), m.until.micros()))
+                        page.with(|m| {
+                            // Where any check was violated, and every action, on each chart's time axis.
+                            let bands: Vec<(u64, u64)> = m.frame.checks.iter().flat_map(|c| &c.bands)
+                                .map(|b| (b.from.micros(), b.to.unwrap_or(m.now).micros()))
+                                .collect();
+                            let marks = crate::charts::Marks { bands: &bands, actions: &m.full.timeline };
+                            crate::charts::charts(m.spec, &m.full.charts, m.now.micros(), m.until.micros(), marks)
+                        })
                     }}</div>
                 </section>
             </div>
@@ -643,6 +650,32 @@ fn transport(page: Page) -> impl IntoView {
                 .collect::<Vec<_>>()
         })
     };
+    // A strip a check, with a red band where it was violated (to now, for one still open).
+    let bands = move || {
+        page.tick.get();
+        page.with(|m| {
+            let end = |t: Option<Time>| t.unwrap_or(m.now).min(until).micros();
+            m.frame
+                .checks
+                .iter()
+                .filter(|c| !c.bands.is_empty())
+                .map(|c| {
+                    let spans = c.bands.iter().filter(|b| b.from <= until).map(|b| {
+                        let (from, to) = (b.from.micros(), end(b.to));
+                        let pct = |us: u64| us as f64 / until.micros().max(1) as f64 * 100.0;
+                        let style =
+                            format!("left: {:.3}%; width: max(2px, {:.3}%)", pct(from), pct(to.saturating_sub(from)));
+                        let title = match b.to {
+                            Some(to) => format!("{}: violated {}–{}", c.label, b.from, to),
+                            None => format!("{}: violated since {}", c.label, b.from),
+                        };
+                        view! { <span class="band" style=style title=title></span> }
+                    });
+                    view! { <div class="band-row">{spans.collect::<Vec<_>>()}</div> }
+                })
+                .collect::<Vec<_>>()
+        })
+    };
     view! {
         <section class="transport" aria-label="Transport">
             <div class="buttons">
@@ -681,6 +714,7 @@ fn transport(page: Page) -> impl IntoView {
             </div>
             <div class="timeline">
                 <div class="markers">{markers}</div>
+                <div class="bands" aria-hidden="true">{bands}</div>
                 <input type="range" min="0" max=until_ms.to_string() step="10" aria-label="Timeline"
                     prop:value=move || { page.tick.get(); page.now().as_ms().to_string() }
                     on:input=move |ev| {

@@ -201,11 +201,10 @@ pub struct Router {
     /// Every client's reads (the router is the proxy they share, like mcrouter or twemproxy).
     src: OpenLoop,
     place: Placement,
-    owner: Vec<NodeId>, // by key
-    /// By node id: when the router last heard from it.
-    last_seen: Vec<Time>,
-    /// The first move that broke the strategy's rule.
-    first_bad: Option<String>,
+    owner: Vec<NodeId>,   // by key
+    last_seen: Vec<Time>, // by node id: when the router last heard from it
+    /// The latest re-placement that broke the strategy's rule (its first bad move) and when.
+    last_bad: Option<(String, Time)>,
 }
 
 fn build(setup: &Setup) -> Box<dyn Run> {
@@ -215,7 +214,7 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     let (last_seen, owner) =
         (vec![Time::ZERO; (FIRST + MAX_NODES) as usize], (0..keys).map(|k| place.owner(k)).collect());
     let src = OpenLoop::poisson(setup.param("rps") as f64);
-    sim.add_node(Ch::Router(Router { src, place, owner, last_seen, first_bad: None }));
+    sim.add_node(Ch::Router(Router { src, place, owner, last_seen, last_bad: None }));
     for index in 0..MAX_NODES {
         let gauge_max = (2 * keys / start) as i64;
         sim.add_node(Ch::Cache(Cache { index, member: index < start, held: KeyTable::default(), gauge_max }));
@@ -227,7 +226,8 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     if start > 3 {
         sim.schedule(Time::from_secs(24), Fault::Crash { node: FIRST + 2 });
     }
-    sim.check("bounded-movement", |w| w.node::<Router>(ROUTER).first_bad.clone().map_or(Ok(()), Err));
+    let bad_now = |w: &World<Ch>| w.node::<Router>(ROUTER).last_bad.clone().filter(|(_, at)| *at == w.now);
+    sim.check("bounded-movement", move |w| bad_now(w).map_or(Ok(()), |(why, _)| Err(why)));
     Box::new(sim)
 }
 
@@ -237,14 +237,14 @@ impl Router {
     fn replace(&mut self, what: &str, allowed: impl Fn(NodeId, NodeId) -> bool, ctx: &mut Ctx<Ch>) -> u64 {
         self.place.rebuild();
         let after: Vec<NodeId> = (0..self.owner.len() as u32).map(|k| self.place.owner(k)).collect();
-        let mut moved = 0;
+        let (mut moved, mut bad) = (0, None);
         for (k, (&old, &new)) in self.owner.iter().zip(&after).enumerate().filter(|(_, (o, n))| o != n) {
             moved += 1;
-            if !allowed(old, new) {
-                let first = || format!("key {k} moved from node {} to node {} when {what}", old - FIRST, new - FIRST);
-                self.first_bad.get_or_insert_with(first);
+            if bad.is_none() && !allowed(old, new) {
+                bad = Some(format!("key {k} moved from node {} to node {} when {what}", old - FIRST, new - FIRST));
             }
         }
+        self.last_bad = bad.map(|why| (why, ctx.truth())).or(self.last_bad.take());
         self.owner = after;
         ctx.note(format!("{what}: {:.1}% of keys changed owner", moved as f64 * 100.0 / self.owner.len() as f64));
         self.publish(ctx);

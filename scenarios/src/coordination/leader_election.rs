@@ -149,8 +149,9 @@ pub struct Storage {
     fencing: bool,
     /// The highest lease token of any write accepted.
     highest: u64,
-    /// The first write accepted after one with a newer token: its token and that newer one.
-    first_stale: Option<(u64, u64)>,
+    /// The latest write accepted after one with a newer token: its token, that newer one, and
+    /// when (true time). The check fails at each: its bands show when stale writes landed.
+    last_stale: Option<(u64, u64, Time)>,
 }
 
 #[derive(Clone, Debug)]
@@ -172,7 +173,7 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     let mut sim: Sim<Le> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 1_000, hi: 10_000 }));
     assert_eq!(sim.add_node(Le::Locks(Locks { table: LeaseTable::new(), latest: None })), LOCKS);
     let fencing = setup.strategy() == "lease-fencing";
-    assert_eq!(sim.add_node(Le::Storage(Storage { fencing, highest: 0, first_stale: None })), STORAGE);
+    assert_eq!(sim.add_node(Le::Storage(Storage { fencing, highest: 0, last_stale: None })), STORAGE);
     for index in 0..setup.param("nodes") as u32 {
         let lease = Lease::new(MARGIN);
         sim.add_node(Le::Contender(Contender { index, lease, leading: None, pause_next_write: None }));
@@ -185,9 +186,9 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     sim.schedule(Time::from_secs(12), Fault::custom("drift-leader", setup.param("drift_ppm")));
     FaultWindow::secs(14, 6).schedule(&mut sim, Fault::custom("isolate-leader", 0), Fault::Heal);
     sim.schedule(Time::from_secs(24), Fault::custom("crash-leader", 2000));
-    sim.check("no-stale-write", |w| match w.node::<Storage>(STORAGE).first_stale {
-        None => Ok(()),
-        Some((token, newer)) => Err(format!("storage accepted a write with token {token} after token {newer}")),
+    sim.check("no-stale-write", |w| match w.node::<Storage>(STORAGE).last_stale {
+        Some((token, newer, at)) if at == w.now => Err(format!("storage accepted token {token} after {newer}")),
+        _ => Ok(()),
     });
     Box::new(sim)
 }
@@ -330,7 +331,7 @@ impl Storage {
             }
             ctx.count("stale_accepted", 1);
             ctx.note(format!("accepted a stale write with token {token} after token {}", self.highest));
-            self.first_stale.get_or_insert((token, self.highest));
+            self.last_stale = Some((token, self.highest, ctx.truth()));
         }
         self.highest = self.highest.max(token);
         ctx.count("writes", 1);

@@ -7,8 +7,8 @@ use crate::heap;
 use crate::player::{PaceMeter, Player};
 use faultline_core::recipe::decode_actions;
 use faultline_core::{
-    fingerprint, open, shared_mark, ActionKind, NodeId, ParamSpec, Recipe, RecipeError, ScenarioSpec, SharedCheck,
-    Time, TraceEvent, TraceKind, MICROS_PER_MS,
+    fingerprint, open, shared_mark, ActionKind, Micros, NodeId, ParamSpec, Recipe, RecipeError, ScenarioSpec,
+    SharedCheck, Time, TraceEvent, TraceKind, MICROS_PER_MS,
 };
 use faultline_protocol::{BenchRow, Charts, Command, Full, LogFilter, LogRow, Reply, Snapshot, SpecData};
 
@@ -328,6 +328,7 @@ impl Engine {
                     totals: spec.metrics.iter().map(|m| m.measure.total(run.metrics(), now)).collect(),
                 },
                 timeline: run.timeline().into_iter().map(|(t, s)| (t.micros(), s)).collect(),
+                strategies: strategies_of(recipe),
             }
         });
         out.push(Reply::Status(Box::new(Snapshot {
@@ -393,13 +394,18 @@ pub fn current_param(recipe: &Recipe, p: &ParamSpec, now: Time) -> i64 {
 
 /// The strategy in force at `now` (a switch just made counts at once, as above).
 pub fn current_strategy(recipe: &Recipe, now: Time) -> String {
-    let mut s = recipe.strategy.clone();
-    for a in recipe.actions.iter().take_while(|a| a.at <= now.plus(1)) {
-        if let ActionKind::SetStrategy { id } = &a.kind {
-            s = id.clone();
-        }
-    }
-    s
+    let spans = strategies_of(recipe);
+    let current = spans.iter().take_while(|(at, _)| *at <= now.plus(1).micros()).last();
+    current.map_or_else(|| recipe.strategy.clone(), |(_, id)| id.clone())
+}
+
+/// The strategy in force from each time on: the recipe's from 0, then each switch.
+pub fn strategies_of(recipe: &Recipe) -> Vec<(Micros, String)> {
+    let switches = recipe.actions.iter().filter_map(|a| match &a.kind {
+        ActionKind::SetStrategy { id } => Some((a.at.micros(), id.clone())),
+        _ => None,
+    });
+    std::iter::once((0, recipe.strategy.clone())).chain(switches).collect()
 }
 
 /// The newest entries the trace keeps that pass the filter, oldest first, described.

@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 
 /// Bumped on any change to the wire format: the worker's files are not content-hashed
 /// (Trunk names them at build time), so a browser may pair a new page with an old worker.
-pub const PROTOCOL: u32 = 1;
+pub const PROTOCOL: u32 = 2;
 
 /// Page → worker.
 #[derive(Clone, Debug, PartialEq)]
@@ -155,6 +155,8 @@ pub struct Full {
     pub charts: Charts,
     /// Every fault and action of the run, with its time (for the timeline's marks).
     pub timeline: Vec<(Micros, String)>,
+    /// The strategy in force from each time on: the recipe's at 0, then each switch.
+    pub strategies: Vec<(Micros, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -600,6 +602,16 @@ pub fn put_frame(w: &mut Writer, f: &Frame) {
         put_opt(w, &c.violation, |w, v| {
             w.u64(v.at.micros()).str(&v.why).u64(v.trace_seq);
         });
+        w.len(c.bands.len());
+        for b in &c.bands {
+            w.u64(b.from.micros()).u64(b.from_seq);
+            put_opt(w, &b.to.zip(b.to_seq), |w, (to, seq)| {
+                w.u64(to.micros()).u64(*seq);
+            });
+        }
+        put_opt(w, &c.latest_why, |w, why| {
+            w.str(why);
+        });
     }
     w.u64(f.lost_fade);
     w.len(f.recent.len());
@@ -626,10 +638,16 @@ pub fn get_frame(r: &mut Reader) -> Result<Frame, WireError> {
     let in_flight = r.u64()? as usize;
     let get_ids = |r: &mut Reader| r.vec(4, Reader::u32);
     let cuts = r.vec(9, |r| Ok(Cut { a: get_ids(r)?, b: r.option(get_ids)?, one_way: r.bool()? }))?;
-    let checks = r.vec(9, |r| {
+    let checks = r.vec(11, |r| {
         let (id, label) = (r.interned()?, r.interned()?);
         let violation = r.option(|r| Ok(Violation { at: Time(r.u64()?), why: r.string()?, trace_seq: r.u64()? }))?;
-        Ok(CheckStatus { id, label, violation })
+        let bands = r.vec(17, |r| {
+            let (from, from_seq) = (Time(r.u64()?), r.u64()?);
+            let end = r.option(|r| Ok((Time(r.u64()?), r.u64()?)))?;
+            Ok(Band { from, from_seq, to: end.map(|e| e.0), to_seq: end.map(|e| e.1) })
+        })?;
+        let latest_why = r.option(Reader::string)?;
+        Ok(CheckStatus { id, label, violation, bands, latest_why })
     })?;
     let lost_fade = r.u64()?;
     let recent = r.vec(29, get_msg)?;
@@ -755,10 +773,12 @@ fn put_status(w: &mut Writer, s: &Snapshot) {
         f.charts.totals.iter().for_each(|v| {
             w.f64(*v);
         });
-        w.len(f.timeline.len());
-        f.timeline.iter().for_each(|(t, s)| {
-            w.u64(*t).str(s);
-        });
+        for list in [&f.timeline, &f.strategies] {
+            w.len(list.len());
+            list.iter().for_each(|(t, s)| {
+                w.u64(*t).str(s);
+            });
+        }
     });
 }
 
@@ -777,7 +797,8 @@ fn get_status(r: &mut Reader) -> Result<Snapshot, WireError> {
         let series = r.vec(4, |r| r.vec(8, Reader::f64))?;
         let totals = r.vec(8, Reader::f64)?;
         let timeline = r.vec(12, |r| Ok((r.u64()?, r.string()?)))?;
-        Ok(Full { log, charts: Charts { times, series, totals }, timeline })
+        let strategies = r.vec(12, |r| Ok((r.u64()?, r.string()?)))?;
+        Ok(Full { log, charts: Charts { times, series, totals }, timeline, strategies })
     })?;
     Ok(Snapshot {
         handled,
@@ -940,6 +961,8 @@ mod tests {
     /// start, a quarter, half way and the end) read back exactly as the kernel made them.
     #[test]
     fn every_scenario_crosses_intact() {
+        // Violation bands both open and closed cross too (the naive default runs make them).
+        let (mut open_bands, mut closed_bands) = (0, 0);
         for spec in faultline_scenarios::ALL {
             let back = SpecData::of(spec).leak().expect("spec decodes");
             assert_eq!(format!("{:?}", back.info), format!("{:?}", spec.info));
@@ -958,6 +981,9 @@ mod tests {
             for quarter in 0..=4u64 {
                 run.run_until(Time(spec.default_until * quarter / 4), u64::MAX);
                 let frame = run.frame(2000);
+                for b in frame.checks.iter().flat_map(|c| &c.bands) {
+                    *if b.to.is_some() { &mut closed_bands } else { &mut open_bands } += 1;
+                }
                 let status = Snapshot {
                     handled: quarter,
                     now: run.now().micros(),
@@ -982,6 +1008,7 @@ mod tests {
                             totals: vec![1.5, -2.0],
                         },
                         timeline: run.timeline().into_iter().map(|(t, s)| (t.micros(), s)).collect(),
+                        strategies: vec![(0, "a".into()), (7, "b".into())],
                     }),
                 };
                 let bytes = Reply::Status(Box::new(status.clone())).encode();
@@ -995,6 +1022,7 @@ mod tests {
                 assert_eq!((&back.strategy, back.seed, &back.params), (&status.strategy, status.seed, &status.params));
             }
         }
+        assert!(open_bands > 0 && closed_bands > 0, "{open_bands} open and {closed_bands} closed bands crossed");
     }
 
     #[test]
