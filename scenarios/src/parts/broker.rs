@@ -15,12 +15,14 @@
 //! gave up on, or `delete` it without finishing (the job is then gone: lost, if unintended).
 //!
 //! The broker is a data structure, not a node: the scenario's broker node calls it with its
-//! clock's `now` and sets a timer at `next_wake()` (or at each `Delivery::visible_again` and
-//! delayed due time), where `wake` (also run by every `receive`) makes due messages visible.
-//! Every message stays in the table with its final state, so checks can account for all.
+//! clock's `now`, and [`Consumers`] does a broker node's long polling — the consumers waiting
+//! for a message, served in turn, and one timer kept at `next_wake()`, when a delayed message
+//! falls due or a visibility timeout runs out. Every message stays in the table with its final
+//! state, so checks can account for all.
 
+use crate::parts::retry::RetryPolicy;
 use crate::parts::table::{KeyTable, Log};
-use faultline_core::{Micros, Time};
+use faultline_core::{Ctx, Micros, Node, NodeId, Rng, Time, TimerId};
 use std::collections::{BTreeSet, VecDeque};
 
 /// A message's id: the broker numbers them 0, 1, 2… in the order they are sent.
@@ -243,6 +245,15 @@ impl<J: Clone> Broker<J> {
         current
     }
 
+    /// Applies a consumer's verdict on a failed try of `id`; `false` for a stale receipt.
+    pub fn failed(&mut self, id: MsgId, receipt: u64, verdict: Verdict, now: Time) -> bool {
+        match verdict {
+            Verdict::Retry(delay_us) => self.retry(id, receipt, now, delay_us).is_some(),
+            Verdict::DeadLetter => self.dead_letter(id, receipt),
+            Verdict::Delete => self.delete(id, receipt),
+        }
+    }
+
     /// The consumer deletes `id` unfinished: it is gone. `false` for a stale receipt.
     pub fn delete(&mut self, id: MsgId, receipt: u64) -> bool {
         let current = self.holds(id, receipt);
@@ -291,8 +302,110 @@ impl<J: Clone> Broker<J> {
         self.redelivered
     }
 
+    pub fn max_receives(&self) -> Option<u32> {
+        self.max_receives
+    }
+
     pub fn visibility_us(&self) -> Micros {
         self.visibility_us
+    }
+}
+
+/// What becomes of a job whose try failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Tried again after this long (0: at once, at the back of the queue).
+    Retry(Micros),
+    DeadLetter,
+    /// Deleted unfinished: lost.
+    Delete,
+}
+
+/// A consumer's rule for failed tries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnFailure {
+    /// No retry: the job is deleted.
+    Drop,
+    /// Back to the queue at once, however often it has failed.
+    RetryNow,
+    /// The policy's backoff before each retry; out of retries, the job is dead-lettered
+    /// (`dlq`) or deleted.
+    Backoff { policy: RetryPolicy, dlq: bool },
+}
+
+impl OnFailure {
+    /// The verdict on a job that failed its `receives`-th try (crashes count as tries, as
+    /// a broker's receive count does).
+    pub fn verdict(&self, receives: u32, rng: &mut Rng) -> Verdict {
+        match *self {
+            OnFailure::Drop => Verdict::Delete,
+            OnFailure::RetryNow => Verdict::Retry(0),
+            OnFailure::Backoff { policy, dlq } => match policy.delay_us(receives, 0, rng) {
+                Some(wait) => Verdict::Retry(wait),
+                None if dlq => Verdict::DeadLetter,
+                None => Verdict::Delete,
+            },
+        }
+    }
+}
+
+/// A broker node's long polling: the consumers waiting for a message, in the order they asked
+/// (each once, however often it asks), and the one timer kept for the queue's next wake.
+#[derive(Clone, Debug, Default)]
+pub struct Consumers {
+    waiting: VecDeque<NodeId>,
+    alarm: Option<(Time, TimerId)>,
+}
+
+impl Consumers {
+    /// `who` wants a message (asking again keeps its place).
+    pub fn ask(&mut self, who: NodeId) {
+        if !self.waiting.contains(&who) {
+            self.waiting.push_back(who);
+        }
+    }
+
+    /// The alarm timer was lost with a restart (`dispatch` notices when it has rung).
+    pub fn rang(&mut self) {
+        self.alarm = None;
+    }
+
+    /// A broker restart: the asks and the timer were volatile (consumers ask again).
+    pub fn clear(&mut self) {
+        *self = Consumers::default();
+    }
+
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Hands visible messages to waiting consumers in turn (`send(ctx, consumer, delivery)`),
+    /// then keeps the alarm (`timer`) at the queue's next wake, moving it earlier if need be.
+    /// Call after every change to the queue and when the alarm rings.
+    pub fn dispatch<J: Clone, N: Node>(
+        &mut self,
+        q: &mut Broker<J>,
+        ctx: &mut Ctx<N>,
+        timer: N::Timer,
+        mut send: impl FnMut(&mut Ctx<N>, NodeId, Delivery<J>),
+    ) {
+        let now = ctx.now();
+        if self.alarm.is_some_and(|(at, _)| at <= now) {
+            self.alarm = None;
+        }
+        while let Some(&who) = self.waiting.front() {
+            let Some(d) = q.receive(now) else { break };
+            self.waiting.pop_front();
+            send(ctx, who, d);
+        }
+        q.wake(now);
+        let Some(at) = q.next_wake() else { return };
+        if self.alarm.is_none_or(|(t, _)| at < t) {
+            if let Some((_, id)) = self.alarm {
+                ctx.cancel_timer(id);
+            }
+            self.alarm = Some((at, ctx.set_timer(at.since(now), timer)));
+        }
     }
 }
 
@@ -303,6 +416,82 @@ mod tests {
 
     fn t(ms: u64) -> Time {
         Time::from_ms(ms)
+    }
+
+    #[derive(Clone, Debug)]
+    struct Alone {
+        q: Broker<u8>,
+        c: Consumers,
+        got: Vec<(Time, u8)>,
+    }
+
+    #[derive(Clone, Debug, faultline_core::Label)]
+    enum Msg {
+        Deliver(Delivery<u8>),
+    }
+
+    #[derive(Clone, Debug, faultline_core::Label)]
+    enum Timer {
+        Alarm,
+    }
+
+    impl Node for Alone {
+        type Msg = Msg;
+        type Timer = Timer;
+        fn on_start(&mut self, ctx: &mut Ctx<Self>) {
+            // One message due in 100 ms, one now; the node itself is the consumer, asking twice.
+            self.q.send(1, ctx.now(), 100_000);
+            self.q.send(2, ctx.now(), 0);
+            (self.c.ask(0), self.c.ask(0));
+            self.c.dispatch(&mut self.q, ctx, Timer::Alarm, |ctx, who, d| ctx.send(who, Msg::Deliver(d)));
+        }
+        fn on_message(&mut self, _: NodeId, Msg::Deliver(d): Msg, ctx: &mut Ctx<Self>) {
+            self.got.push((ctx.now(), d.job));
+            // Message 2 is not acknowledged the first time: it comes back after the visibility timeout (1 s).
+            if d.job != 2 || d.receives > 1 {
+                self.q.ack(d.id, d.receipt);
+            }
+            self.c.ask(0);
+            self.c.dispatch(&mut self.q, ctx, Timer::Alarm, |ctx, who, d| ctx.send(who, Msg::Deliver(d)));
+        }
+        fn on_timer(&mut self, Timer::Alarm: Timer, ctx: &mut Ctx<Self>) {
+            self.c.dispatch(&mut self.q, ctx, Timer::Alarm, |ctx, who, d| ctx.send(who, Msg::Deliver(d)));
+        }
+        fn view(&self) -> faultline_core::NodeView {
+            faultline_core::NodeView::new(faultline_core::NodeKind::Queue, 0, "broker")
+        }
+    }
+
+    #[test]
+    fn waiting_consumers_get_each_message_as_it_becomes_visible() {
+        // An asking consumer is served once per ask; the alarm wakes the broker exactly when
+        // the delayed message falls due (100 ms) and when the unacknowledged one reappears (1 s).
+        let node = Alone { q: Broker::new(1_000_000), c: Consumers::default(), got: Vec::new() };
+        let done = crate::parts::testing::run_alone(node, 1, Time::from_secs(3));
+        let got: Vec<(u64, u8)> = done.got.iter().map(|&(at, job)| (at.micros(), job)).collect();
+        assert_eq!(got, [(0, 2), (100_000, 1), (1_000_000, 2)]);
+        assert_eq!((done.q.in_flight(), done.q.redelivered(), done.c.waiting()), (0, 1, 1));
+    }
+
+    #[test]
+    fn a_failed_try_is_dropped_retried_or_dead_lettered_by_the_rule() {
+        use crate::parts::retry::Jitter;
+        let mut rng = Rng::new(1);
+        let policy = RetryPolicy::new(2, 100, 10_000, Jitter::None);
+        assert_eq!(OnFailure::Drop.verdict(1, &mut rng), Verdict::Delete);
+        assert_eq!(OnFailure::RetryNow.verdict(1000, &mut rng), Verdict::Retry(0));
+        for (dlq, last) in [(true, Verdict::DeadLetter), (false, Verdict::Delete)] {
+            let rule = OnFailure::Backoff { policy, dlq };
+            let got = [1, 2, 3].map(|n| rule.verdict(n, &mut rng));
+            assert_eq!(got, [Verdict::Retry(100), Verdict::Retry(200), last]);
+        }
+        let mut b = Broker::new(1000);
+        b.send((), t(0), 0);
+        let d = b.receive(t(0)).unwrap();
+        assert!(
+            b.failed(d.id, d.receipt, Verdict::Retry(5), t(1)) && !b.failed(d.id, d.receipt, Verdict::Delete, t(1))
+        );
+        assert_eq!(b.get(d.id).unwrap().state, State::Delayed(Time(1005)));
     }
 
     #[test]
