@@ -442,7 +442,8 @@ mod tests {
             // One message due in 100 ms, one now; the node itself is the consumer, asking twice.
             self.q.send(1, ctx.now(), 100_000);
             self.q.send(2, ctx.now(), 0);
-            (self.c.ask(0), self.c.ask(0));
+            self.c.ask(0);
+            self.c.ask(0);
             self.c.dispatch(&mut self.q, ctx, Timer::Alarm, |ctx, who, d| ctx.send(who, Msg::Deliver(d)));
         }
         fn on_message(&mut self, _: NodeId, Msg::Deliver(d): Msg, ctx: &mut Ctx<Self>) {
