@@ -10,6 +10,7 @@ pub mod parts;
 pub mod caching;
 pub mod consistency;
 pub mod coordination;
+pub mod messaging;
 pub mod resilience;
 pub mod traffic;
 
@@ -39,6 +40,7 @@ registry! {
     resilience::retry_storm,
     resilience::health_checks,
     resilience::timeouts_deadlines,
+    messaging::job_queue,
 }
 
 /// Looks a scenario up by its id.
@@ -58,6 +60,7 @@ pub static AT_SCALE: &[(&str, u64)] = &[
     ("s=cache-stampede&strategy=stale-while-revalidate&clients=5000&client_rps=100&keys=10000", 3),
     ("s=idempotent-payments&strategy=key-unique&clients=500&pay_per_s=1000&instances=10", 3),
     ("s=consistent-hashing&strategy=ring-vnodes&nodes=15&keys=200000&vnodes=1000&rps=100000", 5),
+    ("s=job-queue&strategy=backoff-dlq&jobs_per_s=1667&workers=200", 60),
 ];
 
 /// `AT_SCALE` ready to run: each recipe (read strictly; a test checks that all of them read)

@@ -1,0 +1,3 @@
+//! Messaging: brokers, queues and the delivery guarantees between producers and consumers.
+
+pub mod job_queue;
