@@ -197,7 +197,7 @@ pub fn checks(page: Page) -> impl IntoView {
                             <span class="mark">{mark}</span>{c.label}
                             <span class="story">{format!(" — {}", story.text)}</span>
                             <button class="violation" title=format!("Jump to the first violation: {}", first.why) on:click=jump>
-                                {format!("⇤ first at {at}")}
+                                {format!("⇤ first at {:.3} s", at.as_secs_f64())}
                             </button>
                         </li>
                     }.into_any()
