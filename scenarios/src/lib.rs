@@ -39,6 +39,7 @@ registry! {
     resilience::retry_storm,
     resilience::health_checks,
     resilience::timeouts_deadlines,
+    resilience::cascading_failure,
 }
 
 /// Looks a scenario up by its id.

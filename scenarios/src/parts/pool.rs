@@ -441,7 +441,12 @@ mod tests {
                 });
             }
             self.pool.set_busy(seats[0].unwrap(), false);
-            self.log.push(format!("held {} busy {} blocked {}", self.pool.held(), self.pool.busy(), self.pool.blocked()));
+            self.log.push(format!(
+                "held {} busy {} blocked {}",
+                self.pool.held(),
+                self.pool.busy(),
+                self.pool.blocked()
+            ));
             let r = self.pool.release(seats[1].unwrap(), ctx).unwrap();
             self.log.push(format!("{r:?} waited {:?}", self.pool.waited_us(r.next.unwrap())));
             self.log.push(format!("{:?}", self.pool.release(seats[1].unwrap(), ctx)));
