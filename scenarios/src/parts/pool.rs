@@ -272,21 +272,11 @@ mod tests {
         }
     }
 
-    #[derive(Clone, Debug)]
+    #[derive(Clone, Debug, Label)]
     enum Timer {
         Arrive,
         Done(Seat),
         Give(Seat),
-    }
-
-    impl Label for Timer {
-        fn label(&self) -> &'static str {
-            match self {
-                Timer::Arrive => "arrive",
-                Timer::Done(_) => "done",
-                Timer::Give(_) => "give-up",
-            }
-        }
     }
 
     /// Poisson arrivals at `lambda`/s, each holding a worker for an exponential time of mean

@@ -169,7 +169,7 @@ pub struct Service {
     pools: Pools,
     /// Each dependency's pool (its share), then the shared one (all the workers). None queues: a
     /// call takes a worker of the pool the strategy names or is refused, and gives it back there.
-    workers: [Pool<()>; 3],
+    workers: Vec<Pool<()>>,
     /// Calls under way to each dependency, each with the client and request it is for, and the pool
     /// and seat of the worker it holds until answered or timed out.
     calls: [Calls<(NodeId, CallId, usize, Seat)>; 2],
@@ -186,7 +186,7 @@ pub struct Dependency {
 fn build(setup: &Setup) -> Box<dyn Run> {
     let mut sim: Sim<Bh> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 1_000, hi: 3_000 }));
     let calls = ["call_inventory_us", "call_reviews_us"].map(|h| Calls::new(h).counting_late("late_replies"));
-    let workers = [(); 3].map(|_| Pool::new(0).bounded(0));
+    let workers = vec![Pool::new(0).bounded(0); 3];
     let service = Service { pools: Pools::from_id(setup.strategy()), workers, calls };
     assert_eq!(sim.add_node(Bh::Service(service)), SERVICE);
     for dep in [INVENTORY, REVIEWS] {

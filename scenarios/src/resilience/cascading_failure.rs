@@ -1,4 +1,4 @@
-//! Cascading failure: clients → Order → Inventory → Pricing → Tax, each a Tomcat-style service (a pool of threads, an accept queue). When Tax hangs, threads upstream fill with calls waiting on it and every service answers 503 while its CPU sits idle; timeouts, breakers and a fallback stop the cascade.
+//! Cascading failure: clients → Order → Inventory → Pricing → Tax, each a Tomcat-style service (a pool of threads, an accept queue). When Tax hangs, threads up the chain fill with calls waiting on it and Order answers 503 while every CPU sits idle; timeouts, breakers and a fallback stop the cascade.
 
 use crate::parts::arrivals::OpenLoop;
 use crate::parts::breaker::{Admit, Breaker, Phase, Tuning};
@@ -22,7 +22,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
                   is idle. Timeouts bound the wait, breakers stop it, a fallback keeps the orders.",
         note: Note {
             what_can_go_wrong: "A thread calling the service below is held until the answer. When Tax hangs \
-                (accepting connections, answering none), Pricing's threads wait on it for good, then Inventory's on \
+                (accepting connections, answering none), Pricing's threads wait on it till it is back, Inventory's on \
                 Pricing, Order's on Inventory, and Order's accept queue fills: 503s with idle CPU, the seed's '503 but \
                 CPU and memory look fine' (look at the pools). Timeouts still hold threads by Little's law (150/s × \
                 0.1 s = 15 of 20), and no order completes without tax. The model: Poisson orders; each service a \
@@ -50,7 +50,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         ParamSpec::setup("clients", "Clients", "", 1..=50, 4, "Client nodes; the order rate is split between them."),
         ParamSpec::live("rps", "Order rate", "orders/s", 1..=2000, 150, "Total Poisson order rate of the clients."),
         ParamSpec::live("threads", "Threads per service", "", 1..=500, 20, "maxThreads: held computing and waiting."),
-        ParamSpec::live("accept_queue", "Accept queue", "", 0..=1000, 20, "acceptCount: more waiting get 503."),
+        ParamSpec::live("accept_queue", "Accept queue", "requests", 0..=1000, 20, "acceptCount: more get 503."),
         ParamSpec::live("cpu_ms", "CPU per request", "ms", 1..=200, 5, "Mean (exponential) compute at each service."),
         ParamSpec::live("timeout_ms", "Timeout (Pricing → Tax)", "ms", 10..=10_000, 100, "Not under `none`; \
             Inventory waits twice it for Pricing, Order three times it.").step(10),
