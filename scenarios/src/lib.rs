@@ -41,6 +41,7 @@ registry! {
     resilience::health_checks,
     resilience::timeouts_deadlines,
     messaging::job_queue,
+    resilience::cascading_failure,
 }
 
 /// Looks a scenario up by its id.

@@ -12,6 +12,7 @@ pub mod degraded;
 pub mod gossip;
 pub mod lease;
 pub mod limit;
+pub mod pool;
 pub mod queueing;
 pub mod retried;
 pub mod retry;

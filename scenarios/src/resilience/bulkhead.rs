@@ -8,6 +8,7 @@
 use crate::parts::arrivals::OpenLoop;
 use crate::parts::calls::{CallId, Calls};
 use crate::parts::degraded::{FaultWindow, Health};
+use crate::parts::pool::{Pool, Seat};
 use crate::parts::station::Service as ServiceTime;
 use crate::parts::strategies::strategies;
 use faultline_core::*;
@@ -114,6 +115,7 @@ const SERVICE: NodeId = 0;
 const FIRST_DEP: NodeId = 1;
 const INVENTORY: usize = 0;
 const REVIEWS: usize = 1;
+const SHARED: usize = 2;
 /// The check's floor, and the fewest answers in a second it judges (fewer say little).
 const FLOOR_PCT: i64 = 95;
 const MIN_ANSWERS: i64 = 20;
@@ -165,12 +167,12 @@ pub struct Client {
 #[derive(Clone, Debug)]
 pub struct Service {
     pools: Pools,
-    /// The workers, and (under per-dependency) each dependency's share of them.
-    workers: u64,
-    sizes: [u64; 2],
-    /// Calls under way to each dependency, each with the client and request it is for: each
-    /// holds a worker until answered or timed out.
-    calls: [Calls<(NodeId, CallId)>; 2],
+    /// Each dependency's pool (its share), then the shared one (all the workers). None queues: a
+    /// call takes a worker of the pool the strategy names or is refused, and gives it back there.
+    workers: Vec<Pool<()>>,
+    /// Calls under way to each dependency, each with the client and request it is for, and the pool
+    /// and seat of the worker it holds until answered or timed out.
+    calls: [Calls<(NodeId, CallId, usize, Seat)>; 2],
 }
 
 #[derive(Clone, Debug)]
@@ -184,7 +186,8 @@ pub struct Dependency {
 fn build(setup: &Setup) -> Box<dyn Run> {
     let mut sim: Sim<Bh> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 1_000, hi: 3_000 }));
     let calls = ["call_inventory_us", "call_reviews_us"].map(|h| Calls::new(h).counting_late("late_replies"));
-    let service = Service { pools: Pools::from_id(setup.strategy()), workers: 0, sizes: [0; 2], calls };
+    let workers = vec![Pool::new(0).bounded(0); 3];
+    let service = Service { pools: Pools::from_id(setup.strategy()), workers, calls };
     assert_eq!(sim.add_node(Bh::Service(service)), SERVICE);
     for dep in [INVENTORY, REVIEWS] {
         let id = sim.add_node(Bh::Dependency(Dependency { dep, health: Health::Up, changed: Time::ZERO }));
@@ -269,6 +272,7 @@ impl Node for Bh {
             Bh::Client(c) => c.calls.iter_mut().for_each(|calls| drop(calls.clear(ctx))),
             Bh::Service(s) => {
                 let lost: usize = s.calls.iter_mut().map(|calls| calls.clear(ctx).len()).sum();
+                s.workers.iter_mut().for_each(|pool| drop(pool.clear(ctx)));
                 ctx.note(format!("{lost} calls under way lost; their clients time out"));
                 s.publish(ctx);
             }
@@ -282,7 +286,7 @@ impl Node for Bh {
             (Bh::Client(c), Control::Param { id: "rps", value }) => {
                 c.arrivals.set_rate_per_s(value as f64 / ctx.param("clients") as f64, ctx, Timer::Send)
             }
-            // Calls under way keep their workers; new calls are admitted by the new pools.
+            // Calls under way keep their workers (the old pool drains); new calls take the new pools'.
             (Bh::Service(s), Control::Strategy(id)) => s.pools = Pools::from_id(id),
             (Bh::Service(s), Control::Param { .. }) => s.configure(ctx),
             (Bh::Dependency(d), Control::Custom { id: "slow", value }) => {
@@ -333,30 +337,25 @@ impl Client {
 impl Service {
     /// Reads the pool's size and split again: a smaller pool evicts no call, it admits fewer.
     fn configure(&mut self, ctx: &mut Ctx<Bh>) {
-        self.workers = ctx.param("workers") as u64;
-        let reviews = (self.workers * ctx.param("reviews_share_pct") as u64 + 50) / 100;
-        self.sizes = [self.workers - reviews, reviews];
+        let all = ctx.param("workers") as u32;
+        let reviews = ((all as u64 * ctx.param("reviews_share_pct") as u64 + 50) / 100) as u32;
+        // No pool queues, so a bigger one has no waiter to grant.
+        self.workers.iter_mut().zip([all - reviews, reviews, all]).for_each(|(p, n)| drop(p.set_size(n, ctx)));
     }
 
     fn busy(&self, dep: usize) -> u64 {
         self.calls[dep].len() as u64
     }
 
-    /// The strategy: whether a call to `dep` may take a worker now.
-    fn has_room(&self, dep: usize) -> bool {
-        match self.pools {
-            Pools::Shared => self.busy(INVENTORY) + self.busy(REVIEWS) < self.workers,
-            Pools::PerDependency => self.busy(dep) < self.sizes[dep],
-        }
-    }
-
+    /// The strategy names the pool a call to `dep` takes its worker from.
     fn request(&mut self, client: NodeId, request: CallId, dep: usize, ctx: &mut Ctx<Bh>) {
-        if !self.has_room(dep) {
+        let pool = if self.pools == Pools::Shared { SHARED } else { dep };
+        let Ok(seat) = self.workers[pool].try_acquire(()) else {
             ctx.count("refused", 1);
             return ctx.send(client, Msg::Refused(dep, request));
-        }
+        };
         let timeout = ctx.param("call_timeout_ms") as Micros * MICROS_PER_MS;
-        let call = self.calls[dep].start(ctx, (client, request), timeout, |id| Timer::CallTimeout(dep, id));
+        let call = self.calls[dep].start(ctx, (client, request, pool, seat), timeout, |id| Timer::CallTimeout(dep, id));
         ctx.send(FIRST_DEP + dep as NodeId, Msg::Call(call));
         self.publish(ctx);
     }
@@ -364,7 +363,8 @@ impl Service {
     /// A call ended: answered, or timed out. An answer to a call no longer pending is late: dropped.
     fn ended(&mut self, dep: usize, call: CallId, answered: bool, ctx: &mut Ctx<Bh>) {
         let job = if answered { self.calls[dep].reply(call, ctx) } else { self.calls[dep].timeout(call) };
-        let Some((client, request)) = job else { return };
+        let Some((client, request, pool, seat)) = job else { return };
+        self.workers[pool].release(seat, ctx);
         ctx.send(client, if answered { Msg::Served(dep, request) } else { Msg::TimedOut(dep, request) });
         self.publish(ctx);
     }
@@ -381,18 +381,18 @@ impl Service {
             ([INVENTORY, REVIEWS].map(|d| self.busy(d) as i64), NodeView::new(NodeKind::Service, 1, "service"));
         match self.pools {
             Pools::Shared => {
-                let (used, all) = (busy[0] + busy[1], self.workers as i64);
+                let (used, all) = (busy[0] + busy[1], self.workers[SHARED].size() as i64);
                 v.gauge("workers on inventory", busy[0], all)
                     .gauge("workers on reviews", busy[1], all)
                     .badge(format!("shared pool {used}/{all}"), if used >= all { Tone::Bad } else { Tone::Neutral })
             }
             Pools::PerDependency => {
-                let full = |d: usize| busy[d] >= self.sizes[d] as i64;
-                v.gauge("inventory pool", busy[0], self.sizes[0] as i64)
-                    .gauge("reviews pool", busy[1], self.sizes[1] as i64)
+                let size = |d: usize| self.workers[d].size() as i64;
+                v.gauge("inventory pool", busy[0], size(INVENTORY))
+                    .gauge("reviews pool", busy[1], size(REVIEWS))
                     .badge("bulkheads", Tone::Good)
-                    .badge_if(full(INVENTORY), "inventory pool full", Tone::Warn)
-                    .badge_if(full(REVIEWS), "reviews pool full", Tone::Warn)
+                    .badge_if(busy[0] >= size(INVENTORY), "inventory pool full", Tone::Warn)
+                    .badge_if(busy[1] >= size(REVIEWS), "reviews pool full", Tone::Warn)
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Resilience: staying up while a dependency is down or slow.
 
 pub mod bulkhead;
+pub mod cascading_failure;
 pub mod circuit_breaker;
 pub mod health_checks;
 pub mod retry_storm;
