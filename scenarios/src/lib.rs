@@ -39,6 +39,7 @@ registry! {
     resilience::retry_storm,
     resilience::health_checks,
     resilience::timeouts_deadlines,
+    traffic::rate_limit_algorithms,
 }
 
 /// Looks a scenario up by its id.

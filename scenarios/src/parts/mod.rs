@@ -4,6 +4,7 @@
 pub mod arrivals;
 pub mod attempts;
 pub mod breaker;
+pub mod bucket;
 pub mod cache;
 pub mod calls;
 pub mod claims;
