@@ -116,6 +116,44 @@ impl Gcra {
     }
 }
 
+/// Either, for a scenario whose strategy picks one.
+#[derive(Clone, Debug)]
+pub enum Bucket {
+    Token(TokenBucket),
+    Gcra(Gcra),
+}
+
+impl Bucket {
+    pub fn allow(&mut self, now: Time) -> bool {
+        match self {
+            Bucket::Token(b) => b.allow(now),
+            Bucket::Gcra(g) => g.allow(now),
+        }
+    }
+
+    pub fn tokens(&self, now: Time) -> u64 {
+        match self {
+            Bucket::Token(b) => b.tokens(now),
+            Bucket::Gcra(g) => g.tokens(now),
+        }
+    }
+
+    pub fn burst(&self) -> u64 {
+        match self {
+            Bucket::Token(b) => b.burst(),
+            Bucket::Gcra(g) => g.burst(),
+        }
+    }
+
+    /// What it keeps per key.
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Bucket::Token(_) => TokenBucket::BYTES,
+            Bucket::Gcra(_) => Gcra::BYTES,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
