@@ -262,8 +262,11 @@ mod tests {
 
     #[test]
     fn gcra_spaces_requests_by_the_emission_interval_and_lets_b_through_at_once() {
-        // τ = 0 (b = 1): conforming requests are at least T apart. From idle, b at one instant
-        // and then one every T: a greedy source's n-th request comes at ⌈(n − b)·T⌉.
+        // From idle, b conform at one instant, then one every T. With τ = 0 (b = 1) each
+        // request resets TAT to its own arrival + T, so on a 1 µs clock consecutive ones are
+        // exactly ⌈T⌉ apart (334 µs for T = 333.3 µs: never closer than T). With b > 1 the greedy
+        // source stays behind TAT, so nothing is lost to the clock's grid: the n-th request
+        // conforms at exactly ⌈(n + 1 − b)·T⌉. Integers throughout: no tolerance.
         let (rate, per_us) = (3, 1_000); // T = 333.3 µs
         for burst in [1, 4] {
             let mut gcra = Gcra::new(rate, per_us, burst);
@@ -275,8 +278,11 @@ mod tests {
             }
             assert_eq!(admitted[..burst as usize], vec![0; burst as usize][..]);
             for (n, &t) in admitted.iter().enumerate().skip(burst as usize) {
-                let due = ((n as u64 + 1 - burst) * per_us).div_ceil(rate);
-                assert_eq!(t, due, "request {n}");
+                let due = match burst {
+                    1 => n as u64 * per_us.div_ceil(rate),
+                    _ => ((n as u64 + 1 - burst) * per_us).div_ceil(rate),
+                };
+                assert_eq!(t, due, "b = {burst}, request {n}");
             }
         }
     }
