@@ -21,7 +21,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         category: "Traffic control",
         seeds: &["S0#7", "S3#74", "S3#91"],
         summary: "100 requests a second per user, five ways, against users sending three times that, steady, bursty \
-                  or on the boundaries. A fixed window lets 2× through at a boundary, a sliding-window counter 1.5× \
+                  or on the boundaries. A fixed window lets 2× through at a boundary, a sliding-window counter ~1.5× \
                   after a silence; a sliding log is exact but keeps every request; a token bucket and GCRA: r·T + b.",
         note: Note {
             what_can_go_wrong: "\"L per T\" reads as \"at most L in any T\"; only the sliding log keeps that. A \
