@@ -42,6 +42,7 @@ registry! {
     resilience::timeouts_deadlines,
     messaging::job_queue,
     resilience::cascading_failure,
+    traffic::rate_limit_algorithms,
 }
 
 /// Looks a scenario up by its id.

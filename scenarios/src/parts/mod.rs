@@ -5,6 +5,7 @@ pub mod arrivals;
 pub mod attempts;
 pub mod breaker;
 pub mod broker;
+pub mod bucket;
 pub mod cache;
 pub mod calls;
 pub mod claims;

@@ -2,3 +2,4 @@
 
 pub mod backpressure;
 pub mod distributed_rate_limiter;
+pub mod rate_limit_algorithms;
