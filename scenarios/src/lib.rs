@@ -10,6 +10,7 @@ pub mod parts;
 pub mod caching;
 pub mod consistency;
 pub mod coordination;
+pub mod data;
 pub mod resilience;
 pub mod traffic;
 
@@ -39,6 +40,7 @@ registry! {
     resilience::retry_storm,
     resilience::health_checks,
     resilience::timeouts_deadlines,
+    data::scatter_gather,
 }
 
 /// Looks a scenario up by its id.
