@@ -57,7 +57,7 @@ pub struct Won<T> {
     pub by: NodeId,
     pub hedged: bool,
     /// The tries still out, now cancelled here: tell their targets to stop working on them.
-    pub losers: Vec<(CallId, NodeId)>,
+    pub losers: Stops,
 }
 
 /// The hedged calls a node has under way.
@@ -193,6 +193,9 @@ struct Fanout<R, P> {
     deadline: Option<TimerId>,
 }
 
+/// Tries to tell their targets to stop: each try's id and target.
+pub type Stops = Vec<(CallId, NodeId)>;
+
 /// A request answered: with `got` of its `of` parts, the last answered by `last`; the parts
 /// missing (their payloads), and the tries still out, cancelled here (tell their targets).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -204,7 +207,7 @@ pub struct Gathered<R, P> {
     pub of: u32,
     pub last: Option<NodeId>,
     pub missing: Vec<P>,
-    pub stop: Vec<(CallId, NodeId)>,
+    pub stop: Stops,
 }
 
 /// Requests fanned out as one hedged call per part (payload `P`), each with the caller's `R`.
@@ -267,11 +270,7 @@ impl<R, P> Fanouts<R, P> {
     }
 
     /// An answer to try `id`: the losers to stop, and the request if that was its last part.
-    pub fn reply<N: Node>(
-        &mut self,
-        id: CallId,
-        ctx: &mut Ctx<N>,
-    ) -> Option<(Vec<(CallId, NodeId)>, Option<Gathered<R, P>>)> {
+    pub fn reply<N: Node>(&mut self, id: CallId, ctx: &mut Ctx<N>) -> Option<(Stops, Option<Gathered<R, P>>)> {
         let won = self.hedges.reply(id, ctx)?;
         let request = won.payload.0;
         let f = self.open.get_mut(&request).expect("an open call's request is open");
@@ -487,7 +486,7 @@ mod tests {
     fn the_theory_helpers_agree_with_closed_forms() {
         // Exponential, mean 1: the slowest of n has median ln(1 / (1 − 0.5^(1/n))); n = 1: ln 2.
         let exp = |t: f64| 1.0 - libm::exp(-t);
-        assert!((quantile(&exp, 0.5, 100.0) - libm::log(2.0)).abs() < 1e-9);
+        assert!((quantile(exp, 0.5, 100.0) - libm::log(2.0)).abs() < 1e-9);
         let n10 = quantile(slowest_of(exp, 10), 0.5, 100.0);
         assert!((n10 - libm::log(1.0 / (1.0 - libm::pow(0.5, 0.1)))).abs() < 1e-9, "{n10}");
         // Hedged after 1: below the delay it is the first try alone.
