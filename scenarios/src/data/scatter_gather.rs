@@ -331,8 +331,8 @@ impl Aggregator {
         }
         let took_us = ctx.truth().since(arrived);
         if took_us > deadline_us + SLACK_US && self.late.is_none() {
-            let (took, last) = (took_us as f64 / 1e3, g.last.map_or("none".into(), replica_name));
-            self.late = Some(format!("request {} took {took:.1} ms > {deadline_us} µs; last answer: {last}", g.id));
+            let (took, limit, last) = (took_us / 1000, deadline_us / 1000, g.last.map_or("none".into(), replica_name));
+            self.late = Some(format!("request {} took {took} ms > {limit} ms; last answer: {last}", g.id));
         }
     }
 
