@@ -88,7 +88,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         MetricSpec::new("completeness", "Completeness (shards answered / asked)", "%", Measure::Percent { num: "shards_answered", rest: "shards_missing" }),
         // hedges / (hedges + calls not hedged) = hedges / shard calls: the extra load.
         MetricSpec::new("extra_load", "Extra load from hedges", "%", Measure::Percent { num: "hedges", rest: "calls_unhedged" }),
-        MetricSpec::new("shard_p99", "Shard call p99 (each try)", "us", Measure::Quantile("try_us", 0.99)),
+        MetricSpec::new("shard_p99", "Shard call p99 (tries answered)", "us", Measure::Quantile("try_us", 0.99)),
     ],
     layout: Layout::Tiers,
     default_until: 30 * MICROS_PER_S,
