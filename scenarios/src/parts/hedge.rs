@@ -14,8 +14,8 @@
 //!   `Some(id)`: send the copy to `other` carrying `id`; `None`: the call already ended.
 //! - on an answer carrying `id`: `hedges.reply(id, ctx)` — `Some(won)` the first time: tell
 //!   each of `won.losers` (try id and target) to stop; `None`: a loser's late answer, ignore it.
-//! - on `Timer::Try(id)`: `hedges.timeout(id, ctx)` — `Some(payload)` when that was the last
-//!   try outstanding and no hedge is still to come: the call failed.
+//! - on `Timer::Try(id)`: `hedges.timeout(id, ctx)` — `Some(payload)` when no other try of
+//!   the call is out: the call failed (a hedge not yet sent is called off).
 //! - to give up (a deadline): `hedges.cancel(call, ctx)` returns the payload and the tries to stop.
 //!
 //! [`Fanouts`] gathers requests fanned out as one hedged call per part (scatter-gather): a
@@ -128,8 +128,8 @@ impl<T> Hedges<T> {
         Some(Won { payload: open.payload, call, latency_us, by: to, hedged: id != call, losers })
     }
 
-    /// Try `id` timed out. The call fails (`Some(payload)`) when no try is left out and no
-    /// hedge is still to come; otherwise the other tries may yet answer.
+    /// Try `id` timed out. The call fails (`Some(payload)`) when no other try is out; a hedge
+    /// not yet sent is then called off. Otherwise the other tries may yet answer.
     pub fn timeout<N: Node>(&mut self, id: CallId, ctx: &mut Ctx<N>) -> Option<T> {
         let Try { call, .. } = self.tries.timeout(id)?;
         let open = self.open.get_mut(&call).expect("a try's call is open");
