@@ -11,6 +11,7 @@ pub mod caching;
 pub mod consistency;
 pub mod coordination;
 pub mod messaging;
+pub mod data;
 pub mod resilience;
 pub mod traffic;
 
@@ -43,6 +44,7 @@ registry! {
     messaging::job_queue,
     resilience::cascading_failure,
     traffic::rate_limit_algorithms,
+    data::scatter_gather,
 }
 
 /// Looks a scenario up by its id.

@@ -11,6 +11,7 @@ pub mod calls;
 pub mod claims;
 pub mod degraded;
 pub mod gossip;
+pub mod hedge;
 pub mod lease;
 pub mod limit;
 pub mod pool;

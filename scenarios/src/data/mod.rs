@@ -1,0 +1,3 @@
+//! Data and scale: patterns whose trouble grows with fan-out, data size and traffic.
+
+pub mod scatter_gather;
