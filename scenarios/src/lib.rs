@@ -10,8 +10,8 @@ pub mod parts;
 pub mod caching;
 pub mod consistency;
 pub mod coordination;
-pub mod messaging;
 pub mod data;
+pub mod messaging;
 pub mod resilience;
 pub mod traffic;
 
