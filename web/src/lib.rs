@@ -39,7 +39,7 @@ pub(crate) fn show_panic(msg: &str) {
     body.set_inner_html(&format!(
         "<main class=\"panic\"><h1>Something broke inside Faultline</h1>\
          <p>The run stopped because of a bug. Your recipe is safe in this link:</p>\
-         <input class=\"panic-url\" readonly value=\"{}\"/>\
+         <input class=\"panic-url\" readonly aria-label=\"Link to this run\" value=\"{}\"/>\
          <p><button onclick=\"navigator.clipboard&&navigator.clipboard.writeText(document.querySelector('.panic-url').value)\">Copy recipe</button> \
          <button onclick=\"location.reload()\">Reload</button> <a href=\"#/\">Back to the gallery</a></p>\
          <pre>{}</pre></main>",

@@ -348,7 +348,7 @@ pub fn event_log(page: Page) -> impl IntoView {
             </select>
             <span class="help">"Newest last; click an entry to jump there."</span>
         </div>
-        <ol class="log" node_ref=list on:scroll=on_scroll>{rows}</ol>
+        <ol class="log" tabindex="0" aria-label="Event log" node_ref=list on:scroll=on_scroll>{rows}</ol>
     }
 }
 
