@@ -207,6 +207,52 @@ pub fn checks(page: Page) -> impl IntoView {
     }
 }
 
+/// A note's text with its inline Markdown shown as meant: `code` and *emphasis*.
+fn inline(text: &'static str) -> Vec<AnyView> {
+    spans(text)
+        .into_iter()
+        .map(|(style, t)| match style {
+            Span::Code => view! { <code>{t}</code> }.into_any(),
+            Span::Em => view! { <em>{t}</em> }.into_any(),
+            Span::Plain => t.into_any(),
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Span {
+    Plain,
+    Code,
+    Em,
+}
+
+/// Splits inline Markdown: backticks make code; a `*` after a space (or at the start) and
+/// before a letter opens emphasis, closed by the next `*` (so `2 * 3` stays as it is).
+fn spans(text: &str) -> Vec<(Span, &str)> {
+    let mut out = Vec::new();
+    for (i, part) in text.split('`').enumerate() {
+        if i % 2 == 1 {
+            out.push((Span::Code, part));
+            continue;
+        }
+        let mut rest = part;
+        while let Some(open) = rest.char_indices().position(|(k, c)| {
+            c == '*'
+                && rest[..k].chars().next_back().is_none_or(|p| p.is_whitespace() || p == '(')
+                && rest[k + 1..].chars().next().is_some_and(|n| n.is_alphanumeric())
+        }) {
+            let open = rest.char_indices().nth(open).map_or(0, |(k, _)| k);
+            let Some(len) = rest[open + 1..].find('*') else { break };
+            out.push((Span::Plain, &rest[..open]));
+            out.push((Span::Em, &rest[open + 1..open + 1 + len]));
+            rest = &rest[open + 2 + len..];
+        }
+        out.push((Span::Plain, rest));
+    }
+    out.retain(|(_, t)| !t.is_empty());
+    out
+}
+
 /// What a check's line says beside its label: whether it fails now, and how it got there.
 #[derive(Debug, PartialEq)]
 pub struct Story {
@@ -356,12 +402,12 @@ pub fn note(spec: &'static ScenarioSpec) -> impl IntoView {
     let n = &spec.info.note;
     view! {
         <h2>"Try this"</h2>
-        <ol class="try">{n.try_this.iter().map(|t| view! { <li>{*t}</li> }).collect::<Vec<_>>()}</ol>
+        <ol class="try">{n.try_this.iter().map(|t| view! { <li>{inline(t)}</li> }).collect::<Vec<_>>()}</ol>
         <dl class="note">
-            <dt>"What can go wrong"</dt><dd>{n.what_can_go_wrong}</dd>
-            <dt>"What you sacrifice"</dt><dd>{n.what_you_sacrifice}</dd>
-            <dt>"What breaks at 10×"</dt><dd>{n.at_10x}</dd>
-            <dt>"Real systems like this"</dt><dd>{n.resembles}</dd>
+            <dt>"What can go wrong"</dt><dd>{inline(n.what_can_go_wrong)}</dd>
+            <dt>"What you sacrifice"</dt><dd>{inline(n.what_you_sacrifice)}</dd>
+            <dt>"What breaks at 10×"</dt><dd>{inline(n.at_10x)}</dd>
+            <dt>"Real systems like this"</dt><dd>{inline(n.resembles)}</dd>
             <dt>"From the seed documents"</dt><dd>{spec.info.seeds.join(" · ")}</dd>
         </dl>
     }
@@ -381,6 +427,18 @@ mod tests {
         let violation =
             bands.first().map(|b| faultline_core::Violation { at: b.from, why: "first".into(), trace_seq: 0 });
         CheckStatus { id: "c", label: "C", violation, bands, latest_why: Some("queue 120 > 100".into()) }
+    }
+
+    #[test]
+    fn notes_show_inline_code_and_emphasis() {
+        use Span::*;
+        assert_eq!(
+            spans("Play `none`: it *should* hold"),
+            [(Plain, "Play "), (Code, "none"), (Plain, ": it "), (Em, "should"), (Plain, " hold")]
+        );
+        assert_eq!(spans("2 * 3 and a*b stay; *Release It!*"), [(Plain, "2 * 3 and a*b stay; "), (Em, "Release It!")]);
+        assert_eq!(spans("an unclosed `tick and *star"), [(Plain, "an unclosed "), (Code, "tick and *star")]);
+        assert_eq!(spans(""), []);
     }
 
     #[test]
