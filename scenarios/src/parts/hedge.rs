@@ -22,7 +22,8 @@
 //! request is answered when every part has answered or failed, or at its deadline if armed.
 //!
 //! For theory lines and tests, [`slowest_of`], [`hedged`] and [`quantile`] turn one try's
-//! latency distribution into a fan-out's and a hedged call's.
+//! latency distribution into a fan-out's and a hedged call's; [`straggler_cdf`] is a common
+//! one (an exponential time, plus a fixed delay for a share of stragglers).
 
 use crate::parts::calls::{CallId, Calls};
 use faultline_core::{Ctx, Micros, Node, NodeId, Time, TimerId};
