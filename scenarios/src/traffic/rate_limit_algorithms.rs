@@ -41,8 +41,8 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
                 an hourly limit makes the fixed window's boundary burst enormous. Instances that share the state \
                 (distributed-rate-limiter) find GCRA's one time stamp, set by compare-and-set, the cheapest.",
             resembles: "Redis INCR + EXPIRE (fixed window), ZADD + ZREMRANGEBYSCORE (sliding log), Cloudflare's \
-                sliding-window counter, NGINX limit_req with nodelay (a leaky bucket; without it NGINX delays the excess), Envoy's and AWS API Gateway's token buckets, \
-                Stripe's, redis-cell's and the governor crate's GCRA.",
+                sliding-window counter, NGINX limit_req with nodelay (a leaky bucket; without it NGINX delays the excess), \
+                Envoy's and AWS API Gateway's token buckets, Stripe's, redis-cell's and the governor crate's GCRA.",
             try_this: &[
                 "Play `fixed-window`: steady user 0 (or bursty user 1, if on) gets its 100 early in the first second, \
                  then more just after 1 s, so `within-promise` fails at 1 s in most runs; user 2 sends 300 requests 10 ms \
@@ -62,8 +62,8 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         ParamSpec::live("normal_rps", "Normal user rate", "req/s", 1..=1000, 20, "A normal user's Poisson rate."),
         ParamSpec::live("abusive_rps", "Abusive user rate", "req/s", 1..=5000, 300, "An abusive user's mean rate."),
         ParamSpec::live("shape", "Abusive traffic", "", 0..=3, 0, "1 steady, 2 bursty (on and off for random spells, a window \
-            and three on average), 3 \
-            a window's worth (≤ 5,000) 10 ms before and after every other boundary; 0: the abusive take 1, 2, 3."),
+            and three on average), 3 a window's worth (≤ 5,000) 10 ms before and after every other boundary; 0: the \
+            abusive take 1, 2, 3."),
         ParamSpec::setup("limit", "Limit", "req", 1..=10_000, 100, "Requests a user may make per window: L."),
         ParamSpec::setup("window_ms", "Window", "ms", 100..=60_000, 1000, "The limit's window: T.").step(100),
         ParamSpec::setup("burst", "Burst", "req", 1..=10_000, 20, "Token bucket depth b (GCRA: τ = (b − 1)·T/L)."),
