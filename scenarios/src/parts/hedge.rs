@@ -22,7 +22,8 @@
 //! request is answered when every part has answered or failed, or at its deadline if armed.
 //!
 //! For theory lines and tests, [`slowest_of`], [`hedged`] and [`quantile`] turn one try's
-//! latency distribution into a fan-out's and a hedged call's.
+//! latency distribution into a fan-out's and a hedged call's; [`straggler_cdf`] is a common
+//! one (an exponential time, plus a fixed delay for a share of stragglers).
 
 use crate::parts::calls::{CallId, Calls};
 use faultline_core::{Ctx, Micros, Node, NodeId, Time, TimerId};
@@ -342,6 +343,13 @@ pub fn hedged(cdf: impl Fn(f64) -> f64, delay: f64) -> impl Fn(f64) -> f64 {
     move |t| 1.0 - (1.0 - cdf(t)) * (1.0 - if t > delay { cdf(t - delay) } else { 0.0 })
 }
 
+/// A call taking `fixed_us` + X + D·B, X exponential (mean `m_us`), B a coin with probability `p` (a
+/// straggler, D = `d_us` more): F(t) = (1 − p)·G(t − fixed) + p·G(t − fixed − D), G(x) = 1 − e^(−x/m).
+pub fn straggler_cdf(m_us: f64, p: f64, d_us: f64, fixed_us: f64) -> impl Fn(f64) -> f64 + Copy {
+    let g = move |x: f64| if x <= 0.0 { 0.0 } else { 1.0 - libm::exp(-x / m_us) };
+    move |t| (1.0 - p) * g(t - fixed_us) + p * g(t - fixed_us - d_us)
+}
+
 /// Where a distribution function reaches `q`: the least `t` in `[0, hi]` with `cdf(t) ≥ q`,
 /// to 1e-30 of `hi` (bisection; `hi` if it never does).
 pub fn quantile(cdf: impl Fn(f64) -> f64, q: f64, hi: f64) -> f64 {
@@ -492,6 +500,11 @@ mod tests {
         // Hedged after 1: below the delay it is the first try alone.
         assert_eq!(hedged(exp, 1.0)(0.5), exp(0.5));
         assert_eq!(quantile(|_| 0.0, 0.5, 7.0), 7.0);
+        // 1 + X (mean 5) + 100 for 1%: the median solves 0.99·(1 − e^(−x/5)) = 0.5, x = 5·ln(0.99/0.49)
+        // (no straggler gets there), so 4.52; P(over 101) = 0.01 + 0.99·e^(−20).
+        let call = straggler_cdf(5.0, 0.01, 100.0, 1.0);
+        assert!((quantile(call, 0.5, 1e3) - (1.0 + 5.0 * libm::log(0.99 / 0.49))).abs() < 1e-9);
+        assert!((1.0 - call(101.0) - (0.01 + 0.99 * libm::exp(-20.0))).abs() < 1e-12 && call(0.5) == 0.0);
     }
 
     #[test]

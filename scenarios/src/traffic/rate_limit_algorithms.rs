@@ -7,7 +7,6 @@ use crate::parts::{
     bucket::{Bucket, Gcra, TokenBucket},
     degraded::FaultWindow,
     strategies::strategies,
-    tally::WindowTally,
     window::{SlidingLog, Window},
 };
 use faultline_core::*;
@@ -31,7 +30,9 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
                 the next while those L still count: up to L(1 + g). Each is judged by its promise over any T of true \
                 time, whatever the load (a 4× flood at 12–18 s): L for the window counters (the two cheap ones \
                 break it), r·T + b = L + b for the token bucket and GCRA. The model: one limiter, 1–3 ms links, state \
-                kept over a restart (as in Redis); false rejections: vs an exact limiter of L per aligned window.",
+                kept over a restart (as in Redis); excess refused at once, with no Retry-After (not modelled); bursty \
+                users on and off for random (exponential) spells, a window and three on average, so the excess varies \
+                by run; a false rejection: a refusal an exact sliding log, run alongside on the same requests, would admit.",
             what_you_sacrifice: "The sliding log pays in memory: a time stamp per request in its window, 16 bytes × \
                 L a user (1.6 KB here) where the others keep 8–24 bytes. A token bucket or GCRA admits L + b in a T \
                 by design, and smooths bursts (b at once, then r a second), so it refuses the most of what the \
@@ -40,17 +41,18 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
                 an hourly limit makes the fixed window's boundary burst enormous. Instances that share the state \
                 (distributed-rate-limiter) find GCRA's one time stamp, set by compare-and-set, the cheapest.",
             resembles: "Redis INCR + EXPIRE (fixed window), ZADD + ZREMRANGEBYSCORE (sliding log), Cloudflare's \
-                sliding-window counter, NGINX limit_req (a leaky bucket), Envoy's and AWS API Gateway's token buckets, \
-                Stripe's, redis-cell's and the governor crate's GCRA.",
+                sliding-window counter, NGINX limit_req with nodelay (a leaky bucket; without it NGINX delays the excess), \
+                Envoy's and AWS API Gateway's token buckets, Stripe's, redis-cell's and the governor crate's GCRA.",
             try_this: &[
-                "Play `fixed-window`: boundary-aligned user 2 sends 300 requests 10 ms before every other boundary \
-                 and 300 10 ms after; 200 get in within 20 ms (200%) and `within-promise` fails at the first boundary.",
+                "Play `fixed-window`: steady user 0 (or bursty user 1, if on) gets its 100 early in the first second, \
+                 then more just after 1 s, so `within-promise` fails at 1 s in most runs; user 2 sends 300 requests 10 ms \
+                 before 2 s (and every other boundary) and 300 10 ms after: 200 get in within 20 ms (200%).",
                 "Switch to `sliding-window-counter`: user 2 is held within one request of the limit, but bursty user \
                  1, bursting late in a window after a silence, gets over 140% of it in most runs.",
                 "Switch to `sliding-log`, `token-bucket`, `gcra`: the check holds; the log keeps 1.6 KB for an abusive \
                  user, the bucket 16 bytes, GCRA 8 — and the bucket and GCRA admit exactly the same requests.",
                 "With `token-bucket`, set the burst to 100: it promises 200 a second, what the fixed window lets \
-                 through, and users get 199; the check holds and false rejections fall from 29% to 15%.",
+                 through, and users get 199; the check holds and false rejections fall from 48% to about 29%.",
             ],
         },
     },
@@ -59,8 +61,9 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         ParamSpec::setup("abusive", "Abusive users", "", 0..=200, 3, "How many of the users send far over the limit."),
         ParamSpec::live("normal_rps", "Normal user rate", "req/s", 1..=1000, 20, "A normal user's Poisson rate."),
         ParamSpec::live("abusive_rps", "Abusive user rate", "req/s", 1..=5000, 300, "An abusive user's mean rate."),
-        ParamSpec::live("shape", "Abusive traffic", "", 0..=3, 0, "1 steady, 2 bursty (on a window, off three), 3 \
-            a window's worth (≤ 5,000) 10 ms before and after every other boundary; 0: the abusive take 1, 2, 3."),
+        ParamSpec::live("shape", "Abusive traffic", "", 0..=3, 0, "1 steady, 2 bursty (on and off for random spells, a window \
+            and three on average), 3 a window's worth (≤ 5,000) 10 ms before and after every other boundary; 0: the \
+            abusive take 1, 2, 3."),
         ParamSpec::setup("limit", "Limit", "req", 1..=10_000, 100, "Requests a user may make per window: L."),
         ParamSpec::setup("window_ms", "Window", "ms", 100..=60_000, 1000, "The limit's window: T.").step(100),
         ParamSpec::setup("burst", "Burst", "req", 1..=10_000, 20, "Token bucket depth b (GCRA: τ = (b − 1)·T/L)."),
@@ -79,8 +82,8 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         time since the strategy took over, no user gets more admitted than L (window counters) or r·T + b (buckets).")],
     metrics: &[
         MetricSpec::new("max_window", "Most admitted in a T (% of L)", "%", Measure::Quantile("window_pct", 1.0)),
-        MetricSpec::new("false_rejections", "False rejections (% of what an exact limiter admits)", "%",
-            Measure::Percent { num: "false_rejections", rest: "within_limit" }),
+        MetricSpec::new("false_rejections", "False rejections (% of what an exact sliding log admits)", "%",
+            Measure::Percent { num: "false_rejections", rest: "exact_too" }),
         MetricSpec::new("memory_mean", "Memory per user (mean)", "bytes", Measure::Gauge("bytes_per_user")),
         MetricSpec::new("memory_max", "Memory: largest user", "bytes", Measure::Gauge("bytes_max")),
         MetricSpec::new("admitted", "Admitted", "req/s", Measure::Rate("admitted")),
@@ -159,8 +162,8 @@ struct Account {
     keep: Keep,
     /// Its admissions by true time since the strategy took over, for the check.
     audit: SlidingLog,
-    /// Asked and admitted by aligned window (true time), for the false rejections.
-    tally: WindowTally,
+    /// An exact limiter (a sliding log) run alongside on the same requests: the reference for false rejections.
+    exact: SlidingLog,
     throttled: bool,
     bytes: u64,
 }
@@ -172,8 +175,8 @@ pub struct Limiter {
     len: Micros,
     burst: u64,
     users: Vec<Account>,
-    /// The last admission (user, admitted in the T up to it, when), for the check; its clock at the last
-    /// request, for the view (which has none).
+    /// The last request if admitted (user, admitted in the T up to it, when), for the check (a refusal breaks
+    /// no promise, so it clears it); its clock at the last request, for the view (which has none).
     last: Option<(usize, u64, Time)>,
     seen: Time,
 }
@@ -305,8 +308,8 @@ impl Limiter {
             Strategy::Bucket => Keep::Bucket(Bucket::Token(TokenBucket::new(limit, len, burst))),
             Strategy::Gcra => Keep::Bucket(Bucket::Gcra(Gcra::new(limit, len, burst))),
         };
-        let (audit, tally) = (SlidingLog::new(len), WindowTally::new());
-        Account { bytes: bytes_of(&keep, Time::ZERO), keep, audit, tally, throttled: false }
+        let (audit, exact) = (SlidingLog::new(len), SlidingLog::new(len));
+        Account { bytes: bytes_of(&keep, Time::ZERO), keep, audit, exact, throttled: false }
     }
 
     /// What the strategy promises for any window of length T: the limit, or r·T + b.
@@ -314,7 +317,7 @@ impl Limiter {
         self.limit + if matches!(self.strategy, Strategy::Bucket | Strategy::Gcra) { self.burst } else { 0 }
     }
 
-    /// The check: the last admission kept the promise, or who got how many.
+    /// The check: the last request, if admitted, kept the promise; or who got how many.
     fn kept(&self, abusive: i64, shape: i64) -> Result<(), String> {
         let Some((user, count, at)) = self.last.filter(|l| l.1 > self.promise()) else { return Ok(()) };
         let (shape, ms) = (SHAPES[shape_of(user as u32, abusive, shape)], self.len / MICROS_PER_MS);
@@ -331,7 +334,7 @@ impl Limiter {
 
     fn request(&mut self, from: NodeId, ctx: &mut Ctx<Rl>) {
         let (user, now, truth, limit) = ((from - FIRST_USER) as usize, ctx.now(), ctx.truth(), self.limit);
-        self.seen = now;
+        (self.seen, self.last) = (now, None);
         let a = &mut self.users[user];
         let ok = match &mut a.keep {
             Keep::Window(w) => w.allow(now, limit),
@@ -346,13 +349,10 @@ impl Limiter {
             ctx.observe("window_pct", count * 100 / limit);
             ctx.observe(SHAPE_PCT[shape], count * 100 / limit);
         }
-        // Against an exact limiter of the limit per aligned window, judged once a window is over.
-        let window = truth.micros() / self.len;
-        for judged in a.tally.judge(window) {
-            ctx.count("false_rejections", judged.false_rejections(limit) as i64);
-            ctx.count("within_limit", judged.within_limit(limit) as i64);
+        // What the exact limiter admits, this one admitted too or refused (a false rejection).
+        if a.exact.allow(now, limit) {
+            ctx.count(if ok { "exact_too" } else { "false_rejections" }, 1);
         }
-        a.tally.answered(window, ok);
         (a.throttled, a.bytes) = (!ok, bytes_of(&a.keep, now));
         self.publish(ctx);
         ctx.send(from, if ok { Msg::Admitted } else { Msg::Throttled });
@@ -419,9 +419,9 @@ mod tests {
         r.metrics().histogram(SHAPE_PCT[shape]).map_or(0, |h| h.max())
     }
 
-    /// False rejections, % of what the exact (aligned) limiter admits.
+    /// False rejections, % of what the exact limiter (a sliding log alongside) admits.
     fn false_pct(r: &dyn Run) -> f64 {
-        let (f, w) = (r.metrics().counter("false_rejections"), r.metrics().counter("within_limit"));
+        let (f, w) = (r.metrics().counter("false_rejections"), r.metrics().counter("exact_too"));
         100.0 * f as f64 / (f + w) as f64
     }
 
@@ -431,17 +431,26 @@ mod tests {
 
     #[test]
     fn try_fixed_window_lets_twice_the_limit_through_at_a_boundary() {
-        // Step 1. The aligned user's 300 just before boundary 2k get 100 (window 2k − 1 is
-        // otherwise empty), its 300 just after get 100 more: 200 within 20 ms, exactly twice.
-        // The check fails at the first boundary whichever user gets there first.
-        for seed in 1..=5 {
+        // Step 1. Steady user 0 (300/s, Poisson) has its 100 by about 0.33 s and is refused
+        // until 1 s; after 1 s it is admitted again, and once its admissions since 1 s outrun
+        // those of window 0 shifted by T, 101 are in a T: a race of two Poisson streams, which it
+        // wins within ms in most runs (bursty user 1, when on at 1 s, likewise; user 2's first
+        // double is at 2 s, so at 1 s it is always user 0 or 1). Over seeds 1–8: 7 at 1 s,
+        // one at 2 s. User 2's 300 just before boundary 2k get 100 (window 2k − 1 is otherwise
+        // empty), its 300 just after 100 more: 200 within 20 ms.
+        let mut at_one = 0;
+        for seed in 1..=8 {
             let r = run("fixed-window", seed, &[]);
             assert_eq!(most(r.as_ref(), ALIGNED), 200, "seed {seed}");
             let (at, why) = broke(r.as_ref()).expect("the fixed window breaks its limit");
-            assert!((1.0..1.1).contains(&at) && why.starts_with("user "), "seed {seed}: {at} s: {why}");
-            // It is the exact limiter per aligned window: it never refuses what that one admits.
-            assert_eq!(r.metrics().counter("false_rejections"), 0);
+            let user = why.starts_with("user 0 (abusive, steady)") || why.starts_with("user 1 (abusive, bursty)");
+            assert!(user && ((1.0..1.02).contains(&at) || (2.0..2.02).contains(&at)), "seed {seed}: {at}: {why}");
+            at_one += (at < 2.0) as u32;
+            // Refusing while the exact log would admit (late in a window it filled early):
+            // against an exact limiter, the fixed window too rejects falsely.
+            assert!(false_pct(r.as_ref()) > 1.0, "seed {seed}: {}", false_pct(r.as_ref()));
         }
+        assert!(at_one >= 6, "{at_one} of 8 runs failed at 1 s");
     }
 
     #[test]
@@ -495,9 +504,11 @@ mod tests {
             }
             let bytes = |r: &dyn Run| r.metrics().gauge("bytes_max");
             assert_eq!((bytes(log.as_ref()), bytes(bucket.as_ref()), bytes(gcra.as_ref())), (1600, 16, 8));
-            for name in ["admitted", "false_rejections", "within_limit"] {
+            for name in ["admitted", "false_rejections", "exact_too"] {
                 assert_eq!(bucket.metrics().counter(name), gcra.metrics().counter(name), "{name}");
             }
+            // The log is the exact limiter: by construction it never rejects falsely.
+            assert_eq!(log.metrics().counter("false_rejections"), 0);
             assert_eq!(most(log.as_ref(), BURSTY), 100);
             assert_eq!(most(bucket.as_ref(), BURSTY), 119, "b + r·T − 1: the bucket holds b at the window's start");
         }
@@ -507,14 +518,29 @@ mod tests {
     fn try_a_burst_of_100_promises_what_the_fixed_window_lets_through() {
         // Step 4. b = 100: r·T + b = 200, and a full bucket drained at a window's start then
         // refilled for the rest of it gives 199 (the last token is due 1 µs after the window).
-        // Smoothing less, it refuses about half as many requests the exact limiter admits.
+        // Smoothing less, it refuses fewer of the requests the exact sliding log admits: 48% of
+        // them with b = 20, 27–31% with b = 100 (seeds 1–3; the spread is the seeds' bursts).
         for seed in 1..=3 {
             let (small, big) = (run("token-bucket", seed, &[]), run("token-bucket", seed, &[("burst", 100)]));
             assert_eq!(broke(big.as_ref()), None);
             assert_eq!(most(big.as_ref(), 0), 199, "seed {seed}");
             let (a, b) = (false_pct(small.as_ref()), false_pct(big.as_ref()));
-            assert!((27.0..31.0).contains(&a) && (13.0..17.0).contains(&b), "seed {seed}: {a:.1}% then {b:.1}%");
+            assert!((47.0..50.0).contains(&a) && (26.0..33.0).contains(&b), "seed {seed}: {a:.1}% then {b:.1}%");
         }
+    }
+
+    #[test]
+    fn the_check_fails_at_each_admission_over_the_promise_and_holds_at_the_next_refusal() {
+        // One boundary-aligned user: its 300 at 2.01 s arrive over 1–3 ms; the 100 admitted
+        // first each make 101 to 200 in the T (the 100 of 1.99 s still count), and the first
+        // refusal after them breaks no promise: the band ends there, by 2.02 s, not at the
+        // next admission (3.99 s). So at every pair of boundaries, a band of a few ms.
+        let r = run("fixed-window", 1, &[("users", 1), ("abusive", 1), ("shape", 3)]);
+        let c = r.checks().iter().find(|c| c.id == "within-promise").unwrap();
+        let (from, to) = (c.bands[0].from.as_secs_f64(), c.bands[0].to.expect("it ends").as_secs_f64());
+        assert!((2.01..2.014).contains(&from) && to < 2.02, "{from} to {to}");
+        assert_eq!(c.bands.len(), 14, "{:?}", c.bands);
+        assert!(c.bands.iter().all(|b| b.to.is_some_and(|to| to.since(b.from) < 10 * MICROS_PER_MS)));
     }
 
     #[test]
