@@ -418,8 +418,11 @@ mod tests {
         sim.node::<BrokerNode>(BROKER)
     }
 
-    /// When each check first failed, if it did: (none-lost, lag-bounded).
-    fn verdicts(sim: &Sim<Pm>) -> (Option<(f64, String)>, Option<(f64, String)>) {
+    /// When and why a check first failed, if it did.
+    type Failed = Option<(f64, String)>;
+
+    /// Each check's first failure: (none-lost, lag-bounded).
+    fn verdicts(sim: &Sim<Pm>) -> (Failed, Failed) {
         (failed_at(sim, "none-lost"), failed_at(sim, "lag-bounded"))
     }
 
