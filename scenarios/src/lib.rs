@@ -45,6 +45,7 @@ registry! {
     resilience::cascading_failure,
     traffic::rate_limit_algorithms,
     data::scatter_gather,
+    messaging::poison_message,
 }
 
 /// Looks a scenario up by its id.
@@ -65,6 +66,7 @@ pub static AT_SCALE: &[(&str, u64)] = &[
     ("s=idempotent-payments&strategy=key-unique&clients=500&pay_per_s=1000&instances=10", 3),
     ("s=consistent-hashing&strategy=ring-vnodes&nodes=15&keys=200000&vnodes=1000&rps=100000", 5),
     ("s=job-queue&strategy=backoff-dlq&jobs_per_s=1667&workers=200", 60),
+    ("s=poison-message&strategy=retry-dlq&msgs_per_s=20000&process_us=20", 20),
 ];
 
 /// `AT_SCALE` ready to run: each recipe (read strictly; a test checks that all of them read)

@@ -14,6 +14,7 @@ pub mod gossip;
 pub mod hedge;
 pub mod lease;
 pub mod limit;
+pub mod partition;
 pub mod pool;
 pub mod queueing;
 pub mod retried;
