@@ -1,3 +1,4 @@
 //! Messaging: brokers, queues and the delivery guarantees between producers and consumers.
 
+pub mod delivery_semantics;
 pub mod job_queue;
