@@ -207,7 +207,7 @@ impl Node for Ds {
 
     fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Self>) {
         match (&mut *self, msg) {
-            (Ds::Broker(b), Msg::Ack(id, receipt)) => drop(b.q.ack(id, receipt)),
+            (Ds::Broker(b), Msg::Ack(id, receipt)) => _ = b.q.ack(id, receipt),
             (Ds::Broker(b), Msg::Poll) => b.consumers.ask(from),
             (Ds::Db(db), Msg::Credit { receipt, key, sent, st }) => {
                 db.credit(key, sent, st, ctx);
