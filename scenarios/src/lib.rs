@@ -46,6 +46,7 @@ registry! {
     traffic::rate_limit_algorithms,
     data::scatter_gather,
     messaging::poison_message,
+    messaging::delivery_semantics,
 }
 
 /// Looks a scenario up by its id.

@@ -1,4 +1,5 @@
 //! Messaging: brokers, queues and the delivery guarantees between producers and consumers.
 
+pub mod delivery_semantics;
 pub mod job_queue;
 pub mod poison_message;
