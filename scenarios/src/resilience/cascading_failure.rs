@@ -170,7 +170,7 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     outage.custom(&mut sim, "hang", Some(TAX as NodeId), 1, 0);
     sim.check("orders-succeed", |w| {
         let mut last: Vec<_> = w.nodes[TAX + 1..].iter().flat_map(|c| c.recent.iter().copied()).collect();
-        last.sort_by(|a, b| b.0.cmp(&a.0));
+        last.sort_by_key(|a| std::cmp::Reverse(a.0));
         let last = &last[..last.len().min(FLOOR.1)];
         let count = |how: &str| last.iter().filter(|a| a.1 == how).count();
         if last.len() == FLOOR.1 && count("ok") * 100 < FLOOR.0 * FLOOR.1 {
