@@ -45,6 +45,7 @@ registry! {
     resilience::cascading_failure,
     traffic::rate_limit_algorithms,
     data::scatter_gather,
+    resilience::connection_pool,
 }
 
 /// Looks a scenario up by its id.
