@@ -33,14 +33,14 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             resembles: "node-postgres (max 10, connectionTimeoutMillis 0), HikariCP, Postgres max_connections and \
                 idle_in_transaction_session_timeout, PgBouncer transaction pooling, RDS Proxy.",
             try_this: &[
-                "Play `plain-pool`: the database never sees over 200 connections, yet by about 15 s an instance's 10 \
+                "Play `plain-pool`: the database never sees over 200 connections, yet within 15 s an instance's 10 \
                  are all held (most leaked) and its requests wait without end: `bounded-wait` names it.",
-                "Play `bigger-pools`: the pools open 500 connections and the 501st is refused \
-                 (`within-max-connections` names the instance), while over 100 backends crowd the 8 cores.",
+                "Play `bigger-pools`: the pools open a 501st connection (Postgres would refuse it; \
+                 `within-max-connections` names the instance), while over 100 backends crowd the 8 cores.",
                 "Switch to `timeouts`: no wait passes the 1 s acquire timeout, leaked connections come back after 5 s \
                  (about 112 at a time), the database stays within 200: both checks hold, at the price of errors.",
                 "Set instances to 200 under `timeouts`: 2,000 connections promised; the pools keep what their peaks \
-                 opened and the 501st is refused. `pooler` holds with the same 200, opening at most its 200.",
+                 opened and pass 500. `pooler` holds with the same 200, opening at most its 200.",
             ],
         },
     },
@@ -468,7 +468,7 @@ mod tests {
         for seed in 1..=5 {
             let r = run(recipe("plain-pool", seed), 30);
             let (at, why) = violation(r.as_ref(), "bounded-wait").unwrap_or_else(|| panic!("seed {seed}: held"));
-            assert!(at < 25.0 && why.starts_with("instance") && why.contains("10 held"), "seed {seed}: {why}");
+            assert!(at < 15.0 && why.starts_with("instance") && why.contains("10 held"), "seed {seed}: {why}");
             assert!(violation(r.as_ref(), "within-max-connections").is_none(), "seed {seed}");
             assert!(most(r.as_ref(), "connections") <= 200.0, "seed {seed}");
             assert!(most(r.as_ref(), "leaked") >= 180.0, "seed {seed}: the leaks take most of the 200");
