@@ -47,6 +47,7 @@ registry! {
     data::scatter_gather,
     messaging::poison_message,
     messaging::delivery_semantics,
+    resilience::connection_pool,
 }
 
 /// Looks a scenario up by its id.
