@@ -45,6 +45,7 @@ registry! {
     resilience::cascading_failure,
     traffic::rate_limit_algorithms,
     data::scatter_gather,
+    traffic::load_balancing,
 }
 
 /// Looks a scenario up by its id.
