@@ -323,7 +323,6 @@ impl Balancer {
         ctx.gauge("busiest_share_pct", self.busiest_pct as i64);
     }
 
-    /// Whether the most loaded instance in rotation is within 2 × the mean + twice its workers (its own slack).
     fn spread(&self, workers: i64) -> Result<(), String> {
         let (i, n, mean) = self.loads.max_mean(self.active);
         let bound = SPREAD * mean + 2.0 * workers as f64;
@@ -333,14 +332,14 @@ impl Balancer {
 
     fn publish(&self, ctx: &mut Ctx<Lb>) {
         let (_, max, mean) = self.loads.max_mean(self.active);
-        (ctx.gauge("max_inflight", max as i64), ctx.gauge("mean_inflight_x100", (mean * 100.0) as i64));
+        ctx.gauge("max_inflight", max as i64);
+        ctx.gauge("mean_inflight_x100", (mean * 100.0) as i64);
     }
 
-    /// The rule, and under pinning how many instances the connections are on (the ones drawn with "pinned").
+    /// The rule; under pinning, how many instances the connections are on.
     fn view(&self) -> NodeView {
-        let mut on: Vec<usize> = self.pins.iter().flatten().map(|p| p.0).collect();
-        let conns = on.len();
-        (on.sort_unstable(), on.dedup());
+        let on: std::collections::BTreeSet<usize> = self.pins.iter().flatten().map(|p| p.0).collect();
+        let conns = self.pins.iter().flatten().count();
         let tone = if on.len() * 2 < self.active { Tone::Bad } else { Tone::Neutral };
         NodeView::new(NodeKind::LoadBalancer, 1, "balancer")
             .badge(SPEC.strategies[self.strategy as usize].label, Tone::Neutral)
@@ -394,7 +393,8 @@ impl Client {
         let (Some(()), Some(took)) = (ended, took) else { return };
         let ok = answer == Some(true) && took <= ctx.param("p99_ms") as Micros * MICROS_PER_MS;
         ctx.count(if answer == Some(true) { "ok" } else { "failed" }, 1);
-        (ctx.tally("answered", second, 1), ctx.tally("late", second, !ok as i64));
+        ctx.tally("answered", second, 1);
+        ctx.tally("late", second, !ok as i64);
     }
 }
 
