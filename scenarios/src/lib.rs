@@ -48,6 +48,7 @@ registry! {
     messaging::poison_message,
     messaging::delivery_semantics,
     resilience::connection_pool,
+    traffic::load_balancing,
 }
 
 /// Looks a scenario up by its id.

@@ -3,6 +3,7 @@
 
 pub mod arrivals;
 pub mod attempts;
+pub mod balance;
 pub mod breaker;
 pub mod broker;
 pub mod bucket;

@@ -2,11 +2,14 @@
 //! health endpoint), ejecting them by active probes or by real traffic's errors; eject too many and the rest
 //! overload. Each instance is a station (workers, bounded queue); the balancer goes round-robin over those in rotation.
 
-use crate::parts::arrivals::OpenLoop;
 use crate::parts::calls::{CallId, Calls};
 use crate::parts::degraded::FaultWindow;
 use crate::parts::station::{Full, Service as ServiceTime, Slot, Station};
 use crate::parts::strategies::strategies;
+use crate::parts::{
+    arrivals::OpenLoop,
+    balance::{Chooser, Rule},
+};
 use faultline_core::*;
 
 // A table, one entry to a line or two: rustfmt would give every argument a line of its own.
@@ -154,7 +157,7 @@ pub struct Balancer {
     arrivals: OpenLoop,
     calls: Calls<usize>,
     backends: Vec<Backend>,
-    next: usize,
+    rotation: Chooser,
 }
 
 #[derive(Clone, Debug)]
@@ -177,7 +180,8 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     let backends = vec![Backend::default(); n];
     let (strategy, arrivals) = (Strategy::from_id(setup.strategy()), OpenLoop::poisson(setup.param("rps") as f64));
     let calls = Calls::new("latency_us").counting_late("late_answers");
-    assert_eq!(sim.add_node(Hc::Balancer(Balancer { strategy, arrivals, calls, backends, next: 0 })), BALANCER);
+    let rotation = Chooser::new(Rule::RoundRobin);
+    assert_eq!(sim.add_node(Hc::Balancer(Balancer { strategy, arrivals, calls, backends, rotation })), BALANCER);
     for index in 0..n {
         let service = ServiceTime::exponential_ms(setup.param("service_ms") as u64);
         let mut station = Station::new(setup.param("workers") as u32, service).bounded(QUEUE, Full::Reject);
@@ -308,12 +312,9 @@ impl Instance {
 impl Balancer {
     fn arrive(&mut self, ctx: &mut Ctx<Hc>) {
         self.arrivals.on_timer(ctx, Timer::Arrive);
-        let n = self.backends.len();
+        let up: Vec<usize> = (0..self.backends.len()).filter(|&i| !self.backends[i].ejected).collect();
         // No instance in rotation: the balancer itself answers 503 ("no healthy upstream").
-        let Some(i) = (0..n).map(|k| (self.next + k) % n).find(|&i| !self.backends[i].ejected) else {
-            return ctx.count("errors", 1);
-        };
-        self.next = (i + 1) % n;
+        let Some(i) = self.rotation.pick(&up, |_| 0, ctx.rng()) else { return ctx.count("errors", 1) };
         let id = self.calls.start(ctx, i, ctx.param("timeout_ms") as Micros * MICROS_PER_MS, Timer::Timeout);
         ctx.send(1 + i as NodeId, Msg::Request(id));
     }

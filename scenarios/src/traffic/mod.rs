@@ -2,4 +2,5 @@
 
 pub mod backpressure;
 pub mod distributed_rate_limiter;
+pub mod load_balancing;
 pub mod rate_limit_algorithms;
