@@ -111,7 +111,7 @@ fn custom_fault_row(page: Page, f: &'static faultline_core::FaultSpec, node: Opt
             }>{f.label}</button>
             {has_value.then(|| view! {
                 <input id=input_id type="number" min=f.value_min.to_string() max=f.value_max.to_string()
-                    value=f.value_default.to_string() aria-label=f.value_label />
+                    value=f.value_default.to_string() aria-label=format!("{} {}", f.label, f.value_label).trim_end().to_string() />
                 <span class="unit">{f.value_label}</span>
             })}
         </div>

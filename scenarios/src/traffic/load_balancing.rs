@@ -80,7 +80,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
     faults: &[
         FaultSpec::node("slow", "Slow instance", "Its service takes this many times as long (1 heals it).")
             .value("×", 1..=100, 10),
-        FaultSpec::global("add", "Add instances", "This many spare instances join the rotation.").value("", 1..=40, 5),
+        FaultSpec::global("add", "Add instances", "This many spares join (at most those left).").value("", 1..=40, 5),
     ],
     checks: &[
         CheckSpec::new("load-spread", "Load spread within a bound",
@@ -258,7 +258,7 @@ impl Node for Lb {
     fn on_control(&mut self, c: Control, ctx: &mut Ctx<Self>) {
         match (self, c) {
             (Lb::Balancer(b), Control::Strategy(id)) => b.switch(Strategy::from_id(id)),
-            (Lb::Balancer(b), Control::Custom { id: "add", value }) => b.active += value as usize,
+            (Lb::Balancer(b), Control::Custom { id: "add", value: n }) => b.active = b.total.min(b.active + n as usize),
             (Lb::Instance(i), Control::Custom { id: "slow", value }) => i.station.set_slowdown_pct(value as u32 * 100),
             (Lb::Client(c), Control::Param { id: "rps", value }) => {
                 c.arrivals.set_rate_per_s(value as f64 / ctx.param("clients") as f64, ctx, Timer::Send)
@@ -439,6 +439,24 @@ mod tests {
     /// An instance's share of the traffic in the last whole second, from its badge (%).
     fn share(v: &NodeView) -> u64 {
         badge(v, "").and_then(|t| t.split('%').next()?.parse().ok()).unwrap_or(0)
+    }
+
+    #[test]
+    fn adding_more_instances_than_the_spares_is_capped_not_a_crash() {
+        // After the five spares joined at 20 s, another "add" (or one with no spares at all)
+        // has nothing to add: the rotation stays at the instances that exist.
+        let add = |at: u64| (Time::from_secs(at), ActionKind::Fault(Fault::custom("add", 40)));
+        for (added, at) in [(5, 25), (0, 5)] {
+            let (at, action) = add(at);
+            let recipe = Recipe::new(SPEC.id(), "two-choices", 1).with_param("added", added).with_action(at, action);
+            let (mut run, problems) = open(&SPEC, &recipe);
+            assert!(problems.is_empty(), "{problems:?}");
+            run.run_until(Time::from_secs(30), u64::MAX);
+            let frame = run.frame(0);
+            let view = &frame.nodes.iter().find(|n| n.view.label.starts_with("balancer")).expect("a balancer").view;
+            let want = format!("{} instances in rotation", 10 + added);
+            assert!(view.badges.iter().any(|b| b.text == want), "added {added}: {:?}", view.badges);
+        }
     }
 
     #[test]
