@@ -407,11 +407,7 @@ mod tests {
     }
 
     fn sim_run(recipe: Recipe, secs: u64) -> Sim<Pm> {
-        let mut sim = sim(&Setup { spec: &SPEC, recipe });
-        sim.keep_trace(false);
-        sim.run_until(Time::from_secs(secs), u64::MAX);
-        assert_eq!(sim.unhandled(), 0);
-        sim
+        crate::parts::testing::run_sim(sim(&Setup { spec: &SPEC, recipe }), secs)
     }
 
     fn broker(sim: &Sim<Pm>) -> &BrokerNode {

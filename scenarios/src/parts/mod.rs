@@ -68,6 +68,15 @@ pub(crate) mod testing {
         (run, at)
     }
 
+    /// For scenarios' tests that read their nodes by type: runs `sim` to `secs` (no trace) and
+    /// returns it, asserting nothing went unhandled.
+    pub fn run_sim<N: Node>(mut sim: Sim<N>, secs: u64) -> Sim<N> {
+        sim.keep_trace(false);
+        sim.run_until(Time::from_secs(secs), u64::MAX);
+        assert_eq!(sim.unhandled(), 0);
+        sim
+    }
+
     /// A run and its counters by whole second, from `run_sampled`.
     pub type Sampled = (Box<dyn Run>, Vec<Vec<i64>>);
 

@@ -407,19 +407,10 @@ mod tests {
     }
 
     fn run(recipe: Recipe, secs: u64) -> Box<dyn Run> {
-        let (mut run, problems) = open(&SPEC, &recipe);
-        assert!(problems.is_empty(), "{problems:?}");
-        run.keep_trace(false);
-        run.run_until(Time::from_secs(secs), u64::MAX);
-        assert_eq!(run.unhandled(), 0);
-        run
+        crate::parts::testing::run_sampled(&SPEC, &recipe, secs, &[]).0
     }
 
-    /// The check `id`'s first violation: when, and why.
-    fn violation(r: &dyn Run, id: &str) -> Option<(f64, String)> {
-        let c = r.checks().iter().find(|c| c.id == id).expect("a check");
-        c.violation.as_ref().map(|v| (v.at.as_secs_f64(), v.why.clone()))
-    }
+    use crate::parts::testing::failed_at as violation;
 
     /// A headline metric's largest sample.
     fn most(r: &dyn Run, id: &str) -> f64 {

@@ -402,12 +402,7 @@ mod tests {
     use super::*;
 
     fn run(recipe: Recipe, secs: u64) -> Box<dyn Run> {
-        let (mut run, problems) = open(&SPEC, &recipe);
-        assert!(problems.is_empty(), "{problems:?}");
-        run.keep_trace(false);
-        run.run_until(Time::from_secs(secs), u64::MAX);
-        assert_eq!(run.unhandled(), 0);
-        run
+        crate::parts::testing::run_sampled(&SPEC, &recipe, secs, &[]).0
     }
 
     fn recipe(strategy: &str, seed: u64) -> Recipe {

@@ -406,12 +406,7 @@ mod tests {
 
     fn run(strategy: &str, seed: u64, params: &[(&str, i64)]) -> Box<dyn Run> {
         let recipe = params.iter().fold(Recipe::new(SPEC.id(), strategy, seed), |r, &(k, v)| r.with_param(k, v));
-        let (mut run, problems) = open(&SPEC, &recipe);
-        assert!(problems.is_empty(), "{problems:?}");
-        run.keep_trace(false);
-        run.run_until(Time::from_secs(30), u64::MAX);
-        assert_eq!(run.unhandled(), 0);
-        run
+        crate::parts::testing::run_sampled(&SPEC, &recipe, 30, &[]).0
     }
 
     /// The most a user of this shape had admitted in one T, in % of the limit.
