@@ -627,6 +627,19 @@ fn crowd_batches(frame: &Frame, placed: &[Placed]) -> Vec<(bool, f64, Vec<f32>)>
     batches
 }
 
+/// The keyboard's focus ring around node `n` (drawn over the frame, only while the canvas
+/// has the focus): dashed, in the accent colour, outside the selection ring.
+pub fn focus_ring(canvas: &HtmlCanvasElement, placed: &[Placed], n: NodeId, theme: &Theme) {
+    let (Some(p), Some(cx)) = (placed.get(n as usize), context(canvas)) else { return };
+    let pad = if p.dot { 4.0 } else { 12.0 };
+    cx.set_stroke_style_str(&theme.accent);
+    cx.set_line_width(2.0);
+    let _ = cx.set_line_dash(&js_sys::Array::of2(&4.0.into(), &3.0.into()));
+    cx.stroke_rect(p.x - p.r - pad, p.y - p.r - pad, 2.0 * (p.r + pad), 2.0 * (p.r + pad));
+    let _ = cx.set_line_dash(&js_sys::Array::new());
+    cx.set_line_width(1.0);
+}
+
 /// Draws crowd batches as paths (when they are not in the pixel layer), and the ring of a
 /// selected client in a crowd.
 fn draw_crowds(

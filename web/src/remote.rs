@@ -36,13 +36,42 @@ pub enum Heard {
     Failed(String),
 }
 
+/// The worker that index.html's boot script started for a cold scenario link, so that its
+/// module downloads while the page's own does, and what it heard meanwhile (message and error
+/// events, in order). Taken once: a worker for another URL is stopped.
+fn take_early(url: &str) -> Option<(Worker, js_sys::Array)> {
+    let window = web_sys::window()?;
+    let key = JsValue::from_str("__faultline_early");
+    let early = js_sys::Reflect::get(&window, &key).ok().filter(JsValue::is_object)?;
+    let _ = js_sys::Reflect::delete_property(window.unchecked_ref::<js_sys::Object>(), &key);
+    let field = |name: &str| js_sys::Reflect::get(&early, &JsValue::from_str(name)).ok();
+    let worker: Worker = field("worker")?.dyn_into().ok()?;
+    if field("url")?.as_string().as_deref() != Some(url) {
+        worker.terminate();
+        return None;
+    }
+    Some((worker, field("heard")?.dyn_into().ok()?))
+}
+
+/// The page will start no worker for this link (an unknown scenario): the early one stops.
+pub fn forget_early() {
+    take_early("");
+}
+
 impl Conn {
-    /// Starts the worker at `url`; `on` hears every reply and every failure.
+    /// Starts the worker at `url` (or adopts the one the boot script started for it); `on`
+    /// hears every reply and every failure.
     pub fn start(url: &str, on: impl Fn(Heard) + Clone + 'static) -> Result<Conn, String> {
-        let options = WorkerOptions::new();
-        options.set_type(WorkerType::Module);
-        let worker = Worker::new_with_options(url, &options)
-            .map_err(|e| format!("This browser cannot start the simulator (a module Web Worker): {e:?}"))?;
+        let (worker, heard_early) = match take_early(url) {
+            Some((worker, heard)) => (worker, Some(heard)),
+            None => {
+                let options = WorkerOptions::new();
+                options.set_type(WorkerType::Module);
+                let worker = Worker::new_with_options(url, &options)
+                    .map_err(|e| format!("This browser cannot start the simulator (a module Web Worker): {e:?}"))?;
+                (worker, None)
+            }
+        };
         let ready = Rc::new(Cell::new(false));
         // A panic in the worker posts its message, then traps: the page hears both, the
         // trap ("unreachable") sometimes first. The message says what went wrong.
@@ -87,6 +116,15 @@ impl Conn {
         worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
         worker.set_onmessageerror(Some(on_bad.as_ref().unchecked_ref()));
+        // What the early worker said before the page listened, heard now, in order.
+        for ev in heard_early.iter().flat_map(|a| a.iter()) {
+            let handler: &JsValue = match ev.unchecked_ref::<Event>().type_().as_str() {
+                "message" => on_message.as_ref(),
+                "messageerror" => on_bad.as_ref(),
+                _ => on_error.as_ref(),
+            };
+            let _ = handler.unchecked_ref::<js_sys::Function>().call1(&JsValue::NULL, &ev);
+        }
         let watchdog = Closure::once_into_js(move || {
             if !ready.get() {
                 on(Heard::Failed("The simulator did not start within 20 seconds.".into()))
