@@ -112,7 +112,6 @@ const STILL_OVER: &[(&str, usize)] = &[
     ("caching/cache_stampede.rs", 490),
     ("consistency/idempotent_payments.rs", 551),
     ("resilience/circuit_breaker.rs", 500),
-    ("traffic/backpressure.rs", 453),
     ("traffic/distributed_rate_limiter.rs", 506),
 ];
 
