@@ -109,10 +109,9 @@ const MAX_SCENARIO_LINES: usize = 400;
 /// Scenarios rewritten on the kit but still over the limit, with the lines they have now:
 /// each may shrink, never grow, and leaves this list once it fits.
 const STILL_OVER: &[(&str, usize)] = &[
-    ("caching/cache_stampede.rs", 490),
+    ("caching/cache_stampede.rs", 478),
     ("consistency/idempotent_payments.rs", 551),
     ("resilience/circuit_breaker.rs", 500),
-    ("traffic/backpressure.rs", 453),
     ("traffic/distributed_rate_limiter.rs", 506),
 ];
 

@@ -17,6 +17,7 @@ pub mod lease;
 pub mod limit;
 pub mod partition;
 pub mod pool;
+pub mod producer;
 pub mod queueing;
 pub mod retried;
 pub mod retry;
