@@ -95,8 +95,13 @@ impl Judge {
     }
 
     /// The `q` quantile of the latencies this verdict judged (`u64::MAX`: a failure), for messages.
-    pub fn quantile<'a>(judges: impl IntoIterator<Item = &'a Judge>, v: &Verdict, now: Time, since: Time, q: f64)
-        -> Option<u64> {
+    pub fn quantile<'a>(
+        judges: impl IntoIterator<Item = &'a Judge>,
+        v: &Verdict,
+        now: Time,
+        since: Time,
+        q: f64,
+    ) -> Option<u64> {
         let mut xs: Vec<(Time, u64)> = Vec::new();
         for j in judges {
             let from = if v.windowed { j.window_start(now, since) } else { j.log.partition_point(|e| e.at < since) };
@@ -169,8 +174,10 @@ mod tests {
         assert_eq!(j.verdict(at_ms(300), at_ms(200)), Verdict { bad: 1, total: 10, windowed: true });
         assert_eq!(j.verdict(at_ms(5000), at_ms(245)), Verdict { bad: 1, total: 5, windowed: false });
         assert!(j.verdict(at_ms(300), Time::ZERO).fails(5) && !j.verdict(at_ms(300), Time::ZERO).fails(7));
-        assert_eq!(Judge::quantile([&j], &Verdict { bad: 0, total: 30, windowed: true }, at_ms(300), Time::ZERO, 0.99),
-            Some(1000));
+        assert_eq!(
+            Judge::quantile([&j], &Verdict { bad: 0, total: 30, windowed: true }, at_ms(300), Time::ZERO, 0.99),
+            Some(1000)
+        );
     }
 
     #[test]
