@@ -25,17 +25,18 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
                 connections to a database allowing 500. The model: Poisson requests, one query each; connections \
                 opened on demand, kept open; queries FIFO on the cores (exponential, 5 ms CPU), each backend in a \
                 query past the cores adding 1% to every query's CPU (context switches, lock and snapshot contention); \
-                the slow query waits on I/O (a backend, no core); the 501st connection is let in and flagged.",
-            what_you_sacrifice: "Timeouts turn hangs into errors; ending idle-in-transaction sessions aborts the \
+                and every open connection 0.1% (its memory, the snapshot scans over all backends); the slow query \
+                waits on I/O (a backend, no core); a connection past max_connections is refused ('too many clients').",
+            what_you_sacrifice: "Timeouts turn hangs into errors; taking abandoned connections back aborts the \
                 leaker's work. A pooler is one more hop, and transaction pooling breaks session state (SET, LISTEN).",
             at_10x: "200 instances × 10 is 2,000 connections, four times the maximum, with no pool bigger than \
                 today's: per-instance pools cannot be sized safely; a shared pooler (PgBouncer, RDS Proxy) can.",
             resembles: "node-postgres (max 10, connectionTimeoutMillis 0), HikariCP, Postgres max_connections and \
-                idle_in_transaction_session_timeout, PgBouncer transaction pooling, RDS Proxy.",
+                Tomcat/DBCP removeAbandoned, PgBouncer transaction pooling, RDS Proxy.",
             try_this: &[
                 "Play `plain-pool`: the database never sees over 200 connections, yet within 15 s an instance's 10 \
                  are all held (most leaked) and its requests wait without end: `bounded-wait` names it.",
-                "Play `bigger-pools`: the pools open a 501st connection (Postgres would refuse it; \
+                "Play `bigger-pools`: the pools ask for a 501st connection and Postgres refuses it (errors; \
                  `within-max-connections` names the instance), while over 100 backends crowd the 8 cores.",
                 "Switch to `timeouts`: no wait passes the 1 s acquire timeout, leaked connections come back after 5 s \
                  (about 112 at a time), the database stays within 200: both checks hold, at the price of errors.",
@@ -52,7 +53,8 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         ParamSpec::setup("max_connections", "Database max connections", "conns", 10..=5000, 500, "More are refused."),
         ParamSpec::setup("cores", "Database cores", "", 1..=64, 8, "Queries run on at most this many at once."),
         ParamSpec::live("acquire_timeout_ms", "Acquire timeout", "ms", 10..=5000, 1000, "Longest wait.").step(10),
-        ParamSpec::live("idle_timeout_s", "Idle-in-transaction timeout", "s", 1..=60, 5, "Ends a leaked session."),
+        ParamSpec::live("abandoned_timeout_s", "Abandoned-connection timeout", "s", 1..=60, 5,
+            "The pool takes back a connection its borrower kept this long (Tomcat/DBCP removeAbandoned)."),
         ParamSpec::setup("slow_at", "Slow query from", "s", 0..=3600, 5, "Scheduled fault: 33% of queries wait 2 s."),
         ParamSpec::setup("slow_len", "Slow query for", "s", 0..=3600, 25, "How long it stays slow (0: never)."),
         ParamSpec::setup("leak_at", "Leak from", "s", 0..=3600, 1, "Scheduled fault: 15% never release."),
@@ -61,8 +63,9 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
     strategies: &[
         StrategySpec::naive("plain-pool", "Plain pool", "10 per instance; waits without end, leaks never return."),
         StrategySpec::naive("bigger-pools", "Bigger pools", "Five times the pool: room for more, past the maximum."),
-        StrategySpec::fixed("timeouts", "Acquire + idle timeouts", "Waits give up; leaked sessions are ended."),
-        StrategySpec::fixed("pooler", "Shared pooler", "A PgBouncer shares its 200 connections; same timeouts."),
+        StrategySpec::fixed("timeouts", "Acquire + abandoned timeouts",
+            "Waits give up; the pool takes leaked (abandoned) connections back."),
+        StrategySpec::fixed("pooler", "Shared pooler", "A PgBouncer shares its own connections (their number: a parameter); same timeouts."),
     ],
     faults: &[
         FaultSpec::global("slow-query", "Slow query", "33% of queries wait this on I/O (0: heal).")
@@ -70,8 +73,8 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         FaultSpec::global("leak", "Connection leak", "This share never release (0: stop).").value("%", 0..=100, 15),
     ],
     checks: &[
-        CheckSpec::new("within-max-connections", "Database connections within its maximum", "No one opens a \
-            connection past the database's max_connections (it would be refused: 'too many clients')."),
+        CheckSpec::new("within-max-connections", "Database connections within its maximum", "No one asks for a \
+            connection past the database's max_connections (it is refused: 'too many clients')."),
         CheckSpec::new("bounded-wait", "No request waits without bound", "No request waits over 5 s for a \
             connection, at an instance's pool or the pooler's."),
     ],
@@ -82,6 +85,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         MetricSpec::new("active", "Backends running a query", "backends", Measure::Gauge("db_active")),
         MetricSpec::new("leaked", "Leaked connections", "conns", Measure::Count("leaked")),
         MetricSpec::new("request_p99", "Request p99", "us", Measure::Quantile("latency_us", 0.99)),
+        MetricSpec::new("refused", "Connections refused", "conns/s", Measure::Rate("db_refused")),
     ],
     layout: Layout::Tiers,
     default_until: 30 * MICROS_PER_S,
@@ -93,20 +97,26 @@ strategies!(SPEC, Strategy { PlainPool, BiggerPools, Timeouts, Pooler });
 
 const DB: NodeId = 0;
 const POOLER: NodeId = 1;
-/// The check's bound; the plan's slow query (%, ms) and leak (%); CPU added per backend past the cores (%).
+/// The check's bound; the plan's slow query (%, ms) and leak (%); CPU added per backend past the cores (%)
+/// and per open connection (‰).
 const WAIT_BOUND: Micros = 5 * MICROS_PER_S;
+const CONNECTION_PERMILLE: u32 = 1;
 const SLOW: (u64, i64) = (33, 2000);
 const LEAK_PCT: i64 = 15;
 const CONTENTION_PCT: u32 = 1;
+/// How often a pool's oldest waiter's age is observed as a wait (the charts' sampling period).
+const TICK: Micros = 250 * MICROS_PER_MS;
 
 /// A query on a connection (a seat of the sender's pool; to the database: `true` if it opens one, to
-/// the pooler: `true` if it leaks); its rows, or the pooler's refusal (its wait timed out).
+/// the pooler: `true` if it leaks; when its request came); its rows, or a refusal (the pooler's wait
+/// timed out, or the database is full); `Restarted`: the database is back, every connection to it broken.
 #[derive(Clone, Debug, Label)]
 pub enum Msg {
-    Query(Seat, bool),
+    Query(Seat, bool, Time),
     Rows(Seat),
     #[label = "refused"]
     Refused(Seat),
+    Restarted,
 }
 
 #[derive(Clone, Debug, Label)]
@@ -116,6 +126,7 @@ pub enum Timer {
     Reclaim(Seat),
     Io(NodeId, Seat),
     Cpu(Slot),
+    Tick,
 }
 
 /// A request for a connection: when it came (true time), if it leaks, at the pooler whose it is.
@@ -191,19 +202,25 @@ impl Node for Cp {
     type Timer = Timer;
 
     fn on_start(&mut self, ctx: &mut Ctx<Self>) {
-        if let Cp::App(a) = self {
-            a.arrivals.start(ctx, Timer::Send);
-            a.configure(ctx);
+        match self {
+            Cp::App(a) => (a.arrivals.start(ctx, Timer::Send), ctx.set_timer(TICK, Timer::Tick), a.configure(ctx)).2,
+            // Back from a crash: every connection to it broke; the pools reconnect on demand.
+            Cp::Db(_) if ctx.now() > Time::ZERO => {
+                (POOLER..=POOLER + ctx.param("instances") as NodeId).for_each(|n| ctx.send(n, Msg::Restarted))
+            }
+            Cp::Db(_) => {}
         }
     }
     fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Self>) {
         match (self, msg) {
-            (Cp::Db(d), Msg::Query(seat, new)) => d.query(from, seat, new, ctx),
-            (Cp::App(a), Msg::Query(seat, leak)) => {
-                a.acquire(Job { t0: ctx.truth(), leak, from: Some((from, seat)) }, ctx)
-            }
+            (Cp::Db(d), Msg::Query(seat, new, _)) => d.query(from, seat, new, ctx),
+            (Cp::App(a), Msg::Query(seat, leak, t0)) => a.acquire(Job { t0, leak, from: Some((from, seat)) }, ctx),
             (Cp::App(a), Msg::Rows(seat)) => a.answered(seat, ctx),
-            (Cp::App(a), Msg::Refused(seat)) => a.free(seat, true, ctx),
+            (Cp::App(a), Msg::Refused(seat)) => {
+                a.opened -= (from == DB) as u32;
+                a.free(seat, true, ctx)
+            }
+            (Cp::App(a), Msg::Restarted) => a.reconnect(ctx),
             (_, other) => ctx.unhandled(&other),
         }
     }
@@ -224,6 +241,13 @@ impl Node for Cp {
                 }
             }
             (Cp::App(a), Timer::Reclaim(seat)) => a.reclaim(seat, ctx),
+            // A wait still under way counts at its age: the oldest waiter's, every tick.
+            (Cp::App(a), Timer::Tick) => {
+                ctx.set_timer(TICK, Timer::Tick);
+                if let Some((_, job)) = a.pool.waiters().next() {
+                    ctx.observe("pool_wait_us", ctx.truth().since(job.t0));
+                }
+            }
             (_, other) => ctx.unhandled(&other),
         }
     }
@@ -233,7 +257,7 @@ impl Node for Cp {
         match self {
             Cp::Db(d) => {
                 let lost = d.cpu.crash(ctx).len() as u32 + std::mem::take(&mut d.io);
-                ctx.note(format!("{lost} queries lost"));
+                ctx.note(format!("{lost} queries lost, {} connections closed", std::mem::take(&mut d.open)));
             }
             Cp::App(a) => {
                 ctx.count("leaked", -(a.leaked.len() as i64) * (a.index > 0) as i64);
@@ -286,17 +310,21 @@ impl Db {
     fn active(&self) -> u32 {
         self.cpu.held() as u32 + self.io
     }
-    /// Context switches, lock and snapshot contention: CPU time grows with backends past the cores.
+    /// Context switches, lock and snapshot contention: CPU time grows with backends past the cores, and
+    /// with every open connection (its memory; snapshots scan every backend).
     fn contend(&mut self, ctx: &mut Ctx<Cp>) {
-        self.cpu.set_slowdown_pct(100 + CONTENTION_PCT * self.active().saturating_sub(self.cpu.servers()));
+        let past = CONTENTION_PCT * self.active().saturating_sub(self.cpu.servers());
+        self.cpu.set_slowdown_pct(100 + past + CONNECTION_PERMILLE * self.open / 10);
         ctx.gauge("db_active", self.active() as i64);
     }
     fn query(&mut self, from: NodeId, seat: Seat, new: bool, ctx: &mut Ctx<Cp>) {
-        // Postgres would refuse it ('too many clients'); let in, it shows by how much the pools overshoot.
+        // Postgres refuses it: 'sorry, too many clients already'.
         if new && self.open >= self.max {
             let who = if from == POOLER { "pooler".into() } else { numbered("instance", (from - POOLER) as u64) };
             let n = self.open + 1;
-            self.over = Some((format!("{who} opened connection {n} of at most {}", self.max), ctx.truth()));
+            self.over = Some((format!("{who} was refused connection {n} of at most {}", self.max), ctx.truth()));
+            ctx.count("db_refused", 1);
+            return ctx.send(from, Msg::Refused(seat));
         }
         self.open += new as u32;
         ctx.gauge("db_connections", self.open as i64);
@@ -343,13 +371,14 @@ impl App {
     /// A connection granted: the query goes to the database (on a new connection if all are held) or pooler.
     fn start(&mut self, seat: Seat, ctx: &mut Ctx<Cp>) {
         let Some(job) = self.pool.get(seat) else { return };
-        ctx.observe("pool_wait_us", ctx.truth().since(job.t0));
+        // Under the pooler a request's wait is observed once, where it ends: at the pooler.
         if self.index > 0 && self.strategy == Strategy::Pooler {
-            return ctx.send(POOLER, Msg::Query(seat, job.leak));
+            return ctx.send(POOLER, Msg::Query(seat, job.leak, job.t0));
         }
+        ctx.observe("pool_wait_us", ctx.truth().since(job.t0));
         let new = self.pool.held() > self.opened;
         self.opened += new as u32;
-        ctx.send(DB, Msg::Query(seat, new));
+        ctx.send(DB, Msg::Query(seat, new, job.t0));
     }
     /// The rows are in: the request is answered, and its connection released unless it leaks.
     fn answered(&mut self, seat: Seat, ctx: &mut Ctx<Cp>) {
@@ -362,10 +391,10 @@ impl App {
         self.pool.set_busy(seat, false);
         self.leaked.push(seat);
         if self.times_out() {
-            ctx.set_timer(ctx.param("idle_timeout_s") as Micros * MICROS_PER_S, Timer::Reclaim(seat));
+            ctx.set_timer(ctx.param("abandoned_timeout_s") as Micros * MICROS_PER_S, Timer::Reclaim(seat));
         }
     }
-    /// The idle-in-transaction timeout ends a leaked session; a new connection takes its place (same count).
+    /// The abandoned-connection timeout takes a leaked connection back (removeAbandoned): the pool reuses it.
     fn reclaim(&mut self, seat: Seat, ctx: &mut Ctx<Cp>) {
         let Some(i) = self.leaked.iter().position(|&s| s == seat).filter(|_| self.times_out()) else { return };
         self.leaked.remove(i);
@@ -382,6 +411,17 @@ impl App {
             self.start(next, ctx);
         }
     }
+    /// The database restarted: every connection to it is broken (a query on one fails, a leaked one is gone);
+    /// the pool opens new ones as requests need them. Connections to the pooler are not the database's.
+    fn reconnect(&mut self, ctx: &mut Ctx<Cp>) {
+        if self.index > 0 && self.strategy == Strategy::Pooler {
+            return;
+        }
+        ctx.count("leaked", -(self.leaked.len() as i64) * (self.index > 0) as i64);
+        let (held, leaked) = (self.pool.holders().map(|h| h.0).collect::<Vec<_>>(), std::mem::take(&mut self.leaked));
+        self.opened = 0;
+        held.into_iter().for_each(|seat| self.free(seat, !leaked.contains(&seat), ctx));
+    }
     /// New size and timeouts (waiters queue again under them); connections no longer needed stay open.
     fn switch(&mut self, strategy: Strategy, ctx: &mut Ctx<Cp>) {
         self.strategy = strategy;
@@ -392,7 +432,7 @@ impl App {
                 self.acquire(job, ctx);
             }
             for &seat in &self.leaked {
-                ctx.set_timer(ctx.param("idle_timeout_s") as Micros * MICROS_PER_S, Timer::Reclaim(seat));
+                ctx.set_timer(ctx.param("abandoned_timeout_s") as Micros * MICROS_PER_S, Timer::Reclaim(seat));
             }
         }
     }
@@ -473,7 +513,7 @@ mod tests {
         for seed in 1..=5 {
             let r = run(recipe("bigger-pools", seed), 30);
             let (_, why) = violation(r.as_ref(), "within-max-connections").unwrap_or_else(|| panic!("seed {seed}"));
-            assert!(why.starts_with("instance") && why.contains("opened connection 501 of at most 500"), "{why}");
+            assert!(why.starts_with("instance") && why.contains("refused connection 501 of at most 500"), "{why}");
             assert!(most(r.as_ref(), "active") > 100.0, "seed {seed}");
         }
     }
