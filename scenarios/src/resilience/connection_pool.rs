@@ -6,7 +6,6 @@ use crate::parts::pool::{Acquire, Pool, Seat};
 use crate::parts::station::{Service, Slot, Station};
 use crate::parts::strategies::strategies;
 use faultline_core::*;
-
 // A table, one entry to a line or two: rustfmt would give every argument a line of its own.
 #[rustfmt::skip]
 pub static SPEC: ScenarioSpec = ScenarioSpec {
@@ -38,8 +37,8 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
                  are all held (most leaked) and its requests wait without end: `bounded-wait` names it.",
                 "Play `bigger-pools`: the pools ask for a 501st connection and Postgres refuses it (errors; \
                  `within-max-connections` names the instance), while over 100 backends crowd the 8 cores.",
-                "Switch to `timeouts`: no wait passes the 1 s acquire timeout, leaked connections come back after 5 s \
-                 (about 95 at a time while the query is slow), the database stays within 200: both checks hold, at the price of errors.",
+                "Switch to `timeouts`: no wait passes the 1 s acquire timeout, leaked connections come back after 5 s (about \
+                 95 at a time while the query is slow), the database stays within 200: both checks hold, at a price: errors.",
                 "Set instances to 200 under `timeouts`: 2,000 connections promised; the pools keep what their peaks \
                  opened and pass 500. `pooler` holds with the same 200, opening at most its 200.",
             ],
@@ -92,21 +91,17 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
     sample_every: 250 * MICROS_PER_MS,
     build,
 };
-
 strategies!(SPEC, Strategy { PlainPool, BiggerPools, Timeouts, Pooler });
-
 const DB: NodeId = 0;
 const POOLER: NodeId = 1;
-/// The check's bound; the plan's slow query (%, ms) and leak (%); CPU added per backend past the cores (%)
-/// and per open connection (‰).
+/// The check's bound; CPU added per open connection (‰); the plan's slow query (%, ms), leak (%); CPU added
+/// per backend past the cores (%); how often a pool's oldest waiter's age is observed as a wait.
 const WAIT_BOUND: Micros = 5 * MICROS_PER_S;
 const CONNECTION_PERMILLE: u32 = 1;
 const SLOW: (u64, i64) = (33, 2000);
 const LEAK_PCT: i64 = 15;
 const CONTENTION_PCT: u32 = 1;
-/// How often a pool's oldest waiter's age is observed as a wait (the charts' sampling period).
 const TICK: Micros = 250 * MICROS_PER_MS;
-
 /// A query on a connection (a seat of the sender's pool; to the database: `true` if it opens one, to
 /// the pooler: `true` if it leaks; when its request came); its rows, or a refusal (the pooler's wait
 /// timed out, or the database is full); `Restarted`: the database is back, every connection to it broken.
@@ -118,7 +113,6 @@ pub enum Msg {
     Refused(Seat),
     Restarted,
 }
-
 #[derive(Clone, Debug, Label)]
 pub enum Timer {
     Send,
@@ -128,7 +122,6 @@ pub enum Timer {
     Cpu(Slot),
     Tick,
 }
-
 /// A request for a connection: when it came (true time), if it leaks, at the pooler whose it is.
 #[derive(Clone, Debug)]
 pub struct Job {
@@ -136,13 +129,11 @@ pub struct Job {
     leak: bool,
     from: Option<(NodeId, Seat)>,
 }
-
 #[derive(Clone, Debug, Holds)]
 pub enum Cp {
     Db(Db),
     App(App),
 }
-
 /// The database; `io`: backends on the slow query's I/O (no core); `over`: the last refused, for the check.
 #[derive(Clone, Debug)]
 pub struct Db {
@@ -153,7 +144,6 @@ pub struct Db {
     slow_ms: i64,
     over: Option<(String, Time)>,
 }
-
 /// An instance, or the pooler (`index` 0), with the database connections it opened (idle ones stay open).
 #[derive(Clone, Debug)]
 pub struct App {
@@ -166,7 +156,6 @@ pub struct App {
     leaked: Vec<Seat>,
     leak_pct: i64,
 }
-
 fn build(setup: &Setup) -> Box<dyn Run> {
     let mut sim: Sim<Cp> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 500, hi: 1_500 }));
     let (cpu, max) =
@@ -181,34 +170,30 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     }
     FaultWindow::secs(setup.param("slow_at"), setup.param("slow_len")).custom(&mut sim, "slow-query", None, SLOW.1, 0);
     FaultWindow::secs(setup.param("leak_at"), setup.param("leak_len")).custom(&mut sim, "leak", None, LEAK_PCT, 0);
-    sim.check("within-max-connections", |w| match &w.node::<Db>(DB).over {
-        Some((why, at)) if *at == w.now => Err(why.clone()),
-        _ => Ok(()),
-    });
+    let over =
+        |w: &World<Cp>| w.node::<Db>(DB).over.as_ref().filter(|o| o.1 == w.now).map_or(Ok(()), |o| Err(o.0.clone()));
+    sim.check("within-max-connections", over);
     sim.check("bounded-wait", |w| {
         let stuck = |a: &&App| a.pool.waiters().next().is_some_and(|(_, j)| j.t0.plus(WAIT_BOUND) < w.now);
         let Some(a) = (POOLER..w.nodes.len() as NodeId).map(|id| w.node::<App>(id)).find(stuck) else { return Ok(()) };
-        let (held, leaked, waiting) = (a.pool.held(), a.leaked.len(), a.pool.queued());
+        let (who, held, leaked, waiting) = (&a.name, a.pool.held(), a.leaked.len(), a.pool.queued());
         Err(format!(
-            "{}: a request has waited 5 s for a connection ({held} held, {leaked} leaked, {waiting} waiting)",
-            a.name
+            "{who}: a request has waited 5 s for a connection ({held} held, {leaked} leaked, {waiting} waiting)"
         ))
     });
     Box::new(sim)
 }
-
 impl Node for Cp {
     type Msg = Msg;
     type Timer = Timer;
-
     fn on_start(&mut self, ctx: &mut Ctx<Self>) {
         match self {
             Cp::App(a) => (a.arrivals.start(ctx, Timer::Send), ctx.set_timer(TICK, Timer::Tick), a.configure(ctx)).2,
-            // Back from a crash: every connection to it broke; the pools reconnect on demand.
-            Cp::Db(_) if ctx.now() > Time::ZERO => {
-                (POOLER..=POOLER + ctx.param("instances") as NodeId).for_each(|n| ctx.send(n, Msg::Restarted))
+            // Back from a crash (not at the start): every connection to it broke; the pools reconnect on demand.
+            Cp::Db(_) => {
+                let last = if ctx.now() > Time::ZERO { POOLER + ctx.param("instances") as NodeId } else { 0 };
+                (POOLER..=last).for_each(|n| ctx.send(n, Msg::Restarted))
             }
-            Cp::Db(_) => {}
         }
     }
     fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Self>) {
@@ -216,10 +201,7 @@ impl Node for Cp {
             (Cp::Db(d), Msg::Query(seat, new, _)) => d.query(from, seat, new, ctx),
             (Cp::App(a), Msg::Query(seat, leak, t0)) => a.acquire(Job { t0, leak, from: Some((from, seat)) }, ctx),
             (Cp::App(a), Msg::Rows(seat)) => a.answered(seat, ctx),
-            (Cp::App(a), Msg::Refused(seat)) => {
-                a.opened -= (from == DB) as u32;
-                a.free(seat, true, ctx)
-            }
+            (Cp::App(a), Msg::Refused(seat)) => (a.opened -= (from == DB) as u32, a.free(seat, true, ctx)).1,
             (Cp::App(a), Msg::Restarted) => a.reconnect(ctx),
             (_, other) => ctx.unhandled(&other),
         }
@@ -228,32 +210,20 @@ impl Node for Cp {
         match (self, timer) {
             (Cp::Db(d), Timer::Io(from, seat)) => d.run(from, seat, true, ctx),
             (Cp::Db(d), Timer::Cpu(slot)) => {
-                if let Some(done) = d.cpu.done(slot, ctx, Timer::Cpu) {
-                    ctx.send(done.job.0, Msg::Rows(done.job.1));
-                }
-                d.contend(ctx);
+                (d.cpu.done(slot, ctx, Timer::Cpu).map(|f| ctx.send(f.job.0, Msg::Rows(f.job.1))), d.contend(ctx)).1
             }
             (Cp::App(a), Timer::Send) => a.send(ctx),
-            (Cp::App(a), Timer::Acquire(seat)) => {
-                if let Some(job) = a.pool.expire(seat) {
-                    ctx.observe("pool_wait_us", ctx.truth().since(job.t0));
-                    reply(&job, false, ctx);
-                }
-            }
+            (Cp::App(a), Timer::Acquire(seat)) => a.pool.expire(seat).into_iter().for_each(|job| a.gave_up(job, ctx)),
             (Cp::App(a), Timer::Reclaim(seat)) => a.reclaim(seat, ctx),
-            // A wait still under way counts at its age: the oldest waiter's, every tick.
             (Cp::App(a), Timer::Tick) => {
-                ctx.set_timer(TICK, Timer::Tick);
-                if let Some((_, job)) = a.pool.waiters().next() {
-                    ctx.observe("pool_wait_us", ctx.truth().since(job.t0));
-                }
+                let oldest = (ctx.set_timer(TICK, Timer::Tick), a.pool.waiters().next().map(|w| w.1.t0)).1;
+                oldest.into_iter().for_each(|t0| ctx.observe("pool_wait_us", ctx.truth().since(t0)))
             }
             (_, other) => ctx.unhandled(&other),
         }
     }
     fn on_crash(&mut self, ctx: &mut Ctx<Self>) {
-        // A database's lost queries are never answered (no statement timeout); an instance's connections
-        // linger at the database (until TCP keepalive), and it opens new ones.
+        // A database's queries and connections are lost (it says so when back); an instance's linger there.
         match self {
             Cp::Db(d) => {
                 let lost = d.cpu.crash(ctx).len() as u32 + std::mem::take(&mut d.io);
@@ -293,7 +263,6 @@ impl Node for Cp {
         }
     }
 }
-
 /// Answers a request: to its client (the metrics), or for the pooler to the instance.
 fn reply(job: &Job, ok: bool, ctx: &mut Ctx<Cp>) {
     match job.from {
@@ -304,7 +273,6 @@ fn reply(job: &Job, ok: bool, ctx: &mut Ctx<Cp>) {
         }
     }
 }
-
 impl Db {
     /// Backends in a query: on a core, queued for one, or on the slow query's I/O.
     fn active(&self) -> u32 {
@@ -342,7 +310,6 @@ impl Db {
         self.contend(ctx);
     }
 }
-
 impl App {
     fn times_out(&self) -> bool {
         matches!(self.strategy, Strategy::Timeouts | Strategy::Pooler)
@@ -352,14 +319,11 @@ impl App {
         let bigger = if self.strategy == Strategy::BiggerPools { 5 } else { 1 };
         let size = if self.index == 0 { ctx.param("pooler_size") } else { bigger * ctx.param("pool_size") };
         self.pool.set_wait_timeout(self.times_out().then(|| ctx.param("acquire_timeout_ms") as Micros * 1000));
-        for seat in self.pool.set_size(size as u32, ctx) {
-            self.start(seat, ctx);
-        }
+        self.pool.set_size(size as u32, ctx).into_iter().for_each(|seat| self.start(seat, ctx));
     }
     fn send(&mut self, ctx: &mut Ctx<Cp>) {
         self.arrivals.on_timer(ctx, Timer::Send);
-        let leak = ctx.rng().below(100) < self.leak_pct as u64;
-        self.acquire(Job { t0: ctx.truth(), leak, from: None }, ctx);
+        self.acquire(Job { t0: ctx.truth(), leak: ctx.rng().below(100) < self.leak_pct as u64, from: None }, ctx);
     }
     fn acquire(&mut self, job: Job, ctx: &mut Ctx<Cp>) {
         match self.pool.acquire(job, ctx, Timer::Acquire) {
@@ -384,9 +348,7 @@ impl App {
     fn answered(&mut self, seat: Seat, ctx: &mut Ctx<Cp>) {
         let Some(job) = self.pool.get(seat) else { return };
         reply(job, true, ctx);
-        if !job.leak {
-            return self.free(seat, false, ctx);
-        }
+        let true = job.leak else { return self.free(seat, false, ctx) };
         ctx.count("leaked", job.from.is_none() as i64);
         self.pool.set_busy(seat, false);
         self.leaked.push(seat);
@@ -401,22 +363,20 @@ impl App {
         ctx.count("leaked", -((self.index > 0) as i64));
         self.free(seat, false, ctx);
     }
+    /// A wait given up on: it counts at its age, and the request fails.
+    fn gave_up(&self, job: Job, ctx: &mut Ctx<Cp>) {
+        (ctx.observe("pool_wait_us", ctx.truth().since(job.t0)), reply(&job, false, ctx)).1
+    }
     /// Gives a seat back (its request `failed`, or done) and starts the next waiter.
     fn free(&mut self, seat: Seat, failed: bool, ctx: &mut Ctx<Cp>) {
         let Some(r) = self.pool.release(seat, ctx) else { return };
-        if failed {
-            reply(&r.job, false, ctx);
-        }
-        if let Some(next) = r.next {
-            self.start(next, ctx);
-        }
+        failed.then(|| reply(&r.job, false, ctx));
+        r.next.into_iter().for_each(|next| self.start(next, ctx));
     }
     /// The database restarted: every connection to it is broken (a query on one fails, a leaked one is gone);
     /// the pool opens new ones as requests need them. Connections to the pooler are not the database's.
     fn reconnect(&mut self, ctx: &mut Ctx<Cp>) {
-        if self.index > 0 && self.strategy == Strategy::Pooler {
-            return;
-        }
+        let Some(()) = (self.index == 0 || self.strategy != Strategy::Pooler).then_some(()) else { return };
         ctx.count("leaked", -(self.leaked.len() as i64) * (self.index > 0) as i64);
         let (held, leaked) = (self.pool.holders().map(|h| h.0).collect::<Vec<_>>(), std::mem::take(&mut self.leaked));
         self.opened = 0;
