@@ -108,7 +108,7 @@ impl Judge {
             xs.extend(j.log.iter().skip(from).map(|e| (e.at, e.latency_us)));
         }
         if !v.windowed {
-            xs.sort_by(|a, b| b.0.cmp(&a.0));
+            xs.sort_by_key(|x| std::cmp::Reverse(x.0));
             xs.truncate(v.total as usize);
         }
         let mut l: Vec<u64> = xs.into_iter().map(|x| x.1).collect();
@@ -141,7 +141,7 @@ where
         tail.extend(j.log.iter().skip(from).map(|e| (e.at, e.bad)));
     }
     if many > 1 {
-        tail.sort_by(|a, b| b.0.cmp(&a.0));
+        tail.sort_by_key(|x| std::cmp::Reverse(x.0));
         tail.truncate(first.last);
     }
     let bad = tail.iter().filter(|e| e.1).count() as u64;
