@@ -134,8 +134,8 @@ pub enum Nn {
     Tenant(Tenant),
 }
 
-/// A query in the database: its tenant and send time.
-type Job = (usize, Time);
+/// A query in the database: its tenant, send time (the tenant's clock) and arrival (the database's).
+type Job = (usize, Time, Time);
 
 #[derive(Clone, Debug)]
 pub struct Db {
@@ -154,8 +154,6 @@ pub struct Db {
 pub struct Tenant {
     flow: usize,
     arrivals: OpenLoop,
-    /// Queries sent and not yet answered.
-    waiting: u64,
     /// For the check (true time): answers in the window, and those over the bound.
     answers: SlidingLog,
     slow: SlidingLog,
@@ -168,18 +166,14 @@ fn class(flow: usize) -> usize {
 }
 
 fn name(flow: usize) -> String {
-    if flow == HUGE {
-        "huge tenant".into()
-    } else {
-        numbered("tenant", flow as u64)
-    }
+    (flow == HUGE).then(|| "huge tenant".to_string()).unwrap_or_else(|| numbered("tenant", flow as u64))
 }
 
 fn build(setup: &Setup) -> Box<dyn Run> {
     let mut sim: Sim<Nn> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 500, hi: 1_500 }));
     let small = setup.param("small_tenants") as usize;
-    let mut weights = vec![1u64; small + 1];
-    weights[HUGE] = setup.param("huge_weight") as u64;
+    let weights: Vec<u64> =
+        (0..=small).map(|f| if f == HUGE { setup.param("huge_weight") as u64 } else { 1 }).collect();
     let station =
         Station::new(setup.param("connections") as u32, Service::exponential_ms(setup.param("query_ms") as u64));
     let fair = Fair::new(&weights, 1).bounded(Some(setup.param("queue_max") as usize));
@@ -188,7 +182,7 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     for flow in 0..=small {
         let rate = setup.param(if flow == HUGE { "huge_rps" } else { "small_rps" });
         let (answers, slow) = (SlidingLog::new(WINDOW_US), SlidingLog::new(WINDOW_US));
-        let tenant = Tenant { flow, arrivals: OpenLoop::poisson(rate as f64), waiting: 0, answers, slow, over: false };
+        let tenant = Tenant { flow, arrivals: OpenLoop::poisson(rate as f64), answers, slow, over: false };
         sim.add_node(Nn::Tenant(tenant));
     }
     let surge = FaultWindow::secs(setup.param("surge_at"), setup.param("surge_len"));
@@ -198,15 +192,10 @@ fn build(setup: &Setup) -> Box<dyn Run> {
             let t = w.node::<Tenant>(FIRST_TENANT + flow as NodeId);
             let (n, slow) = (t.answers.count(w.now), t.slow.count(w.now));
             if n >= MIN_ANSWERS && slow * 100 > n {
-                let db = w.node::<Db>(DB);
-                return Err(format!(
-                    "{}: {slow} of its {n} answers in the last 2 s over {} ms; the database holds {} of the huge \
-                     tenant's queries and {} of the small tenants'",
-                    name(flow),
-                    w.param("bound_ms"),
-                    db.held[0],
-                    db.held[1]
-                ));
+                let ([huge, small], bound) = (w.node::<Db>(DB).held, w.param("bound_ms"));
+                let held =
+                    format!("the database holds {huge} of the huge tenant's queries, {small} of the small ones'");
+                return Err(format!("{}: {slow} of {n} answers in 2 s over {bound} ms; {held}", name(flow)));
             }
         }
         Ok(())
@@ -217,7 +206,6 @@ fn build(setup: &Setup) -> Box<dyn Run> {
 impl Node for Nn {
     type Msg = Msg;
     type Timer = Timer;
-
     fn on_start(&mut self, ctx: &mut Ctx<Self>) {
         match self {
             Nn::Db(db) => db.configure(ctx),
@@ -227,31 +215,24 @@ impl Node for Nn {
             }
         }
     }
-
     fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Self>) {
         match (self, msg) {
             (Nn::Db(db), Msg::Query(sent)) => db.query((from - FIRST_TENANT) as usize, sent, ctx),
             (Nn::Tenant(t), Msg::Rows(sent)) => t.answered(sent, ctx),
-            (Nn::Tenant(t), Msg::Throttled(_)) => {
-                t.waiting -= 1;
-                ctx.count(["throttled_huge", "throttled_small"][class(t.flow)], 1);
-            }
+            (Nn::Tenant(t), Msg::Throttled(_)) => ctx.count(["throttled_huge", "throttled_small"][class(t.flow)], 1),
             (_, other) => ctx.unhandled(&other),
         }
     }
-
     fn on_timer(&mut self, timer: Timer, ctx: &mut Ctx<Self>) {
         match (self, timer) {
             (Nn::Tenant(t), Timer::Send) => {
                 t.arrivals.on_timer(ctx, Timer::Send);
-                t.waiting += 1;
                 ctx.send(DB, Msg::Query(ctx.now()));
             }
             (Nn::Db(db), Timer::Done(slot)) => db.done(slot, ctx),
             (_, other) => ctx.unhandled(&other),
         }
     }
-
     fn on_crash(&mut self, ctx: &mut Ctx<Self>) {
         match self {
             // Its queries are lost with it, unanswered (the tenants have no timeouts): counted.
@@ -262,18 +243,16 @@ impl Node for Nn {
                 db.held = [0; 2];
                 db.publish(ctx);
             }
-            // A tenant's application restarts with its rate; queries it waited for are forgotten.
-            Nn::Tenant(t) => t.waiting = 0,
+            // A tenant's application restarts with its rate; answers to its old queries still count.
+            Nn::Tenant(_) => {}
         }
     }
-
     fn on_control(&mut self, c: Control, ctx: &mut Ctx<Self>) {
         match (self, c) {
             (Nn::Db(db), Control::Strategy(id)) => db.switch(Sharing::from_id(id), ctx),
             (Nn::Db(db), Control::Param { .. }) => db.configure(ctx),
-            (Nn::Tenant(t), Control::Param { id: id @ ("small_rps" | "huge_rps"), value }) => {
-                let mine = if t.flow == HUGE { "huge_rps" } else { "small_rps" };
-                if id == mine {
+            (Nn::Tenant(t), Control::Param { id, value }) => {
+                if id == ["huge_rps", "small_rps"][class(t.flow)] {
                     t.arrivals.set_rate_per_s(value as f64, ctx, Timer::Send);
                 }
                 t.publish(ctx);
@@ -283,12 +262,10 @@ impl Node for Nn {
                 ctx.note(format!("{} sends ×{}", name(t.flow), value.max(1)));
                 t.publish(ctx);
             }
-            (Nn::Tenant(t), Control::Param { .. }) => t.publish(ctx),
             // Faults the kernel applies itself (crash, pause, links) need nothing more here.
             _ => {}
         }
     }
-
     fn view(&self) -> NodeView {
         match self {
             Nn::Db(db) => db.view(),
@@ -313,17 +290,12 @@ impl Db {
             .collect();
         self.fill(ctx);
     }
-
     fn query(&mut self, flow: usize, sent: Time, ctx: &mut Ctx<Nn>) {
         let to = FIRST_TENANT + flow as NodeId;
         let admitted = match self.sharing {
             Sharing::Quotas if !self.quotas[flow].allow(ctx.now()) => false,
-            Sharing::Fifo | Sharing::Quotas => {
-                let offer = self.station.offer((flow, sent), ctx, Timer::Done);
-                debug_assert!(offer.admitted(), "the queue is unbounded");
-                true
-            }
-            Sharing::WeightedFair => self.fair.push(flow, (flow, sent), 1).is_ok(),
+            Sharing::Fifo | Sharing::Quotas => self.admit((flow, sent, ctx.now()), ctx),
+            Sharing::WeightedFair => self.fair.push(flow, (flow, sent, ctx.now()), 1).is_ok(),
         };
         if !admitted {
             return ctx.send(to, Msg::Throttled(sent));
@@ -331,61 +303,57 @@ impl Db {
         self.held[class(flow)] += 1;
         self.fill(ctx);
     }
-
     fn done(&mut self, slot: Slot, ctx: &mut Ctx<Nn>) {
         let Some(f) = self.station.done(slot, ctx, Timer::Done) else { return };
-        let (flow, sent) = f.job;
+        let (flow, sent, arrived) = f.job;
         self.held[class(flow)] -= 1;
         ctx.count("served", 1);
         ctx.count(["served_huge", "served_small"][class(flow)], 1);
-        ctx.observe("wait_us", f.waited_us);
+        // In the database before a connection took it: in the one queue or its tenant's.
+        ctx.observe("wait_us", ctx.now().since(arrived).saturating_sub(f.service_us));
         ctx.send(FIRST_TENANT + flow as NodeId, Msg::Rows(sent));
         self.fill(ctx);
     }
-
     /// Weighted fair: each idle connection takes the next query by deficit round robin, once the
     /// FIFO queue left by an earlier strategy has drained (those queries are already in line).
     fn fill(&mut self, ctx: &mut Ctx<Nn>) {
         while self.station.busy() < self.station.servers() && self.station.queue_len() == 0 {
             let Some((_, job)) = self.fair.pop() else { break };
-            let offer = self.station.offer(job, ctx, Timer::Done);
-            debug_assert!(offer.admitted(), "a connection was idle");
+            self.admit(job, ctx);
         }
         self.publish(ctx);
     }
-
+    /// Into service or the one queue, which is unbounded: it always takes the query.
+    fn admit(&mut self, job: Job, ctx: &mut Ctx<Nn>) -> bool {
+        let offer = self.station.offer(job, ctx, Timer::Done);
+        debug_assert!(offer.admitted(), "the queue is unbounded");
+        true
+    }
     /// Queries in the per-tenant queues join the one FIFO queue, in the order they would have been served.
     fn switch(&mut self, sharing: Sharing, ctx: &mut Ctx<Nn>) {
         self.sharing = sharing;
         if sharing != Sharing::WeightedFair {
             for (_, job) in self.fair.drain() {
-                let offer = self.station.offer(job, ctx, Timer::Done);
-                debug_assert!(offer.admitted(), "the queue is unbounded");
+                self.admit(job, ctx);
             }
         }
         self.fill(ctx);
     }
-
     /// Queued (not in service) by class.
     fn queued(&self) -> [i64; 2] {
         let mut serving = [0i64; 2];
-        self.station.in_service().for_each(|&(flow, _)| serving[class(flow)] += 1);
+        self.station.in_service().for_each(|&(flow, ..)| serving[class(flow)] += 1);
         [self.held[0] - serving[0], self.held[1] - serving[1]]
     }
-
     fn publish(&self, ctx: &mut Ctx<Nn>) {
         let q = self.queued();
         ctx.gauge("queued_huge", q[0]);
         ctx.gauge("queued_small", q[1]);
     }
-
     fn view(&self) -> NodeView {
         let (q, c) = (self.queued(), self.station.servers() as i64);
-        let (label, tone) = match self.sharing {
-            Sharing::Fifo => ("one FIFO queue", Tone::Warn),
-            Sharing::Quotas => ("quota per tenant", Tone::Good),
-            Sharing::WeightedFair => ("weighted fair queues", Tone::Good),
-        };
+        let labels = [("one FIFO queue", Tone::Warn), ("quota per tenant", Tone::Good), ("fair queues", Tone::Good)];
+        let (label, tone) = labels[self.sharing as usize];
         NodeView::new(NodeKind::Database, 1, "database")
             .badge(label, tone)
             .badge_if(q[0] > 4 * q[1].max(1), "huge tenant's backlog", Tone::Bad)
@@ -398,7 +366,6 @@ impl Db {
 impl Tenant {
     /// Timed on its own clock; the check's window runs on true time.
     fn answered(&mut self, sent: Time, ctx: &mut Ctx<Nn>) {
-        self.waiting = self.waiting.saturating_sub(1);
         let took_us = ctx.now().since(sent);
         if self.flow == HUGE {
             return ctx.observe("huge_latency_us", took_us);
@@ -412,7 +379,6 @@ impl Tenant {
         let n = self.answers.count(now);
         self.over = n >= MIN_ANSWERS && self.slow.count(now) * 100 > n;
     }
-
     /// The huge tenant publishes the offered load: everyone's rates against the capacity c/E[S].
     fn publish(&self, ctx: &mut Ctx<Nn>) {
         if self.flow != HUGE {
@@ -422,14 +388,11 @@ impl Tenant {
         let capacity = ctx.param("connections") as f64 * 1000.0 / ctx.param("query_ms") as f64;
         ctx.gauge("offered_pct", (100.0 * (small + self.arrivals.effective_rate_per_s()) / capacity) as i64);
     }
-
     fn view(&self) -> NodeView {
-        let surging = self.arrivals.load_pct() > 100;
         NodeView::new(NodeKind::Client, 0, name(self.flow))
             .badge(format!("{:.0} q/s", self.arrivals.effective_rate_per_s()), Tone::Neutral)
-            .badge_if(surging, format!("surging ×{}", self.arrivals.load_pct() / 100), Tone::Bad)
+            .badge_if(self.arrivals.load_pct() > 100, format!("surging ×{}", self.arrivals.load_pct() / 100), Tone::Bad)
             .badge_if(self.over, "p99 over bound", Tone::Bad)
-            .gauge("waiting for answers", self.waiting as i64, 100)
     }
 }
 
