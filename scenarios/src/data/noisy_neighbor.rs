@@ -165,8 +165,9 @@ fn class(flow: usize) -> usize {
     (flow != HUGE) as usize
 }
 
+#[rustfmt::skip]
 fn name(flow: usize) -> String {
-    (flow == HUGE).then(|| "huge tenant".to_string()).unwrap_or_else(|| numbered("tenant", flow as u64))
+    if flow == HUGE { "huge tenant".into() } else { numbered("tenant", flow as u64) }
 }
 
 fn build(setup: &Setup) -> Box<dyn Run> {
