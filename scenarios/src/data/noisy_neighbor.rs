@@ -357,7 +357,7 @@ impl Db {
         let (label, tone) = labels[self.sharing as usize];
         NodeView::new(NodeKind::Database, 1, "database")
             .badge(label, tone)
-            .badge_if(q[0] > 4 * q[1].max(1), "huge tenant's backlog", Tone::Bad)
+            .badge_if(q[0] > c && 2 * q[0] > q[0] + q[1], "huge tenant's backlog", Tone::Bad)
             .gauge("connections busy", self.station.busy() as i64, c)
             .gauge("queued: huge tenant", q[0], 10 * c.max(q[0] + q[1]))
             .gauge("queued: small tenants", q[1], 10 * c.max(q[0] + q[1]))
@@ -511,5 +511,24 @@ mod tests {
                 "seed {seed}: mean wait {mean:.0} us, Erlang C {theory:.0} us"
             );
         }
+    }
+
+    #[test]
+    fn the_view_shows_the_huge_tenants_backlog_and_who_is_surging() {
+        // At 8 s under FIFO the huge tenant's queries fill the one queue and it is badged surging;
+        // under weighted fair queuing its queue is held at 200 and the small tenants' stays short.
+        let views = |st: &str| {
+            let frame = run(recipe(st, 1), 8).0.frame(0);
+            frame.nodes.into_iter().map(|n| n.view).collect::<Vec<_>>()
+        };
+        let gauge = |v: &NodeView, label: &str| v.gauges.iter().find(|g| g.label == label).expect("a gauge").value;
+        let fifo = views("fifo");
+        let huge = &fifo[FIRST_TENANT as usize];
+        assert!(huge.label == "huge tenant" && huge.badges.iter().any(|b| b.text == "surging ×5"));
+        assert!(fifo[0].badges.iter().any(|b| b.text == "huge tenant's backlog"), "{:?}", fifo[0].badges);
+        assert!(gauge(&fifo[0], "queued: huge tenant") > 500 && gauge(&fifo[0], "connections busy") == 8);
+        let fair = views("weighted-fair");
+        assert!(gauge(&fair[0], "queued: huge tenant") <= 200 && gauge(&fair[0], "queued: small tenants") < 20);
+        assert_eq!(fair[FIRST_TENANT as usize + 1].label, "tenant 1");
     }
 }
