@@ -11,6 +11,7 @@ pub mod cache;
 pub mod calls;
 pub mod claims;
 pub mod degraded;
+pub mod fair;
 pub mod gossip;
 pub mod hedge;
 pub mod judge;
