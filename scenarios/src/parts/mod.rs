@@ -13,6 +13,7 @@ pub mod claims;
 pub mod degraded;
 pub mod gossip;
 pub mod hedge;
+pub mod inventory;
 pub mod lease;
 pub mod limit;
 pub mod partition;
