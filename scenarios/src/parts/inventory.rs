@@ -112,9 +112,9 @@ mod tests {
 
     #[test]
     fn decrements_and_reservations_conserve_the_units() {
-        // Random decrements, reservations, expiries and payments (late ones rechecked), with a
-        // third of the reservations never paid: at every step stock + held == units, nothing is
-        // promised past the units, paid ≤ held.
+        // Random decrements, reservations, expiries and payments (late ones rechecked), many
+        // reservations left to expire: at every step stock + held == units, nothing is promised
+        // past the units, paid ≤ held.
         let (mut inv, mut rng) = (Inventory::default(), Rng::new(3));
         inv.put_on_sale(0, 50);
         let mut open: Vec<(u64, Time)> = Vec::new();
