@@ -14,6 +14,7 @@ pub mod degraded;
 pub mod fair;
 pub mod gossip;
 pub mod hedge;
+pub mod inventory;
 pub mod judge;
 pub mod lease;
 pub mod limit;
