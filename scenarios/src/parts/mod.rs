@@ -15,6 +15,7 @@ pub mod gossip;
 pub mod hedge;
 pub mod lease;
 pub mod limit;
+pub mod lock;
 pub mod partition;
 pub mod pool;
 pub mod queueing;
