@@ -740,12 +740,12 @@ mod tests {
         let mut tables: Vec<LeaseTable<(), usize>> = (0..n).map(|_| LeaseTable::new()).collect();
         let mut holders: Vec<QuorumLease> = (0..3).map(|_| QuorumLease::new(Margin::default(), n)).collect();
         // (at, holder, grantor, ask, Some(answer) or None for a request)
-        let mut events: BTreeMap<(u64, u64), (usize, usize, u64, Option<Option<u64>>)> = BTreeMap::new();
+        type Event = (usize, usize, u64, Option<Option<u64>>);
+        let mut events: BTreeMap<(u64, u64), Event> = BTreeMap::new();
         let (mut seq, mut held_at_once, mut grants) = (0, 0, 0);
         for step in 0..400_000u64 {
             let now = step * 100;
-            for h in 0..holders.len() {
-                let q = &mut holders[h];
+            for (h, q) in holders.iter_mut().enumerate() {
                 if q.valid(Time(now)) || (q.asking() && rng.below(200) > 0) || rng.below(50) > 0 {
                     continue;
                 }
