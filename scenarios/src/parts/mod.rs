@@ -18,6 +18,7 @@ pub mod inventory;
 pub mod judge;
 pub mod lease;
 pub mod limit;
+pub mod lock;
 pub mod partition;
 pub mod pool;
 pub mod producer;
