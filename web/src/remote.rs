@@ -23,6 +23,8 @@ pub fn worker_url(id: &str) -> String {
 pub struct Conn {
     worker: Worker,
     sent: Cell<u64>,
+    /// Not dropped yet: an adopted worker's handlers are attached a moment after `start`.
+    alive: Rc<Cell<bool>>,
     _on_message: Closure<dyn Fn(MessageEvent)>,
     _on_error: Closure<dyn Fn(Event)>,
     _on_bad: Closure<dyn Fn(MessageEvent)>,
@@ -113,17 +115,37 @@ impl Conn {
         let on_bad = Closure::<dyn Fn(MessageEvent)>::new(move |_: MessageEvent| {
             heard(Heard::Failed("The simulator sent a message this page cannot read.".into()))
         });
-        worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-        worker.set_onmessageerror(Some(on_bad.as_ref().unchecked_ref()));
-        // What the early worker said before the page listened, heard now, in order.
-        for ev in heard_early.iter().flat_map(|a| a.iter()) {
-            let handler: &JsValue = match ev.unchecked_ref::<Event>().type_().as_str() {
-                "message" => on_message.as_ref(),
-                "messageerror" => on_bad.as_ref(),
-                _ => on_error.as_ref(),
-            };
-            let _ = handler.unchecked_ref::<js_sys::Function>().call1(&JsValue::NULL, &ev);
+        let alive = Rc::new(Cell::new(true));
+        let handlers = [on_message.as_ref().clone(), on_error.as_ref().clone(), on_bad.as_ref().clone()];
+        let (w, still) = (worker.clone(), alive.clone());
+        let attach = move |heard: Option<js_sys::Array>| {
+            if !still.get() {
+                return;
+            }
+            let [message, error, bad] = &handlers;
+            w.set_onmessage(Some(message.unchecked_ref()));
+            w.set_onerror(Some(error.unchecked_ref()));
+            w.set_onmessageerror(Some(bad.unchecked_ref()));
+            for ev in heard.iter().flat_map(|a| a.iter()) {
+                let handler = match ev.unchecked_ref::<Event>().type_().as_str() {
+                    "message" => message,
+                    "messageerror" => bad,
+                    _ => error,
+                };
+                let _ = handler.unchecked_ref::<js_sys::Function>().call1(&JsValue::NULL, &ev);
+            }
+        };
+        match heard_early {
+            None => attach(None),
+            // An adopted worker's events are heard once the page holds this connection (it
+            // answers "ready" through it), in order: the boot script's handler keeps
+            // collecting them until then.
+            Some(heard) => {
+                let later = Closure::once_into_js(move || attach(Some(heard)));
+                if let Some(w) = web_sys::window() {
+                    let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(later.unchecked_ref(), 0);
+                }
+            }
         }
         let watchdog = Closure::once_into_js(move || {
             if !ready.get() {
@@ -133,7 +155,7 @@ impl Conn {
         if let Some(w) = web_sys::window() {
             let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(watchdog.unchecked_ref(), READY_TIMEOUT_MS);
         }
-        Ok(Conn { worker, sent: Cell::new(0), _on_message: on_message, _on_error: on_error, _on_bad: on_bad })
+        Ok(Conn { worker, sent: Cell::new(0), alive, _on_message: on_message, _on_error: on_error, _on_bad: on_bad })
     }
 
     /// Posts `cmd` as one transferred buffer.
@@ -173,6 +195,7 @@ pub fn give_up(conn: leptos::prelude::StoredValue<Option<Conn>, leptos::prelude:
 
 impl Drop for Conn {
     fn drop(&mut self) {
+        self.alive.set(false);
         self.worker.terminate();
     }
 }
