@@ -742,6 +742,45 @@ fn draw_node(
 mod tests {
     use super::*;
 
+    /// WCAG's relative luminance of `#rrggbb`.
+    fn luminance(hex: &str) -> f64 {
+        let channel = |i: usize| {
+            let c = u8::from_str_radix(&hex[1 + 2 * i..3 + 2 * i], 16).expect("hex") as f64 / 255.0;
+            if c <= 0.03928 {
+                c / 12.92
+            } else {
+                ((c + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * channel(0) + 0.7152 * channel(1) + 0.0722 * channel(2)
+    }
+
+    fn contrast(a: &str, b: &str) -> f64 {
+        let (x, y) = (luminance(a), luminance(b));
+        (x.max(y) + 0.05) / (x.min(y) + 0.05)
+    }
+
+    /// axe-core cannot read text drawn on a canvas, so the picture's colours are held to WCAG
+    /// AA here: every colour the canvas writes labels, badges and gauge values in is at least
+    /// 4.5:1 against the canvas's background (`--card`), in both themes of style.css.
+    #[test]
+    fn canvas_text_colours_meet_wcag_aa_in_both_themes() {
+        let css = include_str!("../style.css");
+        let themes: Vec<&str> = css.split(":root").skip(1).take(2).collect();
+        assert_eq!(themes.len(), 2, "a light and a dark :root block");
+        for theme in themes {
+            let var = |name: &str| {
+                let at = theme.find(&format!("--{name}:")).unwrap_or_else(|| panic!("--{name} in {theme}"));
+                theme[at..].split(':').nth(1).expect("value").trim()[..7].to_string()
+            };
+            let card = var("card");
+            for name in ["fg", "muted", "good", "bad", "warn", "accent"] {
+                let ratio = contrast(&var(name), &card);
+                assert!(ratio >= 4.5, "--{name} on --card is {ratio:.2}:1, under AA's 4.5:1");
+            }
+        }
+    }
+
     fn arc(start: f32, end: f32, owner: NodeId) -> Arc {
         Arc { start, end, owner }
     }
