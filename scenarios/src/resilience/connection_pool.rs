@@ -2,7 +2,7 @@
 
 use crate::parts::arrivals::OpenLoop;
 use crate::parts::degraded::FaultWindow;
-use crate::parts::pool::{Acquire, Pool, Seat};
+use crate::parts::pool::{Acquire, Contention, Pool, Seat};
 use crate::parts::station::{Service, Slot, Station};
 use crate::parts::strategies::strategies;
 use faultline_core::*;
@@ -16,16 +16,16 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         seeds: &["S3#31", "S3#2"],
         summary: "20 instances × a pool of 10, a Postgres allowing 500, 150 requests/s. From 1 s an error path leaks \
                   15% of the connections; from 5 s a third of the queries wait 2 s. The pools are exhausted far below \
-                  the database's limit; bigger pools pass it and crowd its cores.",
+                  the database's limit; bigger pools pass it and slow every query.",
         note: Note {
             what_can_go_wrong: "A pool of 10 at 7.5 requests/s holds under one connection (Little: λ × 7 ms), so \
                 'pool exhausted' means connections held for seconds: a slow query and a leak fill the 10, and with no \
                 acquire timeout (node-postgres' default) later requests wait forever. Pools of 50 promise 1,000 \
                 connections to a database allowing 500. The model: Poisson requests, one query each; connections \
-                opened on demand, kept open; queries FIFO on the cores (exponential, 5 ms CPU), each backend in a \
-                query past the cores adding 1% to every query's CPU (context switches, lock and snapshot contention); \
-                and every open connection 0.1% (its memory, the snapshot scans over all backends); the slow query \
-                waits on I/O (a backend, no core); a connection past max_connections is refused ('too many clients').",
+                opened on demand, kept open; queries FIFO on the cores (exponential, 5 ms CPU), each backend on or \
+                queued for a core past the cores adding 1% to every query's CPU (context switches, lock contention: \
+                throughput peaks at a few connections per core), every open connection, idle or not, 0.1% (memory; \
+                snapshots scan all backends); the slow query waits on I/O (no core); past max_connections: refused.",
             what_you_sacrifice: "Timeouts turn hangs into errors; taking abandoned connections back aborts the \
                 leaker's work. A pooler is one more hop, and transaction pooling breaks session state (SET, LISTEN).",
             at_10x: "200 instances × 10 is 2,000 connections, four times the maximum, with no pool bigger than \
@@ -35,8 +35,9 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             try_this: &[
                 "Play `plain-pool`: the database never sees over 200 connections, yet within 15 s an instance's 10 \
                  are all held (most leaked) and its requests wait without end: `bounded-wait` names it.",
-                "Play `bigger-pools`: the pools ask for a 501st connection and Postgres refuses it (errors; \
-                 `within-max-connections` names the instance), while over 100 backends crowd the 8 cores.",
+                "Play `bigger-pools`: Postgres refuses the 501st connection (about 1,000 errors in 30 s; \
+                 `within-max-connections` names the instance), and 470 open connections make every query's CPU \
+                 47% longer: 7–8 ms on the cores from 10 s, against 6 ms under `timeouts` (200 open).",
                 "Switch to `timeouts`: no wait passes the 1 s acquire timeout, leaked connections come back after 5 s (about \
                  95 at a time while the query is slow), the database stays within 200: both checks hold, at a price: errors.",
                 "Set instances to 200 under `timeouts`: 2,000 connections promised; the pools keep what their peaks \
@@ -85,6 +86,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         MetricSpec::new("leaked", "Leaked connections", "conns", Measure::Count("leaked")),
         MetricSpec::new("request_p99", "Request p99", "us", Measure::Quantile("latency_us", 0.99)),
         MetricSpec::new("refused", "Connections refused", "conns/s", Measure::Rate("db_refused")),
+        MetricSpec::new("query_time", "Query time on the cores (mean)", "us", Measure::Mean("query_us")),
     ],
     layout: Layout::Tiers,
     default_until: 30 * MICROS_PER_S,
@@ -94,13 +96,12 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
 strategies!(SPEC, Strategy { PlainPool, BiggerPools, Timeouts, Pooler });
 const DB: NodeId = 0;
 const POOLER: NodeId = 1;
-/// The check's bound; CPU added per open connection (‰); the plan's slow query (%, ms), leak (%); CPU added
-/// per backend past the cores (%); how often a pool's oldest waiter's age is observed as a wait.
+/// The check's bound; the plan's slow query (%, ms), leak (%); how often a pool's oldest waiter's age is
+/// observed as a wait; CPU added per backend on or queued for a core past the cores (%), per open connection (‰).
 const WAIT_BOUND: Micros = 5 * MICROS_PER_S;
-const CONNECTION_PERMILLE: u32 = 1;
 const SLOW: (u64, i64) = (33, 2000);
 const LEAK_PCT: i64 = 15;
-const CONTENTION_PCT: u32 = 1;
+const CONTENTION: Contention = Contention { per_backend_pct: 1, per_connection_permille: 1 };
 const TICK: Micros = 250 * MICROS_PER_MS;
 /// A query on a connection (a seat of the sender's pool; to the database: `true` if it opens one, to
 /// the pooler: `true` if it leaks; when its request came); its rows, or a refusal (the pooler's wait
@@ -210,7 +211,8 @@ impl Node for Cp {
         match (self, timer) {
             (Cp::Db(d), Timer::Io(from, seat)) => d.run(from, seat, true, ctx),
             (Cp::Db(d), Timer::Cpu(slot)) => {
-                (d.cpu.done(slot, ctx, Timer::Cpu).map(|f| ctx.send(f.job.0, Msg::Rows(f.job.1))), d.contend(ctx)).1
+                let Some(f) = d.cpu.done(slot, ctx, Timer::Cpu) else { return };
+                (ctx.observe("query_us", f.sojourn_us()), ctx.send(f.job.0, Msg::Rows(f.job.1)), d.contend(ctx)).2
             }
             (Cp::App(a), Timer::Send) => a.send(ctx),
             (Cp::App(a), Timer::Acquire(seat)) => a.pool.expire(seat).into_iter().for_each(|job| a.gave_up(job, ctx)),
@@ -250,7 +252,7 @@ impl Node for Cp {
         match self {
             Cp::Db(d) => NodeView::new(NodeKind::Database, 2, "postgres")
                 .gauge("connections", d.open as i64, d.max as i64)
-                .gauge("backends in a query", d.active() as i64, d.cpu.servers() as i64)
+                .gauge("backends in a query", d.cpu.held() as i64 + d.io as i64, d.cpu.servers() as i64)
                 .badge_if(d.slow_ms > 0, format!("slow query {} ms", d.slow_ms), Tone::Warn)
                 .badge_if(d.cpu.slowdown_pct() > 100, format!("CPU time {}%", d.cpu.slowdown_pct()), Tone::Bad),
             Cp::App(a) => {
@@ -274,16 +276,10 @@ fn reply(job: &Job, ok: bool, ctx: &mut Ctx<Cp>) {
     }
 }
 impl Db {
-    /// Backends in a query: on a core, queued for one, or on the slow query's I/O.
-    fn active(&self) -> u32 {
-        self.cpu.held() as u32 + self.io
-    }
-    /// Context switches, lock and snapshot contention: CPU time grows with backends past the cores, and
-    /// with every open connection (its memory; snapshots scan every backend).
+    /// Every query's CPU stretches with the backends on or queued for a core past the cores, and the connections.
     fn contend(&mut self, ctx: &mut Ctx<Cp>) {
-        let past = CONTENTION_PCT * self.active().saturating_sub(self.cpu.servers());
-        self.cpu.set_slowdown_pct(100 + past + CONNECTION_PERMILLE * self.open / 10);
-        ctx.gauge("db_active", self.active() as i64);
+        self.cpu.set_slowdown_pct(CONTENTION.stretch_pct(self.cpu.held() as u32, self.cpu.servers(), self.open));
+        ctx.gauge("db_active", self.cpu.held() as i64 + self.io as i64); // in a query: on a core, queued, on I/O
     }
     fn query(&mut self, from: NodeId, seat: Seat, new: bool, ctx: &mut Ctx<Cp>) {
         // Postgres refuses it: 'sorry, too many clients already'.
@@ -412,6 +408,10 @@ mod tests {
 
     use crate::parts::testing::failed_at as violation;
 
+    fn mean(v: &[f64]) -> f64 {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+
     /// A headline metric's largest sample.
     fn most(r: &dyn Run, id: &str) -> f64 {
         let s = r.sampler();
@@ -432,11 +432,11 @@ mod tests {
         // each) and 64 cores (150/s × 5 ms = 0.75 cores: no query queues for one), the backends in
         // a query are an M/G/∞ system: their mean is λ·E[time in the database] (Little's law),
         // whatever its distribution. That time is the slow query's 2 s I/O wait for 33% of queries
-        // plus 5 ms of CPU, stretched by contention (1% per backend past 64: about 36 past, so
-        // 6.8 ms): 150/s × (0.66 + 0.0068) s = 100.0 backends. The count is Poisson (s.d. 10) and
-        // forgets in about 2 s, so 300 s of 250 ms samples give a standard error near 0.8: ±3%
+        // plus 5 ms of CPU, stretched by contention (none from backends: under 64 compute at once;
+        // 0.1% per open connection, about 260: 6.3 ms): 150/s × (0.66 + 0.0063) s = 99.9 backends.
+        // The count is Poisson (s.d. 10) and forgets in about 2 s, so 300 s of 250 ms samples give a standard error near 0.8: ±3%
         // (3 backends) is almost 4 of them, while a 3-point error in the share would be 9% off.
-        let want = 150.0 * (0.33 * 2.0 + 0.0068);
+        let want = 150.0 * (0.33 * 2.0 + 0.0063);
         let r = run(
             recipe("timeouts", 4)
                 .with_param("leak_len", 0)
@@ -467,11 +467,23 @@ mod tests {
     }
 
     #[test]
-    fn try_bigger_pools_open_past_the_maximum_and_crowd_the_cores() {
+    fn try_bigger_pools_open_past_the_maximum_and_slow_every_query() {
         // Step 2: pools of 50 promise 1,000 connections; the 501st is refused, and over a hundred
-        // backends contend for 8 cores (each query's CPU time ×2 and more).
+        // backends are in a query (most on the slow query's I/O). From 10 s the pools keep about 470
+        // open (0.1% each: every query's 5 ms of CPU 47% longer, 7.35 ms), `timeouts` 200 (6 ms); some
+        // 3,000 queries in 20 s (standard error near 2%) and the open count's drift give 7–8 ms, 5.5–6.5 ms.
         for seed in 1..=5 {
             let r = run(recipe("bigger-pools", seed), 30);
+            let (open, query) =
+                (samples(r.as_ref(), "connections", 10.0, 30.0), samples(r.as_ref(), "query_time", 10.0, 30.0));
+            let (open, query) = (mean(&open), mean(&query));
+            assert!(
+                (440.0..=500.0).contains(&open) && (7000.0..=8000.0).contains(&query),
+                "seed {seed}: {open:.0} open, {query:.0} µs"
+            );
+            let fixed = mean(&samples(run(recipe("timeouts", seed), 30).as_ref(), "query_time", 10.0, 30.0));
+            assert!((5500.0..=6500.0).contains(&fixed), "seed {seed}: {fixed:.0} µs under timeouts");
+            assert!((800..=1400).contains(&r.metrics().counter("db_refused")), "seed {seed}: about 1,000 refused");
             let (_, why) = violation(r.as_ref(), "within-max-connections").unwrap_or_else(|| panic!("seed {seed}"));
             // Refused connections are errors the user sees (about 1,000 in 30 s).
             let (refused, errors) = (r.metrics().counter("db_refused"), r.metrics().counter("errors"));
@@ -576,5 +588,32 @@ mod tests {
             let mean = leaked.iter().sum::<f64>() / leaked.len() as f64;
             assert!((85.0..=105.0).contains(&mean), "seed {seed}: {mean:.1} leaked on average");
         }
+    }
+
+    #[test]
+    fn open_connections_slow_every_query_by_the_models_amount() {
+        // A fixed offered load (150/s: 0.75 of the 8 cores' worth of CPU, so queries hardly queue for a
+        // core), nothing slow; 15% of the requests leak, and each leaked connection, taken back after the
+        // abandoned-connection timeout, stays open (pools of 200, max_connections 5,000): timeouts of 1,
+        // 5, 20 and 60 s keep about 130, 255, 640 and 1,500 open. The model: each open connection costs
+        // every query 0.1% of its 5 ms CPU, so the mean time on the cores is 5 ms × (1 + open / 1000):
+        // 5.7, 6.3, 8.2 and 12.6 ms, while the throughput stays 150/s (the cores have room). Over the
+        // last 40 s of 120, some 6,000 exponential queries (standard error near 1.3%) and the short
+        // queue for a core (1–2%) give ±5%; 18,000 requests (s.d. 134) ±5% for the throughput.
+        let mut last = (0.0, 0.0);
+        for t in [1, 5, 20, 60] {
+            let calm = recipe("timeouts", 1).with_param("leak_len", 400).with_param("slow_len", 0);
+            let calm = calm.with_param("pool_size", 200).with_param("max_connections", 5000);
+            let r = run(calm.with_param("abandoned_timeout_s", t), 120);
+            let open = mean(&samples(r.as_ref(), "connections", 80.0, 120.0));
+            let query = mean(&samples(r.as_ref(), "query_time", 80.0, 120.0));
+            let want = 5000.0 * (1.0 + open / 1000.0);
+            assert!((query - want).abs() <= 0.05 * want, "{t} s: {open:.0} open, {query:.0} µs, model {want:.0}");
+            assert!(open > last.0 + 100.0 && query > last.1, "{t} s: {open:.0} open, {query:.0} µs, {last:?}");
+            let ok = r.metrics().counter("ok");
+            assert!((17_100..=18_900).contains(&ok), "{t} s: {ok} answered");
+            last = (open, query);
+        }
+        assert!(last.0 > 1000.0 && last.1 > 2.0 * 5000.0, "{last:?}");
     }
 }
