@@ -37,3 +37,6 @@ impl TestRng {
         self.next_u64() % n.max(1)
     }
 }
+
+#[path = "swarm_plan.rs"]
+pub mod swarm;

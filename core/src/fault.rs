@@ -36,6 +36,9 @@ pub enum Fault {
     Custom { id: String, node: Option<NodeId>, value: i64 },
 }
 
+/// The kinds of the faults every scenario has (see [`Fault::kind`]).
+pub const GENERIC_FAULTS: &[&str] = &["crash", "pause", "partition", "latency", "loss", "skew", "drift", "slow-disk"];
+
 impl Fault {
     /// A scenario's own fault (declared in its `FaultSpec`s) on everyone, with its value.
     pub fn custom(id: &str, value: i64) -> Fault {
@@ -44,6 +47,21 @@ impl Fault {
     /// A scenario's own fault on one node.
     pub fn custom_on(id: &str, node: NodeId, value: i64) -> Fault {
         Fault::Custom { id: id.to_string(), node: Some(node), value }
+    }
+    /// What kind of fault this is: one of [`GENERIC_FAULTS`] (a restart counts as part of
+    /// a crash, a heal as part of a partition), or a scenario's own fault id.
+    pub fn kind(&self) -> &str {
+        match self {
+            Fault::Crash { .. } | Fault::Restart { .. } => "crash",
+            Fault::Pause { .. } => "pause",
+            Fault::Isolate { .. } | Fault::Partition { .. } | Fault::Heal => "partition",
+            Fault::LatencySpike { .. } => "latency",
+            Fault::LossBurst { .. } => "loss",
+            Fault::ClockSkew { .. } => "skew",
+            Fault::ClockDrift { .. } => "drift",
+            Fault::SlowDisk { .. } => "slow-disk",
+            Fault::Custom { id, .. } => id,
+        }
     }
     /// The node this fault targets, if it targets one.
     pub fn node(&self) -> Option<NodeId> {

@@ -28,7 +28,7 @@ pub mod spec;
 pub mod time;
 pub mod trace;
 
-pub use fault::Fault;
+pub use fault::{Fault, GENERIC_FAULTS};
 pub use faultline_derive::{Holds, Label};
 pub use frame::{
     numbered, Arc, Badge, Band, CheckState, CheckStatus, Frame, Gauge, MsgFrame, NodeFrame, NodeKind, NodeView, Status,
@@ -43,7 +43,8 @@ pub use rng::{Ppm, Rng};
 pub use run::Run;
 pub use sim::{CheckFn, Control, Ctx, Holds, Label, Node, Sim, TimerId, World};
 pub use spec::{
-    CheckSpec, FaultSpec, Info, Layout, MetricSpec, Note, ParamSpec, ScenarioSpec, Setup, StrategySpec, Target,
+    CheckSpec, Envelope, FaultSpec, Info, Layout, MetricSpec, Note, ParamSpec, ScenarioSpec, Setup, StrategySpec,
+    Target,
 };
 pub use time::{Micros, Time, MICROS_PER_MS, MICROS_PER_S};
 pub use trace::{fingerprint, fold, Trace, TraceEvent, TraceKind};

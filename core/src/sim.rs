@@ -298,13 +298,15 @@ impl NodeClock {
     fn local(&self, now: Time) -> Time {
         Time((now.0 as i128 + self.offset(now) as i128).clamp(0, u64::MAX as i128) as u64)
     }
-    /// True time for `d` of this node's clock to pass.
+    /// True time for `d` of this node's clock to pass, rounded up: on a fast clock a timer
+    /// of one microsecond must not fire in the instant it was set (a node waiting for its
+    /// clock to reach a moment would set it again and again, and never get there).
     fn true_duration(&self, d: Micros) -> Micros {
         if self.drift_ppm == 0 {
             return d;
         }
-        let rate = 1_000_000i128 + self.drift_ppm as i128;
-        (d as i128 * 1_000_000 / rate.max(1)) as Micros
+        let rate = (1_000_000i128 + self.drift_ppm as i128).max(1);
+        ((d as i128 * 1_000_000 + rate - 1) / rate) as Micros
     }
 }
 
@@ -1190,6 +1192,21 @@ fn timeline_of(controls: &[(Time, ActionKind)]) -> Vec<(Time, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timer_on_a_drifting_clock_takes_at_least_its_local_time() {
+        let mut c = NodeClock::new();
+        for ppm in [-500_000, -1, 1, 100_000, 500_000, 999_999] {
+            c.drift_ppm = ppm;
+            for d in [1, 2, 3, 7, 1000, 123_457] {
+                let t = c.true_duration(d);
+                assert!(t >= 1, "{d} µs at {ppm} ppm fired in the instant it was set");
+                // Rounded up, and by less than a microsecond.
+                let local = t as i128 * (1_000_000 + ppm as i128);
+                assert!(local >= d as i128 * 1_000_000 && local < (d as i128 + 2) * 1_000_000, "{d} µs at {ppm} ppm: {t}");
+            }
+        }
+    }
 
     #[test]
     fn timers_window_slides_and_forgets_nothing_live() {

@@ -214,6 +214,30 @@ pub struct ScenarioSpec {
     pub build: fn(&Setup) -> Box<dyn Run>,
 }
 
+/// The faults a scenario's fixed strategies promise to survive (declared in the scenarios
+/// crate's `ENVELOPES`): thrown at random on top of its fault plan (the swarm,
+/// `scripts/swarm`), at random times, targets and sizes, none of them may make a fixed
+/// strategy violate a check. Generic faults are named by [`Fault::kind`](crate::Fault::kind),
+/// the scenario's own by their ids.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Envelope {
+    pub faults: &'static [&'static str],
+    /// Why the faults left out are outside it (what the fixed strategies do not promise).
+    pub outside: &'static str,
+}
+
+impl Envelope {
+    /// Promises nothing beyond the fault plan (a scenario that declares no envelope).
+    pub const NONE: Envelope = Envelope { faults: &[], outside: "" };
+    pub const fn new(faults: &'static [&'static str], outside: &'static str) -> Envelope {
+        Envelope { faults, outside }
+    }
+    /// Whether a fault of this kind is inside.
+    pub fn covers(&self, kind: &str) -> bool {
+        self.faults.contains(&kind)
+    }
+}
+
 impl std::fmt::Debug for ScenarioSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "ScenarioSpec({})", self.info.id)

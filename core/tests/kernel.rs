@@ -218,17 +218,18 @@ fn clocks_skew_and_drift_per_node() {
         fault(0, Fault::ClockSkew { node: 1, offset: 5 * MICROS_PER_S as i64 }),
         fault(0, Fault::ClockDrift { node: 0, ppm: 100_000 }),
     ]);
-    s.run_until(Time::from_ms(2_000), u64::MAX);
+    s.run_until(Time::from_ms(2_050), u64::MAX);
     // The pinger's clock runs 10% fast, so its 100 ms (local) timer fires every 90.9 ms of true time.
     let ticks = s.nodes()[0].sent;
-    assert_eq!(ticks, 22, "2000 ms / 90.9 ms");
+    assert_eq!(ticks, 22, "2050 ms / 90.9 ms");
     // Each local reading lands on a 100 ms mark of its own clock (to rounding).
     for (i, t) in s.nodes()[0].clock.iter().enumerate() {
         let want = (i as u64 + 1) * 100 * MICROS_PER_MS;
         assert!(t.micros().abs_diff(want) <= 30, "tick {i} read {t}");
     }
-    // The first ping reaches the responder at 100/1.1 + 10 ms true time, which it reads 5 s ahead.
-    assert_eq!(s.nodes()[1].clock[0], Time(5 * MICROS_PER_S + 90_909 + 10_000));
+    // The first ping reaches the responder at 100/1.1 (rounded up) + 10 ms true time, which it
+    // reads 5 s ahead.
+    assert_eq!(s.nodes()[1].clock[0], Time(5 * MICROS_PER_S + 90_910 + 10_000));
 }
 
 #[test]

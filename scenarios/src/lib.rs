@@ -5,6 +5,8 @@
 
 // The kit every scenario is built from.
 pub mod parts;
+// The faults each scenario's fixed strategies promise to survive (the swarm's envelopes).
+pub mod envelopes;
 
 // The scenarios, a folder per catalog category.
 pub mod caching;
@@ -14,6 +16,8 @@ pub mod data;
 pub mod messaging;
 pub mod resilience;
 pub mod traffic;
+
+pub use envelopes::{envelope, ENVELOPES};
 
 use faultline_core::{Recipe, ScenarioSpec, Time, MICROS_PER_S};
 

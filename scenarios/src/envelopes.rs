@@ -1,0 +1,252 @@
+//! Each scenario's fault envelope: the faults its fixed strategies promise to survive when the
+//! swarm throws them at random on top of its fault plan, and why the others are outside.
+//!
+//! Generic faults are named by `Fault::kind` (crash, pause, partition, latency, loss, skew,
+//! drift, slow-disk), a scenario's own by their ids. `scripts/swarm --explore` tells how often
+//! each fault alone breaks a fixed strategy: read it before declaring a new scenario's line.
+
+use faultline_core::Envelope;
+
+/// Scenario id → envelope, one for every registered scenario (a test checks it).
+pub static ENVELOPES: &[(&str, Envelope)] = &[
+    (
+        "cache-stampede",
+        Envelope::new(
+            &["cache-restart", "crash", "drift", "latency", "loss", "partition", "pause", "skew", "slow-disk"],
+            "An origin slower than the load lock's lifetime: the lock expires while the first load is still out, \
+            and a second reader loads the key (a lock lease cannot know the holder is merely slow).",
+        ),
+    ),
+    (
+        "idempotent-payments",
+        Envelope::new(
+            &["crash", "crash-after-charge", "drift", "pause", "skew", "slow-disk"],
+            "Lost or slow provider answers (loss, latency, partitions, a slow provider): a charge the provider made \
+            whose answer never came back stays out of the ledger — closing that gap takes reconciliation against \
+            the provider's records, which no strategy here does.",
+        ),
+    ),
+    (
+        "inventory-reservation",
+        Envelope::new(
+            &[
+                "crash",
+                "db-slow",
+                "drift",
+                "latency",
+                "loss",
+                "partition",
+                "pause",
+                "skew",
+                "slow-disk",
+                "slow-payments",
+            ],
+            "",
+        ),
+    ),
+    (
+        "consistent-hashing",
+        Envelope::new(
+            &[
+                "add-node",
+                "crash",
+                "drift",
+                "latency",
+                "loss",
+                "partition",
+                "pause",
+                "remove-node",
+                "skew",
+                "slow-disk",
+            ],
+            "",
+        ),
+    ),
+    (
+        "distributed-lock",
+        Envelope::new(
+            &[
+                "crash",
+                "drift",
+                "jump-lock-clocks",
+                "latency",
+                "loss",
+                "partition",
+                "pause",
+                "pause-holder",
+                "skew",
+                "slow-disk",
+                "stall",
+            ],
+            "",
+        ),
+    ),
+    (
+        "leader-election",
+        Envelope::new(
+            &[
+                "crash",
+                "crash-leader",
+                "drift",
+                "drift-leader",
+                "isolate-leader",
+                "latency",
+                "loss",
+                "partition",
+                "pause",
+                "pause-leader",
+                "skew",
+                "slow-disk",
+            ],
+            "",
+        ),
+    ),
+    (
+        "noisy-neighbor",
+        Envelope::new(
+            &["crash", "drift", "loss", "partition", "slow-disk"],
+            "Pauses, latency spikes, clock jumps and surges put single small-tenant answers over the 250 ms bound \
+            however fairly the database is shared: isolation bounds what other tenants do to you, not what the \
+            network does.",
+        ),
+    ),
+    (
+        "scatter-gather",
+        Envelope::new(
+            &["drift", "skew", "slow-disk"],
+            "Crashes, pauses, partitions, latency, loss and slow shards make shards miss the deadline: the \
+            completeness floor is a promise about stragglers, not about shards that cannot answer at all.",
+        ),
+    ),
+    (
+        "delivery-semantics",
+        Envelope::new(
+            &[
+                "crash",
+                "crash-after",
+                "crash-before",
+                "drift",
+                "latency",
+                "lose-acks",
+                "loss",
+                "partition",
+                "pause",
+                "skew",
+                "slow-disk",
+            ],
+            "",
+        ),
+    ),
+    (
+        "job-queue",
+        Envelope::new(
+            &["crash", "drift", "hang", "latency", "loss", "partition", "pause", "poison", "skew", "slow-disk"],
+            "",
+        ),
+    ),
+    (
+        "poison-message",
+        Envelope::new(
+            &["drift", "latency", "partition", "pause", "skew", "slow-disk"],
+            "A consumer crash, lost messages, or poison messages back to back stall the partition past the lag \
+            bound while retries and their backoff run: retry-then-DLQ bounds one poison message's delay, not a \
+            consumer that is down.",
+        ),
+    ),
+    (
+        "bulkhead",
+        Envelope::new(
+            &["drift", "skew", "slow-disk"],
+            "Crashes, pauses, partitions, latency and loss fail calls to the healthy dependency too: a bulkhead \
+            keeps one dependency's slowness from taking the other's threads, it cannot make a broken network \
+            succeed.",
+        ),
+    ),
+    (
+        "cascading-failure",
+        Envelope::new(
+            &["skew", "slow-disk"],
+            "Crashes, pauses, partitions, latency, loss, hangs and a drifting clock on the order path fail orders \
+            whatever the fallbacks: the promise is about Tax being down, not every hop at once.",
+        ),
+    ),
+    (
+        "circuit-breaker",
+        Envelope::new(
+            &["drift", "outage", "skew", "slow-disk"],
+            "Crashes, partitions, latency and loss keep failing probes after the downstream heals (the breaker \
+            rightly stays open), a pause lets calls through in a burst when it ends, and a slowness fault drawn on \
+            top of the plan's can do either: the breaker's promises assume the network between it and the \
+            downstream works.",
+        ),
+    ),
+    (
+        "connection-pool",
+        Envelope::new(
+            &["crash", "drift", "latency", "leak", "loss", "partition", "skew", "slow-disk", "slow-query"],
+            "A paused instance: its wait timeouts cannot fire while it is stopped, so a request can wait past the \
+            bound.",
+        ),
+    ),
+    (
+        "health-checks",
+        Envelope::new(
+            &["blip", "skew", "slow-disk"],
+            "Crashes, pauses, partitions, latency, loss, drift and gray failures beyond the plan's make more errors \
+            than the 5% bound before ejection catches up: the guard limits false ejections and flapping, it cannot \
+            hide failures faster than checks see them.",
+        ),
+    ),
+    (
+        "retry-storm",
+        Envelope::new(
+            &["crash", "outage", "skew", "slow-disk"],
+            "Pauses, partitions, latency, loss and drifting clocks make calls fail or time out outside the planned \
+            outage, so retries (within the budget) amplify and recovery runs past its bound: the promises are about \
+            one outage.",
+        ),
+    ),
+    (
+        "timeouts-deadlines",
+        Envelope::new(
+            &["crash", "drift", "loss", "partition", "skew", "slow", "slow-disk"],
+            "Latency spikes and pauses delay the cancellation itself: a hop keeps working until the cancel arrives, \
+            which can be past the 50 ms slack.",
+        ),
+    ),
+    (
+        "backpressure",
+        Envelope::new(
+            &["burst", "drift", "latency", "loss", "partition", "pause", "skew", "slow-disk", "slow-workers"],
+            "A server crash: its buffer is memory, so the jobs it had accepted vanish with it (durable queues are \
+            the job-queue scenario's).",
+        ),
+    ),
+    (
+        "distributed-rate-limiter",
+        Envelope::new(
+            &["crash", "loss", "slow-disk", "store-slow"],
+            "Pauses, partitions, latency and clock skew or drift: gossip's counts arrive late and leases outlive \
+            their windows on a wrong clock, so a user gets past the limit (the central atomic counter holds only \
+            with clocks that agree).",
+        ),
+    ),
+    (
+        "load-balancing",
+        Envelope::new(
+            &["add", "drift", "skew", "slow-disk"],
+            "Crashes, pauses, partitions, latency, loss and a slow instance push answers over 500 ms or pile \
+            requests on one instance: the spread and p99 bounds hold for the slow instance the plan has, not for \
+            any failure.",
+        ),
+    ),
+    (
+        "rate-limit-algorithms",
+        Envelope::new(&["crash", "drift", "flood", "latency", "loss", "partition", "pause", "skew", "slow-disk"], ""),
+    ),
+];
+
+/// The envelope `id` declares (empty if it declares none).
+pub fn envelope(id: &str) -> Envelope {
+    ENVELOPES.iter().find(|(s, _)| *s == id).map_or(Envelope::NONE, |&(_, e)| e)
+}
