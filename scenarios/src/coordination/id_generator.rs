@@ -76,7 +76,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
     strategies: &[
         StrategySpec::naive("snowflake", "Snowflake", "Timestamp (own clock, ms) · worker id · sequence; the sequence restarts whenever the ms differs from the last."),
         StrategySpec::fixed("snowflake-guard", "Snowflake + rollback guard", "As Snowflake, but while its clock reads less than its last timestamp the node waits."),
-        StrategySpec::fixed("ticket-server", "Ticket server", "Every ID is the next value of one central counter (Flickr), a round trip away."),
+        StrategySpec::fixed("ticket-server", "Ticket server", "Every ID is the next value of one central counter (Flickr), a round trip away, and small: below IDs of any other scheme."),
         StrategySpec::naive("uuid", "Random UUID", "Every ID is random bits (UUID v4): no clock, no coordination, no order."),
     ],
     faults: &[
