@@ -56,6 +56,7 @@ registry! {
     data::noisy_neighbor,
     consistency::inventory_reservation,
     coordination::distributed_lock,
+    coordination::id_generator,
 }
 
 /// Looks a scenario up by its id.

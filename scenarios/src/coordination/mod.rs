@@ -2,4 +2,5 @@
 
 pub mod consistent_hashing;
 pub mod distributed_lock;
+pub mod id_generator;
 pub mod leader_election;

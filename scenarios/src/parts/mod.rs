@@ -25,11 +25,13 @@ pub mod producer;
 pub mod queueing;
 pub mod retried;
 pub mod retry;
+pub mod snowflake;
 pub mod station;
 pub mod store;
 pub mod strategies;
 pub mod table;
 pub mod tally;
+pub mod unique;
 pub mod waiters;
 pub mod window;
 
