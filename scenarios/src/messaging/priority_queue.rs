@@ -28,7 +28,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
                 surge lasts. And prefetching undoes priorities set at the broker: a worker that buffered twenty emails runs \
                 them before the payment the broker hands it next (the seed's 'separate queues with priorities set'). The \
                 model: Poisson producers; a durable broker, a FIFO queue per class, pushing each worker up to its prefetch \
-                count of unacknowledged jobs (RabbitMQ's basic.qos; 1 but under prefetch); workers running one job at a \
+                count of unacknowledged jobs (RabbitMQ's basic.qos: 1, or `prefetch` under prefetch); workers running one job at a \
                 time in the order received, for an exponential time (mean 20 ms); links of 0.05–0.15 ms; a dead worker's \
                 jobs go back to the front of their queues when it reconnects (2 s later in the default plan).",
             what_you_sacrifice: "Weighted fair queuing promises each class a share, not everything: while payments send \
