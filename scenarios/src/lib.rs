@@ -57,6 +57,7 @@ registry! {
     consistency::inventory_reservation,
     coordination::distributed_lock,
     coordination::id_generator,
+    messaging::priority_queue,
 }
 
 /// Looks a scenario up by its id.
@@ -80,6 +81,7 @@ pub static AT_SCALE: &[(&str, u64)] = &[
     ("s=poison-message&strategy=retry-dlq&msgs_per_s=20000&process_us=20", 20),
     ("s=inventory-reservation&strategy=reservation-ttl&buyers=50000&stock=10000&instances=32", 10),
     ("s=distributed-lock&strategy=fencing&clients=100000&keys=10000&think_ms=10000", 10),
+    ("s=priority-queue&strategy=weighted-fair&high_per_s=500&low_per_s=1167&workers=200&job_ms=100&campaign_jobs=20000", 10),
 ];
 
 /// `AT_SCALE` ready to run: each recipe (read strictly; a test checks that all of them read)

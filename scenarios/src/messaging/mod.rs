@@ -3,3 +3,4 @@
 pub mod delivery_semantics;
 pub mod job_queue;
 pub mod poison_message;
+pub mod priority_queue;

@@ -99,6 +99,37 @@ impl<J> Fair<J> {
         }
     }
 
+    /// `flow`'s oldest queued job: the one it serves next.
+    pub fn front(&self, flow: usize) -> Option<&J> {
+        self.flows[flow].queue.front().map(|(job, _)| job)
+    }
+
+    /// `flow`'s oldest job, served out of turn (for a caller that serves by another rule for a
+    /// while: strict priority, arrival order). Not charged to its deficit; a flow it empties
+    /// leaves the rotation and keeps no deficit, as after `pop`.
+    pub fn pop_from(&mut self, flow: usize) -> Option<J> {
+        let f = &mut self.flows[flow];
+        let (job, _) = f.queue.pop_front()?;
+        if f.queue.is_empty() {
+            f.deficit = 0;
+            self.active.retain(|&a| a != flow);
+        }
+        self.len -= 1;
+        Some(job)
+    }
+
+    /// Queues `job` ahead of `flow`'s other jobs, whatever the bound: one handed back (its
+    /// server died) keeps its place in line. An empty flow joins the rotation as in `push`.
+    pub fn push_front(&mut self, flow: usize, job: J, cost: u64) {
+        let f = &mut self.flows[flow];
+        if f.queue.is_empty() {
+            f.deficit = f.weight * self.quantum;
+            self.active.push_back(flow);
+        }
+        f.queue.push_front((job, cost));
+        self.len += 1;
+    }
+
     /// Every queued job, in the order `pop` would serve them: for a caller that stops queuing fairly.
     pub fn drain(&mut self) -> Vec<(usize, J)> {
         std::iter::from_fn(|| self.pop()).collect()
@@ -111,6 +142,11 @@ impl<J> Fair<J> {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// How many flows there are.
+    pub fn flows(&self) -> usize {
+        self.flows.len()
     }
 
     /// Jobs queued for `flow`.
@@ -185,6 +221,22 @@ mod tests {
         let served = serve(&mut fair, 10_000, &[0, 1, 2, 3], |_| 1);
         let gained = served.last().expect("rows")[3] - before[3];
         assert!((gained as i64 - 4000).abs() <= 4, "{gained}");
+    }
+
+    #[test]
+    fn serving_a_flow_out_of_turn_keeps_the_rotation_whole() {
+        // Flow 1 emptied out of turn leaves the rotation; a job handed back to flow 0 goes first
+        // there; flow 1 rejoins at the back when it has work again.
+        let mut fair = Fair::new(&[1, 1], 1);
+        fair.push(0, 10, 1).expect("unbounded");
+        fair.push(1, 20, 1).expect("unbounded");
+        assert_eq!(fair.pop_from(1), Some(20));
+        assert_eq!(fair.front(1), None);
+        assert_eq!(fair.pop_from(1), None);
+        fair.push_front(0, 9, 1);
+        fair.push(1, 21, 1).expect("unbounded");
+        assert_eq!((fair.front(0), fair.len()), (Some(&9), 3));
+        assert_eq!(fair.drain(), vec![(0, 9), (1, 21), (0, 10)]);
     }
 
     #[test]

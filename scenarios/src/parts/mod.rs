@@ -21,6 +21,7 @@ pub mod limit;
 pub mod lock;
 pub mod partition;
 pub mod pool;
+pub mod priority;
 pub mod producer;
 pub mod queueing;
 pub mod retried;
