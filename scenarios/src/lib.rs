@@ -49,6 +49,7 @@ registry! {
     messaging::delivery_semantics,
     resilience::connection_pool,
     traffic::load_balancing,
+    messaging::outbox,
 }
 
 /// Looks a scenario up by its id.

@@ -2,4 +2,5 @@
 
 pub mod delivery_semantics;
 pub mod job_queue;
+pub mod outbox;
 pub mod poison_message;
