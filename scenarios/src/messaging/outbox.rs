@@ -58,7 +58,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         ParamSpec::live("restart_ms", "Restart after", "ms", 100..=60_000, 500, "A crashed service or relay is back after this.").step(100),
         ParamSpec::live("poll_ms", "Relay poll interval", "ms", 1..=10_000, 100, "The outbox relay's sleep when it finds nothing to publish."),
         ParamSpec::live("grace_ms", "Audit grace", "ms", 100..=60_000, 5000, "How long a row may wait for its event (and an event for its row) before the audit judges it.").step(100),
-        ParamSpec::setup("outage_at", "Broker outage at", "s", 0..=3600, 12, "Scheduled: the broker refuses publishes from then (0: none)."),
+        ParamSpec::setup("outage_at", "Broker outage at", "s", 0..=3600, 12, "Scheduled: the broker drops publishes from then (0: none)."),
         ParamSpec::setup("outage_s", "Broker outage length", "s", 0..=600, 2, "How long the scheduled outage lasts."),
         ParamSpec::setup("relay_crash_at", "Relay crash at", "s", 0..=3600, 20, "Scheduled: the relay crashes after its next batch is acked, before marking it sent (0: none)."),
     ],
@@ -69,8 +69,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         StrategySpec::fixed("cdc", "Change data capture", "Commits the row only; a relay tails the database's commit log and publishes each change."),
     ],
     faults: &[
-        FaultSpec::node("crash-in-gap", "Crash between the writes", "The service crashes right after the first write of its next requests (restarting after the restart time).").value("requests", 1..=100, 1),
-        FaultSpec::global("broker-outage", "Broker outage", "The broker refuses every publish for this long.").value("seconds", 0..=600, 3),
+        FaultSpec::global("broker-outage", "Broker outage", "The broker drops every publish, unanswered, for this long.").value("seconds", 0..=600, 3),
         FaultSpec::node("relay-crash", "Relay crash after publishing", "The relay crashes after its next batches are acked by the broker, before it marks them sent.").value("batches", 1..=100, 1),
     ],
     checks: &[
@@ -81,11 +80,10 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
     ],
     metrics: &[
         MetricSpec::new("delay", "Publish delay p99 (commit → broker)", "us", Measure::Quantile("delay_us", 0.99)),
-        MetricSpec::new("lost", "Events lost in crashes", "events", Measure::Count("lost")),
-        MetricSpec::new("phantoms", "Phantom events (crashes)", "events", Measure::Count("phantoms")),
+        MetricSpec::new("lost", "Events lost in crashes (service's count)", "events", Measure::Count("lost")),
+        MetricSpec::new("phantoms", "Phantom events in crashes (service's count)", "events", Measure::Count("phantoms")),
         MetricSpec::new("duplicates", "Duplicates delivered (deduped by id)", "events", Measure::Count("duplicates")),
         MetricSpec::new("write", "Write latency p99", "us", Measure::Quantile("write_us", 0.99)),
-        MetricSpec::new("backlog", "Relay backlog (outbox rows + unread log)", "rows", Measure::Gauge("backlog")),
         MetricSpec::new("published", "Events published", "/s", Measure::Rate("published")),
     ],
     layout: Layout::Tiers,
@@ -100,163 +98,99 @@ const SERVICE: NodeId = 0;
 const DB: NodeId = 1;
 const RELAY: NodeId = 2;
 const BROKER: NodeId = 3;
-/// The commit log's readers: the relay's replication slot and the audit's position.
+/// The commit log's readers: the relay's replication slot, the audit's position.
 const SLOT: usize = 0;
 const AUDIT: usize = 1;
-/// A commit's fsync; how long a write or a publish may go unanswered; the wait before a
-/// refused or unanswered publish is sent again; the relay's batch; how often the audit runs.
+/// A commit's fsync; how long a write may go unanswered before it is sent again (a publish)
+/// or given up (a pull); the relay's batch; how often the audit runs.
 const COMMIT_US: Micros = MICROS_PER_MS;
 const TIMEOUT_US: Micros = MICROS_PER_S;
-const RETRY_US: Micros = 200 * MICROS_PER_MS;
 const BATCH: usize = 100;
 const AUDIT_US: Micros = 100 * MICROS_PER_MS;
 
 type RowId = u64;
+/// An event: its row and, if the row committed first, when (true time: for the delay metric).
+type Event = (RowId, Option<Time>);
+/// What a relay's batch finishes: outbox rows published, the slot's new position.
+type Done = (Vec<RowId>, Offset);
 
-/// An event: the row it announces and, if the row was committed first, when (true time, for the delay metric).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Event {
-    row: RowId,
-    committed: Option<Time>,
-}
-
-/// A change in the commit log; `captured`: made under CDC (its table is captured).
-#[derive(Clone, Copy, Debug)]
-pub struct Change {
-    row: RowId,
-    captured: bool,
-}
-
-/// The relay's pull carries what it finished (outbox rows published, the slot's new position).
+// The message, timer and node types, a line each (rustfmt would give every field a line).
+// A pull reports what the relay finished; `wait`: a long poll (CDC), parked until a commit.
+#[rustfmt::skip]
 #[derive(Clone, Debug, Label)]
 pub enum Msg {
-    Commit { row: RowId, outbox: bool, captured: bool },
-    Committed(RowId, Time),
-    Publish(u64, Vec<Event>),
-    Acked(u64),
-    Refused(u64),
-    Pull { no: u64, wait: bool, done: Option<(Vec<RowId>, Offset)> },
-    Pulled { no: u64, events: Vec<Event>, outbox: Vec<RowId>, next: Offset },
+    Commit { row: RowId, outbox: bool, captured: bool }, Committed(RowId, Time), Publish(u64, Vec<Event>), Acked(u64),
+    Pull { no: u64, wait: bool, done: Option<Done> }, Pulled { no: u64, events: Vec<Event>, done: Done },
 }
 
+#[rustfmt::skip]
 #[derive(Clone, Debug, Label)]
-pub enum Timer {
-    Arrive,
-    Crash,
-    Step(RowId),
-    Timeout(RowId, u32),
-    Poll,
-    RelayTimeout(u64),
-    Audit,
-    Up,
-}
+pub enum Timer { Arrive, Crash, Second(RowId), Timeout(RowId, u32), Poll, RelayTimeout(u64), Audit, Up }
 
+#[rustfmt::skip]
 #[derive(Clone, Debug, Holds)]
-pub enum Ob {
-    Service(Service),
-    Db(Db),
-    Relay(Relay),
-    Broker(BrokerNode),
-}
+pub enum Ob { Service(Service), Db(Db), Relay(Relay), Broker(BrokerNode) }
 
-/// Where a request is: awaiting its commit, between its writes, awaiting a publish's ack, or waiting to publish again.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Step {
-    Committing,
-    Gap,
-    Publishing,
-    Retrying,
-}
-
+/// A write in flight: whether its first write is acknowledged (and the second not yet), its publishes.
+#[rustfmt::skip]
 #[derive(Clone, Copy, Debug)]
-struct Req {
-    st: Strategy,
-    step: Step,
-    began: Time,
-    committed: Option<Time>,
-    attempt: u32,
-}
+struct Req { st: Strategy, first_done: bool, began: Time, committed: Option<Time>, attempt: u32 }
 
-/// The requests in flight (volatile); row ids, crash faults due and the crashes' toll survive a crash.
+/// The writes in flight are volatile; row ids and the crashes' toll (lost, phantoms) are kept.
+#[rustfmt::skip]
 #[derive(Clone, Debug)]
-pub struct Service {
-    arrivals: OpenLoop,
-    next_row: RowId,
-    reqs: BTreeMap<RowId, Req>,
-    crash_timer: Option<TimerId>,
-    crash_in_gap: i64,
-    lost: u64,
-    phantoms: u64,
-}
+pub struct Service { arrivals: OpenLoop, next_row: RowId, reqs: BTreeMap<RowId, Req>, crash: Option<TimerId>, toll: [u64; 2] }
 
-/// The commit log (every committed row, in order), the outbox table and the relay's parked long poll.
+/// The commit log (each committed row, and whether its table is captured: CDC), the outbox
+/// table, the relay's parked long poll.
+#[rustfmt::skip]
 #[derive(Clone, Debug)]
-pub struct Db {
-    log: Partition<Change>,
-    outbox: Store<RowId, Time>,
-    parked: Option<u64>,
-}
+pub struct Db { log: Partition<(RowId, bool)>, outbox: Store<RowId, Time>, parked: Option<u64> }
 
-/// The batch in flight (the outbox rows and log position it finishes) and what the next pull reports done.
+/// The batch in flight and what it finishes, what the next pull reports done, crashes due.
+#[rustfmt::skip]
 #[derive(Clone, Debug, Default)]
-pub struct Relay {
-    no: u64,
-    publishing: Option<(Vec<RowId>, Offset)>,
-    done: Option<(Vec<RowId>, Offset)>,
-    crash_after: i64,
-}
+pub struct Relay { no: u64, publishing: Option<Done>, done: Option<Done>, crash_after: i64 }
 
-/// The topic (one partition), the event ids the consumer has seen (it drops copies), whether it is out.
+/// The topic, the event ids its consumer has seen (it drops copies), an outage.
+#[rustfmt::skip]
 #[derive(Clone, Debug)]
-pub struct BrokerNode {
-    topic: Partition<Event>,
-    seen: KeyTable<()>,
-    down: bool,
-    duplicates: u64,
-}
+pub struct BrokerNode { topic: Partition<Event>, seen: KeyTable<()>, down: bool, duplicates: u64 }
 
 fn sim(setup: &Setup) -> Sim<Ob> {
     let mut sim: Sim<Ob> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 200, hi: 1_000 }));
     let arrivals = OpenLoop::poisson(setup.param("writes_per_s") as f64);
-    let service = Service {
-        arrivals,
-        next_row: 0,
-        reqs: BTreeMap::new(),
-        crash_timer: None,
-        crash_in_gap: 0,
-        lost: 0,
-        phantoms: 0,
-    };
-    sim.add_node(Ob::Service(service));
+    let reqs = BTreeMap::new();
+    sim.add_node(Ob::Service(Service { arrivals, next_row: 0, reqs, crash: None, toll: [0; 2] }));
     sim.add_node(Ob::Db(Db { log: Partition::new(2), outbox: Store::new(), parked: None }));
     sim.add_node(Ob::Relay(Relay::default()));
-    let broker = BrokerNode { topic: Partition::new(1), seen: KeyTable::default(), down: false, duplicates: 0 };
-    sim.add_node(Ob::Broker(broker));
+    let (topic, seen) = (Partition::new(1), KeyTable::default());
+    sim.add_node(Ob::Broker(BrokerNode { topic, seen, down: false, duplicates: 0 }));
     let (at, len) = (setup.param("outage_at"), setup.param("outage_s"));
     if at > 0 && len > 0 {
         sim.schedule(Time::from_secs(at as u64), Fault::custom("broker-outage", len));
     }
     let relay_at = setup.param("relay_crash_at");
     FaultWindow::secs(relay_at, relay_at.min(1)).custom(&mut sim, "relay-crash", Some(RELAY), 1, 0);
-    // The audit's findings are events: a row (or an event) whose grace just ran out, judged now.
-    sim.check("row-has-event", |w| {
-        let Some(&(_, row, _)) = w.tallied.iter().find(|t| t.0 == "row-audited" && w.tally("events", t.1) == 0) else {
-            return Ok(());
-        };
-        let grace = w.param("grace_ms");
-        Err(format!("row #{row} committed over {grace} ms ago, and the broker's log has no event for it: lost"))
+    // The audit's findings are events: a row (an event) whose grace ran out just now, without its event (row).
+    sim.check("row-has-event", |w| match w.tallied.iter().find(|t| t.0 == "row-due" && w.tally("events", t.1) == 0) {
+        Some(&(_, row, _)) => Err(format!(
+            "row #{row} committed over {} ms ago, and the broker's log has no event for it: lost",
+            w.param("grace_ms")
+        )),
+        None => Ok(()),
     });
-    sim.check("event-has-row", |w| {
-        let Some(&(_, row, _)) = w.tallied.iter().find(|t| t.0 == "event-audited" && w.tally("rows", t.1) == 0) else {
-            return Ok(());
-        };
-        let grace = w.param("grace_ms");
-        Err(format!("the event for row #{row} is on the broker for over {grace} ms; the database has no row #{row}"))
+    sim.check("event-has-row", |w| match w.tallied.iter().find(|t| t.0 == "event-due" && w.tally("rows", t.1) == 0) {
+        Some(&(_, row, _)) => Err(format!(
+            "the event for row #{row} is on the broker for over {} ms; the database has no row #{row}",
+            w.param("grace_ms")
+        )),
+        None => Ok(()),
     });
     sim
 }
 
-/// Audits `log` from the audit's position: each entry older than the grace is reported (`name`).
+/// Audits `log` from the audit's position: each entry older than the grace is reported due (`name`).
 fn audit<T: Clone>(log: &mut Partition<T>, group: usize, name: &'static str, row: fn(&T) -> RowId, ctx: &mut Ctx<Ob>) {
     let (now, grace) = (ctx.truth(), ctx.param("grace_ms") as Micros * MICROS_PER_MS);
     let mut at = log.committed(group);
@@ -266,6 +200,10 @@ fn audit<T: Clone>(log: &mut Partition<T>, group: usize, name: &'static str, row
     }
     log.commit(group, at, now);
     ctx.set_timer(AUDIT_US, Timer::Audit);
+}
+
+fn ms(ctx: &Ctx<Ob>, id: &str) -> Micros {
+    ctx.param(id) as Micros * MICROS_PER_MS
 }
 
 impl Node for Ob {
@@ -279,29 +217,25 @@ impl Node for Ob {
                 s.arm_crash(ctx);
             }
             Ob::Relay(r) => r.pull(ctx),
-            // A restart ends an outage (its end's timer is gone).
-            Ob::Broker(b) => {
-                b.down = false;
-                ctx.set_timer(AUDIT_US, Timer::Audit);
-            }
-            Ob::Db(_) => drop(ctx.set_timer(AUDIT_US, Timer::Audit)),
+            // A restart ends an outage (the timer ending it is gone).
+            Ob::Broker(b) => b.down = false,
+            Ob::Db(_) => {}
+        }
+        if matches!(self, Ob::Db(_) | Ob::Broker(_)) {
+            ctx.set_timer(AUDIT_US, Timer::Audit);
         }
     }
 
     fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Self>) {
         match (self, msg) {
-            (Ob::Service(s), Msg::Committed(row, at)) => s.committed(row, at, ctx),
-            (Ob::Service(s), Msg::Acked(row)) => s.acked(row, ctx),
-            (Ob::Service(s), Msg::Refused(row)) => s.retry(row, None, ctx),
+            (Ob::Service(s), Msg::Committed(row, at)) => s.answered(row, Some(at), ctx),
+            (Ob::Service(s), Msg::Acked(row)) => s.answered(row, None, ctx),
             (Ob::Db(db), Msg::Commit { row, outbox, captured }) => db.commit(from, row, outbox, captured, ctx),
             (Ob::Db(db), Msg::Pull { no, wait, done }) => db.pull(no, wait, done, ctx),
-            (Ob::Relay(r), Msg::Pulled { no, events, outbox, next }) if no == r.no => {
-                r.pulled(events, outbox, next, ctx)
-            }
+            (Ob::Relay(r), Msg::Pulled { no, events, done }) if no == r.no => r.pulled(events, done, ctx),
             (Ob::Relay(r), Msg::Acked(no)) if no == r.no => r.acked(ctx),
-            (Ob::Relay(r), Msg::Refused(no)) if no == r.no => r.failed(ctx),
-            // An answer to a pull or batch given up on (or from before a crash).
-            (Ob::Relay(_), Msg::Pulled { .. } | Msg::Acked(_) | Msg::Refused(_)) => {}
+            // An answer to a pull or batch given up on, or from before a crash.
+            (Ob::Relay(_), Msg::Pulled { .. } | Msg::Acked(_)) => {}
             (Ob::Broker(b), Msg::Publish(no, events)) => b.publish(from, no, events, ctx),
             (_, other) => ctx.unhandled(&other),
         }
@@ -312,28 +246,36 @@ impl Node for Ob {
             (Ob::Service(s), Timer::Arrive) => s.arrive(ctx),
             (Ob::Service(_), Timer::Crash) => {
                 ctx.count("crashes", 1);
-                ctx.crash(Some(ctx.param("restart_ms") as Micros * MICROS_PER_MS));
+                ctx.crash(Some(ms(ctx, "restart_ms")));
             }
-            (Ob::Service(s), Timer::Step(row)) => s.second_write(row, ctx),
-            (Ob::Service(s), Timer::Timeout(row, n)) => s.retry(row, Some(n), ctx),
+            (Ob::Service(s), Timer::Second(row)) => s.second(row, ctx),
+            // Still unacknowledged (commit first: the write is not done; publish first: not past its first).
+            (Ob::Service(s), Timer::Timeout(row, n))
+                if s.reqs
+                    .get(&row)
+                    .is_some_and(|r| r.attempt == n && (r.st == Strategy::CommitFirst) == r.first_done) =>
+            {
+                s.publish(row, ctx)
+            }
+            (Ob::Service(_), Timer::Timeout(..)) => {}
             (Ob::Relay(r), Timer::Poll) => r.pull(ctx),
-            (Ob::Relay(r), Timer::RelayTimeout(no)) if no == r.no => r.failed(ctx),
-            (Ob::Relay(_), Timer::RelayTimeout(_)) => {}
-            (Ob::Db(db), Timer::Audit) => {
-                audit(&mut db.log, AUDIT, "row-audited", |c: &Change| c.row, ctx);
-                ctx.gauge("backlog", (db.outbox.stored() as u64 + db.log.lag(SLOT)) as i64);
+            // Unanswered: the same rows are pulled again after a poll interval.
+            (Ob::Relay(r), Timer::RelayTimeout(no)) if no == r.no => {
+                (r.no, r.publishing) = (r.no + 1, None);
+                ctx.set_timer(ms(ctx, "poll_ms"), Timer::Poll);
             }
+            (Ob::Relay(_), Timer::RelayTimeout(_)) => {}
+            (Ob::Db(db), Timer::Audit) => audit(&mut db.log, AUDIT, "row-due", |c| c.0, ctx),
+            (Ob::Broker(b), Timer::Audit) => audit(&mut b.topic, 0, "event-due", |e| e.0, ctx),
             (Ob::Broker(b), Timer::Up) => b.down = false,
-            (Ob::Broker(b), Timer::Audit) => audit(&mut b.topic, 0, "event-audited", |e: &Event| e.row, ctx),
             (_, other) => ctx.unhandled(&other),
         }
     }
 
-    /// The service loses its requests in flight (the toll counted here: what it held unsent);
-    /// the relay its batch (published or not, it is pulled again); the database's long poll is volatile.
     fn on_crash(&mut self, ctx: &mut Ctx<Self>) {
         match self {
             Ob::Service(s) => s.crashed(ctx),
+            // The batch, published or not, is pulled again: at least once.
             Ob::Relay(r) => (r.publishing, r.done) = (None, None),
             Ob::Db(db) => db.parked = None,
             Ob::Broker(_) => {}
@@ -346,13 +288,12 @@ impl Node for Ob {
                 s.arrivals.set_rate_per_s(value as f64, ctx, Timer::Arrive)
             }
             (Ob::Service(s), Control::Param { id: "crash_every_s", .. }) => s.arm_crash(ctx),
-            (Ob::Service(s), Control::Custom { id: "crash-in-gap", value }) => s.crash_in_gap = value,
             (Ob::Relay(r), Control::Custom { id: "relay-crash", value }) => r.crash_after = value,
             (Ob::Broker(b), Control::Custom { id: "broker-outage", value }) => {
                 b.down = value > 0;
                 ctx.set_timer(value as Micros * MICROS_PER_S, Timer::Up);
             }
-            // Strategies apply from each request's start and the relay's next pull; other parameters where read.
+            // Strategies apply from each write's start and the relay's next pull; parameters where read.
             _ => {}
         }
     }
@@ -360,49 +301,38 @@ impl Node for Ob {
     fn view(&self) -> NodeView {
         match self {
             Ob::Service(s) => {
-                let exposed = s.reqs.values().filter(|r| r.step == Step::Gap || r.step == Step::Retrying).count();
+                let between = s.reqs.values().filter(|r| r.first_done).count();
                 NodeView::new(NodeKind::Service, 0, "order service")
                     .gauge("writes in flight", s.reqs.len() as i64, (s.reqs.len() as i64).max(10))
-                    .badge(format!("{:.0} writes/s", s.arrivals.rate_per_s()), Tone::Neutral)
-                    .badge_if(exposed > 0, format!("{exposed} between writes"), Tone::Warn)
-                    .badge_if(s.lost > 0, format!("{} events lost", s.lost), Tone::Bad)
-                    .badge_if(s.phantoms > 0, format!("{} phantom events", s.phantoms), Tone::Bad)
+                    .badge_if(between > 0, format!("{between} between writes"), Tone::Warn)
+                    .badge_if(s.toll[0] > 0, format!("{} events lost", s.toll[0]), Tone::Bad)
+                    .badge_if(s.toll[1] > 0, format!("{} phantom events", s.toll[1]), Tone::Bad)
             }
-            Ob::Db(db) => {
-                let pending = db.outbox.stored() as i64;
-                NodeView::new(NodeKind::Database, 1, "orders DB")
-                    .gauge("outbox rows", pending, pending.max(100))
-                    .badge(format!("{} rows", db.log.len()), Tone::Neutral)
-                    .badge(format!("log end {} · slot at {}", db.log.end(), db.log.committed(SLOT)), Tone::Neutral)
-            }
-            Ob::Relay(r) => {
-                let (text, tone) = match &r.publishing {
-                    Some((rows, _)) => (format!("publishing batch {} ({} outbox rows)", r.no, rows.len()), Tone::Good),
-                    None => ("pulling".to_string(), Tone::Neutral),
-                };
-                NodeView::new(NodeKind::Worker, 1, "relay").badge(text, tone)
-            }
-            Ob::Broker(b) => {
-                let n = b.topic.len() as i64;
-                NodeView::new(NodeKind::Queue, 2, "broker: orders topic")
-                    .gauge("events", n, n.max(100))
-                    .badge_if(b.down, "down: refusing publishes", Tone::Bad)
-                    .badge_if(b.duplicates > 0, format!("{} duplicates (deduped by id)", b.duplicates), Tone::Warn)
-            }
+            Ob::Db(db) => NodeView::new(NodeKind::Database, 1, "orders DB")
+                .gauge("outbox rows", db.outbox.stored() as i64, (db.outbox.stored() as i64).max(100))
+                .badge(format!("{} rows · log read to {}", db.log.len(), db.log.committed(SLOT)), Tone::Neutral),
+            Ob::Relay(r) => NodeView::new(NodeKind::Worker, 1, "relay").badge(
+                r.publishing.as_ref().map_or("pulling".into(), |b| format!("publishing ({} outbox rows)", b.0.len())),
+                Tone::Neutral,
+            ),
+            Ob::Broker(b) => NodeView::new(NodeKind::Queue, 2, "broker: orders topic")
+                .gauge("events", b.topic.len() as i64, (b.topic.len() as i64).max(100))
+                .badge_if(b.down, "down: dropping publishes", Tone::Bad)
+                .badge_if(b.duplicates > 0, format!("{} duplicates (deduped by id)", b.duplicates), Tone::Warn),
         }
     }
 }
 
 impl Service {
-    /// The next crash, an exponential time away (the crash rate in force; none at 0).
+    /// The next crash, an exponential time away at the rate in force (none at 0).
     fn arm_crash(&mut self, ctx: &mut Ctx<Ob>) {
-        if let Some(id) = self.crash_timer.take() {
+        if let Some(id) = self.crash.take() {
             ctx.cancel_timer(id);
         }
-        let mean_s = ctx.param("crash_every_s");
-        if mean_s > 0 {
-            let after = ctx.rng().exponential(mean_s as f64 * 1e6) as Micros;
-            self.crash_timer = Some(ctx.set_timer(after.max(1), Timer::Crash));
+        let mean_s = ctx.param("crash_every_s") as f64;
+        if mean_s > 0.0 {
+            let after = ctx.rng().exponential(mean_s * 1e6) as Micros;
+            self.crash = Some(ctx.set_timer(after.max(1), Timer::Crash));
         }
     }
 
@@ -411,8 +341,7 @@ impl Service {
         self.arrivals.on_timer(ctx, Timer::Arrive);
         let (row, st) = (self.next_row, Strategy::from_id(ctx.strategy()));
         self.next_row += 1;
-        let req = Req { st, step: Step::Committing, began: ctx.now(), committed: None, attempt: 0 };
-        self.reqs.insert(row, req);
+        self.reqs.insert(row, Req { st, first_done: false, began: ctx.now(), committed: None, attempt: 0 });
         match st {
             Strategy::PublishFirst => self.publish(row, ctx),
             _ => self.commit(row, ctx),
@@ -420,122 +349,60 @@ impl Service {
     }
 
     fn commit(&mut self, row: RowId, ctx: &mut Ctx<Ob>) {
-        let req = self.reqs.get_mut(&row).expect("a request");
-        (req.step, req.attempt) = (Step::Committing, req.attempt + 1);
-        let (outbox, captured) = (req.st == Strategy::Outbox, req.st == Strategy::Cdc);
-        ctx.send(DB, Msg::Commit { row, outbox, captured });
-        ctx.set_timer(TIMEOUT_US, Timer::Timeout(row, req.attempt));
+        let st = self.reqs[&row].st;
+        ctx.send(DB, Msg::Commit { row, outbox: st == Strategy::Outbox, captured: st == Strategy::Cdc });
     }
 
+    /// Publishes the event, again after a timeout until the broker acknowledges it (in memory).
     fn publish(&mut self, row: RowId, ctx: &mut Ctx<Ob>) {
-        let req = self.reqs.get_mut(&row).expect("a request");
-        (req.step, req.attempt) = (Step::Publishing, req.attempt + 1);
-        ctx.send(BROKER, Msg::Publish(row, vec![Event { row, committed: req.committed }]));
+        let req = self.reqs.get_mut(&row).expect("a write");
+        req.attempt += 1;
+        ctx.send(BROKER, Msg::Publish(row, vec![(row, req.committed)]));
         ctx.set_timer(TIMEOUT_US, Timer::Timeout(row, req.attempt));
     }
 
-    /// The first write is done: the gap before the second (a scheduled crash falls here).
-    fn between(&mut self, row: RowId, ctx: &mut Ctx<Ob>) {
-        self.reqs.get_mut(&row).expect("a request").step = Step::Gap;
-        if !self.scheduled_crash(row, ctx) {
-            ctx.set_timer(ctx.param("gap_ms") as Micros * MICROS_PER_MS, Timer::Step(row));
+    /// The commit (with its time) or the publish is acknowledged: the gap before the second
+    /// write, or the write is done.
+    fn answered(&mut self, row: RowId, committed: Option<Time>, ctx: &mut Ctx<Ob>) {
+        let Some(req) = self.reqs.get_mut(&row) else { return };
+        req.committed = req.committed.or(committed);
+        let dual = matches!(req.st, Strategy::CommitFirst | Strategy::PublishFirst);
+        if dual && !req.first_done {
+            req.first_done = true;
+            ctx.set_timer(ms(ctx, "gap_ms"), Timer::Second(row));
+        } else if !dual || (committed.is_some() == (req.st == Strategy::PublishFirst)) {
+            let req = self.reqs.remove(&row).expect("a write");
+            ctx.observe("write_us", ctx.now().since(req.began));
         }
     }
 
-    /// A `crash-in-gap` fault due: the service dies right after row's first write.
-    fn scheduled_crash(&mut self, row: RowId, ctx: &mut Ctx<Ob>) -> bool {
-        if self.crash_in_gap <= 0 {
-            return false;
-        }
-        self.crash_in_gap -= 1;
-        ctx.note(format!("crash right after row #{row}'s first write"));
-        ctx.count("crashes", 1);
-        ctx.crash(Some(ctx.param("restart_ms") as Micros * MICROS_PER_MS));
-        true
-    }
-
-    fn committed(&mut self, row: RowId, at: Time, ctx: &mut Ctx<Ob>) {
-        let Some(req) = self.reqs.get_mut(&row).filter(|r| r.step == Step::Committing) else { return };
-        req.committed = Some(at);
-        let st = req.st;
-        match st {
-            Strategy::CommitFirst => self.between(row, ctx),
-            Strategy::PublishFirst => self.finish(row, ctx),
-            // The event is durable with the row (outbox) or is the row (CDC); a scheduled crash still hits here.
-            Strategy::Outbox | Strategy::Cdc => {
-                self.finish(row, ctx);
-                self.scheduled_crash(row, ctx);
-            }
+    fn second(&mut self, row: RowId, ctx: &mut Ctx<Ob>) {
+        match self.reqs.get(&row).map(|r| r.st) {
+            Some(Strategy::PublishFirst) => self.commit(row, ctx),
+            Some(_) => self.publish(row, ctx),
+            None => {}
         }
     }
 
-    fn acked(&mut self, row: RowId, ctx: &mut Ctx<Ob>) {
-        let publishing = |r: &&Req| r.step == Step::Publishing || r.step == Step::Retrying;
-        let Some(st) = self.reqs.get(&row).filter(publishing).map(|r| r.st) else { return };
-        match st {
-            Strategy::PublishFirst => self.between(row, ctx),
-            _ => self.finish(row, ctx),
-        }
-    }
-
-    /// The second write is due (or a publish again).
-    fn second_write(&mut self, row: RowId, ctx: &mut Ctx<Ob>) {
-        match self.reqs.get(&row).map(|r| (r.st, r.step)) {
-            Some((Strategy::PublishFirst, Step::Gap)) => self.commit(row, ctx),
-            Some((_, Step::Gap | Step::Retrying)) => self.publish(row, ctx),
-            _ => {}
-        }
-    }
-
-    /// A publish refused, or a write unanswered (`attempt`): publishes are tried again in a
-    /// while (in memory); an unanswered commit fails the request.
-    fn retry(&mut self, row: RowId, attempt: Option<u32>, ctx: &mut Ctx<Ob>) {
-        let Some(req) = self.reqs.get_mut(&row).filter(|r| attempt.is_none_or(|n| n == r.attempt)) else { return };
-        match req.step {
-            Step::Publishing => {
-                req.step = Step::Retrying;
-                ctx.set_timer(RETRY_US, Timer::Step(row));
-            }
-            Step::Committing if attempt.is_some() => {
-                self.reqs.remove(&row);
-                ctx.count("failed", 1);
-            }
-            _ => {}
-        }
-    }
-
-    fn finish(&mut self, row: RowId, ctx: &mut Ctx<Ob>) {
-        let req = self.reqs.remove(&row).expect("a request");
-        ctx.observe("write_us", ctx.now().since(req.began));
-    }
-
-    /// What the crash costs: committed rows whose event was not yet sent (or was refused) are
-    /// lost; published events whose commit was not yet sent are phantoms. (In-flight sends may
-    /// land or not: the service cannot know, and neither does this count; the audit does.)
+    /// The toll, as the service would log it: writes whose first write was acknowledged and
+    /// whose second was not lose their event (commit first) or leave a phantom (publish first).
+    /// A second write in flight may still land: only the audit knows.
     fn crashed(&mut self, ctx: &mut Ctx<Ob>) {
-        for (row, req) in std::mem::take(&mut self.reqs) {
-            let (lost, phantom) = match (req.st, req.step) {
-                (Strategy::CommitFirst, Step::Gap | Step::Retrying) => (true, false),
-                (Strategy::PublishFirst, Step::Gap) => (false, true),
-                _ => (false, false),
-            };
-            if lost || phantom {
-                ctx.note(format!("crashed holding row #{row}: {}", if lost { "its event lost" } else { "a phantom" }));
-            }
-            self.lost += lost as u64;
-            self.phantoms += phantom as u64;
-            ctx.count("lost", lost as i64);
-            ctx.count("phantoms", phantom as i64);
+        for (row, req) in std::mem::take(&mut self.reqs).into_iter().filter(|(_, r)| r.first_done) {
+            let (i, name) = if req.st == Strategy::CommitFirst { (0, "lost") } else { (1, "phantoms") };
+            self.toll[i] += 1;
+            ctx.count(name, 1);
+            ctx.note(format!("crashed between row #{row}'s writes: {}", ["its event lost", "a phantom event"][i]));
         }
-        self.crash_timer = None;
+        self.crash = None;
     }
 }
 
 impl Db {
-    /// Commits the row (and its outbox row) in one transaction: appended to the log, answered after the fsync.
+    /// Commits the row (and its outbox row) in one transaction: in the log, answered after the fsync.
     fn commit(&mut self, from: NodeId, row: RowId, outbox: bool, captured: bool, ctx: &mut Ctx<Ob>) {
         let at = ctx.truth();
-        self.log.append(Change { row, captured }, at);
+        self.log.append((row, captured), at);
         if outbox {
             self.outbox.put(row, at);
         }
@@ -546,13 +413,12 @@ impl Db {
         }
     }
 
-    /// The relay's pull: what it finished is marked first (outbox rows deleted, the slot moved),
-    /// then it gets what is pending, or (CDC's long poll) waits for the next commit.
-    fn pull(&mut self, no: u64, wait: bool, done: Option<(Vec<RowId>, Offset)>, ctx: &mut Ctx<Ob>) {
+    /// The relay's pull: what it finished is marked first (outbox rows deleted, the slot moved);
+    /// then it gets what is pending or, long polling (CDC), waits for the next commit.
+    fn pull(&mut self, no: u64, wait: bool, done: Option<Done>, ctx: &mut Ctx<Ob>) {
         if let Some((rows, next)) = done {
-            let now = ctx.now();
             for r in &rows {
-                self.outbox.delete(r, now);
+                self.outbox.delete(r, ctx.now());
             }
             self.log.commit(SLOT, next, ctx.truth());
         }
@@ -564,41 +430,38 @@ impl Db {
 
     /// Up to a batch of outbox rows, oldest first, and of captured changes from the slot on.
     fn answer(&mut self, no: u64, ctx: &mut Ctx<Ob>) {
-        let rows: Vec<(RowId, Time)> = self.outbox.iter(ctx.now()).take(BATCH).map(|(&r, e)| (r, e.value)).collect();
-        let from = self.log.committed(SLOT);
-        let changes = self.log.read(from, BATCH);
-        let next = from + changes.len() as Offset;
-        let mut events: Vec<Event> = rows.iter().map(|&(row, at)| Event { row, committed: Some(at) }).collect();
-        let captured = changes.iter().filter(|c| c.1.captured);
-        events.extend(captured.map(|&(o, c)| Event { row: c.row, committed: self.log.get(o).map(|r| r.at) }));
-        let outbox = rows.into_iter().map(|r| r.0).collect();
-        ctx.send(RELAY, Msg::Pulled { no, events, outbox, next });
+        let rows: Vec<_> = self.outbox.iter(ctx.now()).take(BATCH).map(|(&r, e)| (r, Some(e.value))).collect();
+        let (from, log) = (self.log.committed(SLOT), &self.log);
+        let changes = log.read(from, BATCH);
+        let captured = changes.iter().filter(|c| c.1 .1).map(|&(o, (row, _))| (row, log.get(o).map(|r| r.at)));
+        let outbox = rows.iter().map(|r| r.0).collect();
+        let (events, next) = (rows.into_iter().chain(captured).collect(), from + changes.len() as Offset);
+        ctx.send(RELAY, Msg::Pulled { no, events, done: (outbox, next) });
     }
 }
 
 impl Relay {
-    /// Asks the database for what to publish, reporting what it finished.
+    /// Asks the database what to publish, reporting what it finished.
     fn pull(&mut self, ctx: &mut Ctx<Ob>) {
-        self.no += 1;
-        self.publishing = None;
+        (self.no, self.publishing) = (self.no + 1, None);
         let wait = Strategy::from_id(ctx.strategy()) == Strategy::Cdc;
         ctx.send(DB, Msg::Pull { no: self.no, wait, done: self.done.take() });
-        // A parked long poll is renewed now and then (a lost answer, a database restart).
+        // A long poll is renewed now and then (a lost answer, a database restart).
         ctx.set_timer(if wait { 10 * TIMEOUT_US } else { TIMEOUT_US }, Timer::RelayTimeout(self.no));
     }
 
-    fn pulled(&mut self, events: Vec<Event>, outbox: Vec<RowId>, next: Offset, ctx: &mut Ctx<Ob>) {
-        if events.is_empty() {
-            // Nothing to publish: the skipped changes are reported done; the outbox relay sleeps.
-            self.done = Some((outbox, next));
-            return match Strategy::from_id(ctx.strategy()) {
-                Strategy::Cdc => self.pull(ctx),
-                _ => drop(ctx.set_timer(ctx.param("poll_ms") as Micros * MICROS_PER_MS, Timer::Poll)),
-            };
+    /// Publishes what it got; with nothing, reports the changes it skipped and, polling, sleeps.
+    fn pulled(&mut self, events: Vec<Event>, done: Done, ctx: &mut Ctx<Ob>) {
+        if !events.is_empty() {
+            self.publishing = Some(done);
+            ctx.send(BROKER, Msg::Publish(self.no, events));
+            return drop(ctx.set_timer(TIMEOUT_US, Timer::RelayTimeout(self.no)));
         }
-        self.publishing = Some((outbox, next));
-        ctx.send(BROKER, Msg::Publish(self.no, events));
-        ctx.set_timer(TIMEOUT_US, Timer::RelayTimeout(self.no));
+        self.done = Some(done);
+        match Strategy::from_id(ctx.strategy()) {
+            Strategy::Cdc => self.pull(ctx),
+            _ => drop(ctx.set_timer(ms(ctx, "poll_ms"), Timer::Poll)),
+        }
     }
 
     /// The batch is on the broker: marked done with the next pull (a scheduled crash falls before).
@@ -607,37 +470,29 @@ impl Relay {
         if self.crash_after > 0 {
             self.crash_after -= 1;
             ctx.note(format!("crashed after batch {} was acked, before marking it sent", self.no));
-            return ctx.crash(Some(ctx.param("restart_ms") as Micros * MICROS_PER_MS));
+            return ctx.crash(Some(ms(ctx, "restart_ms")));
         }
         self.done = Some(done);
         self.pull(ctx);
     }
-
-    /// Refused or unanswered: pulled again (the same rows come back) after a poll interval.
-    fn failed(&mut self, ctx: &mut Ctx<Ob>) {
-        self.no += 1;
-        self.publishing = None;
-        ctx.set_timer(ctx.param("poll_ms") as Micros * MICROS_PER_MS, Timer::Poll);
-    }
 }
 
 impl BrokerNode {
-    /// Appends a batch (or refuses it in an outage); a copy of an event already there is
-    /// delivered too, and dropped by the consumer, which dedupes by event id.
+    /// Appends a batch (drops it, unanswered, in an outage); a copy of an event already there
+    /// is delivered too, and dropped by the consumer, which dedupes by event id.
     fn publish(&mut self, from: NodeId, no: u64, events: Vec<Event>, ctx: &mut Ctx<Ob>) {
         if self.down {
-            ctx.count("refused", 1);
-            return ctx.send(from, Msg::Refused(no));
+            return ctx.count("dropped", 1);
         }
         let now = ctx.truth();
-        for e in events {
-            self.topic.append(e, now);
-            ctx.tally("events", e.row, 1);
+        for (row, committed) in events {
+            self.topic.append((row, committed), now);
+            ctx.tally("events", row, 1);
             ctx.count("published", 1);
-            if self.seen.insert(e.row, ()).is_some() {
+            if self.seen.insert(row, ()).is_some() {
                 self.duplicates += 1;
                 ctx.count("duplicates", 1);
-            } else if let Some(at) = e.committed {
+            } else if let Some(at) = committed {
                 ctx.observe("delay_us", now.since(at));
             }
         }
@@ -677,10 +532,10 @@ mod tests {
         let (db, b) = (sim.node::<Db>(DB), sim.node::<BrokerNode>(BROKER));
         let old = |at: Time| at.plus(MICROS_PER_S) <= sim.now();
         let (mut rows, mut events) = (KeyTable::default(), KeyTable::default());
-        (0..db.log.end()).map(|o| db.log.get(o).expect("a change")).for_each(|r| _ = rows.insert(r.value.row, r.at));
+        (0..db.log.end()).map(|o| db.log.get(o).expect("a change")).for_each(|r| _ = rows.insert(r.value.0, r.at));
         (0..b.topic.end())
             .map(|o| b.topic.get(o).expect("an event"))
-            .for_each(|r| _ = events.insert(r.value.row, r.at));
+            .for_each(|r| _ = events.insert(r.value.0, r.at));
         let lost = rows.iter().filter(|&(r, &at)| old(at) && !events.contains_key(r)).count();
         let phantoms = events.iter().filter(|&(r, &at)| old(at) && !rows.contains_key(r)).count();
         (lost, phantoms)
@@ -720,7 +575,7 @@ mod tests {
                 lost / crashes
             );
             let (audited, _) = audit_all(&sim);
-            assert!(audited as f64 >= lost && audited as f64 <= 1.25 * lost, "audit {audited}, counted {lost}");
+            assert!(audited as f64 >= 0.9 * lost && audited as f64 <= 1.25 * lost, "audit {audited}, counted {lost}");
         }
     }
 
@@ -735,7 +590,7 @@ mod tests {
             assert!(at >= 5.0 && why.contains("has no row"), "seed {seed}: {at}: {why}");
             assert!(failed_at(&sim, "row-has-event").is_none(), "seed {seed}");
             let (lost, phantoms) = audit_all(&sim);
-            assert!(lost == 0 && phantoms as i64 >= counter(&sim, "phantoms") && phantoms > 0, "seed {seed}");
+            assert!(lost == 0 && phantoms > 0 && counter(&sim, "phantoms") > 0, "seed {seed}: {phantoms}");
             assert!(p99_us(&sim, "write_us") > MICROS_PER_S, "seed {seed}: {}", p99_us(&sim, "write_us"));
         }
     }
