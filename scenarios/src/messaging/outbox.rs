@@ -94,7 +94,6 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
 
 strategies!(SPEC, Strategy { CommitFirst, PublishFirst, Outbox, Cdc });
 
-const SERVICE: NodeId = 0;
 const DB: NodeId = 1;
 const RELAY: NodeId = 2;
 const BROKER: NodeId = 3;
@@ -455,12 +454,13 @@ impl Relay {
         if !events.is_empty() {
             self.publishing = Some(done);
             ctx.send(BROKER, Msg::Publish(self.no, events));
-            return drop(ctx.set_timer(TIMEOUT_US, Timer::RelayTimeout(self.no)));
+            ctx.set_timer(TIMEOUT_US, Timer::RelayTimeout(self.no));
+            return;
         }
         self.done = Some(done);
         match Strategy::from_id(ctx.strategy()) {
             Strategy::Cdc => self.pull(ctx),
-            _ => drop(ctx.set_timer(ms(ctx, "poll_ms"), Timer::Poll)),
+            _ => _ = ctx.set_timer(ms(ctx, "poll_ms"), Timer::Poll),
         }
     }
 
@@ -505,6 +505,8 @@ mod tests {
     use super::*;
     use crate::parts::testing::failed_at;
 
+    const SERVICE: NodeId = 0;
+
     fn recipe(strategy: &str, seed: u64) -> Recipe {
         Recipe::new("outbox", strategy, seed)
     }
@@ -533,9 +535,7 @@ mod tests {
         let old = |at: Time| at.plus(MICROS_PER_S) <= sim.now();
         let (mut rows, mut events) = (KeyTable::default(), KeyTable::default());
         (0..db.log.end()).map(|o| db.log.get(o).expect("a change")).for_each(|r| _ = rows.insert(r.value.0, r.at));
-        (0..b.topic.end())
-            .map(|o| b.topic.get(o).expect("an event"))
-            .for_each(|r| _ = events.insert(r.value.0, r.at));
+        (0..b.topic.end()).map(|o| b.topic.get(o).expect("an event")).for_each(|r| _ = events.insert(r.value.0, r.at));
         let lost = rows.iter().filter(|&(r, &at)| old(at) && !events.contains_key(r)).count();
         let phantoms = events.iter().filter(|&(r, &at)| old(at) && !rows.contains_key(r)).count();
         (lost, phantoms)
