@@ -1,8 +1,9 @@
 //! Transactional outbox: a service writes a row and publishes its event. Dual writes lose the event (commit, then publish) or invent one (publish, then commit) when the service crashes between them; an outbox row in the same transaction, relayed by polling, or the commit log tailed (change data capture), publish every committed row's event at least once.
 
 use crate::parts::arrivals::OpenLoop;
+use crate::parts::changelog::{ChangeLog, Tail};
 use crate::parts::degraded::FaultWindow;
-use crate::parts::partition::{Offset, Partition};
+use crate::parts::partition::Offset;
 use crate::parts::store::Store;
 use crate::parts::strategies::strategies;
 use crate::parts::table::KeyTable;
@@ -140,35 +141,34 @@ struct Req { st: Strategy, first_done: bool, began: Time, committed: Option<Time
 #[derive(Clone, Debug)]
 pub struct Service { arrivals: OpenLoop, next_row: RowId, reqs: BTreeMap<RowId, Req>, crash: Option<TimerId>, toll: [u64; 2] }
 
-/// The commit log (each committed row, and whether its table is captured: CDC), the outbox
-/// table, the relay's parked long poll.
+/// The commit log (each committed row, and whether its table is captured: CDC) with the
+/// relay's slot and parked long poll, and the outbox table.
 #[rustfmt::skip]
 #[derive(Clone, Debug)]
-pub struct Db { log: Partition<(RowId, bool)>, outbox: Store<RowId, Time>, parked: Option<u64> }
+pub struct Db { log: ChangeLog<(RowId, bool)>, outbox: Store<RowId, Time> }
 
-/// The batch in flight and what it finishes, what the next pull reports done, crashes due.
+/// The relay's pulls, the batch in flight and what it finishes, crashes due.
 #[rustfmt::skip]
 #[derive(Clone, Debug, Default)]
-pub struct Relay { no: u64, publishing: Option<Done>, done: Option<Done>, crash_after: i64 }
+pub struct Relay { tail: Tail<Done>, crash_after: i64 }
 
-/// The topic, the event ids its consumer has seen (it drops copies), an outage.
+/// The topic (a log the audit reads by age), the event ids its consumer has seen (it drops copies), an outage.
 #[rustfmt::skip]
 #[derive(Clone, Debug)]
-pub struct BrokerNode { topic: Partition<Event>, seen: KeyTable<()>, down: bool, duplicates: u64 }
+pub struct BrokerNode { topic: ChangeLog<Event>, seen: KeyTable<()>, down: bool, duplicates: u64 }
 
 fn sim(setup: &Setup) -> Sim<Ob> {
     let mut sim: Sim<Ob> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 200, hi: 1_000 }));
     let arrivals = OpenLoop::poisson(setup.param("writes_per_s") as f64);
     let reqs = BTreeMap::new();
     sim.add_node(Ob::Service(Service { arrivals, next_row: 0, reqs, crash: None, toll: [0; 2] }));
-    sim.add_node(Ob::Db(Db { log: Partition::new(2), outbox: Store::new(), parked: None }));
+    sim.add_node(Ob::Db(Db { log: ChangeLog::new(2), outbox: Store::new() }));
     sim.add_node(Ob::Relay(Relay::default()));
-    let (topic, seen) = (Partition::new(1), KeyTable::default());
+    let (topic, seen) = (ChangeLog::new(1), KeyTable::default());
     sim.add_node(Ob::Broker(BrokerNode { topic, seen, down: false, duplicates: 0 }));
+    // The scheduled faults (at 0: none).
     let (at, len) = (setup.param("outage_at"), setup.param("outage_s"));
-    if at > 0 && len > 0 {
-        sim.schedule(Time::from_secs(at as u64), Fault::custom("broker-outage", len));
-    }
+    FaultWindow::secs(at, len * at.min(1)).custom(&mut sim, "broker-outage", None, len, 0);
     let relay_at = setup.param("relay_crash_at");
     FaultWindow::secs(relay_at, relay_at.min(1)).custom(&mut sim, "relay-crash", Some(RELAY), 1, 0);
     // The audit's findings are events: a row (an event) whose grace ran out just now, without its event (row).
@@ -189,15 +189,11 @@ fn sim(setup: &Setup) -> Sim<Ob> {
     sim
 }
 
-/// Audits `log` from the audit's position: each entry older than the grace is reported due (`name`).
-fn audit<T: Clone>(log: &mut Partition<T>, group: usize, name: &'static str, row: fn(&T) -> RowId, ctx: &mut Ctx<Ob>) {
-    let (now, grace) = (ctx.truth(), ctx.param("grace_ms") as Micros * MICROS_PER_MS);
-    let mut at = log.committed(group);
-    while let Some(r) = log.get(at).filter(|r| r.at.plus(grace) <= now) {
-        ctx.tally(name, row(&r.value), 1);
-        at += 1;
+/// Reports the rows (events) whose grace ran out, read by age from the audit's position: due (`name`).
+fn audit<T>(due: Vec<(RowId, T)>, name: &'static str, ctx: &mut Ctx<Ob>) {
+    for (row, _) in due {
+        ctx.tally(name, row, 1);
     }
-    log.commit(group, at, now);
     ctx.set_timer(AUDIT_US, Timer::Audit);
 }
 
@@ -231,8 +227,8 @@ impl Node for Ob {
             (Ob::Service(s), Msg::Acked(row)) => s.answered(row, None, ctx),
             (Ob::Db(db), Msg::Commit { row, outbox, captured }) => db.commit(from, row, outbox, captured, ctx),
             (Ob::Db(db), Msg::Pull { no, wait, done }) => db.pull(no, wait, done, ctx),
-            (Ob::Relay(r), Msg::Pulled { no, events, done }) if no == r.no => r.pulled(events, done, ctx),
-            (Ob::Relay(r), Msg::Acked(no)) if no == r.no => r.acked(ctx),
+            (Ob::Relay(r), Msg::Pulled { no, events, done }) if no == r.tail.no() => r.pulled(events, done, ctx),
+            (Ob::Relay(r), Msg::Acked(no)) if no == r.tail.no() => r.acked(ctx),
             // An answer to a pull or batch given up on, or from before a crash.
             (Ob::Relay(_), Msg::Pulled { .. } | Msg::Acked(_)) => {}
             (Ob::Broker(b), Msg::Publish(no, events)) => b.publish(from, no, events, ctx),
@@ -259,13 +255,13 @@ impl Node for Ob {
             (Ob::Service(_), Timer::Timeout(..)) => {}
             (Ob::Relay(r), Timer::Poll) => r.pull(ctx),
             // Unanswered: the same rows are pulled again after a poll interval.
-            (Ob::Relay(r), Timer::RelayTimeout(no)) if no == r.no => {
-                (r.no, r.publishing) = (r.no + 1, None);
-                ctx.set_timer(ms(ctx, "poll_ms"), Timer::Poll);
+            (Ob::Relay(r), Timer::RelayTimeout(no)) => {
+                if r.tail.give_up(no) {
+                    ctx.set_timer(ms(ctx, "poll_ms"), Timer::Poll);
+                }
             }
-            (Ob::Relay(_), Timer::RelayTimeout(_)) => {}
-            (Ob::Db(db), Timer::Audit) => audit(&mut db.log, AUDIT, "row-due", |c| c.0, ctx),
-            (Ob::Broker(b), Timer::Audit) => audit(&mut b.topic, 0, "event-due", |e| e.0, ctx),
+            (Ob::Db(db), Timer::Audit) => audit(db.log.aged(AUDIT, ctx.truth(), ms(ctx, "grace_ms")), "row-due", ctx),
+            (Ob::Broker(b), Timer::Audit) => audit(b.topic.aged(0, ctx.truth(), ms(ctx, "grace_ms")), "event-due", ctx),
             (Ob::Broker(b), Timer::Up) => b.down = false,
             (_, other) => ctx.unhandled(&other),
         }
@@ -275,8 +271,8 @@ impl Node for Ob {
         match self {
             Ob::Service(s) => s.crashed(ctx),
             // The batch, published or not, is pulled again: at least once.
-            Ob::Relay(r) => (r.publishing, r.done) = (None, None),
-            Ob::Db(db) => db.parked = None,
+            Ob::Relay(r) => r.tail.crash(),
+            Ob::Db(db) => db.log.unpark_all(),
             Ob::Broker(_) => {}
         }
     }
@@ -309,9 +305,9 @@ impl Node for Ob {
             }
             Ob::Db(db) => NodeView::new(NodeKind::Database, 1, "orders DB")
                 .gauge("outbox rows", db.outbox.stored() as i64, (db.outbox.stored() as i64).max(100))
-                .badge(format!("{} rows · log read to {}", db.log.len(), db.log.committed(SLOT)), Tone::Neutral),
+                .badge(format!("{} rows · log read to {}", db.log.len(), db.log.position(SLOT)), Tone::Neutral),
             Ob::Relay(r) => NodeView::new(NodeKind::Worker, 1, "relay").badge(
-                r.publishing.as_ref().map_or("pulling".into(), |b| format!("publishing ({} outbox rows)", b.0.len())),
+                r.tail.working().map_or("pulling".into(), |b| format!("publishing ({} outbox rows)", b.0.len())),
                 Tone::Neutral,
             ),
             Ob::Broker(b) => NodeView::new(NodeKind::Queue, 2, "broker: orders topic")
@@ -401,13 +397,13 @@ impl Db {
     /// Commits the row (and its outbox row) in one transaction: in the log, answered after the fsync.
     fn commit(&mut self, from: NodeId, row: RowId, outbox: bool, captured: bool, ctx: &mut Ctx<Ob>) {
         let at = ctx.truth();
-        self.log.append((row, captured), at);
         if outbox {
             self.outbox.put(row, at);
         }
         ctx.tally("rows", row, 1);
         ctx.send_after(ctx.disk(COMMIT_US), from, Msg::Committed(row, at));
-        if let Some(no) = self.parked.take() {
+        // The relay's long poll, parked, is answered by this commit.
+        for (_, no) in self.log.commit((row, captured), at) {
             self.answer(no, ctx);
         }
     }
@@ -419,60 +415,57 @@ impl Db {
             for r in &rows {
                 self.outbox.delete(r, ctx.now());
             }
-            self.log.commit(SLOT, next, ctx.truth());
+            self.log.confirm(SLOT, next, ctx.truth());
         }
-        match wait && self.outbox.stored() == 0 && self.log.lag(SLOT) == 0 {
-            true => self.parked = Some(no),
-            false => self.answer(no, ctx),
+        if !(wait && self.outbox.stored() == 0 && self.log.park(SLOT, no)) {
+            self.answer(no, ctx);
         }
     }
 
     /// Up to a batch of outbox rows, oldest first, and of captured changes from the slot on.
-    fn answer(&mut self, no: u64, ctx: &mut Ctx<Ob>) {
+    fn answer(&self, no: u64, ctx: &mut Ctx<Ob>) {
         let rows: Vec<_> = self.outbox.iter(ctx.now()).take(BATCH).map(|(&r, e)| (r, Some(e.value))).collect();
-        let (from, log) = (self.log.committed(SLOT), &self.log);
-        let changes = log.read(from, BATCH);
-        let captured = changes.iter().filter(|c| c.1 .1).map(|&(o, (row, _))| (row, log.get(o).map(|r| r.at)));
+        let (changes, next) = self.log.read(SLOT, BATCH);
+        let captured = changes.into_iter().filter(|c| c.0 .1).map(|((row, _), at)| (row, Some(at)));
         let outbox = rows.iter().map(|r| r.0).collect();
-        let (events, next) = (rows.into_iter().chain(captured).collect(), from + changes.len() as Offset);
-        ctx.send(RELAY, Msg::Pulled { no, events, done: (outbox, next) });
+        ctx.send(RELAY, Msg::Pulled { no, events: rows.into_iter().chain(captured).collect(), done: (outbox, next) });
     }
 }
 
 impl Relay {
     /// Asks the database what to publish, reporting what it finished.
     fn pull(&mut self, ctx: &mut Ctx<Ob>) {
-        (self.no, self.publishing) = (self.no + 1, None);
+        let (no, done) = self.tail.pull();
         let wait = Strategy::from_id(ctx.strategy()) == Strategy::Cdc;
-        ctx.send(DB, Msg::Pull { no: self.no, wait, done: self.done.take() });
+        ctx.send(DB, Msg::Pull { no, wait, done });
         // A long poll is renewed now and then (a lost answer, a database restart).
-        ctx.set_timer(if wait { 10 * TIMEOUT_US } else { TIMEOUT_US }, Timer::RelayTimeout(self.no));
+        ctx.set_timer(if wait { 10 * TIMEOUT_US } else { TIMEOUT_US }, Timer::RelayTimeout(no));
     }
 
     /// Publishes what it got; with nothing, reports the changes it skipped and, polling, sleeps.
     fn pulled(&mut self, events: Vec<Event>, done: Done, ctx: &mut Ctx<Ob>) {
+        self.tail.answered(!events.is_empty(), done);
         if !events.is_empty() {
-            self.publishing = Some(done);
-            ctx.send(BROKER, Msg::Publish(self.no, events));
-            ctx.set_timer(TIMEOUT_US, Timer::RelayTimeout(self.no));
-            return;
-        }
-        self.done = Some(done);
-        match Strategy::from_id(ctx.strategy()) {
-            Strategy::Cdc => self.pull(ctx),
-            _ => _ = ctx.set_timer(ms(ctx, "poll_ms"), Timer::Poll),
+            ctx.send(BROKER, Msg::Publish(self.tail.no(), events));
+            ctx.set_timer(TIMEOUT_US, Timer::RelayTimeout(self.tail.no()));
+        } else if Strategy::from_id(ctx.strategy()) == Strategy::Cdc {
+            self.pull(ctx);
+        } else {
+            ctx.set_timer(ms(ctx, "poll_ms"), Timer::Poll);
         }
     }
 
-    /// The batch is on the broker: marked done with the next pull (a scheduled crash falls before).
+    /// The batch is on the broker: marked done with the next pull. A scheduled crash falls
+    /// before it, and the crash forgets the mark: the batch is published again.
     fn acked(&mut self, ctx: &mut Ctx<Ob>) {
-        let Some(done) = self.publishing.take() else { return };
+        if !self.tail.finish() {
+            return;
+        }
         if self.crash_after > 0 {
             self.crash_after -= 1;
-            ctx.note(format!("crashed after batch {} was acked, before marking it sent", self.no));
+            ctx.note(format!("crashed after batch {} was acked, before marking it sent", self.tail.no()));
             return ctx.crash(Some(ms(ctx, "restart_ms")));
         }
-        self.done = Some(done);
         self.pull(ctx);
     }
 }
@@ -486,7 +479,7 @@ impl BrokerNode {
         }
         let now = ctx.truth();
         for (row, committed) in events {
-            self.topic.append((row, committed), now);
+            self.topic.commit((row, committed), now);
             ctx.tally("events", row, 1);
             ctx.count("published", 1);
             if self.seen.insert(row, ()).is_some() {
@@ -534,8 +527,12 @@ mod tests {
         let (db, b) = (sim.node::<Db>(DB), sim.node::<BrokerNode>(BROKER));
         let old = |at: Time| at.plus(MICROS_PER_S) <= sim.now();
         let (mut rows, mut events) = (KeyTable::default(), KeyTable::default());
-        (0..db.log.end()).map(|o| db.log.get(o).expect("a change")).for_each(|r| _ = rows.insert(r.value.0, r.at));
-        (0..b.topic.end()).map(|o| b.topic.get(o).expect("an event")).for_each(|r| _ = events.insert(r.value.0, r.at));
+        (0..db.log.len() as u64)
+            .map(|o| db.log.get(o).expect("a change"))
+            .for_each(|r| _ = rows.insert(r.value.0, r.at));
+        (0..b.topic.len() as u64)
+            .map(|o| b.topic.get(o).expect("an event"))
+            .for_each(|r| _ = events.insert(r.value.0, r.at));
         let lost = rows.iter().filter(|&(r, &at)| old(at) && !events.contains_key(r)).count();
         let phantoms = events.iter().filter(|&(r, &at)| old(at) && !rows.contains_key(r)).count();
         (lost, phantoms)

@@ -9,6 +9,7 @@ pub mod broker;
 pub mod bucket;
 pub mod cache;
 pub mod calls;
+pub mod changelog;
 pub mod claims;
 pub mod degraded;
 pub mod gossip;
