@@ -50,6 +50,9 @@ registry! {
     resilience::connection_pool,
     traffic::load_balancing,
     messaging::outbox,
+    data::noisy_neighbor,
+    consistency::inventory_reservation,
+    coordination::distributed_lock,
 }
 
 /// Looks a scenario up by its id.
@@ -71,6 +74,8 @@ pub static AT_SCALE: &[(&str, u64)] = &[
     ("s=consistent-hashing&strategy=ring-vnodes&nodes=15&keys=200000&vnodes=1000&rps=100000", 5),
     ("s=job-queue&strategy=backoff-dlq&jobs_per_s=1667&workers=200", 60),
     ("s=poison-message&strategy=retry-dlq&msgs_per_s=20000&process_us=20", 20),
+    ("s=inventory-reservation&strategy=reservation-ttl&buyers=50000&stock=10000&instances=32", 10),
+    ("s=distributed-lock&strategy=fencing&clients=100000&keys=10000&think_ms=10000", 10),
 ];
 
 /// `AT_SCALE` ready to run: each recipe (read strictly; a test checks that all of them read)

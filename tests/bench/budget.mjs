@@ -6,9 +6,12 @@
 //   worker(s) = one scenario's worker module: sim-<id>_loader.js + sim-<id>.js + sim-<id>_bg.wasm
 //   cold link = gallery + the largest worker; switching scenario = the largest worker
 // The guards hold the sizes of session 13 (first split build), so a regression fails the test,
-// raised once on purpose since: session 14's checks over time (violation bands on the timeline
-// and the charts, each check told as a sentence) cost the page 6 KB. The targets are the
-// issue's, not met yet (BENCHMARKS.md says by how much and why).
+// raised on purpose since: session 14's checks over time (violation bands on the timeline
+// and the charts, each check told as a sentence) cost the page 6 KB; session 15's keyboard
+// and screen-reader access to the canvas (nodes chosen with arrow keys, the text view, the
+// live region, the keys sheet, steps that apply a strategy), the early worker of a cold link
+// and the hidden-tab pause cost 13.5 KB, of which the engine bench's table written as HTML
+// won back 2. The targets are the issue's, not met yet (BENCHMARKS.md says by how much and why).
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
@@ -21,7 +24,7 @@ const CARD = 400;
 // No scenario's worker module may pass 150 KB (the largest of the first nine is 147); the
 // cold link's guard is the gallery's plus that.
 const WORKER_CAP = 150 * KB;
-const PAGE_AT_NINE = 209 * KB + 6 * KB;
+const PAGE_AT_NINE = 209 * KB + 6 * KB + 13 * KB;
 const GUARD_AT_NINE = { gallery: PAGE_AT_NINE, cold: PAGE_AT_NINE + WORKER_CAP, switch: WORKER_CAP };
 const TARGET = { gallery: 200 * KB, cold: 300 * KB, switch: 80 * KB };
 const CATALOG = 62;

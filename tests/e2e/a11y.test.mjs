@@ -45,3 +45,61 @@ for (const scheme of ['light', 'dark']) {
     assert.deepEqual(bad, []);
   });
 }
+
+test('keyboard only: choose a node, crash it, play; a screen reader hears the node and a check fail', async () => {
+  const p = await page(b);
+  await p.goto(`${site.url}#/s/backpressure`);
+  await p.waitForSelector('.checks li');
+  const said = () => p.textContent('[aria-live="polite"]');
+  // The picture is in the tab order; pause with space first so the run waits for us.
+  assert.equal(await p.getAttribute('canvas.sim', 'tabindex'), '0');
+  await p.keyboard.press(' ');
+  await p.waitForFunction(() => document.querySelector('.play').textContent.includes('Play'));
+  const paused = await p.textContent('.clock');
+  await p.focus('canvas.sim');
+  await p.keyboard.press('ArrowRight');
+  await p.waitForFunction(() => /server \(queue\): up/.test(document.querySelector('[aria-live="polite"]').textContent));
+  // The arrows chose a node and did not step the run: the clock is where it was.
+  assert.equal(await p.textContent('.clock'), paused);
+  await p.keyboard.press('Enter');
+  await p.waitForSelector('.popover[role="dialog"]');
+  assert.equal(await p.evaluate(() => document.activeElement.textContent), 'Crash', 'Enter puts the focus on the first fault');
+  await p.keyboard.press('Enter');
+  await p.waitForFunction(() => /server \(queue\): crashed/.test(document.querySelector('#canvas-text').textContent),
+    null, { timeout: 10000 });
+  // The jobs the server held are gone: the screen reader hears the check fail, by name.
+  await p.waitForFunction(() => /is violated/.test(document.querySelector('[aria-live="polite"]').textContent),
+    null, { timeout: 10000 });
+  assert.match(await said(), /Check Nothing dropped silently is violated: \d+ accepted jobs vanished/);
+  await p.keyboard.press('Escape');
+  await p.waitForFunction(() => !document.querySelector('.popover[role="dialog"]'));
+  assert.equal(await p.evaluate(() => document.activeElement.className), 'sim', 'Escape gives the focus back to the picture');
+  // The keys are listed on the page.
+  await p.keyboard.press('?');
+  await p.waitForSelector('.keys-sheet');
+  assert.match(await p.textContent('.keys-sheet'), /open the chosen node's faults/);
+  await p.keyboard.press('Escape');
+  await p.waitForFunction(() => !document.querySelector('.keys-sheet'));
+  // Play from the keyboard, as fast as it goes: the clock runs.
+  const t0 = parseFloat(await p.textContent('.clock'));
+  await p.keyboard.press('9');
+  await p.keyboard.press(' ');
+  await p.waitForFunction((t) => parseFloat(document.querySelector('.clock').textContent) > t + 1, t0, { timeout: 30000 });
+  // The text view, shown on demand, tells the checks as the checks panel does.
+  await p.click('.text-toggle');
+  assert.equal(await p.getAttribute('.text-toggle', 'aria-pressed'), 'true');
+  assert.ok(await p.isVisible('#canvas-text'));
+  assert.match(await p.textContent('#canvas-text'), /Messages in flight/);
+  assert.deepEqual(p.errors, []);
+});
+
+test('a strategy named in a try-this step switches to it when clicked', async () => {
+  const p = await page(b);
+  await p.goto(`${site.url}#/s/backpressure`);
+  await p.waitForSelector('.try button.apply');
+  await p.click('.try button.apply:text-is("shed")');
+  // Recorded as a switch at this instant (an action in the link), as the strategy menu does.
+  await p.waitForFunction(() => document.querySelector('select.strategy').value === 'shed');
+  assert.match(p.url(), /[?&]a=/);
+  assert.deepEqual(p.errors, []);
+});

@@ -121,3 +121,32 @@ test('the gallery loads no simulation code; a scenario page loads its own scenar
   }
   assert.deepEqual(p.errors, []);
 });
+
+test('a cold scenario link starts its simulator before the page\'s own code has loaded, and only once', async () => {
+  const p = await page(b);
+  const fetched = [];
+  let pageWasmDone = false, loaderWhileWaiting = false;
+  p.on('request', (r) => {
+    const name = new URL(r.url()).pathname.split('/').pop();
+    fetched.push(name);
+    if (/^sim-.*_loader\.js$/.test(name) && !pageWasmDone) loaderWhileWaiting = true;
+  });
+  // As on a slow network: the page's own wasm takes a second to arrive.
+  await p.route(/web-[0-9a-f]+_bg\.wasm$/, async (route) => {
+    await new Promise((r) => setTimeout(r, 1000));
+    const response = await route.fetch();
+    pageWasmDone = true;
+    await route.fulfill({ response });
+  });
+  const id = scenarios()[1].info.id;
+  await p.goto(`${site.url}#/s/${id}?seed=3`);
+  await p.waitForFunction(() => document.querySelector('.play')?.textContent.includes('Pause'));
+  assert.ok(loaderWhileWaiting, `the simulator is fetched while the page's wasm is on its way: ${fetched.join(' ')}`);
+  assert.equal(fetched.filter((u) => u === `sim-${id}_loader.js`).length, 1, 'one worker, adopted by the page');
+  await p.unroute(/web-[0-9a-f]+_bg\.wasm$/);
+  // An unknown scenario's early worker is stopped, and the page says what is wrong.
+  await p.goto('about:blank');
+  await p.goto(`${site.url}#/s/no-such-thing`);
+  await p.waitForSelector('main.notfound');
+  assert.deepEqual(p.errors, []);
+});

@@ -178,6 +178,27 @@ test('keyboard: space plays and pauses, arrows step, digits set the speed', asyn
   assert.deepEqual(p.errors, []);
 });
 
+test('a hidden tab pauses the run, and showing it again plays on', async () => {
+  const p = await page(b);
+  await p.goto(`${site.url}#/s/backpressure`);
+  await p.waitForFunction(() => document.querySelector('.play')?.textContent.includes('Pause'));
+  const setHidden = (hidden) => p.evaluate((h) => {
+    Object.defineProperty(document, 'hidden', { configurable: true, get: () => h });
+    document.dispatchEvent(new Event('visibilitychange', { bubbles: true }));
+  }, hidden);
+  await setHidden(true);
+  await p.waitForFunction(() => document.querySelector('.play').textContent.includes('Play'), null, { timeout: 10000 });
+  // Paused in the worker, not only on the button: the clock stands still.
+  await p.waitForTimeout(300);
+  const t0 = await clock(p);
+  await p.waitForTimeout(1000);
+  assert.equal(await clock(p), t0, 'the clock moved while the tab was hidden');
+  await setHidden(false);
+  await p.waitForFunction(() => document.querySelector('.play').textContent.includes('Pause'), null, { timeout: 10000 });
+  await p.waitForFunction((t) => parseFloat(document.querySelector('.clock').textContent) > t, t0, { timeout: 10000 });
+  assert.deepEqual(p.errors, []);
+});
+
 test('the event log follows its newest entry, and stays put while you read further up', async () => {
   const p = await page(b);
   await p.goto(`${site.url}#/s/leader-election`);

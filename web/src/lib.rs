@@ -3,6 +3,7 @@
 //! It holds no simulation code: runs live in a Web Worker (`web/engine`), reached through
 //! the messages of `web/protocol`.
 
+pub mod access;
 pub mod bench;
 pub mod canvas;
 pub mod charts;

@@ -69,7 +69,7 @@ fn slider(page: Page, p: &'static ParamSpec) -> impl IntoView {
         ("param setup", format!("{} Read when the run is built: changing it restarts the run from 0.", p.help))
     };
     view! {
-        <div class=class title=title>
+        <div class=class title=title data-param=p.id>
             <label>
                 <span class="param-label">{p.label}</span>
                 {(!p.live).then(|| view! { <span class="restarts" aria-hidden="true">"↻ restarts"</span> })}
@@ -210,12 +210,16 @@ pub fn checks(page: Page) -> impl IntoView {
 /// A note's text with its inline Markdown shown as meant: `code` and *emphasis* (as classed
 /// spans: one element type keeps the page's code small).
 fn inline(text: &'static str) -> impl IntoView {
-    let class = |style| match style {
+    spans(text).into_iter().map(|(style, t)| inline_span(style, t)).collect::<Vec<_>>()
+}
+
+fn inline_span(style: Span, t: &'static str) -> impl IntoView {
+    let class = match style {
         Span::Code => "md-code",
         Span::Em => "md-em",
         Span::Plain => "",
     };
-    spans(text).into_iter().map(|(style, t)| view! { <span class=class(style)>{t}</span> }).collect::<Vec<_>>()
+    view! { <span class=class>{t}</span> }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -398,11 +402,34 @@ pub fn event_log(page: Page) -> impl IntoView {
     }
 }
 
-pub fn note(spec: &'static ScenarioSpec) -> impl IntoView {
+/// A try-this step: its inline Markdown rendered, and each strategy or parameter it names in
+/// `code` a button that applies it (switch to that strategy; go to that parameter's slider).
+fn step(page: Page, text: &'static str) -> impl IntoView {
+    let spec = page.spec();
+    spans(text)
+        .into_iter()
+        .map(|(style, t)| {
+            if style == Span::Code && spec.strategy(t).is_some() {
+                let apply = move |_| page.act(ActionKind::SetStrategy { id: t.to_string() });
+                return view! { <button class="md-code apply" title=format!("Switch to {t} now") on:click=apply>{t}</button> }
+                    .into_any();
+            }
+            if style == Span::Code && spec.params.iter().any(|p| p.id == t) {
+                let go = move |_| crate::access::focus(&format!(".param[data-param='{t}'] input"));
+                return view! { <button class="md-code apply" title=format!("Go to the {t} slider") on:click=go>{t}</button> }
+                    .into_any();
+            }
+            inline_span(style, t).into_any()
+        })
+        .collect::<Vec<_>>()
+}
+
+pub fn note(page: Page) -> impl IntoView {
+    let spec = page.spec();
     let n = &spec.info.note;
     view! {
         <h2>"Try this"</h2>
-        <ol class="try">{n.try_this.iter().map(|t| view! { <li>{inline(t)}</li> }).collect::<Vec<_>>()}</ol>
+        <ol class="try">{n.try_this.iter().map(|t| view! { <li>{step(page, t)}</li> }).collect::<Vec<_>>()}</ol>
         <dl class="note">
             <dt>"What can go wrong"</dt><dd>{inline(n.what_can_go_wrong)}</dd>
             <dt>"What you sacrifice"</dt><dd>{inline(n.what_you_sacrifice)}</dd>

@@ -23,6 +23,8 @@ pub fn worker_url(id: &str) -> String {
 pub struct Conn {
     worker: Worker,
     sent: Cell<u64>,
+    /// Not dropped yet: an adopted worker's handlers are attached a moment after `start`.
+    alive: Rc<Cell<bool>>,
     _on_message: Closure<dyn Fn(MessageEvent)>,
     _on_error: Closure<dyn Fn(Event)>,
     _on_bad: Closure<dyn Fn(MessageEvent)>,
@@ -36,13 +38,42 @@ pub enum Heard {
     Failed(String),
 }
 
+/// The worker that index.html's boot script started for a cold scenario link, so that its
+/// module downloads while the page's own does, and what it heard meanwhile (message and error
+/// events, in order). Taken once: a worker for another URL is stopped.
+fn take_early(url: &str) -> Option<(Worker, js_sys::Array)> {
+    let window = web_sys::window()?;
+    let key = JsValue::from_str("__faultline_early");
+    let early = js_sys::Reflect::get(&window, &key).ok().filter(JsValue::is_object)?;
+    let _ = js_sys::Reflect::delete_property(window.unchecked_ref::<js_sys::Object>(), &key);
+    let field = |name: &str| js_sys::Reflect::get(&early, &JsValue::from_str(name)).ok();
+    let worker: Worker = field("worker")?.dyn_into().ok()?;
+    if field("url")?.as_string().as_deref() != Some(url) {
+        worker.terminate();
+        return None;
+    }
+    Some((worker, field("heard")?.dyn_into().ok()?))
+}
+
+/// The page will start no worker for this link (an unknown scenario): the early one stops.
+pub fn forget_early() {
+    take_early("");
+}
+
 impl Conn {
-    /// Starts the worker at `url`; `on` hears every reply and every failure.
+    /// Starts the worker at `url` (or adopts the one the boot script started for it); `on`
+    /// hears every reply and every failure.
     pub fn start(url: &str, on: impl Fn(Heard) + Clone + 'static) -> Result<Conn, String> {
-        let options = WorkerOptions::new();
-        options.set_type(WorkerType::Module);
-        let worker = Worker::new_with_options(url, &options)
-            .map_err(|e| format!("This browser cannot start the simulator (a module Web Worker): {e:?}"))?;
+        let (worker, heard_early) = match take_early(url) {
+            Some((worker, heard)) => (worker, Some(heard)),
+            None => {
+                let options = WorkerOptions::new();
+                options.set_type(WorkerType::Module);
+                let worker = Worker::new_with_options(url, &options)
+                    .map_err(|e| format!("This browser cannot start the simulator (a module Web Worker): {e:?}"))?;
+                (worker, None)
+            }
+        };
         let ready = Rc::new(Cell::new(false));
         // A panic in the worker posts its message, then traps: the page hears both, the
         // trap ("unreachable") sometimes first. The message says what went wrong.
@@ -84,9 +115,38 @@ impl Conn {
         let on_bad = Closure::<dyn Fn(MessageEvent)>::new(move |_: MessageEvent| {
             heard(Heard::Failed("The simulator sent a message this page cannot read.".into()))
         });
-        worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-        worker.set_onmessageerror(Some(on_bad.as_ref().unchecked_ref()));
+        let alive = Rc::new(Cell::new(true));
+        let handlers = [on_message.as_ref().clone(), on_error.as_ref().clone(), on_bad.as_ref().clone()];
+        let (w, still) = (worker.clone(), alive.clone());
+        let attach = move |heard: Option<js_sys::Array>| {
+            if !still.get() {
+                return;
+            }
+            let [message, error, bad] = &handlers;
+            w.set_onmessage(Some(message.unchecked_ref()));
+            w.set_onerror(Some(error.unchecked_ref()));
+            w.set_onmessageerror(Some(bad.unchecked_ref()));
+            for ev in heard.iter().flat_map(|a| a.iter()) {
+                let handler = match ev.unchecked_ref::<Event>().type_().as_str() {
+                    "message" => message,
+                    "messageerror" => bad,
+                    _ => error,
+                };
+                let _ = handler.unchecked_ref::<js_sys::Function>().call1(&JsValue::NULL, &ev);
+            }
+        };
+        match heard_early {
+            None => attach(None),
+            // An adopted worker's events are heard once the page holds this connection (it
+            // answers "ready" through it), in order: the boot script's handler keeps
+            // collecting them until then.
+            Some(heard) => {
+                let later = Closure::once_into_js(move || attach(Some(heard)));
+                if let Some(w) = web_sys::window() {
+                    let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(later.unchecked_ref(), 0);
+                }
+            }
+        }
         let watchdog = Closure::once_into_js(move || {
             if !ready.get() {
                 on(Heard::Failed("The simulator did not start within 20 seconds.".into()))
@@ -95,7 +155,7 @@ impl Conn {
         if let Some(w) = web_sys::window() {
             let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(watchdog.unchecked_ref(), READY_TIMEOUT_MS);
         }
-        Ok(Conn { worker, sent: Cell::new(0), _on_message: on_message, _on_error: on_error, _on_bad: on_bad })
+        Ok(Conn { worker, sent: Cell::new(0), alive, _on_message: on_message, _on_error: on_error, _on_bad: on_bad })
     }
 
     /// Posts `cmd` as one transferred buffer.
@@ -135,6 +195,7 @@ pub fn give_up(conn: leptos::prelude::StoredValue<Option<Conn>, leptos::prelude:
 
 impl Drop for Conn {
     fn drop(&mut self) {
+        self.alive.set(false);
         self.worker.terminate();
     }
 }

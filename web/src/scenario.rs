@@ -84,6 +84,18 @@ pub struct Page {
     /// Bumped when the slow parts arrive, and after every user action (panels, charts, log).
     pub slow: RwSignal<u64>,
     pub selected: RwSignal<Option<NodeId>>,
+    /// The node the keyboard is on in the picture (arrow keys), drawn with a focus ring.
+    pub focused: RwSignal<Option<NodeId>>,
+    /// What the live region says now: a node the keyboard chose, a check that broke or holds again.
+    pub say: RwSignal<String>,
+    /// The text view of the picture is shown (screen readers always have it).
+    pub text_view: RwSignal<bool>,
+    /// The "?" sheet of keys is open.
+    pub keys_open: RwSignal<bool>,
+    /// Bumped when the text view is due again (see `access::follow`).
+    pub calm: RwSignal<u64>,
+    /// Each check was violated at the last status (what the live region compares with).
+    pub check_states: StoredValue<Vec<bool>>,
     pub highlight: RwSignal<Option<u64>>,
     pub toast: RwSignal<Option<String>>,
     pub problems: RwSignal<Vec<String>>,
@@ -105,12 +117,14 @@ pub struct Page {
     last_full: StoredValue<f64>,
     placed: StoredValue<Vec<Placed>, LocalStorage>,
     theme: StoredValue<Theme, LocalStorage>,
-    canvas: NodeRef<Canvas>,
+    pub canvas: NodeRef<Canvas>,
     alive: StoredValue<bool>,
     /// The page is drawn: the scenario opened and its first status came.
     pub shown: RwSignal<bool>,
     /// The link cannot be opened (`Some(unknown scenario)` or `None`) and why.
     pub unreadable: RwSignal<Option<(Option<String>, String)>>,
+    /// Play was paused because the tab was hidden: it resumes when the tab is shown again.
+    resume_on_show: StoredValue<bool>,
 }
 
 /// Publishes when the first frame was drawn (`window.__faultline_first_frame`, ms since
@@ -220,6 +234,17 @@ impl Page {
         self.want(false);
     }
 
+    fn on_visibility(&self) {
+        let hidden = web_sys::window().and_then(|w| w.document()).is_some_and(|d| d.hidden());
+        if hidden && self.playing.get_untracked() {
+            self.resume_on_show.set_value(true);
+            self.set_playing(false);
+        } else if !hidden && self.resume_on_show.get_value() {
+            self.resume_on_show.set_value(false);
+            self.set_playing(true);
+        }
+    }
+
     pub fn toggle_playing(&self) {
         self.set_playing(!self.playing.get_untracked());
     }
@@ -257,7 +282,15 @@ impl Page {
     pub fn click(&self, x: f64, y: f64) {
         let hit = self.placed.with_value(|p| canvas::hit(p, x, y));
         self.selected.set(hit);
+        if hit.is_some() {
+            self.focused.set(hit);
+        }
         self.draw();
+    }
+
+    /// Which nodes the picture draws as dots in a crowd (no label of their own).
+    pub fn dots(&self) -> Vec<bool> {
+        self.placed.with_value(|p| p.iter().map(|p| p.dot).collect())
     }
 
     pub fn draw(&self) {
@@ -271,6 +304,9 @@ impl Page {
             Some(self.theme.with_value(|t| canvas::draw(&el, &m.frame, m.spec.layout, selected, t, afterglow)))
         });
         if let Some(placed) = placed {
+            if let Some(n) = self.focused.get_untracked().filter(|_| crate::access::canvas_focused()) {
+                self.theme.with_value(|t| canvas::focus_ring(&el, &placed, n, t));
+            }
             self.placed.set_value(placed);
             mark_first_frame();
         }
@@ -357,6 +393,7 @@ impl Page {
         if was_moving && !moving(self) && !got_full {
             self.want_full.set_value(true);
         }
+        crate::access::follow(*self, moving(self));
         if self.pace.get_untracked() != s.pace {
             self.pace.set(s.pace);
         }
@@ -415,6 +452,12 @@ pub fn ScenarioPage(id: String, query: String) -> impl IntoView {
         tick: RwSignal::new(0),
         slow: RwSignal::new(0),
         selected: RwSignal::new(None),
+        focused: RwSignal::new(None),
+        say: RwSignal::new(String::new()),
+        text_view: RwSignal::new(false),
+        keys_open: RwSignal::new(false),
+        calm: RwSignal::new(0),
+        check_states: StoredValue::new(Vec::new()),
         highlight: RwSignal::new(None),
         toast: RwSignal::new(None),
         problems: RwSignal::new(Vec::new()),
@@ -433,6 +476,7 @@ pub fn ScenarioPage(id: String, query: String) -> impl IntoView {
         alive: StoredValue::new(true),
         shown: RwSignal::new(false),
         unreadable: RwSignal::new(None),
+        resume_on_show: StoredValue::new(false),
     };
     let open = Command::Open { id: id.clone(), query: strip_s(&query) };
     let on = move |heard: Heard| {
@@ -449,14 +493,19 @@ pub fn ScenarioPage(id: String, query: String) -> impl IntoView {
             Err(why) => page.fail(&why),
         }
     } else {
+        crate::remote::forget_early();
         page.unreadable.set(Some((Some(id), String::new())));
     }
     page.schedule();
     let keys = window_event_listener(leptos::ev::keydown, move |ev| keyboard(page, ev));
+    // A hidden tab draws nothing, so it should simulate nothing either: the run pauses while
+    // the tab is hidden (no CPU spent, no checkpoints piling up) and plays on when it is shown.
+    let visibility = window_event_listener(leptos::ev::visibilitychange, move |_| page.on_visibility());
     on_cleanup(move || {
         page.alive.set_value(false);
         page.conn.set_value(None);
         keys.remove();
+        visibility.remove();
     });
     move || {
         if let Some((unknown, message)) = page.unreadable.get() {
@@ -512,85 +561,93 @@ fn shown(page: Page) -> impl IntoView {
     page.sync_url();
     let canvas_ref = page.canvas;
     // The canvas is in the document after this view is mounted: draw the frame already here.
-    request_animation_frame(move || page.draw());
+    request_animation_frame(move || {
+        page.draw();
+        crate::access::listen(page);
+    });
     let on_canvas_click = move |ev: web_sys::MouseEvent| page.click(ev.offset_x() as f64, ev.offset_y() as f64);
     view! {
-        <main class="player">
-            <div class="player-head">
-                <a href="#/" class="back">"← Gallery"</a>
-                <h1>{spec.info.title}</h1>
-                <span class="category">{spec.info.category}</span>
-            </div>
-            {move || {
-                let list = page.problems.get();
-                (!list.is_empty()).then(|| view! {
-                    <div class="banner" role="alert">
-                        <strong>"Parts of this link were repaired; the run uses safe values:"</strong>
-                        <ul>{list.into_iter().map(|p| view! { <li>{p}</li> }).collect::<Vec<_>>()}</ul>
-                        <button on:click=move |_| page.problems.set(Vec::new())>"Dismiss"</button>
+            <main class="player">
+                <div class="player-head">
+                    <a href="#/" class="back">"← Gallery"</a>
+                    <h1>{spec.info.title}</h1>
+                    <span class="category">{spec.info.category}</span>
+                </div>
+                {move || {
+                    let list = page.problems.get();
+                    (!list.is_empty()).then(|| view! {
+                        <div class="banner" role="alert">
+                            <strong>"Parts of this link were repaired; the run uses safe values:"</strong>
+                            <ul>{list.into_iter().map(|p| view! { <li>{p}</li> }).collect::<Vec<_>>()}</ul>
+                            <button on:click=move |_| page.problems.set(Vec::new())>"Dismiss"</button>
+                        </div>
+                    })
+                }}
+                {move || page.changed.get().map(|why| view! {
+                    <div class="banner changed" role="alert">
+                        <strong>"Not the run that was shared"</strong>
+                        <p>{why}</p>
+                        <button on:click=move |_| page.changed.set(None)>"Dismiss"</button>
                     </div>
-                })
-            }}
-            {move || page.changed.get().map(|why| view! {
-                <div class="banner changed" role="alert">
-                    <strong>"Not the run that was shared"</strong>
-                    <p>{why}</p>
-                    <button on:click=move |_| page.changed.set(None)>"Dismiss"</button>
+                })}
+                {move || page.stopped.get().map(|why| view! {
+                    <div class="banner stopped" role="alert">
+                        <strong>"Stopped before this tab runs out of memory"</strong>
+                        <p>{why}</p>
+                        <button on:click=move |_| page.stopped.set(None)>"Dismiss"</button>
+                    </div>
+                })}
+                <p class="summary">{spec.info.summary}</p>
+                <div class="stage">
+                    <section class="canvas-wrap">
+                        <canvas node_ref=canvas_ref class="sim" tabindex="0" on:click=on_canvas_click
+                            aria-label="The simulation. Arrow keys choose a node, Enter opens its faults; the text view below describes it."
+                            aria-describedby="canvas-text"
+    ></canvas>
+                        {panels::node_popover(page)}
+                        {crate::access::keys_sheet(page)}
+                        {move || page.toast.get().map(|t| view! {
+                            <div class="toast" role="status" on:click=move |_| page.toast.set(None)>{t}</div>
+                        })}
+                    </section>
+                    <aside class="side">
+                        {panels::controls(page)}
+                        {panels::faults(page)}
+                    </aside>
                 </div>
-            })}
-            {move || page.stopped.get().map(|why| view! {
-                <div class="banner stopped" role="alert">
-                    <strong>"Stopped before this tab runs out of memory"</strong>
-                    <p>{why}</p>
-                    <button on:click=move |_| page.stopped.set(None)>"Dismiss"</button>
+                {transport(page)}
+                {crate::access::text_view(page)}
+                <div class="lower">
+                    <section class="checks-panel">
+                        <h2>"Checks"</h2>
+                        {panels::checks(page)}
+                    </section>
+                    <section class="charts-panel">
+                        <h2>"Headline metrics"</h2>
+                        <div class="charts">{move || {
+                            page.slow.get();
+                            page.with(|m| {
+                                // Where any check was violated, and every action, on each chart's time axis.
+                                let bands: Vec<(u64, u64)> = m.frame.checks.iter().flat_map(|c| &c.bands)
+                                    .map(|b| (b.from.micros(), b.to.unwrap_or(m.now).micros()))
+                                    .collect();
+                                let marks = crate::charts::Marks { bands: &bands, actions: &m.full.timeline };
+                                crate::charts::charts(m.spec, &m.full.charts, m.now.micros(), m.until.micros(), marks)
+                            })
+                        }}</div>
+                    </section>
                 </div>
-            })}
-            <p class="summary">{spec.info.summary}</p>
-            <div class="stage">
-                <section class="canvas-wrap">
-                    <canvas node_ref=canvas_ref class="sim" on:click=on_canvas_click aria-label="The simulation"></canvas>
-                    {panels::node_popover(page)}
-                    {move || page.toast.get().map(|t| view! {
-                        <div class="toast" role="status" on:click=move |_| page.toast.set(None)>{t}</div>
-                    })}
-                </section>
-                <aside class="side">
-                    {panels::controls(page)}
-                    {panels::faults(page)}
-                </aside>
-            </div>
-            {transport(page)}
-            <div class="lower">
-                <section class="checks-panel">
-                    <h2>"Checks"</h2>
-                    {panels::checks(page)}
-                </section>
-                <section class="charts-panel">
-                    <h2>"Headline metrics"</h2>
-                    <div class="charts">{move || {
-                        page.slow.get();
-                        page.with(|m| {
-                            // Where any check was violated, and every action, on each chart's time axis.
-                            let bands: Vec<(u64, u64)> = m.frame.checks.iter().flat_map(|c| &c.bands)
-                                .map(|b| (b.from.micros(), b.to.unwrap_or(m.now).micros()))
-                                .collect();
-                            let marks = crate::charts::Marks { bands: &bands, actions: &m.full.timeline };
-                            crate::charts::charts(m.spec, &m.full.charts, m.now.micros(), m.until.micros(), marks)
-                        })
-                    }}</div>
-                </section>
-            </div>
-            <div class="lower">
-                <section class="log-panel">
-                    <h2>"Event log"</h2>
-                    {panels::event_log(page)}
-                </section>
-                <section class="note-panel">
-                    {panels::note(spec)}
-                </section>
-            </div>
-        </main>
-    }
+                <div class="lower">
+                    <section class="log-panel">
+                        <h2>"Event log"</h2>
+                        {panels::event_log(page)}
+                    </section>
+                    <section class="note-panel">
+                        {panels::note(page)}
+                    </section>
+                </div>
+            </main>
+        }
 }
 
 fn keyboard(page: Page, ev: web_sys::KeyboardEvent) {
@@ -605,6 +662,15 @@ fn keyboard(page: Page, ev: web_sys::KeyboardEvent) {
         " " => {
             ev.prevent_default();
             page.toggle_playing();
+        }
+        "?" => page.keys_open.update(|open| *open = !*open),
+        "Escape" => {
+            if page.keys_open.get_untracked() {
+                page.keys_open.set(false);
+            } else if page.selected.get_untracked().is_some() {
+                page.selected.set(None);
+                crate::access::focus("canvas.sim");
+            }
         }
         "ArrowRight" => page.step(true),
         "ArrowLeft" => page.step(false),
@@ -711,6 +777,7 @@ fn transport(page: Page) -> impl IntoView {
                     <code class="fingerprint" title="Same recipe, same time → same fingerprint">{move || stats().1}</code>
                 </span>
                 <button class="share" on:click=move |_| page.copy_link()>"Share this run"</button>
+                {crate::access::buttons(page)}
             </div>
             <div class="timeline">
                 <div class="markers">{markers}</div>

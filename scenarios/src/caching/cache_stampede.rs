@@ -7,6 +7,7 @@ use crate::parts::arrivals::{OpenLoop, Zipf};
 use crate::parts::cache::{jittered_ttl_us, xfetch, GetOrLock, Lookup, TtlCache};
 use crate::parts::degraded::FaultWindow;
 use crate::parts::station::{Service, Slot, Station};
+use crate::parts::strategies::strategies;
 use crate::parts::table::KeyTable;
 use crate::parts::waiters::WaiterLists;
 use faultline_core::*;
@@ -114,24 +115,10 @@ const MAX_INSTANCES: u32 = 12;
 /// How often an instance that lost the lock race looks for the winner's value.
 const POLL: Micros = 20 * MICROS_PER_MS;
 
-/// The strategies, in the spec's order.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-enum Strategy {
-    #[default]
-    CacheAside,
-    Jittered,
-    LocalFlight,
-    GlobalFlight,
-    EarlyRefresh,
-    Swr,
-}
+strategies!(SPEC, Strategy { CacheAside, Jittered, LocalFlight, GlobalFlight, EarlyRefresh, Swr });
 use Strategy::*;
 
 impl Strategy {
-    fn from_id(id: &str) -> Strategy {
-        let i = SPEC.strategies.iter().position(|s| s.id == id).unwrap_or(0);
-        [CacheAside, Jittered, LocalFlight, GlobalFlight, EarlyRefresh, Swr][i]
-    }
     /// Readers of a key in one instance share one lookup and one load (single flight).
     fn coalesces(self) -> bool {
         !matches!(self, CacheAside | Jittered)
@@ -193,7 +180,7 @@ enum Flight {
     Polling,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Instance {
     index: u32,
     /// Clients are spread over the first `instances`; the others idle.
@@ -227,7 +214,8 @@ fn sim(setup: &Setup) -> Sim<Cs> {
     assert_eq!(sim.add_node(Cs::Origin(Box::new(Origin { conns, peak: 0 }))), ORIGIN);
     let strategy = Strategy::from_id(setup.strategy());
     for index in 0..MAX_INSTANCES {
-        let i = Instance { index, active: (index as i64) < p("instances"), strategy, ..Default::default() };
+        let (active, (waiting, flights)) = ((index as i64) < p("instances"), Default::default());
+        let i = Instance { index, active, strategy, waiting, flights, waited_behind_stale: 0 };
         let id = sim.add_node(Cs::Instance(Box::new(i)));
         let near = Link::with_latency(Latency::Uniform { lo: 300, hi: 1_000 });
         sim.net().set_link(id, CACHE, near.clone());

@@ -1,3 +1,4 @@
 //! Transactions and consistency: doing a thing once, and everyone agreeing it was done.
 
 pub mod idempotent_payments;
+pub mod inventory_reservation;

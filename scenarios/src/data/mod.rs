@@ -1,3 +1,4 @@
 //! Data and scale: patterns whose trouble grows with fan-out, data size and traffic.
 
+pub mod noisy_neighbor;
 pub mod scatter_gather;

@@ -120,6 +120,11 @@ impl Loads {
         (i, max, loads.iter().sum::<u64>() as f64 / loads.len().max(1) as f64)
     }
 
+    /// Requests sent to all targets since the last roll (a caller may roll only once there are enough).
+    pub fn unrolled(&self) -> u64 {
+        self.sent.iter().sum()
+    }
+
     /// The target sent the most since the last roll and its share of all sent then (%, rounded
     /// down; 0 if none), and a new count starts.
     pub fn roll(&mut self) -> (usize, u64) {
@@ -187,7 +192,9 @@ mod tests {
         assert_eq!((l.inflight(0), l.inflight(1)), (0, 3), "never below 0");
         assert_eq!(l.max_mean(4), (1, 3, 1.0));
         assert_eq!(l.max_mean(1), (0, 0, 0.0));
+        assert_eq!(l.unrolled(), 5);
         assert_eq!(l.roll(), (1, 60), "3 of 5 sent");
+        assert_eq!(l.unrolled(), 0);
         assert_eq!(l.roll(), (0, 0), "nothing since");
         l.reset(1);
         assert_eq!(l.max_mean(4), (2, 1, 0.25));

@@ -22,7 +22,7 @@
 
 use crate::parts::retry::RetryPolicy;
 use crate::parts::table::{KeyTable, Log};
-use faultline_core::{Ctx, Micros, Node, NodeId, Rng, Time, TimerId};
+use faultline_core::{Ctx, Micros, Node, NodeId, NodeView, Rng, Time, TimerId};
 use std::collections::{BTreeSet, VecDeque};
 
 /// A message's id: the broker numbers them 0, 1, 2… in the order they are sent.
@@ -309,6 +309,12 @@ impl<J: Clone> Broker<J> {
     pub fn visibility_us(&self) -> Micros {
         self.visibility_us
     }
+
+    /// `v` with the queue's gauges: messages ready, and in flight (received, not yet acked).
+    pub fn gauges(&self, v: NodeView) -> NodeView {
+        let (ready, flying) = (self.ready() as i64, self.in_flight() as i64);
+        v.gauge("ready", ready, ready.max(100)).gauge("in flight", flying, flying.max(100))
+    }
 }
 
 /// What becomes of a job whose try failed.
@@ -373,6 +379,13 @@ impl Consumers {
     /// A broker restart: the asks and the timer were volatile (consumers ask again).
     pub fn clear(&mut self) {
         *self = Consumers::default();
+    }
+
+    /// A broker (re)start, when every consumer of `all` is taken to be asking: the alarm timer
+    /// was lost with the restart (`rang`), and the asks are made afresh in `all`'s order.
+    pub fn restarted(&mut self, all: impl IntoIterator<Item = NodeId>) {
+        self.rang();
+        all.into_iter().for_each(|who| self.ask(who));
     }
 
     pub fn waiting(&self) -> usize {
@@ -472,6 +485,14 @@ mod tests {
         let got: Vec<(u64, u8)> = done.got.iter().map(|&(at, job)| (at.micros(), job)).collect();
         assert_eq!(got, [(0, 2), (100_000, 1), (1_000_000, 2)]);
         assert_eq!((done.q.in_flight(), done.q.redelivered(), done.c.waiting()), (0, 1, 1));
+    }
+
+    #[test]
+    fn a_restarted_broker_takes_every_consumer_as_asking_once() {
+        let mut c = Consumers::default();
+        c.ask(3);
+        c.restarted([1, 2, 3]);
+        assert_eq!((c.waiting(), c.waiting.iter().copied().collect::<Vec<_>>()), (3, vec![3, 1, 2]));
     }
 
     #[test]
@@ -581,6 +602,8 @@ mod tests {
         assert!(b.dead_letter(x.id, x.receipt) && b.delete(y.id, y.receipt));
         assert_eq!((b.dead(), b.get(y.id).unwrap().state), (2, State::Deleted));
         assert_eq!(b.messages().count(), 3);
+        let v = b.gauges(faultline_core::NodeView::new(faultline_core::NodeKind::Queue, 0, "q"));
+        assert_eq!(v.gauges.iter().map(|g| (g.label, g.value)).collect::<Vec<_>>(), [("ready", 0), ("in flight", 0)]);
     }
 
     #[test]
@@ -622,5 +645,30 @@ mod tests {
         let geometric = (1.0 - want) / (1.0 - q);
         assert!((mean - geometric).abs() <= 0.01 * geometric, "receives per message {mean:.3}, {geometric:.3}");
         assert!(b.messages().all(|(_, m)| matches!(m.state, State::Done | State::Dead)));
+    }
+}
+
+/// For the tests of scenarios built on the broker (and any other): every failure of a check.
+#[cfg(test)]
+pub mod testing {
+    use faultline_core::{Run, Time};
+
+    /// Runs `run` to `secs` event by event and returns every failure of `check` with a new
+    /// reason, and when: a check judged at the event that breaks its promise fails once per
+    /// broken promise, and failures close together share a violation band, so their reasons
+    /// are what tells them apart.
+    pub fn failures(run: &mut dyn Run, check: &str, secs: u64) -> Vec<(f64, String)> {
+        run.keep_trace(false);
+        let i = run.checks().iter().position(|c| c.id == check).expect("a check");
+        let mut out = Vec::new();
+        while run.next_event_time().is_some_and(|t| t <= Time::from_secs(secs)) {
+            let before = run.checks()[i].latest_why.clone();
+            run.step();
+            let why = &run.checks()[i].latest_why;
+            if *why != before {
+                out.push((run.now().as_secs_f64(), why.clone().unwrap_or_default()));
+            }
+        }
+        out
     }
 }

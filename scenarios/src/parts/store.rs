@@ -112,6 +112,16 @@ impl<K: Ord + Clone, V> Store<K, V> {
         }
     }
 
+    /// Removes the key if its entry has expired at `now` and returns the value it had: a TTL's
+    /// end acted on once (a reservation handing its unit back). `None` if the entry is live,
+    /// absent, or deleted or written over before it expired.
+    pub fn take_expired(&mut self, key: &K, now: Time) -> Option<V> {
+        match self.entries.get(key) {
+            Some(e) if !e.live(now) => self.entries.remove(key).map(|e| e.value),
+            _ => None,
+        }
+    }
+
     /// Drops every entry expired at `now`; returns how many.
     pub fn sweep(&mut self, now: Time) -> usize {
         let before = self.entries.len();
@@ -282,6 +292,13 @@ mod tests {
         assert_eq!(s.get(&3, Time(200)), None);
         assert_eq!((s.stored(), s.sweep(Time(200)), s.stored()), (3, 2, 1));
         assert_eq!(s.delete(&1, Time(200)), None, "already swept");
+        // An expired entry is taken once, a live or deleted one never.
+        s.put_ttl(4, "r", Time(300), 20);
+        assert_eq!((s.take_expired(&4, Time(319)), s.take_expired(&4, Time(320))), (None, Some("r")));
+        assert_eq!(s.take_expired(&4, Time(400)), None, "taken already");
+        s.put_ttl(5, "p", Time(300), 20);
+        s.delete(&5, Time(310));
+        assert_eq!(s.take_expired(&5, Time(400)), None, "deleted (paid) before it expired");
     }
 
     #[test]

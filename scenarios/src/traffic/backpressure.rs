@@ -1,14 +1,15 @@
 //! Backpressure: Poisson producers → one server's queue → c workers with exponential
 //! service (an M/M/c queue), and what the server does when work arrives faster than it
 //! can finish it: buffer without bound, block the producers, shed with 429 + Retry-After,
-//! or adapt its concurrency limit to the latency it sees. The kit does the mechanics (open-loop
-//! arrivals, calls that time out, retry backoff, a station that can hold producers, an AIMD
-//! limit); this file keeps the lesson. It is the scenario to copy when you write a new one.
+//! or adapt its concurrency limit to the latency it sees. The kit does the mechanics (producers
+//! whose tries are held, refused or timed out, retry backoff, a station that can hold producers,
+//! an AIMD limit); this file keeps the lesson. It is the scenario to copy when you write a new one.
 
 use crate::parts::arrivals::OpenLoop;
 use crate::parts::calls::{CallId, Calls};
 use crate::parts::degraded::FaultWindow;
 use crate::parts::limit::Aimd;
+use crate::parts::producer::{Answer, Job, Producer};
 use crate::parts::retry::{Jitter, RetryPolicy};
 use crate::parts::station::{Full, Offer, Service, Slot, Station};
 use faultline_core::*;
@@ -139,13 +140,6 @@ pub enum Timer {
     Finish(Slot),
 }
 
-/// A job as its producer knows it: when it was made, and how many tries it has had.
-#[derive(Clone, Copy, Debug)]
-pub struct Job {
-    created: Time,
-    tries: u32,
-}
-
 /// A job as the server knows it: whom to answer, about which try.
 #[derive(Clone, Copy, Debug)]
 pub struct Ticket {
@@ -157,7 +151,7 @@ pub struct Ticket {
 #[derive(Clone, Debug, Holds)]
 pub enum Role {
     Server(Server),
-    Producer(Producer),
+    Producer(Source),
 }
 
 #[derive(Clone, Debug)]
@@ -176,13 +170,11 @@ pub struct Server {
 }
 
 #[derive(Clone, Debug)]
-pub struct Producer {
+pub struct Source {
     index: u32,
-    arrivals: OpenLoop,
-    /// Tries awaiting admission or refusal; the calls' latency is how long that took.
-    calls: Calls<Job>,
-    /// The try a full queue holds us on (block), and since when: we make nothing meanwhile.
-    blocked: Option<(CallId, Time)>,
+    /// Its jobs, their tries (the calls' latency is how long admission or refusal took), and
+    /// the try a full queue holds it on (block): it makes nothing meanwhile.
+    jobs: Producer,
 }
 
 fn build(setup: &Setup) -> Box<dyn Run> {
@@ -195,8 +187,9 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     let server = Server { full, adaptive, station, capacity, admitted_under: 0, limit };
     assert_eq!(sim.add_node(Role::Server(server)), SERVER);
     for index in 0..setup.param("producers") as u32 {
-        let (arrivals, calls) = (OpenLoop::poisson(0.0), Calls::new("admit_us").counting_late("late_answers"));
-        sim.add_node(Role::Producer(Producer { index, arrivals, calls, blocked: None }));
+        let calls = Calls::new("admit_us").counting_late("late_answers");
+        let jobs = Producer::new(OpenLoop::poisson(0.0), calls, BACKOFF, 0);
+        sim.add_node(Role::Producer(Source { index, jobs }));
     }
     let burst = FaultWindow::secs(setup.param("burst_at"), setup.param("burst_len"));
     burst.custom(&mut sim, "burst", None, setup.param("burst_factor"), 100);
@@ -221,7 +214,7 @@ impl Node for Role {
             Role::Server(s) => s.configure(ctx),
             Role::Producer(p) => {
                 p.configure(ctx);
-                p.arrivals.start(ctx, Timer::Arrive);
+                p.jobs.arrivals.start(ctx, Timer::Arrive);
             }
         }
     }
@@ -230,7 +223,9 @@ impl Node for Role {
         match (self, msg) {
             (Role::Server(s), Msg::Submit(call, created)) => s.submit(Ticket { from, call, created }, ctx),
             (Role::Producer(_), Msg::Done(created)) => ctx.observe("latency_us", ctx.now().since(created)),
-            (Role::Producer(p), answer) => p.answer(answer, ctx),
+            (Role::Producer(p), Msg::Accepted(call)) => p.answered(call, Answer::Accepted, ctx),
+            (Role::Producer(p), Msg::Blocked(call)) => p.answered(call, Answer::Held, ctx),
+            (Role::Producer(p), Msg::Rejected(call, after_us)) => p.answered(call, Answer::Refused(after_us), ctx),
             (_, other) => ctx.unhandled(&other),
         }
     }
@@ -238,15 +233,13 @@ impl Node for Role {
     fn on_timer(&mut self, timer: Timer, ctx: &mut Ctx<Self>) {
         match (self, timer) {
             (Role::Server(s), Timer::Finish(slot)) => s.finish(slot, ctx),
-            (Role::Producer(p), Timer::Arrive) => p.arrive(ctx),
-            (Role::Producer(p), Timer::Retry(job)) => p.submit(job, ctx),
-            (Role::Producer(p), Timer::Timeout(call)) => {
-                if p.calls.timeout(call).is_some() {
-                    // Neither admitted nor refused in time: the caller sees an error.
-                    ctx.count("timed_out", 1);
-                    p.release(call, ctx);
-                }
+            (Role::Producer(p), Timer::Arrive) => {
+                let job = p.jobs.arrive(ctx, Timer::Arrive);
+                p.submit(job, ctx);
             }
+            (Role::Producer(p), Timer::Retry(job)) => p.submit(Some(job), ctx),
+            // Neither admitted nor refused in time: the caller sees an error.
+            (Role::Producer(p), Timer::Timeout(call)) => p.jobs.timed_out(ctx, call, Timer::Arrive),
             (_, other) => ctx.unhandled(&other),
         }
     }
@@ -262,10 +255,7 @@ impl Node for Role {
                 s.limit.reset();
                 ctx.gauge("queue_depth", 0);
             }
-            Role::Producer(p) => {
-                p.calls.clear(ctx);
-                p.blocked = None;
-            }
+            Role::Producer(p) => p.jobs.crash(ctx),
         }
     }
 
@@ -276,7 +266,7 @@ impl Node for Role {
                 s.station.set_slowdown_pct(value as u32)
             }
             (Role::Producer(p), Control::Custom { id: "burst", value }) => {
-                p.arrivals.set_load_pct(value as u32, ctx, Timer::Arrive)
+                p.jobs.arrivals.set_load_pct(value as u32, ctx, Timer::Arrive)
             }
             // Parameters are read below; producers follow no strategy; each fault is for the other kind.
             _ => {}
@@ -301,11 +291,11 @@ impl Node for Role {
                     .badge_if(s.adaptive, format!("limit {}", s.limit.limit()), Tone::Neutral)
             }
             Role::Producer(p) => {
-                let load = p.arrivals.load_pct();
+                let load = p.jobs.arrivals.load_pct();
                 NodeView::new(NodeKind::Client, 0, numbered("producer", p.index as u64))
-                    .badge_if(p.blocked.is_some(), "blocked", Tone::Warn)
+                    .badge_if(p.jobs.is_blocked(), "blocked", Tone::Warn)
                     .badge_if(load != 100, format!("load {load}%"), Tone::Warn)
-                    .gauge("awaiting reply", p.calls.len() as i64, 10)
+                    .gauge("awaiting reply", p.jobs.awaiting() as i64, 10)
             }
         }
     }
@@ -326,7 +316,7 @@ impl Server {
         if self.full != Some(Full::Hold) {
             self.station.release_held().into_iter().for_each(|t| self.submit(t, ctx));
         }
-        self.admit_held(ctx);
+        self.station.admit_held(ctx, Timer::Finish).into_iter().for_each(|t| self.accept(t, ctx));
         ctx.gauge("queue_depth", self.station.queue_len() as i64);
         // Theory's mean wait at the base rate (the burst is a transient): Erlang C unbounded (-1 when
         // λ ≥ cμ), M/M/c/K bounded — exact for `shed` without retries, a reference for the rest.
@@ -378,76 +368,33 @@ impl Server {
             self.limit.on_done(done.sojourn_us(), ctx.now());
             ctx.gauge("limit", self.limit.limit() as i64);
         }
-        self.admit_held(ctx);
+        // Room may have freed: the station lets held producers' jobs in, oldest first.
+        self.station.admit_held(ctx, Timer::Finish).into_iter().for_each(|t| self.accept(t, ctx));
         ctx.gauge("queue_depth", self.station.queue_len() as i64);
-    }
-
-    /// Room may have freed: the station lets held producers' jobs in, oldest first.
-    fn admit_held(&mut self, ctx: &mut Ctx<Role>) {
-        for t in self.station.admit_held(ctx, Timer::Finish) {
-            self.accept(t, ctx);
-        }
     }
 }
 
-impl Producer {
-    /// At a (re)start and after any change: a new rate acts at once.
+impl Source {
+    /// At a (re)start and after any change: a new rate, retry count or timeout acts at once.
     fn configure(&mut self, ctx: &mut Ctx<Role>) {
         let share = ctx.param("arrival_rate") as f64 / ctx.param("producers") as f64;
-        self.arrivals.set_rate_per_s(share, ctx, Timer::Arrive);
+        self.jobs.arrivals.set_rate_per_s(share, ctx, Timer::Arrive);
+        self.jobs.retry.max_retries = ctx.param("max_retries") as u32;
+        self.jobs.timeout_us = ctx.param("client_timeout_ms") as Micros * MICROS_PER_MS;
     }
 
-    fn arrive(&mut self, ctx: &mut Ctx<Role>) {
-        // A held producer makes nothing until the server lets it go (`release` restarts it).
-        if self.blocked.is_none() {
-            self.arrivals.on_timer(ctx, Timer::Arrive);
-            ctx.count("submitted", 1);
-            self.submit(Job { created: ctx.now(), tries: 0 }, ctx);
+    /// Sends the next try of a job (none: a held producer makes nothing).
+    fn submit(&mut self, job: Option<Job>, ctx: &mut Ctx<Role>) {
+        if let Some(job) = job {
+            let (call, job) = self.jobs.submit(ctx, job, Timer::Timeout);
+            ctx.send(SERVER, Msg::Submit(call, job.created));
         }
-    }
-
-    fn submit(&mut self, job: Job, ctx: &mut Ctx<Role>) {
-        let job = Job { tries: job.tries + 1, ..job };
-        let timeout_us = ctx.param("client_timeout_ms") as Micros * MICROS_PER_MS;
-        let call = self.calls.start(ctx, job, timeout_us, Timer::Timeout);
-        ctx.send(SERVER, Msg::Submit(call, job.created));
     }
 
     /// The server's answer to a try. One to a try that already timed out is counted late (and
     /// a late admission still gets its job done).
-    fn answer(&mut self, answer: Msg, ctx: &mut Ctx<Role>) {
-        match answer {
-            Msg::Blocked(call) if self.calls.get(call).is_some() => {
-                self.blocked.get_or_insert((call, ctx.now()));
-            }
-            Msg::Blocked(_) => {} // Its try had timed out already.
-            Msg::Accepted(call) => {
-                self.calls.reply(call, ctx);
-                self.release(call, ctx);
-            }
-            Msg::Rejected(call, retry_after_us) => {
-                let Some(job) = self.calls.reply(call, ctx) else { return };
-                self.release(call, ctx);
-                let retry = RetryPolicy { max_retries: ctx.param("max_retries") as u32, ..BACKOFF };
-                match retry.delay_us(job.tries, 0, ctx.rng()) {
-                    Some(backoff) => {
-                        ctx.count("retries", 1);
-                        ctx.set_timer(retry_after_us + backoff, Timer::Retry(job));
-                    }
-                    None => ctx.count("gave_up", 1),
-                }
-            }
-            other => ctx.unhandled(&other),
-        }
-    }
-
-    /// A try that held us is over: we are free to make jobs again.
-    fn release(&mut self, call: CallId, ctx: &mut Ctx<Role>) {
-        if let Some((_, since)) = self.blocked.filter(|&(held, _)| held == call) {
-            self.blocked = None;
-            ctx.observe("blocked_us", ctx.now().since(since));
-            self.arrivals.start(ctx, Timer::Arrive);
-        }
+    fn answered(&mut self, call: CallId, answer: Answer, ctx: &mut Ctx<Role>) {
+        self.jobs.answered(ctx, call, answer, Timer::Arrive, Timer::Retry);
     }
 }
 

@@ -541,6 +541,15 @@ mod tests {
         let crash = encode_actions(&[Action { at: Time::ZERO, kind: ActionKind::Fault(Fault::Crash { node: 0 }) }]);
         let r = e.handle(Command::Act { action: crash });
         assert!(matches!(&r[0], Reply::Toast(t) if t.contains("at 1.000001")), "{r:?}");
+        // Paused, the crash shows at once: the run was taken through it.
+        let s = want(&mut e, false);
+        let s = status(&s).expect("status");
+        assert_eq!(
+            s.frame.nodes[0].status,
+            faultline_core::Status::Crashed,
+            "the server is drawn crashed while paused"
+        );
+        assert_eq!(s.now, 1_000_001);
         let r = e.handle(Command::Act { action: "garbage".into() });
         assert!(matches!(&r[0], Reply::Toast(t) if t.starts_with("not done")), "{r:?}");
         let r = e.handle(Command::SetParam { id: "workers".into(), value: 5 });

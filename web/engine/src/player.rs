@@ -339,6 +339,12 @@ impl Player {
         let start = Checkpoint { bytes: self.checkpoints[0].bytes, run: start };
         self.checkpoints = vec![start];
         self.push_checkpoint(1);
+        // The action is recorded a microsecond from now: take the run through it, so a paused
+        // run shows what it did at once (a crashed node is drawn crashed) instead of at play.
+        while self.run.next_event_time().is_some_and(|t| t <= at && t <= self.until) {
+            self.run.step();
+        }
+        self.check_shared();
         Ok(at)
     }
 
@@ -432,7 +438,8 @@ mod tests {
                 let r = pl.recipe();
                 if p.live {
                     assert!(restarted.is_none(), "{}.{}", spec.id(), p.id);
-                    assert_eq!(pl.now(), Time(2 * MICROS_PER_S));
+                    // Recorded a microsecond from now, and taken through at once.
+                    assert_eq!(pl.now(), Time(2 * MICROS_PER_S + 1));
                     let last = &r.actions.last().unwrap().kind;
                     assert_eq!(*last, ActionKind::SetParam { id: p.id.into(), value });
                 } else {
