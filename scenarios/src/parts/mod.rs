@@ -12,6 +12,7 @@ pub mod calls;
 pub mod changelog;
 pub mod claims;
 pub mod degraded;
+pub mod dual;
 pub mod fair;
 pub mod gossip;
 pub mod hedge;
