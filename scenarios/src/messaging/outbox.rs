@@ -1,14 +1,13 @@
 //! Transactional outbox: a service writes a row and publishes its event. Dual writes lose the event (commit, then publish) or invent one (publish, then commit) when the service crashes between them; an outbox row in the same transaction, relayed by polling, or the commit log tailed (change data capture), publish every committed row's event at least once.
 
-use crate::parts::arrivals::OpenLoop;
-use crate::parts::changelog::{ChangeLog, Tail};
+use crate::parts::arrivals::{per_s_every, OpenLoop};
+use crate::parts::calls::{CallId, Calls};
+use crate::parts::changelog::{ChangeLog, Handled, Pull, Reader};
 use crate::parts::degraded::FaultWindow;
-use crate::parts::partition::Offset;
-use crate::parts::store::Store;
+use crate::parts::dual::{Acked, DualWrites, Op};
 use crate::parts::strategies::strategies;
 use crate::parts::table::KeyTable;
 use faultline_core::*;
-use std::collections::BTreeMap;
 
 #[rustfmt::skip] // A table, an entry a line: rustfmt would give every argument a line of its own.
 pub static SPEC: ScenarioSpec = ScenarioSpec {
@@ -17,38 +16,32 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         title: "Transactional outbox: a row and its event",
         category: "Messaging",
         seeds: &["S1#19", "S0#14"],
-        summary: "100 orders/s, each a row in the database and an `order-created` event on the broker; the service \
-                  crashes every 5 s on average. Scheduled: a 2 s broker outage at 12 s, a relay crash at 20 s. An \
-                  audit matches the database against the broker's log.",
+        summary: "100 orders/s, each a row in the database and an `order-created` event on the broker. The service \
+                  crashes every 5 s on average, the broker is down from 12 s to 14 s, the relay crashes at 20 s.",
         note: Note {
             what_can_go_wrong: "A row and an event are writes to two systems, and no transaction spans both: a crash \
-                between them loses the event (commit first) or publishes one for an order that never existed \
-                (publish first), and the service cannot tell which of its in-flight writes landed. The model: \
-                Poisson writes; a service with writes in flight, crashing at exponential intervals and losing what \
-                it holds in memory; a fixed time between the two writes (serialising, other calls, the producer's \
-                linger); a relay that polls the outbox at a fixed interval, or long-polls the commit log; the \
-                audit allows each row and event a grace period before judging it.",
+                between them loses the event (commit first) or publishes one for an order that never existed (publish \
+                first), and the service cannot tell which of its writes in flight landed. The model: Poisson writes; \
+                a service crashing at exponential intervals, losing its memory; a fixed gap between the two writes; a \
+                relay polling the outbox or tailing the commit log; an audit judging rows and events after a grace.",
             what_you_sacrifice: "The outbox costs a second insert per transaction, a table to clean up and a relay to \
-                run; events arrive a poll interval late and at least once, so every consumer must dedupe by event \
-                id. Change data capture removes the table and the delay but ties the events to the schema and \
-                needs the database's log retained until the relay has read it.",
-            at_10x: "At 1,000 writes/s a crash loses ten times as many events under dual writes. The outbox grows \
-                by a poll interval's writes between polls, and a relay that is down lets it (or the retained log) \
-                grow without bound: an outage of the relay becomes disk pressure on the database.",
+                run; events arrive a poll interval late and at least once, so consumers dedupe by event id. Change \
+                data capture drops the table and the delay, ties events to the schema, keeps the log until read.",
+            at_10x: "At 1,000 writes/s a crash loses ten times as many events under dual writes. A relay that is down \
+                lets the outbox (or the retained log) grow without bound: disk pressure on the database.",
             resembles: "Debezium (Postgres logical replication slots, the outbox event router), Kafka Connect JDBC \
                 source, Transactional Outbox in microservices.io, AWS DynamoDB Streams, MongoDB change streams.",
             try_this: &[
-                "Play `commit-then-publish`: each crash catches about λ × gap = 100/s × 20 ms = 2 writes between \
-                 their commit and their publish; their events are lost, and `row-has-event` names the first such \
-                 row 5 s (the grace) after it committed.",
-                "Switch to `publish-then-commit`: no row lacks its event now, but a crash leaves published events \
-                 whose order never committed (`event-has-row` names one), and during the broker outage at 12 s \
-                 writes wait for the broker: the write p99 passes a second.",
-                "Play `outbox`: both checks hold; between the faults the publish delay p99 is about the poll \
-                 interval (100 ms). The relay's crash at 20 s, after publishing a batch and before marking it \
-                 sent, publishes that batch again: duplicates, which consumers drop by event id.",
-                "Play `cdc`: the relay tails the commit log instead of polling, and between the faults the \
-                 publish delay p99 falls under 10 ms; its crash at 20 s republishes from the slot's last confirmed position.",
+                "Play `commit-then-publish`: each crash catches about λ × (gap + publish round trip) = 100/s × 21 ms ≈ \
+                 2 writes between their commit and their publish's ack; their events are lost, and `row-has-event` \
+                 names such a row 5 s (the grace) after it committed.",
+                "Switch to `publish-then-commit`: no row lacks its event, but crashes leave events whose order never \
+                 committed (`event-has-row` names one), and writes wait out the broker outage: p99 over a second.",
+                "Play `outbox`: both checks hold, and between the faults the publish delay p99 is about the poll \
+                 interval (100 ms). The relay's crash at 20 s, between a batch's ack and its deletion from the outbox, \
+                 publishes it again: duplicates, which consumers drop by event id.",
+                "Play `cdc`: the relay tails the commit log instead of polling; between the faults the publish delay \
+                 p99 falls under 10 ms, and its crash republishes from the slot's last confirmed position.",
             ],
         },
     },
@@ -101,8 +94,8 @@ const BROKER: NodeId = 3;
 /// The commit log's readers: the relay's replication slot, the audit's position.
 const SLOT: usize = 0;
 const AUDIT: usize = 1;
-/// A commit's fsync; how long a write may go unanswered before it is sent again (a publish)
-/// or given up (a pull); the relay's batch; how often the audit runs.
+/// A commit's fsync; how long a write may go unanswered before it is sent again (a publish, a
+/// relay's pull or batch); the relay's batch; how often the audit runs.
 const COMMIT_US: Micros = MICROS_PER_MS;
 const TIMEOUT_US: Micros = MICROS_PER_S;
 const BATCH: usize = 100;
@@ -111,90 +104,65 @@ const AUDIT_US: Micros = 100 * MICROS_PER_MS;
 type RowId = u64;
 /// An event: its row and, if the row committed first, when (true time: for the delay metric).
 type Event = (RowId, Option<Time>);
-/// What a relay's batch finishes: outbox rows published, the slot's new position.
-type Done = (Vec<RowId>, Offset);
+/// A change in the commit log: a row and the strategy it was written under (how its event leaves).
+/// An outbox row is a row written under `outbox`: the relay deletes it once it is published, oldest
+/// first (a polling publisher's `DELETE`), moving its slot past it.
+type Change = (RowId, Strategy);
+/// A write in flight: its strategy and, once the row is committed, when.
+type Write = (Strategy, Option<Time>);
 
 // The message, timer and node types, a line each (rustfmt would give every field a line).
-// A pull reports what the relay finished; `wait`: a long poll (CDC), parked until a commit.
+// A publish carries the service's call id or the relay's batch number, echoed in its ack.
 #[rustfmt::skip]
 #[derive(Clone, Debug, Label)]
-pub enum Msg {
-    Commit { row: RowId, outbox: bool, captured: bool }, Committed(RowId, Time), Publish(u64, Vec<Event>), Acked(u64),
-    Pull { no: u64, wait: bool, done: Option<Done> }, Pulled { no: u64, events: Vec<Event>, done: Done },
-}
+enum Msg { Commit(RowId, Strategy), Committed(RowId, Time), Publish(u64, Vec<Event>), Acked(u64), Log(Pull<Change>) }
 
 #[rustfmt::skip]
 #[derive(Clone, Debug, Label)]
-pub enum Timer { Arrive, Crash, Second(RowId), Timeout(RowId, u32), Poll, RelayTimeout(u64), Audit, Up }
+enum Timer { Arrive, Crash, Second(RowId), Timeout(CallId), Relay, Audit, Up }
 
 #[rustfmt::skip]
 #[derive(Clone, Debug, Holds)]
-pub enum Ob { Service(Service), Db(Db), Relay(Relay), Broker(BrokerNode) }
+enum Ob { Service(Service), Db(ChangeLog<Change>), Relay(Reader), Broker(BrokerNode) }
 
-/// A write in flight: whether its first write is acknowledged (and the second not yet), its publishes.
-#[rustfmt::skip]
-#[derive(Clone, Copy, Debug)]
-struct Req { st: Strategy, first_done: bool, began: Time, committed: Option<Time>, attempt: u32 }
-
-/// The writes in flight are volatile; row ids and the crashes' toll (lost, phantoms) are kept.
+/// Writes and publishes in flight are volatile; the crashes' toll (lost, phantoms) is kept.
 #[rustfmt::skip]
 #[derive(Clone, Debug)]
-pub struct Service { arrivals: OpenLoop, next_row: RowId, reqs: BTreeMap<RowId, Req>, crash: Option<TimerId>, toll: [u64; 2] }
-
-/// The commit log (each committed row, and whether its table is captured: CDC) with the
-/// relay's slot and parked long poll, and the outbox table.
-#[rustfmt::skip]
-#[derive(Clone, Debug)]
-pub struct Db { log: ChangeLog<(RowId, bool)>, outbox: Store<RowId, Time> }
-
-/// The relay's pulls, the batch in flight and what it finishes, crashes due.
-#[rustfmt::skip]
-#[derive(Clone, Debug, Default)]
-pub struct Relay { tail: Tail<Done>, crash_after: i64 }
+struct Service {
+    arrivals: OpenLoop, crashes: OpenLoop, writes: DualWrites<Write>, publishes: Calls<RowId>, toll: [u64; 2],
+}
 
 /// The topic (a log the audit reads by age), the event ids its consumer has seen (it drops copies), an outage.
 #[rustfmt::skip]
 #[derive(Clone, Debug)]
-pub struct BrokerNode { topic: ChangeLog<Event>, seen: KeyTable<()>, down: bool, duplicates: u64 }
+struct BrokerNode { topic: ChangeLog<Event>, seen: KeyTable<()>, down: bool, dups: u64 }
 
 fn sim(setup: &Setup) -> Sim<Ob> {
     let mut sim: Sim<Ob> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 200, hi: 1_000 }));
     let arrivals = OpenLoop::poisson(setup.param("writes_per_s") as f64);
-    let reqs = BTreeMap::new();
-    sim.add_node(Ob::Service(Service { arrivals, next_row: 0, reqs, crash: None, toll: [0; 2] }));
-    sim.add_node(Ob::Db(Db { log: ChangeLog::new(2), outbox: Store::new() }));
-    sim.add_node(Ob::Relay(Relay::default()));
-    let (topic, seen) = (ChangeLog::new(1), KeyTable::default());
-    sim.add_node(Ob::Broker(BrokerNode { topic, seen, down: false, duplicates: 0 }));
+    let crashes = OpenLoop::poisson(per_s_every(setup.param("crash_every_s") as f64));
+    let (writes, publishes) = (DualWrites::default(), Calls::new("publish_us"));
+    sim.add_node(Ob::Service(Service { arrivals, crashes, writes, publishes, toll: [0; 2] }));
+    sim.add_node(Ob::Db(ChangeLog::new(2)));
+    sim.add_node(Ob::Relay(Reader::new(TIMEOUT_US, 2 * TIMEOUT_US)));
+    sim.add_node(Ob::Broker(BrokerNode { topic: ChangeLog::new(1), seen: KeyTable::default(), down: false, dups: 0 }));
     // The scheduled faults (at 0: none).
     let (at, len) = (setup.param("outage_at"), setup.param("outage_s"));
     FaultWindow::secs(at, len * at.min(1)).custom(&mut sim, "broker-outage", None, len, 0);
     let relay_at = setup.param("relay_crash_at");
     FaultWindow::secs(relay_at, relay_at.min(1)).custom(&mut sim, "relay-crash", Some(RELAY), 1, 0);
     // The audit's findings are events: a row (an event) whose grace ran out just now, without its event (row).
-    sim.check("row-has-event", |w| match w.tallied.iter().find(|t| t.0 == "row-due" && w.tally("events", t.1) == 0) {
-        Some(&(_, row, _)) => Err(format!(
-            "row #{row} committed over {} ms ago, and the broker's log has no event for it: lost",
-            w.param("grace_ms")
-        )),
-        None => Ok(()),
-    });
-    sim.check("event-has-row", |w| match w.tallied.iter().find(|t| t.0 == "event-due" && w.tally("rows", t.1) == 0) {
-        Some(&(_, row, _)) => Err(format!(
-            "the event for row #{row} is on the broker for over {} ms; the database has no row #{row}",
-            w.param("grace_ms")
-        )),
-        None => Ok(()),
-    });
+    sim.check("row-has-event", |w| unmatched(w, "row-due", "events", " committed", "no event on the broker: lost"));
+    sim.check("event-has-row", |w| unmatched(w, "event-due", "rows", "'s event sent", "the database has no such row"));
     sim
 }
 
-/// Reports the rows (events) whose grace ran out, read by age from the audit's position: due (`name`).
-fn audit<T>(due: Vec<(RowId, T)>, name: &'static str, ctx: &mut Ctx<Ob>) {
-    for (row, _) in due {
-        ctx.tally(name, row, 1);
+/// The audit's finding just now, if any: a row due (`due`: its grace ran out) with nothing tallied under `other`.
+fn unmatched(w: &World<Ob>, due: &str, other: &'static str, what: &str, missing: &str) -> Result<(), String> {
+    match w.tallied.iter().find(|t| t.0 == due && w.tally(other, t.1) == 0) {
+        Some(t) => Err(format!("row #{}{what} over {} ms ago; {missing}", t.1, w.param("grace_ms"))),
+        None => Ok(()),
     }
-    ctx.set_timer(AUDIT_US, Timer::Audit);
 }
 
 fn ms(ctx: &Ctx<Ob>, id: &str) -> Micros {
@@ -209,9 +177,9 @@ impl Node for Ob {
         match self {
             Ob::Service(s) => {
                 s.arrivals.start(ctx, Timer::Arrive);
-                s.arm_crash(ctx);
+                s.crashes.start(ctx, Timer::Crash);
             }
-            Ob::Relay(r) => r.pull(ctx),
+            Ob::Relay(r) => pull(r, ctx),
             // A restart ends an outage (the timer ending it is gone).
             Ob::Broker(b) => b.down = false,
             Ob::Db(_) => {}
@@ -224,44 +192,50 @@ impl Node for Ob {
     fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Self>) {
         match (self, msg) {
             (Ob::Service(s), Msg::Committed(row, at)) => s.answered(row, Some(at), ctx),
-            (Ob::Service(s), Msg::Acked(row)) => s.answered(row, None, ctx),
-            (Ob::Db(db), Msg::Commit { row, outbox, captured }) => db.commit(from, row, outbox, captured, ctx),
-            (Ob::Db(db), Msg::Pull { no, wait, done }) => db.pull(no, wait, done, ctx),
-            (Ob::Relay(r), Msg::Pulled { no, events, done }) if no == r.tail.no() => r.pulled(events, done, ctx),
-            (Ob::Relay(r), Msg::Acked(no)) if no == r.tail.no() => r.acked(ctx),
-            // An answer to a pull or batch given up on, or from before a crash.
-            (Ob::Relay(_), Msg::Pulled { .. } | Msg::Acked(_)) => {}
+            (Ob::Service(s), Msg::Acked(id)) => {
+                if let Some(row) = s.publishes.reply(CallId(id), ctx) {
+                    s.answered(row, None, ctx)
+                }
+            }
+            (Ob::Db(log), Msg::Commit(row, st)) => commit(log, from, row, st, ctx),
+            // The relay's pull confirms what it published (deleting its outbox rows).
+            (Ob::Db(log), Msg::Log(ask @ Pull::Ask { .. })) => {
+                if let Some(answer) = log.serve(SLOT, ask, BATCH, ctx.truth()) {
+                    ctx.send(RELAY, Msg::Log(answer))
+                }
+            }
+            (Ob::Relay(r), Msg::Log(answer @ Pull::Batch { .. })) => pulled(r, answer, ctx),
+            // The batch is on the broker: the next pull confirms it. A crash scheduled before that
+            // (the fault) forgets it: the batch is published again.
+            (Ob::Relay(r), Msg::Acked(no)) => match r.handled(no) {
+                Handled::Next => pull(r, ctx),
+                Handled::Crash => {
+                    ctx.note(format!("crashed after batch {no} was acked, before marking it sent"));
+                    ctx.crash(Some(ms(ctx, "restart_ms")));
+                }
+                Handled::Stale => {}
+            },
             (Ob::Broker(b), Msg::Publish(no, events)) => b.publish(from, no, events, ctx),
             (_, other) => ctx.unhandled(&other),
         }
     }
 
     fn on_timer(&mut self, timer: Timer, ctx: &mut Ctx<Self>) {
+        if matches!(timer, Timer::Audit) {
+            ctx.set_timer(AUDIT_US, Timer::Audit);
+        }
         match (self, timer) {
             (Ob::Service(s), Timer::Arrive) => s.arrive(ctx),
-            (Ob::Service(_), Timer::Crash) => {
-                ctx.count("crashes", 1);
-                ctx.crash(Some(ms(ctx, "restart_ms")));
-            }
-            (Ob::Service(s), Timer::Second(row)) => s.second(row, ctx),
-            // Still unacknowledged (commit first: the write is not done; publish first: not past its first).
-            (Ob::Service(s), Timer::Timeout(row, n))
-                if s.reqs
-                    .get(&row)
-                    .is_some_and(|r| r.attempt == n && (r.st == Strategy::CommitFirst) == r.first_done) =>
-            {
-                s.publish(row, ctx)
-            }
-            (Ob::Service(_), Timer::Timeout(..)) => {}
-            (Ob::Relay(r), Timer::Poll) => r.pull(ctx),
-            // Unanswered: the same rows are pulled again after a poll interval.
-            (Ob::Relay(r), Timer::RelayTimeout(no)) => {
-                if r.tail.give_up(no) {
-                    ctx.set_timer(ms(ctx, "poll_ms"), Timer::Poll);
+            (Ob::Service(_), Timer::Crash) => ctx.crash(Some(ms(ctx, "restart_ms"))),
+            (Ob::Service(s), Timer::Second(row)) => s.write(row, ctx),
+            (Ob::Service(s), Timer::Timeout(id)) => {
+                if let Some(row) = s.publishes.timeout(id) {
+                    s.write(row, ctx)
                 }
             }
-            (Ob::Db(db), Timer::Audit) => audit(db.log.aged(AUDIT, ctx.truth(), ms(ctx, "grace_ms")), "row-due", ctx),
-            (Ob::Broker(b), Timer::Audit) => audit(b.topic.aged(0, ctx.truth(), ms(ctx, "grace_ms")), "event-due", ctx),
+            (Ob::Relay(r), Timer::Relay) => pull(r, ctx),
+            (Ob::Db(log), Timer::Audit) => log.audit(AUDIT, ms(ctx, "grace_ms"), "row-due", |c| c.0, ctx),
+            (Ob::Broker(b), Timer::Audit) => b.topic.audit(0, ms(ctx, "grace_ms"), "event-due", |e| e.0, ctx),
             (Ob::Broker(b), Timer::Up) => b.down = false,
             (_, other) => ctx.unhandled(&other),
         }
@@ -270,9 +244,8 @@ impl Node for Ob {
     fn on_crash(&mut self, ctx: &mut Ctx<Self>) {
         match self {
             Ob::Service(s) => s.crashed(ctx),
-            // The batch, published or not, is pulled again: at least once.
-            Ob::Relay(r) => r.tail.crash(),
-            Ob::Db(db) => db.log.unpark_all(),
+            Ob::Relay(r) => r.crash(),
+            Ob::Db(log) => log.unpark_all(),
             Ob::Broker(_) => {}
         }
     }
@@ -282,8 +255,10 @@ impl Node for Ob {
             (Ob::Service(s), Control::Param { id: "writes_per_s", value }) => {
                 s.arrivals.set_rate_per_s(value as f64, ctx, Timer::Arrive)
             }
-            (Ob::Service(s), Control::Param { id: "crash_every_s", .. }) => s.arm_crash(ctx),
-            (Ob::Relay(r), Control::Custom { id: "relay-crash", value }) => r.crash_after = value,
+            (Ob::Service(s), Control::Param { id: "crash_every_s", value }) => {
+                s.crashes.set_rate_per_s(per_s_every(value as f64), ctx, Timer::Crash)
+            }
+            (Ob::Relay(r), Control::Custom { id: "relay-crash", value }) => r.crash_after(value),
             (Ob::Broker(b), Control::Custom { id: "broker-outage", value }) => {
                 b.down = value > 0;
                 ctx.set_timer(value as Micros * MICROS_PER_S, Timer::Up);
@@ -296,85 +271,59 @@ impl Node for Ob {
     fn view(&self) -> NodeView {
         match self {
             Ob::Service(s) => {
-                let between = s.reqs.values().filter(|r| r.first_done).count();
+                let between = s.writes.between();
                 NodeView::new(NodeKind::Service, 0, "order service")
-                    .gauge("writes in flight", s.reqs.len() as i64, (s.reqs.len() as i64).max(10))
+                    .gauge("writes in flight", s.writes.len() as i64, (s.writes.len() as i64).max(10))
                     .badge_if(between > 0, format!("{between} between writes"), Tone::Warn)
                     .badge_if(s.toll[0] > 0, format!("{} events lost", s.toll[0]), Tone::Bad)
                     .badge_if(s.toll[1] > 0, format!("{} phantom events", s.toll[1]), Tone::Bad)
             }
-            Ob::Db(db) => NodeView::new(NodeKind::Database, 1, "orders DB")
-                .gauge("outbox rows", db.outbox.stored() as i64, (db.outbox.stored() as i64).max(100))
-                .badge(format!("{} rows · log read to {}", db.log.len(), db.log.position(SLOT)), Tone::Neutral),
-            Ob::Relay(r) => NodeView::new(NodeKind::Worker, 1, "relay").badge(
-                r.tail.working().map_or("pulling".into(), |b| format!("publishing ({} outbox rows)", b.0.len())),
-                Tone::Neutral,
-            ),
+            Ob::Db(log) => NodeView::new(NodeKind::Database, 1, "orders DB")
+                .gauge("rows to relay", log.lag(SLOT) as i64, (log.lag(SLOT) as i64).max(100))
+                .badge(format!("{} rows · log read to {}", log.len(), log.position(SLOT)), Tone::Neutral),
+            Ob::Relay(r) => {
+                let doing = r.handling().map_or("pulling".into(), |n| format!("publishing {n} events"));
+                NodeView::new(NodeKind::Worker, 1, "relay").badge(doing, Tone::Neutral)
+            }
             Ob::Broker(b) => NodeView::new(NodeKind::Queue, 2, "broker: orders topic")
                 .gauge("events", b.topic.len() as i64, (b.topic.len() as i64).max(100))
                 .badge_if(b.down, "down: dropping publishes", Tone::Bad)
-                .badge_if(b.duplicates > 0, format!("{} duplicates (deduped by id)", b.duplicates), Tone::Warn),
+                .badge_if(b.dups > 0, format!("{} duplicates (deduped by id)", b.dups), Tone::Warn),
         }
     }
 }
 
 impl Service {
-    /// The next crash, an exponential time away at the rate in force (none at 0).
-    fn arm_crash(&mut self, ctx: &mut Ctx<Ob>) {
-        if let Some(id) = self.crash.take() {
-            ctx.cancel_timer(id);
-        }
-        let mean_s = ctx.param("crash_every_s") as f64;
-        if mean_s > 0.0 {
-            let after = ctx.rng().exponential(mean_s * 1e6) as Micros;
-            self.crash = Some(ctx.set_timer(after.max(1), Timer::Crash));
-        }
-    }
-
     /// A new order: its first write, the commit or (publish first) the event.
     fn arrive(&mut self, ctx: &mut Ctx<Ob>) {
         self.arrivals.on_timer(ctx, Timer::Arrive);
-        let (row, st) = (self.next_row, Strategy::from_id(ctx.strategy()));
-        self.next_row += 1;
-        self.reqs.insert(row, Req { st, first_done: false, began: ctx.now(), committed: None, attempt: 0 });
-        match st {
-            Strategy::PublishFirst => self.publish(row, ctx),
-            _ => self.commit(row, ctx),
+        let st = Strategy::from_id(ctx.strategy());
+        let two = matches!(st, Strategy::CommitFirst | Strategy::PublishFirst);
+        let row = self.writes.start(ctx.now(), two, (st, None));
+        self.write(row, ctx);
+    }
+
+    /// The write's next step: commits the row, or publishes its event (publish first: as its first
+    /// step; commit first: its second) in a call sent again after each timeout until acknowledged.
+    fn write(&mut self, row: RowId, ctx: &mut Ctx<Ob>) {
+        let Op { between, data: (st, committed), .. } = *self.writes.get(row).expect("in flight");
+        if (st == Strategy::PublishFirst) != between {
+            let id = self.publishes.start(ctx, row, TIMEOUT_US, Timer::Timeout);
+            ctx.send(BROKER, Msg::Publish(id.0, vec![(row, committed)]));
+        } else {
+            ctx.send(DB, Msg::Commit(row, st));
         }
-    }
-
-    fn commit(&mut self, row: RowId, ctx: &mut Ctx<Ob>) {
-        let st = self.reqs[&row].st;
-        ctx.send(DB, Msg::Commit { row, outbox: st == Strategy::Outbox, captured: st == Strategy::Cdc });
-    }
-
-    /// Publishes the event, again after a timeout until the broker acknowledges it (in memory).
-    fn publish(&mut self, row: RowId, ctx: &mut Ctx<Ob>) {
-        let req = self.reqs.get_mut(&row).expect("a write");
-        req.attempt += 1;
-        ctx.send(BROKER, Msg::Publish(row, vec![(row, req.committed)]));
-        ctx.set_timer(TIMEOUT_US, Timer::Timeout(row, req.attempt));
     }
 
     /// The commit (with its time) or the publish is acknowledged: the gap before the second
-    /// write, or the write is done.
+    /// write (dual writes), or the write is done.
     fn answered(&mut self, row: RowId, committed: Option<Time>, ctx: &mut Ctx<Ob>) {
-        let Some(req) = self.reqs.get_mut(&row) else { return };
-        req.committed = req.committed.or(committed);
-        let dual = matches!(req.st, Strategy::CommitFirst | Strategy::PublishFirst);
-        if dual && !req.first_done {
-            req.first_done = true;
-            ctx.set_timer(ms(ctx, "gap_ms"), Timer::Second(row));
-        } else if !dual || (committed.is_some() == (req.st == Strategy::PublishFirst)) {
-            let req = self.reqs.remove(&row).expect("a write");
-            ctx.observe("write_us", ctx.now().since(req.began));
+        if let Some(op) = self.writes.get_mut(row) {
+            op.data.1 = op.data.1.or(committed);
         }
-    }
-
-    fn second(&mut self, row: RowId, ctx: &mut Ctx<Ob>) {
-        match self.reqs.get(&row).map(|r| r.st) {
-            Some(Strategy::PublishFirst) => self.commit(row, ctx),
-            Some(_) => self.publish(row, ctx),
+        match self.writes.acked(row, ctx.now()) {
+            Some(Acked::Between) => _ = ctx.set_timer(ms(ctx, "gap_ms"), Timer::Second(row)),
+            Some(Acked::Done(took_us)) => ctx.observe("write_us", took_us),
             None => {}
         }
     }
@@ -383,90 +332,41 @@ impl Service {
     /// whose second was not lose their event (commit first) or leave a phantom (publish first).
     /// A second write in flight may still land: only the audit knows.
     fn crashed(&mut self, ctx: &mut Ctx<Ob>) {
-        for (row, req) in std::mem::take(&mut self.reqs).into_iter().filter(|(_, r)| r.first_done) {
-            let (i, name) = if req.st == Strategy::CommitFirst { (0, "lost") } else { (1, "phantoms") };
+        ctx.count("crashes", 1);
+        self.publishes.clear(ctx);
+        for (row, op) in self.writes.crash() {
+            let (i, name) = if op.data.0 == Strategy::CommitFirst { (0, "lost") } else { (1, "phantoms") };
             self.toll[i] += 1;
             ctx.count(name, 1);
             ctx.note(format!("crashed between row #{row}'s writes: {}", ["its event lost", "a phantom event"][i]));
         }
-        self.crash = None;
     }
 }
 
-impl Db {
-    /// Commits the row (and its outbox row) in one transaction: in the log, answered after the fsync.
-    fn commit(&mut self, from: NodeId, row: RowId, outbox: bool, captured: bool, ctx: &mut Ctx<Ob>) {
-        let at = ctx.truth();
-        if outbox {
-            self.outbox.put(row, at);
-        }
-        ctx.tally("rows", row, 1);
-        ctx.send_after(ctx.disk(COMMIT_US), from, Msg::Committed(row, at));
-        // The relay's long poll, parked, is answered by this commit.
-        for (_, no) in self.log.commit((row, captured), at) {
-            self.answer(no, ctx);
-        }
-    }
-
-    /// The relay's pull: what it finished is marked first (outbox rows deleted, the slot moved);
-    /// then it gets what is pending or, long polling (CDC), waits for the next commit.
-    fn pull(&mut self, no: u64, wait: bool, done: Option<Done>, ctx: &mut Ctx<Ob>) {
-        if let Some((rows, next)) = done {
-            for r in &rows {
-                self.outbox.delete(r, ctx.now());
-            }
-            self.log.confirm(SLOT, next, ctx.truth());
-        }
-        if !(wait && self.outbox.stored() == 0 && self.log.park(SLOT, no)) {
-            self.answer(no, ctx);
-        }
-    }
-
-    /// Up to a batch of outbox rows, oldest first, and of captured changes from the slot on.
-    fn answer(&self, no: u64, ctx: &mut Ctx<Ob>) {
-        let rows: Vec<_> = self.outbox.iter(ctx.now()).take(BATCH).map(|(&r, e)| (r, Some(e.value))).collect();
-        let (changes, next) = self.log.read(SLOT, BATCH);
-        let captured = changes.into_iter().filter(|c| c.0 .1).map(|((row, _), at)| (row, Some(at)));
-        let outbox = rows.iter().map(|r| r.0).collect();
-        ctx.send(RELAY, Msg::Pulled { no, events: rows.into_iter().chain(captured).collect(), done: (outbox, next) });
+/// The database commits the row (and under `outbox` its outbox row) in one transaction: appended
+/// to the log, answered after the fsync; a long poll parked by the relay is answered at once.
+fn commit(log: &mut ChangeLog<Change>, from: NodeId, row: RowId, st: Strategy, ctx: &mut Ctx<Ob>) {
+    let at = ctx.truth();
+    ctx.tally("rows", row, 1);
+    ctx.send_after(ctx.disk(COMMIT_US), from, Msg::Committed(row, at));
+    for (slot, no) in log.commit((row, st), at) {
+        ctx.send(RELAY, Msg::Log(log.batch(slot, no, BATCH)));
     }
 }
 
-impl Relay {
-    /// Asks the database what to publish, reporting what it finished.
-    fn pull(&mut self, ctx: &mut Ctx<Ob>) {
-        let (no, done) = self.tail.pull();
-        let wait = Strategy::from_id(ctx.strategy()) == Strategy::Cdc;
-        ctx.send(DB, Msg::Pull { no, wait, done });
-        // A long poll is renewed now and then (a lost answer, a database restart).
-        ctx.set_timer(if wait { 10 * TIMEOUT_US } else { TIMEOUT_US }, Timer::RelayTimeout(no));
-    }
+/// The relay pulls what to publish, confirming what it published; under `cdc`, a long poll.
+fn pull(relay: &mut Reader, ctx: &mut Ctx<Ob>) {
+    let ask = relay.pull(ctx, Strategy::from_id(ctx.strategy()) == Strategy::Cdc, Timer::Relay);
+    ctx.send(DB, Msg::Log(ask));
+}
 
-    /// Publishes what it got; with nothing, reports the changes it skipped and, polling, sleeps.
-    fn pulled(&mut self, events: Vec<Event>, done: Done, ctx: &mut Ctx<Ob>) {
-        self.tail.answered(!events.is_empty(), done);
-        if !events.is_empty() {
-            ctx.send(BROKER, Msg::Publish(self.tail.no(), events));
-            ctx.set_timer(TIMEOUT_US, Timer::RelayTimeout(self.tail.no()));
-        } else if Strategy::from_id(ctx.strategy()) == Strategy::Cdc {
-            self.pull(ctx);
-        } else {
-            ctx.set_timer(ms(ctx, "poll_ms"), Timer::Poll);
-        }
-    }
-
-    /// The batch is on the broker: marked done with the next pull. A scheduled crash falls
-    /// before it, and the crash forgets the mark: the batch is published again.
-    fn acked(&mut self, ctx: &mut Ctx<Ob>) {
-        if !self.tail.finish() {
-            return;
-        }
-        if self.crash_after > 0 {
-            self.crash_after -= 1;
-            ctx.note(format!("crashed after batch {} was acked, before marking it sent", self.tail.no()));
-            return ctx.crash(Some(ms(ctx, "restart_ms")));
-        }
-        self.pull(ctx);
+/// The relay publishes the events of the rows written with an outbox row or captured (CDC); with
+/// none, it pulls again after a poll interval (long polling, at once).
+fn pulled(relay: &mut Reader, answer: Pull<Change>, ctx: &mut Ctx<Ob>) {
+    let idle_us = if Strategy::from_id(ctx.strategy()) == Strategy::Cdc { 0 } else { ms(ctx, "poll_ms") };
+    let relayed = |c: &Change| matches!(c.1, Strategy::Outbox | Strategy::Cdc);
+    if let Some((no, changes)) = relay.answered(ctx, answer, relayed, idle_us, Timer::Relay) {
+        ctx.send(BROKER, Msg::Publish(no, changes.into_iter().map(|((row, _), at)| (row, Some(at))).collect()));
     }
 }
 
@@ -483,7 +383,7 @@ impl BrokerNode {
             ctx.tally("events", row, 1);
             ctx.count("published", 1);
             if self.seen.insert(row, ()).is_some() {
-                self.duplicates += 1;
+                self.dups += 1;
                 ctx.count("duplicates", 1);
             } else if let Some(at) = committed {
                 ctx.observe("delay_us", now.since(at));
@@ -524,12 +424,10 @@ mod tests {
     /// The audit at the end, over everything older than a second: committed rows without an
     /// event, events without a row.
     fn audit_all(sim: &Sim<Ob>) -> (usize, usize) {
-        let (db, b) = (sim.node::<Db>(DB), sim.node::<BrokerNode>(BROKER));
+        let (db, b) = (sim.node::<ChangeLog<Change>>(DB), sim.node::<BrokerNode>(BROKER));
         let old = |at: Time| at.plus(MICROS_PER_S) <= sim.now();
         let (mut rows, mut events) = (KeyTable::default(), KeyTable::default());
-        (0..db.log.len() as u64)
-            .map(|o| db.log.get(o).expect("a change"))
-            .for_each(|r| _ = rows.insert(r.value.0, r.at));
+        (0..db.len() as u64).map(|o| db.get(o).expect("a change")).for_each(|r| _ = rows.insert(r.value.0, r.at));
         (0..b.topic.len() as u64)
             .map(|o| b.topic.get(o).expect("an event"))
             .for_each(|r| _ = events.insert(r.value.0, r.at));
@@ -541,38 +439,51 @@ mod tests {
     #[test]
     fn try_commit_then_publish_loses_the_events_a_crash_falls_between() {
         // Step 1: crashes every 5 s on average, each losing about 2 events (the theory test
-        // has the number); the audit names a row at least the grace (5 s) after its commit.
+        // has the number); the audit names a row at least the grace (5 s) after its commit. The
+        // service's count and the audit's differ by the writes in flight at the crash (the
+        // theory test has both), so each is only required to see some.
         for seed in 1..=3 {
             let sim = sim_run(recipe("commit-then-publish", seed), 30);
             let (at, why) = failed_at(&sim, "row-has-event").expect("an event lost");
             assert!(at >= 5.0 && why.starts_with("row #") && why.ends_with("lost"), "seed {seed}: {at}: {why}");
             assert!(failed_at(&sim, "event-has-row").is_none(), "seed {seed}");
             let (lost, phantoms) = audit_all(&sim);
-            assert!(counter(&sim, "lost") > 0 && lost as i64 >= counter(&sim, "lost"), "seed {seed}: {lost}");
+            assert!(counter(&sim, "lost") > 0 && lost > 0, "seed {seed}: {lost}");
             assert_eq!(phantoms, 0);
         }
     }
 
     #[test]
-    fn a_crash_loses_lambda_times_the_gap_by_littles_law() {
-        // The writes between their commit and their publish are λ·W on average (Little's law),
-        // W the gap, and a crash at a random instant (Poisson crashes see time averages: PASTA)
-        // finds that many: 100/s × 20 ms = 2 a crash. About 80 crashes in 200 s: some 160 lost,
-        // Poisson s.d. 13 (8%): ±20% is 2.5 of them. The audit finds a few more (writes whose
-        // commit was in flight: λ × ~1.6 ms, 8% more) that the service cannot count.
-        for (gap_ms, seed) in [(20, 4), (50, 5)] {
-            let r = calm("commit-then-publish", seed).with_param("crash_every_s", 2).with_param("gap_ms", gap_ms);
-            let sim = sim_run(r, 200);
-            let (crashes, lost) = (counter(&sim, "crashes") as f64, counter(&sim, "lost") as f64);
-            let want = 100.0 * gap_ms as f64 / 1000.0;
-            assert!(crashes > 60.0, "{crashes} crashes");
+    fn a_crash_loses_lambda_times_the_window_by_littles_law() {
+        // A write is between its writes, as the service counts it, from its commit's answer to
+        // its publish's ack: the gap plus the publish's round trip (two trips of U(0.2, 1) ms,
+        // 1.2 ms). Little's law: λ·W such writes at any instant, and a crash at a Poisson instant
+        // sees that average (PASTA); counted from the restart (none then), after an up time of
+        // mean m = 2 s, λ·m·(1 − e^(−W/m)) (the kit's `between_at_crash`, up to 1.3% below λ·W
+        // here). The audit's window runs from the commit to the publish's arrival: the fsync
+        // (1 ms) and the answer's trip (0.6 ms) before, the publish's trip (0.6 ms) after, the
+        // gap between: W + 1 ms. Four 200-s runs, about 320 crashes: the lost count is a sum of
+        // Poisson counts, s.d. √(320·λW) — 3.8% at 100/s × 21.2 ms, 2.5% at 51.2 ms, 5.1% at
+        // 1000/s × 1.2 ms — so ±20% is four to eight of them. The third case has no gap: the
+        // round trip alone loses 1.2 a crash, where λ × gap says none.
+        for (per_s, gap_ms) in [(100, 20), (100, 50), (1000, 0)] {
+            let (mut crashes, mut lost, mut audited) = (0.0, 0.0, 0.0);
+            for seed in 1..=4 {
+                let r = calm("commit-then-publish", seed).with_param("crash_every_s", 2);
+                let sim = sim_run(r.with_param("writes_per_s", per_s).with_param("gap_ms", gap_ms), 200);
+                crashes += counter(&sim, "crashes") as f64;
+                lost += counter(&sim, "lost") as f64;
+                audited += audit_all(&sim).0 as f64;
+            }
+            let w_s = (gap_ms as f64 + 1.2) / 1000.0;
+            let want = crate::parts::dual::between_at_crash(per_s as f64, w_s, 2.0);
+            let (got, audit) = (lost / crashes, audited / crashes);
             assert!(
-                (lost / crashes - want).abs() <= 0.2 * want,
-                "gap {gap_ms}: {:.2} a crash, λW = {want}",
-                lost / crashes
+                crashes > 250.0 && (got - want).abs() <= 0.2 * want,
+                "{per_s}/s, gap {gap_ms}: {got:.3}, {want:.3}"
             );
-            let (audited, _) = audit_all(&sim);
-            assert!(audited as f64 >= 0.9 * lost && audited as f64 <= 1.25 * lost, "audit {audited}, counted {lost}");
+            let want = crate::parts::dual::between_at_crash(per_s as f64, w_s + 0.001, 2.0);
+            assert!((audit - want).abs() <= 0.2 * want, "{per_s}/s, gap {gap_ms}: audit {audit:.3}, {want:.3}");
         }
     }
 
@@ -584,7 +495,7 @@ mod tests {
         for seed in 1..=3 {
             let sim = sim_run(recipe("publish-then-commit", seed), 30);
             let (at, why) = failed_at(&sim, "event-has-row").expect("a phantom");
-            assert!(at >= 5.0 && why.contains("has no row"), "seed {seed}: {at}: {why}");
+            assert!(at >= 5.0 && why.contains("has no such row"), "seed {seed}: {at}: {why}");
             assert!(failed_at(&sim, "row-has-event").is_none(), "seed {seed}");
             let (lost, phantoms) = audit_all(&sim);
             assert!(lost == 0 && phantoms > 0 && counter(&sim, "phantoms") > 0, "seed {seed}: {phantoms}");
@@ -627,10 +538,12 @@ mod tests {
 
     #[test]
     fn the_fixed_strategies_lose_nothing_through_every_fault() {
-        // Crashes every second, a scheduled crash in the gap, a 4 s outage, two relay crashes.
+        // Crashes every second, a 4 s outage, two relay crashes, and the database down from 5 s
+        // to 6 s (the relay's parked long poll lost with it: renewed within 2 s).
         for st in ["outbox", "cdc"] {
             let r = recipe(st, 9).with_param("crash_every_s", 1).with_param("outage_s", 4);
-            let r = r.with_action(Time::from_secs(5), ActionKind::Fault(Fault::custom_on("crash-in-gap", SERVICE, 3)));
+            let r = r.with_action(Time::from_secs(5), ActionKind::Fault(Fault::Crash { node: DB }));
+            let r = r.with_action(Time::from_secs(6), ActionKind::Fault(Fault::Restart { node: DB }));
             let r = r.with_action(Time::from_secs(8), ActionKind::Fault(Fault::custom_on("relay-crash", RELAY, 2)));
             let sim = sim_run(r, 40);
             assert!(sim.checks().iter().all(|c| c.violation.is_none()), "{st}");
@@ -657,7 +570,7 @@ mod tests {
         let down = ActionKind::Fault(Fault::Crash { node: RELAY });
         let sim = sim_run(calm("outbox", 1).with_action(Time::from_secs(10), down), 12);
         let db = &sim.frame(0).nodes[DB as usize].view;
-        assert_eq!(db.gauges[0].label, "outbox rows");
+        assert_eq!(db.gauges[0].label, "rows to relay");
         assert!((150..250).contains(&db.gauges[0].value), "{:?}", db.gauges);
         let sim = sim_run(recipe("outbox", 1), 30);
         let b = &sim.frame(0).nodes[BROKER as usize].view;
