@@ -50,7 +50,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         ParamSpec::live("gap_ms", "Between the writes", "ms", 0..=1000, 20, "Time from the first write's answer to the second write (serialising, other calls, producer linger)."),
         ParamSpec::live("crash_every_s", "Service crashes every", "s", 0..=600, 5, "Mean time between service crashes (exponential; 0: none)."),
         ParamSpec::live("restart_ms", "Restart after", "ms", 100..=60_000, 500, "A crashed service or relay is back after this.").step(100),
-        ParamSpec::live("poll_ms", "Relay poll interval", "ms", 1..=10_000, 100, "The outbox relay's sleep when it finds nothing to publish."),
+        ParamSpec::live("poll_ms", "Relay poll interval", "ms", 1..=10_000, 100, "The outbox relay's sleep when it finds the outbox empty."),
         ParamSpec::live("grace_ms", "Audit grace", "ms", 100..=60_000, 5000, "How long a row may wait for its event (and an event for its row) before the audit judges it.").step(100),
         ParamSpec::setup("outage_at", "Broker outage at", "s", 0..=3600, 12, "Scheduled: the broker drops publishes from then (0: none)."),
         ParamSpec::setup("outage_s", "Broker outage length", "s", 0..=600, 2, "How long the scheduled outage lasts."),
@@ -361,7 +361,7 @@ fn pull(relay: &mut Reader, ctx: &mut Ctx<Ob>) {
 }
 
 /// The relay publishes the events of the rows written with an outbox row or captured (CDC); with
-/// none, it pulls again after a poll interval (long polling, at once).
+/// nothing new in the log, it pulls again after a poll interval (long polling, at once).
 fn pulled(relay: &mut Reader, answer: Pull<Change>, ctx: &mut Ctx<Ob>) {
     let idle_us = if Strategy::from_id(ctx.strategy()) == Strategy::Cdc { 0 } else { ms(ctx, "poll_ms") };
     let relayed = |c: &Change| matches!(c.1, Strategy::Outbox | Strategy::Cdc);
