@@ -53,6 +53,7 @@ registry! {
     messaging::delivery_semantics,
     resilience::connection_pool,
     traffic::load_balancing,
+    messaging::outbox,
     data::noisy_neighbor,
     consistency::inventory_reservation,
     coordination::distributed_lock,

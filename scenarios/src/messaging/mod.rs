@@ -2,5 +2,6 @@
 
 pub mod delivery_semantics;
 pub mod job_queue;
+pub mod outbox;
 pub mod poison_message;
 pub mod priority_queue;

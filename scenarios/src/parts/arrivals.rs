@@ -183,6 +183,17 @@ impl OpenLoop {
     }
 }
 
+/// The rate of events `mean_gap_s` apart on average (a crash every so many seconds: the mean
+/// time between failures), for [`OpenLoop::poisson`] and `set_rate_per_s`; 0 (none) for a
+/// mean of 0 or less.
+pub fn per_s_every(mean_gap_s: f64) -> f64 {
+    if mean_gap_s > 0.0 {
+        1.0 / mean_gap_s
+    } else {
+        0.0
+    }
+}
+
 /// A negative or NaN rate means "no arrivals".
 fn clean(rate_per_s: f64) -> f64 {
     rate_per_s.max(0.0)
@@ -388,6 +399,15 @@ mod tests {
         assert!(parked.unparks(100.0, 50));
         assert!(!parked.unparks(0.0, 50) && !parked.unparks(100.0, 0));
         assert!(!OpenLoop::poisson(100.0).unparks(200.0, 100), "a running source is not un-parked");
+    }
+
+    #[test]
+    fn events_every_so_many_seconds_are_a_poisson_source_with_that_mean_gap() {
+        // A crash every 5 s on average: rate 1/5 per s, exponential gaps of mean 5 s (the
+        // same exactness as any Poisson source); a mean of 0 (or less) is no events at all.
+        assert_eq!(OpenLoop::poisson(per_s_every(5.0)).mean_gap_us(), Some(5e6));
+        assert_eq!(OpenLoop::poisson(per_s_every(0.25)).mean_gap_us(), Some(250_000.0));
+        assert!([0.0, -1.0].iter().all(|&s| OpenLoop::poisson(per_s_every(s)).is_parked()));
     }
 
     #[test]
