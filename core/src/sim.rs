@@ -1203,7 +1203,10 @@ mod tests {
                 assert!(t >= 1, "{d} µs at {ppm} ppm fired in the instant it was set");
                 // Rounded up, and by less than a microsecond.
                 let local = t as i128 * (1_000_000 + ppm as i128);
-                assert!(local >= d as i128 * 1_000_000 && local < (d as i128 + 2) * 1_000_000, "{d} µs at {ppm} ppm: {t}");
+                assert!(
+                    local >= d as i128 * 1_000_000 && local < (d as i128 + 2) * 1_000_000,
+                    "{d} µs at {ppm} ppm: {t}"
+                );
             }
         }
     }
