@@ -29,6 +29,21 @@ struct Row {
     broken: u64,
 }
 
+impl Row {
+    /// Adds another row's counts to this one.
+    fn add(&mut self, o: &Row) {
+        self.runs += o.runs;
+        self.faults += o.faults;
+        self.inside += o.inside;
+        self.broken += o.broken;
+        self.panics += o.panics;
+        self.unhandled += o.unhandled;
+        self.replays += o.replays;
+        self.exploded += o.exploded;
+        self.violations += o.violations;
+    }
+}
+
 fn usage(why: &str) -> ! {
     eprintln!("swarm: {why}\nusage: swarm [--seeds N] [--scenario ID] [--threads T] [--explore]");
     std::process::exit(2)
@@ -104,16 +119,7 @@ fn main() {
                     }
                 }
                 let mut rows = rows.lock().unwrap();
-                let r = &mut rows[i];
-                r.runs += row.runs;
-                r.faults += row.faults;
-                r.inside += row.inside;
-                r.broken += row.broken;
-                r.panics += row.panics;
-                r.unhandled += row.unhandled;
-                r.replays += row.replays;
-                r.exploded += row.exploded;
-                r.violations += row.violations;
+                rows[i].add(&row);
                 eprintln!(
                     "  {} / {}: {} runs ({:.0} s so far)",
                     spec.id(),
@@ -142,15 +148,7 @@ fn main() {
             r.exploded,
             r.violations
         );
-        total.runs += r.runs;
-        total.faults += r.faults;
-        total.inside += r.inside;
-        total.broken += r.broken;
-        total.panics += r.panics;
-        total.unhandled += r.unhandled;
-        total.replays += r.replays;
-        total.exploded += r.exploded;
-        total.violations += r.violations;
+        total.add(r);
     }
     let t = &total;
     println!(
