@@ -84,6 +84,7 @@ pub static AT_SCALE: &[(&str, u64)] = &[
     ("s=inventory-reservation&strategy=reservation-ttl&buyers=50000&stock=10000&instances=32", 10),
     ("s=distributed-lock&strategy=fencing&clients=100000&keys=10000&think_ms=10000", 10),
     ("s=priority-queue&strategy=weighted-fair&high_per_s=500&low_per_s=1167&workers=200&job_ms=100&campaign_jobs=20000", 10),
+    ("s=message-ordering&strategy=sub-keys-sequence&orders_per_s=10000&customers=100000&partitions=32&sub_keys=32&hot_at_s=1", 10),
 ];
 
 /// `AT_SCALE` ready to run: each recipe (read strictly; a test checks that all of them read)
