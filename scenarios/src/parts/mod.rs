@@ -26,6 +26,7 @@ pub mod pool;
 pub mod priority;
 pub mod producer;
 pub mod queueing;
+pub mod resend;
 pub mod resequencer;
 pub mod retried;
 pub mod retry;

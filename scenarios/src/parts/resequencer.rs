@@ -46,6 +46,17 @@ impl<T> Resequencer<T> {
         self.by_stamp.insert((stamp, n));
     }
 
+    /// Holds item `n` under `Sequence`, unless it is a copy: released already (below `next`)
+    /// or held. At-least-once senders resend, so the same number may come twice; returns
+    /// whether it was held (a copy is dropped, by its number alone).
+    pub fn offer(&mut self, n: u64, next: u64, stamp: Time, item: T) -> bool {
+        let new = n >= next && !self.held.contains_key(&n);
+        if new {
+            self.hold(n, stamp, item);
+        }
+        new
+    }
+
     /// The next item the rule lets out now, with its number, if any.
     pub fn release(&mut self, rule: Release) -> Option<(u64, T)> {
         let n = match rule {
@@ -113,6 +124,19 @@ mod tests {
         assert_eq!(r.release(Release::All), Some((7, 700)));
         assert_eq!(r.release(Release::All), Some((8, 800)));
         assert!(r.is_empty() && r.due(0).is_none() && r.release(Release::All).is_none());
+    }
+
+    #[test]
+    fn by_number_a_resent_copy_is_dropped_whether_released_or_held() {
+        let mut r = Resequencer::default();
+        assert!(r.offer(1, 1, Time(10), 'a') && r.offer(3, 1, Time(30), 'c'));
+        assert!(!r.offer(3, 1, Time(31), 'C'), "held already");
+        assert_eq!(r.release(Release::Sequence { next: 1 }), Some((1, 'a')));
+        assert!(!r.offer(1, 2, Time(11), 'A'), "released already");
+        assert!(r.offer(2, 2, Time(20), 'b'));
+        let out: Vec<_> = (2..).map_while(|next| r.release(Release::Sequence { next })).collect();
+        assert_eq!(out, [(2, 'b'), (3, 'c')], "each once, the first copy");
+        assert!(r.is_empty());
     }
 
     #[test]

@@ -1,0 +1,136 @@
+//! At-least-once sending: each item kept as a pending call until the receiver acknowledges it, sent again (a fresh call) when its timeout runs out, each timeout twice the last up to a cap (TCP's retransmission backoff, RFC 6298 §5.5).
+//!
+//! How a scenario uses it: `let id = r.send(ctx, item, Timer::AckTimeout)`, then send the item
+//! with `id`; the receiver answers with `id`; on the answer `r.acked(id, ctx)` — `Some(item)`
+//! the first time; on `Timer::AckTimeout(id)`, `r.timed_out(id, ctx, Timer::AckTimeout)` —
+//! `Some((new_id, item))`: send it again with the new id. Nothing is ever given up, so the
+//! receiver sees every item at least once and must drop the copies itself (by an id or a
+//! sequence number): a lost ack makes a duplicate. After a crash, [`Resend::crash`] hands
+//! back the items in flight, for the sender to send again from its durable state. The
+//! receiver of a numbered stream puts it back in order and drops the copies with [`InOrder`].
+
+use crate::parts::calls::{CallId, Calls};
+use crate::parts::resequencer::{Release, Resequencer};
+use crate::parts::retry::{Jitter, RetryPolicy};
+use faultline_core::{Ctx, Micros, Node, Time};
+
+/// The items sent and not yet acknowledged, each with its tries so far.
+#[derive(Clone, Debug)]
+pub struct Resend<T> {
+    calls: Calls<(T, u32)>,
+    resent: u64,
+}
+
+impl<T: Clone> Resend<T> {
+    /// A sender whose acknowledgement latencies go to the histogram `latency`.
+    pub fn new(latency: &'static str) -> Resend<T> {
+        Resend { calls: Calls::new(latency), resent: 0 }
+    }
+
+    /// Sends `item` for the first time: its call id (send the item with it). The first try
+    /// waits `timeout_us` for its ack.
+    pub fn send<N: Node>(
+        &mut self,
+        ctx: &mut Ctx<N>,
+        item: T,
+        timeout_us: Micros,
+        timer: impl FnOnce(CallId) -> N::Timer,
+    ) -> CallId {
+        self.calls.start(ctx, (item, 1), timeout_us, timer)
+    }
+
+    /// The ack of call `id`: the item, the first time; `None` for a late or repeated ack.
+    pub fn acked<N: Node>(&mut self, id: CallId, ctx: &mut Ctx<N>) -> Option<T> {
+        self.calls.reply(id, ctx).map(|(item, _)| item)
+    }
+
+    /// Call `id` timed out: the item again under a new call, whose timeout is `timeout_us`
+    /// doubled for each try made (capped at `cap_us`). `None` if it was acked meanwhile.
+    pub fn timed_out<N: Node>(
+        &mut self,
+        id: CallId,
+        ctx: &mut Ctx<N>,
+        timeout_us: Micros,
+        cap_us: Micros,
+        timer: impl FnOnce(CallId) -> N::Timer,
+    ) -> Option<(CallId, T)> {
+        let (item, tries) = self.calls.timeout(id)?;
+        let wait = RetryPolicy::new(u32::MAX, timeout_us, cap_us.max(timeout_us), Jitter::None).backoff_us(tries + 1);
+        self.resent += 1;
+        Some((self.calls.start(ctx, (item.clone(), tries + 1), wait, timer), item))
+    }
+
+    /// A crash: the items in flight, oldest call first (their acks will come back as late).
+    pub fn crash<N: Node>(&mut self, ctx: &mut Ctx<N>) -> Vec<T> {
+        self.calls.clear(ctx).into_iter().map(|(item, _)| item).collect()
+    }
+
+    /// The items in flight.
+    pub fn pending(&self) -> impl Iterator<Item = &T> {
+        self.calls.iter().map(|(_, (item, _))| item)
+    }
+
+    pub fn len(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    /// Items sent again so far.
+    pub fn resent(&self) -> u64 {
+        self.resent
+    }
+}
+
+/// The receiving side of one at-least-once stream numbered 0, 1, 2… by its sender (a
+/// partition's offsets): items let through in their numbers' order, each once — a copy of
+/// one let through or held is dropped, a later one held until the gap is filled (TCP's
+/// receive buffer over a connection that retransmits).
+#[derive(Clone, Debug)]
+pub struct InOrder<T> {
+    next: u64,
+    held: Resequencer<T>,
+}
+
+impl<T> Default for InOrder<T> {
+    fn default() -> Self {
+        InOrder { next: 0, held: Resequencer::default() }
+    }
+}
+
+impl<T> InOrder<T> {
+    /// Item `n` arrives: what it lets through now, in order (nothing for a copy or past a gap).
+    pub fn receive(&mut self, n: u64, item: T) -> Vec<T> {
+        self.held.offer(n + 1, self.next + 1, Time::ZERO, item);
+        let mut out = Vec::new();
+        while let Some((_, item)) = self.held.release(Release::Sequence { next: self.next + 1 }) {
+            out.push(item);
+            self.next += 1;
+        }
+        out
+    }
+
+    /// Items held behind a gap.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_goes_through_in_order_once_whatever_is_lost_or_resent() {
+        let mut r = InOrder::default();
+        assert_eq!(r.receive(0, 'a'), ['a']);
+        assert!(r.receive(2, 'c').is_empty(), "1 is missing");
+        assert!(r.receive(0, 'A').is_empty() && r.receive(2, 'C').is_empty(), "copies");
+        assert_eq!(r.held(), 1);
+        assert_eq!(r.receive(1, 'b'), ['b', 'c']);
+        assert!(r.receive(1, 'B').is_empty());
+        assert_eq!((r.receive(3, 'd'), r.held()), (vec!['d'], 0));
+    }
+}
