@@ -25,11 +25,16 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
                 ρ = 2): its partition's lag grows without end, its neighbours' too. Sub-keys spread the hot key and \
                 need a resequencer; by sender timestamps it trusts clocks, and one off by more than the gap between \
                 two orders swaps them. The model: Poisson customers; API instances in turn, each stamping its own \
-                clock; links keep order (constant latency); a fixed time per order at each partition's consumer, \
-                which commits once it has sent it on; only customer 0's key is salted; nothing lost is resent.",
+                clock; links keep order (constant latency) but lose under faults; a fixed time per order at each \
+                partition's consumer; only customer 0's key is salted. At least once, end to end: a customer \
+                places an order again until its partition acks it (an ordinary one waits for that before its \
+                next), the log and its committed offset are durable, a consumer commits only what the orders \
+                table acked and resends the rest after a timeout (doubling to 1 s), and after a crash reads \
+                again from its commit. Copies are dropped by order id (partition), by offset (each partition's \
+                stream at the table) and by number (the resequencer).",
             what_you_sacrifice: "Sub-keys give up the one-partition guarantee: order is rebuilt downstream, and the \
                 resequencer holds orders back — the whole hold with timestamps, behind the slowest sub-partition with \
-                numbers (a lost order stalls its customer until resent). Numbers need one authority per key.",
+                numbers (a lost order holds its customer back until resent). Numbers need one authority per key.",
             at_10x: "At 10,000 orders/s from one customer, applying to its row is itself the serial bottleneck; the \
                 promise must shrink to what the business needs (per account, per order's lifecycle): true sub-keys.",
             resembles: "Kafka key partitioning and salted hot keys, EIP's Resequencer, Kafka idempotent-producer \
