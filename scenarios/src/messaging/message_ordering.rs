@@ -2,8 +2,9 @@
 
 use crate::parts::arrivals::OpenLoop;
 use crate::parts::calls::CallId;
-use crate::parts::partition::{Offset, Partition};
-use crate::parts::resend::{InOrder, Resend};
+use crate::parts::consumer::Consumer;
+use crate::parts::partition::Offset;
+use crate::parts::resend::{InOrder, PerKey};
 use crate::parts::resequencer::{Release, Resequencer};
 use crate::parts::strategies::strategies;
 use crate::parts::table::KeyTable;
@@ -98,9 +99,8 @@ const LEDGER: NodeId = 0;
 const API: NodeId = 3;
 const INSTANCES: u64 = 2;
 const FIRST_PARTITION: NodeId = 5;
-/// The hot customer's id; the consumer group (one).
+/// The hot customer's id.
 const HOT: u64 = 0;
-const GROUP: usize = 0;
 /// Every link's latency: constant, so a link delivers in the order sent (as a TCP connection).
 const LINK_US: Micros = 500;
 
@@ -165,16 +165,13 @@ pub struct Ledger {
 
 /// The other customers (a random one each time) or the hot one; each numbers its own orders
 /// and places each again until the partition has it (orders not yet acknowledged: durable).
+/// A person waits for "order received" before the next; the hot customer (a program) does not.
 #[derive(Clone, Debug)]
 pub struct Customers {
     source: OpenLoop,
     hot: bool,
-    seqs: KeyTable<u64>,
     turn: u64,
-    sent: Resend<Order>,
-    unsent: Vec<Order>,
-    /// An ordinary customer's orders placed while its last is unacknowledged, oldest first.
-    queued: Vec<Order>,
+    sent: PerKey<Order>,
 }
 
 /// An order-API instance: stamps each order with its clock and picks its partition.
@@ -184,18 +181,12 @@ pub struct Api {
     offset_us: i64,
 }
 
-/// A partition and the consumer that owns it: the log and its committed offset durable; the
-/// position read, the order in hand and the orders awaiting the table's ack volatile.
+/// A partition and the consumer that owns it, at least once to the orders table.
 #[derive(Clone, Debug)]
 pub struct Part {
     index: u64,
-    log: Partition<Order>,
-    busy: bool,
     hot_home: bool,
-    read: Offset,
-    acks: Resend<Offset>,
-    /// The ids of the orders in the log: a placement sent again is acked, not appended again.
-    ids: KeyTable<()>,
+    c: Consumer<Order>,
 }
 
 /// A customer's home partition: Fibonacci hashing of its id (customer 0's is partition 0).
@@ -209,8 +200,7 @@ fn sim(setup: &Setup) -> Sim<Mo> {
     sim.add_node(Mo::Ledger(Ledger { streams, ..Ledger::default() }));
     let others = OpenLoop::poisson(setup.param("orders_per_s") as f64);
     for (source, hot) in [(others, false), (OpenLoop::poisson(0.0), true)] {
-        let (seqs, sent) = (KeyTable::default(), Resend::new("place_us"));
-        sim.add_node(Mo::Customers(Customers { source, hot, seqs, turn: 0, sent, unsent: vec![], queued: vec![] }));
+        sim.add_node(Mo::Customers(Customers { source, hot, turn: 0, sent: PerKey::new("place_us") }));
     }
     for index in 0..INSTANCES {
         sim.add_node(Mo::Api(Api { index, offset_us: 0 }));
@@ -218,9 +208,7 @@ fn sim(setup: &Setup) -> Sim<Mo> {
     let partitions = setup.param("partitions") as u64;
     for index in 0..partitions {
         let hot_home = index == home(HOT, partitions);
-        let (log, acks) = (Partition::new(1), Resend::new("ack_us"));
-        let ids = KeyTable::default();
-        sim.add_node(Mo::Part(Part { index, log, busy: false, hot_home, read: 0, acks, ids }));
+        sim.add_node(Mo::Part(Part { index, hot_home, c: Consumer::new("ack_us") }));
     }
     let (skew, hot_at, hot_per_s) = (setup.param("skew_us"), setup.param("hot_at_s"), setup.param("hot_per_s"));
     sim.schedule(Time::from_secs(hot_at.max(0) as u64), Fault::custom("hot-customer", hot_per_s));
@@ -234,8 +222,8 @@ fn sim(setup: &Setup) -> Sim<Mo> {
     });
     sim.check("lag-bounded", |w| {
         let bound = w.param("lag_max_s").max(0) as u64 * MICROS_PER_S;
-        if let Some((_, p)) = w.all::<Part>().find(|(_, p)| p.log.lag_us(GROUP, w.now) > bound) {
-            let (n, s) = (p.log.lag(GROUP), p.log.lag_us(GROUP, w.now) as f64 / 1e6);
+        if let Some((_, p)) = w.all::<Part>().find(|(_, p)| p.c.log().lag_us(0, w.now) > bound) {
+            let (n, s) = (p.c.lag(), p.c.log().lag_us(0, w.now) as f64 / 1e6);
             let hot = if p.hot_home { ", the hot customer's home" } else { "" };
             return Err(format!("partition {}{hot}: {n} orders behind, the oldest {s:.1} s old", p.index));
         }
@@ -258,11 +246,12 @@ impl Node for Mo {
             Mo::Ledger(l) => l.drain(true, ctx),
             Mo::Customers(c) => {
                 c.source.start(ctx, Timer::Arrive);
-                std::mem::take(&mut c.unsent).into_iter().for_each(|o| c.send(o, ctx));
+                let again = c.sent.restart(ctx, ack_timeout(ctx), Timer::Unacked);
+                again.into_iter().for_each(|(id, o)| c.place_again(o, id, ctx));
             }
             Mo::Api(_) => {}
             Mo::Part(p) => {
-                (p.busy, p.read) = (false, p.log.committed(GROUP));
+                p.c.restart();
                 p.next(ctx)
             }
         }
@@ -270,8 +259,8 @@ impl Node for Mo {
 
     fn on_crash(&mut self, ctx: &mut Ctx<Self>) {
         match self {
-            Mo::Customers(c) => c.unsent = c.sent.crash(ctx),
-            Mo::Part(p) => _ = p.acks.crash(ctx),
+            Mo::Customers(c) => c.sent.crash(ctx),
+            Mo::Part(p) => p.c.crash(ctx),
             _ => {}
         }
     }
@@ -279,16 +268,21 @@ impl Node for Mo {
     fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Self>) {
         match (self, msg) {
             (Mo::Api(a), Msg::Place(order, id)) => a.route(order, id, ctx),
-            (Mo::Customers(c), Msg::Appended(id)) => c.acked(id, ctx),
+            (Mo::Customers(c), Msg::Appended(id)) => {
+                if let Some((id, next)) = c.sent.acked(id, ctx, ack_timeout(ctx), Timer::Unacked) {
+                    c.place_again(next, id, ctx);
+                }
+            }
             // An idempotent producer (Kafka's producer id and sequence): a copy is acked only.
             (Mo::Part(p), Msg::Append(order, id)) => {
-                if p.ids.insert(order.id(), ()).is_none() {
-                    p.log.append(order, ctx.truth());
-                }
+                p.c.append(order.id(), order, ctx);
                 ctx.send(id.node(), Msg::Appended(id));
                 p.next(ctx);
             }
-            (Mo::Part(p), Msg::Applied(id)) => p.acked(id, ctx),
+            (Mo::Part(p), Msg::Applied(id)) => {
+                p.c.acked(id, ctx);
+                p.next(ctx);
+            }
             (Mo::Ledger(l), Msg::Apply(o, offset, id)) => {
                 // Acknowledged once held or applied (both durable); a copy is acknowledged too.
                 ctx.send(from, Msg::Applied(id));
@@ -302,7 +296,11 @@ impl Node for Mo {
     fn on_timer(&mut self, timer: Timer, ctx: &mut Ctx<Self>) {
         match (self, timer) {
             (Mo::Customers(c), Timer::Arrive) => c.place(ctx),
-            (Mo::Part(p), Timer::Processed(offset)) => p.processed(offset, ctx),
+            (Mo::Part(p), Timer::Processed(offset)) => {
+                let (order, id) = p.c.processed(offset, ctx, ack_timeout(ctx), Timer::Unacked);
+                ctx.send(LEDGER, Msg::Apply(order, offset, id));
+                p.next(ctx);
+            }
             (Mo::Ledger(l), Timer::Release) => l.drain(true, ctx),
             (Mo::Customers(c), Timer::Unacked(id)) => {
                 if let Some((id, order)) = c.sent.timed_out(id, ctx, ack_timeout(ctx), MICROS_PER_S, Timer::Unacked) {
@@ -310,8 +308,10 @@ impl Node for Mo {
                 }
             }
             (Mo::Part(p), Timer::Unacked(id)) => {
-                if let Some((id, offset)) = p.acks.timed_out(id, ctx, ack_timeout(ctx), MICROS_PER_S, Timer::Unacked) {
-                    ctx.send(LEDGER, Msg::Apply(p.log.get(offset).expect("appended").value, offset, id));
+                if let Some((id, offset, order)) =
+                    p.c.timed_out(id, ctx, ack_timeout(ctx), MICROS_PER_S, Timer::Unacked)
+                {
+                    ctx.send(LEDGER, Msg::Apply(order, offset, id));
                 }
             }
             (_, other) => ctx.unhandled(&other),
@@ -346,12 +346,12 @@ impl Node for Mo {
                 [Tone::Good, Tone::Warn][(a.offset_us != 0) as usize],
             ),
             Mo::Part(p) => {
-                let lag = p.log.lag(GROUP) as i64;
+                let (lag, log) = (p.c.lag() as i64, p.c.log());
                 NodeView::new(NodeKind::Queue, 2, format!("partition {}", p.index))
                     .gauge("lag", lag, lag.max(100))
                     .badge_if(p.hot_home, "hot customer's home", Tone::Warn)
-                    .badge(format!("end {} · committed {}", p.log.end(), p.log.committed(GROUP)), Tone::Neutral)
-                    .badge_if(p.acks.resent() > 0, format!("{} resent", p.acks.resent()), Tone::Warn)
+                    .badge(format!("end {} · committed {}", log.end(), log.committed(0)), Tone::Neutral)
+                    .badge_if(p.c.resent() > 0, format!("{} resent", p.c.resent()), Tone::Warn)
             }
         }
     }
@@ -363,31 +363,13 @@ impl Customers {
         self.source.on_timer(ctx, Timer::Arrive);
         let others = ctx.param("customers").max(1) as u64;
         let customer = if self.hot { HOT } else { 1 + ctx.rng().below(others) };
-        let seq = self.seqs.get(customer).copied().unwrap_or(0) + 1;
-        self.seqs.insert(customer, seq);
-        let order = Order { customer, seq, placed: ctx.truth(), stamp: Time::ZERO };
-        // A person waits for "order received" before the next; the hot customer (a program) does not.
-        match self.hot || self.sent.pending().all(|o| o.customer != customer) {
-            true => self.send(order, ctx),
-            false => self.queued.push(order),
+        let order = Order { customer, seq: self.sent.number(customer), placed: ctx.truth(), stamp: Time::ZERO };
+        if let Some(id) = self.sent.send(ctx, customer, order, self.hot, ack_timeout(ctx), Timer::Unacked) {
+            self.place_again(order, id, ctx);
         }
     }
 
-    /// The partition has an order: its customer's next, if queued, goes now.
-    fn acked(&mut self, id: CallId, ctx: &mut Ctx<Mo>) {
-        let Some(done) = self.sent.acked(id, ctx) else { return };
-        if let Some(i) = self.queued.iter().position(|o| o.customer == done.customer) {
-            let order = self.queued.remove(i);
-            self.send(order, ctx);
-        }
-    }
-
-    /// Places `order` through the next instance, as a call the partition acknowledges.
-    fn send(&mut self, order: Order, ctx: &mut Ctx<Mo>) {
-        let id = self.sent.send(ctx, order, ack_timeout(ctx), Timer::Unacked);
-        self.place_again(order, id, ctx);
-    }
-
+    /// Places `order` through the next instance, as call `id`, which the partition acknowledges.
     fn place_again(&mut self, order: Order, id: CallId, ctx: &mut Ctx<Mo>) {
         let to = API + (self.turn % INSTANCES) as NodeId;
         self.turn += 1;
@@ -421,34 +403,12 @@ impl Api {
 }
 
 impl Part {
-    /// Starts on the oldest order not committed, if the consumer is free and there is one.
+    /// Starts on the next order, if the consumer is free and there is one.
     fn next(&mut self, ctx: &mut Ctx<Mo>) {
         if self.hot_home {
-            ctx.gauge("hot_lag", self.log.lag(GROUP) as i64);
+            ctx.gauge("hot_lag", self.c.lag() as i64);
         }
-        let at = self.read;
-        if !self.busy && at < self.log.end() {
-            self.busy = true;
-            ctx.set_timer(ctx.param("process_us").max(0) as Micros, Timer::Processed(at));
-        }
-    }
-
-    /// The order at `offset` is processed: handed to the orders table, committed once acked.
-    fn processed(&mut self, offset: Offset, ctx: &mut Ctx<Mo>) {
-        let order = self.log.get(offset).expect("appended").value;
-        let id = self.acks.send(ctx, offset, ack_timeout(ctx), Timer::Unacked);
-        ctx.send(LEDGER, Msg::Apply(order, offset, id));
-        (self.busy, self.read) = (false, offset + 1);
-        self.next(ctx);
-    }
-
-    /// The table has an order: the commit moves up to the oldest order it has not acked.
-    fn acked(&mut self, id: CallId, ctx: &mut Ctx<Mo>) {
-        if self.acks.acked(id, ctx).is_some() {
-            let oldest = self.acks.pending().min().copied().unwrap_or(self.read);
-            self.log.commit(GROUP, oldest, ctx.truth());
-            self.next(ctx);
-        }
+        self.c.next(ctx, ctx.param("process_us").max(0) as Micros, Timer::Processed);
     }
 }
 
@@ -473,15 +433,12 @@ impl Ledger {
         self.release_at = self.release_at.filter(|_| !afresh);
         let (hold, now) = (ctx.param("hold_ms").max(0) as Micros * MICROS_PER_MS, ctx.now());
         let strategy = Strategy::from_id(ctx.strategy());
-        loop {
-            let rule = match strategy {
-                Strategy::SubKeysSequence => Release::Sequence { next: self.high.get(HOT).copied().unwrap_or(0) + 1 },
-                Strategy::SubKeysTimestamp => Release::Stamp { hold, now },
-                Strategy::Random | Strategy::Key => Release::All,
-            };
-            let Some((_, order)) = self.held.release(rule) else { break };
-            self.apply(order, ctx);
-        }
+        let rule = match strategy {
+            Strategy::SubKeysSequence => Release::Sequence { next: self.high.get(HOT).copied().unwrap_or(0) + 1 },
+            Strategy::SubKeysTimestamp => Release::Stamp { hold, now },
+            Strategy::Random | Strategy::Key => Release::All,
+        };
+        self.held.drain(rule).into_iter().for_each(|(_, order)| self.apply(order, ctx));
         let due = self.held.due(hold).filter(|_| strategy == Strategy::SubKeysTimestamp);
         if let Some(due) = due.filter(|&d| self.release_at.is_none_or(|at| d < at)) {
             self.release_at = Some(due);
@@ -589,11 +546,11 @@ mod tests {
         for seed in 1..=3 {
             let mut sim = start(recipe("key", seed));
             sim.run_until(Time::from_secs(10), u64::MAX);
-            let lag10 = part(&sim, 0).log.lag(GROUP) as f64;
+            let lag10 = part(&sim, 0).c.lag() as f64;
             sim.run_until(Time::from_secs(20), u64::MAX);
-            let grown = (part(&sim, 0).log.lag(GROUP) as f64 - lag10) / 10.0;
+            let grown = (part(&sim, 0).c.lag() as f64 - lag10) / 10.0;
             assert!((grown - grow).abs() <= 0.04 * grow, "seed {seed}: {grown:.0}/s, fluid {grow:.0}/s");
-            assert!((1..8).all(|p| part(&sim, p).log.lag(GROUP) < 50), "seed {seed}: the others keep up");
+            assert!((1..8).all(|p| part(&sim, p).c.lag() < 50), "seed {seed}: the others keep up");
             sim.run_until(Time::from_secs(30), u64::MAX);
             assert_eq!(out_of_order(&sim), 0, "seed {seed}");
             assert!(failed_at(&sim, "in-order").is_none(), "seed {seed}");
@@ -645,7 +602,7 @@ mod tests {
             let (mut sum, mut n) = (0.0, 0.0);
             for ms in 10_001..=30_000 {
                 sim.run_until(Time::from_ms(ms), u64::MAX);
-                sum += (0..8).map(|p| part(&sim, p).log.lag(GROUP) as f64).sum::<f64>();
+                sum += (0..8).map(|p| part(&sim, p).c.lag() as f64).sum::<f64>();
                 n += 8.0;
             }
             let lag = sum / n;
@@ -662,7 +619,7 @@ mod tests {
             assert_eq!((failed_at(&sim, "in-order"), failed_at(&sim, "lag-bounded")), (None, None), "seed {seed}");
             assert_eq!(out_of_order(&sim), 0, "seed {seed}");
             assert!(p99_ms(&sim) < 20.0, "seed {seed}: p99 {} ms", p99_ms(&sim));
-            assert!((0..8).all(|p| part(&sim, p).log.lag(GROUP) < 30), "seed {seed}");
+            assert!((0..8).all(|p| part(&sim, p).c.lag() < 30), "seed {seed}");
             assert!(sim.node::<Ledger>(LEDGER).held.len() < 50, "seed {seed}");
         }
     }
@@ -690,11 +647,11 @@ mod tests {
     /// applied but the last few ms' (nothing stalled): none held, no partition behind.
     fn recovered(sim: &Sim<Mo>, seed: u64) {
         assert_eq!((out_of_order(sim), failed_at(sim, "in-order")), (0, None), "seed {seed}");
-        let placed = sim.node::<Customers>(2).seqs.get(HOT).copied().expect("placed");
+        let placed = sim.node::<Customers>(2).sent.numbered(HOT);
         let applied = sim.node::<Ledger>(LEDGER).high.get(HOT).copied().unwrap_or(0);
         assert!(placed - applied < 30, "seed {seed}: #{applied} of #{placed} applied");
         assert!(sim.node::<Ledger>(LEDGER).held.len() < 30, "seed {seed}");
-        assert!((0..8).all(|p| part(sim, p).log.lag(GROUP) < 30 && part(sim, p).acks.len() < 30), "seed {seed}");
+        assert!((0..8).all(|p| part(sim, p).c.lag() < 30 && part(sim, p).c.in_flight() < 30), "seed {seed}");
     }
 
     /// Runs `sub-keys-sequence` with `faults` to `at` s (for a look during the fault), then to 30 s.
@@ -736,7 +693,7 @@ mod tests {
         for seed in 1..=3 {
             let faults = [(10_000, Fault::LossBurst { loss: Ppm(300_000), dur: 2 * MICROS_PER_S })];
             let (during, sim) = with_faults(seed, &faults, 12);
-            assert!((0..8).any(|p| part(&during, p).acks.resent() > 100), "seed {seed}: resent");
+            assert!((0..8).any(|p| part(&during, p).c.resent() > 100), "seed {seed}: resent");
             assert!(failed_at(&sim, "lag-bounded").is_none(), "seed {seed}");
             recovered(&sim, seed);
         }
@@ -752,7 +709,7 @@ mod tests {
             let faults =
                 [(10_000, Fault::Partition { a: vec![LEDGER], b: None, one_way: false }), (13_000, Fault::Heal)];
             let (during, sim) = with_faults(seed, &faults, 13);
-            assert!((0..8).all(|p| part(&during, p).log.lag(GROUP) > 500), "seed {seed}: no commit moved");
+            assert!((0..8).all(|p| part(&during, p).c.lag() > 500), "seed {seed}: no commit moved");
             assert!(failed_at(&sim, "lag-bounded").is_none(), "seed {seed}");
             recovered(&sim, seed);
         }

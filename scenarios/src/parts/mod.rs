@@ -11,6 +11,7 @@ pub mod cache;
 pub mod calls;
 pub mod changelog;
 pub mod claims;
+pub mod consumer;
 pub mod degraded;
 pub mod dual;
 pub mod fair;

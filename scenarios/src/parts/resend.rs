@@ -12,6 +12,7 @@
 use crate::parts::calls::{CallId, Calls};
 use crate::parts::resequencer::{Release, Resequencer};
 use crate::parts::retry::{Jitter, RetryPolicy};
+use crate::parts::table::KeyTable;
 use faultline_core::{Ctx, Micros, Node, Time};
 
 /// The items sent and not yet acknowledged, each with its tries so far.
@@ -84,6 +85,101 @@ impl<T: Clone> Resend<T> {
     }
 }
 
+/// Many keys' items sent at least once, each key's numbered 1, 2, … and — unless sent
+/// `eager` — one in flight per key, the next waiting for its ack (a person waits for
+/// "received" before the next; SQS FIFO's message groups). So a lost item cannot be
+/// overtaken by its key's next. What is in flight is durable: after a crash, `restart`
+/// sends it again.
+#[derive(Clone, Debug)]
+pub struct PerKey<T> {
+    numbers: KeyTable<u64>,
+    sent: Resend<(u64, T)>,
+    waiting: Vec<(u64, T)>,
+    unsent: Vec<(u64, T)>,
+}
+
+impl<T: Clone> PerKey<T> {
+    /// Nothing sent yet; ack latencies go to the histogram `latency`.
+    pub fn new(latency: &'static str) -> PerKey<T> {
+        PerKey { numbers: KeyTable::default(), sent: Resend::new(latency), waiting: vec![], unsent: vec![] }
+    }
+
+    /// The next number of `key`'s items (1 for its first).
+    pub fn number(&mut self, key: u64) -> u64 {
+        let n = self.numbers.get(key).copied().unwrap_or(0) + 1;
+        self.numbers.insert(key, n);
+        n
+    }
+
+    /// How many of `key`'s items have been numbered.
+    pub fn numbered(&self, key: u64) -> u64 {
+        self.numbers.get(key).copied().unwrap_or(0)
+    }
+
+    /// Sends `key`'s `item` now — its call id: send it with that — or, unless `eager`, keeps
+    /// it waiting (`None`) while an item of its key is in flight.
+    pub fn send<N: Node>(
+        &mut self,
+        ctx: &mut Ctx<N>,
+        key: u64,
+        item: T,
+        eager: bool,
+        timeout_us: Micros,
+        timer: impl FnOnce(CallId) -> N::Timer,
+    ) -> Option<CallId> {
+        if !eager && self.sent.pending().any(|(k, _)| *k == key) {
+            self.waiting.push((key, item));
+            return None;
+        }
+        Some(self.sent.send(ctx, (key, item), timeout_us, timer))
+    }
+
+    /// The ack of call `id`: the next item of its key, if one waits, now sent (send it with
+    /// the call id given).
+    pub fn acked<N: Node>(
+        &mut self,
+        id: CallId,
+        ctx: &mut Ctx<N>,
+        timeout_us: Micros,
+        timer: impl FnOnce(CallId) -> N::Timer,
+    ) -> Option<(CallId, T)> {
+        let (key, _) = self.sent.acked(id, ctx)?;
+        let i = self.waiting.iter().position(|(k, _)| *k == key)?;
+        let (key, item) = self.waiting.remove(i);
+        Some((self.sent.send(ctx, (key, item.clone()), timeout_us, timer), item))
+    }
+
+    /// Call `id` went unacknowledged: [`Resend::timed_out`].
+    pub fn timed_out<N: Node>(
+        &mut self,
+        id: CallId,
+        ctx: &mut Ctx<N>,
+        timeout_us: Micros,
+        cap_us: Micros,
+        timer: impl FnOnce(CallId) -> N::Timer,
+    ) -> Option<(CallId, T)> {
+        self.sent.timed_out(id, ctx, timeout_us, cap_us, timer).map(|(id, (_, item))| (id, item))
+    }
+
+    /// A crash: the items in flight are kept for `restart` (the waiting ones are kept too).
+    pub fn crash<N: Node>(&mut self, ctx: &mut Ctx<N>) {
+        let lost = self.sent.crash(ctx);
+        self.unsent.extend(lost);
+    }
+
+    /// A (re)start: the items in flight at the crash, sent again, oldest first (send each
+    /// with its call id).
+    pub fn restart<N: Node>(
+        &mut self,
+        ctx: &mut Ctx<N>,
+        timeout_us: Micros,
+        timer: impl Fn(CallId) -> N::Timer,
+    ) -> Vec<(CallId, T)> {
+        let unsent = std::mem::take(&mut self.unsent);
+        unsent.into_iter().map(|(k, item)| (self.sent.send(ctx, (k, item.clone()), timeout_us, &timer), item)).collect()
+    }
+}
+
 /// The receiving side of one at-least-once stream numbered 0, 1, 2… by its sender (a
 /// partition's offsets): items let through in their numbers' order, each once — a copy of
 /// one let through or held is dropped, a later one held until the gap is filled (TCP's
@@ -104,11 +200,9 @@ impl<T> InOrder<T> {
     /// Item `n` arrives: what it lets through now, in order (nothing for a copy or past a gap).
     pub fn receive(&mut self, n: u64, item: T) -> Vec<T> {
         self.held.offer(n + 1, self.next + 1, Time::ZERO, item);
-        let mut out = Vec::new();
-        while let Some((_, item)) = self.held.release(Release::Sequence { next: self.next + 1 }) {
-            out.push(item);
-            self.next += 1;
-        }
+        let out: Vec<T> =
+            self.held.drain(Release::Sequence { next: self.next + 1 }).into_iter().map(|(_, t)| t).collect();
+        self.next += out.len() as u64;
         out
     }
 

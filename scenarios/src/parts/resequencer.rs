@@ -69,6 +69,19 @@ impl<T> Resequencer<T> {
         Some((n, item))
     }
 
+    /// Everything the rule lets out now, in order; under `Sequence` each item let out moves
+    /// `next` past it, so a run of consecutive numbers goes out together.
+    pub fn drain(&mut self, mut rule: Release) -> Vec<(u64, T)> {
+        let mut out = Vec::new();
+        while let Some((n, item)) = self.release(rule) {
+            if let Release::Sequence { next } = &mut rule {
+                *next = (*next).max(n + 1);
+            }
+            out.push((n, item));
+        }
+        out
+    }
+
     /// When the earliest stamp's hold is over: the time to look again under `Stamp`.
     pub fn due(&self, hold: Micros) -> Option<Time> {
         self.by_stamp.first().map(|s| s.0.plus(hold))
