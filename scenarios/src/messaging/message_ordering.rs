@@ -1,5 +1,6 @@
 //! Message ordering: customers → two order-API instances (their own clocks) → P ordered partitions, one consumer each → the orders table. Random partitioning reorders a customer's orders; key partitioning keeps them in order until one customer places 1,000 a second and its partition falls behind; sub-keys spread the hot key, and the orders table puts them back in order — by sender timestamps (wrong under clock skew) or by the customer's sequence numbers.
 
+use crate::parts::applier::{Applied, Applier};
 use crate::parts::arrivals::OpenLoop;
 use crate::parts::calls::CallId;
 use crate::parts::consumer::Consumer;
@@ -7,7 +8,6 @@ use crate::parts::partition::Offset;
 use crate::parts::resend::{InOrder, PerKey};
 use crate::parts::resequencer::{Release, Resequencer};
 use crate::parts::strategies::strategies;
-use crate::parts::table::KeyTable;
 use faultline_core::*;
 
 #[rustfmt::skip] // A table, an entry a line: rustfmt would give every argument a line of its own.
@@ -71,13 +71,10 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         StrategySpec::naive("sub-keys-timestamp", "Sub-keys + timestamps", "The hot key spread over sub-keys; put back in order by sender timestamps after a hold."),
         StrategySpec::fixed("sub-keys-sequence", "Sub-keys + sequence", "The hot key spread over sub-keys; put back in order by the customer's sequence numbers."),
     ],
-    faults: &[FaultSpec::global("hot-customer", "Hot customer", "Customer 0 places this many orders a second \
-        from now on (0: stops).").value("orders/s", 0..=100_000, 1000)],
+    faults: &[FaultSpec::global("hot-customer", "Hot customer", "Customer 0 places this many orders a second from now on (0: stops).").value("orders/s", 0..=100_000, 1000)],
     checks: &[
-        CheckSpec::new("in-order", "Per-customer order preserved", "Each order applied to the orders table comes \
-            after every order of its customer applied before it. Names the customer and both orders."),
-        CheckSpec::new("lag-bounded", "Every order applied in time", "No order waits longer than the lag bound: \
-            neither the oldest not yet processed in a partition nor one held by the resequencer. Names which."),
+        CheckSpec::new("in-order", "Per-customer order preserved", "Each order applied to the orders table comes after every order of its customer applied before it. Names the customer and both orders."),
+        CheckSpec::new("lag-bounded", "Every order applied in time", "No order waits longer than the lag bound: neither the oldest not yet processed in a partition nor one held by the resequencer. Names which."),
     ],
     metrics: &[
         MetricSpec::new("out_of_order", "Out-of-order applies", "orders", Measure::Count("out_of_order")),
@@ -113,16 +110,9 @@ pub struct Order {
     stamp: Time,
 }
 
-impl Order {
-    /// Its id, unique in the run: `customer << 32 | seq`.
-    fn id(&self) -> u64 {
-        self.customer << 32 | self.seq
-    }
-}
-
-/// How checks and views name an order's customer.
-fn name(o: &Order) -> String {
-    format!("{}{}", o.customer, if o.customer == HOT { " (hot)" } else { "" })
+/// How the check and the view tell an order applied after `high`, a later one of its customer.
+fn late(o: &Order, high: u64) -> String {
+    format!("customer {}{}: #{} applied after #{high}", o.customer, ["", " (hot)"][(o.customer == HOT) as usize], o.seq)
 }
 
 #[derive(Clone, Debug, Label)]
@@ -150,17 +140,13 @@ pub enum Mo {
     Part(Part),
 }
 
-/// The orders table: each customer's highest number applied, the resequencer, the last out-of-order apply.
+/// The orders table (each customer's orders by number, the last out-of-order apply) and the resequencer.
 #[derive(Clone, Debug, Default)]
 pub struct Ledger {
-    high: KeyTable<u64>,
-    /// Every order applied, by id (`customer << 32 | seq`): the table's primary key.
-    applied: KeyTable<()>,
+    table: Applier<Order>,
     held: Resequencer<Order>,
     /// Each partition's stream of applies, put back in offset order.
     streams: Vec<InOrder<Order>>,
-    release_at: Option<Time>,
-    bad: Option<(Order, u64, Time)>,
 }
 
 /// The other customers (a random one each time) or the hot one; each numbers its own orders
@@ -170,7 +156,6 @@ pub struct Ledger {
 pub struct Customers {
     source: OpenLoop,
     hot: bool,
-    turn: u64,
     sent: PerKey<Order>,
 }
 
@@ -200,7 +185,7 @@ fn sim(setup: &Setup) -> Sim<Mo> {
     sim.add_node(Mo::Ledger(Ledger { streams, ..Ledger::default() }));
     let others = OpenLoop::poisson(setup.param("orders_per_s") as f64);
     for (source, hot) in [(others, false), (OpenLoop::poisson(0.0), true)] {
-        sim.add_node(Mo::Customers(Customers { source, hot, turn: 0, sent: PerKey::new("place_us") }));
+        sim.add_node(Mo::Customers(Customers { source, hot, sent: PerKey::new("place_us") }));
     }
     for index in 0..INSTANCES {
         sim.add_node(Mo::Api(Api { index, offset_us: 0 }));
@@ -216,8 +201,8 @@ fn sim(setup: &Setup) -> Sim<Mo> {
         sim.schedule(Time::ZERO, Fault::ClockSkew { node: API + 1, offset: -skew });
     }
     // The event that just applied an order after a later one of its customer.
-    sim.check("in-order", |w| match w.node::<Ledger>(LEDGER).bad.filter(|b| b.2 == w.now) {
-        Some((o, high, _)) => Err(format!("customer {}: order #{} applied after #{high}", name(&o), o.seq)),
+    sim.check("in-order", |w| match w.node::<Ledger>(LEDGER).table.late().filter(|b| b.2 == w.now) {
+        Some((o, high, _)) => Err(late(o, *high)),
         None => Ok(()),
     });
     sim.check("lag-bounded", |w| {
@@ -246,14 +231,10 @@ impl Node for Mo {
             Mo::Ledger(l) => l.drain(true, ctx),
             Mo::Customers(c) => {
                 c.source.start(ctx, Timer::Arrive);
-                let again = c.sent.restart(ctx, ack_timeout(ctx), Timer::Unacked);
-                again.into_iter().for_each(|(id, o)| c.place_again(o, id, ctx));
+                place(c.sent.restart(ctx, ack_timeout(ctx), Timer::Unacked), ctx);
             }
             Mo::Api(_) => {}
-            Mo::Part(p) => {
-                p.c.restart();
-                p.next(ctx)
-            }
+            Mo::Part(p) => p.next(None, ctx),
         }
     }
 
@@ -269,19 +250,18 @@ impl Node for Mo {
         match (self, msg) {
             (Mo::Api(a), Msg::Place(order, id)) => a.route(order, id, ctx),
             (Mo::Customers(c), Msg::Appended(id)) => {
-                if let Some((id, next)) = c.sent.acked(id, ctx, ack_timeout(ctx), Timer::Unacked) {
-                    c.place_again(next, id, ctx);
-                }
+                place(c.sent.acked(id, ctx, ack_timeout(ctx), Timer::Unacked), ctx)
             }
-            // An idempotent producer (Kafka's producer id and sequence): a copy is acked only.
+            // An idempotent producer (Kafka's producer id and sequence): a copy, by the
+            // order's id (`customer << 32 | seq`, unique in the run), is acked only.
             (Mo::Part(p), Msg::Append(order, id)) => {
-                p.c.append(order.id(), order, ctx);
+                p.c.append(order.customer << 32 | order.seq, order, ctx);
                 ctx.send(id.node(), Msg::Appended(id));
-                p.next(ctx);
+                p.next(None, ctx);
             }
             (Mo::Part(p), Msg::Applied(id)) => {
                 p.c.acked(id, ctx);
-                p.next(ctx);
+                p.next(None, ctx);
             }
             (Mo::Ledger(l), Msg::Apply(o, offset, id)) => {
                 // Acknowledged once held or applied (both durable); a copy is acknowledged too.
@@ -295,24 +275,18 @@ impl Node for Mo {
 
     fn on_timer(&mut self, timer: Timer, ctx: &mut Ctx<Self>) {
         match (self, timer) {
-            (Mo::Customers(c), Timer::Arrive) => c.place(ctx),
+            (Mo::Customers(c), Timer::Arrive) => c.arrive(ctx),
             (Mo::Part(p), Timer::Processed(offset)) => {
-                let (order, id) = p.c.processed(offset, ctx, ack_timeout(ctx), Timer::Unacked);
-                ctx.send(LEDGER, Msg::Apply(order, offset, id));
-                p.next(ctx);
+                let apply = p.c.processed(offset, ctx, ack_timeout(ctx), Timer::Unacked);
+                p.next(Some(apply), ctx);
             }
             (Mo::Ledger(l), Timer::Release) => l.drain(true, ctx),
             (Mo::Customers(c), Timer::Unacked(id)) => {
-                if let Some((id, order)) = c.sent.timed_out(id, ctx, ack_timeout(ctx), MICROS_PER_S, Timer::Unacked) {
-                    c.place_again(order, id, ctx);
-                }
+                place(c.sent.timed_out(id, ctx, ack_timeout(ctx), MICROS_PER_S, Timer::Unacked), ctx)
             }
             (Mo::Part(p), Timer::Unacked(id)) => {
-                if let Some((id, offset, order)) =
-                    p.c.timed_out(id, ctx, ack_timeout(ctx), MICROS_PER_S, Timer::Unacked)
-                {
-                    ctx.send(LEDGER, Msg::Apply(order, offset, id));
-                }
+                let again = p.c.timed_out(id, ctx, ack_timeout(ctx), MICROS_PER_S, Timer::Unacked);
+                p.next(again, ctx);
             }
             (_, other) => ctx.unhandled(&other),
         }
@@ -346,12 +320,8 @@ impl Node for Mo {
                 [Tone::Good, Tone::Warn][(a.offset_us != 0) as usize],
             ),
             Mo::Part(p) => {
-                let (lag, log) = (p.c.lag() as i64, p.c.log());
-                NodeView::new(NodeKind::Queue, 2, format!("partition {}", p.index))
-                    .gauge("lag", lag, lag.max(100))
-                    .badge_if(p.hot_home, "hot customer's home", Tone::Warn)
-                    .badge(format!("end {} · committed {}", log.end(), log.committed(0)), Tone::Neutral)
-                    .badge_if(p.c.resent() > 0, format!("{} resent", p.c.resent()), Tone::Warn)
+                let v = NodeView::new(NodeKind::Queue, 2, format!("partition {}", p.index));
+                p.c.gauges(v.badge_if(p.hot_home, "hot customer's home", Tone::Warn))
             }
         }
     }
@@ -359,21 +329,20 @@ impl Node for Mo {
 
 impl Customers {
     /// An order is placed now: the customer numbers it and hands it to the next instance.
-    fn place(&mut self, ctx: &mut Ctx<Mo>) {
+    fn arrive(&mut self, ctx: &mut Ctx<Mo>) {
         self.source.on_timer(ctx, Timer::Arrive);
         let others = ctx.param("customers").max(1) as u64;
         let customer = if self.hot { HOT } else { 1 + ctx.rng().below(others) };
         let order = Order { customer, seq: self.sent.number(customer), placed: ctx.truth(), stamp: Time::ZERO };
-        if let Some(id) = self.sent.send(ctx, customer, order, self.hot, ack_timeout(ctx), Timer::Unacked) {
-            self.place_again(order, id, ctx);
-        }
+        place(self.sent.send(ctx, customer, order, self.hot, ack_timeout(ctx), Timer::Unacked), ctx);
     }
+}
 
-    /// Places `order` through the next instance, as call `id`, which the partition acknowledges.
-    fn place_again(&mut self, order: Order, id: CallId, ctx: &mut Ctx<Mo>) {
-        let to = API + (self.turn % INSTANCES) as NodeId;
-        self.turn += 1;
-        ctx.send(to, Msg::Place(order, id));
+/// Places each order as its call, which the partition acknowledges, through the instances
+/// in turn: by the call's number (every placement, first or again, is a fresh call).
+fn place(calls: impl IntoIterator<Item = (CallId, Order)>, ctx: &mut Ctx<Mo>) {
+    for (id, order) in calls {
+        ctx.send(API + (id.seq() % INSTANCES) as NodeId, Msg::Place(order, id));
     }
 }
 
@@ -393,18 +362,20 @@ impl Api {
         let p = match Strategy::from_id(ctx.strategy()) {
             Strategy::Random => ctx.rng().below(n),
             Strategy::Key => key,
-            Strategy::SubKeysTimestamp | Strategy::SubKeysSequence if order.customer == HOT => {
-                (key + order.seq % ctx.param("sub_keys").max(1) as u64) % n
-            }
-            Strategy::SubKeysTimestamp | Strategy::SubKeysSequence => key,
+            _ if order.customer == HOT => (key + order.seq % ctx.param("sub_keys").max(1) as u64) % n,
+            _ => key,
         };
         ctx.send(FIRST_PARTITION + p as NodeId, Msg::Append(order, id));
     }
 }
 
 impl Part {
-    /// Starts on the next order, if the consumer is free and there is one.
-    fn next(&mut self, ctx: &mut Ctx<Mo>) {
+    /// Hands `apply` (an order at its offset, as a call) to the orders table, then starts on
+    /// the next order if the consumer is free and there is one.
+    fn next(&mut self, apply: Option<(CallId, Offset, Order)>, ctx: &mut Ctx<Mo>) {
+        if let Some((id, offset, order)) = apply {
+            ctx.send(LEDGER, Msg::Apply(order, offset, id));
+        }
         if self.hot_home {
             ctx.gauge("hot_lag", self.c.lag() as i64);
         }
@@ -416,12 +387,11 @@ impl Ledger {
     /// An order arrives: under sub-keys the hot customer's wait in the resequencer (a copy
     /// dropped by its number, or by its id once out); others apply as they come.
     fn receive(&mut self, o: Order, ctx: &mut Ctx<Mo>) {
-        let next = self.high.get(HOT).copied().unwrap_or(0) + 1;
+        let (next, hot) = (self.table.high(HOT) + 1, o.customer == HOT);
         match Strategy::from_id(ctx.strategy()) {
-            _ if o.customer != HOT => return self.apply(o, ctx),
-            Strategy::SubKeysSequence => _ = self.held.offer(o.seq, next, o.stamp, o),
-            Strategy::SubKeysTimestamp => self.held.hold(o.seq, o.stamp, o),
-            Strategy::Random | Strategy::Key => return self.apply(o, ctx),
+            Strategy::SubKeysSequence if hot => _ = self.held.offer(o.seq, next, o.stamp, o),
+            Strategy::SubKeysTimestamp if hot => self.held.hold(o.seq, o.stamp, o),
+            _ => return self.apply(o, ctx),
         }
         self.drain(false, ctx);
     }
@@ -430,19 +400,16 @@ impl Ledger {
     /// in number order, after a switch away), then sets a timer for the next stamp due
     /// (`afresh`: the one set before is gone or may be wrong).
     fn drain(&mut self, afresh: bool, ctx: &mut Ctx<Mo>) {
-        self.release_at = self.release_at.filter(|_| !afresh);
         let (hold, now) = (ctx.param("hold_ms").max(0) as Micros * MICROS_PER_MS, ctx.now());
-        let strategy = Strategy::from_id(ctx.strategy());
-        let rule = match strategy {
-            Strategy::SubKeysSequence => Release::Sequence { next: self.high.get(HOT).copied().unwrap_or(0) + 1 },
+        let rule = match Strategy::from_id(ctx.strategy()) {
+            Strategy::SubKeysSequence => Release::Sequence { next: self.table.high(HOT) + 1 },
             Strategy::SubKeysTimestamp => Release::Stamp { hold, now },
             Strategy::Random | Strategy::Key => Release::All,
         };
-        self.held.drain(rule).into_iter().for_each(|(_, order)| self.apply(order, ctx));
-        let due = self.held.due(hold).filter(|_| strategy == Strategy::SubKeysTimestamp);
-        if let Some(due) = due.filter(|&d| self.release_at.is_none_or(|at| d < at)) {
-            self.release_at = Some(due);
-            ctx.set_timer(due.since(now), Timer::Release);
+        let (out, wake) = self.held.drain_due(rule, afresh);
+        out.into_iter().for_each(|(_, order)| self.apply(order, ctx));
+        if let Some(at) = wake {
+            ctx.set_timer(at.since(now), Timer::Release);
         }
         ctx.gauge("held", self.held.len() as i64);
     }
@@ -450,23 +417,18 @@ impl Ledger {
     /// Writes the order to its customer's row: out of order if a later one is there already;
     /// refused by the primary key if it is there (a resent copy).
     fn apply(&mut self, order: Order, ctx: &mut Ctx<Mo>) {
-        if self.applied.insert(order.id(), ()).is_some() {
-            return ctx.count("duplicates", 1);
-        }
-        let high = self.high.get(order.customer).copied().unwrap_or(0);
-        if order.seq < high {
-            self.bad = Some((order, high, ctx.truth()));
-            ctx.count("out_of_order", 1);
-        } else {
-            self.high.insert(order.customer, order.seq);
+        match self.table.apply(order.customer, order.seq, order, ctx.truth()) {
+            Applied::Copy => return ctx.count("duplicates", 1),
+            Applied::OutOfOrder { .. } => ctx.count("out_of_order", 1),
+            Applied::InOrder => {}
         }
         ctx.count("applied", 1);
         ctx.observe("latency_us", ctx.truth().since(order.placed));
     }
 
     fn view(&self) -> NodeView {
-        let (hot, held) = (self.high.get(HOT).copied().unwrap_or(0), self.held.len() as i64);
-        let bad = self.bad.map(|(o, high, _)| format!("customer {}: #{} after #{high}", name(&o), o.seq));
+        let (hot, held) = (self.table.high(HOT), self.held.len() as i64);
+        let bad = self.table.late().map(|(o, high, _)| late(o, *high));
         NodeView::new(NodeKind::Database, 3, "orders table")
             .gauge("held", held, held.max(100))
             .badge(format!("customer 0 at #{hot}"), Tone::Neutral)
@@ -523,7 +485,7 @@ mod tests {
             let (at, why) = failed_at(&sim, "in-order").expect("reordered");
             assert!(at < 5.0 && !why.contains("(hot)"), "seed {seed}: an ordinary customer first: {at}: {why}");
             assert!(failed_at(&sim, "lag-bounded").is_none(), "seed {seed}");
-            let latest = sim.node::<Ledger>(LEDGER).bad.expect("reordered").0;
+            let latest = sim.node::<Ledger>(LEDGER).table.late().expect("reordered").0;
             assert_eq!(latest.customer, HOT, "seed {seed}: the hot customer's, mostly");
         }
     }
@@ -648,7 +610,7 @@ mod tests {
     fn recovered(sim: &Sim<Mo>, seed: u64) {
         assert_eq!((out_of_order(sim), failed_at(sim, "in-order")), (0, None), "seed {seed}");
         let placed = sim.node::<Customers>(2).sent.numbered(HOT);
-        let applied = sim.node::<Ledger>(LEDGER).high.get(HOT).copied().unwrap_or(0);
+        let applied = sim.node::<Ledger>(LEDGER).table.high(HOT);
         assert!(placed - applied < 30, "seed {seed}: #{applied} of #{placed} applied");
         assert!(sim.node::<Ledger>(LEDGER).held.len() < 30, "seed {seed}");
         assert!((0..8).all(|p| part(sim, p).c.lag() < 30 && part(sim, p).c.in_flight() < 30), "seed {seed}");

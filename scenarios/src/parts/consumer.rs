@@ -10,15 +10,15 @@
 //!
 //! How a scenario uses it (`Timer::Processed(Offset)` and `Timer::Unacked(CallId)` are its own):
 //! `append` then `next` on a producer's record; on `Processed(at)`, `processed` gives the
-//! value and the call id to send it downstream with, then `next`; on the ack, `acked` then
+//! call id, offset and value to send downstream, then `next`; on the ack, `acked` then
 //! `next`; on `Unacked(id)`, `timed_out` gives what to send again; `crash` in `on_crash`,
-//! `restart` then `next` in `on_start`.
+//! `next` in `on_start`.
 
 use crate::parts::calls::CallId;
 use crate::parts::partition::{Offset, Partition};
 use crate::parts::resend::Resend;
 use crate::parts::table::KeyTable;
-use faultline_core::{Ctx, Micros, Node};
+use faultline_core::{Ctx, Micros, Node, NodeView, Tone};
 
 /// The consumer group: the one consumer.
 const GROUP: usize = 0;
@@ -58,18 +58,18 @@ impl<T: Clone> Consumer<T> {
         }
     }
 
-    /// The work on the record at `offset` is done: its value and the call id to hand it
-    /// downstream with (the first wait for its ack is `timeout_us`).
+    /// The work on the record at `offset` is done: the call id to hand it downstream with
+    /// (the first wait for its ack is `timeout_us`), its offset and value.
     pub fn processed<N: Node>(
         &mut self,
         offset: Offset,
         ctx: &mut Ctx<N>,
         timeout_us: Micros,
         timer: impl FnOnce(CallId) -> N::Timer,
-    ) -> (T, CallId) {
+    ) -> (CallId, Offset, T) {
         let id = self.acks.send(ctx, offset, timeout_us, timer);
         (self.busy, self.read) = (false, offset + 1);
-        (self.value(offset), id)
+        (id, offset, self.value(offset))
     }
 
     /// Downstream acknowledged call `id`: the commit moves up to the oldest record still
@@ -97,13 +97,10 @@ impl<T: Clone> Consumer<T> {
         Some((id, offset, self.value(offset)))
     }
 
-    /// A crash: the record in hand and the hand-offs awaiting acks are forgotten.
+    /// A crash: the record in hand and the hand-offs awaiting acks are forgotten, and the
+    /// read position with them: after the restart the consumer reads again from the commit.
     pub fn crash<N: Node>(&mut self, ctx: &mut Ctx<N>) {
         self.acks.crash(ctx);
-    }
-
-    /// A (re)start: read again from the commit.
-    pub fn restart(&mut self) {
         (self.busy, self.read) = (false, self.log.committed(GROUP));
     }
 
@@ -130,13 +127,22 @@ impl<T: Clone> Consumer<T> {
     pub fn resent(&self) -> u64 {
         self.acks.resent()
     }
+
+    /// `v` with the consumer's gauge and badges: its lag, the log's end and commit, and the
+    /// hand-offs sent again (if any).
+    pub fn gauges(&self, v: NodeView) -> NodeView {
+        let (lag, resent) = (self.lag() as i64, self.resent());
+        v.gauge("lag", lag, lag.max(100))
+            .badge(format!("end {} · committed {}", self.log.end(), self.log.committed(GROUP)), Tone::Neutral)
+            .badge_if(resent > 0, format!("{resent} resent"), Tone::Warn)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::parts::testing::run_alone;
-    use faultline_core::{Label, NodeId, NodeView, Time};
+    use faultline_core::{Label, NodeId, Time};
 
     /// A consumer whose downstream acks every hand-off after 1 ms but the first of offset 1,
     /// and that crashes at `crash_ms` if given; what it handed off, in order.
@@ -191,7 +197,7 @@ mod tests {
         fn on_timer(&mut self, t: Timer, ctx: &mut Ctx<Self>) {
             match t {
                 Timer::Processed(at) => {
-                    let (v, id) = self.c.processed(at, ctx, 20_000, Timer::Unacked);
+                    let (id, _, v) = self.c.processed(at, ctx, 20_000, Timer::Unacked);
                     self.handed.push((at, v));
                     if at == 1 && !self.lost {
                         self.lost = true;
@@ -206,10 +212,7 @@ mod tests {
                         ctx.set_timer(1_000, Timer::Ack(id));
                     }
                 }
-                Timer::Crash => {
-                    self.c.crash(ctx);
-                    self.c.restart();
-                }
+                Timer::Crash => self.c.crash(ctx),
             }
             self.c.next(ctx, 10_000, Timer::Processed);
         }
@@ -235,5 +238,13 @@ mod tests {
         let h = run(Some(35));
         assert_eq!(h.handed, [(0, 'a'), (1, 'b'), (2, 'c'), (1, 'b'), (2, 'c')]);
         assert_eq!((h.c.lag(), h.c.resent()), (0, 0));
+    }
+
+    #[test]
+    fn the_view_shows_the_lag_the_end_the_commit_and_what_was_resent() {
+        let h = run(None);
+        let v = h.c.gauges(NodeView::new(faultline_core::NodeKind::Queue, 0, "p"));
+        assert_eq!((v.gauges[0].value, v.badges[0].text.as_str()), (0, "end 3 · committed 3"));
+        assert_eq!(v.badges[1].text, "1 resent");
     }
 }

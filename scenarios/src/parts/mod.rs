@@ -1,6 +1,7 @@
 //! The scenario kit: mechanisms that recur across patterns, written once and tested once
 //! against what the literature says. A scenario composes them and keeps only its lesson.
 
+pub mod applier;
 pub mod arrivals;
 pub mod attempts;
 pub mod balance;

@@ -116,8 +116,8 @@ impl<T: Clone> PerKey<T> {
         self.numbers.get(key).copied().unwrap_or(0)
     }
 
-    /// Sends `key`'s `item` now — its call id: send it with that — or, unless `eager`, keeps
-    /// it waiting (`None`) while an item of its key is in flight.
+    /// Sends `key`'s `item` now — its call id and the item: send it with that id — or,
+    /// unless `eager`, keeps it waiting (`None`) while an item of its key is in flight.
     pub fn send<N: Node>(
         &mut self,
         ctx: &mut Ctx<N>,
@@ -126,12 +126,12 @@ impl<T: Clone> PerKey<T> {
         eager: bool,
         timeout_us: Micros,
         timer: impl FnOnce(CallId) -> N::Timer,
-    ) -> Option<CallId> {
+    ) -> Option<(CallId, T)> {
         if !eager && self.sent.pending().any(|(k, _)| *k == key) {
             self.waiting.push((key, item));
             return None;
         }
-        Some(self.sent.send(ctx, (key, item), timeout_us, timer))
+        Some((self.sent.send(ctx, (key, item.clone()), timeout_us, timer), item))
     }
 
     /// The ack of call `id`: the next item of its key, if one waits, now sent (send it with
@@ -215,6 +215,89 @@ impl<T> InOrder<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parts::testing::run_alone;
+    use faultline_core::{Label, NodeId, NodeView};
+
+    /// Keys 1 and 2 send one after the other, key 3 eagerly; the receiver acks every try
+    /// after 10 ms but key 2's; a crash (and at once a restart) at 30 ms. What was sent, when.
+    #[derive(Clone, Debug)]
+    struct Sender {
+        s: PerKey<char>,
+        sent: Vec<(u64, u64, char)>,
+    }
+
+    #[derive(Clone, Debug)]
+    enum Msg {}
+
+    impl Label for Msg {
+        fn label(&self) -> &'static str {
+            match *self {}
+        }
+    }
+
+    #[derive(Clone, Debug, Label)]
+    enum Timer {
+        Unacked(CallId),
+        Ack(CallId),
+        Crash,
+    }
+
+    impl Sender {
+        fn sent(&mut self, ctx: &mut Ctx<Self>, sends: impl IntoIterator<Item = (CallId, char)>) {
+            for (id, c) in sends {
+                let key = if c == 'x' { 2 } else { 1 + 2 * (c > 'o') as u64 };
+                self.sent.push((ctx.now().micros() / 1_000, key, c));
+                if key != 2 {
+                    ctx.set_timer(10_000, Timer::Ack(id));
+                }
+            }
+        }
+    }
+
+    impl Node for Sender {
+        type Msg = Msg;
+        type Timer = Timer;
+
+        fn on_start(&mut self, ctx: &mut Ctx<Self>) {
+            for (key, c) in [(1, 'a'), (1, 'b'), (2, 'x'), (3, 'p'), (3, 'q')] {
+                assert_eq!(self.s.number(key), 1 + (c == 'b' || c == 'q') as u64);
+                let send = self.s.send(ctx, key, c, key == 3, 50_000, Timer::Unacked);
+                self.sent(ctx, send);
+            }
+            ctx.set_timer(30_000, Timer::Crash);
+        }
+
+        fn on_message(&mut self, _: NodeId, msg: Msg, _: &mut Ctx<Self>) {
+            match msg {}
+        }
+
+        fn on_timer(&mut self, t: Timer, ctx: &mut Ctx<Self>) {
+            let sends = match t {
+                Timer::Ack(id) => self.s.acked(id, ctx, 50_000, Timer::Unacked).into_iter().collect(),
+                Timer::Unacked(id) => self.s.timed_out(id, ctx, 50_000, 200_000, Timer::Unacked).into_iter().collect(),
+                Timer::Crash => {
+                    self.s.crash(ctx);
+                    self.s.restart(ctx, 50_000, Timer::Unacked)
+                }
+            };
+            self.sent(ctx, sends);
+        }
+
+        fn view(&self) -> NodeView {
+            unreachable!()
+        }
+    }
+
+    #[test]
+    fn per_key_one_in_flight_the_next_on_its_ack_and_what_was_in_flight_sent_again_after_a_crash() {
+        let h = run_alone(Sender { s: PerKey::new("ack_us"), sent: vec![] }, 1, Time::from_ms(100));
+        // `b` waits for `a`'s ack (10 ms); key 3's go at once. Key 2's `x` is never acked: in
+        // flight at the crash, sent again at the restart (30 ms), then after its timeout
+        // (50 ms); its first call's timeout, forgotten in the crash, sends nothing.
+        let (a, b, x, p, q) = ((0, 1, 'a'), (10, 1, 'b'), (0, 2, 'x'), (0, 3, 'p'), (0, 3, 'q'));
+        assert_eq!(h.sent, [a, x, p, q, b, (30, 2, 'x'), (80, 2, 'x')]);
+        assert_eq!((h.s.numbered(1), h.s.numbered(2), h.s.numbered(3), h.s.numbered(4)), (2, 1, 2, 0));
+    }
 
     #[test]
     fn a_stream_goes_through_in_order_once_whatever_is_lost_or_resent() {

@@ -24,16 +24,17 @@ pub enum Release {
     All,
 }
 
-/// The held items, by number and by stamp.
+/// The held items, by number and by stamp, and the wake-up asked for under `Stamp`.
 #[derive(Clone, Debug)]
 pub struct Resequencer<T> {
     held: BTreeMap<u64, (Time, T)>,
     by_stamp: BTreeSet<(Time, u64)>,
+    wake: Option<Time>,
 }
 
 impl<T> Default for Resequencer<T> {
     fn default() -> Self {
-        Resequencer { held: BTreeMap::new(), by_stamp: BTreeSet::new() }
+        Resequencer { held: BTreeMap::new(), by_stamp: BTreeSet::new(), wake: None }
     }
 }
 
@@ -80,6 +81,19 @@ impl<T> Resequencer<T> {
             out.push((n, item));
         }
         out
+    }
+
+    /// [`drain`](Self::drain), and under `Stamp` when to look again: the earliest stamp's
+    /// due time if it is earlier than the wake-up asked for before (`None`: that one stands,
+    /// or nothing is due). `afresh`: the wake-up asked for before is gone (a restart) or may
+    /// be wrong (a new rule or hold); the caller's timer for it fires harmlessly.
+    pub fn drain_due(&mut self, rule: Release, afresh: bool) -> (Vec<(u64, T)>, Option<Time>) {
+        self.wake = self.wake.filter(|_| !afresh);
+        let out = self.drain(rule);
+        let Release::Stamp { hold, .. } = rule else { return (out, None) };
+        let due = self.due(hold).filter(|&d| self.wake.is_none_or(|w| d < w));
+        self.wake = due.or(self.wake);
+        (out, due)
     }
 
     /// When the earliest stamp's hold is over: the time to look again under `Stamp`.
@@ -137,6 +151,22 @@ mod tests {
         assert_eq!(r.release(Release::All), Some((7, 700)));
         assert_eq!(r.release(Release::All), Some((8, 800)));
         assert!(r.is_empty() && r.due(0).is_none() && r.release(Release::All).is_none());
+    }
+
+    #[test]
+    fn by_stamp_a_wake_up_is_asked_for_only_when_earlier_than_the_one_asked_for_before() {
+        let mut r = Resequencer::default();
+        let at = |now| Release::Stamp { hold: 100, now: Time(now) };
+        r.hold(1, Time(50), 'a');
+        assert_eq!(r.drain_due(at(0), false), (vec![], Some(Time(150))));
+        r.hold(2, Time(80), 'b');
+        assert_eq!(r.drain_due(at(10), false), (vec![], None), "150 asked for already");
+        r.hold(3, Time(20), 'c');
+        assert_eq!(r.drain_due(at(20), false), (vec![], Some(Time(120))), "earlier");
+        assert_eq!(r.drain_due(at(150), true), (vec![(3, 'c'), (1, 'a')], Some(Time(180))));
+        assert_eq!(r.drain_due(at(150), false), (vec![], None), "180 asked for already");
+        assert_eq!(r.drain_due(at(150), true), (vec![], Some(Time(180))), "afresh: asked again");
+        assert_eq!(r.drain_due(Release::All, false), (vec![(2, 'b')], None), "no wake-up but by stamp");
     }
 
     #[test]
