@@ -141,7 +141,7 @@ impl<T: Clone> Consumer<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parts::testing::run_alone;
+    use crate::parts::testing::{run_alone, NoMsg};
     use faultline_core::{Label, NodeId, Time};
 
     /// A consumer whose downstream acks every hand-off after 1 ms but the first of offset 1,
@@ -159,15 +159,6 @@ mod tests {
         run_alone(h, 1, Time::from_ms(500))
     }
 
-    #[derive(Clone, Debug)]
-    enum Msg {}
-
-    impl Label for Msg {
-        fn label(&self) -> &'static str {
-            match *self {}
-        }
-    }
-
     #[derive(Clone, Debug, Label)]
     enum Timer {
         Processed(Offset),
@@ -177,7 +168,7 @@ mod tests {
     }
 
     impl Node for Harness {
-        type Msg = Msg;
+        type Msg = NoMsg;
         type Timer = Timer;
 
         fn on_start(&mut self, ctx: &mut Ctx<Self>) {
@@ -190,7 +181,7 @@ mod tests {
             }
         }
 
-        fn on_message(&mut self, _: NodeId, msg: Msg, _: &mut Ctx<Self>) {
+        fn on_message(&mut self, _: NodeId, msg: NoMsg, _: &mut Ctx<Self>) {
             match msg {}
         }
 

@@ -45,7 +45,17 @@ pub mod window;
 /// For the parts' own tests: a node run alone in a kernel.
 #[cfg(test)]
 pub(crate) mod testing {
-    use faultline_core::{open, Link, Node, Recipe, Run, ScenarioSpec, Setup, Sim, Time};
+    use faultline_core::{open, Label, Link, Node, Recipe, Run, ScenarioSpec, Setup, Sim, Time};
+
+    /// The messages of a part's test node that gets none.
+    #[derive(Clone, Debug)]
+    pub enum NoMsg {}
+
+    impl Label for NoMsg {
+        fn label(&self) -> &'static str {
+            match *self {}
+        }
+    }
 
     /// Just enough of a scenario for the kernel to run one node.
     static SPEC: ScenarioSpec = ScenarioSpec::bare("parts-test", build);

@@ -215,7 +215,7 @@ impl<T> InOrder<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parts::testing::run_alone;
+    use crate::parts::testing::{run_alone, NoMsg};
     use faultline_core::{Label, NodeId, NodeView};
 
     /// Keys 1 and 2 send one after the other, key 3 eagerly; the receiver acks every try
@@ -224,15 +224,6 @@ mod tests {
     struct Sender {
         s: PerKey<char>,
         sent: Vec<(u64, u64, char)>,
-    }
-
-    #[derive(Clone, Debug)]
-    enum Msg {}
-
-    impl Label for Msg {
-        fn label(&self) -> &'static str {
-            match *self {}
-        }
     }
 
     #[derive(Clone, Debug, Label)]
@@ -255,7 +246,7 @@ mod tests {
     }
 
     impl Node for Sender {
-        type Msg = Msg;
+        type Msg = NoMsg;
         type Timer = Timer;
 
         fn on_start(&mut self, ctx: &mut Ctx<Self>) {
@@ -267,7 +258,7 @@ mod tests {
             ctx.set_timer(30_000, Timer::Crash);
         }
 
-        fn on_message(&mut self, _: NodeId, msg: Msg, _: &mut Ctx<Self>) {
+        fn on_message(&mut self, _: NodeId, msg: NoMsg, _: &mut Ctx<Self>) {
             match msg {}
         }
 
