@@ -1,12 +1,11 @@
 //! Message ordering: customers → two order-API instances (their own clocks) → P ordered partitions, one consumer each → the orders table. Random partitioning reorders a customer's orders; key partitioning keeps them in order until one customer places 1,000 a second and its partition falls behind; sub-keys spread the hot key, and the orders table puts them back in order — by sender timestamps (wrong under clock skew) or by the customer's sequence numbers.
 
-use crate::parts::applier::{Applied, Applier};
+use crate::parts::applier::{Ordered, Reorder};
 use crate::parts::arrivals::OpenLoop;
 use crate::parts::calls::CallId;
 use crate::parts::consumer::Consumer;
 use crate::parts::partition::Offset;
-use crate::parts::resend::{InOrder, PerKey};
-use crate::parts::resequencer::{Release, Resequencer};
+use crate::parts::resend::PerKey;
 use crate::parts::strategies::strategies;
 use faultline_core::*;
 
@@ -140,14 +139,9 @@ pub enum Mo {
     Part(Part),
 }
 
-/// The orders table (each customer's orders by number, the last out-of-order apply) and the resequencer.
-#[derive(Clone, Debug, Default)]
-pub struct Ledger {
-    table: Applier<Order>,
-    held: Resequencer<Order>,
-    /// Each partition's stream of applies, put back in offset order.
-    streams: Vec<InOrder<Order>>,
-}
+/// The orders table (each customer's orders by number, the last out-of-order apply), each
+/// partition's stream put back in offset order, and the resequencer for the hot customer's.
+pub type Ledger = Ordered<Order>;
 
 /// The other customers (a random one each time) or the hot one; each numbers its own orders
 /// and places each again until the partition has it (orders not yet acknowledged: durable).
@@ -181,8 +175,8 @@ pub fn home(customer: u64, partitions: u64) -> u64 {
 
 fn sim(setup: &Setup) -> Sim<Mo> {
     let mut sim: Sim<Mo> = Sim::new(setup, Link::constant(LINK_US));
-    let streams = vec![InOrder::default(); setup.param("partitions") as usize];
-    sim.add_node(Mo::Ledger(Ledger { streams, ..Ledger::default() }));
+    let id = |o: &Order| (o.customer, o.seq, o.stamp, o.placed);
+    sim.add_node(Mo::Ledger(Ordered::new(setup.param("partitions") as usize, HOT, id)));
     let others = OpenLoop::poisson(setup.param("orders_per_s") as f64);
     for (source, hot) in [(others, false), (OpenLoop::poisson(0.0), true)] {
         sim.add_node(Mo::Customers(Customers { source, hot, sent: PerKey::new("place_us") }));
@@ -228,7 +222,7 @@ impl Node for Mo {
     // timers, the order in hand and the consumer's position are not (it reads from its commit).
     fn on_start(&mut self, ctx: &mut Ctx<Self>) {
         match self {
-            Mo::Ledger(l) => l.drain(true, ctx),
+            Mo::Ledger(l) => l.drain(reorder(ctx), true, ctx, Timer::Release),
             Mo::Customers(c) => {
                 c.source.start(ctx, Timer::Arrive);
                 place(c.sent.restart(ctx, ack_timeout(ctx), Timer::Unacked), ctx);
@@ -266,8 +260,7 @@ impl Node for Mo {
             (Mo::Ledger(l), Msg::Apply(o, offset, id)) => {
                 // Acknowledged once held or applied (both durable); a copy is acknowledged too.
                 ctx.send(from, Msg::Applied(id));
-                let stream = &mut l.streams[from.saturating_sub(FIRST_PARTITION) as usize];
-                stream.receive(offset, o).into_iter().for_each(|o| l.receive(o, ctx));
+                l.receive(from.saturating_sub(FIRST_PARTITION) as usize, offset, o, reorder(ctx), ctx, Timer::Release);
             }
             (_, other) => ctx.unhandled(&other),
         }
@@ -280,7 +273,7 @@ impl Node for Mo {
                 let apply = p.c.processed(offset, ctx, ack_timeout(ctx), Timer::Unacked);
                 p.next(Some(apply), ctx);
             }
-            (Mo::Ledger(l), Timer::Release) => l.drain(true, ctx),
+            (Mo::Ledger(l), Timer::Release) => l.drain(reorder(ctx), true, ctx, Timer::Release),
             (Mo::Customers(c), Timer::Unacked(id)) => {
                 place(c.sent.timed_out(id, ctx, ack_timeout(ctx), MICROS_PER_S, Timer::Unacked), ctx)
             }
@@ -302,7 +295,9 @@ impl Node for Mo {
                 ctx.note(format!("customer 0 places {value} orders/s"));
             }
             // A new rule or hold applies to what is held now.
-            (Mo::Ledger(l), Control::Strategy(_) | Control::Param { id: "hold_ms", .. }) => l.drain(true, ctx),
+            (Mo::Ledger(l), Control::Strategy(_) | Control::Param { id: "hold_ms", .. }) => {
+                l.drain(reorder(ctx), true, ctx, Timer::Release)
+            }
             // Other parameters are read where they are used.
             _ => {}
         }
@@ -310,7 +305,7 @@ impl Node for Mo {
 
     fn view(&self) -> NodeView {
         match self {
-            Mo::Ledger(l) => l.view(),
+            Mo::Ledger(l) => ledger_view(l),
             Mo::Customers(c) => {
                 NodeView::new(NodeKind::Client, 0, ["other customers", "customer 0 (hot)"][c.hot as usize])
                     .badge(format!("{:.0} orders/s", c.source.rate_per_s()), Tone::Neutral)
@@ -383,57 +378,23 @@ impl Part {
     }
 }
 
-impl Ledger {
-    /// An order arrives: under sub-keys the hot customer's wait in the resequencer (a copy
-    /// dropped by its number, or by its id once out); others apply as they come.
-    fn receive(&mut self, o: Order, ctx: &mut Ctx<Mo>) {
-        let (next, hot) = (self.table.high(HOT) + 1, o.customer == HOT);
-        match Strategy::from_id(ctx.strategy()) {
-            Strategy::SubKeysSequence if hot => _ = self.held.offer(o.seq, next, o.stamp, o),
-            Strategy::SubKeysTimestamp if hot => self.held.hold(o.seq, o.stamp, o),
-            _ => return self.apply(o, ctx),
-        }
-        self.drain(false, ctx);
+/// How the orders table puts the hot customer's orders back in order: under sub-keys by
+/// its numbers, or by the API's stamps after the hold (on the table's clock).
+fn reorder(ctx: &Ctx<Mo>) -> Reorder {
+    match Strategy::from_id(ctx.strategy()) {
+        Strategy::SubKeysSequence => Reorder::Sequence,
+        Strategy::SubKeysTimestamp => Reorder::Stamp { hold: ctx.param("hold_ms").max(0) as Micros * MICROS_PER_MS },
+        Strategy::Random | Strategy::Key => Reorder::None,
     }
+}
 
-    /// Applies what the resequencer lets out now (by number, by stamp on this clock; all,
-    /// in number order, after a switch away), then sets a timer for the next stamp due
-    /// (`afresh`: the one set before is gone or may be wrong).
-    fn drain(&mut self, afresh: bool, ctx: &mut Ctx<Mo>) {
-        let (hold, now) = (ctx.param("hold_ms").max(0) as Micros * MICROS_PER_MS, ctx.now());
-        let rule = match Strategy::from_id(ctx.strategy()) {
-            Strategy::SubKeysSequence => Release::Sequence { next: self.table.high(HOT) + 1 },
-            Strategy::SubKeysTimestamp => Release::Stamp { hold, now },
-            Strategy::Random | Strategy::Key => Release::All,
-        };
-        let (out, wake) = self.held.drain_due(rule, afresh);
-        out.into_iter().for_each(|(_, order)| self.apply(order, ctx));
-        if let Some(at) = wake {
-            ctx.set_timer(at.since(now), Timer::Release);
-        }
-        ctx.gauge("held", self.held.len() as i64);
-    }
-
-    /// Writes the order to its customer's row: out of order if a later one is there already;
-    /// refused by the primary key if it is there (a resent copy).
-    fn apply(&mut self, order: Order, ctx: &mut Ctx<Mo>) {
-        match self.table.apply(order.customer, order.seq, order, ctx.truth()) {
-            Applied::Copy => return ctx.count("duplicates", 1),
-            Applied::OutOfOrder { .. } => ctx.count("out_of_order", 1),
-            Applied::InOrder => {}
-        }
-        ctx.count("applied", 1);
-        ctx.observe("latency_us", ctx.truth().since(order.placed));
-    }
-
-    fn view(&self) -> NodeView {
-        let (hot, held) = (self.table.high(HOT), self.held.len() as i64);
-        let bad = self.table.late().map(|(o, high, _)| late(o, *high));
-        NodeView::new(NodeKind::Database, 3, "orders table")
-            .gauge("held", held, held.max(100))
-            .badge(format!("customer 0 at #{hot}"), Tone::Neutral)
-            .badge_if(bad.is_some(), bad.unwrap_or_default(), Tone::Bad)
-    }
+fn ledger_view(l: &Ledger) -> NodeView {
+    let (hot, held) = (l.table.high(HOT), l.held.len() as i64);
+    let bad = l.table.late().map(|(o, high, _)| late(o, *high));
+    NodeView::new(NodeKind::Database, 3, "orders table")
+        .gauge("held", held, held.max(100))
+        .badge(format!("customer 0 at #{hot}"), Tone::Neutral)
+        .badge_if(bad.is_some(), bad.unwrap_or_default(), Tone::Bad)
 }
 
 #[cfg(test)]
