@@ -40,3 +40,6 @@ impl TestRng {
 
 #[path = "swarm_plan.rs"]
 pub mod swarm;
+
+#[path = "links_plan.rs"]
+pub mod links;
