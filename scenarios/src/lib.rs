@@ -59,6 +59,7 @@ registry! {
     coordination::distributed_lock,
     coordination::id_generator,
     messaging::priority_queue,
+    messaging::log_pipeline,
 }
 
 /// Looks a scenario up by its id.
