@@ -16,44 +16,17 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         title: "Log pipeline: per-record writes, batches, a spool and sampling",
         category: "Messaging",
         seeds: &["S1-P#7", "S2#2", "S2#4", "S3#17", "S3#45", "S3#89", "S3#4"],
-        summary: "10 services log 100 records/s each to a collector that parses them and writes them to storage. \
-                  Storage costs 2 ms an insert plus 10 µs a record; the collector crashes at 15 s for 2 s.",
+        summary: "10 services log 100 records/s each to a collector that parses them and writes them to storage. Storage costs 2 ms an insert plus 10 µs a record; the collector crashes at 15 s for 2 s.",
         note: Note {
-            what_can_go_wrong: "An insert has a fixed cost (a round trip, a commit, a new part to merge) however few \
-                records it carries: written one by one, records arrive faster than storage takes them, the backlog \
-                grows without bound and data shows up minutes late. Batches amortise the cost, but a batch held in \
-                memory dies with the collector, after the services were told it was safe. The model: Poisson records \
-                (the services' streams merged); the services' agents keep a record until the collector acknowledges \
-                it and send it again after 2 s; a collector with c cores parsing each record (and inflating it when \
-                gzipped), a buffer flushed to storage every flush interval or when it holds a batch, one insert in \
-                flight; storage takes inserts one at a time and drops records it already has (by id); links 0.2–1 ms.",
-            what_you_sacrifice: "A batch waits up to the flush interval (half of it on average): freshness for \
-                throughput. The spool costs a disk write and an fsync before each acknowledgement, and duplicates \
-                after a crash (records whose acknowledgement died with it), which storage must drop by id. Sampling \
-                keeps every error but only a share of the rest: counts become estimates (scaled by 1/rate) with a \
-                relative error of √((1 − p)/(p·n)), and a rare line you needed may be gone. Gzip trades the wire's \
-                bytes for the collector's CPU: every payload is inflated before it is parsed.",
-            at_10x: "At the seed's 1,000 services (230K records/s, 10 GB a day each) a write per record needs 700 \
-                storage nodes; batches of 10,000 need one insert every 40 ms. A spool must hold a whole outage of \
-                storage. Bytes stored are the bill: sampling at 10% cuts it about 8×, keeping the errors.",
-            resembles: "Fluent Bit / Fluentd (buffer chunks in memory or on the filesystem, flush interval), Vector \
-                (disk buffers, batch max events and timeout), Logstash (persistent queue), the ClickHouse Kafka \
-                engine (stream_flush_interval_ms, max_block_size) and its advice to insert in large batches, \
-                Elasticsearch bulk requests, Loki/Datadog sampling and exclusion filters.",
+            what_can_go_wrong: "An insert has a fixed cost (a round trip, a commit, a new part to merge) however few records it carries: written one by one, records arrive faster than storage takes them, the backlog grows without bound and data shows up minutes late. Batches amortise the cost, but a batch held in memory dies with the collector, after the services were told it was safe. The model: Poisson records (the services' streams merged); the services' agents keep a record until the collector acknowledges it and send it again after 2 s; a collector with c cores parsing each record (and inflating it when gzipped), a buffer flushed to storage every flush interval or when it holds a batch, one insert in flight; storage takes inserts one at a time and drops records it already has (by id); links 0.2–1 ms.",
+            what_you_sacrifice: "A batch waits up to the flush interval (half of it on average): freshness for throughput. The spool costs a disk write and an fsync before each acknowledgement, and duplicates after a crash (records whose acknowledgement died with it), which storage must drop by id. Sampling keeps every error but only a share of the rest: counts become estimates (scaled by 1/rate) with a relative error of √((1 − p)/(p·n)), and a rare line you needed may be gone. Gzip trades the wire's bytes for the collector's CPU: every payload is inflated before it is parsed.",
+            at_10x: "At the seed's 1,000 services (230K records/s, 10 GB a day each) a write per record needs 700 storage nodes; batches of 10,000 need one insert every 40 ms. A spool must hold a whole outage of storage. Bytes stored are the bill: sampling at 10% cuts it about 8×, keeping the errors.",
+            resembles: "Fluent Bit / Fluentd (buffer chunks in memory or on the filesystem, flush interval), Vector (disk buffers, batch max events and timeout), Logstash (persistent queue), the ClickHouse Kafka engine (stream_flush_interval_ms, max_block_size) and its advice to insert in large batches, Elasticsearch bulk requests, Loki/Datadog sampling and exclusion filters.",
             try_this: &[
-                "Play `per-record`: storage takes an insert every ~3.2 ms (2 ms plus the round trip), about 310 a \
-                 second, against 1,000 records/s: the backlog grows by ~690 a second and the delay passes \
-                 `max_delay_s` (10 s) near 15 s — at this pace data is 5–10 minutes late after 10–20 minutes. The \
-                 crash at 15 s loses the whole backlog, acknowledged (`no-loss`).",
-                "Switch to `batched`: an insert a second carries ~1,000 records, a record waits half the flush \
-                 interval on average (500 ms) and the delay holds, but the crash loses the batch in memory: about \
-                 λ × `flush_ms` / 2 = 500 acknowledged records, and `no-loss` names one.",
-                "Play `spooled`: the collector acknowledges a record once it is in the spool (an fsync), and after the \
-                 crash writes what the spool holds: nothing acknowledged is lost; the records whose acknowledgement \
-                 the crash swallowed come again and storage drops them as duplicates.",
-                "Play `sampled`: errors (2%) are all kept, 10% of the rest: bytes stored fall to about 12% of \
-                 `spooled`'s while the estimated count stays within a few percent of the records emitted. Then set \
-                 `gzip` to 1: the wire carries a fifth of the bytes, and the collector's CPU goes up from 5% to 12.5%.",
+                "Play `per-record`: storage takes an insert every ~3.2 ms (2 ms plus the round trip), about 310 a second, against 1,000 records/s: the backlog grows by ~690 a second and the delay passes `max_delay_s` (10 s) near 15 s — at this pace data is 5–10 minutes late after 10–20 minutes. The crash at 15 s loses the whole backlog, acknowledged (`no-loss`).",
+                "Switch to `batched`: an insert a second carries ~1,000 records, a record waits half the flush interval on average (500 ms) and the delay holds, but the crash loses the batch in memory: about λ × `flush_ms` / 2 = 500 acknowledged records, and `no-loss` names one.",
+                "Play `spooled`: the collector acknowledges a record once it is in the spool (an fsync), and after the crash writes what the spool holds: every record emitted is stored once. A record spooled whose acknowledgement died in the crash comes again, and storage drops it as a duplicate.",
+                "Play `sampled`: errors (2%) are all kept, 10% of the rest: bytes stored fall to about 12% of `spooled`'s while the estimated count stays within a few percent of the records emitted. Then, under `spooled`, set `gzip` to 1: the wire carries a fifth of the bytes, and the collector's CPU goes up from 5% to 12.5%.",
             ],
         },
     },
@@ -81,13 +54,10 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         StrategySpec::fixed("spooled", "Batched writes from a spool", "Appends each record to a spool on disk (a WAL) and acknowledges it after the fsync; batches are read from the spool."),
         StrategySpec::fixed("sampled", "Spool + sampling", "As spooled, and the services keep every error but only the sample rate of the other records."),
     ],
-    faults: &[FaultSpec::global("burst", "Log burst", "Services log this many times as much for 5 s (an error storm).")
-        .value("times", 2..=100, 5)],
+    faults: &[],
     checks: &[
-        CheckSpec::new("no-loss", "No acknowledged record lost", "A record the collector acknowledged reaches storage: \
-            a crash that loses acknowledged records fails it, naming one and how many."),
-        CheckSpec::new("delay-bounded", "Data arrives in time", "No record waits at the collector, or reaches storage, \
-            more than the delay bound after it was emitted. Names the record and its service."),
+        CheckSpec::new("no-loss", "No acknowledged record lost", "A record the collector acknowledged reaches storage: a crash that loses acknowledged records fails it, naming one and how many."),
+        CheckSpec::new("delay-bounded", "Data arrives in time", "No record waits at the collector, or reaches storage, more than the delay bound after it was emitted. Names the record and its service."),
     ],
     metrics: &[
         MetricSpec::new("delay", "Delay p99 (emitted → stored)", "us", Measure::Quantile("delay_us", 0.99)),
@@ -112,93 +82,73 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
 
 strategies!(SPEC, Strategy { PerRecord, Batched, Spooled, Sampled });
 
-const SERVICES: NodeId = 0;
 const COLLECTOR: NodeId = 1;
 const STORAGE: NodeId = 2;
-/// An agent sends a record again when unacknowledged this long; the collector an insert.
+/// An agent sends a record again when unacknowledged this long, the collector an insert; the
+/// spool's fsync (group commit: one for all records appended meanwhile); JSON log lines gzip
+/// about 5× (3–10× by how repetitive they are); how often busy shares are reported.
 const AGENT_TIMEOUT_US: Micros = 2 * MICROS_PER_S;
 const INSERT_TIMEOUT_US: Micros = 5 * MICROS_PER_S;
-/// The spool's fsync (group commit: one for every record appended meanwhile).
 const FSYNC_US: Micros = MICROS_PER_MS;
-/// JSON log lines gzip about 5× (3–10× by how repetitive they are).
 const GZIP_RATIO: u64 = 5;
-/// How often the collector and storage report how busy they were.
 const TICK_US: Micros = 250 * MICROS_PER_MS;
-/// How long a burst lasts.
-const BURST_US: Micros = 5 * MICROS_PER_S;
 
 /// A log record: its id, its service, when it was emitted (true time), whether it is an error,
 /// and the sample rate it was kept at (%; 100: not sampled) — storage scales it back by that.
+#[rustfmt::skip]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rec {
-    id: u64,
-    service: u32,
-    emitted: Time,
-    error: bool,
-    kept_pct: u8,
-}
+pub struct Rec { id: u64, service: u32, emitted: Time, error: bool, kept_pct: u8 }
 
+// The message, timer and node types, a line each. A record shipped and an insert carry the
+// sender's call id, echoed in the answer.
 #[rustfmt::skip]
 #[derive(Clone, Debug, Label)]
 pub enum Msg { Ship(u64, Rec), Ack(u64), Insert(u64, Vec<Rec>), Inserted(u64) }
 
 #[rustfmt::skip]
 #[derive(Clone, Debug, Label)]
-pub enum Timer { Arrive, Resend(CallId), BurstOver, Cpu(Slot), Flush, Fsync, InsertTimeout(CallId), Stored(Slot), Tick }
+pub enum Timer { Arrive, Resend(CallId), Cpu(Slot), Flush, Fsync, InsertTimeout(CallId), Stored(Slot), Tick }
 
 #[rustfmt::skip]
 #[derive(Clone, Debug, Holds)]
 pub enum Lp { Services(Agents), Collector(Collector), Storage(Storage) }
 
-/// The services' agents, as one node: their merged Poisson stream, and the records not yet acknowledged.
+/// The services' agents, as one node: their merged Poisson stream, the records not yet acknowledged.
+#[rustfmt::skip]
 #[derive(Clone, Debug)]
-pub struct Agents {
-    arrivals: OpenLoop,
-    unacked: Calls<Rec>,
-    next_id: u64,
-}
+pub struct Agents { arrivals: OpenLoop, unacked: Calls<Rec>, next_id: u64 }
 
-/// The collector: its cores (records being parsed), its buffer (a log: in memory, or the spool on
-/// disk), how far it is sealed into batches and sent, the insert in flight, acknowledgements
-/// waiting for the fsync, and its last crash's toll (for the check).
+/// The collector: its cores (records being parsed, with who sent them), its buffer (a log: in
+/// memory, or the spool on disk), how far it is sealed into batches and sent, the insert in
+/// flight (its end), acknowledgements waiting for the fsync, its last crash's toll (the check).
+#[rustfmt::skip]
 #[derive(Clone, Debug)]
 pub struct Collector {
-    cpu: Station<(NodeId, u64, Rec)>,
-    log: Partition<Rec>,
-    sealed: u64,
-    sent: u64,
-    insert: Calls<u64>,
-    unsynced: Vec<(NodeId, u64)>,
-    fsync_armed: bool,
-    last_loss: Option<(Rec, u64, Time)>,
+    cpu: Station<(NodeId, u64, Rec)>, log: Partition<Rec>, sealed: u64, sent: u64, insert: Calls<u64>,
+    unsynced: Vec<(NodeId, u64)>, fsync_armed: bool, last_loss: Option<(Rec, u64, Time)>,
 }
 
 /// Storage: inserts one at a time (a fixed cost plus one per record), the ids it holds (a
 /// repeat is dropped), what the records stand for once scaled back, the latest record too late.
+#[rustfmt::skip]
 #[derive(Clone, Debug)]
-pub struct Storage {
-    inserts: Station<(NodeId, u64, Vec<Rec>)>,
-    ids: KeyTable<()>,
-    estimated: f64,
-    last_late: Option<(Rec, Micros, Time)>,
-}
+pub struct Storage { inserts: Station<(NodeId, u64, Vec<Rec>)>, ids: KeyTable<()>, estimated: f64, last_late: Option<(Rec, Micros, Time)> }
 
+#[rustfmt::skip]
 fn sim(setup: &Setup) -> Sim<Lp> {
     let mut sim: Sim<Lp> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 200, hi: 1_000 }));
     let rate = (setup.param("services") * setup.param("records_per_s")) as f64;
     sim.add_node(Lp::Services(Agents { arrivals: OpenLoop::poisson(rate), unacked: Calls::new("ack_us"), next_id: 0 }));
-    let cpu = Station::new(setup.param("cores") as u32, Service::Constant(1));
-    let (log, insert) = (Partition::new(1), Calls::new("insert_us"));
-    let (unsynced, last_loss) = (Vec::new(), None);
-    sim.add_node(Lp::Collector(Collector { cpu, log, sealed: 0, sent: 0, insert, unsynced, fsync_armed: false, last_loss }));
-    let inserts = Station::new(1, Service::Constant(1));
-    sim.add_node(Lp::Storage(Storage { inserts, ids: KeyTable::default(), estimated: 0.0, last_late: None }));
+    let (cpu, log, insert) = (Station::new(1, Service::Constant(1)), Partition::new(1), Calls::new("insert_us"));
+    let (sealed, sent, unsynced, fsync_armed, last_loss) = (0, 0, Vec::new(), false, None);
+    sim.add_node(Lp::Collector(Collector { cpu, log, sealed, sent, insert, unsynced, fsync_armed, last_loss }));
+    let (inserts, ids) = (Station::new(1, Service::Constant(1)), KeyTable::default());
+    sim.add_node(Lp::Storage(Storage { inserts, ids, estimated: 0.0, last_late: None }));
+    // The plan: the collector crashes (at 0: none).
     let at = setup.param("crash_at");
     FaultWindow::secs(at, setup.param("down_s") * at.min(1)).crash(&mut sim, COLLECTOR);
     sim.check("no-loss", |w| match w.node::<Collector>(COLLECTOR).last_loss {
-        Some((r, n, at)) if at == w.now => {
-            Err(format!("the crash lost {n} acknowledged records, record #{} of service {} among them", r.id, r.service))
-        }
+        Some((r, n, at)) if at == w.now => Err(format!("the crash lost {n} acknowledged records, #{} of service {} among them", r.id, r.service)),
         _ => Ok(()),
     });
     sim.check("delay-bounded", |w| {
@@ -206,24 +156,19 @@ fn sim(setup: &Setup) -> Sim<Lp> {
         if let Some((r, late, _)) = w.node::<Storage>(STORAGE).last_late.filter(|l| l.2 == w.now) {
             return Err(format!("record #{} of service {} stored {} ms after it was emitted", r.id, r.service, late / 1000));
         }
-        match w.node::<Collector>(COLLECTOR).oldest().filter(|r| w.now.since(r.emitted) > bound) {
-            Some(r) => {
-                let s = w.now.since(r.emitted) / MICROS_PER_S;
-                Err(format!("record #{} of service {} still at the collector after {s} s", r.id, r.service))
-            }
+        match w.node::<Collector>(COLLECTOR).oldest().map(|r| (r, w.now.since(r.emitted))).filter(|x| x.1 > bound) {
+            Some((r, age)) => Err(format!("record #{} of service {} at the collector after {} s", r.id, r.service, age / MICROS_PER_S)),
             None => Ok(()),
         }
     });
     sim
 }
 
-fn param_us(ctx: &Ctx<Lp>, id: &str) -> Micros {
-    ctx.param(id).max(0) as Micros
-}
+#[rustfmt::skip]
+fn us(ctx: &Ctx<Lp>, id: &str) -> Micros { ctx.param(id).max(0) as Micros }
 
-fn strategy(ctx: &Ctx<Lp>) -> Strategy {
-    Strategy::from_id(ctx.strategy())
-}
+#[rustfmt::skip]
+fn strategy(ctx: &Ctx<Lp>) -> Strategy { Strategy::from_id(ctx.strategy()) }
 
 impl Node for Lp {
     type Msg = Msg;
@@ -231,93 +176,66 @@ impl Node for Lp {
 
     fn on_start(&mut self, ctx: &mut Ctx<Self>) {
         match self {
-            Lp::Services(a) => a.arrivals.start(ctx, Timer::Arrive),
+            Lp::Services(a) => return a.arrivals.start(ctx, Timer::Arrive),
             Lp::Collector(c) => {
                 c.configure(ctx);
                 // The flush ticks' phase is random: a crash finds the buffer at a uniform age.
-                let flush = ms(ctx, "flush_ms").max(1);
+                let flush = us(ctx, "flush_ms").max(1) * MICROS_PER_MS;
                 let first = ctx.rng().range(1, flush);
                 ctx.set_timer(first, Timer::Flush);
                 c.pump(ctx);
             }
-            Lp::Storage(s) => s.configure(ctx),
+            Lp::Storage(_) => {}
         }
-        if !matches!(self, Lp::Services(_)) {
-            ctx.set_timer(TICK_US, Timer::Tick);
-        }
+        ctx.set_timer(TICK_US, Timer::Tick);
     }
 
+    #[rustfmt::skip]
     fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Self>) {
         match (self, msg) {
             (Lp::Services(a), Msg::Ack(id)) => _ = a.unacked.reply(CallId(id), ctx),
             (Lp::Collector(c), Msg::Ship(id, rec)) => {
-                // Naive: safe as soon as it is in memory. Durable: only once on disk (after the fsync).
-                if matches!(strategy(ctx), Strategy::PerRecord | Strategy::Batched) {
-                    ctx.send(from, Msg::Ack(id));
-                }
+                // Naive: safe once in memory. Durable: once on disk (acknowledged after the fsync).
+                if !Collector::durable(ctx) { ctx.send(from, Msg::Ack(id)) }
                 _ = c.cpu.offer((from, id, rec), ctx, Timer::Cpu);
             }
-            (Lp::Collector(c), Msg::Inserted(id)) => {
-                if let Some(end) = c.insert.reply(CallId(id), ctx) {
-                    c.log.commit(0, end, ctx.truth());
-                    c.pump(ctx);
-                }
-            }
+            (Lp::Collector(c), Msg::Inserted(id)) => if let Some(end) = c.insert.reply(CallId(id), ctx) {
+                c.log.commit(0, end, ctx.truth()); c.pump(ctx) },
+            // The insert cost in force when it arrives (live), plus its records'.
             (Lp::Storage(s), Msg::Insert(id, recs)) => {
-                let extra = param_us(ctx, "per_record_us").saturating_mul(recs.len() as u64);
+                s.inserts.set_service(Service::Constant(us(ctx, "insert_us").max(1)));
+                let extra = us(ctx, "per_record_us").saturating_mul(recs.len() as u64);
                 _ = s.inserts.offer_sized((from, id, recs), extra, ctx, Timer::Stored);
             }
             (_, other) => ctx.unhandled(&other),
         }
     }
 
+    #[rustfmt::skip]
     fn on_timer(&mut self, timer: Timer, ctx: &mut Ctx<Self>) {
-        if matches!(timer, Timer::Tick) {
-            ctx.set_timer(TICK_US, Timer::Tick);
-        }
+        if matches!(timer, Timer::Tick) { ctx.set_timer(TICK_US, Timer::Tick); }
+        let busy = |st: (f64, u32)| (st.0 * 100.0 / st.1.max(1) as f64) as i64;
         match (self, timer) {
             (Lp::Services(a), Timer::Arrive) => a.emit(ctx),
-            (Lp::Services(a), Timer::Resend(id)) => {
-                if let Some(rec) = a.unacked.timeout(id) {
-                    a.ship(rec, ctx)
-                }
-            }
-            (Lp::Services(a), Timer::BurstOver) => a.arrivals.set_load_pct(100, ctx, Timer::Arrive),
-            (Lp::Collector(c), Timer::Cpu(slot)) => {
-                if let Some(f) = c.cpu.done(slot, ctx, Timer::Cpu) {
-                    ctx.count("cpu_us", f.service_us as i64);
-                    c.parsed(f.job, ctx);
-                }
-            }
+            (Lp::Services(a), Timer::Resend(id)) => if let Some(rec) = a.unacked.timeout(id) { a.ship(rec, ctx) },
+            (Lp::Collector(c), Timer::Cpu(slot)) => if let Some(f) = c.cpu.done(slot, ctx, Timer::Cpu) {
+                ctx.count("cpu_us", f.service_us as i64); c.parsed(f.job, ctx) },
             (Lp::Collector(c), Timer::Flush) => {
-                ctx.set_timer(ms(ctx, "flush_ms").max(1), Timer::Flush);
-                c.seal();
-                c.pump(ctx);
-            }
+                ctx.set_timer(us(ctx, "flush_ms").max(1) * MICROS_PER_MS, Timer::Flush);
+                c.sealed = c.log.end(); c.pump(ctx) }
             (Lp::Collector(c), Timer::Fsync) => {
-                c.fsync_armed = false;
-                c.unsynced.drain(..).for_each(|(to, id)| ctx.send(to, Msg::Ack(id)));
-            }
-            (Lp::Collector(c), Timer::InsertTimeout(id)) => {
-                // Unanswered: sent again from the last insert storage confirmed (it drops repeats).
-                if c.insert.timeout(id).is_some() {
-                    c.sent = c.log.committed(0);
-                    c.pump(ctx);
-                }
-            }
+                c.fsync_armed = false; c.unsynced.drain(..).for_each(|(to, id)| ctx.send(to, Msg::Ack(id))) }
+            // Unanswered: sent again from the last insert storage confirmed (it drops repeats).
+            (Lp::Collector(c), Timer::InsertTimeout(id)) => if c.insert.timeout(id).is_some() {
+                c.sent = c.log.committed(0); c.pump(ctx) },
             (Lp::Collector(c), Timer::Tick) => {
-                let busy = c.cpu.mean_busy(ctx.now()) * 100.0 / c.cpu.servers().max(1) as f64;
-                ctx.gauge("cpu_pct", busy as i64);
+                ctx.gauge("cpu_pct", busy((c.cpu.mean_busy(ctx.now()), c.cpu.servers())));
                 ctx.gauge("backlog", (c.log.lag(0) + c.cpu.held() as u64) as i64);
                 c.cpu.reset_averages(ctx.now());
             }
-            (Lp::Storage(s), Timer::Stored(slot)) => {
-                if let Some(f) = s.inserts.done(slot, ctx, Timer::Stored) {
-                    s.store(f.job, ctx)
-                }
-            }
+            (Lp::Storage(s), Timer::Stored(slot)) => if let Some(f) = s.inserts.done(slot, ctx, Timer::Stored) { s.store(f.job, ctx) },
             (Lp::Storage(s), Timer::Tick) => {
-                ctx.gauge("storage_pct", (s.inserts.mean_busy(ctx.now()) * 100.0) as i64);
+                ctx.gauge("storage_pct", busy((s.inserts.mean_busy(ctx.now()), 1)));
                 s.inserts.reset_averages(ctx.now());
             }
             (_, other) => ctx.unhandled(&other),
@@ -339,37 +257,25 @@ impl Node for Lp {
                 let rate = (ctx.param("services") * ctx.param("records_per_s")) as f64;
                 a.arrivals.set_rate_per_s(rate, ctx, Timer::Arrive);
             }
-            (Lp::Services(a), Control::Custom { id: "burst", value }) => {
-                a.arrivals.set_load_pct(value.clamp(1, 100) as u32 * 100, ctx, Timer::Arrive);
-                ctx.set_timer(BURST_US, Timer::BurstOver);
-            }
             (Lp::Collector(c), Control::Param { .. }) => c.configure(ctx),
-            (Lp::Storage(s), Control::Param { .. }) => s.configure(ctx),
-            // Other parameters are read when used; the strategy is read at each record.
+            // Other parameters are read when used; the strategy at each record.
             (_, Control::Param { .. } | Control::Strategy(_) | Control::Custom { .. }) => {}
         }
     }
 
+    #[rustfmt::skip]
     fn view(&self) -> NodeView {
+        let gauge = |v: NodeView, label, n: usize, max: i64| v.gauge(label, n as i64, (n as i64).max(max));
         match self {
-            Lp::Services(a) => NodeView::new(NodeKind::Client, 0, "services (agents)")
-                .gauge("unacknowledged", a.unacked.len() as i64, (a.unacked.len() as i64).max(1000)),
+            Lp::Services(a) => gauge(NodeView::new(NodeKind::Client, 0, "services (agents)"), "unacknowledged", a.unacked.len(), 1000),
             Lp::Collector(c) => {
-                let buffered = c.log.lag(0) as i64;
-                NodeView::new(NodeKind::Service, 1, "collector")
-                    .gauge("parsing", c.cpu.held() as i64, (c.cpu.held() as i64).max(100))
-                    .gauge("buffered", buffered, buffered.max(2000))
-                    .badge_if(c.last_loss.is_some(), "lost acknowledged records", Tone::Bad)
+                let v = gauge(NodeView::new(NodeKind::Service, 1, "collector"), "parsing", c.cpu.held(), 100);
+                gauge(v, "buffered", c.log.lag(0) as usize, 2000).badge_if(c.last_loss.is_some(), "lost acknowledged records", Tone::Bad)
             }
-            Lp::Storage(s) => NodeView::new(NodeKind::Database, 2, "storage")
-                .badge(format!("{} records", s.ids.len()), Tone::Neutral)
-                .gauge("inserts waiting", s.inserts.held() as i64, (s.inserts.held() as i64).max(10)),
+            Lp::Storage(s) => gauge(NodeView::new(NodeKind::Database, 2, "storage"), "inserts waiting", s.inserts.held(), 10)
+                .badge(format!("{} records", s.ids.len()), Tone::Neutral),
         }
     }
-}
-
-fn ms(ctx: &Ctx<Lp>, id: &str) -> Micros {
-    param_us(ctx, id) * MICROS_PER_MS
 }
 
 impl Agents {
@@ -379,18 +285,18 @@ impl Agents {
         self.arrivals.on_timer(ctx, Timer::Arrive);
         let services = ctx.param("services").max(1) as u64;
         let service = ctx.rng().range(0, services - 1) as u32;
-        let error = ctx.rng().range(0, 99) < ctx.param("error_pct") as u64;
-        let pct = if strategy(ctx) == Strategy::Sampled && !error { ctx.param("sample_pct").clamp(1, 100) } else { 100 };
+        let error = ctx.rng().range(0, 99) < us(ctx, "error_pct");
+        let sampled = strategy(ctx) == Strategy::Sampled && !error;
+        let pct = if sampled { ctx.param("sample_pct").clamp(1, 100) as u8 } else { 100 };
         self.next_id += 1;
         ctx.count("emitted", 1);
         if ctx.rng().range(0, 99) < pct as u64 {
-            let rec = Rec { id: self.next_id, service, emitted: ctx.truth(), error, kept_pct: pct as u8 };
-            self.ship(rec, ctx);
+            self.ship(Rec { id: self.next_id, service, emitted: ctx.truth(), error, kept_pct: pct }, ctx);
         }
     }
 
     fn ship(&mut self, rec: Rec, ctx: &mut Ctx<Lp>) {
-        let bytes = param_us(ctx, "record_bytes");
+        let bytes = us(ctx, "record_bytes");
         ctx.count("wire_bytes", if ctx.param("gzip") > 0 { bytes / GZIP_RATIO } else { bytes } as i64);
         let id = self.unacked.start(ctx, rec, AGENT_TIMEOUT_US, Timer::Resend);
         ctx.send(COLLECTOR, Msg::Ship(id.0, rec));
@@ -400,49 +306,40 @@ impl Agents {
 impl Collector {
     /// CPU per record (parse, and inflate when gzipped) and the core count, as set now.
     fn configure(&mut self, ctx: &mut Ctx<Lp>) {
-        let inflate = if ctx.param("gzip") > 0 { param_us(ctx, "inflate_us") } else { 0 };
-        self.cpu.set_service(Service::Constant(param_us(ctx, "parse_us") + inflate));
+        let inflate = if ctx.param("gzip") > 0 { us(ctx, "inflate_us") } else { 0 };
+        self.cpu.set_service(Service::Constant(us(ctx, "parse_us") + inflate));
         self.cpu.set_servers(ctx.param("cores").max(1) as u32, ctx, Timer::Cpu);
     }
 
-    fn durable(ctx: &Ctx<Lp>) -> bool {
-        matches!(strategy(ctx), Strategy::Spooled | Strategy::Sampled)
-    }
+    #[rustfmt::skip]
+    fn durable(ctx: &Ctx<Lp>) -> bool { matches!(strategy(ctx), Strategy::Spooled | Strategy::Sampled) }
 
-    /// A parsed record joins the buffer (the spool: acknowledged at the next fsync); per record,
-    /// it is ready at once; batched, once the buffer holds a batch.
+    /// A parsed record joins the buffer (the spool: acknowledged at the next fsync); it is ready
+    /// to write at once per record, batched once the buffer holds a batch (or at the flush).
     fn parsed(&mut self, (from, id, rec): (NodeId, u64, Rec), ctx: &mut Ctx<Lp>) {
         self.log.append(rec, ctx.now());
         if Self::durable(ctx) {
             self.unsynced.push((from, id));
-            if !self.fsync_armed {
-                self.fsync_armed = true;
+            if !std::mem::replace(&mut self.fsync_armed, true) {
                 ctx.set_timer(ctx.disk(FSYNC_US), Timer::Fsync);
             }
         }
-        let batch = ctx.param("batch_records").max(1) as u64;
-        if strategy(ctx) == Strategy::PerRecord || self.log.end() - self.sealed >= batch {
-            self.seal();
+        if strategy(ctx) == Strategy::PerRecord || self.log.end() - self.sealed >= us(ctx, "batch_records").max(1) {
+            self.sealed = self.log.end();
         }
         self.pump(ctx);
     }
 
-    /// Everything buffered is ready to write.
-    fn seal(&mut self) {
-        self.sealed = self.log.end();
-    }
-
     /// With no insert in flight, sends the next: up to a batch of what is sealed (one record
-    /// per insert under `per-record`).
+    /// per insert under `per-record`). Each record's wait in the buffer is observed.
     fn pump(&mut self, ctx: &mut Ctx<Lp>) {
         if !self.insert.is_empty() || self.sent >= self.sealed {
             return;
         }
-        let max = if strategy(ctx) == Strategy::PerRecord { 1 } else { ctx.param("batch_records").max(1) as usize };
-        let recs = self.log.read(self.sent, max);
-        let now = ctx.now();
-        for o in self.sent..self.sent + recs.len() as u64 {
-            ctx.observe("buffer_us", now.since(self.log.get(o).expect("appended").at));
+        let max = if strategy(ctx) == Strategy::PerRecord { 1 } else { us(ctx, "batch_records").max(1) };
+        let recs = self.log.read(self.sent, (self.sealed - self.sent).min(max) as usize);
+        for (o, _) in &recs {
+            ctx.observe("buffer_us", ctx.now().since(self.log.get(*o).expect("appended").at));
         }
         self.sent += recs.len() as u64;
         let id = self.insert.start(ctx, self.sent, INSERT_TIMEOUT_US, Timer::InsertTimeout);
@@ -451,11 +348,10 @@ impl Collector {
     }
 
     /// The oldest record here not yet confirmed by storage: the buffer's first, or the first
-    /// being parsed or waiting for a core (in arrival order: a resent record may be older).
+    /// to be parsed (in arrival order: a resent record may be older).
     fn oldest(&self) -> Option<Rec> {
-        let buffered = self.log.get(self.log.committed(0)).map(|r| r.value);
-        let parsing = [self.cpu.in_service().next(), self.cpu.queued().next()].map(|j| j.map(|j| j.2));
-        [buffered, parsing[0], parsing[1]].into_iter().flatten().min_by_key(|r| r.emitted)
+        let parsing = self.cpu.in_service().next().or(self.cpu.queued().next()).map(|j| j.2);
+        self.log.get(self.log.committed(0)).map(|r| r.value).into_iter().chain(parsing).min_by_key(|r| r.emitted)
     }
 
     /// Memory is gone. In memory, that is the records being parsed and the buffer not yet sent
@@ -463,15 +359,12 @@ impl Collector {
     /// records being parsed were not acknowledged (their agents send them again) and the spool
     /// is kept: after the restart it is written from the last insert storage confirmed.
     fn crashed(&mut self, ctx: &mut Ctx<Lp>) {
-        let parsing: Vec<Rec> = self.cpu.crash(ctx).into_iter().map(|j| j.2).collect();
+        let mut lost: Vec<Rec> = self.cpu.crash(ctx).into_iter().map(|j| j.2).collect();
         self.insert.clear(ctx);
-        self.unsynced.clear();
-        self.fsync_armed = false;
+        (self.unsynced, self.fsync_armed) = (Vec::new(), false);
         if Self::durable(ctx) {
-            (self.sent, self.sealed) = (self.log.committed(0), self.log.end());
-            return;
+            return (self.sent, self.sealed) = (self.log.committed(0), self.log.end());
         }
-        let mut lost = parsing;
         lost.extend(self.log.read(self.sent, usize::MAX).into_iter().map(|(_, r)| r));
         if let Some(first) = lost.iter().min_by_key(|r| r.emitted) {
             ctx.count("lost", lost.len() as i64);
@@ -483,14 +376,10 @@ impl Collector {
 }
 
 impl Storage {
-    fn configure(&mut self, ctx: &mut Ctx<Lp>) {
-        self.inserts.set_service(Service::Constant(param_us(ctx, "insert_us").max(1)));
-    }
-
     /// An insert is done: new records are stored (bytes, delay, what they stand for: 100/rate
     /// records each); repeats are dropped. Answered once stored.
     fn store(&mut self, (from, id, recs): (NodeId, u64, Vec<Rec>), ctx: &mut Ctx<Lp>) {
-        let (now, bound) = (ctx.truth(), ctx.param("max_delay_s") as Micros * MICROS_PER_S);
+        let (now, bound) = (ctx.truth(), us(ctx, "max_delay_s") * MICROS_PER_S);
         for r in recs {
             if self.ids.insert(r.id, ()).is_some() {
                 ctx.count("duplicates", 1);
@@ -501,9 +390,7 @@ impl Storage {
             ctx.count("stored_bytes", ctx.param("record_bytes"));
             ctx.observe("delay_us", delay);
             self.estimated += 100.0 / r.kept_pct.max(1) as f64;
-            if delay > bound {
-                self.last_late = Some((r, delay, now));
-            }
+            self.last_late = (delay > bound).then_some((r, delay, now)).or(self.last_late);
         }
         ctx.gauge("estimated", self.estimated as i64);
         ctx.send(from, Msg::Inserted(id));
@@ -637,14 +524,16 @@ mod tests {
 
     #[test]
     fn try_spooled_loses_nothing_acknowledged_and_drops_the_duplicates() {
-        // Step 3: every record emitted is stored once: the spool keeps what was acknowledged,
-        // the agents send again what was not.
+        // Step 3: every record emitted is stored once (the services stop at 25 s so all are in
+        // by 30 s): the spool keeps what was acknowledged, the agents send again what was not.
         for seed in 1..=3 {
             let sim = sim_run(stop_at(recipe("spooled", seed), 25), 30);
             assert!(sim.checks().iter().all(|c| c.violation.is_none()), "seed {seed}");
             assert_eq!(counter(&sim, "lost"), 0);
             assert_eq!(counter(&sim, "stored"), counter(&sim, "emitted"), "seed {seed}");
-            assert!(counter(&sim, "duplicates") > 0, "seed {seed}");
+            // Duplicates: the records spooled whose acknowledgement died in the crash (λ × the
+            // 1 ms fsync: about one), and an insert in flight (sent again from the spool).
+            assert!(counter(&sim, "duplicates") <= 50, "seed {seed}: {}", counter(&sim, "duplicates"));
             // Under `batched`, the same run stores less than was emitted.
             let naive = sim_run(stop_at(recipe("batched", seed), 25), 30);
             assert!(counter(&naive, "stored") < counter(&naive, "emitted"), "seed {seed}");
@@ -689,7 +578,7 @@ mod tests {
         let c = &frame.nodes[COLLECTOR as usize].view;
         assert_eq!(c.gauges[1].label, "buffered");
         assert!(c.gauges[1].value > 5000, "{:?}", c.gauges);
-        assert_eq!(frame.nodes[SERVICES as usize].view.kind, NodeKind::Client);
+        assert_eq!(frame.nodes[0].view.kind, NodeKind::Client);
         let sim = sim_run(recipe("batched", 1), 16);
         let c = &sim.frame(0).nodes[COLLECTOR as usize].view;
         assert!(c.badges.iter().any(|b| b.tone == Tone::Bad), "{:?}", c.badges);
