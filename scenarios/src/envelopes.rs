@@ -273,6 +273,15 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
             persistence — the check cannot yet tell delayed from lost, so these are outside.",
         ),
     ),
+    (
+        "log-pipeline",
+        Envelope::new(
+            &["drift", "loss", "skew", "slow-disk"],
+            "Provisional, before a swarm run: a crash, pause, partition or latency spike longer than the delay bound \
+            (10 s) holds records past it — a spooled record is kept, not lost, but arrives late, and `delay-bounded` \
+            says so: outside.",
+        ),
+    ),
 ];
 
 /// The envelope `id` declares (empty if it declares none).

@@ -59,6 +59,7 @@ registry! {
     coordination::distributed_lock,
     coordination::id_generator,
     messaging::priority_queue,
+    messaging::log_pipeline,
 }
 
 /// Looks a scenario up by its id.
@@ -83,6 +84,7 @@ pub static AT_SCALE: &[(&str, u64)] = &[
     ("s=inventory-reservation&strategy=reservation-ttl&buyers=50000&stock=10000&instances=32", 10),
     ("s=distributed-lock&strategy=fencing&clients=100000&keys=10000&think_ms=10000", 10),
     ("s=priority-queue&strategy=weighted-fair&high_per_s=500&low_per_s=1167&workers=200&job_ms=100&campaign_jobs=20000", 10),
+    ("s=log-pipeline&strategy=spooled&services=1000&records_per_s=116&cores=64&gzip=1&batch_records=10000&per_record_us=1", 3),
 ];
 
 /// `AT_SCALE` ready to run: each recipe (read strictly; a test checks that all of them read)

@@ -2,6 +2,7 @@
 
 pub mod delivery_semantics;
 pub mod job_queue;
+pub mod log_pipeline;
 pub mod outbox;
 pub mod poison_message;
 pub mod priority_queue;
