@@ -322,8 +322,7 @@ impl Node for Ci {
             Ci::Owner(o) => NodeView::new(NodeKind::Service, 1, "owner").gauge("queued", o.queued() as i64, 100),
             Ci::Bus(b) => b.gauges(NodeView::new(NodeKind::Queue, 1, "bus")),
             Ci::Data(d) => {
-                let at = d.at;
-                let stale = (0..d.keys).filter(|k| d.cache.get(k, at).is_some_and(|v| v < d.db.version(k))).count();
+                let stale = (0..d.keys).filter(|k| d.cache.get(k, d.at).is_some_and(|v| v < d.db.version(k))).count();
                 NodeView::new(NodeKind::Database, 2, "cache + database")
                     .gauge("cached keys", d.cache.stored() as i64, d.keys as i64)
                     .gauge("stale keys", stale as i64, d.keys as i64)
@@ -484,7 +483,7 @@ mod tests {
         // with E[e^(−wS)] = 1/(1 + w·m) for an exponential query of mean m. w = 200/50 = 4/s and
         // m = 50 ms: 17.1% of loads. Over 200 s, ~4,000 loads (misses): ±12% is over 3 standard errors.
         let (w, m) = (4.0, 0.05);
-        let want = 1.0 - link_laplace(w).powi(2) / (1.0 + w * m);
+        let want = 1.0 - link_laplace(w) * link_laplace(w) / (1.0 + w * m);
         let mut s = sim_of("ttl-only", 3, &[("write_rps", 200), ("db_ms", 50)]);
         let [stale_sets, loads] = gained(&mut s, &["stale_sets", "misses"], 30, 230)[..] else { panic!() };
         let got = stale_sets / loads;
