@@ -65,7 +65,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         ParamSpec::live("db_ms", "Database time", "ms", 1..=5000, 10, "Mean (exponential) time of a query."),
         ParamSpec::live("bus_delay_ms", "Bus delay", "ms", 0..=10_000, 50, "event-bus: commit to delivery.").step(10),
         ParamSpec::live("bus_loss_pct", "Bus loss", "%", 0..=100, 2, "event-bus: chance an event is lost."),
-        ParamSpec::live("promise_ms", "Staleness promise", "ms", 1..=60_000, 200,
+        ParamSpec::live("promise_ms", "Staleness promise", "ms", 10..=60_000, 200,
             "How stale a read from the cache may be before `staleness-within-promise` fails.").step(10),
     ],
     strategies: &[
