@@ -157,7 +157,7 @@ mod tests {
                     v
                 }
             };
-            if self.steps % self.drop_every != 0 {
+            if !self.steps.is_multiple_of(self.drop_every) {
                 ctx.send_after(1_000, 0, Msg::Answer(step, version));
             }
         }
