@@ -283,6 +283,17 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
             a third to a half of such runs).",
         ),
     ),
+    (
+        "cache-invalidation",
+        Envelope::new(
+            &["skew", "drift", "slow-disk"],
+            "The staleness promise (200 ms) holds while sets and deletes arrive: a lost or late one (loss, a \
+            latency spike, a partition, a paused or crashed node) leaves the old value cached until its TTL, since \
+            cache operations are not retried, as with memcached or Redis without an invalidation log. A database \
+            slowdown far past the default's ×10 queues the single owner's writes, so a committed row waits longer \
+            than the promise to reach the cache (scripts/swarm --explore: 8 of 12 runs at random sizes).",
+        ),
+    ),
 ];
 
 /// The envelope `id` declares (empty if it declares none).

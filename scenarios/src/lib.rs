@@ -60,6 +60,7 @@ registry! {
     coordination::id_generator,
     messaging::priority_queue,
     messaging::log_pipeline,
+    caching::cache_invalidation,
 }
 
 /// Looks a scenario up by its id.

@@ -1,3 +1,4 @@
 //! Caching: what a cache saves, and how it fails its origin.
 
+pub mod cache_invalidation;
 pub mod cache_stampede;

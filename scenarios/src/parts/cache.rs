@@ -79,6 +79,12 @@ impl<K: Ord + Clone, V, H> TtlCache<K, V, H> {
         self.values.put_ttl(key, (now.plus(ttl_us), value), now, ttl_us.saturating_add(stale_us));
     }
 
+    /// Drops the key's value (a `DEL`: an invalidation); whether one was there at `now`.
+    /// Its lock, if any, stays: a loader still holds it.
+    pub fn delete(&mut self, key: &K, now: Time) -> bool {
+        self.values.delete(key, now).is_some()
+    }
+
     /// A fresh value if there is one; else the key's load lock for `holder`, for `lock_ttl_us`,
     /// if nobody holds it (a stale value still wants loading).
     pub fn get_or_lock(&mut self, key: K, holder: H, now: Time, lock_ttl_us: Micros) -> GetOrLock<V>
@@ -151,6 +157,18 @@ mod tests {
             (c.get(&7, Time(210 * MS - 1)), c.get(&7, Time::from_ms(210))),
             (Lookup::Fresh { value: &"w", left_us: 1 }, Lookup::Miss)
         );
+    }
+
+    #[test]
+    fn a_delete_drops_the_value_and_a_later_set_brings_one_back() {
+        let mut c: TtlCache<u32, u32, char> = TtlCache::new();
+        let t = Time::from_ms;
+        c.set(1, 10, t(0), 100 * MS, 0, 0);
+        assert!(c.delete(&1, t(10)));
+        assert_eq!((c.get(&1, t(10)), c.values_stored()), (Lookup::Miss, 0));
+        assert!(!c.delete(&1, t(20)), "nothing left to drop");
+        c.set(1, 11, t(30), 100 * MS, 0, 0);
+        assert!(!c.delete(&1, t(130)), "expired already: nothing was there");
     }
 
     #[test]
