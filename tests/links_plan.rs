@@ -324,12 +324,7 @@ pub fn try_link(link: &str) -> Result<Opened, LinkFinding> {
     let caught = catch_unwind(AssertUnwindSafe(|| open_link(link)));
     match caught {
         Ok(judged) => judged,
-        Err(p) => Err(LinkFinding::Panic(
-            p.downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default(),
-        )),
+        Err(p) => Err(LinkFinding::Panic(crate::panic_text(p.as_ref()))),
     }
 }
 

@@ -315,23 +315,6 @@ fn fuzz_links(n: u64, threads: usize) {
 /// `expect` is `refused` (the page says what is wrong, and nothing plays), `repaired` (it plays
 /// and a banner lists what was repaired) or `ran`, as the same code natively reads the route.
 fn emit_links(n: u64) {
-    let json = |s: &str| {
-        let mut out = String::from("\"");
-        for c in s.chars() {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
-                    for unit in c.encode_utf16(&mut [0; 2]) {
-                        out.push_str(&format!("\\u{unit:04x}"));
-                    }
-                }
-                c => out.push(c),
-            }
-        }
-        out.push('"');
-        out
-    };
     let mut items = Vec::new();
     // Spread over the seeds so that a small slice still meets every mutation.
     for seed in (0..n).map(|k| k * 7_919) {
@@ -343,11 +326,7 @@ fn emit_links(n: u64) {
             Ok(Opened::Ran { .. }) => "repaired",
             Err(e) => panic!("seed {seed}: {e:?}: {read}"),
         };
-        items.push(format!(
-            "{{\"route\": {}, \"mutations\": {}, \"expect\": \"{expect}\"}}",
-            json(&route),
-            json(&f.mutations.join(", "))
-        ));
+        items.push(serde_json::json!({ "route": route, "mutations": f.mutations.join(", "), "expect": expect }));
     }
-    println!("[\n{}\n]", items.join(",\n"));
+    println!("{}", serde_json::to_string_pretty(&items).expect("plain JSON values"));
 }
