@@ -213,10 +213,6 @@ fn sim(setup: &Setup) -> Sim<Ci> {
     sim
 }
 
-fn ms(ctx: &Ctx<Ci>, id: &str) -> Micros {
-    ctx.param(id) as Micros * MICROS_PER_MS
-}
-
 impl Node for Ci {
     type Msg = Msg;
     type Timer = Timer;
@@ -248,7 +244,7 @@ impl Node for Ci {
             },
             (Ci::Bus(b), Msg::Publish { key, version }) => {
                 let loss = Ppm::from_percent(ctx.param("bus_loss_pct").clamp(0, 100) as u32);
-                let kept = b.publish((key, version), ms(ctx, "bus_delay_ms"), loss, ctx, wiring());
+                let kept = b.publish((key, version), ctx.param_ms("bus_delay_ms"), loss, ctx, wiring());
                 ctx.count("events_lost", !kept as i64);
             }
             (Ci::Bus(b), Msg::Ask { done }) => b.ask(from, done, ctx, wiring()),
@@ -336,7 +332,7 @@ impl Node for Ci {
 impl Data {
     fn on_message(&mut self, from: NodeId, msg: Msg, now: Time, ctx: &mut Ctx<Ci>) {
         self.at = now;
-        let ttl = ms(ctx, "ttl_ms");
+        let ttl = ctx.param_ms("ttl_ms");
         match msg {
             Msg::Get { key } => {
                 // A miss is answered from the database: fresh.
@@ -344,7 +340,7 @@ impl Data {
                 ctx.count(if version.is_some() { "hits" } else { "misses" }, 1);
                 ctx.count("fresh_reads", version.is_none() as i64);
                 let staleness = version.and_then(|v| self.db.judge(&key, v, ctx));
-                let over = staleness.filter(|&s| s > ms(ctx, "promise_ms"));
+                let over = staleness.filter(|&s| s > ctx.param_ms("promise_ms"));
                 self.over = over.zip(version).map(|(s, v)| (key, v, s));
                 ctx.send(from, version.map_or(Msg::Miss { key }, |version| Msg::Hit { key, version }));
             }
