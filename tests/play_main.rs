@@ -182,7 +182,9 @@ fn extremes(specs: &[&'static ScenarioSpec]) {
                 (None, false) => ended += 1,
             }
             if p.worst_slice_ms > FROZEN_MS {
-                found.push(format!("{link}: one slice took {:.0} ms (given {SLICE_MS} ms)", p.worst_slice_ms));
+                let f = format!("{link}: one slice took {:.0} ms (given {SLICE_MS} ms)", p.worst_slice_ms);
+                eprintln!("  {f}");
+                found.push(f);
             }
             for e in p.errors {
                 found.push(format!("{link}: {e}"));
