@@ -59,6 +59,7 @@ registry! {
     coordination::distributed_lock,
     coordination::id_generator,
     messaging::priority_queue,
+    messaging::webhook_delivery,
 }
 
 /// Looks a scenario up by its id.

@@ -5,3 +5,4 @@ pub mod job_queue;
 pub mod outbox;
 pub mod poison_message;
 pub mod priority_queue;
+pub mod webhook_delivery;

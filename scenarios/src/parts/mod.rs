@@ -21,6 +21,7 @@ pub mod judge;
 pub mod lease;
 pub mod limit;
 pub mod lock;
+pub mod outbound;
 pub mod partition;
 pub mod pool;
 pub mod priority;
