@@ -79,7 +79,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         ParamSpec::live("open_ms", "Breaker open", "ms", 100..=600_000, 2000, "How long an endpoint's breaker stays open before a probe.").step(100),
         ParamSpec::live("provider_rps", "Provider rate limit", "msgs/s", 1..=100_000, 100, "Each provider's limit (429 past it); the channel's pace under the fixed strategies."),
         ParamSpec::live("bound_ms", "Latency bound", "ms", 10..=60_000, 500, "The p99 promised to good customers and to notifications.").step(10),
-        ParamSpec::setup("slow_ms", "Bad endpoints' delay", "ms", 0..=60_000, 2000, "From 3 s until their outage bad endpoints answer this much later (0: never)."),
+        ParamSpec::setup("slow_ms", "Bad endpoints' delay", "ms", 0..=60_000, 2000, "From 3 s until their outage bad endpoints answer this much later (0: never).").step(100),
         ParamSpec::setup("outage_at", "Endpoints down at", "s", 0..=3600, 8, "Scheduled fault: bad endpoints stop answering."),
         ParamSpec::setup("outage_len", "Endpoint outage", "s", 0..=3600, 12, "How long (0: none)."),
         ParamSpec::setup("provider_at", "Provider down at", "s", 0..=3600, 12, "Scheduled fault: the primary provider answers 503."),
@@ -94,7 +94,6 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         FaultSpec::node("endpoints-slow", "Slow endpoints", "These endpoints answer this much later (0 ends it).").value("ms", 0..=60_000, 2000),
         FaultSpec::node("endpoints-down", "Endpoints down", "These endpoints stop answering (0 ends it).").value("on", 0..=1, 1),
         FaultSpec::node("provider-outage", "Provider outage", "The provider answers 503 (0 ends it).").value("on", 0..=1, 1),
-        FaultSpec::global("replay-dlq", "Replay the DLQ", "An operator replays every dead-lettered delivery now."),
     ],
     checks: &[
         CheckSpec::new("good-latency", "Good customers' p99 within the bound", "Over the last 2 s no more than 1% of good customers' events took longer than the bound from event to delivery. Names the customer."),
@@ -111,7 +110,6 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         MetricSpec::new("dlq", "Dead-letter queue", "", Measure::Gauge("dlq")),
         MetricSpec::new("queued", "Queued", "", Measure::Gauge("queued")),
         MetricSpec::new("busy_bad", "Connections held by bad endpoints", "", Measure::Gauge("busy_bad")),
-        MetricSpec::new("dup_key", "Duplicates, same key", "", Measure::Count("dup_same_key")),
         MetricSpec::new("dup_new", "Duplicates, new key", "", Measure::Count("dup_new_key")),
         MetricSpec::new("throttled", "429s from providers", "", Measure::Count("throttled")),
     ],
@@ -123,16 +121,18 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
 
 strategies!(SPEC, Strategy { SharedQueue, PerCustomer, Failover });
 
+/// The delivery service, then the receivers: good customers' endpoints, bad ones', the two providers.
 const DISPATCHER: NodeId = 0;
+const RECEIVERS: [&str; 4] =
+    ["good customers' endpoints", "bad customers' endpoints", "primary provider", "second provider"];
 const GOOD: NodeId = 1;
 const BAD: NodeId = 2;
-/// The primary provider, then the second one.
-const PROVIDER: [NodeId; 2] = [3, 4];
+const PROVIDER: NodeId = 3;
 const PROVIDER_US: Micros = 20 * MICROS_PER_MS;
-const SLOW_AT_MS: i64 = 3000;
 const WINDOW_US: Micros = 2 * MICROS_PER_S;
 
-/// One delivery: its event (whose id is the idempotency key), a customer's or a notification.
+/// One delivery: its event (whose id is the idempotency key), a customer's or a notification; replayed ones were
+/// judged late when they were given up on.
 #[derive(Clone, Debug)]
 pub struct Job {
     event: u64,
@@ -140,7 +140,6 @@ pub struct Job {
     notify: bool,
     created: Time,
     tries: u32,
-    /// Replayed from the dead-letter queue: judged late when it went there.
     replayed: bool,
 }
 
@@ -166,27 +165,26 @@ pub enum Wd {
     Receiver(Receiver),
 }
 
+/// Queues: a flow per customer (the shared queue: all in flow 0), the notification channel paced; calls in flight
+/// (the job, its destination — a customer, or `customers + p` for provider p — and whether a probe); the next event
+/// id and naive request id (above every event id); good customers' and notifications' judges, each's latest late one.
 #[derive(Clone, Debug)]
 pub struct Dispatcher {
     strategy: Strategy,
     customers: usize,
     bad: usize,
     arrivals: [OpenLoop; 2],
-    /// A flow per customer (the shared queue puts everything in flow 0); the notification channel, paced.
     queue: Fair<Job>,
     notify: Paced<Job>,
-    /// Calls in flight: the job, its destination (a customer's endpoint, or `customers + p` for provider p), a probe?
     calls: Calls<(Job, usize, bool)>,
     dests: Destinations,
     redelivery: Redelivery<Job>,
-    /// The next event id and (naive) request id: those live above every event id.
     next: [u64; 2],
-    /// Good customers' events and notifications judged against the bound (true time), each's latest late one.
     judges: [(Judge, String); 2],
     last_lost: Option<(Time, String)>,
 }
 
-/// Endpoints (good or bad customers') or a provider: its health and limit, the key each event came with.
+/// Endpoints or a provider: health, the provider's limit, the key each event first came with.
 #[derive(Clone, Debug)]
 pub struct Receiver {
     name: &'static str,
@@ -203,47 +201,50 @@ fn ms(v: i64) -> Micros {
 }
 
 /// A breaker per destination: opens when half of at least 3 calls in the window failed; one probe after `open_ms`.
-fn tuning(window_ms: i64, open_ms: i64) -> Tuning {
-    Tuning { threshold_pct: 50, window_us: ms(window_ms), min_requests: 3, open_us: ms(open_ms), probes: 1 }
+fn tuning(p: impl Fn(&str) -> i64) -> Tuning {
+    Tuning { threshold_pct: 50, window_us: ms(p("window_ms")), min_requests: 3, open_us: ms(p("open_ms")), probes: 1 }
 }
 
-/// The provider's limit: `rps` a second, a tenth of it at once (our pace allows a twentieth, to stay under).
-fn limit(rps: i64, div: i64) -> (u64, u64) {
-    (rps.max(1) as u64, (rps / div).max(2) as u64)
+/// A provider's limit, a tenth of a second's worth at once; our pace allows a twentieth, to stay under it.
+fn limit(rps: i64, div: i64) -> TokenBucket {
+    TokenBucket::new(rps.max(1) as u64, MICROS_PER_S, (rps / div).max(2) as u64)
 }
 
 fn build(setup: &Setup) -> Box<dyn Run> {
     let mut sim: Sim<Wd> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 1_000, hi: 3_000 }));
-    let (customers, (rate, burst)) = (setup.param("customers") as usize, limit(setup.param("provider_rps"), 20));
+    let p = |id: &str| setup.param(id);
+    let (customers, rps) = (p("customers") as usize, p("provider_rps"));
     let d = Dispatcher {
         strategy: Strategy::from_id(setup.strategy()),
         customers,
-        bad: customers * setup.param("bad_pct") as usize / 100,
-        arrivals: ["events_per_s", "notify_per_s"].map(|p| OpenLoop::poisson(setup.param(p) as f64)),
+        bad: customers * p("bad_pct") as usize / 100,
+        arrivals: ["events_per_s", "notify_per_s"].map(|id| OpenLoop::poisson(p(id) as f64)),
         queue: Fair::new(&vec![1; customers], 1),
-        notify: Paced::new(rate, burst),
+        notify: Paced::new(rps.max(1) as u64, (rps / 20).max(2) as u64),
         calls: Calls::new("call_us"),
-        dests: Destinations::new(customers + 2, tuning(setup.param("window_ms"), setup.param("open_ms"))),
+        dests: Destinations::new(customers + 2, tuning(p)),
         redelivery: Redelivery::default(),
         next: [0, 1 << 40],
         judges: [0, 1].map(|_| (Judge::new(WINDOW_US, 100, 100), String::new())),
         last_lost: None,
     };
     assert_eq!(sim.add_node(Wd::Dispatcher(d)), DISPATCHER);
-    for name in ["good customers' endpoints", "bad customers' endpoints", "primary provider", "second provider"] {
-        let (rate, burst) = limit(setup.param("provider_rps"), 10);
-        let (limit, provider, seen) =
-            (TokenBucket::new(rate, MICROS_PER_S, burst), name.ends_with("r"), KeyTable::default());
-        let r = Receiver { name, provider, health: Health::Up, limit, seen, new_key_dups: 0, last_dup: None };
+    for (i, name) in RECEIVERS.into_iter().enumerate() {
+        let (provider, health, seen) = (i >= 2, Health::Up, KeyTable::default());
+        let r = Receiver { name, provider, health, limit: limit(rps, 10), seen, new_key_dups: 0, last_dup: None };
         sim.add_node(Wd::Receiver(r));
     }
     // The plan: bad endpoints slow from 3 s, then down; the primary provider down.
-    let (outage, slow) = (setup.param("outage_at"), setup.param("slow_ms"));
-    let slow_len = if slow > 0 { outage * 1000 - SLOW_AT_MS } else { 0 };
-    FaultWindow::ms(SLOW_AT_MS, slow_len).custom(&mut sim, "endpoints-slow", Some(BAD), slow, 0);
-    FaultWindow::secs(outage, setup.param("outage_len")).custom(&mut sim, "endpoints-down", Some(BAD), 1, 0);
-    let provider = FaultWindow::secs(setup.param("provider_at"), setup.param("provider_len"));
-    provider.custom(&mut sim, "provider-outage", Some(PROVIDER[0]), 1, 0);
+    let (outage, slow) = (p("outage_at"), p("slow_ms"));
+    FaultWindow::ms(3000, (outage * 1000 - 3000) * (slow > 0) as i64).custom(
+        &mut sim,
+        "endpoints-slow",
+        Some(BAD),
+        slow,
+        0,
+    );
+    FaultWindow::secs(outage, p("outage_len")).custom(&mut sim, "endpoints-down", Some(BAD), 1, 0);
+    FaultWindow::secs(p("provider_at"), p("provider_len")).custom(&mut sim, "provider-outage", Some(PROVIDER), 1, 0);
     for (i, id) in ["good-latency", "notify-latency"].into_iter().enumerate() {
         sim.check(id, move |w| {
             let (judge, late) = &w.node::<Dispatcher>(DISPATCHER).judges[i];
@@ -252,15 +253,13 @@ fn build(setup: &Setup) -> Box<dyn Run> {
             v.fails(1).then(why).map_or(Ok(()), Err)
         });
     }
-    sim.check("nothing-lost", |w| match &w.node::<Dispatcher>(DISPATCHER).last_lost {
-        Some((at, why)) if *at == w.now => Err(why.clone()),
-        _ => Ok(()),
-    });
-    sim.check("no-duplicate-without-key", |w| {
-        match w.touched.and_then(|n| Holds::<Receiver>::held(&w.nodes[n as usize])?.last_dup.as_ref()) {
-            Some((at, why)) if *at == w.now => Err(why.clone()),
-            _ => Ok(()),
-        }
+    // Both promises are broken by an event, judged as it happens.
+    let now = |at: &Option<(Time, String)>, w: &World<Wd>| {
+        at.as_ref().filter(|a| a.0 == w.now).map_or(Ok(()), |a| Err(a.1.clone()))
+    };
+    sim.check("nothing-lost", move |w| now(&w.node::<Dispatcher>(DISPATCHER).last_lost, w));
+    sim.check("no-duplicate-without-key", move |w| {
+        w.touched.and_then(|n| Holds::<Receiver>::held(&w.nodes[n as usize])).map_or(Ok(()), |r| now(&r.last_dup, w))
     });
     Box::new(sim)
 }
@@ -281,11 +280,10 @@ impl Node for Wd {
             (Wd::Receiver(r), Msg::Deliver { call, event, key, customer }) => {
                 r.deliver(from, call, event, key, customer, ctx)
             }
-            (Wd::Dispatcher(d), Msg::Answer { call, code }) => {
-                if let Some(p) = d.calls.reply(call, ctx) {
-                    d.ended(p, code == 200, ctx);
-                }
-            }
+            (Wd::Dispatcher(d), Msg::Answer { call, code }) => match d.calls.reply(call, ctx) {
+                Some(p) => d.ended(p, code == 200, ctx),
+                None => {}
+            },
             (_, other) => ctx.unhandled(&other),
         }
     }
@@ -300,16 +298,8 @@ impl Node for Wd {
                 d.next[0] += 1;
                 d.enqueue(Job { event: d.next[0], customer, notify, created: ctx.now(), tries: 0, replayed: false });
             }
-            Timer::Timeout(call) => {
-                if let Some(p) = d.calls.timeout(call) {
-                    d.ended(p, false, ctx);
-                }
-            }
-            Timer::Retry(event) => {
-                if let Some(job) = d.redelivery.due(event) {
-                    d.enqueue(job);
-                }
-            }
+            Timer::Timeout(call) => d.calls.timeout(call).into_iter().for_each(|p| d.ended(p, false, ctx)),
+            Timer::Retry(event) => d.redelivery.due(event).into_iter().for_each(|j| d.enqueue(j)),
             Timer::HalfOpen(i) => d.dests.half_open(i, ctx),
             Timer::Wake => d.notify.woke(),
         }
@@ -334,15 +324,15 @@ impl Node for Wd {
                 jobs.into_iter().for_each(|j| d.enqueue(j));
                 d.pump(ctx);
             }
-            (Wd::Dispatcher(d), Control::Param { .. }) => d.configure(ctx),
-            (Wd::Dispatcher(d), Control::Custom { id: "replay-dlq", .. }) => {
-                d.replay(|_| true, ctx);
+            (Wd::Dispatcher(d), Control::Param { .. }) => {
+                d.arrivals[0].set_rate_per_s(ctx.param("events_per_s") as f64, ctx, Timer::Arrive);
+                d.arrivals[1].set_rate_per_s(ctx.param("notify_per_s") as f64, ctx, Timer::Notify);
+                d.dests.set_tuning(tuning(|id| ctx.param(id)));
+                let rps = ctx.param("provider_rps");
+                d.notify.set_rate(rps.max(1) as u64, (rps / 20).max(2) as u64);
                 d.pump(ctx);
             }
-            (Wd::Receiver(r), Control::Param { id: "provider_rps", value }) => {
-                let (rate, burst) = limit(value, 10);
-                r.limit = TokenBucket::new(rate, MICROS_PER_S, burst);
-            }
+            (Wd::Receiver(r), Control::Param { id: "provider_rps", value }) => r.limit = limit(value, 10),
             (Wd::Receiver(r), Control::Custom { id, value }) => {
                 r.health = match (id, value, r.provider) {
                     ("endpoints-slow", v, false) if v > 0 => Health::Slow { factor_pct: 100, extra_us: ms(v) },
@@ -367,15 +357,6 @@ impl Node for Wd {
 }
 
 impl Dispatcher {
-    fn configure(&mut self, ctx: &mut Ctx<Wd>) {
-        self.arrivals[0].set_rate_per_s(ctx.param("events_per_s") as f64, ctx, Timer::Arrive);
-        self.arrivals[1].set_rate_per_s(ctx.param("notify_per_s") as f64, ctx, Timer::Notify);
-        self.dests.set_tuning(tuning(ctx.param("window_ms"), ctx.param("open_ms")));
-        let (rate, burst) = limit(ctx.param("provider_rps"), 20);
-        self.notify.set_rate(rate, burst);
-        self.pump(ctx);
-    }
-
     fn enqueue(&mut self, job: Job) {
         let flow = match (self.strategy, job.notify) {
             (Strategy::SharedQueue, _) => 0,
@@ -385,7 +366,7 @@ impl Dispatcher {
         let _ = self.queue.push(flow, job, 1); // unbounded: never refused
     }
 
-    /// Starts tries while connections are free: a notification when its channel's pace allows, else the next
+    /// Starts tries while connections are free: a notification unless its channel waits for a token, else the next
     /// customer's event in turn (or the shared queue's oldest).
     fn pump(&mut self, ctx: &mut Ctx<Wd>) {
         while self.calls.len() < ctx.param("workers") as usize {
@@ -398,10 +379,10 @@ impl Dispatcher {
     }
 
     /// One try, to the first destination of its route whose breaker lets it through (none: failed at once, no
-    /// connection used): the customer's endpoint, or the primary provider then, under failover, the second.
+    /// connection used): the customer's endpoint, or the primary provider — under failover, then the second one, and
+    /// a retry the other way round. A notification also needs its channel's token (none: it waits for the next).
     fn attempt(&mut self, job: Job, ctx: &mut Ctx<Wd>) {
         let (naive, c) = (self.strategy == Strategy::SharedQueue, self.customers);
-        // Failover: a notification's retry tries the other provider first.
         let failover = job.notify && self.strategy == Strategy::Failover;
         let alt = failover as usize * (job.tries % 2) as usize;
         let pair = if job.notify { [c + alt, c + 1 - alt] } else { [job.customer; 2] };
@@ -409,7 +390,6 @@ impl Dispatcher {
         let Some((d, probe)) = (if naive { Some((route[0], false)) } else { self.dests.pick(route) }) else {
             return self.failed(job, ctx);
         };
-        // A notification goes out when its channel's pace allows; else it waits for the next token.
         if job.notify && !naive && !self.notify.allow(ctx.now()) {
             if probe {
                 self.dests.unprobe(d);
@@ -419,7 +399,8 @@ impl Dispatcher {
             }
             return;
         }
-        let to = if d >= c { PROVIDER[d - c] } else { [GOOD, BAD][(d < self.bad) as usize] };
+        let to = if d >= c { PROVIDER + (d - c) as NodeId } else { [GOOD, BAD][(d < self.bad) as usize] };
+        ctx.count("bad_tries", (to == BAD) as i64);
         self.next[1] += naive as u64;
         let (event, customer, key) = (job.event, job.customer, if naive { self.next[1] } else { job.event });
         let call = self.calls.start(ctx, (job, d, probe), ms(ctx.param("timeout_ms")), Timer::Timeout);
@@ -446,7 +427,7 @@ impl Dispatcher {
         }
     }
 
-    /// A good customer's event or a notification, delivered after `took` (`u64::MAX`: dropped), judged.
+    /// A good customer's event or a notification, delivered after `took` (`u64::MAX`: given up on), judged.
     fn judge(&mut self, job: &Job, took: Micros, ctx: &mut Ctx<Wd>) {
         let late = took > ms(ctx.param("bound_ms"));
         let (judge, why) = &mut self.judges[job.notify as usize];
@@ -459,12 +440,13 @@ impl Dispatcher {
         judge.record(ctx.truth(), late, took);
     }
 
-    /// A failed try: backed off, then dead-lettered — or, in the shared queue, dropped.
+    /// A failed try: backed off, then dead-lettered — or, in the shared queue, dropped. Either way given up on, it
+    /// cannot arrive within the bound.
     fn failed(&mut self, mut job: Job, ctx: &mut Ctx<Wd>) {
         job.tries += 1;
-        let (base_us, cap_us) = (ms(ctx.param("backoff_ms")), ms(ctx.param("backoff_cap_ms")));
-        let policy =
-            RetryPolicy { max_retries: ctx.param("max_retries") as u32, base_us, cap_us, jitter: Jitter::Full };
+        let (max_retries, base_us, cap_us) =
+            (ctx.param("max_retries") as u32, ms(ctx.param("backoff_ms")), ms(ctx.param("backoff_cap_ms")));
+        let policy = RetryPolicy { max_retries, base_us, cap_us, jitter: Jitter::Full };
         let rule = OnFailure::Backoff { policy, dlq: self.strategy != Strategy::SharedQueue };
         let (event, tries, age, copy) = (job.event, job.tries, ctx.now().since(job.created), job.clone());
         match self.redelivery.failed(event, job, tries, rule, ctx.rng()) {
@@ -480,7 +462,6 @@ impl Dispatcher {
                 self.last_lost = Some((ctx.truth(), why));
             }
         }
-        // Given up on: it cannot arrive within the bound (a replay is not judged again).
         ctx.observe("gave_up_us", age);
         if copy.notify || copy.customer >= self.bad {
             self.judge(&copy, u64::MAX, ctx);
@@ -490,10 +471,7 @@ impl Dispatcher {
     /// Dead letters `pick` chooses go back to their queues, their retries restored.
     fn replay(&mut self, pick: impl Fn(&Job) -> bool, ctx: &mut Ctx<Wd>) {
         let back = self.redelivery.replay(pick);
-        if !back.is_empty() {
-            ctx.count("replayed", back.len() as i64);
-            ctx.note(format!("{} dead letters replayed", back.len()));
-        }
+        ctx.count("replayed", back.len() as i64);
         back.into_iter().for_each(|j| self.enqueue(Job { tries: 0, replayed: true, ..j }));
     }
 
@@ -503,16 +481,13 @@ impl Dispatcher {
 
     fn view(&self) -> NodeView {
         let (label, tone) =
-            [("one shared queue", Tone::Warn), ("per-customer queues", Tone::Neutral), ("+ failover", Tone::Good)]
+            [("one shared queue", Tone::Warn), ("queue per customer", Tone::Neutral), ("+ failover", Tone::Good)]
                 [self.strategy as usize];
-        let (open, [q, w, d]) = (
-            self.dests.open(),
-            [self.queue.len() + self.notify.len(), self.redelivery.backing_off(), self.redelivery.dead()]
-                .map(|n| n as i64),
-        );
+        let [q, w, d] = [self.queue.len() + self.notify.len(), self.redelivery.backing_off(), self.redelivery.dead()]
+            .map(|n| n as i64);
         NodeView::new(NodeKind::Queue, 0, "delivery service")
             .badge(label, tone)
-            .badge_if(open > 0, format!("{open} breakers open"), Tone::Warn)
+            .badge_if(self.dests.open() > 0, format!("{} breakers open", self.dests.open()), Tone::Warn)
             .gauge("queued", q, q.max(100))
             .gauge("connections held by bad endpoints", self.busy_bad() as i64, (self.calls.len() as i64).max(1))
             .gauge("backing off", w, w.max(100))
@@ -545,5 +520,123 @@ impl Receiver {
             None => {}
         }
         ctx.send_after(after, from, Msg::Answer { call, code });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parts::testing::{between, failed_at, run_sampled, Sampled};
+
+    fn recipe(strategy: &str, seed: u64) -> Recipe {
+        Recipe::new("webhook-delivery", strategy, seed)
+    }
+
+    fn run(recipe: Recipe, secs: u64) -> Sampled {
+        run_sampled(&SPEC, &recipe, secs, &["bad_tries", "replayed"])
+    }
+
+    /// One bad customer of ten, down for the whole run, 50 events/s, no notifications and no slow phase.
+    fn one_dead_endpoint(strategy: &str, seed: u64) -> Recipe {
+        let r = recipe(strategy, seed).with_param("customers", 10).with_param("events_per_s", 50);
+        r.with_param("notify_per_s", 0)
+            .with_param("outage_at", 0)
+            .with_param("outage_len", 3600)
+            .with_param("provider_len", 0)
+    }
+
+    #[test]
+    fn try_shared_queue_stalls_good_customers_duplicates_under_new_keys_and_drops() {
+        // Step 1: from 3 s the bad tenth's tries hold a connection for the full 1 s timeout, five
+        // retries each: 40 events/s × 6 s of connection = 240 wanted of 100, so the one queue grows.
+        for seed in 1..=3 {
+            let (r, _) = run(recipe("shared-queue", seed), 30);
+            let (t, why) = failed_at(r.as_ref(), "good-latency").expect("good-latency failed");
+            assert!((3.0..9.0).contains(&t) && why.starts_with("customer"), "seed {seed}: {t} s: {why}");
+            let (t, why) = failed_at(r.as_ref(), "no-duplicate-without-key").expect("a duplicate under a new key");
+            assert!((3.0..6.0).contains(&t) && why.contains("again under key"), "seed {seed}: {t} s: {why}");
+            let (t, why) = failed_at(r.as_ref(), "nothing-lost").expect("an event dropped");
+            assert!((8.0..20.0).contains(&t) && why.contains("dropped after 6 tries"), "seed {seed}: {t} s: {why}");
+        }
+    }
+
+    #[test]
+    fn try_per_customer_isolates_the_bad_endpoints_but_not_the_provider_outage() {
+        // Step 2: nothing lost, good customers fast, the dead letters replayed when the bad
+        // endpoints recover at 20 s (the queue is empty again by 30 s); notifications fail the
+        // check a few seconds into the provider's outage, when they start being dead-lettered.
+        for seed in 1..=3 {
+            let (r, at) = run(recipe("per-customer", seed), 30);
+            for check in ["good-latency", "nothing-lost", "no-duplicate-without-key"] {
+                assert!(failed_at(r.as_ref(), check).is_none(), "seed {seed}: {check}");
+            }
+            let (t, why) = failed_at(r.as_ref(), "notify-latency").expect("notify-latency failed");
+            assert!((12.0..20.0).contains(&t) && why.starts_with("a notification"), "seed {seed}: {t} s: {why}");
+            assert!(between(&at, 1, 0, 20) == 0.0 && between(&at, 1, 20, 30) > 100.0, "seed {seed}: replays");
+            assert_eq!((r.metrics().gauge("dlq"), r.metrics().counter("lost")), (0, 0), "seed {seed}");
+            assert!(r.metrics().counter("dup_same_key") > 0, "seed {seed}: duplicates, each under its key");
+        }
+    }
+
+    #[test]
+    fn try_failover_holds_every_check() {
+        // Step 3 (and many seeds in tests/break_fix).
+        for seed in 1..=3 {
+            let (r, _) = run(recipe("failover", seed), 30);
+            for c in r.checks() {
+                assert!(c.violation.is_none(), "seed {seed}: {} {:?}", c.id, c.violation);
+            }
+            assert_eq!(r.metrics().counter("throttled"), 0, "seed {seed}: paced under the provider's limit");
+        }
+    }
+
+    #[test]
+    fn an_event_to_a_dead_endpoint_is_given_up_on_after_the_retry_schedules_span() {
+        // Shared queue, one endpoint down, connections to spare: each of the 6 tries waits out the
+        // 1 s timeout, and the 5 backoffs (full jitter) average Σ min(3.2, 0.2 × 2^(n−1)) / 2 =
+        // 3.1 s (retry.rs's closed form): 9.1 s from the event to the drop. The span's s.d. is
+        // 1.07 s (Σ t² / 12); some 500 events over 110 s put the mean's s.d. near 0.05 s: ±3%
+        // (0.27 s) is over 5 s.d.
+        let p = RetryPolicy { max_retries: 5, base_us: 200_000, cap_us: 3_200_000, jitter: Jitter::Full };
+        let theory = 6e6 + (1..=5).map(|n| p.expected_delay_us(n).expect("full jitter")).sum::<f64>();
+        for seed in 1..=3 {
+            let (r, _) = run(one_dead_endpoint("shared-queue", seed), 120);
+            let h = r.metrics().histogram("gave_up_us").expect("drops");
+            assert!(h.count() > 400, "seed {seed}: {}", h.count());
+            assert!((h.mean() - theory).abs() < 0.03 * theory, "seed {seed}: {:.0} us, theory {theory:.0}", h.mean());
+        }
+    }
+
+    #[test]
+    fn a_breaker_holds_a_dead_endpoint_to_one_probe_per_open_period_and_timeout() {
+        // Per-customer, one endpoint down: once its breaker is open it lets one probe through per
+        // open period (2 s), which holds a connection for the 1 s timeout before failing — at most
+        // 1 / (2 s + 1 s) = 0.33 tries/s (a little less: the probe waits for the customer's next
+        // event, some 0.2 s at 5 events/s), so a third of a connection, where the shared queue
+        // gives it 5 events/s × 6 tries × 1 s = 30.
+        for seed in 1..=3 {
+            let (_, at) = run(one_dead_endpoint("per-customer", seed), 100);
+            let rate = between(&at, 0, 20, 100) / 80.0;
+            assert!((0.28..=1.0 / 3.0 + 0.01).contains(&rate), "seed {seed}: {rate:.3} tries/s");
+            let (_, at) = run(one_dead_endpoint("shared-queue", seed), 100);
+            let rate = between(&at, 0, 20, 100) / 80.0;
+            assert!((rate - 30.0).abs() < 3.0, "seed {seed}: shared queue {rate:.1} tries/s");
+        }
+    }
+
+    #[test]
+    fn the_view_shows_head_of_line_blocking_and_the_open_breakers() {
+        let views = |st: &str, secs| {
+            let frame = run(recipe(st, 1), secs).0.frame(0);
+            frame.nodes.into_iter().map(|n| n.view).collect::<Vec<_>>()
+        };
+        let gauge = |v: &NodeView, label: &str| v.gauges.iter().find(|g| g.label == label).expect("a gauge").value;
+        let shared = views("shared-queue", 6);
+        assert!(gauge(&shared[0], "connections held by bad endpoints") > 80, "{:?}", shared[0].gauges);
+        assert!(shared[BAD as usize].badges[0].text.starts_with("slow"), "{:?}", shared[BAD as usize].badges);
+        let isolated = views("per-customer", 10);
+        assert!(isolated[0].badges.iter().any(|b| b.text == "10 breakers open"), "{:?}", isolated[0].badges);
+        assert!(gauge(&isolated[0], "connections held by bad endpoints") < 20);
+        assert_eq!(isolated[BAD as usize].badges[0].text, "down");
     }
 }
