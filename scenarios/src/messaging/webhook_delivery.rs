@@ -25,14 +25,14 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         title: "Webhook delivery: one bad customer must not stop the others",
         category: "Messaging",
         seeds: &["S3#49", "S3#95", "S4#09", "S2#18", "S3#73", "S1#39", "S3#98"],
-        summary: "400 events/s for 100 customers' endpoints and 50 notifications/s leave one delivery service with 64 \
+        summary: "400 events/s for 100 customers' endpoints and 50 notifications/s leave one delivery service with 100 \
                   connections. From 3 s a tenth of the endpoints answer after the timeout, from 8 to 20 s they are down, \
                   from 12 to 20 s the primary provider is. One shared queue stalls everyone and drops what runs out of \
                   retries; per-customer queues, backoff, breakers and a replayed DLQ isolate them; failover keeps \
                   notifications flowing.",
         note: Note {
             what_can_go_wrong: "A try to an endpoint that hangs holds a connection for the whole timeout, and so do its \
-                retries: a tenth of the customers timing out at 1 s with five retries wants 240 connections of 64, so in \
+                retries: a tenth of the customers timing out at 1 s with five retries wants 240 connections of 100, so in \
                 one queue every good customer's event waits behind them. A naive sender drops what runs out of retries, \
                 and a try that timed out may still have reached the customer: retried under a new request id, it is a \
                 duplicate the customer cannot recognise. A provider outage does the same to notifications. The model: \
@@ -55,10 +55,11 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             try_this: &[
                 "Play `shared-queue`: from 3 s the bad endpoints answer past the timeout, the one queue grows and \
                  `good-latency` fails naming a good customer; retries land under new request ids and \
-                 `no-duplicate-without-key` fails; from about 10 s events out of retries are dropped: `nothing-lost`.",
+                 `no-duplicate-without-key` fails; from about 13 s events out of retries are dropped: `nothing-lost`.",
                 "Switch to `per-customer`: the bad endpoints' breakers open, their events back off into the dead-letter \
                  queue and are replayed when the endpoints recover at 20 s; good customers stay fast, nothing is lost. \
-                 But the primary provider's outage at 12 s dead-letters notifications too: `notify-latency` fails.",
+                 But the primary provider's outage at 12 s dead-letters notifications too: `notify-latency` fails\
+                 within a few seconds.",
                 "Switch to `failover`: while the primary's breaker is open notifications go through the second \
                  provider, paced to its rate limit, and every check holds.",
             ],
@@ -73,8 +74,8 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         ParamSpec::live("timeout_ms", "Call timeout", "ms", 10..=60_000, 1000, "How long a try waits for an answer.").step(10),
         ParamSpec::live("endpoint_ms", "Endpoint time", "ms", 1..=10_000, 50, "A healthy endpoint's mean (exponential) answer time."),
         ParamSpec::live("max_retries", "Retries", "", 0..=20, 5, "Retries after the first try; then dead-lettered (dropped by the shared queue)."),
-        ParamSpec::live("backoff_ms", "Backoff base", "ms", 1..=60_000, 200, "First retry's backoff, doubling, full jitter.").step(10),
-        ParamSpec::live("backoff_cap_ms", "Backoff cap", "ms", 1..=600_000, 3200, "No backoff longer than this.").step(100),
+        ParamSpec::live("backoff_ms", "Backoff base", "ms", 10..=60_000, 200, "First retry's backoff, doubling, full jitter.").step(10),
+        ParamSpec::live("backoff_cap_ms", "Backoff cap", "ms", 100..=600_000, 3200, "No backoff longer than this.").step(100),
         ParamSpec::live("window_ms", "Breaker window", "ms", 100..=600_000, 1000, "An endpoint's breaker opens when half of at least 3 calls in this window failed.").step(100),
         ParamSpec::live("open_ms", "Breaker open", "ms", 100..=600_000, 2000, "How long an endpoint's breaker stays open before a probe.").step(100),
         ParamSpec::live("provider_rps", "Provider rate limit", "msgs/s", 1..=100_000, 100, "Each provider's limit (429 past it); the channel's pace under the fixed strategies."),
