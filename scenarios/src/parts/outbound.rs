@@ -68,7 +68,7 @@ impl Destinations {
         match self.breakers[d].record(ok, probe, ctx, timer) {
             Some(Judged::Opened) if was == Phase::Closed => self.open += 1,
             Some(Judged::Closed) => {
-                self.open -= 1;
+                self.open = self.open.saturating_sub(1);
                 return true;
             }
             _ => {}
