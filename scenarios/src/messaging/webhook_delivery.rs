@@ -1,7 +1,5 @@
-//! Webhook delivery: events for many customers' endpoints and notifications through providers leave one delivery
-//! service. With one shared queue, slow and dead endpoints hold every connection (head-of-line blocking); per-customer
-//! queues with backoff, a breaker per endpoint and a dead-letter queue replayed on recovery isolate them, and
-//! notifications fail over to a second provider, each channel under its rate limit.
+//! Webhook delivery: one shared queue lets slow and dead endpoints block every customer; per-customer queues, backoff,
+//! breakers and a replayed dead-letter queue isolate them, and notifications fail over between rate-limited providers.
 
 use crate::parts::arrivals::OpenLoop;
 use crate::parts::breaker::Tuning;
@@ -9,13 +7,10 @@ use crate::parts::broker::OnFailure;
 use crate::parts::bucket::TokenBucket;
 use crate::parts::calls::{CallId, Calls};
 use crate::parts::degraded::{FaultWindow, Health};
-use crate::parts::fair::Fair;
-use crate::parts::judge::Judge;
-use crate::parts::outbound::{Destinations, Fate, Paced, Redelivery};
+use crate::parts::outbound::{Fate, Outbox, Promise, Receiver, Route};
 use crate::parts::retry::{Jitter, RetryPolicy};
 use crate::parts::station::Service;
 use crate::parts::strategies::strategies;
-use crate::parts::table::KeyTable;
 use faultline_core::*;
 
 #[rustfmt::skip] // A table, an entry a line: rustfmt would give every argument a line of its own.
@@ -25,41 +20,37 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         title: "Webhook delivery: one bad customer must not stop the others",
         category: "Messaging",
         seeds: &["S3#49", "S3#95", "S4#09", "S2#18", "S3#73", "S1#39", "S3#98"],
-        summary: "400 events/s for 100 customers' endpoints and 50 notifications/s leave one delivery service with 100 \
-                  connections. From 3 s a tenth of the endpoints answer after the timeout, from 8 to 20 s they are down, \
-                  from 12 to 20 s the primary provider is. One shared queue stalls everyone and drops what runs out of \
-                  retries; per-customer queues, backoff, breakers and a replayed DLQ isolate them; failover keeps \
-                  notifications flowing.",
+        summary: "400 events/s for 100 customers' endpoints and 50 notifications/s leave one service with 100 connections. \
+                  A tenth of the endpoints turn slow at 3 s and die from 8 to 20 s, the primary provider from 12 to 20 s. \
+                  One shared queue stalls everyone and drops; per-customer queues, backoff, breakers and a replayed DLQ \
+                  isolate them; failover keeps notifications flowing.",
         note: Note {
-            what_can_go_wrong: "A try to an endpoint that hangs holds a connection for the whole timeout, and so do its \
-                retries: a tenth of the customers timing out at 1 s with five retries wants 240 connections of 100, so in \
-                one queue every good customer's event waits behind them. A naive sender drops what runs out of retries, \
-                and a try that timed out may still have reached the customer: retried under a new request id, it is a \
-                duplicate the customer cannot recognise. A provider outage does the same to notifications. The model: \
-                Poisson events for uniformly drawn customers (the first `bad_pct`% are degraded by the plan); endpoints \
-                answer in an exponential time (mean `endpoint_ms`), slow ones later, dead ones never; providers answer \
-                in 20 ms, 503 while down, 429 past their limit; links 1–3 ms; queues and the dead-letter queue are \
-                durable, calls, breakers and backoff timers are not (a restart retries the backing-off jobs at once). \
-                Time is scaled: 'down for hours' is 12 s, backoffs start at 200 ms rather than minutes.",
-            what_you_sacrifice: "A queue and a breaker per endpoint (10K of each) and a scheduler on the hot path; a dead \
-                customer's events wait in the dead-letter queue until it recovers (its latency is unbounded, on purpose); \
-                at-least-once means duplicates, so every try, replay and failover carries the event's idempotency key \
-                and customers must dedupe; failover needs a second provider, whose rate limit caps it.",
+            what_can_go_wrong: "A try to a hanging endpoint holds a connection for the whole timeout, and so do its \
+                retries: a tenth of the customers timing out at 1 s with five retries want 240 connections of 100, so in \
+                one queue every good customer waits behind them. A naive sender drops what runs out of retries, and a \
+                timed-out try may have arrived: retried under a new request id, it is a duplicate the customer cannot \
+                recognise. A provider outage does the same to notifications. Model: Poisson events for uniform customers \
+                (the first `bad_pct`% degraded by the plan); endpoints answer in exponential time (mean `endpoint_ms`), \
+                slow ones later, dead ones never; providers in 20 ms, 503 down, 429 past their limit; links 1–3 ms; \
+                queues and DLQ durable, calls, breakers and backoff timers not (a restart retries at once). Time is \
+                scaled: hours are 12 s, minutes of backoff 200 ms.",
+            what_you_sacrifice: "A queue and a breaker per endpoint and a scheduler on the hot path; a dead customer's \
+                events wait in the DLQ until it recovers (unbounded latency, on purpose); at-least-once means duplicates, \
+                so every try, replay and failover carries the event's idempotency key and customers must dedupe; \
+                failover needs a second provider, whose rate limit caps it.",
             at_10x: "At 10K endpoints each sees a few events a minute: a breaker needs a long window to judge it, and the \
-                scheduler must stay O(1) per event (deficit round robin is). Replaying a large dead-letter queue at once \
-                is a thundering herd for the customer just recovered and for the provider's limit: replays go through \
-                the same queues, breakers and paces as fresh events.",
+                scheduler must stay O(1) per event (deficit round robin is). Replaying a large DLQ at once is a thundering \
+                herd for the customer just recovered and the provider's limit: replays go through the same queues, \
+                breakers and paces as fresh events.",
             resembles: "Stripe, GitHub and Shopify webhooks (retries for days, failing endpoints disabled, event ids for \
-                dedupe), Svix and Hookdeck, EventBridge API destinations with a DLQ; notification platforms failing over \
-                between Twilio, SNS or SendGrid routes.",
+                dedupe), Svix, Hookdeck, EventBridge API destinations with a DLQ; Twilio/SNS/SendGrid route failover.",
             try_this: &[
                 "Play `shared-queue`: from 3 s the bad endpoints answer past the timeout, the one queue grows and \
                  `good-latency` fails naming a good customer; retries land under new request ids and \
                  `no-duplicate-without-key` fails; from about 13 s events out of retries are dropped: `nothing-lost`.",
-                "Switch to `per-customer`: the bad endpoints' breakers open, their events back off into the dead-letter \
-                 queue and are replayed when the endpoints recover at 20 s; good customers stay fast, nothing is lost. \
-                 But the primary provider's outage at 12 s dead-letters notifications too: `notify-latency` fails\
-                 within a few seconds.",
+                "Switch to `per-customer`: the bad endpoints' breakers open, their events back off into the DLQ and are \
+                 replayed when the endpoints recover at 20 s; good customers stay fast, nothing is lost. But the primary \
+                 provider's outage at 12 s dead-letters notifications too: `notify-latency` fails within seconds.",
                 "Switch to `failover`: while the primary's breaker is open notifications go through the second \
                  provider, paced to its rate limit, and every check holds.",
             ],
@@ -129,7 +120,6 @@ const RECEIVERS: [&str; 4] =
 const GOOD: NodeId = 1;
 const BAD: NodeId = 2;
 const PROVIDER: NodeId = 3;
-const PROVIDER_US: Micros = 20 * MICROS_PER_MS;
 const WINDOW_US: Micros = 2 * MICROS_PER_S;
 
 /// One delivery: its event (whose id is the idempotency key), a customer's or a notification; replayed ones were
@@ -152,8 +142,8 @@ pub enum Msg {
 
 #[derive(Clone, Debug, Label)]
 pub enum Timer {
-    Arrive,
-    Notify,
+    /// An event (0) or a notification (1).
+    Arrive(usize),
     Timeout(CallId),
     Retry(u64),
     HalfOpen(usize),
@@ -166,35 +156,20 @@ pub enum Wd {
     Receiver(Receiver),
 }
 
-/// Queues: a flow per customer (the shared queue: all in flow 0), the notification channel paced; calls in flight
-/// (the job, its destination — a customer, or `customers + p` for provider p — and whether a probe); the next event
-/// id and naive request id (above every event id); good customers' and notifications' judges, each's latest late one.
+/// The outbox: a flow per customer (shared queue: all in flow 0), notifications paced, a breaker per destination (a
+/// customer, or `customers + p` for provider p); calls in flight (the job, its destination, whether a probe); the
+/// next event id and naive request id (above every event id); the promises to good customers and to notifications.
 #[derive(Clone, Debug)]
 pub struct Dispatcher {
     strategy: Strategy,
     customers: usize,
     bad: usize,
     arrivals: [OpenLoop; 2],
-    queue: Fair<Job>,
-    notify: Paced<Job>,
+    out: Outbox<Job>,
     calls: Calls<(Job, usize, bool)>,
-    dests: Destinations,
-    redelivery: Redelivery<Job>,
     next: [u64; 2],
-    judges: [(Judge, String); 2],
+    promises: [Promise; 2],
     last_lost: Option<(Time, String)>,
-}
-
-/// Endpoints or a provider: health, the provider's limit, the key each event first came with.
-#[derive(Clone, Debug)]
-pub struct Receiver {
-    name: &'static str,
-    provider: bool,
-    health: Health,
-    limit: TokenBucket,
-    seen: KeyTable<u64>,
-    new_key_dups: u64,
-    last_dup: Option<(Time, String)>,
 }
 
 fn ms(v: i64) -> Micros {
@@ -206,9 +181,14 @@ fn tuning(p: impl Fn(&str) -> i64) -> Tuning {
     Tuning { threshold_pct: 50, window_us: ms(p("window_ms")), min_requests: 3, open_us: ms(p("open_ms")), probes: 1 }
 }
 
-/// A provider's limit, a tenth of a second's worth at once; our pace allows a twentieth, to stay under it.
-fn limit(rps: i64, div: i64) -> TokenBucket {
-    TokenBucket::new(rps.max(1) as u64, MICROS_PER_S, (rps / div).max(2) as u64)
+/// A provider's limit, a tenth of a second's worth at once (our pace allows a twentieth, to stay under it).
+fn limit(rps: i64) -> Option<TokenBucket> {
+    Some(TokenBucket::new(rps.max(1) as u64, MICROS_PER_S, (rps / 10).max(2) as u64))
+}
+
+/// An event that broke a promise when it happened: the check fails at that instant only.
+fn now(at: &Option<(Time, String)>, w: &World<Wd>) -> Result<(), String> {
+    at.as_ref().filter(|a| a.0 == w.now).map_or(Ok(()), |a| Err(a.1.clone()))
 }
 
 fn build(setup: &Setup) -> Box<dyn Run> {
@@ -220,44 +200,26 @@ fn build(setup: &Setup) -> Box<dyn Run> {
         customers,
         bad: customers * p("bad_pct") as usize / 100,
         arrivals: ["events_per_s", "notify_per_s"].map(|id| OpenLoop::poisson(p(id) as f64)),
-        queue: Fair::new(&vec![1; customers], 1),
-        notify: Paced::new(rps.max(1) as u64, (rps / 20).max(2) as u64),
+        out: Outbox::new(customers, customers + 2, tuning(p), rps.max(1) as u64, (rps / 20).max(2) as u64),
         calls: Calls::new("call_us"),
-        dests: Destinations::new(customers + 2, tuning(p)),
-        redelivery: Redelivery::default(),
         next: [0, 1 << 40],
-        judges: [0, 1].map(|_| (Judge::new(WINDOW_US, 100, 100), String::new())),
+        promises: [0, 1].map(|_| Promise::new(WINDOW_US)),
         last_lost: None,
     };
     assert_eq!(sim.add_node(Wd::Dispatcher(d)), DISPATCHER);
     for (i, name) in RECEIVERS.into_iter().enumerate() {
-        let (provider, health, seen) = (i >= 2, Health::Up, KeyTable::default());
-        let r = Receiver { name, provider, health, limit: limit(rps, 10), seen, new_key_dups: 0, last_dup: None };
-        sim.add_node(Wd::Receiver(r));
+        sim.add_node(Wd::Receiver(Receiver::new(name, if i >= 2 { limit(rps) } else { None })));
     }
     // The plan: bad endpoints slow from 3 s, then down; the primary provider down.
     let (outage, slow) = (p("outage_at"), p("slow_ms"));
-    FaultWindow::ms(3000, (outage * 1000 - 3000) * (slow > 0) as i64).custom(
-        &mut sim,
-        "endpoints-slow",
-        Some(BAD),
-        slow,
-        0,
-    );
+    let slow_window = FaultWindow::ms(3000, (outage * 1000 - 3000) * (slow > 0) as i64);
+    slow_window.custom(&mut sim, "endpoints-slow", Some(BAD), slow, 0);
     FaultWindow::secs(outage, p("outage_len")).custom(&mut sim, "endpoints-down", Some(BAD), 1, 0);
     FaultWindow::secs(p("provider_at"), p("provider_len")).custom(&mut sim, "provider-outage", Some(PROVIDER), 1, 0);
     for (i, id) in ["good-latency", "notify-latency"].into_iter().enumerate() {
-        sim.check(id, move |w| {
-            let (judge, late) = &w.node::<Dispatcher>(DISPATCHER).judges[i];
-            let v = judge.verdict(w.now, Time::ZERO);
-            let why = || format!("{late}: {} over {} ms", v.describe(WINDOW_US), w.param("bound_ms"));
-            v.fails(1).then(why).map_or(Ok(()), Err)
-        });
+        sim.check(id, move |w| w.node::<Dispatcher>(DISPATCHER).promises[i].check(w.now, w.param("bound_ms")));
     }
     // Both promises are broken by an event, judged as it happens.
-    let now = |at: &Option<(Time, String)>, w: &World<Wd>| {
-        at.as_ref().filter(|a| a.0 == w.now).map_or(Ok(()), |a| Err(a.1.clone()))
-    };
     sim.check("nothing-lost", move |w| now(&w.node::<Dispatcher>(DISPATCHER).last_lost, w));
     sim.check("no-duplicate-without-key", move |w| {
         w.touched.and_then(|n| Holds::<Receiver>::held(&w.nodes[n as usize])).map_or(Ok(()), |r| now(&r.last_dup, w))
@@ -271,20 +233,27 @@ impl Node for Wd {
 
     fn on_start(&mut self, ctx: &mut Ctx<Self>) {
         if let Wd::Dispatcher(d) = self {
-            d.arrivals[0].start(ctx, Timer::Arrive);
-            d.arrivals[1].start(ctx, Timer::Notify);
+            (0..2).for_each(|i| d.arrivals[i].start(ctx, Timer::Arrive(i)));
         }
     }
 
     fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Self>) {
         match (self, msg) {
+            // Endpoints answer in exponential time, providers in 20 ms.
             (Wd::Receiver(r), Msg::Deliver { call, event, key, customer }) => {
-                r.deliver(from, call, event, key, customer, ctx)
+                let (provider, mean) = (r.limit.is_some(), ctx.param("endpoint_ms") as u64);
+                let base =
+                    if provider { 20 * MICROS_PER_MS } else { Service::exponential_ms(mean).sample_us(ctx.rng()) };
+                let to = || if provider { "a user".into() } else { numbered("customer", customer as u64) };
+                if let Some((after, code)) = r.receive(ctx, base, event, key, to) {
+                    ctx.send_after(after, from, Msg::Answer { call, code });
+                }
             }
-            (Wd::Dispatcher(d), Msg::Answer { call, code }) => match d.calls.reply(call, ctx) {
-                Some(p) => d.ended(p, code == 200, ctx),
-                None => {}
-            },
+            (Wd::Dispatcher(d), Msg::Answer { call, code }) => {
+                if let Some(p) = d.calls.reply(call, ctx) {
+                    d.ended(p, code == 200, ctx)
+                }
+            }
             (_, other) => ctx.unhandled(&other),
         }
     }
@@ -292,17 +261,17 @@ impl Node for Wd {
     fn on_timer(&mut self, timer: Timer, ctx: &mut Ctx<Self>) {
         let Wd::Dispatcher(d) = self else { return ctx.unhandled(&timer) };
         match timer {
-            Timer::Arrive | Timer::Notify => {
-                let notify = matches!(timer, Timer::Notify);
-                d.arrivals[notify as usize].on_timer(ctx, timer);
+            Timer::Arrive(i) => {
+                let notify = i == 1;
+                d.arrivals[i].on_timer(ctx, timer);
                 let customer = if notify { 0 } else { ctx.rng().below(d.customers as u64) as usize };
                 d.next[0] += 1;
                 d.enqueue(Job { event: d.next[0], customer, notify, created: ctx.now(), tries: 0, replayed: false });
             }
             Timer::Timeout(call) => d.calls.timeout(call).into_iter().for_each(|p| d.ended(p, false, ctx)),
-            Timer::Retry(event) => d.redelivery.due(event).into_iter().for_each(|j| d.enqueue(j)),
-            Timer::HalfOpen(i) => d.dests.half_open(i, ctx),
-            Timer::Wake => d.notify.woke(),
+            Timer::Retry(event) => d.out.redelivery.due(event).into_iter().for_each(|j| d.enqueue(j)),
+            Timer::HalfOpen(i) => d.out.dests.half_open(i, ctx),
+            Timer::Wake => d.out.paced.woke(),
         }
         d.pump(ctx);
     }
@@ -311,9 +280,7 @@ impl Node for Wd {
         // Calls, breakers, the pace's timer and backoff timers were in memory; the queues and the DLQ are durable.
         if let Wd::Dispatcher(d) = self {
             let calls: Vec<Job> = d.calls.clear(ctx).into_iter().map(|p| p.0).collect();
-            calls.into_iter().chain(d.redelivery.restart()).for_each(|j| d.enqueue(j));
-            d.dests.reset(ctx);
-            d.notify.woke();
+            calls.into_iter().chain(d.out.restart(ctx)).for_each(|j| d.enqueue(j));
         }
     }
 
@@ -321,22 +288,24 @@ impl Node for Wd {
         match (self, c) {
             (Wd::Dispatcher(d), Control::Strategy(id)) => {
                 d.strategy = Strategy::from_id(id);
-                let jobs: Vec<Job> = d.queue.drain().into_iter().map(|j| j.1).chain(d.notify.drain()).collect();
-                jobs.into_iter().for_each(|j| d.enqueue(j));
+                d.out.drain().into_iter().for_each(|j| d.enqueue(j));
                 d.pump(ctx);
             }
             (Wd::Dispatcher(d), Control::Param { .. }) => {
-                d.arrivals[0].set_rate_per_s(ctx.param("events_per_s") as f64, ctx, Timer::Arrive);
-                d.arrivals[1].set_rate_per_s(ctx.param("notify_per_s") as f64, ctx, Timer::Notify);
-                d.dests.set_tuning(tuning(|id| ctx.param(id)));
+                for (i, id) in ["events_per_s", "notify_per_s"].into_iter().enumerate() {
+                    d.arrivals[i].set_rate_per_s(ctx.param(id) as f64, ctx, Timer::Arrive(i));
+                }
+                d.out.dests.set_tuning(tuning(|id| ctx.param(id)));
                 let rps = ctx.param("provider_rps");
-                d.notify.set_rate(rps.max(1) as u64, (rps / 20).max(2) as u64);
+                d.out.paced.set_rate(rps.max(1) as u64, (rps / 20).max(2) as u64);
                 d.pump(ctx);
             }
-            (Wd::Receiver(r), Control::Param { id: "provider_rps", value }) => r.limit = limit(value, 10),
+            (Wd::Receiver(r), Control::Param { id: "provider_rps", value }) if r.limit.is_some() => {
+                r.limit = limit(value)
+            }
             (Wd::Receiver(r), Control::Custom { id, value }) => {
-                r.health = match (id, value, r.provider) {
-                    ("endpoints-slow", v, false) if v > 0 => Health::Slow { factor_pct: 100, extra_us: ms(v) },
+                r.health = match (id, value, r.limit.is_some()) {
+                    ("endpoints-slow", v, false) if v > 0 => Health::plus_us(ms(v)),
                     ("endpoints-down", 1, false) | ("provider-outage", 1, true) => Health::Down,
                     _ => Health::Up,
                 };
@@ -350,9 +319,12 @@ impl Node for Wd {
     fn view(&self) -> NodeView {
         match self {
             Wd::Dispatcher(d) => d.view(),
-            Wd::Receiver(r) => NodeView::new([NodeKind::Client, NodeKind::Service][r.provider as usize], 1, r.name)
-                .badge(r.health.to_string(), [Tone::Bad, Tone::Good][r.health.is_up() as usize])
-                .badge_if(r.new_key_dups > 0, format!("{} duplicates under new keys", r.new_key_dups), Tone::Bad),
+            Wd::Receiver(r) => {
+                let (provider, health, dups) = (r.limit.is_some(), r.health, r.new_key_dups);
+                NodeView::new([NodeKind::Client, NodeKind::Service][provider as usize], 1, r.name)
+                    .badge(health.to_string(), [Tone::Bad, Tone::Good][health.is_up() as usize])
+                    .badge_if(dups > 0, format!("{dups} duplicates under new keys"), Tone::Bad)
+            }
         }
     }
 }
@@ -360,22 +332,22 @@ impl Node for Wd {
 impl Dispatcher {
     fn enqueue(&mut self, job: Job) {
         let flow = match (self.strategy, job.notify) {
-            (Strategy::SharedQueue, _) => 0,
-            (_, true) => return self.notify.push(job),
-            (_, false) => job.customer,
+            (Strategy::SharedQueue, _) => Some(0),
+            (_, true) => None,
+            (_, false) => Some(job.customer),
         };
-        let _ = self.queue.push(flow, job, 1); // unbounded: never refused
+        self.out.push(flow, job);
     }
 
     /// Starts tries while connections are free: a notification unless its channel waits for a token, else the next
     /// customer's event in turn (or the shared queue's oldest).
     fn pump(&mut self, ctx: &mut Ctx<Wd>) {
         while self.calls.len() < ctx.param("workers") as usize {
-            let Some(job) = self.notify.pop().or_else(|| self.queue.pop().map(|j| j.1)) else { break };
+            let Some(job) = self.out.pop() else { break };
             self.attempt(job, ctx);
         }
-        ctx.gauge("queued", (self.queue.len() + self.notify.len()) as i64);
-        ctx.gauge("dlq", self.redelivery.dead() as i64);
+        ctx.gauge("queued", self.out.queued() as i64);
+        ctx.gauge("dlq", self.out.redelivery.dead() as i64);
         ctx.gauge("busy_bad", self.busy_bad() as i64);
     }
 
@@ -388,18 +360,11 @@ impl Dispatcher {
         let alt = failover as usize * (job.tries % 2) as usize;
         let pair = if job.notify { [c + alt, c + 1 - alt] } else { [job.customer; 2] };
         let route = &pair[..1 + failover as usize];
-        let Some((d, probe)) = (if naive { Some((route[0], false)) } else { self.dests.pick(route) }) else {
-            return self.failed(job, ctx);
+        let (d, probe, job) = match self.out.route(job, route, !naive, !naive && pair[0] >= c, ctx, Timer::Wake) {
+            Route::Go { d, probe, job } => (d, probe, job),
+            Route::Refused(job) => return self.failed(job, ctx),
+            Route::Paced => return,
         };
-        if job.notify && !naive && !self.notify.allow(ctx.now()) {
-            if probe {
-                self.dests.unprobe(d);
-            }
-            if let Some(wait) = self.notify.hand_back(job) {
-                ctx.set_timer(wait, Timer::Wake);
-            }
-            return;
-        }
         let to = if d >= c { PROVIDER + (d - c) as NodeId } else { [GOOD, BAD][(d < self.bad) as usize] };
         ctx.count("bad_tries", (to == BAD) as i64);
         self.next[1] += naive as u64;
@@ -408,21 +373,23 @@ impl Dispatcher {
         ctx.send(to, Msg::Deliver { call, event, key, customer });
     }
 
-    /// A try ended: its breaker hears of it (one closing replays its dead letters); the job is done or failed.
+    /// A try ended: its breaker hears of it (one closing replays its dead letters, their retries restored); the job
+    /// is delivered or failed.
     fn ended(&mut self, (job, d, probe): (Job, usize, bool), ok: bool, ctx: &mut Ctx<Wd>) {
-        if self.strategy != Strategy::SharedQueue && self.dests.record(d, ok, probe, ctx, Timer::HalfOpen(d)) {
+        if self.strategy != Strategy::SharedQueue {
             let notify = d >= self.customers;
-            self.replay(|j| j.notify == notify && (notify || j.customer == d), ctx);
+            let pick = |j: &Job| j.notify == notify && (notify || j.customer == d);
+            let back = self.out.ended(d, ok, probe, ctx, Timer::HalfOpen(d), pick);
+            ctx.count("replayed", back.len() as i64);
+            back.into_iter().for_each(|j| self.enqueue(Job { tries: 0, replayed: true, ..j }));
         }
         if !ok {
             return self.failed(job, ctx);
         }
         let (took, bad) = (ctx.now().since(job.created), !job.notify && job.customer < self.bad);
         ctx.count("delivered", 1);
-        ctx.observe(
-            ["good_latency_us", "bad_latency_us", "notify_latency_us"][bad as usize + 2 * job.notify as usize],
-            took,
-        );
+        let name = ["good_latency_us", "bad_latency_us", "notify_latency_us"][bad as usize + 2 * job.notify as usize];
+        ctx.observe(name, took);
         if !bad && !job.replayed {
             self.judge(&job, took, ctx);
         }
@@ -430,15 +397,11 @@ impl Dispatcher {
 
     /// A good customer's event or a notification, delivered after `took` (`u64::MAX`: given up on), judged.
     fn judge(&mut self, job: &Job, took: Micros, ctx: &mut Ctx<Wd>) {
-        let late = took > ms(ctx.param("bound_ms"));
-        let (judge, why) = &mut self.judges[job.notify as usize];
-        if late {
+        let (at, bound) = (ctx.truth(), ms(ctx.param("bound_ms")));
+        self.promises[job.notify as usize].record(at, took, bound, || {
             let who = if job.notify { "a notification".into() } else { numbered("customer", job.customer as u64) };
-            let took =
-                if took == u64::MAX { "was given up on".into() } else { format!("took {} ms", took / MICROS_PER_MS) };
-            *why = format!("{who}'s event #{} {took}", job.event);
-        }
-        judge.record(ctx.truth(), late, took);
+            format!("{who}'s event #{}", job.event)
+        });
     }
 
     /// A failed try: backed off, then dead-lettered — or, in the shared queue, dropped. Either way given up on, it
@@ -450,7 +413,7 @@ impl Dispatcher {
         let policy = RetryPolicy { max_retries, base_us, cap_us, jitter: Jitter::Full };
         let rule = OnFailure::Backoff { policy, dlq: self.strategy != Strategy::SharedQueue };
         let (event, tries, age, copy) = (job.event, job.tries, ctx.now().since(job.created), job.clone());
-        match self.redelivery.failed(event, job, tries, rule, ctx.rng()) {
+        match self.out.redelivery.failed(event, job, tries, rule, ctx.rng()) {
             Fate::BackOff(wait) => {
                 ctx.set_timer(wait, Timer::Retry(event));
                 return;
@@ -469,13 +432,6 @@ impl Dispatcher {
         }
     }
 
-    /// Dead letters `pick` chooses go back to their queues, their retries restored.
-    fn replay(&mut self, pick: impl Fn(&Job) -> bool, ctx: &mut Ctx<Wd>) {
-        let back = self.redelivery.replay(pick);
-        ctx.count("replayed", back.len() as i64);
-        back.into_iter().for_each(|j| self.enqueue(Job { tries: 0, replayed: true, ..j }));
-    }
-
     fn busy_bad(&self) -> usize {
         self.calls.iter().filter(|(_, p)| !p.0.notify && p.0.customer < self.bad).count()
     }
@@ -484,43 +440,16 @@ impl Dispatcher {
         let (label, tone) =
             [("one shared queue", Tone::Warn), ("queue per customer", Tone::Neutral), ("+ failover", Tone::Good)]
                 [self.strategy as usize];
-        let [q, w, d] = [self.queue.len() + self.notify.len(), self.redelivery.backing_off(), self.redelivery.dead()]
-            .map(|n| n as i64);
+        let [q, w, d] =
+            [self.out.queued(), self.out.redelivery.backing_off(), self.out.redelivery.dead()].map(|n| n as i64);
+        let open = self.out.dests.open();
         NodeView::new(NodeKind::Queue, 0, "delivery service")
             .badge(label, tone)
-            .badge_if(self.dests.open() > 0, format!("{} breakers open", self.dests.open()), Tone::Warn)
+            .badge_if(open > 0, format!("{open} breakers open"), Tone::Warn)
             .gauge("queued", q, q.max(100))
             .gauge("connections held by bad endpoints", self.busy_bad() as i64, (self.calls.len() as i64).max(1))
             .gauge("backing off", w, w.max(100))
             .gauge("dead-letter queue", d, d.max(100))
-    }
-}
-
-impl Receiver {
-    /// A delivery: a provider down or over its limit says so, an endpoint down says nothing; otherwise it is
-    /// received (a second copy of an event is a duplicate, harmless under the same key) and answered.
-    fn deliver(&mut self, from: NodeId, call: CallId, event: u64, key: u64, customer: usize, ctx: &mut Ctx<Wd>) {
-        let mean = ctx.param("endpoint_ms") as u64;
-        let base = if self.provider { PROVIDER_US } else { Service::exponential_ms(mean).sample_us(ctx.rng()) };
-        let (after, code) = match self.health.latency(base) {
-            None if !self.provider => return,
-            None => (base, 503),
-            Some(_) if self.provider && !self.limit.allow(ctx.now()) => (base, 429),
-            Some(after) => (after, 200),
-        };
-        ctx.count("throttled", (code == 429) as i64);
-        match if code == 200 { self.seen.insert(event, key) } else { None } {
-            Some(old) if old != key => {
-                ctx.count("dup_new_key", 1);
-                self.new_key_dups += 1;
-                let to = if self.provider { "a user".into() } else { numbered("customer", customer as u64) };
-                self.last_dup =
-                    Some((ctx.truth(), format!("{to} got event #{event} again under key {key} (was {old})")));
-            }
-            Some(_) => ctx.count("dup_same_key", 1),
-            None => {}
-        }
-        ctx.send_after(after, from, Msg::Answer { call, code });
     }
 }
 

@@ -15,11 +15,23 @@
 //!   most `b + r·T` over any T): a job that finds no token is handed back, and the channel
 //!   sleeps until the next one. The token is taken once the job's destination is known, so a
 //!   try that fails fast (every breaker open) spends none.
+//! - [`Outbox`]: the sender's side put together: a fair queue of flows (one per customer, or
+//!   one for all), a paced channel, the breakers and the redelivery; `route` says where a
+//!   popped job goes (a destination, failed fast, or back to its channel for want of a token).
+//! - [`Receiver`]: the other end: an endpoint (silent while down) or a provider (503 while
+//!   down, 429 past its limit), remembering the key each event first came with, so a second
+//!   copy is a duplicate it can recognise (same key) or not (a retry under a new request id).
+//! - [`Promise`]: a latency bound judged as deliveries end ([`Judge`]), with the latest late
+//!   delivery's story for the check to name.
 
 use crate::parts::breaker::{Admit, Breaker, Judged, Phase, Tuning};
 use crate::parts::broker::{OnFailure, Verdict};
 use crate::parts::bucket::TokenBucket;
-use faultline_core::{Ctx, Micros, Node, Rng, Time};
+use crate::parts::degraded::Health;
+use crate::parts::fair::Fair;
+use crate::parts::judge::Judge;
+use crate::parts::table::KeyTable;
+use faultline_core::{Ctx, Micros, Node, Rng, Time, MICROS_PER_MS};
 use std::collections::{BTreeMap, VecDeque};
 
 /// A breaker per destination, and the count of those open or half-open.
@@ -223,6 +235,191 @@ impl<J> Paced<J> {
     }
 }
 
+/// A sender's queues, breakers and redelivery.
+#[derive(Clone, Debug)]
+pub struct Outbox<J> {
+    pub flows: Fair<J>,
+    pub paced: Paced<J>,
+    pub dests: Destinations,
+    pub redelivery: Redelivery<J>,
+}
+
+/// Where a popped job goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route<J> {
+    /// To destination `d`, as a probe or not.
+    Go { d: usize, probe: bool, job: J },
+    /// Every breaker of its route refused: it failed at once, no call made.
+    Refused(J),
+    /// No token: back to the front of its channel, which sleeps until the `wake` timer (then call `paced.woke()`).
+    Paced,
+}
+
+impl<J> Outbox<J> {
+    /// `flows` equal flows, a breaker for each of `dests` destinations, a channel paced to `rate`/s (`burst` at once).
+    pub fn new(flows: usize, dests: usize, tuning: Tuning, rate: u64, burst: u64) -> Outbox<J> {
+        let (flows, paced) = (Fair::new(&vec![1; flows], 1), Paced::new(rate, burst));
+        Outbox { flows, paced, dests: Destinations::new(dests, tuning), redelivery: Redelivery::default() }
+    }
+
+    /// Into flow `f` (unbounded), or with `None` into the paced channel.
+    pub fn push(&mut self, flow: Option<usize>, job: J) {
+        match flow {
+            Some(f) => self.flows.push(f, job, 1).unwrap_or_else(|_| unreachable!("unbounded")),
+            None => self.paced.push(job),
+        }
+    }
+
+    /// The paced channel's next job unless it sleeps, else the next flow's in turn.
+    pub fn pop(&mut self) -> Option<J> {
+        self.paced.pop().or_else(|| self.flows.pop().map(|j| j.1))
+    }
+
+    /// Every queued job (a change of strategy puts them back).
+    pub fn drain(&mut self) -> Vec<J> {
+        self.flows.drain().into_iter().map(|j| j.1).chain(self.paced.drain()).collect()
+    }
+
+    pub fn queued(&self) -> usize {
+        self.flows.len() + self.paced.len()
+    }
+
+    /// `job` goes to the first destination of `route` whose breaker admits it (`guarded: false`: to the first), and
+    /// if `paced` only with a token, taken once the destination is known.
+    pub fn route<N: Node>(
+        &mut self,
+        job: J,
+        route: &[usize],
+        guarded: bool,
+        paced: bool,
+        ctx: &mut Ctx<N>,
+        wake: N::Timer,
+    ) -> Route<J> {
+        let Some((d, probe)) = (if guarded { self.dests.pick(route) } else { Some((route[0], false)) }) else {
+            return Route::Refused(job);
+        };
+        if paced && !self.paced.allow(ctx.now()) {
+            if probe {
+                self.dests.unprobe(d);
+            }
+            if let Some(wait) = self.paced.hand_back(job) {
+                ctx.set_timer(wait, wake);
+            }
+            return Route::Paced;
+        }
+        Route::Go { d, probe, job }
+    }
+
+    /// A call to `d` ended; if that closed its breaker, the dead letters `pick` chooses come back to be replayed.
+    pub fn ended<N: Node>(
+        &mut self,
+        d: usize,
+        ok: bool,
+        probe: bool,
+        ctx: &mut Ctx<N>,
+        timer: N::Timer,
+        pick: impl Fn(&J) -> bool,
+    ) -> Vec<J> {
+        if self.dests.record(d, ok, probe, ctx, timer) {
+            self.redelivery.replay(pick)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// A restart: the breakers and the pace's timer are forgotten; the jobs backing off come back at once.
+    pub fn restart<N: Node>(&mut self, ctx: &mut Ctx<N>) -> Vec<J> {
+        self.dests.reset(ctx);
+        self.paced.woke();
+        self.redelivery.restart()
+    }
+}
+
+/// A receiving end: its health, a provider's rate limit, the key each event first came with, and the latest
+/// duplicate under a new key (when, and its story).
+#[derive(Clone, Debug)]
+pub struct Receiver {
+    pub name: &'static str,
+    pub health: Health,
+    /// `Some` for a provider: it answers 503 while down and 429 past the limit.
+    pub limit: Option<TokenBucket>,
+    seen: KeyTable<u64>,
+    /// Copies received under a key other than the event's first.
+    pub new_key_dups: u64,
+    pub last_dup: Option<(Time, String)>,
+}
+
+impl Receiver {
+    pub fn new(name: &'static str, limit: Option<TokenBucket>) -> Receiver {
+        let seen = KeyTable::default();
+        Receiver { name, health: Health::Up, limit, seen, new_key_dups: 0, last_dup: None }
+    }
+
+    /// A try of `event` under `key` that takes `base_us` when healthy: `None` (an endpoint down says nothing), else
+    /// after how long it answers and the code. A copy accepted before is counted as `dup_same_key`, or — under a new
+    /// key, which `to` cannot recognise — as `dup_new_key` and kept as the latest.
+    pub fn receive<N: Node>(
+        &mut self,
+        ctx: &mut Ctx<N>,
+        base_us: Micros,
+        event: u64,
+        key: u64,
+        to: impl FnOnce() -> String,
+    ) -> Option<(Micros, u16)> {
+        let (after, code) = match self.health.latency(base_us) {
+            None if self.limit.is_none() => return None,
+            None => (base_us, 503),
+            Some(_) if self.limit.as_mut().is_some_and(|l| !l.allow(ctx.now())) => (base_us, 429),
+            Some(after) => (after, 200),
+        };
+        ctx.count("throttled", (code == 429) as i64);
+        match if code == 200 { self.seen.insert(event, key) } else { None } {
+            Some(old) if old != key => {
+                ctx.count("dup_new_key", 1);
+                self.new_key_dups += 1;
+                let why = format!("{} got event #{event} again under key {key} (was {old})", to());
+                self.last_dup = Some((ctx.truth(), why));
+            }
+            Some(_) => ctx.count("dup_same_key", 1),
+            None => {}
+        }
+        Some((after, code))
+    }
+}
+
+/// A latency bound judged over a window as deliveries end, and the latest late one's story.
+#[derive(Clone, Debug)]
+pub struct Promise {
+    judge: Judge,
+    window_us: Micros,
+    late: String,
+}
+
+impl Promise {
+    /// Judged over the last `window_us` (at least 100 deliveries, else the last 100).
+    pub fn new(window_us: Micros) -> Promise {
+        Promise { judge: Judge::new(window_us, 100, 100), window_us, late: String::new() }
+    }
+
+    /// A delivery `what` names took `took` (`u64::MAX`: given up on) against `bound_us`.
+    pub fn record(&mut self, at: Time, took: Micros, bound_us: Micros, what: impl FnOnce() -> String) {
+        let late = took > bound_us;
+        if late {
+            let took =
+                if took == u64::MAX { "was given up on".into() } else { format!("took {} ms", took / MICROS_PER_MS) };
+            self.late = format!("{} {took}", what());
+        }
+        self.judge.record(at, late, took);
+    }
+
+    /// Broken when more than 1% of the window's deliveries were late: names the latest.
+    pub fn check(&self, now: Time, bound_ms: i64) -> Result<(), String> {
+        let v = self.judge.verdict(now, Time::ZERO);
+        let why = || format!("{}: {} over {bound_ms} ms", self.late, v.describe(self.window_us));
+        v.fails(1).then(why).map_or(Ok(()), Err)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,7 +471,8 @@ mod tests {
     #[test]
     fn a_paced_channel_lets_out_at_most_burst_plus_rate_times_t_and_sleeps_once() {
         // 100 a second, burst 5, 1,000 jobs offered at once and polled every ms for 2 s: 5 + 200
-        // go out; a job that found no token goes back to the front and the channel sleeps 10 ms.
+        // go out; every poll ends with a job that found no token going back to the front, and the
+        // channel sleeping 10 ms.
         let mut p = Paced::new(100, 5);
         (0..1000).for_each(|j| p.push(j));
         let (mut out, mut wakes) = (Vec::new(), 0);
@@ -290,7 +488,7 @@ mod tests {
             }
         }
         assert_eq!(out, (0..205).collect::<Vec<_>>());
-        assert_eq!((p.len(), wakes), (795, 2001 - 200));
+        assert_eq!((p.len(), wakes), (795, 2001));
         assert_eq!((p.hand_back(7), p.pop()), (None, None), "asleep: one wake-up, nothing out");
     }
 
@@ -351,16 +549,96 @@ mod tests {
 
     #[test]
     fn the_route_fails_over_while_the_first_breaker_is_open_and_comes_back_when_it_closes() {
-        // Window 1 s, 4 calls, 50%, open 500 ms, one probe: the first breaker opens at the 4th
-        // failure after 1 s (then most calls go to 1), probes fail every 500 ms until 3 s, and the
-        // first probe after 3 s closes it: calls go back to 0. Nothing is ever refused outright.
+        // Window 1 s, 4 calls, 50%, open 500 ms, one probe: the first breaker opens once half of
+        // the last second's 100 calls failed, near 1.5 s (then calls go to 1); a probe every 500 ms
+        // fails until 3 s, and the first after 3 s (within 500 ms) closes it: calls go back to 0.
+        // Nothing is ever refused outright.
         let tuning =
             Tuning { threshold_pct: 50, window_us: MICROS_PER_S, min_requests: 4, open_us: 500_000, probes: 1 };
         let r = Router { d: Destinations::new(2, tuning), sent: [0, 0], refused: 0, recovered: vec![], most_open: 0 };
         let r = run_alone(r, 1, Time(5 * MICROS_PER_S));
         assert_eq!((r.refused, r.most_open, r.d.open()), (0, 1, 0));
-        assert!(matches!(r.recovered[..], [(0, at)] if (3000..3100).contains(&at)), "{:?}", r.recovered);
-        // 2 s of sickness at 100 calls/s: about 195 went to the second destination.
+        assert!(matches!(r.recovered[..], [(0, at)] if (3000..3600).contains(&at)), "{:?}", r.recovered);
+        // About 2 s open at 100 calls/s: about 195 went to the second destination.
         assert!((180..=200).contains(&r.sent[1]), "{:?}", r.sent);
+    }
+
+    /// Runs the receiver test's calls at its start.
+    #[derive(Clone, Debug)]
+    struct Receiving(fn(&mut Ctx<Receiving>));
+
+    impl Node for Receiving {
+        type Msg = Msg;
+        type Timer = Timer;
+        fn on_start(&mut self, ctx: &mut Ctx<Self>) {
+            (self.0)(ctx);
+        }
+        fn on_message(&mut self, _: u32, msg: Msg, _: &mut Ctx<Self>) {
+            match msg {}
+        }
+        fn on_timer(&mut self, _: Timer, _: &mut Ctx<Self>) {}
+        fn view(&self) -> faultline_core::NodeView {
+            faultline_core::NodeView::new(faultline_core::NodeKind::Service, 0, "receiver")
+        }
+    }
+
+    #[test]
+    fn a_receiver_tells_duplicates_by_key_and_a_provider_says_503_or_429() {
+        run_alone(Receiving(receiving), 1, Time(1));
+    }
+
+    fn receiving(ctx: &mut Ctx<Receiving>) {
+        let to = || "customer 1".to_string();
+        let mut endpoint = Receiver::new("endpoint", None);
+        assert_eq!(endpoint.receive(ctx, 5, 1, 1, to), Some((5, 200)));
+        assert_eq!(endpoint.receive(ctx, 5, 1, 1, to), Some((5, 200)));
+        assert!(endpoint.last_dup.is_none(), "same key: recognised");
+        assert_eq!(endpoint.receive(ctx, 5, 1, 9, to), Some((5, 200)));
+        assert_eq!(endpoint.new_key_dups, 1);
+        assert_eq!(
+            endpoint.last_dup.as_ref().map(|d| d.1.as_str()),
+            Some("customer 1 got event #1 again under key 9 (was 1)")
+        );
+        endpoint.health = Health::plus_us(10);
+        assert_eq!(endpoint.receive(ctx, 5, 2, 2, to), Some((15, 200)));
+        endpoint.health = Health::Down;
+        assert_eq!(endpoint.receive(ctx, 5, 3, 3, to), None, "a dead endpoint says nothing");
+        let mut provider = Receiver::new("provider", Some(TokenBucket::new(1, MICROS_PER_S, 2)));
+        let codes: Vec<u16> = (0..3).map(|e| provider.receive(ctx, 5, e, e, to).expect("answers").1).collect();
+        assert_eq!(codes, [200, 200, 429], "a burst of 2, then over the limit");
+        provider.health = Health::Down;
+        assert_eq!(provider.receive(ctx, 5, 9, 9, to), Some((5, 503)));
+    }
+
+    #[test]
+    fn a_promise_breaks_past_one_percent_late_and_names_the_latest() {
+        let mut p = Promise::new(MICROS_PER_S);
+        let at = Time::from_ms;
+        (0..200).for_each(|i| p.record(at(i), 1_000, 5_000, || unreachable!("on time")));
+        assert!(p.check(at(200), 5).is_ok());
+        p.record(at(200), 6_000, 5_000, || "event #1".into());
+        assert!(p.check(at(200), 5).is_ok(), "1 of 201 is under 1%");
+        (0..3).for_each(|_| p.record(at(201), u64::MAX, 5_000, || "event #2".into()));
+        let why = p.check(at(201), 5).expect_err("4 of 204 late");
+        assert!(why.starts_with("event #2 was given up on: "), "{why}");
+    }
+
+    #[test]
+    fn an_outbox_serves_its_paced_channel_first_fails_fast_and_hands_back_for_want_of_a_token() {
+        run_alone(Receiving(outboxing), 1, Time(1));
+    }
+
+    fn outboxing(ctx: &mut Ctx<Receiving>) {
+        let tuning =
+            Tuning { threshold_pct: 50, window_us: MICROS_PER_S, min_requests: 3, open_us: MICROS_PER_S, probes: 1 };
+        let mut out: Outbox<u32> = Outbox::new(2, 2, tuning, 1, 1);
+        [(Some(0), 1), (Some(0), 2), (Some(1), 3), (None, 4)].into_iter().for_each(|(f, j)| out.push(f, j));
+        assert_eq!((out.queued(), out.pop()), (4, Some(4)), "the paced channel first");
+        assert_eq!((out.pop(), out.pop(), out.pop()), (Some(1), Some(3), Some(2)), "then the flows in turn");
+        assert_eq!(out.route(5, &[1, 0], true, true, ctx, Timer::Call), Route::Go { d: 1, probe: false, job: 5 });
+        assert_eq!(out.route(6, &[1], true, true, ctx, Timer::Call), Route::Paced, "the burst is spent");
+        assert_eq!(out.route(7, &[1], true, true, ctx, Timer::Call), Route::Paced, "asleep already");
+        assert_eq!(out.drain(), [7, 6]);
+        assert_eq!(out.route(8, &[0], false, false, ctx, Timer::Call), Route::Go { d: 0, probe: false, job: 8 });
     }
 }
