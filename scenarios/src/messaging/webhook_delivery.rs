@@ -152,7 +152,7 @@ pub enum Timer {
 
 #[derive(Clone, Debug, Holds)]
 pub enum Wd {
-    Dispatcher(Dispatcher),
+    Dispatcher(Box<Dispatcher>),
     Receiver(Receiver),
 }
 
@@ -206,7 +206,7 @@ fn build(setup: &Setup) -> Box<dyn Run> {
         promises: [0, 1].map(|_| Promise::new(WINDOW_US)),
         last_lost: None,
     };
-    assert_eq!(sim.add_node(Wd::Dispatcher(d)), DISPATCHER);
+    assert_eq!(sim.add_node(Wd::Dispatcher(Box::new(d))), DISPATCHER);
     for (i, name) in RECEIVERS.into_iter().enumerate() {
         sim.add_node(Wd::Receiver(Receiver::new(name, if i >= 2 { limit(rps) } else { None })));
     }
@@ -217,10 +217,10 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     FaultWindow::secs(outage, p("outage_len")).custom(&mut sim, "endpoints-down", Some(BAD), 1, 0);
     FaultWindow::secs(p("provider_at"), p("provider_len")).custom(&mut sim, "provider-outage", Some(PROVIDER), 1, 0);
     for (i, id) in ["good-latency", "notify-latency"].into_iter().enumerate() {
-        sim.check(id, move |w| w.node::<Dispatcher>(DISPATCHER).promises[i].check(w.now, w.param("bound_ms")));
+        sim.check(id, move |w| w.node::<Box<Dispatcher>>(DISPATCHER).promises[i].check(w.now, w.param("bound_ms")));
     }
     // Both promises are broken by an event, judged as it happens.
-    sim.check("nothing-lost", move |w| now(&w.node::<Dispatcher>(DISPATCHER).last_lost, w));
+    sim.check("nothing-lost", move |w| now(&w.node::<Box<Dispatcher>>(DISPATCHER).last_lost, w));
     sim.check("no-duplicate-without-key", move |w| {
         w.touched.and_then(|n| Holds::<Receiver>::held(&w.nodes[n as usize])).map_or(Ok(()), |r| now(&r.last_dup, w))
     });
