@@ -7,7 +7,7 @@ use crate::parts::broker::OnFailure;
 use crate::parts::bucket::TokenBucket;
 use crate::parts::calls::{CallId, Calls};
 use crate::parts::degraded::{FaultWindow, Health};
-use crate::parts::outbound::{Fate, Outbox, Promise, Receiver, Route};
+use crate::parts::outbound::{Delivery, Outbox, Receiver, Route};
 use crate::parts::retry::{Jitter, RetryPolicy};
 use crate::parts::station::Service;
 use crate::parts::strategies::strategies;
@@ -134,6 +134,17 @@ pub struct Job {
     replayed: bool,
 }
 
+impl Delivery for Job {
+    fn track(&self) -> (u64, u32, Time) {
+        (self.event, self.tries, self.created)
+    }
+
+    fn story(&self) -> String {
+        let who = if self.notify { "a notification".into() } else { numbered("customer", self.customer as u64) };
+        format!("{who}'s event #{}", self.event)
+    }
+}
+
 #[derive(Clone, Debug, Label)]
 pub enum Msg {
     Deliver { call: CallId, event: u64, key: u64, customer: usize },
@@ -157,8 +168,9 @@ pub enum Wd {
 }
 
 /// The outbox: a flow per customer (shared queue: all in flow 0), notifications paced, a breaker per destination (a
-/// customer, or `customers + p` for provider p); calls in flight (the job, its destination, whether a probe); the
-/// next event id and naive request id (above every event id); the promises to good customers and to notifications.
+/// customer, or `customers + p` for provider p), the promises to good customers (0) and to notifications (1); calls
+/// in flight (the job, its destination, whether a probe); the next event id and naive request id (above every event
+/// id).
 #[derive(Clone, Debug)]
 pub struct Dispatcher {
     strategy: Strategy,
@@ -168,8 +180,6 @@ pub struct Dispatcher {
     out: Outbox<Job>,
     calls: Calls<(Job, usize, bool)>,
     next: [u64; 2],
-    promises: [Promise; 2],
-    last_lost: Option<(Time, String)>,
 }
 
 fn ms(v: i64) -> Micros {
@@ -186,11 +196,6 @@ fn limit(rps: i64) -> Option<TokenBucket> {
     Some(TokenBucket::new(rps.max(1) as u64, MICROS_PER_S, (rps / 10).max(2) as u64))
 }
 
-/// An event that broke a promise when it happened: the check fails at that instant only.
-fn now(at: &Option<(Time, String)>, w: &World<Wd>) -> Result<(), String> {
-    at.as_ref().filter(|a| a.0 == w.now).map_or(Ok(()), |a| Err(a.1.clone()))
-}
-
 fn build(setup: &Setup) -> Box<dyn Run> {
     let mut sim: Sim<Wd> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 1_000, hi: 3_000 }));
     let p = |id: &str| setup.param(id);
@@ -200,11 +205,11 @@ fn build(setup: &Setup) -> Box<dyn Run> {
         customers,
         bad: customers * p("bad_pct") as usize / 100,
         arrivals: ["events_per_s", "notify_per_s"].map(|id| OpenLoop::poisson(p(id) as f64)),
-        out: Outbox::new(customers, customers + 2, tuning(p), rps.max(1) as u64, (rps / 20).max(2) as u64),
+        out: Outbox::new(customers, customers + 2, tuning(p), rps.max(1) as u64, (rps / 20).max(2) as u64)
+            .promise(WINDOW_US)
+            .promise(WINDOW_US),
         calls: Calls::new("call_us"),
         next: [0, 1 << 40],
-        promises: [0, 1].map(|_| Promise::new(WINDOW_US)),
-        last_lost: None,
     };
     assert_eq!(sim.add_node(Wd::Dispatcher(Box::new(d))), DISPATCHER);
     for (i, name) in RECEIVERS.into_iter().enumerate() {
@@ -217,12 +222,12 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     FaultWindow::secs(outage, p("outage_len")).custom(&mut sim, "endpoints-down", Some(BAD), 1, 0);
     FaultWindow::secs(p("provider_at"), p("provider_len")).custom(&mut sim, "provider-outage", Some(PROVIDER), 1, 0);
     for (i, id) in ["good-latency", "notify-latency"].into_iter().enumerate() {
-        sim.check(id, move |w| w.node::<Box<Dispatcher>>(DISPATCHER).promises[i].check(w.now, w.param("bound_ms")));
+        sim.check(id, move |w| w.node::<Box<Dispatcher>>(DISPATCHER).out.promises[i].check(w.now, w.param("bound_ms")));
     }
     // Both promises are broken by an event, judged as it happens.
-    sim.check("nothing-lost", move |w| now(&w.node::<Box<Dispatcher>>(DISPATCHER).last_lost, w));
+    sim.check("nothing-lost", move |w| w.node::<Box<Dispatcher>>(DISPATCHER).out.lost(w.now));
     sim.check("no-duplicate-without-key", move |w| {
-        w.touched.and_then(|n| Holds::<Receiver>::held(&w.nodes[n as usize])).map_or(Ok(()), |r| now(&r.last_dup, w))
+        w.touched.and_then(|n| Holds::<Receiver>::held(&w.nodes[n as usize])).map_or(Ok(()), |r| r.duplicate(w.now))
     });
     Box::new(sim)
 }
@@ -319,12 +324,7 @@ impl Node for Wd {
     fn view(&self) -> NodeView {
         match self {
             Wd::Dispatcher(d) => d.view(),
-            Wd::Receiver(r) => {
-                let (provider, health, dups) = (r.limit.is_some(), r.health, r.new_key_dups);
-                NodeView::new([NodeKind::Client, NodeKind::Service][provider as usize], 1, r.name)
-                    .badge(health.to_string(), [Tone::Bad, Tone::Good][health.is_up() as usize])
-                    .badge_if(dups > 0, format!("{dups} duplicates under new keys"), Tone::Bad)
-            }
+            Wd::Receiver(r) => r.view(1),
         }
     }
 }
@@ -380,28 +380,15 @@ impl Dispatcher {
             let notify = d >= self.customers;
             let pick = |j: &Job| j.notify == notify && (notify || j.customer == d);
             let back = self.out.ended(d, ok, probe, ctx, Timer::HalfOpen(d), pick);
-            ctx.count("replayed", back.len() as i64);
             back.into_iter().for_each(|j| self.enqueue(Job { tries: 0, replayed: true, ..j }));
         }
         if !ok {
             return self.failed(job, ctx);
         }
-        let (took, bad) = (ctx.now().since(job.created), !job.notify && job.customer < self.bad);
-        ctx.count("delivered", 1);
+        let bad = !job.notify && job.customer < self.bad;
         let name = ["good_latency_us", "bad_latency_us", "notify_latency_us"][bad as usize + 2 * job.notify as usize];
-        ctx.observe(name, took);
-        if !bad && !job.replayed {
-            self.judge(&job, took, ctx);
-        }
-    }
-
-    /// A good customer's event or a notification, delivered after `took` (`u64::MAX`: given up on), judged.
-    fn judge(&mut self, job: &Job, took: Micros, ctx: &mut Ctx<Wd>) {
-        let (at, bound) = (ctx.truth(), ms(ctx.param("bound_ms")));
-        self.promises[job.notify as usize].record(at, took, bound, || {
-            let who = if job.notify { "a notification".into() } else { numbered("customer", job.customer as u64) };
-            format!("{who}'s event #{}", job.event)
-        });
+        let judged = (!bad && !job.replayed).then_some((job.notify as usize, ms(ctx.param("bound_ms"))));
+        self.out.delivered(&job, name, judged, ctx);
     }
 
     /// A failed try: backed off, then dead-lettered — or, in the shared queue, dropped. Either way given up on, it
@@ -412,24 +399,10 @@ impl Dispatcher {
             (ctx.param("max_retries") as u32, ms(ctx.param("backoff_ms")), ms(ctx.param("backoff_cap_ms")));
         let policy = RetryPolicy { max_retries, base_us, cap_us, jitter: Jitter::Full };
         let rule = OnFailure::Backoff { policy, dlq: self.strategy != Strategy::SharedQueue };
-        let (event, tries, age, copy) = (job.event, job.tries, ctx.now().since(job.created), job.clone());
-        match self.out.redelivery.failed(event, job, tries, rule, ctx.rng()) {
-            Fate::BackOff(wait) => {
-                ctx.set_timer(wait, Timer::Retry(event));
-                return;
-            }
-            Fate::DeadLettered => {}
-            Fate::Dropped(_) => {
-                let why = format!("event #{event} dropped after {tries} tries");
-                ctx.count("lost", 1);
-                ctx.note(why.clone());
-                self.last_lost = Some((ctx.truth(), why));
-            }
-        }
-        ctx.observe("gave_up_us", age);
-        if copy.notify || copy.customer >= self.bad {
-            self.judge(&copy, u64::MAX, ctx);
-        }
+        let judged =
+            (job.notify || job.customer >= self.bad).then_some((job.notify as usize, ms(ctx.param("bound_ms"))));
+        let event = job.event;
+        self.out.failed(job, rule, judged, ctx, Timer::Retry(event));
     }
 
     fn busy_bad(&self) -> usize {

@@ -31,7 +31,7 @@ use crate::parts::degraded::Health;
 use crate::parts::fair::Fair;
 use crate::parts::judge::Judge;
 use crate::parts::table::KeyTable;
-use faultline_core::{Ctx, Micros, Node, Rng, Time, MICROS_PER_MS};
+use faultline_core::{Ctx, Micros, Node, NodeKind, NodeView, Rng, Time, Tone, MICROS_PER_MS};
 use std::collections::{BTreeMap, VecDeque};
 
 /// A breaker per destination, and the count of those open or half-open.
@@ -235,13 +235,29 @@ impl<J> Paced<J> {
     }
 }
 
-/// A sender's queues, breakers and redelivery.
+/// A sender's queues, breakers and redelivery, and its bookkeeping: the promises its deliveries are judged against
+/// and the latest job it lost (when, and its story).
 #[derive(Clone, Debug)]
 pub struct Outbox<J> {
     pub flows: Fair<J>,
     pub paced: Paced<J>,
     pub dests: Destinations,
     pub redelivery: Redelivery<J>,
+    pub promises: Vec<Promise>,
+    lost: Option<(Time, String)>,
+}
+
+/// What the outbox's bookkeeping needs of a job.
+pub trait Delivery: Clone {
+    /// Its key (it backs off under it, and a loss names it), the tries it failed so far, and when it was made.
+    fn track(&self) -> (u64, u32, Time);
+    /// Names it when it breaks a promise.
+    fn story(&self) -> String;
+}
+
+/// An event that broke a promise when it happened: the check fails at that instant only (it never latches).
+pub fn broken_at(event: &Option<(Time, String)>, now: Time) -> Result<(), String> {
+    event.as_ref().filter(|e| e.0 == now).map_or(Ok(()), |e| Err(e.1.clone()))
 }
 
 /// Where a popped job goes.
@@ -259,7 +275,14 @@ impl<J> Outbox<J> {
     /// `flows` equal flows, a breaker for each of `dests` destinations, a channel paced to `rate`/s (`burst` at once).
     pub fn new(flows: usize, dests: usize, tuning: Tuning, rate: u64, burst: u64) -> Outbox<J> {
         let (flows, paced) = (Fair::new(&vec![1; flows], 1), Paced::new(rate, burst));
-        Outbox { flows, paced, dests: Destinations::new(dests, tuning), redelivery: Redelivery::default() }
+        let (dests, redelivery) = (Destinations::new(dests, tuning), Redelivery::default());
+        Outbox { flows, paced, dests, redelivery, promises: Vec::new(), lost: None }
+    }
+
+    /// One more promise, judged over the last `window_us`: the next index.
+    pub fn promise(mut self, window_us: Micros) -> Outbox<J> {
+        self.promises.push(Promise::new(window_us));
+        self
     }
 
     /// Into flow `f` (unbounded), or with `None` into the paced channel.
@@ -310,7 +333,8 @@ impl<J> Outbox<J> {
         Route::Go { d, probe, job }
     }
 
-    /// A call to `d` ended; if that closed its breaker, the dead letters `pick` chooses come back to be replayed.
+    /// A call to `d` ended; if that closed its breaker, the dead letters `pick` chooses come back to be replayed
+    /// (counted as `replayed`).
     pub fn ended<N: Node>(
         &mut self,
         d: usize,
@@ -320,11 +344,67 @@ impl<J> Outbox<J> {
         timer: N::Timer,
         pick: impl Fn(&J) -> bool,
     ) -> Vec<J> {
-        if self.dests.record(d, ok, probe, ctx, timer) {
-            self.redelivery.replay(pick)
-        } else {
-            Vec::new()
+        let back = if self.dests.record(d, ok, probe, ctx, timer) { self.redelivery.replay(pick) } else { Vec::new() };
+        ctx.count("replayed", back.len() as i64);
+        back
+    }
+
+    /// `job` delivered: counted (`delivered`), its latency observed as `metric` and, if `judged` (a promise's index
+    /// and its bound), judged.
+    pub fn delivered<N: Node>(
+        &mut self,
+        job: &J,
+        metric: &'static str,
+        judged: Option<(usize, Micros)>,
+        ctx: &mut Ctx<N>,
+    ) where
+        J: Delivery,
+    {
+        let took = ctx.now().since(job.track().2);
+        ctx.count("delivered", 1);
+        ctx.observe(metric, took);
+        if let Some((p, bound_us)) = judged {
+            self.promises[p].record(ctx.truth(), took, bound_us, || job.story());
         }
+    }
+
+    /// A try of `job` failed (its tries count it): `rule` backs it off (a `retry` timer set), dead-letters it or drops
+    /// it — counted as `lost`, noted and kept for [`Outbox::lost`]. Given up on, its age is observed as `gave_up_us`
+    /// and, if `judged`, its promise hears it never arrived in time.
+    pub fn failed<N: Node>(
+        &mut self,
+        job: J,
+        rule: OnFailure,
+        judged: Option<(usize, Micros)>,
+        ctx: &mut Ctx<N>,
+        retry: N::Timer,
+    ) where
+        J: Delivery,
+    {
+        let ((key, tries, created), copy) = (job.track(), judged.map(|j| (j, job.clone())));
+        let age = ctx.now().since(created);
+        match self.redelivery.failed(key, job, tries, rule, ctx.rng()) {
+            Fate::BackOff(wait) => {
+                ctx.set_timer(wait, retry);
+                return;
+            }
+            Fate::DeadLettered => {}
+            Fate::Dropped(_) => {
+                let why = format!("event #{key} dropped after {tries} tries");
+                ctx.count("lost", 1);
+                ctx.note(why.clone());
+                self.lost = Some((ctx.truth(), why));
+            }
+        }
+        ctx.observe("gave_up_us", age);
+        if let Some(((p, bound_us), job)) = copy {
+            self.promises[p].record(ctx.truth(), u64::MAX, bound_us, || job.story());
+        }
+    }
+
+    /// Broken at the instant a job was dropped: names it.
+    pub fn lost(&self, now: Time) -> Result<(), String> {
+        broken_at(&self.lost, now)
     }
 
     /// A restart: the breakers and the pace's timer are forgotten; the jobs backing off come back at once.
@@ -353,6 +433,20 @@ impl Receiver {
     pub fn new(name: &'static str, limit: Option<TokenBucket>) -> Receiver {
         let seen = KeyTable::default();
         Receiver { name, health: Health::Up, limit, seen, new_key_dups: 0, last_dup: None }
+    }
+
+    /// Broken at the instant a copy came under a new key: names it.
+    pub fn duplicate(&self, now: Time) -> Result<(), String> {
+        broken_at(&self.last_dup, now)
+    }
+
+    /// An endpoint (a client of the sender's) or a provider (a service) in `tier`: its health, and the duplicates it
+    /// got under new keys.
+    pub fn view(&self, tier: u8) -> NodeView {
+        let (provider, health, dups) = (self.limit.is_some(), self.health, self.new_key_dups);
+        NodeView::new([NodeKind::Client, NodeKind::Service][provider as usize], tier, self.name)
+            .badge(health.to_string(), [Tone::Bad, Tone::Good][health.is_up() as usize])
+            .badge_if(dups > 0, format!("{dups} duplicates under new keys"), Tone::Bad)
     }
 
     /// A try of `event` under `key` that takes `base_us` when healthy: `None` (an endpoint down says nothing), else
