@@ -7,7 +7,7 @@ use crate::parts::broker::OnFailure;
 use crate::parts::bucket::TokenBucket;
 use crate::parts::calls::{CallId, Calls};
 use crate::parts::degraded::{FaultWindow, Health};
-use crate::parts::outbound::{Delivery, Outbox, Receiver, Route};
+use crate::parts::outbound::{self, Outbox, Receiver, Route};
 use crate::parts::retry::{Jitter, RetryPolicy};
 use crate::parts::station::Service;
 use crate::parts::strategies::strategies;
@@ -122,27 +122,20 @@ const BAD: NodeId = 2;
 const PROVIDER: NodeId = 3;
 const WINDOW_US: Micros = 2 * MICROS_PER_S;
 
-/// One delivery: its event (whose id is the idempotency key), a customer's or a notification; replayed ones were
-/// judged late when they were given up on.
-#[derive(Clone, Debug)]
-pub struct Job {
-    event: u64,
+/// Whom an event is for: a customer (a bad one, whose endpoint the plan degrades, or not), or a user (a notification).
+#[derive(Clone, Copy, Debug)]
+pub struct To {
     customer: usize,
     notify: bool,
-    created: Time,
-    tries: u32,
-    replayed: bool,
+    bad: bool,
 }
 
-impl Delivery for Job {
-    fn track(&self) -> (u64, u32, Time) {
-        (self.event, self.tries, self.created)
-    }
+/// One delivery, keyed by its event's id (the idempotency key).
+type Job = outbound::Job<To>;
 
-    fn story(&self) -> String {
-        let who = if self.notify { "a notification".into() } else { numbered("customer", self.customer as u64) };
-        format!("{who}'s event #{}", self.event)
-    }
+fn story(job: &Job) -> String {
+    let who = if job.what.notify { "a notification".into() } else { numbered("customer", job.what.customer as u64) };
+    format!("{who}'s event #{}", job.key)
 }
 
 #[derive(Clone, Debug, Label)]
@@ -168,9 +161,8 @@ pub enum Wd {
 }
 
 /// The outbox: a flow per customer (shared queue: all in flow 0), notifications paced, a breaker per destination (a
-/// customer, or `customers + p` for provider p), the promises to good customers (0) and to notifications (1); calls
-/// in flight (the job, its destination, whether a probe); the next event id and naive request id (above every event
-/// id).
+/// customer, or `customers + p` for provider p), promises to good customers (0) and to notifications (1); calls in
+/// flight (the job, its destination, whether a probe); the next event id and naive request id (above every event id).
 #[derive(Clone, Debug)]
 pub struct Dispatcher {
     strategy: Strategy,
@@ -200,17 +192,17 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     let mut sim: Sim<Wd> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 1_000, hi: 3_000 }));
     let p = |id: &str| setup.param(id);
     let (customers, rps) = (p("customers") as usize, p("provider_rps"));
-    let d = Dispatcher {
-        strategy: Strategy::from_id(setup.strategy()),
-        customers,
-        bad: customers * p("bad_pct") as usize / 100,
-        arrivals: ["events_per_s", "notify_per_s"].map(|id| OpenLoop::poisson(p(id) as f64)),
-        out: Outbox::new(customers, customers + 2, tuning(p), rps.max(1) as u64, (rps / 20).max(2) as u64)
-            .promise(WINDOW_US)
-            .promise(WINDOW_US),
-        calls: Calls::new("call_us"),
-        next: [0, 1 << 40],
-    };
+    let d =
+        Dispatcher {
+            strategy: Strategy::from_id(setup.strategy()),
+            customers,
+            bad: customers * p("bad_pct") as usize / 100,
+            arrivals: ["events_per_s", "notify_per_s"].map(|id| OpenLoop::poisson(p(id) as f64)),
+            out: Outbox::new(customers, customers + 2, tuning(p), rps.max(1) as u64, (rps / 20).max(2) as u64)
+                .promises(2, WINDOW_US, |j| (!j.what.bad).then_some(j.what.notify as usize), story),
+            calls: Calls::new("call_us"),
+            next: [0, 1 << 40],
+        };
     assert_eq!(sim.add_node(Wd::Dispatcher(Box::new(d))), DISPATCHER);
     for (i, name) in RECEIVERS.into_iter().enumerate() {
         sim.add_node(Wd::Receiver(Receiver::new(name, if i >= 2 { limit(rps) } else { None })));
@@ -271,7 +263,7 @@ impl Node for Wd {
                 d.arrivals[i].on_timer(ctx, timer);
                 let customer = if notify { 0 } else { ctx.rng().below(d.customers as u64) as usize };
                 d.next[0] += 1;
-                d.enqueue(Job { event: d.next[0], customer, notify, created: ctx.now(), tries: 0, replayed: false });
+                d.enqueue(Job::new(d.next[0], ctx.now(), To { customer, notify, bad: !notify && customer < d.bad }));
             }
             Timer::Timeout(call) => d.calls.timeout(call).into_iter().for_each(|p| d.ended(p, false, ctx)),
             Timer::Retry(event) => d.out.redelivery.due(event).into_iter().for_each(|j| d.enqueue(j)),
@@ -300,21 +292,20 @@ impl Node for Wd {
                 for (i, id) in ["events_per_s", "notify_per_s"].into_iter().enumerate() {
                     d.arrivals[i].set_rate_per_s(ctx.param(id) as f64, ctx, Timer::Arrive(i));
                 }
-                d.out.dests.set_tuning(tuning(|id| ctx.param(id)));
                 let rps = ctx.param("provider_rps");
-                d.out.paced.set_rate(rps.max(1) as u64, (rps / 20).max(2) as u64);
+                d.out.retune(tuning(|id| ctx.param(id)), rps.max(1) as u64, (rps / 20).max(2) as u64);
                 d.pump(ctx);
             }
             (Wd::Receiver(r), Control::Param { id: "provider_rps", value }) if r.limit.is_some() => {
                 r.limit = limit(value)
             }
             (Wd::Receiver(r), Control::Custom { id, value }) => {
-                r.health = match (id, value, r.limit.is_some()) {
+                let health = match (id, value, r.limit.is_some()) {
                     ("endpoints-slow", v, false) if v > 0 => Health::plus_us(ms(v)),
                     ("endpoints-down", 1, false) | ("provider-outage", 1, true) => Health::Down,
                     _ => Health::Up,
                 };
-                ctx.note(format!("{} now {}", r.name, r.health));
+                r.set_health(health, ctx);
             }
             // Faults the kernel applies itself need nothing more; receivers read the other parameters as they use them.
             _ => {}
@@ -331,11 +322,8 @@ impl Node for Wd {
 
 impl Dispatcher {
     fn enqueue(&mut self, job: Job) {
-        let flow = match (self.strategy, job.notify) {
-            (Strategy::SharedQueue, _) => Some(0),
-            (_, true) => None,
-            (_, false) => Some(job.customer),
-        };
+        let to = job.what;
+        let flow = if self.strategy == Strategy::SharedQueue { Some(0) } else { (!to.notify).then_some(to.customer) };
         self.out.push(flow, job);
     }
 
@@ -346,8 +334,7 @@ impl Dispatcher {
             let Some(job) = self.out.pop() else { break };
             self.attempt(job, ctx);
         }
-        ctx.gauge("queued", self.out.queued() as i64);
-        ctx.gauge("dlq", self.out.redelivery.dead() as i64);
+        self.out.gauges(ctx);
         ctx.gauge("busy_bad", self.busy_bad() as i64);
     }
 
@@ -355,22 +342,22 @@ impl Dispatcher {
     /// connection used): the customer's endpoint, or the primary provider — under failover, then the second one, and
     /// a retry the other way round. A notification also needs its channel's token (none: it waits for the next).
     fn attempt(&mut self, job: Job, ctx: &mut Ctx<Wd>) {
-        let (naive, c) = (self.strategy == Strategy::SharedQueue, self.customers);
-        let failover = job.notify && self.strategy == Strategy::Failover;
+        let (naive, c, to) = (self.strategy == Strategy::SharedQueue, self.customers, job.what);
+        let failover = to.notify && self.strategy == Strategy::Failover;
         let alt = failover as usize * (job.tries % 2) as usize;
-        let pair = if job.notify { [c + alt, c + 1 - alt] } else { [job.customer; 2] };
+        let pair = if to.notify { [c + alt, c + 1 - alt] } else { [to.customer; 2] };
         let route = &pair[..1 + failover as usize];
-        let (d, probe, job) = match self.out.route(job, route, !naive, !naive && pair[0] >= c, ctx, Timer::Wake) {
+        let (d, probe, job) = match self.out.route(job, route, !naive, !naive && to.notify, ctx, Timer::Wake) {
             Route::Go { d, probe, job } => (d, probe, job),
             Route::Refused(job) => return self.failed(job, ctx),
             Route::Paced => return,
         };
-        let to = if d >= c { PROVIDER + (d - c) as NodeId } else { [GOOD, BAD][(d < self.bad) as usize] };
-        ctx.count("bad_tries", (to == BAD) as i64);
+        let node = if d >= c { PROVIDER + (d - c) as NodeId } else { [GOOD, BAD][to.bad as usize] };
+        ctx.count("bad_tries", (node == BAD) as i64);
         self.next[1] += naive as u64;
-        let (event, customer, key) = (job.event, job.customer, if naive { self.next[1] } else { job.event });
+        let (event, customer, key) = (job.key, to.customer, if naive { self.next[1] } else { job.key });
         let call = self.calls.start(ctx, (job, d, probe), ms(ctx.param("timeout_ms")), Timer::Timeout);
-        ctx.send(to, Msg::Deliver { call, event, key, customer });
+        ctx.send(node, Msg::Deliver { call, event, key, customer });
     }
 
     /// A try ended: its breaker hears of it (one closing replays its dead letters, their retries restored); the job
@@ -378,51 +365,36 @@ impl Dispatcher {
     fn ended(&mut self, (job, d, probe): (Job, usize, bool), ok: bool, ctx: &mut Ctx<Wd>) {
         if self.strategy != Strategy::SharedQueue {
             let notify = d >= self.customers;
-            let pick = |j: &Job| j.notify == notify && (notify || j.customer == d);
-            let back = self.out.ended(d, ok, probe, ctx, Timer::HalfOpen(d), pick);
-            back.into_iter().for_each(|j| self.enqueue(Job { tries: 0, replayed: true, ..j }));
+            let pick = |j: &Job| j.what.notify == notify && (notify || j.what.customer == d);
+            self.out.ended(d, ok, probe, ctx, Timer::HalfOpen(d), pick).into_iter().for_each(|j| self.enqueue(j));
         }
         if !ok {
             return self.failed(job, ctx);
         }
-        let bad = !job.notify && job.customer < self.bad;
-        let name = ["good_latency_us", "bad_latency_us", "notify_latency_us"][bad as usize + 2 * job.notify as usize];
-        let judged = (!bad && !job.replayed).then_some((job.notify as usize, ms(ctx.param("bound_ms"))));
-        self.out.delivered(&job, name, judged, ctx);
+        let (to, bound_us) = (job.what, ms(ctx.param("bound_ms")));
+        let name = ["good_latency_us", "bad_latency_us", "notify_latency_us"][to.bad as usize + 2 * to.notify as usize];
+        self.out.delivered(&job, name, bound_us, ctx);
     }
 
-    /// A failed try: backed off, then dead-lettered — or, in the shared queue, dropped. Either way given up on, it
-    /// cannot arrive within the bound.
-    fn failed(&mut self, mut job: Job, ctx: &mut Ctx<Wd>) {
-        job.tries += 1;
-        let (max_retries, base_us, cap_us) =
-            (ctx.param("max_retries") as u32, ms(ctx.param("backoff_ms")), ms(ctx.param("backoff_cap_ms")));
-        let policy = RetryPolicy { max_retries, base_us, cap_us, jitter: Jitter::Full };
+    /// A failed try: backed off, then dead-lettered — or, in the shared queue, dropped (given up on: judged late).
+    fn failed(&mut self, job: Job, ctx: &mut Ctx<Wd>) {
+        let (base_us, cap_us) = (ms(ctx.param("backoff_ms")), ms(ctx.param("backoff_cap_ms")));
+        let policy = RetryPolicy::new(ctx.param("max_retries") as u32, base_us, cap_us, Jitter::Full);
         let rule = OnFailure::Backoff { policy, dlq: self.strategy != Strategy::SharedQueue };
-        let judged =
-            (job.notify || job.customer >= self.bad).then_some((job.notify as usize, ms(ctx.param("bound_ms"))));
-        let event = job.event;
-        self.out.failed(job, rule, judged, ctx, Timer::Retry(event));
+        self.out.failed(job, rule, ms(ctx.param("bound_ms")), ctx, Timer::Retry);
     }
 
     fn busy_bad(&self) -> usize {
-        self.calls.iter().filter(|(_, p)| !p.0.notify && p.0.customer < self.bad).count()
+        self.calls.iter().filter(|(_, p)| p.0.what.bad).count()
     }
 
     fn view(&self) -> NodeView {
         let (label, tone) =
             [("one shared queue", Tone::Warn), ("queue per customer", Tone::Neutral), ("+ failover", Tone::Good)]
                 [self.strategy as usize];
-        let [q, w, d] =
-            [self.out.queued(), self.out.redelivery.backing_off(), self.out.redelivery.dead()].map(|n| n as i64);
-        let open = self.out.dests.open();
-        NodeView::new(NodeKind::Queue, 0, "delivery service")
-            .badge(label, tone)
-            .badge_if(open > 0, format!("{open} breakers open"), Tone::Warn)
-            .gauge("queued", q, q.max(100))
-            .gauge("connections held by bad endpoints", self.busy_bad() as i64, (self.calls.len() as i64).max(1))
-            .gauge("backing off", w, w.max(100))
-            .gauge("dead-letter queue", d, d.max(100))
+        let (busy, calls) = (self.busy_bad() as i64, (self.calls.len() as i64).max(1));
+        let view = NodeView::new(NodeKind::Queue, 0, "delivery service").badge(label, tone);
+        self.out.view(view).gauge("connections held by bad endpoints", busy, calls)
     }
 }
 

@@ -18,6 +18,10 @@
 //! - [`Outbox`]: the sender's side put together: a fair queue of flows (one per customer, or
 //!   one for all), a paced channel, the breakers and the redelivery; `route` says where a
 //!   popped job goes (a destination, failed fast, or back to its channel for want of a token).
+//!   Its bookkeeping of [`Job`]s: a try ended (`ended`: a breaker closing replays the
+//!   destination's dead letters, tries reset), `delivered` (counted, observed, judged by its
+//!   promise unless replayed), `failed` (backed off, dead-lettered, or dropped and kept for the
+//!   `lost` check; given up on, judged late).
 //! - [`Receiver`]: the other end: an endpoint (silent while down) or a provider (503 while
 //!   down, 429 past its limit), remembering the key each event first came with, so a second
 //!   copy is a duplicate it can recognise (same key) or not (a retry under a new request id).
@@ -236,7 +240,8 @@ impl<J> Paced<J> {
 }
 
 /// A sender's queues, breakers and redelivery, and its bookkeeping: the promises its deliveries are judged against
-/// and the latest job it lost (when, and its story).
+/// (`judged` says which judges a job, if any; `story` names a late one), and the latest job it lost (when, and its
+/// story).
 #[derive(Clone, Debug)]
 pub struct Outbox<J> {
     pub flows: Fair<J>,
@@ -244,15 +249,26 @@ pub struct Outbox<J> {
     pub dests: Destinations,
     pub redelivery: Redelivery<J>,
     pub promises: Vec<Promise>,
+    judged: fn(&J) -> Option<usize>,
+    story: fn(&J) -> String,
     lost: Option<(Time, String)>,
 }
 
-/// What the outbox's bookkeeping needs of a job.
-pub trait Delivery: Clone {
-    /// Its key (it backs off under it, and a loss names it), the tries it failed so far, and when it was made.
-    fn track(&self) -> (u64, u32, Time);
-    /// Names it when it breaks a promise.
-    fn story(&self) -> String;
+/// An outbound job: its key (the idempotency key, and the one it backs off under), when it was made, the tries it
+/// failed, whether it came back from the dead-letter queue, and what it carries.
+#[derive(Clone, Debug)]
+pub struct Job<T> {
+    pub key: u64,
+    pub created: Time,
+    pub tries: u32,
+    pub replayed: bool,
+    pub what: T,
+}
+
+impl<T> Job<T> {
+    pub fn new(key: u64, created: Time, what: T) -> Job<T> {
+        Job { key, created, tries: 0, replayed: false, what }
+    }
 }
 
 /// An event that broke a promise when it happened: the check fails at that instant only (it never latches).
@@ -276,13 +292,36 @@ impl<J> Outbox<J> {
     pub fn new(flows: usize, dests: usize, tuning: Tuning, rate: u64, burst: u64) -> Outbox<J> {
         let (flows, paced) = (Fair::new(&vec![1; flows], 1), Paced::new(rate, burst));
         let (dests, redelivery) = (Destinations::new(dests, tuning), Redelivery::default());
-        Outbox { flows, paced, dests, redelivery, promises: Vec::new(), lost: None }
+        Outbox {
+            flows,
+            paced,
+            dests,
+            redelivery,
+            promises: Vec::new(),
+            judged: |_| None,
+            story: |_| String::new(),
+            lost: None,
+        }
     }
 
-    /// One more promise, judged over the last `window_us`: the next index.
-    pub fn promise(mut self, window_us: Micros) -> Outbox<J> {
-        self.promises.push(Promise::new(window_us));
+    /// `n` promises, each judged over the last `window_us`: `judged` says which one judges a job (if any), `story`
+    /// names a late job.
+    pub fn promises(
+        mut self,
+        n: usize,
+        window_us: Micros,
+        judged: fn(&J) -> Option<usize>,
+        story: fn(&J) -> String,
+    ) -> Outbox<J> {
+        self.promises = (0..n).map(|_| Promise::new(window_us)).collect();
+        (self.judged, self.story) = (judged, story);
         self
+    }
+
+    /// New settings: the breakers' (each from its next call) and the pace's.
+    pub fn retune(&mut self, tuning: Tuning, rate: u64, burst: u64) {
+        self.dests.set_tuning(tuning);
+        self.paced.set_rate(rate, burst);
     }
 
     /// Into flow `f` (unbounded), or with `None` into the paced channel.
@@ -333,8 +372,39 @@ impl<J> Outbox<J> {
         Route::Go { d, probe, job }
     }
 
+    /// Broken at the instant a job was dropped: names it.
+    pub fn lost(&self, now: Time) -> Result<(), String> {
+        broken_at(&self.lost, now)
+    }
+
+    /// A restart: the breakers and the pace's timer are forgotten; the jobs backing off come back at once.
+    pub fn restart<N: Node>(&mut self, ctx: &mut Ctx<N>) -> Vec<J> {
+        self.dests.reset(ctx);
+        self.paced.woke();
+        self.redelivery.restart()
+    }
+
+    /// `view` with the outbox's state: the breakers open, and gauges for the jobs queued, backing off and dead.
+    pub fn view(&self, view: NodeView) -> NodeView {
+        let [q, w, d] = [self.queued(), self.redelivery.backing_off(), self.redelivery.dead()].map(|n| n as i64);
+        let open = self.dests.open();
+        view.badge_if(open > 0, format!("{open} breakers open"), Tone::Warn)
+            .gauge("queued", q, q.max(100))
+            .gauge("backing off", w, w.max(100))
+            .gauge("dead-letter queue", d, d.max(100))
+    }
+
+    /// The `queued` and `dlq` gauges.
+    pub fn gauges<N: Node>(&self, ctx: &mut Ctx<N>) {
+        ctx.gauge("queued", self.queued() as i64);
+        ctx.gauge("dlq", self.redelivery.dead() as i64);
+    }
+}
+
+/// The bookkeeping of jobs: breakers hearing of tries, replays, deliveries judged, failed tries backed off, dead or lost.
+impl<T: Clone> Outbox<Job<T>> {
     /// A call to `d` ended; if that closed its breaker, the dead letters `pick` chooses come back to be replayed
-    /// (counted as `replayed`).
+    /// (counted as `replayed`), their tries starting again.
     pub fn ended<N: Node>(
         &mut self,
         d: usize,
@@ -342,50 +412,42 @@ impl<J> Outbox<J> {
         probe: bool,
         ctx: &mut Ctx<N>,
         timer: N::Timer,
-        pick: impl Fn(&J) -> bool,
-    ) -> Vec<J> {
+        pick: impl Fn(&Job<T>) -> bool,
+    ) -> Vec<Job<T>> {
         let back = if self.dests.record(d, ok, probe, ctx, timer) { self.redelivery.replay(pick) } else { Vec::new() };
         ctx.count("replayed", back.len() as i64);
-        back
+        back.into_iter().map(|j| Job { tries: 0, replayed: true, ..j }).collect()
     }
 
-    /// `job` delivered: counted (`delivered`), its latency observed as `metric` and, if `judged` (a promise's index
-    /// and its bound), judged.
-    pub fn delivered<N: Node>(
-        &mut self,
-        job: &J,
-        metric: &'static str,
-        judged: Option<(usize, Micros)>,
-        ctx: &mut Ctx<N>,
-    ) where
-        J: Delivery,
-    {
-        let took = ctx.now().since(job.track().2);
+    /// `job` delivered: counted (`delivered`), its latency observed as `metric`, and judged against `bound_us` by its
+    /// promise, if any — unless replayed: it was judged when it was given up on.
+    pub fn delivered<N: Node>(&mut self, job: &Job<T>, metric: &'static str, bound_us: Micros, ctx: &mut Ctx<N>) {
+        let took = ctx.now().since(job.created);
         ctx.count("delivered", 1);
         ctx.observe(metric, took);
-        if let Some((p, bound_us)) = judged {
-            self.promises[p].record(ctx.truth(), took, bound_us, || job.story());
+        if let Some(p) = (self.judged)(job).filter(|_| !job.replayed) {
+            let story = self.story;
+            self.promises[p].record(ctx.truth(), took, bound_us, || story(job));
         }
     }
 
-    /// A try of `job` failed (its tries count it): `rule` backs it off (a `retry` timer set), dead-letters it or drops
+    /// A try of `job` failed (counted in its tries): `rule` backs it off (a `retry(key)` timer set), dead-letters it or drops
     /// it — counted as `lost`, noted and kept for [`Outbox::lost`]. Given up on, its age is observed as `gave_up_us`
-    /// and, if `judged`, its promise hears it never arrived in time.
+    /// and its promise, if any, hears it never arrived within `bound_us`.
     pub fn failed<N: Node>(
         &mut self,
-        job: J,
+        mut job: Job<T>,
         rule: OnFailure,
-        judged: Option<(usize, Micros)>,
+        bound_us: Micros,
         ctx: &mut Ctx<N>,
-        retry: N::Timer,
-    ) where
-        J: Delivery,
-    {
-        let ((key, tries, created), copy) = (job.track(), judged.map(|j| (j, job.clone())));
-        let age = ctx.now().since(created);
+        retry: fn(u64) -> N::Timer,
+    ) {
+        job.tries += 1;
+        let (key, tries, age, copy) =
+            (job.key, job.tries, ctx.now().since(job.created), (self.judged)(&job).map(|p| (p, job.clone())));
         match self.redelivery.failed(key, job, tries, rule, ctx.rng()) {
             Fate::BackOff(wait) => {
-                ctx.set_timer(wait, retry);
+                ctx.set_timer(wait, retry(key));
                 return;
             }
             Fate::DeadLettered => {}
@@ -397,21 +459,10 @@ impl<J> Outbox<J> {
             }
         }
         ctx.observe("gave_up_us", age);
-        if let Some(((p, bound_us), job)) = copy {
-            self.promises[p].record(ctx.truth(), u64::MAX, bound_us, || job.story());
+        if let Some((p, job)) = copy {
+            let story = self.story;
+            self.promises[p].record(ctx.truth(), u64::MAX, bound_us, || story(&job));
         }
-    }
-
-    /// Broken at the instant a job was dropped: names it.
-    pub fn lost(&self, now: Time) -> Result<(), String> {
-        broken_at(&self.lost, now)
-    }
-
-    /// A restart: the breakers and the pace's timer are forgotten; the jobs backing off come back at once.
-    pub fn restart<N: Node>(&mut self, ctx: &mut Ctx<N>) -> Vec<J> {
-        self.dests.reset(ctx);
-        self.paced.woke();
-        self.redelivery.restart()
     }
 }
 
@@ -433,6 +484,12 @@ impl Receiver {
     pub fn new(name: &'static str, limit: Option<TokenBucket>) -> Receiver {
         let seen = KeyTable::default();
         Receiver { name, health: Health::Up, limit, seen, new_key_dups: 0, last_dup: None }
+    }
+
+    /// Now `health`, noted.
+    pub fn set_health<N: Node>(&mut self, health: Health, ctx: &mut Ctx<N>) {
+        self.health = health;
+        ctx.note(format!("{} now {}", self.name, self.health));
     }
 
     /// Broken at the instant a copy came under a new key: names it.
@@ -599,6 +656,7 @@ mod tests {
     enum Timer {
         Call,
         HalfOpen(usize),
+        Retry(u64),
     }
 
     /// Calls down the route [0, 1] every 10 ms; destination 0 fails them from 1 s to 3 s.
@@ -624,6 +682,7 @@ mod tests {
         fn on_timer(&mut self, timer: Timer, ctx: &mut Ctx<Self>) {
             match timer {
                 Timer::HalfOpen(d) => self.d.half_open(d, ctx),
+                Timer::Retry(key) => unreachable!("the router retries nothing ({key})"),
                 Timer::Call => {
                     ctx.set_timer(10 * MICROS_PER_MS, Timer::Call);
                     let Some((d, probe)) = self.d.pick(&[0, 1]) else { return self.refused += 1 };
@@ -700,8 +759,10 @@ mod tests {
         let mut provider = Receiver::new("provider", Some(TokenBucket::new(1, MICROS_PER_S, 2)));
         let codes: Vec<u16> = (0..3).map(|e| provider.receive(ctx, 5, e, e, to).expect("answers").1).collect();
         assert_eq!(codes, [200, 200, 429], "a burst of 2, then over the limit");
-        provider.health = Health::Down;
+        provider.set_health(Health::Down, ctx);
         assert_eq!(provider.receive(ctx, 5, 9, 9, to), Some((5, 503)));
+        assert!(endpoint.duplicate(ctx.truth()).is_err(), "broken as the copy came");
+        assert!(endpoint.duplicate(Time(1)).is_ok(), "and only then");
     }
 
     #[test]
@@ -734,5 +795,47 @@ mod tests {
         assert_eq!(out.route(7, &[1], true, true, ctx, Timer::Call), Route::Paced, "asleep already");
         assert_eq!(out.drain(), [7, 6]);
         assert_eq!(out.route(8, &[0], false, false, ctx, Timer::Call), Route::Go { d: 0, probe: false, job: 8 });
+    }
+
+    #[test]
+    fn an_outbox_judges_deliveries_and_given_up_jobs_names_its_losses_and_replays_on_recovery() {
+        run_alone(Receiving(bookkeeping), 1, Time(1));
+    }
+
+    /// Jobs judged by promise 0 carry `true`; every job here is made at 0 and ends at 0.
+    fn bookkeeping(ctx: &mut Ctx<Receiving>) {
+        let tuning =
+            Tuning { threshold_pct: 50, window_us: MICROS_PER_S, min_requests: 1, open_us: MICROS_PER_S, probes: 1 };
+        let mut out: Outbox<Job<bool>> = Outbox::new(1, 1, tuning, 1, 1).promises(
+            1,
+            MICROS_PER_S,
+            |j| j.what.then_some(0),
+            |j| format!("#{}", j.key),
+        );
+        let (at, bound) = (ctx.truth(), 5_000);
+        (0..100).for_each(|k| out.delivered(&Job::new(k, at, true), "took_us", bound, ctx));
+        assert!(out.promises[0].check(at, 5).is_ok() && out.lost(at).is_ok());
+        // Out of retries: #7 dropped (lost, and judged late), #8 dead-lettered (judged late), #9 dropped (not judged).
+        out.failed(Job::new(7, at, true), backoff(0, false), bound, ctx, Timer::Retry);
+        assert_eq!(out.lost(at), Err("event #7 dropped after 1 tries".into()));
+        assert!(out.promises[0].check(at, 5).is_ok(), "1 late of 101 is under 1%");
+        out.failed(Job::new(8, at, true), backoff(0, true), bound, ctx, Timer::Retry);
+        out.failed(Job::new(9, at, false), backoff(0, false), bound, ctx, Timer::Retry);
+        let why = out.promises[0].check(at, 5).expect_err("2 late of 102");
+        assert!(why.starts_with("#8 was given up on: "), "{why}");
+        assert_eq!((out.lost(at), out.lost(Time(1))), (Err("event #9 dropped after 1 tries".into()), Ok(())));
+        // With retries left a job backs off, its tries counted.
+        out.failed(Job::new(10, at, true), backoff(2, true), bound, ctx, Timer::Retry);
+        assert_eq!(out.redelivery.due(10).map(|j| j.tries), Some(1));
+        // The destination fails (its breaker opens), then a probe succeeds: #8 comes back, its tries reset, and its
+        // delivery is not judged again.
+        assert!(out.ended(0, false, false, ctx, Timer::HalfOpen(0), |_| true).is_empty());
+        out.dests.half_open(0, ctx);
+        assert_eq!(out.dests.pick(&[0]), Some((0, true)));
+        let back = out.ended(0, true, true, ctx, Timer::HalfOpen(0), |_| true);
+        assert!(matches!(back[..], [Job { key: 8, tries: 0, replayed: true, .. }]), "{back:?}");
+        (0..200).for_each(|k| out.delivered(&Job::new(k, at, true), "took_us", bound, ctx));
+        out.delivered(&back[0], "took_us", bound, ctx);
+        assert!(out.promises[0].check(at, 5).is_ok(), "2 late of 302 only");
     }
 }
