@@ -61,6 +61,7 @@ registry! {
     messaging::priority_queue,
     messaging::log_pipeline,
     caching::cache_invalidation,
+    messaging::webhook_delivery,
 }
 
 /// Looks a scenario up by its id.
@@ -86,6 +87,7 @@ pub static AT_SCALE: &[(&str, u64)] = &[
     ("s=distributed-lock&strategy=fencing&clients=100000&keys=10000&think_ms=10000", 10),
     ("s=priority-queue&strategy=weighted-fair&high_per_s=500&low_per_s=1167&workers=200&job_ms=100&campaign_jobs=20000", 10),
     ("s=log-pipeline&strategy=spooled&services=1000&records_per_s=116&cores=64&gzip=1&batch_records=10000&per_record_us=1", 3),
+    ("s=webhook-delivery&strategy=failover&customers=10000&events_per_s=5000&workers=1024&window_ms=10000&notify_per_s=500&provider_rps=1000", 20),
 ];
 
 /// `AT_SCALE` ready to run: each recipe (read strictly; a test checks that all of them read)

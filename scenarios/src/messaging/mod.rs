@@ -6,3 +6,4 @@ pub mod log_pipeline;
 pub mod outbox;
 pub mod poison_message;
 pub mod priority_queue;
+pub mod webhook_delivery;

@@ -23,6 +23,7 @@ pub mod lease;
 pub mod limit;
 pub mod lock;
 pub mod owner;
+pub mod outbound;
 pub mod partition;
 pub mod pool;
 pub mod priority;
