@@ -61,6 +61,7 @@ registry! {
     messaging::priority_queue,
     messaging::log_pipeline,
     caching::cache_invalidation,
+    caching::cache_write_policies,
 }
 
 /// Looks a scenario up by its id.
