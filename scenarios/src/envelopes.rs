@@ -296,10 +296,7 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
     ),
     (
         "cache-write-policies",
-        Envelope::new(
-            &["crash", "drift", "latency", "loss", "partition", "pause", "skew", "slow-disk"],
-            "",
-        ),
+        Envelope::new(&["crash", "drift", "latency", "loss", "partition", "pause", "skew", "slow-disk"], ""),
     ),
 ];
 
