@@ -102,9 +102,8 @@ const DB_CONNS: u32 = 64;
 const TTL_US: Micros = 3600 * MICROS_PER_S;
 /// A flush not confirmed within this is sent again (the database keeps the newest version, so a repeat is harmless).
 const PATIENCE: Micros = MICROS_PER_S;
-const SAMPLE: Micros = 100 * MICROS_PER_MS;
 
-strategies!(SPEC, Strategy { WriteBehind, WriteThrough, WriteAround, WriteBehindWal });
+strategies!(SPEC, Strategy { Behind, Through, Around, Logged });
 use Strategy::*;
 
 /// Whom to acknowledge a write to, and when it was sent (for its latency).
@@ -239,7 +238,7 @@ impl Node for Wp {
             (Wp::Cache(c), Timer::Fsync) => c.synced(ctx),
             (Wp::Cache(c), Timer::Sample) => {
                 ctx.gauge("at_risk", c.buffer.at_risk().count() as i64);
-                ctx.set_timer(SAMPLE, Timer::Sample);
+                ctx.set_timer(100 * MICROS_PER_MS, Timer::Sample);
             }
             (Wp::Db(d), Timer::DbDone(slot)) => match d.conns.done(slot, ctx, Timer::DbDone).map(|f| f.job) {
                 Some(Job::Put(key, version, ack)) => {
@@ -323,14 +322,14 @@ impl Cache {
                 let version = self.next_version;
                 self.next_version += 1;
                 match self.strategy {
-                    WriteThrough | WriteAround => ctx.send(DB, Msg::Put { key, version, ack: Some((from, sent)) }),
-                    WriteBehind => self.hold(key, version, (from, sent), ctx),
-                    WriteBehindWal => fsync(self.fsync.append((key, version, (from, sent))), ctx),
+                    Through | Around => ctx.send(DB, Msg::Put { key, version, ack: Some((from, sent)) }),
+                    Behind => self.hold(key, version, (from, sent), ctx),
+                    Logged => fsync(self.fsync.append((key, version, (from, sent))), ctx),
                 }
             }
             Msg::Committed { key, version, ack: Some((to, sent)) } => {
                 match self.strategy {
-                    WriteAround => _ = self.values.invalidate(key, version, now, TTL_US),
+                    Around => _ = self.values.invalidate(key, version, now, TTL_US),
                     _ => _ = self.values.set(key, version, true, now, TTL_US),
                 }
                 self.acked(key, (to, sent), ctx);
@@ -377,7 +376,8 @@ impl Cache {
         let (risk, dirty) = self.buffer.crash();
         ctx.count("acked_lost", dirty as i64);
         self.lost.extend(risk);
-        (self.values.restart(), self.fsync.crash(), self.flush_timer = None);
+        self.values.restart();
+        self.fsync.crash();
         ctx.gauge("at_risk", 0);
     }
 
@@ -387,7 +387,7 @@ impl Cache {
         entries.iter().for_each(|&(key, version)| _ = self.values.set(key, version, true, ctx.now(), TTL_US));
         ctx.count("replayed", entries.len() as i64);
         self.flush_timer = Some(ctx.set_timer(ctx.param_ms("flush_ms"), Timer::Flush));
-        ctx.set_timer(SAMPLE, Timer::Sample);
+        ctx.set_timer(100 * MICROS_PER_MS, Timer::Sample);
     }
 }
 

@@ -171,7 +171,10 @@ mod tests {
     #[test]
     fn a_crash_loses_only_what_memory_alone_held_and_the_log_replays() {
         let mut wb = WriteBack::default();
-        (wb.hold(1, 1), wb.log(2, 2), wb.hold(2, 2), wb.hold(3, 3));
+        wb.hold(1, 1);
+        wb.log(2, 2);
+        wb.hold(2, 2);
+        wb.hold(3, 3);
         let (out, _) = wb.flush(Time::ZERO, 1000);
         assert_eq!(out, vec![(1, 1), (2, 2), (3, 3)]);
         wb.confirmed(&3, 3);
