@@ -294,6 +294,10 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
             than the promise to reach the cache (scripts/swarm --explore: 8 of 12 runs at random sizes).",
         ),
     ),
+    (
+        "cache-write-policies",
+        Envelope::new(&["crash", "drift", "latency", "loss", "partition", "pause", "skew", "slow-disk"], ""),
+    ),
 ];
 
 /// The envelope `id` declares (empty if it declares none).

@@ -62,6 +62,7 @@ registry! {
     messaging::log_pipeline,
     caching::cache_invalidation,
     messaging::webhook_delivery,
+    caching::cache_write_policies,
 }
 
 /// Looks a scenario up by its id.

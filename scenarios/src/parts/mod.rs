@@ -41,6 +41,7 @@ pub mod tally;
 pub mod unique;
 pub mod waiters;
 pub mod window;
+pub mod writeback;
 
 /// For the parts' own tests: a node run alone in a kernel.
 #[cfg(test)]
