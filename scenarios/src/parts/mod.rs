@@ -30,6 +30,7 @@ pub mod producer;
 pub mod queueing;
 pub mod retried;
 pub mod retry;
+pub mod ring;
 pub mod snowflake;
 pub mod staleness;
 pub mod station;
