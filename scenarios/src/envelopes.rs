@@ -294,6 +294,15 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
             than the promise to reach the cache (scripts/swarm --explore: 8 of 12 runs at random sizes).",
         ),
     ),
+    (
+        "distributed-cache",
+        Envelope::new(
+            &["crash", "drift", "latency", "loss", "partition", "skew", "slow-disk"],
+            "A hot key past what two replicas serve (over 75% of 20,000 reads/s on nodes of 8,000/s) fails \
+            `ring-replicas` — that is the local cache's lesson; a paused node handles its backlog at once, a burst \
+            past its throughput; losing most of the cluster leaves too little memory for the database to be spared.",
+        ),
+    ),
 ];
 
 /// The envelope `id` declares (empty if it declares none).

@@ -61,6 +61,7 @@ registry! {
     messaging::priority_queue,
     messaging::log_pipeline,
     caching::cache_invalidation,
+    caching::distributed_cache,
 }
 
 /// Looks a scenario up by its id.
@@ -86,6 +87,7 @@ pub static AT_SCALE: &[(&str, u64)] = &[
     ("s=distributed-lock&strategy=fencing&clients=100000&keys=10000&think_ms=10000", 10),
     ("s=priority-queue&strategy=weighted-fair&high_per_s=500&low_per_s=1167&workers=200&job_ms=100&campaign_jobs=20000", 10),
     ("s=log-pipeline&strategy=spooled&services=1000&records_per_s=116&cores=64&gzip=1&batch_records=10000&per_record_us=1", 3),
+    ("s=distributed-cache&strategy=ring-replicas-local&rps=500000&nodes=16&keys=100000&capacity_keys=12000&node_capacity_rps=100000&db_capacity_rps=60000", 2),
 ];
 
 /// `AT_SCALE` ready to run: each recipe (read strictly; a test checks that all of them read)

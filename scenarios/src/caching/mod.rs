@@ -2,3 +2,4 @@
 
 pub mod cache_invalidation;
 pub mod cache_stampede;
+pub mod distributed_cache;

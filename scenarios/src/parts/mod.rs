@@ -22,6 +22,7 @@ pub mod judge;
 pub mod lease;
 pub mod limit;
 pub mod lock;
+pub mod metered;
 pub mod owner;
 pub mod partition;
 pub mod pool;
