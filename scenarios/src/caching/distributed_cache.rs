@@ -361,12 +361,11 @@ impl App {
             return ctx.observe("latency_us", 0);
         }
         // A replicated key's reads go to either replica, so both copies stay recently used.
-        match self.owners(key) {
-            owners if owners.is_empty() => ctx.count("errors", 1), // no cache node left
-            owners => ctx.send(
-                owners[ctx.rng().below(owners.len() as u64) as usize],
-                Msg::Get { key, sent: now, second: false },
-            ),
+        let owners = self.owners(key);
+        let pick = ctx.rng().below(owners.len().max(1) as u64) as usize;
+        match owners.get(pick) {
+            Some(&to) => ctx.send(to, Msg::Get { key, sent: now, second: false }),
+            None => ctx.count("errors", 1), // no cache node left
         }
     }
 
