@@ -381,7 +381,11 @@ mod tests {
             let (mut lo, mut hi) = (0.0, 1e9);
             for _ in 0..100 {
                 let t = (lo + hi) / 2.0;
-                if filled(t) < cap as f64 { lo = t } else { hi = t }
+                if filled(t) < cap as f64 {
+                    lo = t
+                } else {
+                    hi = t
+                }
             }
             let want: f64 = (0..n).map(|k| zipf.pmf(k) * (1.0 - libm::exp(-zipf.pmf(k) * lo))).sum();
             assert!((got - want).abs() < 0.015, "Zipf({s}), C = {cap}: hit ratio {got:.4}, Che {want:.4}");

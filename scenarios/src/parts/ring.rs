@@ -125,7 +125,11 @@ mod tests {
             let want = libm::sqrt((n - 1) as f64 / (n as f64 * v as f64 + 1.0));
             assert!((cv / want - 1.0).abs() < 0.06, "V = {v}: cv {cv:.4}, Beta {want:.4}");
             if v >= 100 {
-                assert!((cv * libm::sqrt(v as f64) - 0.95).abs() < 0.06, "V = {v}: cv·√V {}", cv * libm::sqrt(v as f64));
+                assert!(
+                    (cv * libm::sqrt(v as f64) - 0.95).abs() < 0.06,
+                    "V = {v}: cv·√V {}",
+                    cv * libm::sqrt(v as f64)
+                );
             }
         }
     }
