@@ -63,6 +63,7 @@ registry! {
     caching::cache_invalidation,
     messaging::webhook_delivery,
     caching::cache_write_policies,
+    caching::distributed_cache,
 }
 
 /// Looks a scenario up by its id.
@@ -89,6 +90,7 @@ pub static AT_SCALE: &[(&str, u64)] = &[
     ("s=priority-queue&strategy=weighted-fair&high_per_s=500&low_per_s=1167&workers=200&job_ms=100&campaign_jobs=20000", 10),
     ("s=log-pipeline&strategy=spooled&services=1000&records_per_s=116&cores=64&gzip=1&batch_records=10000&per_record_us=1", 3),
     ("s=webhook-delivery&strategy=failover&customers=10000&events_per_s=5000&workers=1024&window_ms=10000&notify_per_s=500&provider_rps=1000", 20),
+    ("s=distributed-cache&strategy=ring-replicas-local&rps=500000&nodes=16&keys=100000&capacity_keys=12000&node_capacity_rps=100000&db_capacity_rps=60000", 2),
 ];
 
 /// `AT_SCALE` ready to run: each recipe (read strictly; a test checks that all of them read)

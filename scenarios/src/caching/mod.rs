@@ -3,3 +3,4 @@
 pub mod cache_invalidation;
 pub mod cache_stampede;
 pub mod cache_write_policies;
+pub mod distributed_cache;
