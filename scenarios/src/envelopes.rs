@@ -294,6 +294,16 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
             than the promise to reach the cache (scripts/swarm --explore: 8 of 12 runs at random sizes).",
         ),
     ),
+    (
+        "connection-storm",
+        Envelope::new(
+            &["blip", "drift", "latency", "loss", "skew", "slow-disk"],
+            "A paused or crashed fleet stops its event loop while the balancer keeps admitting, so the \
+            handshakes queued meanwhile lag the heartbeats past their timeout; a partition or a campaign beyond \
+            the fleet's handshake rate keeps clients waiting past the recovery bound (no strategy makes a fleet \
+            bigger, admission only keeps the sessions it has).",
+        ),
+    ),
 ];
 
 /// The envelope `id` declares (empty if it declares none).

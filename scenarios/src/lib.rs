@@ -61,6 +61,7 @@ registry! {
     messaging::priority_queue,
     messaging::log_pipeline,
     caching::cache_invalidation,
+    traffic::connection_storm,
 }
 
 /// Looks a scenario up by its id.
@@ -85,6 +86,7 @@ pub static AT_SCALE: &[(&str, u64)] = &[
     ("s=inventory-reservation&strategy=reservation-ttl&buyers=50000&stock=10000&instances=32", 10),
     ("s=distributed-lock&strategy=fencing&clients=100000&keys=10000&think_ms=10000", 10),
     ("s=priority-queue&strategy=weighted-fair&high_per_s=500&low_per_s=1167&workers=200&job_ms=100&campaign_jobs=20000", 10),
+    ("s=connection-storm&strategy=admission&clients=500000&handshakes_per_s=5000&blip_at=30&blip_pct=20&campaign_users=200000&campaign_at=0&campaign_s=90", 90),
     ("s=log-pipeline&strategy=spooled&services=1000&records_per_s=116&cores=64&gzip=1&batch_records=10000&per_record_us=1", 3),
 ];
 
