@@ -303,6 +303,12 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
             "A hot key past what two replicas serve (over 75% of 20,000 reads/s on nodes of 8,000/s) fails \
             `ring-replicas` — that is the local cache's lesson; a paused node handles its backlog at once, a burst \
             past its throughput; losing most of the cluster leaves too little memory for the database to be spared.",
+        "connection-storm",
+            &["blip", "drift", "latency", "loss", "skew", "slow-disk"],
+            "A paused or crashed fleet stops its event loop while the balancer keeps admitting, so the \
+            handshakes queued meanwhile lag the heartbeats past their timeout; a partition or a campaign beyond \
+            the fleet's handshake rate keeps clients waiting past the recovery bound (no strategy makes a fleet \
+            bigger, admission only keeps the sessions it has).",
         ),
     ),
 ];

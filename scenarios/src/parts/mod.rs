@@ -12,6 +12,7 @@ pub mod cache;
 pub mod calls;
 pub mod changelog;
 pub mod claims;
+pub mod cohort;
 pub mod degraded;
 pub mod dual;
 pub mod fair;
