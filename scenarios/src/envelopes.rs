@@ -297,13 +297,19 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
     (
         "cache-write-policies",
         Envelope::new(&["crash", "drift", "latency", "loss", "partition", "pause", "skew", "slow-disk"], ""),
+    ),
+    (
         "distributed-cache",
         Envelope::new(
             &["crash", "drift", "latency", "loss", "partition", "skew", "slow-disk"],
             "A hot key past what two replicas serve (over 75% of 20,000 reads/s on nodes of 8,000/s) fails \
             `ring-replicas` — that is the local cache's lesson; a paused node handles its backlog at once, a burst \
             past its throughput; losing most of the cluster leaves too little memory for the database to be spared.",
+        ),
+    ),
+    (
         "connection-storm",
+        Envelope::new(
             &["blip", "drift", "latency", "loss", "skew", "slow-disk"],
             "A paused or crashed fleet stops its event loop while the balancer keeps admitting, so the \
             handshakes queued meanwhile lag the heartbeats past their timeout; a partition or a campaign beyond \
