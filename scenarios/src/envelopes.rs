@@ -301,20 +301,34 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
     (
         "distributed-cache",
         Envelope::new(
-            &["crash", "drift", "latency", "loss", "partition", "skew", "slow-disk"],
-            "A hot key past what two replicas serve (over 75% of 20,000 reads/s on nodes of 8,000/s) fails \
-            `ring-replicas` — that is the local cache's lesson; a paused node handles its backlog at once, a burst \
-            past its throughput; losing most of the cluster leaves too little memory for the database to be spared.",
+            &["crash", "drift", "loss", "skew", "slow-disk"],
+            "Its checks are throughputs over one second: a latency spike, a paused node or a healed partition \
+            releases the requests held meanwhile as one burst, past a node's 8,000/s or the database's 4,000/s (scripts/swarm --explore: 2 to 7 of 12 \
+            runs). A hot key past what two replicas serve (over 75% of 20,000 reads/s) fails `ring-replicas` — that \
+            is the local cache's lesson — and losing more nodes leaves too little memory to spare the database.",
         ),
     ),
     (
         "connection-storm",
         Envelope::new(
-            &["blip", "drift", "latency", "loss", "skew", "slow-disk"],
-            "A paused or crashed fleet stops its event loop while the balancer keeps admitting, so the \
-            handshakes queued meanwhile lag the heartbeats past their timeout; a partition or a campaign beyond \
-            the fleet's handshake rate keeps clients waiting past the recovery bound (no strategy makes a fleet \
-            bigger, admission only keeps the sessions it has).",
+            &["blip", "latency", "slow-disk"],
+            "A paused or crashed fleet stops its event loop while the balancer keeps admitting, so the handshakes \
+            queued meanwhile lag the heartbeats past their timeout; a partition, lost connects (each waits out its \
+            timeout and backs off) or a campaign beyond the fleet's handshake rate keeps clients waiting past the \
+            recovery bound — admission keeps the sessions it has, it makes no fleet bigger; a clock stepped or \
+            drifting under the balancer's token bucket admits a burst or starves (scripts/swarm --explore: 1 to 8 of \
+            12 runs each).",
+        ),
+    ),
+    (
+        "webhook-delivery",
+        Envelope::new(
+            &["slow-disk"],
+            "`failover` promises latency (each good customer's and each notification's deliveries within 500 ms, \
+            bar 1 in 100): a latency spike, lost sends (each retried after a backoff), a partition, a paused or \
+            crashed dispatcher, or a clock step under the backoff timers delays deliveries past it, and \
+            the checks say so — nothing is lost, but late is what they judge (scripts/swarm --explore: 1 to 12 of 12 \
+            runs each, skew and drift the fewest).",
         ),
     ),
 ];
