@@ -21,6 +21,15 @@ pub fn url(spec: &ScenarioSpec, recipe: &Recipe) -> String {
     format!("faultline run '?{}'", recipe.to_query(spec))
 }
 
+/// What a caught panic said (its message, if it was text).
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
 /// A small deterministic generator for test inputs (not the simulation's).
 pub struct TestRng(pub u64);
 
@@ -40,3 +49,6 @@ impl TestRng {
 
 #[path = "swarm_plan.rs"]
 pub mod swarm;
+
+#[path = "links_plan.rs"]
+pub mod links;

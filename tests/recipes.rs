@@ -3,58 +3,11 @@
 
 use faultline_core::recipe::MAX_URL_LEN;
 use faultline_core::{
-    open, shared_check, shared_mark, ActionKind, Fault, Ppm, Recipe, RecipeError, ScenarioSpec, Shared, SharedCheck,
-    Time,
+    open, shared_check, shared_mark, ActionKind, Fault, Recipe, RecipeError, Shared, SharedCheck, Time,
 };
 use faultline_scenarios::{find, ALL};
+use faultline_tests::links::{fuzzed, random_recipe, try_link, Opened};
 use faultline_tests::TestRng;
-
-fn random_recipe(spec: &'static ScenarioSpec, rng: &mut TestRng) -> Recipe {
-    let st = &spec.strategies[rng.below(spec.strategies.len() as u64) as usize];
-    let mut r = Recipe::new(spec.id(), st.id, rng.next_u64());
-    for p in spec.params {
-        if rng.below(2) == 0 {
-            let steps = (p.max - p.min) / p.step;
-            let v = p.min + rng.below(steps as u64 + 1) as i64 * p.step;
-            if v != p.default {
-                r.params.insert(p.id.to_string(), v);
-            }
-        }
-    }
-    for _ in 0..rng.below(8) {
-        let at = Time(rng.below(60_000_000));
-        let node = rng.below(6) as u32;
-        let kind = match rng.below(8) {
-            0 => ActionKind::Fault(Fault::Crash { node }),
-            1 => ActionKind::Fault(Fault::Pause { node, dur: rng.below(9_000_000) }),
-            2 => ActionKind::Fault(Fault::Partition {
-                a: vec![node],
-                b: Some(vec![node + 1]),
-                one_way: rng.below(2) == 0,
-            }),
-            3 => ActionKind::Fault(Fault::LossBurst { loss: Ppm(rng.below(1_000_001) as u32), dur: 1_000_000 }),
-            4 => ActionKind::Fault(Fault::ClockDrift { node, ppm: rng.below(2000) as i32 - 1000 }),
-            5 => {
-                // Only live parameters can be set mid-run (a setup one rebuilds the run).
-                let live: Vec<_> = spec.params.iter().filter(|p| p.live).collect();
-                match live.get(rng.below(live.len().max(1) as u64) as usize) {
-                    Some(p) => ActionKind::SetParam { id: p.id.into(), value: p.default },
-                    None => ActionKind::Fault(Fault::Heal),
-                }
-            }
-            6 => ActionKind::SetStrategy { id: spec.strategies[0].id.into() },
-            _ => match spec.faults.first() {
-                Some(f) => ActionKind::Fault(Fault::Custom { id: f.id.into(), node: None, value: f.value_default }),
-                None => ActionKind::Fault(Fault::Heal),
-            },
-        };
-        r = r.with_action(at, kind);
-    }
-    if rng.below(2) == 0 {
-        r.shared = Some(Shared { fingerprint: rng.next_u64() as u32, at: Time(rng.below(60_000_000)) });
-    }
-    r
-}
 
 #[test]
 fn every_scenario_round_trips_through_its_url() {
@@ -207,4 +160,26 @@ fn an_action_taken_after_opening_a_shared_link_drops_its_fingerprint() {
     let (mut run, _) = open(spec, &Recipe { shared: Some(shared), ..spec.default_recipe(1) });
     run.inject(ActionKind::SetStrategy { id: "shed".into() }).unwrap();
     assert_eq!(run.recipe().shared, None, "the run is no longer the one shared");
+}
+
+/// Links fuzzed for the test command (`scripts/swarm --links N` runs a million).
+const FUZZED_LINKS: u64 = 20_000;
+
+/// Damaged links of every scenario (cut short, bit-flipped, huge and negative numbers, keys
+/// twice, unknown ids, non-ASCII, overlong, broken or nonsense action logs): each one runs —
+/// and the link written back is clean — or is refused with a message a user can act on.
+#[test]
+fn fuzzed_links_run_or_say_what_is_wrong() {
+    let (mut ran, mut refused, mut found) = (0, 0, Vec::new());
+    for seed in 0..FUZZED_LINKS {
+        let f = fuzzed(seed);
+        match try_link(&f.link) {
+            Ok(Opened::Ran { .. }) => ran += 1,
+            Ok(Opened::Refused(_)) => refused += 1,
+            Err(e) => found.push(format!("seed {seed} ({}): {e:?}\n  link: {}", f.mutations.join(", "), f.link)),
+        }
+    }
+    assert!(found.is_empty(), "{} fuzzed links went wrong:\n{}", found.len(), found.join("\n"));
+    // The fuzz reaches both outcomes often: a fuzz that only ever refused would test little.
+    assert!(ran > FUZZED_LINKS / 5 && refused > FUZZED_LINKS / 10, "ran {ran}, refused {refused}");
 }

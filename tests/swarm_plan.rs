@@ -218,8 +218,7 @@ pub fn judge(spec: &'static ScenarioSpec, drawn: &Drawn, baseline: u64) -> Verdi
     let first = match play(&drawn.recipe) {
         Ok(x) => x,
         Err(e) => {
-            let text = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
-            findings.push(Finding::Panic(text.unwrap_or_default()));
+            findings.push(Finding::Panic(crate::panic_text(e.as_ref())));
             return Verdict { findings, link, faults, violated: false, broken: None };
         }
     };

@@ -161,6 +161,10 @@ impl<N: Node> Ctx<'_, N> {
     pub fn param(&self, id: &str) -> i64 {
         param_value(self.k.c.spec, &self.k.c.params, id)
     }
+    /// A parameter given in milliseconds (`…_ms`), in microseconds.
+    pub fn param_ms(&self, id: &str) -> Micros {
+        self.param(id) as Micros * crate::time::MICROS_PER_MS
+    }
     /// The strategy in force. Switches reach running nodes as `Control::Strategy`, and a
     /// node that was down then as it restarts (after its `on_start`).
     pub fn strategy(&self) -> &'static str {

@@ -273,6 +273,64 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
             persistence — the check cannot yet tell delayed from lost, so these are outside.",
         ),
     ),
+    (
+        "log-pipeline",
+        Envelope::new(
+            &["pause", "latency", "skew", "drift", "slow-disk"],
+            "A collector crash, a partition or a loss burst holds records past the delay bound (10 s): each lost \
+            send waits out the agent's 2 s resend, and a crash or cut as long as the bound does the rest — a \
+            spooled record is kept, not lost, but arrives late, and `delay-bounded` says so (scripts/swarm --explore: \
+            a third to a half of such runs).",
+        ),
+    ),
+    (
+        "cache-invalidation",
+        Envelope::new(
+            &["skew", "drift", "slow-disk"],
+            "The staleness promise (200 ms) holds while sets and deletes arrive: a lost or late one (loss, a \
+            latency spike, a partition, a paused or crashed node) leaves the old value cached until its TTL, since \
+            cache operations are not retried, as with memcached or Redis without an invalidation log. A database \
+            slowdown far past the default's ×10 queues the single owner's writes, so a committed row waits longer \
+            than the promise to reach the cache (scripts/swarm --explore: 8 of 12 runs at random sizes).",
+        ),
+    ),
+    (
+        "cache-write-policies",
+        Envelope::new(&["crash", "drift", "latency", "loss", "partition", "pause", "skew", "slow-disk"], ""),
+    ),
+    (
+        "distributed-cache",
+        Envelope::new(
+            &["crash", "drift", "loss", "skew", "slow-disk"],
+            "Its checks are throughputs over one second: a latency spike, a paused node or a healed partition \
+            releases the requests held meanwhile as one burst, past a node's 8,000/s or the database's 4,000/s (scripts/swarm --explore: 2 to 7 of 12 \
+            runs). A hot key past what two replicas serve (over 75% of 20,000 reads/s) fails `ring-replicas` — that \
+            is the local cache's lesson — and losing more nodes leaves too little memory to spare the database.",
+        ),
+    ),
+    (
+        "connection-storm",
+        Envelope::new(
+            &["blip", "latency", "slow-disk"],
+            "A paused or crashed fleet stops its event loop while the balancer keeps admitting, so the handshakes \
+            queued meanwhile lag the heartbeats past their timeout; a partition, lost connects (each waits out its \
+            timeout and backs off) or a campaign beyond the fleet's handshake rate keeps clients waiting past the \
+            recovery bound — admission keeps the sessions it has, it makes no fleet bigger; a clock stepped or \
+            drifting under the balancer's token bucket admits a burst or starves (scripts/swarm --explore: 1 to 8 of \
+            12 runs each).",
+        ),
+    ),
+    (
+        "webhook-delivery",
+        Envelope::new(
+            &["slow-disk"],
+            "`failover` promises latency (each good customer's and each notification's deliveries within 500 ms, \
+            bar 1 in 100): a latency spike, lost sends (each retried after a backoff), a partition, a paused or \
+            crashed dispatcher, or a clock step under the backoff timers delays deliveries past it, and \
+            the checks say so — nothing is lost, but late is what they judge (scripts/swarm --explore: 1 to 12 of 12 \
+            runs each, skew and drift the fewest).",
+        ),
+    ),
 ];
 
 /// The envelope `id` declares (empty if it declares none).

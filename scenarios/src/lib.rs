@@ -60,6 +60,12 @@ registry! {
     coordination::id_generator,
     messaging::priority_queue,
     messaging::message_ordering,
+    messaging::log_pipeline,
+    caching::cache_invalidation,
+    messaging::webhook_delivery,
+    caching::cache_write_policies,
+    caching::distributed_cache,
+    traffic::connection_storm,
 }
 
 /// Looks a scenario up by its id.
@@ -85,6 +91,10 @@ pub static AT_SCALE: &[(&str, u64)] = &[
     ("s=distributed-lock&strategy=fencing&clients=100000&keys=10000&think_ms=10000", 10),
     ("s=priority-queue&strategy=weighted-fair&high_per_s=500&low_per_s=1167&workers=200&job_ms=100&campaign_jobs=20000", 10),
     ("s=message-ordering&strategy=sub-keys-sequence&orders_per_s=10000&customers=100000&partitions=32&sub_keys=32&hot_at_s=1", 10),
+    ("s=connection-storm&strategy=admission&clients=500000&handshakes_per_s=5000&blip_at=30&blip_pct=20&campaign_users=200000&campaign_at=0&campaign_s=90", 90),
+    ("s=log-pipeline&strategy=spooled&services=1000&records_per_s=116&cores=64&gzip=1&batch_records=10000&per_record_us=1", 3),
+    ("s=webhook-delivery&strategy=failover&customers=10000&events_per_s=5000&workers=1024&window_ms=10000&notify_per_s=500&provider_rps=1000", 20),
+    ("s=distributed-cache&strategy=ring-replicas-local&rps=500000&nodes=16&keys=100000&capacity_keys=12000&node_capacity_rps=100000&db_capacity_rps=60000", 2),
 ];
 
 /// `AT_SCALE` ready to run: each recipe (read strictly; a test checks that all of them read)

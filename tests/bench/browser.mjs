@@ -1,7 +1,8 @@
 // Browser benchmarks on the release build in headless Chromium: frame times of the renderer
 // with 1k/5k/20k messages in flight (at vsync and unthrottled), every scenario's run in the
 // browser (as it starts and at scale), the at-scale runs in the player (pace and frames a
-// second), and time to first paint / first animated frame.
+// second), a page left playing for minutes (its heap), and time to first paint / first
+// animated frame.
 // Run by scripts/bench (after `trunk build --release`); prints BROWSERBENCH lines.
 import { serve, browser, page } from '../e2e/harness.mjs';
 
@@ -54,6 +55,35 @@ const b = await browser();
     console.log(`BROWSERBENCH|player ${r.label}|${pace.toFixed(2)}× real time at 1×|${fps.toFixed(1)} fps`);
     await q.close();
   }
+}
+// A page left playing (#28, long play): the heaviest default runs at 0.1× for a few minutes
+// (FAULTLINE_SOAK_S, 180 s by default), the page's JavaScript heap and DOM sampled every 15 s
+// through the DevTools protocol. Flat means the heap at the end is within a few MB of where it
+// stood a minute in (the first minute fills the caches, charts and log); growth is reported.
+const soakS = Number(process.env.FAULTLINE_SOAK_S ?? 180);
+for (const id of ['load-balancing', 'log-pipeline']) {
+  const q = await page(b);
+  const cdp = await q.context().newCDPSession(q);
+  await cdp.send('Performance.enable');
+  // The page's own WebAssembly memory (it only grows): Trunk hands over the instance.
+  await q.addInitScript(() => addEventListener('TrunkApplicationStarted', (e) => { window.__wasm = e.detail.wasm; }));
+  await q.goto(`${site.url}#/s/${id}`);
+  await q.waitForSelector('.play');
+  await q.keyboard.press('1');
+  if (!(await q.textContent('.play')).includes('Pause')) await q.keyboard.press(' ');
+  const samples = [];
+  for (let t = 0; t <= soakS; t += 15) {
+    if (t > 0) await q.waitForTimeout(15000);
+    await cdp.send('HeapProfiler.collectGarbage').catch(() => {});
+    const m = Object.fromEntries((await cdp.send('Performance.getMetrics')).metrics.map((x) => [x.name, x.value]));
+    const wasm = await q.evaluate(() => window.__wasm?.memory?.buffer.byteLength ?? NaN) / 2 ** 20;
+    samples.push({ t, heap: m.JSHeapUsedSize / 2 ** 20, wasm, nodes: m.Nodes, clock: parseFloat(await q.textContent('.clock')) });
+  }
+  const at60 = samples.find((x) => x.t >= 60) ?? samples[0];
+  const last = samples[samples.length - 1];
+  const peak = Math.max(...samples.map((x) => x.heap));
+  console.log(`BROWSERBENCH|soak ${id}, 0.1× for ${soakS} s|JS heap ${samples[0].heap.toFixed(1)} → ${at60.heap.toFixed(1)} (1 min) → ${last.heap.toFixed(1)} MB, peak ${peak.toFixed(1)}|growth after the first minute ${(last.heap - at60.heap).toFixed(1)} MB|page WebAssembly memory ${samples[0].wasm.toFixed(1)} → ${last.wasm.toFixed(1)} MB|DOM nodes ${at60.nodes} → ${last.nodes}|played to ${last.clock.toFixed(1)} s`);
+  await q.close();
 }
 const paints = [];
 for (let i = 0; i < 5; i++) {

@@ -21,9 +21,11 @@ const KB = 1000;
 // The gallery carries a card per scenario (a few hundred bytes gzipped): its guard, and the
 // cold link's, grow by that much for each scenario past the nine of session 13.
 const CARD = 400;
-// No scenario's worker module may pass 150 KB (the largest of the first nine is 147); the
-// cold link's guard is the gallery's plus that.
-const WORKER_CAP = 150 * KB;
+// No scenario's worker module may pass 155 KB; the cold link's guard is the gallery's plus that.
+// 150 until session 17 (the largest of the first nine is 147), when cache-invalidation, the
+// first to compose six kit parts (cache, broker under its bus, station, calls, staleness, owner),
+// came to 153.
+const WORKER_CAP = 155 * KB;
 const PAGE_AT_NINE = 209 * KB + 6 * KB + 13 * KB;
 const GUARD_AT_NINE = { gallery: PAGE_AT_NINE, cold: PAGE_AT_NINE + WORKER_CAP, switch: WORKER_CAP };
 const TARGET = { gallery: 200 * KB, cold: 300 * KB, switch: 80 * KB };

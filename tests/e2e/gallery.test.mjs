@@ -150,3 +150,38 @@ test('a cold scenario link starts its simulator before the page\'s own code has 
   await p.waitForSelector('main.notfound');
   assert.deepEqual(p.errors, []);
 });
+
+test('the site runs under its Content-Security-Policy, which refuses any other inline script', async () => {
+  const p = await page(b);
+  // Violations are reported as events; recorded from before the page's first script.
+  await p.addInitScript(() => {
+    window.__csp = [];
+    document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
+  });
+  await p.goto(`${site.url}#/s/${scenarios()[0].info.id}`);
+  await p.waitForSelector('.checks li');
+  const policy = await p.getAttribute('meta[http-equiv="Content-Security-Policy"]', 'content');
+  assert.match(policy, /script-src 'self' 'wasm-unsafe-eval' 'sha256-/);
+  assert.doesNotMatch(policy.match(/script-src[^;]*/)[0], /'unsafe-inline'|'unsafe-eval'/);
+  // The page, its scenario's worker and a run all work under it…
+  await p.waitForFunction(() => /[1-9]/.test(document.querySelector('.clock')?.textContent ?? ''));
+  assert.deepEqual(await p.evaluate(() => window.__csp), []);
+  // …and a script someone slipped into the page would not run.
+  await p.evaluate(() => {
+    const s = document.createElement('script');
+    s.textContent = 'window.__slipped = true';
+    document.body.append(s);
+  });
+  await p.waitForFunction(() => window.__csp.length > 0);
+  assert.equal(await p.evaluate(() => window.__slipped), undefined);
+  // The error panel's buttons are listeners, not inline handlers: they work under the policy.
+  await p.goto(`${site.url}#/debug/panic`);
+  await p.waitForSelector('main.panic');
+  await p.evaluate(() => { window.__csp = []; window.__before = true; });
+  await p.click('main.panic button:has-text("Reload")');
+  await p.waitForFunction(() => !window.__before && document.querySelector('main.panic'));
+  assert.deepEqual(await p.evaluate(() => window.__csp), []);
+  // The slipped script's refusal, and the deliberate panic (a wasm trap follows a panic).
+  p.errors = p.errors.filter((e) => !/Content Security Policy|deliberate panic|Faultline crashed|RuntimeError: unreachable/.test(e));
+  assert.deepEqual(p.errors, []);
+});

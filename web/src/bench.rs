@@ -231,8 +231,8 @@ pub fn EngineBench() -> impl IntoView {
                 let rows: String = rows.get().iter().map(|r| format!(
                     "<tr><td><a href=\"{}\">{}</a></td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{:.0} ms</td>\
                      <td class=\"num\">{:.2} M</td><td class=\"num\">{:.1}×</td><td><code>{}</code></td></tr>",
-                    crate::route::scenario_href(&r.id, &crate::scenario::strip_s(&r.query)).replace('&', "&amp;").replace('"', "&quot;"),
-                    r.label.replace('&', "&amp;").replace('<', "&lt;"),
+                    crate::access::escape(&crate::route::scenario_href(&r.id, &crate::scenario::strip_s(&r.query))),
+                    crate::access::escape(&r.label),
                     r.events, Time(r.simulated), r.wall_ms, r.events_per_s() / 1e6, r.real_time(), r.fingerprint,
                 )).collect();
                 format!("<thead><tr><th>run</th><th>events</th><th>simulated</th><th>wall</th><th>events/s</th>\

@@ -31,22 +31,67 @@ pub fn start() {
 }
 
 /// Replaces the page with an error panel that offers to copy the recipe and reload.
-/// Plain DOM, because the reactive runtime may be what panicked.
+/// Plain DOM, because the reactive runtime may be what panicked; built element by element,
+/// with text as text and handlers as closures, because the site's Content-Security-Policy
+/// runs no inline script (an `onclick` attribute included).
 pub(crate) fn show_panic(msg: &str) {
-    let Some(doc) = web_sys::window().and_then(|w| w.document()) else { return };
-    let Some(body) = doc.body() else { return };
-    let href = web_sys::window().and_then(|w| w.location().href().ok()).unwrap_or_default();
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
-    body.set_inner_html(&format!(
-        "<main class=\"panic\"><h1>Something broke inside Faultline</h1>\
-         <p>The run stopped because of a bug. Your recipe is safe in this link:</p>\
-         <input class=\"panic-url\" readonly aria-label=\"Link to this run\" value=\"{}\"/>\
-         <p><button onclick=\"navigator.clipboard&&navigator.clipboard.writeText(document.querySelector('.panic-url').value)\">Copy recipe</button> \
-         <button onclick=\"location.reload()\">Reload</button> <a href=\"#/\">Back to the gallery</a></p>\
-         <pre>{}</pre></main>",
-        esc(&href),
-        esc(msg)
-    ));
+    let _ = panic_panel(msg);
+}
+
+fn panic_panel(msg: &str) -> Option<()> {
+    use wasm_bindgen::JsCast;
+    let w = web_sys::window()?;
+    let doc = w.document()?;
+    let body = doc.body()?;
+    let href = w.location().href().unwrap_or_default();
+    let el = |tag: &str, text: &str| -> Option<web_sys::Element> {
+        let e = doc.create_element(tag).ok()?;
+        e.set_text_content(Some(text));
+        Some(e)
+    };
+    let main = el("main", "")?;
+    main.set_class_name("panic");
+    let title = el("h1", "Something broke inside Faultline")?;
+    main.append_child(&title).ok()?;
+    let safe = el("p", "The run stopped because of a bug. Your recipe is safe in this link:")?;
+    main.append_child(&safe).ok()?;
+    let url: web_sys::HtmlInputElement = el("input", "")?.dyn_into().ok()?;
+    url.set_class_name("panic-url");
+    url.set_read_only(true);
+    url.set_value(&href);
+    url.set_attribute("aria-label", "Link to this run").ok()?;
+    main.append_child(&url).ok()?;
+    let row = el("p", "")?;
+    let copy = el("button", "Copy recipe")?;
+    let on_copy = wasm_bindgen::closure::Closure::<dyn Fn()>::new(move || {
+        if let Some(w) = web_sys::window() {
+            let _ = w.navigator().clipboard().write_text(&href);
+        }
+    });
+    copy.add_event_listener_with_callback("click", on_copy.as_ref().unchecked_ref()).ok()?;
+    on_copy.forget();
+    let reload = el("button", "Reload")?;
+    let on_reload = wasm_bindgen::closure::Closure::<dyn Fn()>::new(|| {
+        if let Some(w) = web_sys::window() {
+            let _ = w.location().reload();
+        }
+    });
+    reload.add_event_listener_with_callback("click", on_reload.as_ref().unchecked_ref()).ok()?;
+    on_reload.forget();
+    let back = el("a", "Back to the gallery")?;
+    back.set_attribute("href", "#/").ok()?;
+    for (i, part) in [copy, reload, back].iter().enumerate() {
+        if i > 0 {
+            row.append_child(&doc.create_text_node(" ")).ok()?;
+        }
+        row.append_child(part).ok()?;
+    }
+    main.append_child(&row).ok()?;
+    let what = el("pre", msg)?;
+    main.append_child(&what).ok()?;
+    body.set_text_content(None);
+    body.append_child(&main).ok()?;
+    Some(())
 }
 
 #[component]

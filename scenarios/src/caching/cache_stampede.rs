@@ -367,10 +367,6 @@ impl Node for Cs {
     }
 }
 
-fn ms(ctx: &Ctx<Cs>, id: &str) -> Micros {
-    ctx.param(id) as Micros * MICROS_PER_MS
-}
-
 /// A job's key in the god's-eye tally of origin loads in flight (queued or served) per key and lock epoch.
 fn loads_key(&(_, key, epoch, _): &Job) -> u64 {
     (epoch as u64) << 32 | key as u64
@@ -407,7 +403,7 @@ impl Instance {
             (None, GlobalFlight, _) => {
                 // (Still) no value: ask for the lock, again if polling (its holder may be gone).
                 self.flights.insert(key, Flight::Polling);
-                ctx.send(CACHE, Msg::Lock { key, ttl: ms(ctx, "lock_ms") });
+                ctx.send(CACHE, Msg::Lock { key, ttl: ctx.param_ms("lock_ms") });
             }
             (None, ..) => self.load(key, 0, 0, ctx),
         }
@@ -419,11 +415,11 @@ impl Instance {
     }
 
     fn loaded(&mut self, key: u32, cost: u32, reader: Option<Reader>, ctx: &mut Ctx<Cs>) {
-        let mut ttl = ms(ctx, "ttl_ms");
+        let mut ttl = ctx.param_ms("ttl_ms");
         if self.strategy == Jittered {
             ttl = jittered_ttl_us(ttl, ctx.param("jitter_pct") as u64, ctx.rng());
         }
-        let stale = if self.strategy == Swr { ms(ctx, "stale_ms") } else { 0 };
+        let stale = if self.strategy == Swr { ctx.param_ms("stale_ms") } else { 0 };
         let lock = match reader.map_or_else(|| self.flights.remove(key), |_| None) {
             Some(Flight::Loading(lock)) => lock,
             _ => 0,

@@ -117,9 +117,6 @@ fn backend(shard: u32, replica: u8) -> NodeId {
 fn replica_name(node: NodeId) -> String {
     format!("shard {}{}", (node - FIRST_BACKEND) / 2, ['a', 'b'][((node - FIRST_BACKEND) % 2) as usize])
 }
-fn ms(ctx: &Ctx<Sg>, id: &str) -> Micros {
-    ctx.param(id) as Micros * MICROS_PER_MS
-}
 
 #[derive(Clone, Debug, Label)]
 pub enum Msg {
@@ -290,8 +287,8 @@ impl Aggregator {
     /// A request: a call to a random replica of every shard (hedged if `hedged`), and a deadline unless waiting for all.
     fn query(&mut self, ctx: &mut Ctx<Sg>) {
         self.arrivals.on_timer(ctx, Timer::Arrive);
-        let (deadline_us, arrived) = (ms(ctx, "deadline_ms"), ctx.truth());
-        let hedge_after = (self.gathering == Gathering::Hedged).then(|| ms(ctx, "hedge_ms"));
+        let (deadline_us, arrived) = (ctx.param_ms("deadline_ms"), ctx.truth());
+        let hedge_after = (self.gathering == Gathering::Hedged).then(|| ctx.param_ms("hedge_ms"));
         let request = self.fan.open(ctx, (arrived, deadline_us));
         for shard in 0..self.shards {
             let replica = ctx.rng().below(2) as u8;
@@ -355,7 +352,7 @@ impl Aggregator {
     /// The theory line for the parameters in force: wait-for-all's p99 with no fault, F(t)^N = 0.99, F a
     /// healthy shard call's (1 ms of links, an exponential time, the straggler delay for the straggler share).
     fn publish(&self, ctx: &mut Ctx<Sg>) {
-        let (m, d) = (ms(ctx, "latency_ms") as f64, ms(ctx, "straggler_ms") as f64);
+        let (m, d) = (ctx.param_ms("latency_ms") as f64, ctx.param_ms("straggler_ms") as f64);
         let call = straggler_cdf(m, ctx.param("straggler_pct") as f64 / 100.0, d, 2.0 * LINK_US as f64);
         let cdf = slowest_of(call, self.shards);
         ctx.gauge("theory_p99_us", quantile(cdf, 0.99, d + 60.0 * m + 1e4) as i64);
@@ -382,7 +379,7 @@ impl Backend {
     fn call(&mut self, id: CallId, ctx: &mut Ctx<Sg>) {
         let p = Ppm::from_percent(ctx.param("straggler_pct") as u32);
         let straggles = ctx.rng().chance(p);
-        let (mean_us, straggle_us) = (ms(ctx, "latency_ms") as f64, ms(ctx, "straggler_ms"));
+        let (mean_us, straggle_us) = (ctx.param_ms("latency_ms") as f64, ctx.param_ms("straggler_ms"));
         let base = ctx.rng().exponential(mean_us) as Micros + if straggles { straggle_us } else { 0 };
         let Some(after) = self.health.latency(base) else { return };
         self.work.insert(id, (ctx.set_timer(after, Timer::Done(id)), straggles));

@@ -165,10 +165,6 @@ fn unmatched(w: &World<Ob>, due: &str, other: &'static str, what: &str, missing:
     }
 }
 
-fn ms(ctx: &Ctx<Ob>, id: &str) -> Micros {
-    ctx.param(id) as Micros * MICROS_PER_MS
-}
-
 impl Node for Ob {
     type Msg = Msg;
     type Timer = Timer;
@@ -211,7 +207,7 @@ impl Node for Ob {
                 Handled::Next => pull(r, ctx),
                 Handled::Crash => {
                     ctx.note(format!("crashed after batch {no} was acked, before marking it sent"));
-                    ctx.crash(Some(ms(ctx, "restart_ms")));
+                    ctx.crash(Some(ctx.param_ms("restart_ms")));
                 }
                 Handled::Stale => {}
             },
@@ -226,7 +222,7 @@ impl Node for Ob {
         }
         match (self, timer) {
             (Ob::Service(s), Timer::Arrive) => s.arrive(ctx),
-            (Ob::Service(_), Timer::Crash) => ctx.crash(Some(ms(ctx, "restart_ms"))),
+            (Ob::Service(_), Timer::Crash) => ctx.crash(Some(ctx.param_ms("restart_ms"))),
             (Ob::Service(s), Timer::Second(row)) => s.write(row, ctx),
             (Ob::Service(s), Timer::Timeout(id)) => {
                 if let Some(row) = s.publishes.timeout(id) {
@@ -234,8 +230,8 @@ impl Node for Ob {
                 }
             }
             (Ob::Relay(r), Timer::Relay) => pull(r, ctx),
-            (Ob::Db(log), Timer::Audit) => log.audit(AUDIT, ms(ctx, "grace_ms"), "row-due", |c| c.0, ctx),
-            (Ob::Broker(b), Timer::Audit) => b.topic.audit(0, ms(ctx, "grace_ms"), "event-due", |e| e.0, ctx),
+            (Ob::Db(log), Timer::Audit) => log.audit(AUDIT, ctx.param_ms("grace_ms"), "row-due", |c| c.0, ctx),
+            (Ob::Broker(b), Timer::Audit) => b.topic.audit(0, ctx.param_ms("grace_ms"), "event-due", |e| e.0, ctx),
             (Ob::Broker(b), Timer::Up) => b.down = false,
             (_, other) => ctx.unhandled(&other),
         }
@@ -322,7 +318,7 @@ impl Service {
             op.data.1 = op.data.1.or(committed);
         }
         match self.writes.acked(row, ctx.now()) {
-            Some(Acked::Between) => _ = ctx.set_timer(ms(ctx, "gap_ms"), Timer::Second(row)),
+            Some(Acked::Between) => _ = ctx.set_timer(ctx.param_ms("gap_ms"), Timer::Second(row)),
             Some(Acked::Done(took_us)) => ctx.observe("write_us", took_us),
             None => {}
         }
@@ -363,7 +359,7 @@ fn pull(relay: &mut Reader, ctx: &mut Ctx<Ob>) {
 /// The relay publishes the events of the rows written with an outbox row or captured (CDC); with
 /// nothing new in the log, it pulls again after a poll interval (long polling, at once).
 fn pulled(relay: &mut Reader, answer: Pull<Change>, ctx: &mut Ctx<Ob>) {
-    let idle_us = if Strategy::from_id(ctx.strategy()) == Strategy::Cdc { 0 } else { ms(ctx, "poll_ms") };
+    let idle_us = if Strategy::from_id(ctx.strategy()) == Strategy::Cdc { 0 } else { ctx.param_ms("poll_ms") };
     let relayed = |c: &Change| matches!(c.1, Strategy::Outbox | Strategy::Cdc);
     if let Some((no, changes)) = relay.answered(ctx, answer, relayed, idle_us, Timer::Relay) {
         ctx.send(BROKER, Msg::Publish(no, changes.into_iter().map(|((row, _), at)| (row, Some(at))).collect()));

@@ -10,11 +10,15 @@
 //! once the first is done. A restart forgets values and locks and starts a new epoch, so a lock
 //! promises one loader per key per epoch.
 //!
+//! [`Lru`] holds at most a capacity of keys and evicts the least recently used one: under
+//! independent requests its hit ratio is Che's approximation's (tests).
+//!
 //! [`jittered_ttl_us`] spreads TTLs evenly over ±spread, so keys loaded together stop expiring
 //! together; [`xfetch`] refreshes a value early with a probability that grows as its expiry nears.
 
 use crate::parts::store::Store;
 use faultline_core::{Micros, Rng, Time};
+use std::collections::BTreeMap;
 
 /// What a key holds at some instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +83,12 @@ impl<K: Ord + Clone, V, H> TtlCache<K, V, H> {
         self.values.put_ttl(key, (now.plus(ttl_us), value), now, ttl_us.saturating_add(stale_us));
     }
 
+    /// Drops the key's value (a `DEL`: an invalidation); whether one was there at `now`.
+    /// Its lock, if any, stays: a loader still holds it.
+    pub fn delete(&mut self, key: &K, now: Time) -> bool {
+        self.values.delete(key, now).is_some()
+    }
+
     /// A fresh value if there is one; else the key's load lock for `holder`, for `lock_ttl_us`,
     /// if nobody holds it (a stale value still wants loading).
     pub fn get_or_lock(&mut self, key: K, holder: H, now: Time, lock_ttl_us: Micros) -> GetOrLock<V>
@@ -112,6 +122,72 @@ impl<K: Ord + Clone, V, H> TtlCache<K, V, H> {
     /// Locks stored, expired ones not yet taken again included.
     pub fn locks_stored(&self) -> usize {
         self.locks.stored()
+    }
+}
+
+/// At most `capacity` keys; a get or a put makes its key the most recent, and a put past the
+/// capacity evicts the least recent (memcached's and Redis `allkeys-lru`'s policy, exactly).
+#[derive(Clone, Debug)]
+pub struct Lru<K, V> {
+    capacity: usize,
+    /// Uses so far: each key's last use is its stamp.
+    clock: u64,
+    by_key: BTreeMap<K, (u64, V)>,
+    by_use: BTreeMap<u64, K>,
+}
+
+impl<K: Ord + Clone, V> Lru<K, V> {
+    pub fn new(capacity: usize) -> Self {
+        Lru { capacity, clock: 0, by_key: BTreeMap::new(), by_use: BTreeMap::new() }
+    }
+
+    /// The key's value, now the most recent.
+    pub fn get(&mut self, key: &K) -> Option<&V> {
+        self.clock += 1;
+        let (stamp, _) = self.by_key.get_mut(key)?;
+        let key = self.by_use.remove(stamp).expect("each key has its stamp");
+        *stamp = self.clock;
+        self.by_use.insert(self.clock, key.clone());
+        self.by_key.get(&key).map(|(_, v)| v)
+    }
+
+    /// Stores `value` as the most recent and evicts the least recent keys past the capacity.
+    pub fn put(&mut self, key: K, value: V) {
+        self.clock += 1;
+        if let Some((old, _)) = self.by_key.insert(key.clone(), (self.clock, value)) {
+            self.by_use.remove(&old);
+        }
+        self.by_use.insert(self.clock, key);
+        self.evict();
+    }
+
+    /// A new capacity; a smaller one evicts at once.
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity;
+        self.evict();
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+    pub fn contains(&self, key: &K) -> bool {
+        self.by_key.contains_key(key)
+    }
+    pub fn clear(&mut self) {
+        (self.by_key, self.by_use) = Default::default();
+    }
+
+    fn evict(&mut self) {
+        while self.by_key.len() > self.capacity {
+            let (_, key) = self.by_use.pop_first().expect("as many stamps as keys");
+            self.by_key.remove(&key);
+        }
     }
 }
 
@@ -151,6 +227,18 @@ mod tests {
             (c.get(&7, Time(210 * MS - 1)), c.get(&7, Time::from_ms(210))),
             (Lookup::Fresh { value: &"w", left_us: 1 }, Lookup::Miss)
         );
+    }
+
+    #[test]
+    fn a_delete_drops_the_value_and_a_later_set_brings_one_back() {
+        let mut c: TtlCache<u32, u32, char> = TtlCache::new();
+        let t = Time::from_ms;
+        c.set(1, 10, t(0), 100 * MS, 0, 0);
+        assert!(c.delete(&1, t(10)));
+        assert_eq!((c.get(&1, t(10)), c.values_stored()), (Lookup::Miss, 0));
+        assert!(!c.delete(&1, t(20)), "nothing left to drop");
+        c.set(1, 11, t(30), 100 * MS, 0, 0);
+        assert!(!c.delete(&1, t(130)), "expired already: nothing was there");
     }
 
     #[test]
@@ -248,5 +336,59 @@ mod tests {
         let want = db * (libm::log(lambda * db / 1e6) + 0.577_215_664_9);
         let mean = total / trials as f64;
         assert!((mean - want).abs() < 0.02 * want, "mean lead {mean:.0} µs, Gumbel {want:.0} µs");
+    }
+
+    #[test]
+    fn lru_evicts_the_least_recently_used() {
+        let mut c: Lru<u32, char> = Lru::new(2);
+        c.put(1, 'a');
+        c.put(2, 'b');
+        assert_eq!(c.get(&1), Some(&'a')); // 2 is now the least recent
+        c.put(3, 'c');
+        assert!(c.contains(&1) && !c.contains(&2) && c.contains(&3));
+        c.put(1, 'z'); // an overwrite, no eviction
+        assert_eq!((c.len(), c.get(&1)), (2, Some(&'z')));
+        c.set_capacity(1);
+        assert!(c.contains(&1) && !c.contains(&3));
+        c.clear();
+        assert!(c.is_empty() && c.get(&1).is_none());
+    }
+
+    #[test]
+    fn lru_hit_ratio_under_zipf_requests_is_ches_approximation() {
+        // Che, Tung & Wang (2002): under independent requests with popularities p_i, an LRU of
+        // capacity C keeps a key requested within the last T_C, where Σ (1 − e^(−p_i·T_C)) = C;
+        // the hit ratio is Σ p_i (1 − e^(−p_i·T_C)). Fricker, Robert & Roberts (2012) explain
+        // why it is so accurate: for Zipf popularities over 10⁴ keys its error is well under
+        // 1%. Each run: 200,000 requests after a 100,000 warm-up, a binomial standard error of
+        // 0.1%; ±1.5% covers both.
+        use crate::parts::arrivals::Zipf;
+        for (s, cap) in [(0.8, 1000), (1.0, 500), (1.0, 2000)] {
+            let (n, mut rng) = (10_000, Rng::new(11));
+            let zipf = Zipf::new(n, s);
+            let mut c: Lru<usize, ()> = Lru::new(cap);
+            let mut hits = 0;
+            for i in 0..300_000 {
+                let k = zipf.pick(&mut rng);
+                let hit = c.get(&k).is_some();
+                if !hit {
+                    c.put(k, ());
+                }
+                hits += (hit && i >= 100_000) as u32;
+            }
+            let got = hits as f64 / 200_000.0;
+            let filled = |t: f64| (0..n).map(|k| 1.0 - libm::exp(-zipf.pmf(k) * t)).sum::<f64>();
+            let (mut lo, mut hi) = (0.0, 1e9);
+            for _ in 0..100 {
+                let t = (lo + hi) / 2.0;
+                if filled(t) < cap as f64 {
+                    lo = t
+                } else {
+                    hi = t
+                }
+            }
+            let want: f64 = (0..n).map(|k| zipf.pmf(k) * (1.0 - libm::exp(-zipf.pmf(k) * lo))).sum();
+            assert!((got - want).abs() < 0.015, "Zipf({s}), C = {cap}: hit ratio {got:.4}, Che {want:.4}");
+        }
     }
 }

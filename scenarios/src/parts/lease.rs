@@ -421,8 +421,10 @@ impl QuorumLease {
 
     /// Grantor `from` granted ask `ask` for `duration_us` with `token`. Returns whether this
     /// grant made the majority and the lease, counted from the ask, holds.
+    /// An answer from a grantor this lease does not ask (one asked before the lease was made
+    /// anew for fewer grantors: a strategy switched mid-run) is ignored.
     pub fn granted(&mut self, ask: u64, from: usize, token: u64, duration_us: Micros, now: Time) -> bool {
-        if ask != self.ask || self.granted & (1 << from) != 0 {
+        if ask != self.ask || from >= self.tokens.len() || self.granted & (1 << from) != 0 {
             return false;
         }
         self.tokens[from] = token;
@@ -433,7 +435,7 @@ impl QuorumLease {
     /// Grantor `from` refused ask `ask`: once a majority can no longer grant it, what was held
     /// is given up.
     pub fn denied(&mut self, ask: u64, from: usize) {
-        if ask == self.ask {
+        if ask == self.ask && from < self.tokens.len() {
             self.denied |= 1 << from;
             if self.denied.count_ones() > self.tokens.len() as u32 - self.majority() {
                 self.lease.denied(ask);
@@ -795,5 +797,16 @@ mod tests {
         assert_eq!(f.write(0, 'a', 5, Time(10), true), Fenced::Refused { highest: 6 });
         assert_eq!(f.write(0, 'b', 6, Time(20), true), Fenced::Accepted, "the same holder again");
         assert_eq!((f.write(1, 'a', 1, Time(5), true), f.highest(1), f.highest(0)), (Fenced::Accepted, 1, 6));
+    }
+
+    /// Found by the links fuzz: a Redlock client's lease made anew for one server (the strategy
+    /// switched) heard a late answer from server 1 and indexed past its grantors.
+    #[test]
+    fn an_answer_from_a_grantor_not_asked_is_ignored() {
+        let mut q = QuorumLease::new(Margin::default(), 1);
+        let ask = q.ask(Time(0));
+        assert!(!q.granted(ask, 1, 7, 1_000, Time(1)));
+        q.denied(ask, 40);
+        assert!(q.granted(ask, 0, 7, 10_000_000, Time(2)), "its own grantor still counts");
     }
 }

@@ -22,6 +22,9 @@
 //! the caller asks `admit_held` after each of those to let in what now fits — it gets the
 //! admitted jobs back, to tell their senders. The station never calls anyone back itself.
 //!
+//! A job may bring work of its own (`offer_sized`: a batch's per-item cost on top of the drawn
+//! per-request cost).
+//!
 //! For the caller's answers and its theory line: `expected_wait_us` (what a Retry-After should
 //! say) and `theory_mean_wait` (Erlang C or M/M/c/K, whichever this station is).
 
@@ -153,6 +156,8 @@ impl<J> Finished<J> {
 struct Waiting<J> {
     job: J,
     arrived: Time,
+    /// The job's own work on top of the drawn service time (`offer_sized`; 0 for `offer`).
+    extra_us: Micros,
 }
 
 #[derive(Clone, Debug)]
@@ -175,7 +180,7 @@ pub struct Station<J> {
     slow_pct: u32,
     queue: VecDeque<Waiting<J>>,
     /// Jobs refused a place under `Full::Hold`, oldest first (not admitted: not in `held()`).
-    hold: VecDeque<J>,
+    hold: VecDeque<(J, Micros)>,
     /// Jobs in service by slot token; it may hold more than `servers` for a while after the
     /// count is lowered (busy servers finish their job).
     busy: BTreeMap<u64, Busy<J>>,
@@ -290,11 +295,24 @@ impl<J> Station<J> {
     /// `OnHold`). Under `Full::Hold` a job offered while others are held joins them, behind.
     /// `timer` makes the scenario's completion timer from a slot: `Timer::Done`.
     pub fn offer<N: Node>(&mut self, job: J, ctx: &mut Ctx<N>, timer: impl Fn(Slot) -> N::Timer) -> Offer<J> {
+        self.offer_sized(job, 0, ctx, timer)
+    }
+
+    /// As `offer`, for a job that brings work of its own: its service time is the drawn one plus
+    /// `extra_us` (a batch's per-item cost on top of a fixed per-request cost), slow-down applied
+    /// to both. `offer` is `offer_sized` with 0, and draws exactly as before.
+    pub fn offer_sized<N: Node>(
+        &mut self,
+        job: J,
+        extra_us: Micros,
+        ctx: &mut Ctx<N>,
+        timer: impl Fn(Slot) -> N::Timer,
+    ) -> Offer<J> {
         if self.full == Full::Hold && !self.hold.is_empty() {
-            self.hold.push_back(job);
+            self.hold.push_back((job, extra_us));
             return Offer::OnHold;
         }
-        self.admit(job, ctx, &timer)
+        self.admit(job, extra_us, ctx, &timer)
     }
 
     /// Lets held jobs in (`Full::Hold`), oldest first, while there is room, and returns them
@@ -306,9 +324,9 @@ impl<J> Station<J> {
     {
         let mut admitted = Vec::new();
         while self.has_room() {
-            let Some(job) = self.hold.pop_front() else { break };
+            let Some((job, extra_us)) = self.hold.pop_front() else { break };
             admitted.push(job.clone());
-            let offer = self.admit(job, ctx, &timer);
+            let offer = self.admit(job, extra_us, ctx, &timer);
             debug_assert!(offer.admitted(), "has_room promised a place");
         }
         admitted
@@ -317,7 +335,7 @@ impl<J> Station<J> {
     /// Hands back every held job, oldest first, unadmitted: for a caller that stops holding
     /// (a new policy) and will answer them, or offer them again, itself.
     pub fn release_held(&mut self) -> Vec<J> {
-        self.hold.drain(..).collect()
+        self.hold.drain(..).map(|(job, _)| job).collect()
     }
 
     /// The mean service time, slow-down included, in microseconds (1/μ).
@@ -353,11 +371,17 @@ impl<J> Station<J> {
         }
     }
 
-    fn admit<N: Node>(&mut self, job: J, ctx: &mut Ctx<N>, timer: &impl Fn(Slot) -> N::Timer) -> Offer<J> {
+    fn admit<N: Node>(
+        &mut self,
+        job: J,
+        extra_us: Micros,
+        ctx: &mut Ctx<N>,
+        timer: &impl Fn(Slot) -> N::Timer,
+    ) -> Offer<J> {
         let now = ctx.now();
         self.advance(now);
         if self.busy() < self.servers && self.queue.is_empty() {
-            self.start(Waiting { job, arrived: now }, ctx, timer);
+            self.start(Waiting { job, arrived: now, extra_us }, ctx, timer);
             return Offer::Started;
         }
         if self.capacity.is_some_and(|k| self.queue.len() >= k) {
@@ -365,12 +389,12 @@ impl<J> Station<J> {
                 Full::Reject => Offer::Rejected(job),
                 Full::Block => Offer::Blocked(job),
                 Full::Hold => {
-                    self.hold.push_back(job);
+                    self.hold.push_back((job, extra_us));
                     Offer::OnHold
                 }
             };
         }
-        self.queue.push_back(Waiting { job, arrived: now });
+        self.queue.push_back(Waiting { job, arrived: now, extra_us });
         Offer::Queued
     }
 
@@ -459,7 +483,7 @@ impl<J> Station<J> {
     }
 
     fn start<N: Node>(&mut self, w: Waiting<J>, ctx: &mut Ctx<N>, timer: &impl Fn(Slot) -> N::Timer) {
-        let drawn = self.service.sample_us(ctx.rng());
+        let drawn = self.service.sample_us(ctx.rng()).saturating_add(w.extra_us);
         let service_us = (drawn.saturating_mul(self.slow_pct as u64) / 100).max(1);
         let slot = Slot(self.next_slot);
         self.next_slot += 1;
@@ -705,6 +729,8 @@ mod tests {
         Stale(u64),
         /// Takes the held jobs back (`release_held`).
         Release,
+        /// Offers a job with this much work of its own (ms), by `offer_sized`.
+        Sized(u64, u64),
     }
 
     #[derive(Clone, Debug, PartialEq, Eq)]
@@ -780,6 +806,10 @@ mod tests {
                         Step::Offer(job) => {
                             self.offer(job, ctx);
                         }
+                        Step::Sized(job, extra_ms) => {
+                            let offer = self.st.offer_sized(job, extra_ms * MICROS_PER_MS, ctx, Timer::Done);
+                            assert!(offer.admitted());
+                        }
                         Step::Servers(c) => {
                             self.st.set_servers(c, ctx, Timer::Done);
                             self.admit_held(ctx);
@@ -841,6 +871,16 @@ mod tests {
             (10, Finished(0, 0, 10)), (20, Finished(1, 10, 10)), (30, Finished(2, 20, 10)), (40, Finished(3, 30, 10)),
         ];
         assert_eq!(log, want);
+    }
+
+    #[test]
+    fn a_sized_job_is_served_for_the_drawn_time_plus_its_own_work() {
+        // A 10 ms base plus 5 ms, then plus 0; the slow-down (200%, set while both wait) applies
+        // to the jobs that start after it, and to both parts: the third takes (10 + 5) × 2.
+        use Log::*;
+        let steps = vec![(0, Step::Sized(0, 5)), (0, Step::Sized(1, 0)), (0, Step::Slow(200)), (0, Step::Sized(2, 5))];
+        let log = script(Station::new(1, TEN_MS), steps, false);
+        assert_eq!(log, vec![(15, Finished(0, 0, 15)), (35, Finished(1, 15, 20)), (65, Finished(2, 35, 30))]);
     }
 
     #[test]
