@@ -331,6 +331,17 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
             runs each, skew and drift the fewest).",
         ),
     ),
+    (
+        "message-ordering",
+        Envelope::new(
+            &["skew", "slow-disk"],
+            "`lag-bounded` promises every order applied within 5 s: a crashed or paused consumer, a partition, a \
+            loss burst or a latency spike holds a partition (or, by number, the hot customer's later orders behind \
+            the one missing) past it while resends back off to 1 s, and a hot customer faster than its sub-keys \
+            drain outgrows any bound (scripts/swarm --explore: 1 to 11 of 12 runs each). Skew is the lesson of \
+            `sub-keys-timestamp`, not of sequence numbers.",
+        ),
+    ),
 ];
 
 /// The envelope `id` declares (empty if it declares none).
