@@ -45,15 +45,13 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
     },
     params: &[
         ParamSpec::setup("clients", "Clients", "", 10..=1_000_000, 10_000, "Sessions connected at the start."),
-        ParamSpec::live("handshakes_per_s", "Handshake capacity", "/s", 10..=1_000_000, 1000,
-            "TLS + auth handshakes the fleet does a second when it does nothing else."),
+        ParamSpec::live("handshakes_per_s", "Handshake capacity", "/s", 10..=1_000_000, 1000, "TLS + auth handshakes the fleet does a second when it does nothing else."),
         ParamSpec::live("heartbeat_s", "Heartbeat interval", "s", 1..=120, 5, "Each session pings this often; a ping costs 1% of a handshake."),
         ParamSpec::live("heartbeat_timeout_ms", "Heartbeat timeout", "ms", 100..=60_000, 2000,
             "A ping that waits longer than this behind queued handshakes drops its session.").step(100),
         ParamSpec::live("connect_timeout_ms", "Connect timeout", "ms", 100..=60_000, 3000,
             "A client gives a connect attempt up after this; a handshake finished later was wasted.").step(100),
-        ParamSpec::live("backlog", "Accept backlog", "handshakes", 1..=10_000_000, 4000,
-            "Handshakes the fleet queues; past it new connects go unanswered (the client times out)."),
+        ParamSpec::live("backlog", "Accept backlog", "handshakes", 1..=10_000_000, 4000, "Handshakes the fleet queues; past it new connects go unanswered (the client times out)."),
         ParamSpec::live("backoff_base_ms", "Backoff base", "ms", 100..=60_000, 1000,
             "`backoff` and `admission`: retry n waits U(0, min(30 s, base × 2^(n−1))), the first reconnect too.").step(100),
         ParamSpec::live("admit_pct", "Admitted rate", "%", 1..=100, 80, "`admission`: the balancer admits this % of the handshake capacity."),
@@ -158,7 +156,7 @@ pub struct Fleet {
     sessions: u64,
     backlog: Backlog,
     lag_ms: i64,
-    limits: (i64, i64), // the heartbeat timeout and backlog in force, for the gauges
+    shown: (i64, i64, f64), // for the view: the heartbeat timeout and backlog in force, heartbeats served
 }
 
 fn build(setup: &Setup) -> Box<dyn Run> {
@@ -169,7 +167,7 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     assert_eq!(sim.add_node(Role::Clients(c)), CLIENTS);
     let bucket = TokenBucket::new(1, MICROS_PER_S, 1);
     assert_eq!(sim.add_node(Role::Balancer(Balancer { strategy, bucket, rate: 0 })), BALANCER);
-    let fleet = Fleet { sessions: clients, backlog: Backlog::new(), lag_ms: 0, limits: (1, 1) };
+    let fleet = Fleet { sessions: clients, backlog: Backlog::new(), lag_ms: 0, shown: (1, 1, 0.0) };
     assert_eq!(sim.add_node(Role::Fleet(fleet)), FLEET);
     for (id, at, value) in [("blip", "blip_at", "blip_pct"), ("campaign", "campaign_at", "campaign_users")] {
         let (at, value) = (Time::from_secs(setup.param(at).max(0) as u64), setup.param(value));
@@ -258,9 +256,10 @@ impl Node for Role {
             ),
             Role::Fleet(f) => NodeView::new(NodeKind::Service, 2, "servers")
                 .gauge("sessions", f.sessions as i64, f.sessions.max(1) as i64)
-                .gauge("handshakes queued", f.backlog.queued() as i64, f.limits.1)
-                .gauge("loop lag ms", f.lag_ms, f.limits.0)
-                .badge_if(f.lag_ms > f.limits.0, "heartbeats timing out", Tone::Bad),
+                .gauge("handshakes queued", f.backlog.queued() as i64, f.shown.1)
+                .gauge("loop lag ms", f.lag_ms, f.shown.0)
+                .badge(format!("{:.0} heartbeats served", f.shown.2), Tone::Neutral)
+                .badge_if(f.lag_ms > f.shown.0, "heartbeats timing out", Tone::Bad),
         }
     }
 }
@@ -373,9 +372,10 @@ impl Fleet {
         if !done.is_empty() {
             ctx.send(CLIENTS, Msg::Connected(done));
         }
-        self.limits = (ctx.param("heartbeat_timeout_ms"), ctx.param("backlog"));
+        let served = self.shown.2 + self.sessions as f64 * tick_s / heartbeat_s;
+        self.shown = (ctx.param("heartbeat_timeout_ms"), ctx.param("backlog"), served);
         self.lag_ms = (self.backlog.work_ahead() / spare.max(rate * 0.001) * 1e3) as i64;
-        if self.lag_ms > self.limits.0 {
+        if self.lag_ms > self.shown.0 {
             let lost = binomial(self.sessions, (tick_s / heartbeat_s).min(1.0), ctx.rng());
             self.sessions -= lost;
             ctx.count("dropped", lost as i64);
