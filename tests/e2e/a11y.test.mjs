@@ -64,7 +64,9 @@ test('keyboard only: choose a node, crash it, play; a screen reader hears the no
   assert.equal(await p.textContent('.clock'), paused);
   await p.keyboard.press('Enter');
   await p.waitForSelector('.popover[role="dialog"]');
-  assert.equal(await p.evaluate(() => document.activeElement.textContent), 'Crash', 'Enter puts the focus on the first fault');
+  // The popover is drawn in a later frame, and the focus follows it there: wait for it as a user does.
+  await p.waitForFunction(() => document.activeElement?.textContent === 'Crash', null, { timeout: 5000 })
+    .catch(async () => assert.fail(`Enter puts the focus on the first fault, not on '${await p.evaluate(() => document.activeElement?.textContent)}'`));
   await p.keyboard.press('Enter');
   await p.waitForFunction(() => /server \(queue\): crashed/.test(document.querySelector('#canvas-text').textContent),
     null, { timeout: 10000 });

@@ -46,7 +46,7 @@ pub fn canvas_key(page: Page, ev: web_sys::KeyboardEvent) {
             page.selected.set(Some(n));
             page.draw();
             // The popover is in the document after this frame: its first action takes the focus.
-            request_animation_frame(|| focus(".popover .fault-grid button"));
+            focus_soon(".popover .fault-grid button");
             None
         }
         "Escape" => {
@@ -91,12 +91,29 @@ pub fn buttons(page: Page) -> impl IntoView {
     }
 }
 
-/// Moves the keyboard focus to the first element matching `selector`.
-pub fn focus(selector: &str) {
+/// Moves the keyboard focus to the first element matching `selector`; false when there is none.
+pub fn focus(selector: &str) -> bool {
     let el = web_sys::window().and_then(|w| w.document()).and_then(|d| d.query_selector(selector).ok().flatten());
-    if let Some(el) = el.and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok()) {
-        let _ = el.focus();
+    match el.and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok()) {
+        Some(el) => el.focus().is_ok(),
+        None => false,
     }
+}
+
+/// Frames `focus_soon` waits for its element before it gives up (half a second at 60 Hz).
+const FOCUS_WAIT_FRAMES: u32 = 30;
+
+/// Moves the focus to `selector` once it is in the document: a panel just opened is drawn in a
+/// later frame, and on a busy machine not always the next one, so the focus is tried each frame.
+pub fn focus_soon(selector: &'static str) {
+    fn attempt(selector: &'static str, left: u32) {
+        request_animation_frame(move || {
+            if !focus(selector) && left > 0 {
+                attempt(selector, left - 1);
+            }
+        });
+    }
+    attempt(selector, FOCUS_WAIT_FRAMES);
 }
 
 /// The canvas has the keyboard focus (its focus ring is drawn then only).
@@ -233,7 +250,7 @@ const KEYS: &[(&str, &str)] = &[
 pub fn keys_sheet(page: Page) -> impl IntoView {
     move || {
         page.keys_open.get().then(|| {
-            request_animation_frame(|| focus(".keys-sheet button"));
+            focus_soon(".keys-sheet button");
             let keys: String = KEYS.iter().map(|(k, what)| format!("<dt><kbd>{}</kbd></dt><dd>{what}</dd>", escape(k))).collect();
             view! {
                 <div class="keys-sheet popover" role="dialog" aria-label="Keyboard shortcuts">

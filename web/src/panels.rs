@@ -415,7 +415,7 @@ fn step(page: Page, text: &'static str) -> impl IntoView {
                     .into_any();
             }
             if style == Span::Code && spec.params.iter().any(|p| p.id == t) {
-                let go = move |_| crate::access::focus(&format!(".param[data-param='{t}'] input"));
+                let go = move |_| { crate::access::focus(&format!(".param[data-param='{t}'] input")); };
                 return view! { <button class="md-code apply" title=format!("Go to the {t} slider") on:click=go>{t}</button> }
                     .into_any();
             }
