@@ -33,6 +33,7 @@ pub mod pool;
 pub mod priority;
 pub mod producer;
 pub mod queueing;
+pub mod redelivery;
 pub mod resend;
 pub mod resequencer;
 pub mod retried;
