@@ -4,7 +4,7 @@
 
 use faultline_core::{open, Recipe, Time};
 use faultline_scenarios::ALL;
-use faultline_tests::{url, TestRng};
+use faultline_tests::{parameter_corners, parameter_ends, url, TestRng};
 
 /// Enough events to reach the faults of any default plan; a corner that generates more is
 /// cut here as the player would cut it (by memory) — what matters is that it never panics.
@@ -32,13 +32,7 @@ fn survives(recipe: &Recipe) {
 #[test]
 fn every_parameter_at_its_min_and_max_runs_without_a_panic() {
     for spec in ALL {
-        for st in spec.strategies {
-            for p in spec.params {
-                for value in [p.min, p.max] {
-                    survives(&Recipe::new(spec.id(), st.id, 1).with_param(p.id, value));
-                }
-            }
-        }
+        parameter_ends(spec).iter().for_each(survives);
     }
 }
 
@@ -46,14 +40,6 @@ fn every_parameter_at_its_min_and_max_runs_without_a_panic() {
 fn random_corners_of_each_parameter_space_run_without_a_panic() {
     let mut rng = TestRng(12);
     for spec in ALL {
-        for _ in 0..8 {
-            let st = &spec.strategies[rng.below(spec.strategies.len() as u64) as usize];
-            let mut recipe = Recipe::new(spec.id(), st.id, rng.next_u64());
-            // Every parameter at its min, its max or its default, at random.
-            for p in spec.params {
-                recipe = recipe.with_param(p.id, [p.min, p.max, p.default][rng.below(3) as usize]);
-            }
-            survives(&recipe);
-        }
+        parameter_corners(spec, 8, &mut rng).iter().for_each(survives);
     }
 }

@@ -30,6 +30,32 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_default()
 }
 
+/// Every parameter of `spec` at its min and at its max, one at a time, under every strategy
+/// (seed 1): the extremes test's and `scripts/swarm --extremes`'s first set.
+pub fn parameter_ends(spec: &ScenarioSpec) -> Vec<Recipe> {
+    let mut recipes = Vec::new();
+    for st in spec.strategies {
+        for p in spec.params {
+            for value in [p.min, p.max] {
+                recipes.push(Recipe::new(spec.id(), st.id, 1).with_param(p.id, value));
+            }
+        }
+    }
+    recipes
+}
+
+/// `n` random corners of `spec`'s parameter space: a random strategy and seed, every parameter
+/// at its min, its max or its default, at random.
+pub fn parameter_corners(spec: &ScenarioSpec, n: usize, rng: &mut TestRng) -> Vec<Recipe> {
+    (0..n)
+        .map(|_| {
+            let st = &spec.strategies[rng.below(spec.strategies.len() as u64) as usize];
+            let recipe = Recipe::new(spec.id(), st.id, rng.next_u64());
+            spec.params.iter().fold(recipe, |r, p| r.with_param(p.id, [p.min, p.max, p.default][rng.below(3) as usize]))
+        })
+        .collect()
+}
+
 /// A small deterministic generator for test inputs (not the simulation's).
 pub struct TestRng(pub u64);
 

@@ -25,7 +25,7 @@ use faultline_engine::player::{Player, CHECKPOINT_BUDGET, HEAP_LIMIT};
 use faultline_engine::{strip_s, Catalog, Engine, SLICE_MS};
 use faultline_protocol::{Command, LogFilter, Reply};
 use faultline_scenarios::ALL;
-use faultline_tests::TestRng;
+use faultline_tests::{parameter_corners, parameter_ends, TestRng};
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -154,22 +154,7 @@ fn extremes(specs: &[&'static ScenarioSpec]) {
     println!("|---|---:|---:|---:|---:|---:|---:|");
     let started = Instant::now();
     for &spec in specs {
-        let mut recipes = Vec::new();
-        for st in spec.strategies {
-            for p in spec.params {
-                for value in [p.min, p.max] {
-                    recipes.push(Recipe::new(spec.id(), st.id, 1).with_param(p.id, value));
-                }
-            }
-        }
-        for _ in 0..8 {
-            let st = &spec.strategies[rng.below(spec.strategies.len() as u64) as usize];
-            let mut recipe = Recipe::new(spec.id(), st.id, rng.next_u64());
-            for p in spec.params {
-                recipe = recipe.with_param(p.id, [p.min, p.max, p.default][rng.below(3) as usize]);
-            }
-            recipes.push(recipe);
-        }
+        let recipes = [parameter_ends(spec), parameter_corners(spec, 8, &mut rng)].concat();
         let (mut ended, mut guarded, mut slow, mut worst, mut longest) = (0, 0, 0, 0f64, 0f64);
         for recipe in &recipes {
             let query = recipe.to_query(spec);
