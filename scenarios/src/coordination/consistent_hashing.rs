@@ -4,6 +4,7 @@
 //! the same without a ring — jump only when nodes leave from the end.
 
 use crate::parts::arrivals::OpenLoop;
+use crate::parts::ring::mix;
 use crate::parts::table::KeyTable;
 use faultline_core::*;
 
@@ -86,13 +87,6 @@ const MAX_NODES: u32 = 16;
 /// The router pings its members this often; one silent for `TIMEOUT` is taken out of the cluster.
 const PING: Micros = 250 * MICROS_PER_MS;
 const TIMEOUT: Micros = MICROS_PER_S;
-
-/// SplitMix64's finaliser: a fixed, well-mixed 64-bit hash.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
 
 fn hash2(a: u64, b: u64) -> u64 {
     mix(mix(a.wrapping_add(0x9e37_79b9_7f4a_7c15)) ^ b.wrapping_mul(0xff51_afd7_ed55_8ccd))
