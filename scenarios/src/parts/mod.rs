@@ -17,6 +17,7 @@ pub mod cohort;
 pub mod consumer;
 pub mod degraded;
 pub mod dual;
+pub mod ejection;
 pub mod fair;
 pub mod gossip;
 pub mod hedge;

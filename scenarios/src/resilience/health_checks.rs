@@ -4,6 +4,8 @@
 
 use crate::parts::calls::{CallId, Calls};
 use crate::parts::degraded::FaultWindow;
+use crate::parts::ejection::Rotation;
+use crate::parts::judge::Judge;
 use crate::parts::station::{Full, Service as ServiceTime, Slot, Station};
 use crate::parts::strategies::strategies;
 use crate::parts::{
@@ -81,7 +83,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
     ],
     checks: &[
         CheckSpec::new("rest-never-overload", "The rest never overload", "Those in rotation can serve the load."),
-        CheckSpec::new("errors-bounded", "Errors served within a bound", "From 10 s on, at most 5% of answers."),
+        CheckSpec::new("errors-bounded", "Errors served within a bound", "At most 5% of the last minute's answers."),
     ],
     metrics: &[
         MetricSpec::new("errors_pct", "Errors served", "%", Measure::Percent { num: "errors", rest: "ok" }),
@@ -104,8 +106,11 @@ const BURST_US: Micros = 1_500_000;
 const BURST_GAP_MEAN_US: f64 = 5e6;
 /// A re-ejection this soon after a readmission is a flap.
 const FLAP_US: Micros = 30 * MICROS_PER_S;
-/// The errors check's bound, judged from 10 s on: before, a few errors are a large share.
-const ERROR_BOUND_PCT: i64 = 5;
+/// The errors check: the share of the last minute's answers (a 5xx-rate alert's usual shortest window), from 10 s
+/// on (before, a gray instance's first timeouts are a large share of few answers). While the cap is full of the
+/// blip's instances, a gray one serves its timeouts (a tenth of the traffic for 10 s: 1.7% of a minute).
+const ERROR_BOUND_PCT: u64 = 5;
+const ERROR_WINDOW_US: Micros = 60 * MICROS_PER_S;
 const JUDGE_FROM_S: u64 = 10;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,26 +143,15 @@ pub enum Hc {
     Instance(Instance),
 }
 
-/// What the balancer knows of one instance: errors, and probes passed or failed, in a row.
-#[derive(Clone, Debug, Default)]
-pub struct Backend {
-    errors_in_row: u32,
-    probe_oks: u32,
-    probe_fails: u32,
-    probe_pending: bool,
-    ejected: bool,
-    out_until: Time,
-    ejections: u32,
-    readmitted: Option<Time>,
-}
-
 #[derive(Clone, Debug)]
 pub struct Balancer {
     strategy: Strategy,
     arrivals: OpenLoop,
     calls: Calls<usize>,
-    backends: Vec<Backend>,
-    rotation: Chooser,
+    rotation: Rotation,
+    chooser: Chooser,
+    /// The answers served (errors bad), for the errors check: the share now, not since the start.
+    served: Judge,
 }
 
 #[derive(Clone, Debug)]
@@ -177,11 +171,11 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     let mut sim: Sim<Hc> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 200, hi: 800 }));
     let n = setup.param("instances") as usize;
     let kind_of = |i: usize| kind(i, setup.param("flaky"), setup.param("gray"));
-    let backends = vec![Backend::default(); n];
     let (strategy, arrivals) = (Strategy::from_id(setup.strategy()), OpenLoop::poisson(setup.param("rps") as f64));
     let calls = Calls::new("latency_us").counting_late("late_answers");
-    let rotation = Chooser::new(Rule::RoundRobin);
-    assert_eq!(sim.add_node(Hc::Balancer(Balancer { strategy, arrivals, calls, backends, rotation })), BALANCER);
+    let (rotation, chooser, served) =
+        (Rotation::new(n), Chooser::new(Rule::RoundRobin), Judge::new(ERROR_WINDOW_US, 100, 100));
+    assert_eq!(sim.add_node(Hc::Balancer(Balancer { strategy, arrivals, calls, rotation, chooser, served })), BALANCER);
     for index in 0..n {
         let service = ServiceTime::exponential_ms(setup.param("service_ms") as u64);
         let mut station = Station::new(setup.param("workers") as u32, service).bounded(QUEUE, Full::Reject);
@@ -195,19 +189,20 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     // Both checks read the balancer, so they are judged after its events only.
     sim.check("rest-never-overload", |w| {
         let (b, rps) = (w.node::<Balancer>(BALANCER), w.param("rps"));
-        let left = b.backends.iter().filter(|x| !x.ejected).count() as i64;
+        let left = b.rotation.in_rotation().len() as i64;
         let can = left * w.param("workers") * 1000 / w.param("service_ms");
-        let why = || format!("instances {:?} ejected: the {left} left serve at most {can} req/s of {rps}", b.ejected());
+        let why = || {
+            format!("instances {:?} ejected: the {left} left serve at most {can} req/s of {rps}", b.rotation.ejected())
+        };
         (w.touched != Some(BALANCER) || can >= rps).then_some(()).ok_or_else(why)
     });
     sim.check("errors-bounded", |w| {
-        let (errors, ok, bound) = (w.metrics.counter("errors"), w.metrics.counter("ok"), ERROR_BOUND_PCT);
-        let judged = w.touched == Some(BALANCER) && w.now >= Time::from_secs(JUDGE_FROM_S);
-        if !judged || errors * 100 <= bound * (errors + ok) {
+        let v = w.node::<Balancer>(BALANCER).served.verdict(w.now, Time::ZERO);
+        if w.touched != Some(BALANCER) || w.now < Time::from_secs(JUDGE_FROM_S) || !v.fails(ERROR_BOUND_PCT) {
             return Ok(());
         }
         let sick: Vec<i64> = (0..(w.param("flaky") + w.param("gray")).min(w.param("instances"))).collect();
-        Err(format!("{errors} errors of {} answered (bound {bound}%); sick instances: {sick:?}", errors + ok))
+        Err(format!("{} were errors (bound {ERROR_BOUND_PCT}%); sick instances: {sick:?}", v.describe(ERROR_WINDOW_US)))
     });
     Box::new(sim)
 }
@@ -263,9 +258,9 @@ impl Node for Hc {
         }
     }
 
-    fn on_control(&mut self, c: Control, _ctx: &mut Ctx<Self>) {
+    fn on_control(&mut self, c: Control, ctx: &mut Ctx<Self>) {
         match (self, c) {
-            (Hc::Balancer(b), Control::Strategy(id)) => b.strategy = Strategy::from_id(id),
+            (Hc::Balancer(b), Control::Strategy(id)) => b.switch(Strategy::from_id(id), ctx),
             (Hc::Instance(i), Control::Custom { id: "blip", value }) => i.blip = value == 1,
             (Hc::Instance(i), Control::Custom { id: "gray", value }) => i.station.set_slowdown_pct(value as u32 * 100),
             // Every parameter is a setup one (read where used); the balancer takes no fault, an instance no strategy.
@@ -276,8 +271,8 @@ impl Node for Hc {
     fn view(&self) -> NodeView {
         match self {
             Hc::Balancer(b) => NodeView::new(NodeKind::LoadBalancer, 0, "balancer")
-                .gauge("ejected", b.ejected().len() as i64, b.backends.len() as i64)
-                .badge_if(!b.ejected().is_empty(), format!("ejected {:?}", b.ejected()), Tone::Warn),
+                .gauge("ejected", b.rotation.ejected().len() as i64, b.rotation.len() as i64)
+                .badge_if(!b.rotation.ejected().is_empty(), format!("ejected {:?}", b.rotation.ejected()), Tone::Warn),
             Hc::Instance(i) => {
                 let kinds = [("healthy", Tone::Good), ("flaky", Tone::Warn), ("gray", Tone::Warn)];
                 let (text, tone) = if i.in_burst || i.blip { ("erring", Tone::Bad) } else { kinds[i.kind as usize] };
@@ -312,9 +307,9 @@ impl Instance {
 impl Balancer {
     fn arrive(&mut self, ctx: &mut Ctx<Hc>) {
         self.arrivals.on_timer(ctx, Timer::Arrive);
-        let up: Vec<usize> = (0..self.backends.len()).filter(|&i| !self.backends[i].ejected).collect();
         // No instance in rotation: the balancer itself answers 503 ("no healthy upstream").
-        let Some(i) = self.rotation.pick(&up, |_| 0, ctx.rng()) else { return ctx.count("errors", 1) };
+        let pick = self.chooser.pick(&self.rotation.in_rotation(), |_| 0, ctx.rng());
+        let Some(i) = pick else { return self.served(false, ctx) };
         let id = self.calls.start(ctx, i, ctx.param("timeout_ms") as Micros * MICROS_PER_MS, Timer::Timeout);
         ctx.send(1 + i as NodeId, Msg::Request(id));
     }
@@ -322,60 +317,65 @@ impl Balancer {
     /// An answer (`replied`), 200 or 5xx, or a timeout: passive strategies judge the instance by it.
     fn answered(&mut self, id: CallId, replied: bool, ok: bool, ctx: &mut Ctx<Hc>) {
         let Some(i) = (if replied { self.calls.reply(id, ctx) } else { self.calls.timeout(id) }) else { return };
-        ctx.count(if ok { "ok" } else { "errors" }, 1);
-        let b = &mut self.backends[i];
-        b.errors_in_row = if ok { 0 } else { b.errors_in_row + 1 };
-        if !b.ejected && b.errors_in_row >= ctx.param("eject_after") as u32 && self.may_eject(ctx) {
+        self.served(ok, ctx);
+        let errors_in_row = self.rotation.answered(i, ok);
+        if !self.rotation.is_ejected(i) && errors_in_row >= ctx.param("eject_after") as u32 && self.may_eject(ctx) {
             self.eject(i, ctx);
+        }
+    }
+
+    /// An answer served, counted and judged (true time; latencies are not judged here).
+    fn served(&mut self, ok: bool, ctx: &mut Ctx<Hc>) {
+        ctx.count(if ok { "ok" } else { "errors" }, 1);
+        self.served.record(ctx.truth(), !ok, 0);
+    }
+
+    /// A live switch; to `none`, the ejected are back in rotation at once (the others readmit by their own rule).
+    fn switch(&mut self, to: Strategy, ctx: &mut Ctx<Hc>) {
+        self.strategy = to;
+        for i in if to == Strategy::None { self.rotation.ejected() } else { vec![] } {
+            self.readmit(i, ctx);
         }
     }
 
     /// Passive strategies only: outlier ejection without limit, guarded within the cap.
     fn may_eject(&self, ctx: &mut Ctx<Hc>) -> bool {
-        let within_cap = (self.ejected().len() + 1) * 100 <= self.backends.len() * ctx.param("max_eject_pct") as usize;
+        let within_cap = self.rotation.may_eject(ctx.param("max_eject_pct") as u64);
         self.strategy == Strategy::Outlier || self.strategy == Strategy::Guarded && within_cap
     }
 
     fn eject(&mut self, i: usize, ctx: &mut Ctx<Hc>) {
-        let (now, b) = (ctx.truth(), &mut self.backends[i]);
-        b.ejections += 1;
         // Envoy's ejection time is the base times the ejections so far: a repeat offender stays out longer.
-        let times = if self.strategy == Strategy::Guarded { b.ejections as u64 } else { 1 };
-        (b.ejected, b.out_until, b.probe_oks) = (true, now.plus(ctx.param("eject_s") as u64 * MICROS_PER_S * times), 0);
+        let times = if self.strategy == Strategy::Guarded { self.rotation.ejections(i) as u64 + 1 } else { 1 };
+        let flap = self.rotation.eject(i, ctx.truth(), ctx.param("eject_s") as u64 * MICROS_PER_S * times, FLAP_US);
         ctx.count("false_ejections", (kind(i, ctx.param("flaky"), ctx.param("gray")) == Kind::Healthy) as i64);
-        ctx.count("flaps", b.readmitted.is_some_and(|t| now < t.plus(FLAP_US)) as i64);
+        ctx.count("flaps", flap as i64);
         self.publish(i, "ejected", ctx);
     }
 
     fn readmit(&mut self, i: usize, ctx: &mut Ctx<Hc>) {
-        let b = &mut self.backends[i];
-        (b.ejected, b.errors_in_row, b.probe_fails, b.readmitted) = (false, 0, 0, Some(ctx.truth()));
+        self.rotation.readmit(i, ctx.truth());
         self.publish(i, "readmitted", ctx);
     }
 
     fn publish(&self, i: usize, what: &str, ctx: &mut Ctx<Hc>) {
         ctx.note(format!("instance {i} {what}"));
-        ctx.gauge("ejected", self.ejected().len() as i64);
-    }
-
-    fn ejected(&self) -> Vec<usize> {
-        (0..self.backends.len()).filter(|&i| self.backends[i].ejected).collect()
+        ctx.gauge("ejected", self.rotation.ejected().len() as i64);
     }
 
     /// Each interval: a probe still unanswered counts as failed; then probe every instance
     /// (active and guarded) and readmit the outlier strategy's instances whose time is up.
     fn probe(&mut self, ctx: &mut Ctx<Hc>) {
         ctx.set_timer(ctx.param("probe_ms") as Micros * MICROS_PER_MS, Timer::Probe);
-        for i in 0..self.backends.len() {
-            if std::mem::take(&mut self.backends[i].probe_pending) {
+        for i in 0..self.rotation.len() {
+            if self.rotation.unanswered(i) {
                 self.probed(i, false, ctx);
             }
-            let due = self.backends[i].ejected && ctx.truth() >= self.backends[i].out_until;
-            if self.strategy == Strategy::Outlier && due {
+            if self.strategy == Strategy::Outlier && self.rotation.due(i, ctx.truth()) {
                 self.readmit(i, ctx);
             }
             if matches!(self.strategy, Strategy::Active | Strategy::Guarded) {
-                self.backends[i].probe_pending = true;
+                self.rotation.probe_sent(i);
                 ctx.send(1 + i as NodeId, Msg::Probe);
             }
         }
@@ -384,14 +384,13 @@ impl Balancer {
     /// Active checks: eject after failed probes in a row, readmit on one pass (Kubernetes' defaults);
     /// guarded (hysteresis): readmit only once the ejection time is up and several probes in a row passed.
     fn probed(&mut self, i: usize, ok: bool, ctx: &mut Ctx<Hc>) {
-        let (now, b) = (ctx.truth(), &mut self.backends[i]);
-        b.probe_pending = false;
-        (b.probe_oks, b.probe_fails) = if ok { (b.probe_oks + 1, 0) } else { (0, b.probe_fails + 1) };
-        let (oks, fails, out) = (b.probe_oks, b.probe_fails, b.ejected && now >= b.out_until);
+        let ((oks, fails), out) = (self.rotation.probed(i, ok), self.rotation.is_ejected(i));
         match self.strategy {
-            Strategy::Active if !b.ejected && fails >= ctx.param("unhealthy_probes") as u32 => self.eject(i, ctx),
-            Strategy::Active if b.ejected && ok => self.readmit(i, ctx),
-            Strategy::Guarded if out && oks >= ctx.param("healthy_probes") as u32 => self.readmit(i, ctx),
+            Strategy::Active if !out && fails >= ctx.param("unhealthy_probes") as u32 => self.eject(i, ctx),
+            Strategy::Active if out && ok => self.readmit(i, ctx),
+            Strategy::Guarded if self.rotation.due(i, ctx.truth()) && oks >= ctx.param("healthy_probes") as u32 => {
+                self.readmit(i, ctx)
+            }
             Strategy::None | Strategy::Active | Strategy::Outlier | Strategy::Guarded => {}
         }
     }
@@ -412,6 +411,21 @@ mod tests {
     /// Each check's first violation: when, and why.
     fn violations(r: &dyn Run) -> Vec<Option<(f64, String)>> {
         r.checks().iter().map(|c| c.violation.as_ref().map(|v| (v.at.as_secs_f64(), v.why.clone()))).collect()
+    }
+
+    /// The balancer's ejected instances as its badge tells them, every 50 ms from `from_s` to `to_s`.
+    fn ejected_over(r: &mut dyn Run, from_s: u64, to_s: u64) -> Vec<(f64, Vec<usize>)> {
+        r.run_until(Time::from_secs(from_s), u64::MAX);
+        let mut seen = vec![];
+        while r.now() < Time::from_secs(to_s) {
+            let badges = r.frame(0).nodes[0].view.badges.clone();
+            let out =
+                badges.first().and_then(|b| b.text.strip_prefix("ejected [")?.strip_suffix(']').map(String::from));
+            let list = out.map_or(vec![], |l| l.split(", ").map(|i| i.parse().expect("an index")).collect());
+            seen.push((r.now().as_secs_f64(), list));
+            r.run_until(r.now().plus(50 * MICROS_PER_MS), u64::MAX);
+        }
+        seen
     }
 
     fn error_share(r: &dyn Run) -> f64 {
@@ -458,7 +472,11 @@ mod tests {
         // Step 2: five errors in a row take ~50 ms at 100 req/s per instance, so the blip at
         // 30 s ejects each of the six it hits within a blink and fewer than five stay in.
         for seed in 1..=3 {
-            let r = run(recipe("outlier-ejection", seed), 60);
+            // The gray instance (1) times out every request: five in a row, within a second.
+            let (mut r, gray) = (open(&SPEC, &recipe("outlier-ejection", seed)).0, 1);
+            let first = ejected_over(r.as_mut(), 0, 2).into_iter().find(|(_, out)| out.contains(&gray));
+            assert!(first.as_ref().is_some_and(|(at, _)| *at < 1.0), "seed {seed}: {first:?}");
+            r.run_until(Time::from_secs(60), u64::MAX);
             let (at, why) = violations(r.as_ref())[0].clone().expect("rest-never-overload fails");
             assert!((30.0..30.3).contains(&at) && why.contains("ejected"), "seed {seed}: {at} {why}");
             assert!(r.metrics().counter("false_ejections") >= 4, "seed {seed}");
@@ -476,6 +494,28 @@ mod tests {
             assert!(r.metrics().counter("flaps") >= 1, "seed {seed}");
             assert!(r.metrics().gauge("ejected") <= 3, "seed {seed}");
         }
+        // At least seven in rotation throughout, and the gray instance (1), each time it is
+        // readmitted (a probe round, every second), is ejected again within a second and a half.
+        for seed in 1..=2 {
+            let seen = ejected_over(open(&SPEC, &recipe("guarded-ejection", seed)).0.as_mut(), 0, 60);
+            assert!(seen.iter().all(|(_, out)| out.len() <= 3), "seed {seed}");
+            let gray_in: Vec<f64> =
+                seen.windows(2).filter(|w| w[0].1.contains(&1) && !w[1].1.contains(&1)).map(|w| w[1].0).collect();
+            assert!(!gray_in.is_empty(), "seed {seed}: the gray one is readmitted at least once");
+            for t in gray_in.iter().filter(|&&t| t < 58.0) {
+                let back = seen.iter().find(|(at, out)| at > t && out.contains(&1)).map(|x| x.0);
+                assert!(back.is_some_and(|b| b - t <= 1.5), "seed {seed}: readmitted at {t}, back out at {back:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn switching_to_none_puts_every_ejected_instance_back_at_once() {
+        let switch = ActionKind::SetStrategy { id: "none".into() };
+        let mut r = open(&SPEC, &recipe("outlier-ejection", 1).with_action(Time::from_secs(31), switch)).0;
+        let seen = ejected_over(r.as_mut(), 30, 32);
+        assert!(seen.iter().any(|(at, out)| *at < 31.0 && out.len() >= 5), "the blip ejected them: {seen:?}");
+        assert!(seen.iter().filter(|(at, _)| *at >= 31.0).all(|(_, out)| out.is_empty()), "{seen:?}");
     }
 
     #[test]
