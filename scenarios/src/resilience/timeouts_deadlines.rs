@@ -20,12 +20,15 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         note: Note {
             what_can_go_wrong: "A timeout bounds how long a caller waits, not how long the callee works: with no \
                 cancellation, every hop below finishes what it started, and with inner timeouts longer than outer \
-                ones ('gateway 30 s, backend 25 s, yet requests hit the backend for 2+ minutes') it even waits for \
-                answers nobody will read; with r retries a hop, C works on (r+1)^(d−1) tries of each request. While \
+                ones it even waits for answers nobody will read. Even shrinking ones leave work behind: with r \
+                retries a hop, C works on (r+1)^(d−1) tries of each request ('gateway 30 s, backend 25 s, yet \
+                requests hit the backend for 2+ minutes': the backend's tries outlive the gateway's wait). While \
                 C is slow, its work after the client gave up — wasted server-seconds — grows with the rate × the \
                 slowness. The model: Poisson requests from one client; every hop a serverless-like function (no \
                 queue, a worker per request) that works (exponential, plus a cold start for one call in ten), then \
-                calls the next hop, retrying at once a failed or timed-out try, and answers when done or out of tries.",
+                calls the next hop, retrying at once a failed or timed-out try, and answers when done or out of tries. \
+                Cold starts add up down a chain: three hops of 200 ms with 3.5 s cold starts (`cold_ms`) have a p99 \
+                near 8 s, since 2.8% of requests meet two of them.",
             what_you_sacrifice: "Deadlines need every hop to carry and honour them (a header, a context), and a \
                 cancelled request is lost work too: a deep hop that gets little budget fails fast instead of \
                 finishing late. Cancelling needs a message down the chain, or a deadline timer at every hop.",
@@ -401,6 +404,37 @@ mod tests {
     fn slow_forever(strategy: &str, seed: u64) -> Recipe {
         let r = recipe(strategy, seed).with_param("slow_s", 3600).with_param("work_ms", 1);
         r.with_param("rps", 50).with_param("client_timeout_ms", 1000).with_param("slow_ms", 3000)
+    }
+
+    #[test]
+    fn cold_starts_down_a_chain_of_three_put_the_p99_near_eight_seconds() {
+        // Seed S3#44: three functions of 200 ms each, an end-to-end p99 of 8 s. One call in ten
+        // at each hop pays a cold start C, so K ~ Binomial(3, 0.1) of them fall on a request, on
+        // top of S, the sum of three exponential works (Erlang-3, mean 600 ms), and six links
+        // (~12 ms). P(K ≥ 2) = 2.8% > 1% > P(K = 3) = 0.1%: the p99 is two cold starts and a
+        // tail of S, where 0.001 + 0.027·P(S > t − 2C) + 0.243·P(S > t − C) = 1%; with C = 3.5 s
+        // (a 1 GB Java function's start), t ≈ 7.7 s. Tolerance 3%: histogram buckets are 1/64 of
+        // an octave (1.6%), and 30,000 requests put the p99's s.d. near 30 ms (0.4%).
+        let c = 3.5e6;
+        let erlang3_tail = |x: f64| {
+            let l = x.max(0.0) / 200e3;
+            libm::exp(-l) * (1.0 + l + l * l / 2.0)
+        };
+        let tail = |t: f64| 0.001 + 0.027 * erlang3_tail(t - 12e3 - 2.0 * c) + 0.243 * erlang3_tail(t - 12e3 - c);
+        let (mut lo, mut hi) = (2.0 * c, 3.0 * c);
+        for _ in 0..60 {
+            let mid = (lo + hi) / 2.0;
+            (lo, hi) = if tail(mid) > 0.01 { (mid, hi) } else { (lo, mid) };
+        }
+        assert!((7.6e6..7.8e6).contains(&lo), "theory: {lo} µs");
+        for seed in 1..=2 {
+            let recipe = recipe("inner-longer", seed).with_param("depth", 3).with_param("slow_s", 0);
+            let recipe = recipe.with_param("work_ms", 200).with_param("cold_ms", 3500).with_param("rps", 50);
+            let recipe = recipe.with_param("client_timeout_ms", 30_000).with_param("hop_timeout_ms", 60_000);
+            let (r, _) = run(&recipe, 600, &[]);
+            let p99 = r.metrics().histogram("latency_us").expect("latencies").quantile(0.99) as f64;
+            assert!((p99 / lo - 1.0).abs() < 0.03, "seed {seed}: p99 {p99} µs, theory {lo} µs");
+        }
     }
 
     #[test]
