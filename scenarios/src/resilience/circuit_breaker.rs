@@ -130,7 +130,7 @@ pub enum Timer {
 #[derive(Clone, Debug, Holds)]
 pub enum Cb {
     Client(Client),
-    Service(Service),
+    Service(Box<Service>),
     Downstream(Dependency),
 }
 
@@ -172,7 +172,7 @@ fn model(setup: &Setup) -> Sim<Cb> {
         cached: false,
         settled: Time::ZERO,
     };
-    assert_eq!(sim.add_node(Cb::Service(service)), SERVICE);
+    assert_eq!(sim.add_node(Cb::Service(Box::new(service))), SERVICE);
     // The downstream's health (for the checks: when it last fell sick or healed, true time).
     assert_eq!(sim.add_node(Cb::Downstream(Dependency::default())), DOWNSTREAM);
     sim.net().set_link(SERVICE, DOWNSTREAM, Link::with_latency(Latency::Uniform { lo: 500, hi: 1_500 }));
@@ -187,7 +187,7 @@ fn model(setup: &Setup) -> Sim<Cb> {
     // Both checks judge the breaker by the settings it runs under (node state), from when it
     // has run under them: a setting changed mid-run is not held against what came before.
     sim.check("downstream-spared", |w| {
-        let (s, d) = (w.node::<Service>(SERVICE), w.node::<Dependency>(DOWNSTREAM));
+        let (s, d) = (w.node::<Box<Service>>(SERVICE), w.node::<Dependency>(DOWNSTREAM));
         // The downstream counts its calls in each second (true time) while sick; the breaker
         // has spared it by the settings in force from when they and the sickness began.
         match w.tallied.iter().find(|t| t.0 == "sick_calls") {
@@ -198,7 +198,7 @@ fn model(setup: &Setup) -> Sim<Cb> {
         }
     });
     sim.check("recloses", |w| {
-        let (s, d) = (w.node::<Service>(SERVICE), w.node::<Dependency>(DOWNSTREAM));
+        let (s, d) = (w.node::<Box<Service>>(SERVICE), w.node::<Dependency>(DOWNSTREAM));
         let healed = d.changed().max(s.settled);
         if d.health().is_up() {
             s.breaker.recloses(healed, w.now, s.timeout)
@@ -486,7 +486,11 @@ mod tests {
             let probes = counter(&sim, "downstream_calls") - calls;
             assert!(probes <= 3 * 4, "seed {seed}: {probes} calls in 6 s of outage");
             sim.run_until(Time::from_secs(15), u64::MAX);
-            assert_eq!(sim.node::<Service>(SERVICE).breaker.phase(), Phase::Closed, "seed {seed}: closed 2 s after");
+            assert_eq!(
+                sim.node::<Box<Service>>(SERVICE).breaker.phase(),
+                Phase::Closed,
+                "seed {seed}: closed 2 s after"
+            );
             assert!(sim.checks().iter().all(|c| c.violation.is_none()), "seed {seed}");
         }
     }
