@@ -110,7 +110,6 @@ const MAX_SCENARIO_LINES: usize = 400;
 const STILL_OVER: &[(&str, usize)] = &[
     ("caching/cache_stampede.rs", 478),
     ("consistency/idempotent_payments.rs", 551),
-    ("resilience/circuit_breaker.rs", 500),
     ("traffic/distributed_rate_limiter.rs", 506),
 ];
 

@@ -23,7 +23,7 @@
 //! - on `Timer::HalfOpen`: `half_open(ctx)`. To switch it off, or after a crash: `reset(ctx)`.
 
 use crate::parts::window::SlidingCounter;
-use faultline_core::{Ctx, Micros, Node, TimerId, MICROS_PER_S};
+use faultline_core::{Ctx, Micros, Node, Time, TimerId, Tone, MICROS_PER_MS, MICROS_PER_S};
 
 /// How a breaker judges. Live: `set_tuning` applies it from the next call on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +41,19 @@ pub struct Tuning {
 }
 
 impl Tuning {
+    /// The settings from a scenario's parameters of these ids: `threshold_pct`, `window_ms`,
+    /// `min_requests`, `open_ms` and `probes` (read again whenever one is set, they are live).
+    pub fn from_params(param: impl Fn(&str) -> i64) -> Tuning {
+        let ms = |id| param(id) as Micros * MICROS_PER_MS;
+        Tuning {
+            threshold_pct: param("threshold_pct") as u64,
+            window_us: ms("window_ms"),
+            min_requests: param("min_requests") as u64,
+            open_us: ms("open_ms"),
+            probes: param("probes") as u64,
+        }
+    }
+
     /// The most calls a second an open breaker lets through to a dependency that stays sick:
     /// one round of probes per open period. A round starts `open_us` after the last one ended
     /// (its probes took some time to fail), so rounds are more than `open_us` apart and a
@@ -62,6 +75,11 @@ impl Phase {
     /// For a badge: "closed", "half-open" or "open".
     pub fn name(self) -> &'static str {
         ["closed", "half-open", "open"][self as usize]
+    }
+
+    /// For a badge: closed good, half-open a warning, open bad.
+    pub fn tone(self) -> Tone {
+        [Tone::Good, Tone::Warn, Tone::Bad][self as usize]
     }
 }
 
@@ -132,6 +150,32 @@ impl Breaker {
     /// the next probes take to come back.
     pub fn closes_within_us(&self, call_timeout_us: Micros) -> Micros {
         self.open_for_us.max(call_timeout_us) + self.tuning.open_us
+    }
+
+    /// The promise to a sick dependency, for a check: in each whole second (true time) after the
+    /// window, and a second, had time to notice it — counted from `sick_since`, when it fell sick
+    /// or the caller's settings last changed — it gets at most the probes an open breaker lets
+    /// through and `in_flight` calls made before (a pool's worth). `calls`: its calls in `second`.
+    pub fn spares(&self, sick_since: Time, in_flight: u64, second: u64, calls: i64) -> Result<(), String> {
+        let noticed = sick_since.plus(self.tuning.window_us + MICROS_PER_S);
+        let allowance = self.tuning.probes_per_s() + in_flight;
+        if second > noticed.micros() / MICROS_PER_S && calls as u64 > allowance {
+            return Err(format!(
+                "the downstream got {calls} calls in second {second} while sick (allowance {allowance})"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The promise once the dependency is healthy again since `healed` (true time, or when the
+    /// caller's settings last changed): closed within its own bound and a second for the probes
+    /// to come back.
+    pub fn recloses(&self, healed: Time, now: Time, call_timeout_us: Micros) -> Result<(), String> {
+        let bound = self.closes_within_us(call_timeout_us) + MICROS_PER_S;
+        if self.phase() != Phase::Closed && now.since(healed) > bound {
+            return Err(format!("still not closed {:.1} s after the downstream healed", bound as f64 / 1e6));
+        }
+        Ok(())
     }
 
     /// New settings; a new window length starts the window empty. An open period under way
@@ -369,6 +413,37 @@ mod tests {
 
     const F: bool = false;
     const T: bool = true;
+
+    #[test]
+    fn settings_from_parameters_and_a_badge_per_phase() {
+        let params = [("threshold_pct", 50), ("window_ms", 1000), ("min_requests", 4), ("open_ms", 100), ("probes", 2)];
+        let param = |id: &str| params.iter().find(|p| p.0 == id).expect("a breaker parameter").1;
+        assert_eq!(Tuning::from_params(param), TUNING);
+        let badges = [Phase::Closed, Phase::HalfOpen, Phase::Open].map(|p| (p.name(), p.tone()));
+        assert_eq!(badges, [("closed", Tone::Good), ("half-open", Tone::Warn), ("open", Tone::Bad)]);
+    }
+
+    #[test]
+    fn the_checks_promises_to_a_sick_and_a_healed_dependency() {
+        let mut b = Breaker::new(TUNING);
+        // Window 1 s, 2 probes every 100 ms: 20 probes a second, and 5 calls in flight.
+        let (sick, allowance) = (Time::from_ms(2_500), TUNING.probes_per_s() + 5);
+        assert_eq!(allowance, 25);
+        assert!(b.spares(sick, 5, 4, 1000).is_ok(), "second 4 began before 3.5 s: not yet noticed");
+        assert!(b.spares(sick, 5, 5, 25).is_ok());
+        assert_eq!(
+            b.spares(sick, 5, 5, 26),
+            Err("the downstream got 26 calls in second 5 while sick (allowance 25)".into())
+        );
+        // Closed: no complaint; open (since 0, for 100 ms), within the bound 1 s + 100 ms + 1 s.
+        let healed = Time::from_secs(10);
+        assert!(b.recloses(healed, Time::from_secs(60), MICROS_PER_S).is_ok());
+        b = run_alone(Caller::scripted(TUNING, calls(0, &[F, F, F, F])), 1, Time::from_ms(50)).b;
+        assert_eq!((b.phase(), b.closes_within_us(MICROS_PER_S)), (Phase::Open, 1_100 * MS));
+        assert!(b.recloses(healed, healed.plus(2_100 * MS), MICROS_PER_S).is_ok());
+        let late = b.recloses(healed, healed.plus(2_100 * MS + 1), MICROS_PER_S);
+        assert_eq!(late, Err("still not closed 2.1 s after the downstream healed".into()));
+    }
 
     #[test]
     fn opens_once_the_window_holds_its_minimum_and_the_threshold_share_failed() {

@@ -9,8 +9,12 @@
 //! fault's on/off values, a crash then a restart, a partition then a heal. Faults that carry
 //! their own duration (latency spike, loss burst, slow disk, pause) are one event lasting `len`.
 //! A window of length 0 schedules nothing, so "length 0: none" parameters need no `if`.
+//!
+//! [`Dependency`] is a dependency hit by two faults at once — an outage (down) and a slowdown
+//! (so much later) — with the true time it last fell sick or healed, from which a check
+//! counts how long the callers have had to notice.
 
-use faultline_core::{Fault, Micros, Node, NodeId, Ppm, Sim, Time, MICROS_PER_MS, MICROS_PER_S};
+use faultline_core::{Fault, Micros, Node, NodeId, Ppm, Sim, Time, Tone, MICROS_PER_MS, MICROS_PER_S};
 use std::fmt;
 
 /// How a dependency is doing.
@@ -51,6 +55,67 @@ impl Health {
 
     pub fn is_up(self) -> bool {
         self == Health::Up
+    }
+
+    /// For a badge: up good, slow a warning, down bad.
+    pub fn tone(self) -> Tone {
+        match self {
+            Health::Up => Tone::Good,
+            Health::Slow { .. } => Tone::Warn,
+            Health::Down => Tone::Bad,
+        }
+    }
+}
+
+/// A dependency under an outage and a slowdown, each switched on and off by a fault of its
+/// own: down while the outage lasts, whatever the slowdown; slow while only the slowdown does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dependency {
+    down: bool,
+    slow: Health,
+    changed: Time,
+}
+
+impl Dependency {
+    pub fn health(&self) -> Health {
+        if self.down {
+            Health::Down
+        } else {
+            self.slow
+        }
+    }
+
+    /// When (true time) it last turned from up to sick or back; a change between slow and
+    /// down is not one.
+    pub fn changed(&self) -> Time {
+        self.changed
+    }
+
+    /// The outage begins (`true`) or ends, at true time `now`.
+    pub fn set_down(&mut self, down: bool, now: Time) {
+        self.set(down, self.slow, now);
+    }
+
+    /// Answers take `extra_us` longer from true time `now` on (0: the slowdown is over).
+    pub fn set_extra_us(&mut self, extra_us: Micros, now: Time) {
+        self.set(self.down, if extra_us > 0 { Health::plus_us(extra_us) } else { Health::Up }, now);
+    }
+
+    fn set(&mut self, down: bool, slow: Health, now: Time) {
+        let was_up = self.health().is_up();
+        (self.down, self.slow) = (down, slow);
+        if self.health().is_up() != was_up {
+            self.changed = now;
+        }
+    }
+
+    /// How a call that normally takes `base_us` ends: `(false, fail_fast_us)` when down (a quick
+    /// error), else after its (slowed) time, `ok` unless it `fails` anyway.
+    pub fn answer(&self, base_us: Micros, fails: bool, fail_fast_us: Micros) -> (bool, Micros) {
+        match self.health().latency(base_us) {
+            None => (false, fail_fast_us),
+            Some(after) => (!fails, after),
+        }
     }
 }
 
@@ -207,6 +272,22 @@ mod tests {
         ]
         .map(|h| h.to_string());
         assert_eq!(shown, ["up", "slow ×3", "slow ×1.5", "slow ×1.25", "slow +3000 ms", "slow ×2 +20 ms", "down"]);
+    }
+
+    #[test]
+    fn a_dependency_is_down_over_slow_and_notes_when_it_fell_sick_or_healed() {
+        let (mut d, t) = (Dependency::default(), Time::from_secs);
+        assert_eq!((d.health(), d.health().tone(), d.changed()), (Health::Up, Tone::Good, Time::ZERO));
+        d.set_extra_us(3 * MICROS_PER_S, t(2));
+        assert_eq!((d.health(), d.health().tone(), d.changed()), (Health::plus_us(3 * MICROS_PER_S), Tone::Warn, t(2)));
+        d.set_down(true, t(3));
+        assert_eq!((d.health(), d.health().tone(), d.changed()), (Health::Down, Tone::Bad, t(2)), "sick already");
+        assert_eq!(d.answer(20_000, false, 5_000), (false, 5_000), "down: a quick error");
+        d.set_down(false, t(4));
+        assert_eq!((d.answer(20_000, false, 5_000), d.changed()), ((true, 3_020_000), t(2)), "still slow");
+        assert_eq!(d.answer(20_000, true, 5_000), (false, 3_020_000), "a background error, slowed too");
+        d.set_extra_us(0, t(5));
+        assert_eq!((d.health(), d.changed(), d.answer(20_000, false, 5_000)), (Health::Up, t(5), (true, 20_000)));
     }
 
     #[test]
