@@ -178,19 +178,17 @@ pub type Cache = TtlCache<u32, u32, NodeId>;
 /// A load at the origin: for whom, which key, the lock epoch and the reader it is for.
 type Job = (NodeId, u32, u32, Option<Reader>);
 
-/// The origin's connections, each load tallied per key and lock epoch while in flight.
-#[derive(Clone, Debug)]
-pub struct Origin {
-    conns: Keyed<Job>,
-}
+/// The origin's connections, each load tallied per key and lock epoch while in flight (queued
+/// or served) for the god's-eye check.
+pub type Origin = Keyed<Job>;
 
 fn sim(setup: &Setup) -> Sim<Cs> {
     let p = |id| setup.param(id);
     let mut sim: Sim<Cs> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 1_000, hi: 3_000 }));
     assert_eq!(sim.add_node(Cs::Cache(Box::default())), CACHE);
     let conns = Station::new(p("origin_conns") as u32, Service::exponential_ms(p("origin_ms") as u64));
-    let conns = Keyed::new(conns, "key_loads", loads_key);
-    assert_eq!(sim.add_node(Cs::Origin(Box::new(Origin { conns }))), ORIGIN);
+    let origin = Keyed::new(conns, "key_loads", |&(_, key, epoch, _)| (epoch as u64) << 32 | key as u64);
+    assert_eq!(sim.add_node(Cs::Origin(Box::new(origin))), ORIGIN);
     let strategy = Strategy::from_id(setup.strategy());
     for index in 0..MAX_INSTANCES {
         let (active, flights) = ((index as i64) < p("instances"), SingleFlight::default());
@@ -234,7 +232,7 @@ impl Node for Cs {
     fn on_start(&mut self, ctx: &mut Ctx<Self>) {
         match self {
             Cs::Client(c) => c.src.start(ctx, Timer::Read),
-            Cs::Origin(o) => o.publish(ctx),
+            Cs::Origin(o) => publish(o, ctx),
             Cs::Instance(_) | Cs::Cache(_) => {}
         }
     }
@@ -273,7 +271,11 @@ impl Node for Cs {
                 };
                 ctx.send(from, reply);
             }
-            (Cs::Origin(o), Msg::Load { key, epoch, reader }) => o.load((from, key, epoch, reader), ctx),
+            (Cs::Origin(o), Msg::Load { key, epoch, reader }) => {
+                ctx.count("origin_loads", 1);
+                let _ = o.offer((from, key, epoch, reader), ctx, Timer::LoadDone); // unbounded: starts or waits
+                publish(o, ctx);
+            }
             (_, other) => ctx.unhandled(&other),
         }
     }
@@ -290,7 +292,14 @@ impl Node for Cs {
                 Some(Flight::Polling) => ctx.send(CACHE, Msg::Get { key, reader: None }),
                 Some(Flight::Loading(_)) | None => {} // loading since, or done: nothing to look for
             },
-            (Cs::Origin(o), Timer::LoadDone(slot)) => o.done(slot, ctx),
+            (Cs::Origin(o), Timer::LoadDone(slot)) => {
+                // `None`: a load lost in a crash of the origin (whose timers the kernel drops anyway).
+                if let Some(f) = o.done(slot, ctx, Timer::LoadDone) {
+                    let (to, key, _, reader) = f.job;
+                    ctx.send(to, Msg::Loaded { key, cost: f.sojourn_us().min(u32::MAX as u64) as u32, reader });
+                }
+                publish(o, ctx);
+            }
             (_, other) => ctx.unhandled(&other),
         }
     }
@@ -299,7 +308,7 @@ impl Node for Cs {
         match self {
             Cs::Cache(c) => c.restart(),
             Cs::Instance(i) => i.flights.clear(),
-            Cs::Origin(o) => drop(o.conns.crash(ctx)),
+            Cs::Origin(o) => drop(o.crash(ctx)),
             Cs::Client(_) => {}
         }
     }
@@ -312,13 +321,13 @@ impl Node for Cs {
                 c.src.set_rate_per_s(v as f64, ctx, Timer::Read)
             }
             (Cs::Origin(o), Control::Param { id: "origin_conns", value: v }) => {
-                o.conns.station.set_servers(v as u32, ctx, Timer::LoadDone)
+                o.station.set_servers(v as u32, ctx, Timer::LoadDone)
             }
             (Cs::Origin(o), Control::Param { id: "origin_ms", value: v }) => {
-                o.conns.station.set_service(Service::exponential_ms(v as u64))
+                o.station.set_service(Service::exponential_ms(v as u64))
             }
             (Cs::Origin(o), Control::Custom { id: "origin-slow", value }) => {
-                o.conns.station.set_slowdown_pct(value.max(1) as u32 * 100)
+                o.station.set_slowdown_pct(value.max(1) as u32 * 100)
             }
             (Cs::Cache(c), Control::Custom { id: "cache-restart", .. }) => {
                 ctx.note(format!("cache restarted: {} values and {} locks lost", c.values_stored(), c.locks_stored()));
@@ -338,20 +347,9 @@ impl Node for Cs {
             Cs::Cache(c) => NodeView::new(NodeKind::Cache, 2, "cache")
                 .gauge("values", c.values_stored() as i64, 200)
                 .gauge("locks", c.locks_stored() as i64, 10),
-            Cs::Origin(o) => {
-                let s = &o.conns.station;
-                NodeView::new(NodeKind::Database, 3, "origin")
-                    .gauge("connections busy", s.busy() as i64, s.servers() as i64)
-                    .gauge("queued", s.queue_len() as i64, 100)
-                    .badge_if(s.slowdown_pct() > 100, format!("slow ×{}", s.slowdown_pct() / 100), Tone::Bad)
-            }
+            Cs::Origin(o) => o.view(NodeView::new(NodeKind::Database, 3, "origin"), "connections busy", 100),
         }
     }
-}
-
-/// A job's key in the god's-eye tally of origin loads in flight (queued or served) per key and lock epoch.
-fn loads_key(&(_, key, epoch, _): &Job) -> u64 {
-    (epoch as u64) << 32 | key as u64
 }
 
 impl Instance {
@@ -422,26 +420,10 @@ fn found(lookup: Lookup<u32>, key: u32, reader: Option<Reader>) -> Msg {
     }
 }
 
-impl Origin {
-    fn publish(&self, ctx: &mut Ctx<Cs>) {
-        ctx.gauge("origin_inflight", self.conns.station.held() as i64);
-        ctx.gauge("origin_peak", self.conns.peak() as i64);
-    }
-
-    fn load(&mut self, job: Job, ctx: &mut Ctx<Cs>) {
-        ctx.count("origin_loads", 1);
-        let _ = self.conns.offer(job, ctx, Timer::LoadDone); // no bound on the queue: it starts or waits
-        self.publish(ctx);
-    }
-
-    fn done(&mut self, slot: Slot, ctx: &mut Ctx<Cs>) {
-        // `None`: a load lost in a crash of the origin (whose timers the kernel drops anyway).
-        if let Some(f) = self.conns.done(slot, ctx, Timer::LoadDone) {
-            let (to, key, _, reader) = f.job;
-            ctx.send(to, Msg::Loaded { key, cost: f.sojourn_us().min(u32::MAX as u64) as u32, reader });
-        }
-        self.publish(ctx);
-    }
+/// The origin's gauges: loads in flight (queued or served), and the most at once.
+fn publish(o: &Origin, ctx: &mut Ctx<Cs>) {
+    ctx.gauge("origin_inflight", o.station.held() as i64);
+    ctx.gauge("origin_peak", o.peak() as i64);
 }
 
 #[cfg(test)]
@@ -460,7 +442,7 @@ mod tests {
         let mut most = 0;
         while s.next_event_time().is_some_and(|t| t <= until) {
             s.step();
-            let conns = &s.node::<Box<Origin>>(ORIGIN).conns.station;
+            let conns = &s.node::<Box<Origin>>(ORIGIN).station;
             most = most.max(conns.queued().chain(conns.in_service()).filter(|job| job.1 == key).count());
         }
         most

@@ -9,7 +9,7 @@
 //! as any station's (but not `Full::Hold`: a job on hold is neither in flight nor handed back).
 
 use crate::parts::station::{Finished, Offer, Slot, Station};
-use faultline_core::{Ctx, Node};
+use faultline_core::{Ctx, Node, NodeView, Tone};
 
 #[derive(Clone, Debug)]
 pub struct Keyed<J> {
@@ -60,6 +60,15 @@ impl<J> Keyed<J> {
     /// The most jobs held at once so far.
     pub fn peak(&self) -> usize {
         self.peak
+    }
+
+    /// Gauges of the servers busy (named `busy`) and the jobs queued (against `queue_scale`),
+    /// and a badge while the station is slowed down.
+    pub fn view(&self, view: NodeView, busy: &'static str, queue_scale: i64) -> NodeView {
+        let (s, slow) = (&self.station, self.station.slowdown_pct());
+        view.gauge(busy, s.busy() as i64, s.servers() as i64)
+            .gauge("queued", s.queue_len() as i64, queue_scale)
+            .badge_if(slow > 100, format!("slow ×{}", slow / 100), Tone::Bad)
     }
 }
 
