@@ -1,7 +1,4 @@
-//! Cache stampede: a thousand clients over several app instances read through a shared
-//! cache in front of an origin database with few connections. When a hot key expires —
-//! or many keys expire together, or the cache restarts cold — every reader goes to the
-//! origin at once, unless the instances coalesce, lock, spread or refresh ahead.
+//! Cache stampede: a thousand clients over several app instances read through a shared cache in front of an origin database with few connections. When a hot key expires — or many keys expire together, or the cache restarts cold — every reader goes to the origin at once, unless the instances coalesce, lock, spread or refresh ahead.
 
 use crate::parts::arrivals::{OpenLoop, Zipf};
 use crate::parts::cache::{jittered_ttl_us, xfetch, GetOrLock, Lookup, TtlCache};

@@ -1,7 +1,4 @@
-//! Idempotent payments: clients with timeouts, retries and double clicks pay through API
-//! instances that charge an external payment provider and record a ledger in a database.
-//! Without an idempotency key — or with one kept in memory, or one that expires before the
-//! last retry — a lost response or a crash turns one payment into two charges.
+//! Idempotent payments: clients with timeouts, retries and double clicks pay through API instances that charge an external payment provider and record a ledger in a database. Without an idempotency key — or with one kept in memory, or one that expires before the last retry — a lost response or a crash turns one payment into two charges.
 
 use crate::parts::attempts::{Attempts, Next};
 use crate::parts::calls::{CallId, Calls};
