@@ -109,7 +109,7 @@ const MAX_SCENARIO_LINES: usize = 400;
 /// each may shrink, never grow, and leaves this list once it fits.
 const STILL_OVER: &[(&str, usize)] = &[
     ("caching/cache_stampede.rs", 425),
-    ("consistency/idempotent_payments.rs", 548),
+    ("consistency/idempotent_payments.rs", 529),
     ("resilience/circuit_breaker.rs", 500),
     ("traffic/distributed_rate_limiter.rs", 506),
 ];

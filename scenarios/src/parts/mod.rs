@@ -17,6 +17,7 @@ pub mod cohort;
 pub mod consumer;
 pub mod degraded;
 pub mod dual;
+pub mod effects;
 pub mod fair;
 pub mod flight;
 pub mod gossip;
