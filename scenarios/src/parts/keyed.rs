@@ -76,6 +76,7 @@ impl<J> Keyed<J> {
 mod tests {
     use super::*;
     use crate::parts::station::Service;
+    use crate::parts::testing::NoMsg;
     use faultline_core::*;
 
     static SPEC: ScenarioSpec = ScenarioSpec {
@@ -90,15 +91,6 @@ mod tests {
         Crash,
     }
 
-    #[derive(Clone, Debug)]
-    enum Msg {}
-
-    impl Label for Msg {
-        fn label(&self) -> &'static str {
-            match *self {}
-        }
-    }
-
     /// Jobs on 4 keys arriving every 3 ms at 2 servers of 10 ms (a queue builds), and a crash
     /// of the workers at 500 ms (not the node: the station's own `crash`).
     #[derive(Clone, Debug)]
@@ -109,13 +101,13 @@ mod tests {
     }
 
     impl Node for Origin {
-        type Msg = Msg;
+        type Msg = NoMsg;
         type Timer = Timer;
         fn on_start(&mut self, ctx: &mut Ctx<Self>) {
             ctx.set_timer(1, Timer::Arrive);
             ctx.set_timer(500 * MICROS_PER_MS, Timer::Crash);
         }
-        fn on_message(&mut self, _: NodeId, msg: Msg, _: &mut Ctx<Self>) {
+        fn on_message(&mut self, _: NodeId, msg: NoMsg, _: &mut Ctx<Self>) {
             match msg {}
         }
         fn on_timer(&mut self, timer: Timer, ctx: &mut Ctx<Self>) {
