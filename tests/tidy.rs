@@ -108,8 +108,8 @@ const MAX_SCENARIO_LINES: usize = 400;
 /// Scenarios rewritten on the kit but still over the limit, with the lines they have now:
 /// each may shrink, never grow, and leaves this list once it fits.
 const STILL_OVER: &[(&str, usize)] = &[
-    ("caching/cache_stampede.rs", 478),
-    ("consistency/idempotent_payments.rs", 551),
+    ("caching/cache_stampede.rs", 425),
+    ("consistency/idempotent_payments.rs", 529),
     ("traffic/distributed_rate_limiter.rs", 506),
 ];
 

@@ -1,18 +1,16 @@
-//! Cache stampede: a thousand clients over several app instances read through a shared
-//! cache in front of an origin database with few connections. When a hot key expires —
-//! or many keys expire together, or the cache restarts cold — every reader goes to the
-//! origin at once, unless the instances coalesce, lock, spread or refresh ahead.
+//! Cache stampede: a thousand clients over several app instances read through a shared cache in front of an origin database with few connections. When a hot key expires — or many keys expire together, or the cache restarts cold — every reader goes to the origin at once, unless the instances coalesce, lock, spread or refresh ahead.
 
 use crate::parts::arrivals::{OpenLoop, Zipf};
 use crate::parts::cache::{jittered_ttl_us, xfetch, GetOrLock, Lookup, TtlCache};
 use crate::parts::degraded::FaultWindow;
+use crate::parts::flight::{Flight, SingleFlight};
+use crate::parts::keyed::Keyed;
 use crate::parts::station::{Service, Slot, Station};
 use crate::parts::strategies::strategies;
-use crate::parts::table::KeyTable;
-use crate::parts::waiters::WaiterLists;
 use faultline_core::*;
 use std::num::NonZeroU32;
 
+#[rustfmt::skip] // A table, an entry a line: rustfmt would give every argument a line of its own.
 pub static SPEC: ScenarioSpec = ScenarioSpec {
     info: Info {
         id: "cache-stampede",
@@ -53,53 +51,37 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
     params: &[
         ParamSpec::setup("clients", "Clients", "", 1..=5000, 1000, "Clients, each reading at the per-client rate."),
         ParamSpec::live("client_rps", "Reads per client", "req/s", 1..=100, 2, "Poisson read rate of one client."),
-        ParamSpec::live("instances", "App instances", "", 1..=12, 4,
-            "Instances the clients are spread over (up to 12 are built; the rest stay idle)."),
-        ParamSpec::setup("keys", "Keys", "", 1..=10_000, 200,
-            "Distinct keys, read with Zipf(1.1) popularity: with 200 keys, key 0 gets about a fifth of all reads."),
+        ParamSpec::live("instances", "App instances", "", 1..=12, 4, "Instances the clients are spread over (up to 12 are built; the rest stay idle)."),
+        ParamSpec::setup("keys", "Keys", "", 1..=10_000, 200, "Distinct keys, read with Zipf(1.1) popularity: with 200 keys, key 0 gets about a fifth of all reads."),
         ParamSpec::live("ttl_ms", "TTL", "ms", 100..=600_000, 5000, "How long a cached value is fresh.").step(100),
         ParamSpec::live("jitter_pct", "TTL jitter", "%", 0..=100, 20, "jittered-ttl: TTLs uniform in ± this share."),
         ParamSpec::live("origin_ms", "Origin latency", "ms", 1..=10_000, 40, "Mean (exponential) load time."),
         ParamSpec::live("origin_conns", "Origin connections", "", 1..=1000, 16, "Loads served at once; others queue."),
         ParamSpec::live("lock_ms", "Lock TTL", "ms", 10..=60_000, 5000, "singleflight-global's lock TTL.").step(10),
-        ParamSpec::live("beta_pct", "Early-refresh β", "%", 10..=1000, 100,
-            "early-refresh: XFetch's β in % (100 is β = 1; larger refreshes earlier).").step(10),
-        ParamSpec::live("stale_ms", "Stale window", "ms", 0..=600_000, 30_000,
-            "stale-while-revalidate: how long past its TTL a value may still be served.").step(100),
+        ParamSpec::live("beta_pct", "Early-refresh β", "%", 10..=1000, 100, "early-refresh: XFetch's β in % (100 is β = 1; larger refreshes earlier).").step(10),
+        ParamSpec::live("stale_ms", "Stale window", "ms", 0..=600_000, 30_000, "stale-while-revalidate: how long past its TTL a value may still be served.").step(100),
     ],
     strategies: &[
-        StrategySpec::naive("cache-aside", "Plain cache-aside",
-            "Miss → load from the origin → set. Every concurrent reader of a missing key loads it."),
-        StrategySpec::naive("jittered-ttl", "Jittered TTL (alone)",
-            "Cache-aside with randomised TTLs: keys loaded together stop expiring together; a hot key still stampedes."),
-        StrategySpec::fixed("singleflight-local", "Single-flight per instance",
-            "Concurrent misses of a key in one instance share one load: at most one load per instance."),
-        StrategySpec::fixed("singleflight-global", "Single-flight + cache lock",
-            "Per-instance coalescing plus a short SET-NX lock in the cache: one loader across instances; others poll."),
-        StrategySpec::fixed("early-refresh", "Probabilistic early refresh",
-            "XFetch: a reader refreshes before expiry with a probability that grows as expiry nears (one per instance)."),
-        StrategySpec::fixed("stale-while-revalidate", "Stale-while-revalidate",
-            "Past its TTL a value is served stale while one background refresh per instance runs."),
+        StrategySpec::naive("cache-aside", "Plain cache-aside", "Miss → load from the origin → set. Every concurrent reader of a missing key loads it."),
+        StrategySpec::naive("jittered-ttl", "Jittered TTL (alone)", "Cache-aside with randomised TTLs: keys loaded together stop expiring together; a hot key still stampedes."),
+        StrategySpec::fixed("singleflight-local", "Single-flight per instance", "Concurrent misses of a key in one instance share one load: at most one load per instance."),
+        StrategySpec::fixed("singleflight-global", "Single-flight + cache lock", "Per-instance coalescing plus a short SET-NX lock in the cache: one loader across instances; others poll."),
+        StrategySpec::fixed("early-refresh", "Probabilistic early refresh", "XFetch: a reader refreshes before expiry with a probability that grows as expiry nears (one per instance)."),
+        StrategySpec::fixed("stale-while-revalidate", "Stale-while-revalidate", "Past its TTL a value is served stale while one background refresh per instance runs."),
     ],
     faults: &[
-        FaultSpec::global("origin-slow", "Origin slowdown", "Multiplies the origin's latency (1 heals).")
-            .value("latency ×", 1..=100, 5),
+        FaultSpec::global("origin-slow", "Origin slowdown", "Multiplies the origin's latency (1 heals).").value("latency ×", 1..=100, 5),
         FaultSpec::global("cache-restart", "Cache restart (cold)", "The cache loses every value and lock."),
     ],
     checks: &[
-        CheckSpec::new("key-loads-within-promise", "Origin loads per key within the promise",
-            "Concurrent origin loads of one key stay within the strategy's promise: 1 for cache-aside and jittered \
-             TTL (what a cache is assumed to give), 1 per lock epoch for the global lock (a restart forgets locks), \
-             one per instance for the per-instance strategies."),
-        CheckSpec::new("readers-never-wait", "Readers never wait behind a stale value",
-            "A reader finding a value, fresh or stale, is answered at once (SWR's promise; others keep stale values only after a switch)."),
+        CheckSpec::new("key-loads-within-promise", "Origin loads per key within the promise", "Concurrent origin loads of one key stay within the strategy's promise: 1 for cache-aside and jittered TTL (what a cache is assumed to give), 1 per lock epoch for the global lock (a restart forgets locks), one per instance for the per-instance strategies."),
+        CheckSpec::new("readers-never-wait", "Readers never wait behind a stale value", "A reader finding a value, fresh or stale, is answered at once (SWR's promise; others keep stale values only after a switch)."),
     ],
     metrics: &[
         MetricSpec::new("origin_inflight", "Origin loads in flight", "", Measure::Gauge("origin_inflight")),
         MetricSpec::new("origin_peak", "Origin loads in flight, peak", "loads", Measure::Gauge("origin_peak")),
         MetricSpec::new("origin_rate", "Origin loads", "loads/s", Measure::Rate("origin_loads")),
-        MetricSpec::new("hit_ratio", "Reads answered without waiting for a load", "%",
-            Measure::Percent { num: "hits", rest: "misses" }),
+        MetricSpec::new("hit_ratio", "Reads answered without waiting for a load", "%", Measure::Percent { num: "hits", rest: "misses" }),
         MetricSpec::new("latency_p99", "Reader latency p99", "us", Measure::Quantile("latency_us", 0.99)),
     ],
     layout: Layout::Tiers,
@@ -172,23 +154,16 @@ pub struct Client {
     keys: Zipf,
 }
 
-/// An instance's own load of a key (holding this cache lock, with the global lock; 0: none), or
-/// polling the cache for the value while another instance holds the lock.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Flight {
-    Loading(u64),
-    Polling,
-}
-
 #[derive(Clone, Debug)]
 pub struct Instance {
     index: u32,
     /// Clients are spread over the first `instances`; the others idle.
     active: bool,
     strategy: Strategy,
-    /// Readers waiting on a key (coalescing strategies): the first one's lookup serves all.
-    waiting: WaiterLists<Reader>,
-    flights: KeyTable<Flight>,
+    /// Readers waiting on a key (coalescing strategies): the first one's lookup serves all; an
+    /// instance's own load of a key (holding the cache lock, with the global lock), or its poll
+    /// for the value while another instance holds the lock.
+    flights: SingleFlight<Reader>,
     /// Readers that found a stale value and still waited on the origin (only after a switch away
     /// from stale-while-revalidate: no other strategy keeps stale values).
     waited_behind_stale: u64,
@@ -200,22 +175,21 @@ pub type Cache = TtlCache<u32, u32, NodeId>;
 /// A load at the origin: for whom, which key, the lock epoch and the reader it is for.
 type Job = (NodeId, u32, u32, Option<Reader>);
 
-#[derive(Clone, Debug)]
-pub struct Origin {
-    conns: Station<Job>,
-    peak: i64,
-}
+/// The origin's connections, each load tallied per key and lock epoch while in flight (queued
+/// or served) for the god's-eye check.
+pub type Origin = Keyed<Job>;
 
 fn sim(setup: &Setup) -> Sim<Cs> {
     let p = |id| setup.param(id);
     let mut sim: Sim<Cs> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 1_000, hi: 3_000 }));
     assert_eq!(sim.add_node(Cs::Cache(Box::default())), CACHE);
     let conns = Station::new(p("origin_conns") as u32, Service::exponential_ms(p("origin_ms") as u64));
-    assert_eq!(sim.add_node(Cs::Origin(Box::new(Origin { conns, peak: 0 }))), ORIGIN);
+    let origin = Keyed::new(conns, "key_loads", |&(_, key, epoch, _)| (epoch as u64) << 32 | key as u64);
+    assert_eq!(sim.add_node(Cs::Origin(Box::new(origin))), ORIGIN);
     let strategy = Strategy::from_id(setup.strategy());
     for index in 0..MAX_INSTANCES {
-        let (active, (waiting, flights)) = ((index as i64) < p("instances"), Default::default());
-        let i = Instance { index, active, strategy, waiting, flights, waited_behind_stale: 0 };
+        let (active, flights) = ((index as i64) < p("instances"), SingleFlight::default());
+        let i = Instance { index, active, strategy, flights, waited_behind_stale: 0 };
         let id = sim.add_node(Cs::Instance(Box::new(i)));
         let near = Link::with_latency(Latency::Uniform { lo: 300, hi: 1_000 });
         sim.net().set_link(id, CACHE, near.clone());
@@ -255,7 +229,7 @@ impl Node for Cs {
     fn on_start(&mut self, ctx: &mut Ctx<Self>) {
         match self {
             Cs::Client(c) => c.src.start(ctx, Timer::Read),
-            Cs::Origin(o) => o.publish(ctx),
+            Cs::Origin(o) => publish(o, ctx),
             Cs::Instance(_) | Cs::Cache(_) => {}
         }
     }
@@ -267,14 +241,14 @@ impl Node for Cs {
             (Cs::Instance(i), Msg::Read { key, sent }) => i.read(key, Reader(from.try_into().unwrap(), sent), ctx),
             (Cs::Instance(i), Msg::Hit { key, ttl_left, cost, reader }) => {
                 let beta = ctx.param("beta_pct") as f64 / 100.0;
-                let early = i.strategy == EarlyRefresh && !i.flights.contains_key(key);
+                let early = i.strategy == EarlyRefresh && !i.flights.busy(key);
                 let early = early && xfetch(cost as Micros, beta, ttl_left as Micros, ctx.rng().unit_open());
                 i.found(key, reader, early, ctx);
             }
             (Cs::Instance(i), Msg::Stale { key, reader }) if i.strategy == Swr => i.found(key, reader, true, ctx),
             (Cs::Instance(i), Msg::Stale { key, reader }) => {
                 // Left over from SWR (stale values outlive a switch away from it): a miss now.
-                i.waited_behind_stale += reader.map_or(i.waiting.count(key), |_| 1) as u64;
+                i.waited_behind_stale += reader.map_or(i.flights.count(key), |_| 1) as u64;
                 i.missed(key, reader, ctx);
             }
             (Cs::Instance(i), Msg::Miss { key, reader }) => i.missed(key, reader, ctx),
@@ -294,7 +268,11 @@ impl Node for Cs {
                 };
                 ctx.send(from, reply);
             }
-            (Cs::Origin(o), Msg::Load { key, epoch, reader }) => o.load((from, key, epoch, reader), ctx),
+            (Cs::Origin(o), Msg::Load { key, epoch, reader }) => {
+                ctx.count("origin_loads", 1);
+                let _ = o.offer((from, key, epoch, reader), ctx, Timer::LoadDone); // unbounded: starts or waits
+                publish(o, ctx);
+            }
             (_, other) => ctx.unhandled(&other),
         }
     }
@@ -307,11 +285,18 @@ impl Node for Cs {
                 let instance = FIRST_INSTANCE + c.index % ctx.param("instances") as u32;
                 ctx.send(instance, Msg::Read { key, sent: ctx.now() });
             }
-            (Cs::Instance(i), Timer::Poll { key }) => match i.flights.get(key) {
+            (Cs::Instance(i), Timer::Poll { key }) => match i.flights.flight(key) {
                 Some(Flight::Polling) => ctx.send(CACHE, Msg::Get { key, reader: None }),
                 Some(Flight::Loading(_)) | None => {} // loading since, or done: nothing to look for
             },
-            (Cs::Origin(o), Timer::LoadDone(slot)) => o.done(slot, ctx),
+            (Cs::Origin(o), Timer::LoadDone(slot)) => {
+                // `None`: a load lost in a crash of the origin (whose timers the kernel drops anyway).
+                if let Some(f) = o.done(slot, ctx, Timer::LoadDone) {
+                    let (to, key, _, reader) = f.job;
+                    ctx.send(to, Msg::Loaded { key, cost: f.sojourn_us().min(u32::MAX as u64) as u32, reader });
+                }
+                publish(o, ctx);
+            }
             (_, other) => ctx.unhandled(&other),
         }
     }
@@ -319,8 +304,8 @@ impl Node for Cs {
     fn on_crash(&mut self, ctx: &mut Ctx<Self>) {
         match self {
             Cs::Cache(c) => c.restart(),
-            Cs::Instance(i) => (i.waiting, i.flights) = Default::default(),
-            Cs::Origin(o) => o.conns.crash(ctx).iter().for_each(|job| ctx.tally("key_loads", loads_key(job), -1)),
+            Cs::Instance(i) => i.flights.clear(),
+            Cs::Origin(o) => drop(o.crash(ctx)),
             Cs::Client(_) => {}
         }
     }
@@ -333,13 +318,13 @@ impl Node for Cs {
                 c.src.set_rate_per_s(v as f64, ctx, Timer::Read)
             }
             (Cs::Origin(o), Control::Param { id: "origin_conns", value: v }) => {
-                o.conns.set_servers(v as u32, ctx, Timer::LoadDone)
+                o.station.set_servers(v as u32, ctx, Timer::LoadDone)
             }
             (Cs::Origin(o), Control::Param { id: "origin_ms", value: v }) => {
-                o.conns.set_service(Service::exponential_ms(v as u64))
+                o.station.set_service(Service::exponential_ms(v as u64))
             }
             (Cs::Origin(o), Control::Custom { id: "origin-slow", value }) => {
-                o.conns.set_slowdown_pct(value.max(1) as u32 * 100)
+                o.station.set_slowdown_pct(value.max(1) as u32 * 100)
             }
             (Cs::Cache(c), Control::Custom { id: "cache-restart", .. }) => {
                 ctx.note(format!("cache restarted: {} values and {} locks lost", c.values_stored(), c.locks_stored()));
@@ -353,30 +338,22 @@ impl Node for Cs {
         match self {
             Cs::Client(c) => NodeView::new(NodeKind::Client, 0, numbered("client", c.index as u64)),
             Cs::Instance(i) => NodeView::new(NodeKind::Service, 1, numbered("instance", i.index as u64))
-                .gauge("readers waiting", i.waiting.len() as i64, 100)
-                .gauge("loads", i.flights.len() as i64, 10)
+                .gauge("readers waiting", i.flights.waiting() as i64, 100)
+                .gauge("loads", i.flights.flights() as i64, 10)
                 .badge_if(!i.active, "idle", Tone::Neutral),
             Cs::Cache(c) => NodeView::new(NodeKind::Cache, 2, "cache")
                 .gauge("values", c.values_stored() as i64, 200)
                 .gauge("locks", c.locks_stored() as i64, 10),
-            Cs::Origin(o) => NodeView::new(NodeKind::Database, 3, "origin")
-                .gauge("connections busy", o.conns.busy() as i64, o.conns.servers() as i64)
-                .gauge("queued", o.conns.queue_len() as i64, 100)
-                .badge_if(o.conns.slowdown_pct() > 100, format!("slow ×{}", o.conns.slowdown_pct() / 100), Tone::Bad),
+            Cs::Origin(o) => o.view(NodeView::new(NodeKind::Database, 3, "origin"), "connections busy", 100),
         }
     }
-}
-
-/// A job's key in the god's-eye tally of origin loads in flight (queued or served) per key and lock epoch.
-fn loads_key(&(_, key, epoch, _): &Job) -> u64 {
-    (epoch as u64) << 32 | key as u64
 }
 
 impl Instance {
     fn read(&mut self, key: u32, reader: Reader, ctx: &mut Ctx<Cs>) {
         if !self.strategy.coalesces() {
             ctx.send(CACHE, Msg::Get { key, reader: Some(reader) });
-        } else if self.waiting.wait(key, reader) {
+        } else if self.flights.join(key, reader) {
             ctx.send(CACHE, Msg::Get { key, reader: None });
         }
     }
@@ -384,25 +361,22 @@ impl Instance {
     /// The cache had a value (fresh, or stale under SWR) for the reader or everyone waiting on the
     /// key; `refresh`: load it again in the background (early refresh, SWR), once per instance.
     fn found(&mut self, key: u32, reader: Option<Reader>, refresh: bool, ctx: &mut Ctx<Cs>) {
-        if refresh && !self.flights.contains_key(key) {
+        if refresh && !self.flights.busy(key) {
             self.load(key, 0, 0, ctx);
         }
         // A lock waiter that finds the value stops polling; its readers waited for another's load.
-        let polled = reader.is_none() && self.flights.get(key) == Some(&Flight::Polling);
-        if polled {
-            self.flights.remove(key);
-        }
-        self.answer(key, reader, !polled, ctx);
+        let (waiting, polled) = if reader.is_none() { self.flights.found(key) } else { (Vec::new(), false) };
+        answer(reader.into_iter().chain(waiting), !polled, ctx);
     }
 
     /// No usable value: the reader loads it itself (the stampede), or one load serves the key's waiters.
     fn missed(&mut self, key: u32, reader: Option<Reader>, ctx: &mut Ctx<Cs>) {
-        match (reader, self.strategy, self.flights.get(key)) {
+        match (reader, self.strategy, self.flights.flight(key)) {
             (Some(_), ..) => ctx.send(ORIGIN, Msg::Load { key, epoch: 0, reader }),
             (None, _, Some(Flight::Loading(_))) => {} // they wait for the load under way
             (None, GlobalFlight, _) => {
                 // (Still) no value: ask for the lock, again if polling (its holder may be gone).
-                self.flights.insert(key, Flight::Polling);
+                self.flights.poll(key);
                 ctx.send(CACHE, Msg::Lock { key, ttl: ctx.param_ms("lock_ms") });
             }
             (None, ..) => self.load(key, 0, 0, ctx),
@@ -410,7 +384,7 @@ impl Instance {
     }
 
     fn load(&mut self, key: u32, lock: u64, epoch: u32, ctx: &mut Ctx<Cs>) {
-        self.flights.insert(key, Flight::Loading(lock));
+        self.flights.load(key, lock);
         ctx.send(ORIGIN, Msg::Load { key, epoch, reader: None });
     }
 
@@ -420,21 +394,17 @@ impl Instance {
             ttl = jittered_ttl_us(ttl, ctx.param("jitter_pct") as u64, ctx.rng());
         }
         let stale = if self.strategy == Swr { ctx.param_ms("stale_ms") } else { 0 };
-        let lock = match reader.map_or_else(|| self.flights.remove(key), |_| None) {
-            Some(Flight::Loading(lock)) => lock,
-            _ => 0,
-        };
+        let (lock, waiting) = if reader.is_none() { self.flights.loaded(key) } else { (0, Vec::new()) };
         ctx.send(CACHE, Msg::Set { key, ttl: ttl as u32, stale: stale as u32, cost, lock });
-        self.answer(key, reader, false, ctx);
+        answer(reader.into_iter().chain(waiting), false, ctx);
     }
+}
 
-    /// Answers the one reader, or everyone waiting on the key.
-    fn answer(&mut self, key: u32, reader: Option<Reader>, from_cache: bool, ctx: &mut Ctx<Cs>) {
-        let waiting = if reader.is_none() { self.waiting.take(key) } else { Vec::new() };
-        for Reader(client, sent) in reader.into_iter().chain(waiting) {
-            ctx.count(if from_cache { "hits" } else { "misses" }, 1);
-            ctx.send(client.get(), Msg::Value { sent });
-        }
+/// Answers readers: the one a lookup or load was for, or everyone waiting on its key.
+fn answer(readers: impl Iterator<Item = Reader>, from_cache: bool, ctx: &mut Ctx<Cs>) {
+    for Reader(client, sent) in readers {
+        ctx.count(if from_cache { "hits" } else { "misses" }, 1);
+        ctx.send(client.get(), Msg::Value { sent });
     }
 }
 
@@ -447,29 +417,10 @@ fn found(lookup: Lookup<u32>, key: u32, reader: Option<Reader>) -> Msg {
     }
 }
 
-impl Origin {
-    fn publish(&self, ctx: &mut Ctx<Cs>) {
-        ctx.gauge("origin_inflight", self.conns.held() as i64);
-        ctx.gauge("origin_peak", self.peak);
-    }
-
-    fn load(&mut self, job: Job, ctx: &mut Ctx<Cs>) {
-        ctx.count("origin_loads", 1);
-        ctx.tally("key_loads", loads_key(&job), 1);
-        let _ = self.conns.offer(job, ctx, Timer::LoadDone); // no bound on the queue: it starts or waits
-        self.peak = self.peak.max(self.conns.held() as i64);
-        self.publish(ctx);
-    }
-
-    fn done(&mut self, slot: Slot, ctx: &mut Ctx<Cs>) {
-        // `None`: a load lost in a crash of the origin (whose timers the kernel drops anyway).
-        if let Some(f) = self.conns.done(slot, ctx, Timer::LoadDone) {
-            ctx.tally("key_loads", loads_key(&f.job), -1);
-            let (to, key, _, reader) = f.job;
-            ctx.send(to, Msg::Loaded { key, cost: f.sojourn_us().min(u32::MAX as u64) as u32, reader });
-        }
-        self.publish(ctx);
-    }
+/// The origin's gauges: loads in flight (queued or served), and the most at once.
+fn publish(o: &Origin, ctx: &mut Ctx<Cs>) {
+    ctx.gauge("origin_inflight", o.station.held() as i64);
+    ctx.gauge("origin_peak", o.peak() as i64);
 }
 
 #[cfg(test)]
@@ -488,7 +439,7 @@ mod tests {
         let mut most = 0;
         while s.next_event_time().is_some_and(|t| t <= until) {
             s.step();
-            let conns = &s.node::<Box<Origin>>(ORIGIN).conns;
+            let conns = &s.node::<Box<Origin>>(ORIGIN).station;
             most = most.max(conns.queued().chain(conns.in_service()).filter(|job| job.1 == key).count());
         }
         most

@@ -1,20 +1,17 @@
-//! Idempotent payments: clients with timeouts, retries and double clicks pay through API
-//! instances that charge an external payment provider and record a ledger in a database.
-//! Without an idempotency key — or with one kept in memory, or one that expires before the
-//! last retry — a lost response or a crash turns one payment into two charges.
+//! Idempotent payments: clients with timeouts, retries and double clicks pay through API instances that charge an external payment provider and record a ledger in a database. Without an idempotency key — or with one kept in memory, or one that expires before the last retry — a lost response or a crash turns one payment into two charges.
 
-use crate::parts::attempts::{Attempts, Next};
 use crate::parts::calls::{CallId, Calls};
 use crate::parts::claims::{Claim, Claims};
 use crate::parts::degraded::{FaultWindow, Health};
-use crate::parts::retry::{Jitter, RetryPolicy};
+use crate::parts::effects::{Done, Effects};
+use crate::parts::retried::{Ended, Retried};
+use crate::parts::retry::{Jitter, RetryBudget, RetryPolicy};
 use crate::parts::strategies::strategies;
-use crate::parts::table::{KeyTable, Log, Sequence};
+use crate::parts::table::{KeyTable, Sequence};
 use crate::parts::{arrivals::OpenLoop, waiters::Waiters};
 use faultline_core::*;
 
-// A table, an entry a line: rustfmt would give every argument a line of its own.
-#[rustfmt::skip]
+#[rustfmt::skip] // A table, an entry a line: rustfmt would give every argument a line of its own.
 pub static SPEC: ScenarioSpec = ScenarioSpec {
     info: Info {
         id: "idempotent-payments",
@@ -73,24 +70,17 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
     strategies: &[
         StrategySpec::naive("no-key", "No idempotency key", "Every request charges the provider."),
         StrategySpec::naive("key-in-memory", "Key in instance memory", "Per-instance memory of keys, lost on a crash."),
-        StrategySpec::fixed("key-unique", "Key + unique constraint + stored response",
-            "Insert the key first (unique constraint), charge with the same key at the provider, store the response \
-             with the ledger entry; duplicates get 409 while it is in progress, the stored response after; a sweeper \
-             finishes stale ones."),
-        StrategySpec::naive("key-expires", "Key that expires too soon",
-            "As key-unique at the API (without the provider's key or the sweeper), but keys expire after the key TTL."),
+        StrategySpec::fixed("key-unique", "Key + unique constraint + stored response", "Insert the key first (unique constraint), charge with the same key at the provider, store the response with the ledger entry; duplicates get 409 while it is in progress, the stored response after; a sweeper finishes stale ones."),
+        StrategySpec::naive("key-expires", "Key that expires too soon", "As key-unique at the API (without the provider's key or the sweeper), but keys expire after the key TTL."),
     ],
     faults: &[
-        FaultSpec::node("crash-after-charge", "Crash after the charge", "Dies after its next charge, unanswered.")
-            .value("restart after ms", 0..=60_000, 1000),
-        FaultSpec::global("provider-slow", "Slow provider", "Every answer from the provider takes this much longer.")
-            .value("extra ms", 0..=60_000, 2000),
+        FaultSpec::node("crash-after-charge", "Crash after the charge", "Dies after its next charge, unanswered.").value("restart after ms", 0..=60_000, 1000),
+        FaultSpec::global("provider-slow", "Slow provider", "Every answer from the provider takes this much longer.").value("extra ms", 0..=60_000, 2000),
     ],
     checks: &[
         CheckSpec::new("no-double-charge", "No payment charged twice", "The provider charges a payment at most once."),
         CheckSpec::new("ledger-matches", "Ledger matches the provider", "Every charge over 10 s old is in the ledger."),
-        CheckSpec::new("retry-gets-original", "A retry gets the original response",
-            "Every answer a client gets for one payment names the same charge."),
+        CheckSpec::new("retry-gets-original", "A retry gets the original response", "Every answer a client gets for one payment names the same charge."),
     ],
     metrics: &[
         MetricSpec::new("double_charges", "Duplicate charges", "", Measure::Count("double_charges")),
@@ -170,10 +160,9 @@ pub struct Client {
     index: u32,
     instances: u32,
     arrivals: OpenLoop,
-    /// Every payment made, with the charge its first `Paid` named (0: none yet); the tries in
-    /// flight, as (payment number, try number).
-    payments: Attempts<u64>,
-    tries: Calls<(u32, u32)>,
+    /// Every payment made, with the charge its first `Paid` named (0: none yet), and its tries
+    /// in flight; no retry budget (the policy alone limits retries).
+    payments: Retried<u64>,
     /// Payments answered with two different charges.
     mismatches: u64,
 }
@@ -200,18 +189,13 @@ pub struct Db {
     ledger: Sequence<u64>,
 }
 
+/// The provider charges per payment key; a request carrying the key gets the key's charge back
+/// instead of a new one. Its charges' true times and repeats are the checks' truth.
 #[derive(Clone, Debug, Default)]
 pub struct Provider {
     mean_us: f64,
     health: Health,
-    charges: u64,
-    /// Per payment key: times charged, and the charge made with the key (0: none), which a
-    /// request carrying the key gets back instead of a new charge.
-    by_key: KeyTable<(u32, u64)>,
-    /// Instrumentation: each charge's true time (by charge id), payments charged more than once.
-    charge_times: Log<Time>,
-    doubled: u64,
-    charged_again: Option<(u64, u32, Time)>, // the latest such charge: key, times charged, when
+    charges: Effects,
 }
 
 fn build(setup: &Setup) -> Box<dyn Run> {
@@ -228,9 +212,9 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     }
     let arrivals = OpenLoop::poisson(setup.param("pay_per_s") as f64 / 10.0);
     for index in 0..setup.param("clients") as u32 {
-        let (payments, tries) = (Attempts::default(), Calls::new("try_us").counting_late("late_answers"));
+        let payments = Retried::new(Calls::new("try_us").counting_late("late_answers"), RetryBudget::new(0, 0));
         let arrivals = arrivals.clone();
-        sim.add_node(Ip::Client(Client { index, instances, arrivals, payments, tries, mismatches: 0 }));
+        sim.add_node(Ip::Client(Client { index, instances, arrivals, payments, mismatches: 0 }));
     }
     // The plan: crashes right after a charge, a burst of lost messages, a slow provider.
     let crash = |node| Fault::custom_on("crash-after-charge", node, 1000);
@@ -238,15 +222,14 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     FaultWindow::secs(9, 2).loss_burst(&mut sim, Ppm::from_percent(20));
     FaultWindow::secs(15, 3).custom(&mut sim, "provider-slow", None, 2000, 0);
     sim.schedule(Time::from_secs(22), crash(FIRST_INSTANCE + instances.min(2) - 1));
-    let charged_again_now = |w: &World<Ip>| w.node::<Provider>(PROVIDER).charged_again.filter(|c| c.2 == w.now);
-    sim.check("no-double-charge", move |w| match charged_again_now(w) {
-        Some((key, n, _)) => Err(format!("payment {} of client {} charged {n} times", key as u32, key >> 32)),
+    sim.check("no-double-charge", |w| match w.node::<Provider>(PROVIDER).charges.repeat_at(w.now) {
+        Some((key, n)) => Err(format!("payment {} of client {} charged {n} times", key as u32, key >> 32)),
         None => Ok(()),
     });
     // Charge ids grow with time, so the charges older than the cutoff are the first ones.
     sim.check("ledger-matches", |w| {
         let Some(cutoff) = w.now.micros().checked_sub(RECONCILE).map(Time) else { return Ok(()) };
-        let charged = w.node::<Provider>(PROVIDER).charge_times.partition_point(|&t| t < cutoff) as u64;
+        let charged = w.node::<Provider>(PROVIDER).charges.done_before(cutoff);
         let missing = w.node::<Db>(DB).ledger.contiguous() + 1;
         match missing > charged {
             true => Ok(()),
@@ -281,8 +264,8 @@ impl Node for Ip {
     fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Self>) {
         let now = ctx.now();
         match (self, msg) {
-            (Ip::Client(c), Msg::Paid { call, charge }) => c.answered(call, Some(charge), ctx),
-            (Ip::Client(c), Msg::TryLater { call } | Msg::Failed { call }) => c.answered(call, None, ctx),
+            (Ip::Client(c), Msg::Paid { call, charge }) => c.ended(call, Some(Some(charge)), ctx),
+            (Ip::Client(c), Msg::TryLater { call } | Msg::Failed { call }) => c.ended(call, Some(None), ctx),
             (Ip::Instance(i), Msg::Pay { key, call }) => i.pay(key, (from, call), ctx),
             (Ip::Instance(i), Msg::Inserted { key, state, reply }) => i.inserted(key, state, reply, ctx),
             (Ip::Instance(i), Msg::Charged { charge, call }) => i.charged(call, charge, ctx),
@@ -308,12 +291,8 @@ impl Node for Ip {
     fn on_timer(&mut self, timer: Timer, ctx: &mut Ctx<Self>) {
         match (self, timer) {
             (Ip::Client(c), Timer::NewPayment) => c.new_payment(ctx),
-            (Ip::Client(c), Timer::Attempt { n, try_no }) => c.send(n, try_no, ctx),
-            (Ip::Client(c), Timer::ClientTimeout(call)) => {
-                if let Some(try_) = c.tries.timeout(call) {
-                    c.failed(try_, ctx);
-                }
-            }
+            (Ip::Client(c), Timer::Attempt { n, try_no }) => c.again(n, try_no, ctx),
+            (Ip::Client(c), Timer::ClientTimeout(call)) => c.ended(call, None, ctx),
             // Whether the card was charged is unknown. Without a key the client will retry;
             // with one, the key stays in progress for the sweeper.
             (Ip::Instance(i), Timer::ProviderTimeout(call)) => {
@@ -342,7 +321,7 @@ impl Node for Ip {
             }
             // The tries in flight are forgotten (their payments stay open); the database and the
             // provider are durable.
-            Ip::Client(c) => drop(c.tries.clear(ctx)),
+            Ip::Client(c) => c.payments.drop_tries(ctx),
             Ip::Db(_) | Ip::Provider(_) => {}
         }
     }
@@ -381,9 +360,13 @@ impl Node for Ip {
                 .gauge("keys in progress", db.keys.in_progress() as i64, 100)
                 .gauge("ledger", db.ledger.len() as i64, 1000),
             Ip::Provider(p) => NodeView::new(NodeKind::Service, 3, "payment provider")
-                .gauge("charges", p.charges as i64, 1000)
+                .gauge("charges", p.charges.count() as i64, 1000)
                 .badge_if(!p.health.is_up(), p.health.to_string(), Tone::Warn)
-                .badge_if(p.doubled > 0, format!("{} double-charged", p.doubled), Tone::Bad),
+                .badge_if(
+                    p.charges.repeated_keys() > 0,
+                    format!("{} double-charged", p.charges.repeated_keys()),
+                    Tone::Bad,
+                ),
         }
     }
 }
@@ -391,8 +374,9 @@ impl Node for Ip {
 impl Client {
     fn new_payment(&mut self, ctx: &mut Ctx<Ip>) {
         self.arrivals.on_timer(ctx, Timer::NewPayment);
-        let n = self.payments.start(ctx.now(), 0);
-        self.send(n, 1, ctx);
+        let call = self.payments.start(ctx, 0, ms(ctx.param("timeout_ms")), Timer::ClientTimeout);
+        let (n, _) = self.payments.try_of(call).expect("a try just started");
+        self.pay(n, call, ctx);
         if ctx.rng().below(100) < ctx.param("double_click_pct") as u64 {
             let gap = ctx.rng().range(20 * MICROS_PER_MS, 80 * MICROS_PER_MS);
             ctx.set_timer(gap, Timer::Attempt { n, try_no: 1 });
@@ -400,43 +384,41 @@ impl Client {
     }
 
     /// Sends a try, unless the payment was paid or abandoned meanwhile.
-    fn send(&mut self, n: u32, try_no: u32, ctx: &mut Ctx<Ip>) {
-        if self.payments.is_open(n) {
-            let call = self.tries.start(ctx, (n, try_no), ms(ctx.param("timeout_ms")), Timer::ClientTimeout);
-            let to = FIRST_INSTANCE + ctx.rng().below(self.instances as u64) as NodeId;
-            ctx.send(to, Msg::Pay { key: (self.index as u64) << 32 | n as u64, call });
+    fn again(&mut self, n: u32, try_no: u32, ctx: &mut Ctx<Ip>) {
+        if let Some(call) = self.payments.again(ctx, n, try_no, ms(ctx.param("timeout_ms")), Timer::ClientTimeout) {
+            self.pay(n, call, ctx);
         }
     }
 
-    /// A try was answered: `Some(charge)` if paid, `None` for 409 or 502. The answer to a try
-    /// timed out already is dropped, as an HTTP client drops it (`Calls` counts it late).
-    fn answered(&mut self, call: CallId, charge: Option<u64>, ctx: &mut Ctx<Ip>) {
-        let Some((n, try_no)) = self.tries.reply(call, ctx) else { return };
-        let Some(charge) = charge else { return self.failed((n, try_no), ctx) };
-        let Some(first) = self.payments.data_mut(n) else { return };
-        if *first == 0 {
-            *first = charge;
-        } else if *first != charge {
-            self.mismatches += 1;
-            ctx.note(format!("payment {n} answered with charge {charge}, earlier with {first}"));
-        }
-        if let Some(latency) = self.payments.succeeded(n, ctx.now()) {
-            ctx.count("paid", 1);
-            ctx.observe("latency_us", latency);
-        }
+    fn pay(&mut self, n: u32, call: CallId, ctx: &mut Ctx<Ip>) {
+        let to = FIRST_INSTANCE + ctx.rng().below(self.instances as u64) as NodeId;
+        ctx.send(to, Msg::Pay { key: (self.index as u64) << 32 | n as u64, call });
     }
 
-    /// A try ended without a charge: back off and retry, unless a later try is under way
-    /// already (a double click's twin failed first) or the retries are used up.
-    fn failed(&mut self, (n, try_no): (u32, u32), ctx: &mut Ctx<Ip>) {
-        let policy = RetryPolicy { max_retries: ctx.param("max_retries") as u32, ..BACKOFF };
-        match self.payments.failed(n, try_no, &policy, ctx.rng()) {
-            Next::Retry { wait_us, try_no } => {
-                ctx.count("retries", 1);
-                ctx.set_timer(wait_us, Timer::Attempt { n, try_no });
+    /// A try ended: answered `Some(charge)` if paid, `None` for 409 or 502; or (`None`) timed
+    /// out. A failure is retried after a backoff, unless a later try is under way already (a
+    /// double click's twin failed first) or the retries are used up. The answer to a try timed
+    /// out already is dropped, as an HTTP client drops it (`Calls` counts it late).
+    fn ended(&mut self, call: CallId, answer: Option<Option<u64>>, ctx: &mut Ctx<Ip>) {
+        if let (Some((n, _)), Some(Some(charge))) = (self.payments.try_of(call), answer) {
+            let first = self.payments.data_mut(n).expect("a payment in flight");
+            if *first == 0 {
+                *first = charge;
+            } else if *first != charge {
+                self.mismatches += 1;
+                ctx.note(format!("payment {n} answered with charge {charge}, earlier with {first}"));
             }
-            Next::GaveUp => ctx.count("abandoned", 1),
-            Next::Ignored => {}
+        }
+        let policy = RetryPolicy { max_retries: ctx.param("max_retries") as u32, ..BACKOFF };
+        let retry = |n, try_no| Timer::Attempt { n, try_no };
+        match self.payments.ended(ctx, call, answer.map(|a| a.is_some()), &policy, false, retry) {
+            Ended::Succeeded { took_us, .. } => {
+                ctx.count("paid", 1);
+                ctx.observe("latency_us", took_us);
+            }
+            Ended::Retrying { .. } => ctx.count("retries", 1),
+            Ended::GaveUp(_) => ctx.count("abandoned", 1),
+            Ended::Stale => {}
         }
     }
 }
@@ -525,22 +507,18 @@ impl Db {
 
 impl Provider {
     fn charge(&mut self, from: NodeId, key: u64, idempotent: bool, call: CallId, ctx: &mut Ctx<Ip>) {
-        let (times, keyed) = self.by_key.get_or_insert(key, (0, 0));
-        let charge = if idempotent && *keyed != 0 {
-            ctx.count("provider_deduped", 1);
-            *keyed
-        } else {
-            self.charges += 1;
-            self.charge_times.push(ctx.truth());
-            *times += 1;
-            *keyed = if idempotent { self.charges } else { *keyed };
-            if *times > 1 {
-                self.doubled += (*times == 2) as u64;
-                self.charged_again = Some((key, *times, ctx.truth()));
-                ctx.count("double_charges", 1);
-                ctx.note(format!("payment {key:x} charged again (charge {})", self.charges));
+        let charge = match self.charges.perform(key, idempotent, ctx.truth()) {
+            Done::Deduped(charge) => {
+                ctx.count("provider_deduped", 1);
+                charge
             }
-            self.charges
+            Done::New { id, times } => {
+                if times > 1 {
+                    ctx.count("double_charges", 1);
+                    ctx.note(format!("payment {key:x} charged again (charge {id})"));
+                }
+                id
+            }
         };
         // (A provider that is down would answer nothing; this scenario only slows it.)
         if let Some(delay) = self.health.latency(ctx.rng().exponential(self.mean_us) as Micros) {

@@ -120,6 +120,22 @@ impl<T: Clone> Retried<T> {
         self.budget = self.budget.refilled();
     }
 
+    /// Only the tries in flight are lost (later answers count as late): the operations stay
+    /// open, as a caller that keeps its operations durably but not its connections.
+    pub fn drop_tries<N: Node>(&mut self, ctx: &mut Ctx<N>) {
+        self.calls.clear(ctx);
+    }
+
+    /// The operation and try number of a try in flight.
+    pub fn try_of(&self, call: CallId) -> Option<(u32, u32)> {
+        self.calls.get(call).copied()
+    }
+
+    /// The data kept for operation `op`, open or not.
+    pub fn data_mut(&mut self, op: u32) -> Option<&mut T> {
+        self.ops.data_mut(op)
+    }
+
     /// Tries in flight.
     pub fn in_flight(&self) -> usize {
         self.calls.len()
@@ -252,6 +268,46 @@ mod tests {
             };
             self.seen[i] += 1;
         }
+    }
+
+    /// A caller whose tries are never answered: what `try_of` and `data_mut` see, and what is
+    /// left after `drop_tries`.
+    #[derive(Clone, Debug)]
+    struct Dropper {
+        tries: Retried<u32>,
+        before: Vec<Option<(u32, u32)>>,
+        after: Vec<Option<(u32, u32)>>,
+    }
+
+    impl Node for Dropper {
+        type Msg = Msg;
+        type Timer = Timer;
+        fn on_start(&mut self, ctx: &mut Ctx<Self>) {
+            let mut calls: Vec<CallId> =
+                (0..3).map(|d| self.tries.start(ctx, d, MICROS_PER_MS, Timer::Timeout)).collect();
+            calls.extend(self.tries.again(ctx, 2, 2, MICROS_PER_MS, Timer::Timeout));
+            *self.tries.data_mut(2).unwrap() += 40;
+            self.before = calls.iter().map(|&c| self.tries.try_of(c)).collect();
+            self.tries.drop_tries(ctx);
+            self.after = calls.iter().map(|&c| self.tries.try_of(c)).collect();
+        }
+        fn on_message(&mut self, _: u32, _: Msg, _: &mut Ctx<Self>) {}
+        fn on_timer(&mut self, timer: Timer, _: &mut Ctx<Self>) {
+            panic!("{timer:?}: dropped tries set no timers");
+        }
+        fn view(&self) -> NodeView {
+            NodeView::new(NodeKind::Client, 0, "dropper")
+        }
+    }
+
+    #[test]
+    fn dropping_the_tries_keeps_the_operations_open_with_their_data() {
+        let tries = Retried::new(Calls::new("try_us"), RetryBudget::new(0, 0));
+        let d = run_alone(Dropper { tries, before: vec![], after: vec![] }, 1, Time::from_secs(1));
+        assert_eq!(d.before, [Some((1, 1)), Some((2, 1)), Some((3, 1)), Some((2, 2))]);
+        assert_eq!(d.after, [None; 4], "no try in flight");
+        let mut tries = d.tries;
+        assert_eq!((tries.open(), tries.in_flight(), tries.data_mut(2).copied()), (3, 0, Some(41)));
     }
 
     const R3: RetryPolicy = RetryPolicy::new(3, MICROS_PER_MS, 8 * MICROS_PER_MS, Jitter::Full);
