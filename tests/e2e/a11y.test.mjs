@@ -5,7 +5,7 @@ import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { serve, browser, page, scenarios } from './harness.mjs';
-import { closeAll } from './harness.mjs';
+import { closeAll, settledClock } from './harness.mjs';
 
 const axePath = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
 let site, b;
@@ -56,7 +56,7 @@ test('keyboard only: choose a node, crash it, play; a screen reader hears the no
   assert.equal(await p.getAttribute('canvas.sim', 'tabindex'), '0');
   await p.keyboard.press(' ');
   await p.waitForFunction(() => document.querySelector('.play').textContent.includes('Play'));
-  const paused = await p.textContent('.clock');
+  const paused = await settledClock(p);
   await p.focus('canvas.sim');
   await p.keyboard.press('ArrowRight');
   await p.waitForFunction(() => /server \(queue\): up/.test(document.querySelector('[aria-live="polite"]').textContent));

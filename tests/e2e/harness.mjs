@@ -74,6 +74,18 @@ export async function page(b, opts = {}) {
   return p;
 }
 
+/** The clock once the run has come to rest: a frame the simulator sent before it heard
+ * "pause" may still land after the button says Play, so read the clock when it stops moving. */
+export async function settledClock(p) {
+  let last = await p.textContent('.clock');
+  for (;;) {
+    await p.waitForTimeout(250);
+    const now = await p.textContent('.clock');
+    if (now === last) return now;
+    last = now;
+  }
+}
+
 export async function shot(p, name) {
   await mkdir(artifacts, { recursive: true });
   await p.screenshot({ path: join(artifacts, `${name}.png`), fullPage: false });
