@@ -49,6 +49,9 @@ pub fn canvas_key(page: Page, ev: web_sys::KeyboardEvent) {
             focus_soon(".popover .fault-grid button");
             None
         }
+        // With the keys sheet open, Escape is the page's: it closes the sheet, even before
+        // the sheet has taken the focus from the picture.
+        "Escape" if page.keys_open.get_untracked() => return,
         "Escape" => {
             page.selected.set(None);
             None
