@@ -257,6 +257,12 @@ impl Tallies {
 /// so copying the run for a checkpoint copies a pointer.
 pub type CheckFn<N> = std::rc::Rc<dyn Fn(&World<N>) -> Result<(), String>>;
 
+/// A god's-eye gauge: a value of the whole run (the longest queue of several nodes, how long
+/// since the system last served well) that no single node knows, read from the world just
+/// before each metrics sample. Shared like a check, and like a check it keeps no state: what
+/// it needs to remember lives in the nodes or the tallies, which checkpoints copy.
+pub type ProbeFn<N> = std::rc::Rc<dyn Fn(&World<N>) -> i64>;
+
 /// A node enum's variant read by its type (`#[derive(Holds)]` writes it for each variant
 /// that holds one value), so checks and tests say `w.node::<Server>(id)`.
 pub trait Holds<T> {
@@ -470,6 +476,7 @@ struct Common {
 pub struct Sim<N: Node> {
     nodes: Vec<N>,
     checks: Vec<(usize, CheckFn<N>)>,
+    probes: Vec<(&'static str, ProbeFn<N>)>,
     k: Kernel<N>,
 }
 
@@ -762,6 +769,7 @@ impl<N: Node> Sim<N> {
         let mut sim = Sim {
             nodes: Vec::new(),
             checks: Vec::new(),
+            probes: Vec::new(),
             k: Kernel {
                 c: Common::new(setup, default_link),
                 queue: EventQueue::new(),
@@ -805,6 +813,12 @@ impl<N: Node> Sim<N> {
         let i = self.k.c.spec.checks.iter().position(|c| c.id == id);
         let i = i.unwrap_or_else(|| panic!("{} declares no check `{id}`", self.k.c.spec.id()));
         self.checks.push((i, eval));
+    }
+
+    /// Registers a god's-eye gauge `name`, set from `value` just before each metrics sample
+    /// (and so charted and read like any gauge; between samples it keeps the last value).
+    pub fn probe(&mut self, name: &'static str, value: impl Fn(&World<N>) -> i64 + 'static) {
+        self.probes.push((name, std::rc::Rc::new(value)));
     }
 
     pub fn nodes(&self) -> &[N] {
@@ -999,12 +1013,8 @@ impl<N: Node> Sim<N> {
         }
     }
 
-    fn evaluate_checks(&mut self, touched: Option<NodeId>) {
-        if self.checks.is_empty() {
-            self.k.c.tallied.clear();
-            return;
-        }
-        let world = World {
+    fn world(&self, touched: Option<NodeId>) -> World<'_, N> {
+        World {
             nodes: &self.nodes,
             metrics: &self.k.c.metrics,
             tallied: &self.k.c.tallied,
@@ -1014,7 +1024,27 @@ impl<N: Node> Sim<N> {
             up: &self.k.c.rt,
             params: &self.k.c.params,
             spec: self.k.c.spec,
-        };
+        }
+    }
+
+    /// Takes the samples due by `upto`, the probes' gauges read first.
+    fn sample(&mut self, upto: Time) {
+        if !self.probes.is_empty() && self.k.c.sampler.due(upto) {
+            let world = self.world(None);
+            let values: Vec<_> = self.probes.iter().map(|(name, value)| (*name, value(&world))).collect();
+            for (name, value) in values {
+                self.k.c.metrics.set_gauge(name, value);
+            }
+        }
+        self.k.c.take_samples(upto);
+    }
+
+    fn evaluate_checks(&mut self, touched: Option<NodeId>) {
+        if self.checks.is_empty() {
+            self.k.c.tallied.clear();
+            return;
+        }
+        let world = self.world(touched);
         // Every check is judged after every event, violated or not, so that its bands end
         // where it holds again (the verdict is still its first violation).
         let mut failed = Vec::new();
@@ -1067,7 +1097,7 @@ impl<N: Node> Run for Sim<N> {
             warm(&self.nodes, &self.k.c.rt, batch);
         }
         if t > self.k.c.sampler.next_at() {
-            self.k.c.take_samples(Time(t.0 - 1));
+            self.sample(Time(t.0 - 1));
         }
         self.k.c.now = self.k.c.now.max(t);
         self.k.c.events += 1;
@@ -1083,7 +1113,7 @@ impl<N: Node> Run for Sim<N> {
             n += 1;
         }
         if self.k.queue.peek_time().is_none_or(|next| next > t) {
-            self.k.c.take_samples(t);
+            self.sample(t);
             self.k.c.now = self.k.c.now.max(t);
         }
         n

@@ -29,6 +29,10 @@ impl Time {
     pub fn as_ms(self) -> u64 {
         self.0 / MICROS_PER_MS
     }
+    /// The whole seconds elapsed (the key of per-second tallies).
+    pub fn whole_secs(self) -> u64 {
+        self.0 / MICROS_PER_S
+    }
     /// Seconds as a float, for display and charts only.
     pub fn as_secs_f64(self) -> f64 {
         self.0 as f64 / MICROS_PER_S as f64

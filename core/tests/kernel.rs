@@ -394,3 +394,20 @@ fn a_delayed_reply_leaves_late_is_lost_in_a_crash_and_held_in_a_pause() {
         (vec![Time::from_ms(132)], 1)
     );
 }
+
+#[test]
+fn a_probe_reads_the_world_before_each_sample_and_never_changes_the_trace() {
+    // Pings leave every 100 ms and take 10 ms: at the sample at 1 s the responder has seen 9.
+    let mut s = sim(recipe());
+    s.probe("seen", |w| w.nodes[1].seen as i64);
+    s.run_until(Time::from_secs(1), u64::MAX);
+    assert_eq!(s.metrics().gauge("seen"), 9);
+    // Between samples (every second) the gauge keeps the value it was sampled with.
+    s.run_until(Time::from_ms(1_500), u64::MAX);
+    assert_eq!((s.nodes()[1].seen, s.metrics().gauge("seen")), (14, 9));
+    s.run_until(Time::from_secs(2), u64::MAX);
+    assert_eq!(s.metrics().gauge("seen"), 19);
+    let mut bare = sim(recipe());
+    bare.run_until(Time::from_secs(2), u64::MAX);
+    assert_eq!(bare.trace().hash(), s.trace().hash());
+}

@@ -10,7 +10,6 @@ use crate::parts::retried::{Ended, Retried};
 use crate::parts::retry::{Jitter, RetryBudget, RetryPolicy};
 use crate::parts::station::{Full, Offer, Service, Slot, Station};
 use crate::parts::strategies::strategies;
-use crate::parts::window::SlidingCounter;
 use faultline_core::*;
 
 // A table, an entry a line: rustfmt would give every argument a line of its own.
@@ -40,11 +39,11 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
                 'What is backoff for?'; Bronson et al., 'Metastable Failures in Distributed Systems' (HotOS 2021); \
                 Google SRE's 10% per-client retry budget; gRPC retry throttling; Finagle's RetryBudget.",
             try_this: &[
-                "Play `every-layer`: C is down from 8 s and gets several times the client load; at 13 s it is back, \
-                 yet A's and B's queues stay full, goodput stays near zero and `recovers` fails at 18 s.",
+                "Play `every-layer`: C is down from 8 s under several times the client load; back at 13 s, yet A's and \
+                 B's queues stay full, goodput near zero, the recovery time climbs and `recovers` fails at 18 s.",
                 "Switch to `backoff-jitter`: retries come later, spread out, yet C still gets several times the \
                  client load and the system does not recover.",
-                "Switch to `budget`: C's load stays under twice the clients' and goodput is back within a second.",
+                "Switch to `budget`: C's load stays under 2× the clients'; goodput is back in a second (recovery: 1 s).",
                 "Set depth to 5 and compare `budget` with `edge-only` while C is down: budgets at every layer \
                  compound (1.1⁵ ≈ 1.6×); retries at the edge alone keep C's load near 1.1×.",
             ],
@@ -81,11 +80,13 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
              two whole seconds are served. Names the service with the longest queue."),
     ],
     metrics: &[
-        MetricSpec::new("amplification", "Deepest's load ÷ client rate (last second)", "×", Measure::GaugePer("amp_milli", 1000.0)),
+        MetricSpec::new("amplification", "Deepest's load ÷ client rate (last whole second)", "×", Measure::GaugePer("amp_milli", 1000.0)),
         MetricSpec::new("goodput", "Goodput (client requests served)", "req/s", Measure::Rate("ok")),
-        MetricSpec::new("queue_a", "Queue at A", "calls", Measure::Gauge("queue_A")),
-        MetricSpec::new("queue_b", "Queue at B", "calls", Measure::Gauge("queue_B")),
-        MetricSpec::new("queue_c", "Queue at C", "calls", Measure::Gauge("queue_C")),
+        MetricSpec::new("recovery", "Recovery time (to a second with 80% served)", "s",
+            Measure::GaugePer("recovery_ms", 1000.0)),
+        MetricSpec::new("queue_a", "Queue at A (the edge)", "calls", Measure::Gauge("queue_A")),
+        MetricSpec::new("queue_middle", "Longest queue between A and the deepest", "calls", Measure::Gauge("queue_middle")),
+        MetricSpec::new("queue_deepest", "Queue at the deepest", "calls", Measure::Gauge("queue_deepest")),
         MetricSpec::new("wasted", "Answers nobody waited for", "/s", Measure::Rate("late_answers")),
     ],
     layout: Layout::Tiers,
@@ -96,9 +97,8 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
 
 strategies!(SPEC, Strategy { EveryLayer, Backoff, BackoffJitter, Budget, EdgeOnly });
 
-/// The services, outermost first (the last of the chain is the deepest), and their queue gauges.
+/// The services, outermost first (the last of the chain is the deepest).
 const NAMES: [&str; 5] = ["A", "B", "C", "D", "E"];
-const QUEUES: [&str; 5] = ["queue_A", "queue_B", "queue_C", "queue_D", "queue_E"];
 /// First tries and retries per level (0: the clients' calls to A; h: the h-th service's).
 const REQUESTS: [&str; 5] = ["requests_0", "requests_1", "requests_2", "requests_3", "requests_4"];
 const RETRIES: [&str; 5] = ["retries_0", "retries_1", "retries_2", "retries_3", "retries_4"];
@@ -152,10 +152,10 @@ pub struct Tier {
     timeout_us: Micros,
     /// The outage (the deepest): `Some(true)` while down (a quick 503 to every call), then `Some(false)`.
     down: Option<bool>,
+    /// The deepest: when it last came back up (true time), for the recovery time.
+    back_at: Option<Time>,
     /// For the checks (true time): up, and under the present strategy (judged afresh), since then.
     calm_since: Time,
-    /// The deepest's arrivals over the last second, for the amplification chart.
-    recent: SlidingCounter,
 }
 
 fn build(setup: &Setup) -> Box<dyn Run> {
@@ -174,14 +174,30 @@ fn build(setup: &Setup) -> Box<dyn Run> {
             strategy,
             timeout_us: 0,
             down: None,
+            back_at: None,
             calm_since: Time::ZERO,
-            recent: SlidingCounter::new(MICROS_PER_S),
         });
     }
     FaultWindow::secs(8, setup.param("outage_s")).custom(&mut sim, "outage", None, 1, 0);
     sim.check("amplification", move |w| amplification(w, depth));
     sim.check("recovers", move |w| recovers(w, &w.nodes[..depth]));
+    // The queues, charted by place in the chain whatever its depth: the edge, the longest in between, the deepest.
+    let queue = |l: &Tier| l.station.queue_len() as i64;
+    sim.probe("queue_A", move |w| queue(&w.nodes[0]));
+    sim.probe("queue_middle", move |w| w.nodes[1..depth.max(2) - 1].iter().map(queue).max().unwrap_or(0));
+    sim.probe("queue_deepest", move |w| queue(&w.nodes[depth - 1]));
+    sim.probe("recovery_ms", move |w| recovery_us(w, &w.nodes[depth - 1]) / 1000);
+    let last_second = |w: &World<Tier>| w.tally("reached", w.now.whole_secs().saturating_sub(1));
+    sim.probe("amp_milli", move |w| last_second(w) * 1000 / w.param("rps").max(1));
     Box::new(sim)
+}
+
+/// From the deepest's return to the end of the first whole second after it with 80% served (rising till then; else 0).
+fn recovery_us(w: &World<Tier>, deepest: &Tier) -> i64 {
+    let Some(back) = deepest.back_at else { return 0 };
+    let served = |&s: &u64| w.tally("ok", s) * 100 >= FLOOR_PCT * w.tally(REQUESTS[0], s).max(1);
+    let first = (back.micros().div_ceil(MICROS_PER_S)..w.now.whole_secs()).find(served);
+    first.map_or(w.now, |s| Time::from_secs(s + 1)).since(back) as i64
 }
 
 /// If the tally `name` just counted in second `s` ≥ 2: `s`, and sums over the two seconds before (judged now).
@@ -217,12 +233,10 @@ fn recovers(w: &World<Tier>, services: &[Tier]) -> Result<(), String> {
     }
     let l = services.iter().max_by_key(|l| l.station.queue_len()).expect("a service");
     let (name, queued, wait_ms) = (NAMES[l.index as usize], l.station.queue_len(), l.station.expected_wait_us() / 1000);
+    let (since_ms, from, timeout_ms) = (w.now.since(calm) / 1000, s - 2, l.timeout_us / 1000);
     Err(format!(
-        "{} ms after the last disruption, {ok} of {asked} client requests of {}–{s} s were served (floor {FLOOR_PCT}%); \
-         {name} has {queued} calls queued, {wait_ms} ms of work for a {} ms timeout",
-        w.now.since(calm) / 1000,
-        s - 2,
-        l.timeout_us / 1000
+        "{since_ms} ms after the last disruption, {ok} of {asked} client requests of {from}–{s} s were served (floor \
+         {FLOOR_PCT}%); {name} has {queued} calls queued, {wait_ms} ms of work for a {timeout_ms} ms timeout"
     ))
 }
 
@@ -266,7 +280,6 @@ impl Node for Tier {
         let lost = self.station.crash(ctx).len();
         ctx.note(format!("crashed: {lost} requests and {} calls under way lost", self.tries.in_flight()));
         self.tries.clear(ctx);
-        self.publish(ctx);
     }
 
     fn on_control(&mut self, control: Control, ctx: &mut Ctx<Self>) {
@@ -315,7 +328,6 @@ impl Tier {
         self.station.set_service(Service::exponential_ms(ctx.param("service_ms") as u64));
         self.station.set_queue_capacity(Some(ctx.param("queue") as usize));
         self.station.set_servers(ctx.param("workers") as u32, ctx, Timer::Done);
-        self.publish(ctx);
     }
 
     /// The strategy's rule for this caller: when to retry, and whether its budget must allow it.
@@ -354,35 +366,24 @@ impl Tier {
         ctx.tally(name, ctx.truth().micros() / MICROS_PER_S, 1);
     }
 
-    fn publish(&self, ctx: &mut Ctx<Tier>) {
-        if self.level > 0 {
-            ctx.gauge(QUEUES[self.level - 1], self.station.queue_len() as i64);
-        }
-    }
-
     fn outage(&mut self, down: bool, ctx: &mut Ctx<Tier>) {
         if self.deepest && down != (self.down == Some(true)) {
-            self.down = Some(down);
+            (self.down, self.back_at) = (Some(down), (!down).then(|| ctx.truth()));
             self.station.crash(ctx); // the work it held is lost (none as it comes back)
             ctx.note(if down { "down: every call gets a quick 503" } else { "back up" });
             self.calm_since = ctx.truth();
-            self.publish(ctx);
         }
     }
 
     fn call(&mut self, (from, call): Up, ctx: &mut Ctx<Tier>) {
         if self.deepest {
             self.count("reached", ctx);
-            self.recent.hit(ctx.now(), 1);
-            let per_s = ctx.param("rps").max(1) as u64;
-            ctx.gauge("amp_milli", (self.recent.count(ctx.now()) * 1000 / per_s) as i64);
         }
         if self.down == Some(true) {
             return ctx.send(from, Msg::Error(call));
         }
-        match self.station.offer((from, call), ctx, Timer::Done) {
-            Offer::Started | Offer::Queued | Offer::OnHold => self.publish(ctx),
-            Offer::Rejected(_) | Offer::Blocked(_) => ctx.send(from, Msg::Error(call)),
+        if let Offer::Rejected(_) | Offer::Blocked(_) = self.station.offer((from, call), ctx, Timer::Done) {
+            ctx.send(from, Msg::Error(call));
         }
     }
 
@@ -393,7 +394,6 @@ impl Tier {
             true => ctx.send(f.job.0, Msg::Ok(f.job.1)),
             false => self.begin(Some(f.job), ctx),
         }
-        self.publish(ctx);
     }
 }
 
@@ -487,8 +487,12 @@ mod tests {
             let (recovers_at, why) = failed_at(r.as_ref(), "recovers").expect("no recovery");
             assert!((18.0..19.0).contains(&recovers_at) && why.contains("calls queued"), "seed {seed}: {why}");
             assert!(between(&at, 2, 18, 30) < 0.05 * between(&at, 1, 18, 30), "seed {seed}: goodput recovered");
-            let queue_a = r.metrics().gauge("queue_A");
-            assert!(queue_a >= 180, "seed {seed}: A's queue holds {queue_a} of 200");
+            let queues = ["queue_A", "queue_middle"].map(|q| r.metrics().gauge(q));
+            assert!(queues.iter().all(|&q| q >= 180), "seed {seed}: A's and B's queues hold {queues:?} of 200");
+            // Never recovered: the recovery time is all the time since C came back at 13 s.
+            // (Read at the last sample, just before 30 s.)
+            let recovery_ms = r.metrics().gauge("recovery_ms");
+            assert!((16_990..=17_000).contains(&recovery_ms), "seed {seed}: {recovery_ms} ms");
         }
     }
 
@@ -514,6 +518,7 @@ mod tests {
             let peak = (2..=30).map(|s| between(&at, 0, s - 2, s) / between(&at, 1, s - 2, s)).fold(0.0, f64::max);
             assert!(peak < 2.0, "seed {seed}: C got {peak:.2}× the client load");
             assert!(between(&at, 2, 13, 14) >= 0.8 * between(&at, 1, 13, 14), "seed {seed}: not back within a second");
+            assert_eq!(r.metrics().gauge("recovery_ms"), 1_000, "seed {seed}: the first whole second after 13 s");
         }
     }
 
@@ -541,6 +546,10 @@ mod tests {
         let (r, at) = run(&r, 30, &[REQUESTS[0], "ok"]);
         assert!(between(&at, 1, 25, 30) >= 0.9 * between(&at, 0, 25, 30));
         assert!(failed_at(r.as_ref(), "recovers").is_some_and(|(t, _)| t < 20.0), "the earlier failure stays");
+        // The recovery time stops rising: a second from the switch to 26 s had 80% served, so it
+        // is 8 to 13 s after C came back at 13 s (not the 17 s of a run that never recovers).
+        let recovery_ms = r.metrics().gauge("recovery_ms");
+        assert!((8_000..=13_000).contains(&recovery_ms), "{recovery_ms} ms");
     }
 
     #[test]
