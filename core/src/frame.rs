@@ -54,6 +54,17 @@ pub struct NodeView {
     /// On a ring layout: arcs of the ring, as fractions [start, end) of a turn, and their owners.
     /// Usually carried by the node that knows the ring (a router).
     pub arcs: Vec<Arc>,
+    /// What this node says about others, drawn at them: a balancer marks the instances it has
+    /// taken out of rotation, though they themselves cannot know it.
+    pub marks: Vec<Mark>,
+}
+
+/// A word one node puts on another node in the picture.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Mark {
+    pub node: NodeId,
+    pub text: String,
+    pub tone: Tone,
 }
 
 /// A stretch of a hash ring and the node that owns it.
@@ -86,7 +97,8 @@ pub fn numbered(prefix: &str, n: u64) -> String {
 
 impl NodeView {
     pub fn new(kind: NodeKind, tier: u8, label: impl Into<String>) -> NodeView {
-        NodeView { label: label.into(), kind, tier, badges: Vec::new(), gauges: Vec::new(), arcs: Vec::new() }
+        let (badges, gauges, arcs, marks) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        NodeView { label: label.into(), kind, tier, badges, gauges, arcs, marks }
     }
     pub fn arcs(mut self, arcs: Vec<Arc>) -> NodeView {
         self.arcs = arcs;
@@ -103,6 +115,11 @@ impl NodeView {
         } else {
             self
         }
+    }
+    /// Puts `text` on node `node` in the picture (and in its description for screen readers).
+    pub fn mark(mut self, node: NodeId, text: impl Into<String>, tone: Tone) -> NodeView {
+        self.marks.push(Mark { node, text: text.into(), tone });
+        self
     }
     pub fn gauge(mut self, label: &'static str, value: i64, max: i64) -> NodeView {
         self.gauges.push(Gauge { label, value, max });

@@ -31,8 +31,8 @@ pub mod trace;
 pub use fault::{Fault, GENERIC_FAULTS};
 pub use faultline_derive::{Holds, Label};
 pub use frame::{
-    numbered, Arc, Badge, Band, CheckState, CheckStatus, Frame, Gauge, MsgFrame, NodeFrame, NodeKind, NodeView, Status,
-    Tone, Violation, BAND_GAP_US, MAX_BANDS,
+    numbered, Arc, Badge, Band, CheckState, CheckStatus, Frame, Gauge, Mark, MsgFrame, NodeFrame, NodeKind, NodeView,
+    Status, Tone, Violation, BAND_GAP_US, MAX_BANDS,
 };
 pub use metrics::{Histogram, Measure, Metrics, Sampler, Summary};
 pub use net::{Cut, Latency, Link, Network, NodeId};

@@ -2,12 +2,12 @@
 
 use crate::panels::check_story;
 use crate::scenario::{wall_ms, Page};
-use faultline_core::{CheckState, Frame, NodeFrame, NodeId, Status};
+use faultline_core::{CheckState, Frame, Mark, NodeFrame, NodeId, Status};
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 
-/// A node as a sentence: "server (queue): up; queue 12 of 100; workers busy 4 of 4; 3 over capacity".
-pub fn describe(n: &NodeFrame) -> String {
+/// A node as a sentence, with what others say of it: "instance 3 (service): up; load 4 of 36; healthy; ejected".
+pub fn describe(n: &NodeFrame, about: &[&Mark]) -> String {
     let status = match n.status {
         Status::Up => "up",
         Status::Crashed => "crashed",
@@ -24,7 +24,16 @@ pub fn describe(n: &NodeFrame) -> String {
         s.push_str("; ");
         s.push_str(&b.text);
     }
+    for m in about {
+        s.push_str("; ");
+        s.push_str(&m.text);
+    }
     s
+}
+
+/// What the other nodes of `frame` say about node `n` (its marks).
+pub fn marks_on(frame: &Frame, n: NodeId) -> Vec<&Mark> {
+    frame.nodes.iter().flat_map(|o| &o.view.marks).filter(|m| m.node == n).collect()
 }
 
 /// Keys on the focused canvas: arrows (Home, End) choose a node, Enter opens its faults,
@@ -63,7 +72,8 @@ pub fn canvas_key(page: Page, ev: web_sys::KeyboardEvent) {
     if let Some(n) = next {
         page.focused.set(Some(n));
         page.draw();
-        if let Some(text) = page.with(|m| m.frame.nodes.get(n as usize).map(describe)).flatten() {
+        let text = page.with(|m| m.frame.nodes.get(n as usize).map(|node| describe(node, &marks_on(&m.frame, n))));
+        if let Some(text) = text.flatten() {
             page.say.set(text);
         }
     }
@@ -159,7 +169,7 @@ fn picture_as_text(page: Page) -> Option<String> {
             .iter()
             .enumerate()
             .filter(|(i, _)| !dots.get(*i).copied().unwrap_or(false))
-            .map(|(_, n)| describe(n))
+            .map(|(_, n)| describe(n, &marks_on(&m.frame, n.id)))
             .collect();
         nodes.extend(crowd_line(&m.frame, &dots));
         let mut kinds: Vec<(&str, usize, usize)> = Vec::new();

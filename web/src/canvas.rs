@@ -57,6 +57,12 @@ pub struct Placed {
 
 /// Room kept at the canvas's right edge for the gauge values of the last column's nodes.
 const GAUGE_ROOM: f64 = 70.0;
+/// Height a node's words take (a mark above the shape; the label and two badges below it),
+/// the least a node of a column needs with its shape at the smallest, and the width of a
+/// sub-column (a label and its gauges side by side).
+const WORDS_ROOM: f64 = 52.0;
+const NODE_ROOM: f64 = WORDS_ROOM + 12.0;
+const SUB_COLUMN_W: f64 = 170.0;
 
 /// Positions for every node of `frame` in a `w` × `h` area.
 pub fn place(frame: &Frame, layout: Layout, w: f64, h: f64) -> Vec<Placed> {
@@ -105,10 +111,19 @@ fn place_column(ids: &[usize], x0: f64, w: f64, h: f64, out: &mut [Placed]) {
     let top = 40.0;
     let usable = (h - top - 30.0).max(40.0);
     if count <= 14 {
-        let gap = usable / count as f64;
-        let r = (gap / 3.2).clamp(6.0, 26.0);
+        // A node needs its shape, a mark above it, its label and two badges below it: where
+        // the column is too short for that, the nodes stand in side-by-side sub-columns
+        // (top to bottom, then the next), as many as the width allows.
+        let fits = (w / SUB_COLUMN_W).floor().max(1.0) as usize;
+        let sub =
+            (1..=fits.min(count)).find(|&c| usable / count.div_ceil(c) as f64 >= NODE_ROOM).unwrap_or(fits.min(count));
+        let rows = count.div_ceil(sub);
+        let (gap, sub_w) = (usable / rows as f64, w / sub as f64);
+        // The shape shrinks first, so that the words around it keep their room.
+        let r = (gap / 3.2).min((gap - WORDS_ROOM) / 2.0).clamp(6.0, 26.0);
         for (k, &i) in ids.iter().enumerate() {
-            out[i] = Placed { x: x0 + w / 2.0, y: top + gap * (k as f64 + 0.5), r, dot: false };
+            let (c, row) = (k / rows, k % rows);
+            out[i] = Placed { x: x0 + sub_w * (c as f64 + 0.5), y: top + gap * (row as f64 + 0.5), r, dot: false };
         }
     } else {
         // A crowd (hundreds of clients): a grid of dots filling the column.
@@ -274,6 +289,7 @@ pub fn draw(
             draw_label(&cx, node, placed[i], theme);
         }
     }
+    draw_marks(&cx, frame, &placed, theme);
     if frame.in_flight > frame.messages.len() {
         cx.set_fill_style_str(&theme.muted);
         cx.set_font("12px system-ui, sans-serif");
@@ -607,6 +623,19 @@ fn draw_label(cx: &CanvasRenderingContext2d, node: &faultline_core::NodeFrame, p
         y += 13.0;
         cx.set_fill_style_str(theme.tone(b.tone));
         let _ = cx.fill_text(&b.text, p.x, y);
+    }
+    cx.set_text_align("start");
+}
+
+/// What nodes say about others ("ejected"), written just above the node they are about.
+fn draw_marks(cx: &CanvasRenderingContext2d, frame: &Frame, placed: &[Placed], theme: &Theme) {
+    cx.set_text_align("center");
+    cx.set_font("bold 11px system-ui, sans-serif");
+    for m in frame.nodes.iter().flat_map(|n| &n.view.marks) {
+        if let Some(p) = placed.get(m.node as usize).filter(|p| !p.dot) {
+            cx.set_fill_style_str(theme.tone(m.tone));
+            let _ = cx.fill_text(&m.text, p.x, p.y - p.r - 5.0);
+        }
     }
     cx.set_text_align("start");
 }

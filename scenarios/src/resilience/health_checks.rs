@@ -270,9 +270,12 @@ impl Node for Hc {
 
     fn view(&self) -> NodeView {
         match self {
-            Hc::Balancer(b) => NodeView::new(NodeKind::LoadBalancer, 0, "balancer")
-                .gauge("ejected", b.rotation.ejected().len() as i64, b.rotation.len() as i64)
-                .badge_if(!b.rotation.ejected().is_empty(), format!("ejected {:?}", b.rotation.ejected()), Tone::Warn),
+            Hc::Balancer(b) => {
+                let v = NodeView::new(NodeKind::LoadBalancer, 0, "balancer");
+                let v = v.gauge("ejected", b.rotation.ejected().len() as i64, b.rotation.len() as i64);
+                // The instances cannot know they are out of rotation: the balancer says so at each.
+                b.rotation.ejected().into_iter().fold(v, |v, i| v.mark(1 + i as NodeId, "ejected", Tone::Bad))
+            }
             Hc::Instance(i) => {
                 let kinds = [("healthy", Tone::Good), ("flaky", Tone::Warn), ("gray", Tone::Warn)];
                 let (text, tone) = if i.in_burst || i.blip { ("erring", Tone::Bad) } else { kinds[i.kind as usize] };
@@ -333,9 +336,8 @@ impl Balancer {
     /// A live switch; to `none`, the ejected are back in rotation at once (the others readmit by their own rule).
     fn switch(&mut self, to: Strategy, ctx: &mut Ctx<Hc>) {
         self.strategy = to;
-        for i in if to == Strategy::None { self.rotation.ejected() } else { vec![] } {
-            self.readmit(i, ctx);
-        }
+        let back = if to == Strategy::None { self.rotation.ejected() } else { vec![] };
+        back.into_iter().for_each(|i| self.readmit(i, ctx));
     }
 
     /// Passive strategies only: outlier ejection without limit, guarded within the cap.
@@ -413,16 +415,14 @@ mod tests {
         r.checks().iter().map(|c| c.violation.as_ref().map(|v| (v.at.as_secs_f64(), v.why.clone()))).collect()
     }
 
-    /// The balancer's ejected instances as its badge tells them, every 50 ms from `from_s` to `to_s`.
+    /// The instances the balancer marks as ejected in the picture, every 50 ms from `from_s` to `to_s`.
     fn ejected_over(r: &mut dyn Run, from_s: u64, to_s: u64) -> Vec<(f64, Vec<usize>)> {
         r.run_until(Time::from_secs(from_s), u64::MAX);
         let mut seen = vec![];
         while r.now() < Time::from_secs(to_s) {
-            let badges = r.frame(0).nodes[0].view.badges.clone();
-            let out =
-                badges.first().and_then(|b| b.text.strip_prefix("ejected [")?.strip_suffix(']').map(String::from));
-            let list = out.map_or(vec![], |l| l.split(", ").map(|i| i.parse().expect("an index")).collect());
-            seen.push((r.now().as_secs_f64(), list));
+            let marks = r.frame(0).nodes[0].view.marks.clone();
+            assert!(marks.iter().all(|m| m.text == "ejected" && m.node >= 1), "{marks:?}");
+            seen.push((r.now().as_secs_f64(), marks.iter().map(|m| m.node as usize - 1).collect()));
             r.run_until(r.now().plus(50 * MICROS_PER_MS), u64::MAX);
         }
         seen
@@ -527,6 +527,8 @@ mod tests {
         assert_eq!((badge(1), badge(2)), ("gray".to_string(), "healthy".to_string()));
         let g = &views[0].gauges[0];
         assert!(g.label == "ejected" && g.max == 10 && (1..=3).contains(&g.value), "{g:?}");
-        assert!(views[0].badges[0].text.starts_with("ejected [") && views[0].badges[0].text.contains('1'));
+        // The ejected are marked at the instances themselves, the gray one (instance 1) among them.
+        let marked: Vec<NodeId> = views[0].marks.iter().map(|m| m.node).collect();
+        assert!(marked.len() as i64 == g.value && marked.contains(&2), "{marked:?}");
     }
 }

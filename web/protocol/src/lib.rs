@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 
 /// Bumped on any change to the wire format: the worker's files are not content-hashed
 /// (Trunk names them at build time), so a browser may pair a new page with an old worker.
-pub const PROTOCOL: u32 = 2;
+pub const PROTOCOL: u32 = 3;
 
 /// Page → worker.
 #[derive(Clone, Debug, PartialEq)]
@@ -586,6 +586,10 @@ pub fn put_frame(w: &mut Writer, f: &Frame) {
         v.arcs.iter().for_each(|a| {
             w.f32(a.start).f32(a.end).u32(a.owner);
         });
+        w.len(v.marks.len());
+        v.marks.iter().for_each(|m| {
+            w.u32(m.node).str(&m.text).u8(tone_byte(m.tone));
+        });
     }
     w.len(f.messages.len());
     f.messages.iter().for_each(|m| put_msg(w, m));
@@ -631,7 +635,8 @@ pub fn get_frame(r: &mut Reader) -> Result<Frame, WireError> {
         let badges = r.vec(5, |r| Ok(Badge { text: r.string()?, tone: tone(r.u8()?)? }))?;
         let gauges = r.vec(20, |r| Ok(Gauge { label: r.interned()?, value: r.i64()?, max: r.i64()? }))?;
         let arcs = r.vec(12, |r| Ok(Arc { start: r.f32()?, end: r.f32()?, owner: r.u32()? }))?;
-        let view = NodeView { label, kind, tier, badges, gauges, arcs };
+        let marks = r.vec(9, |r| Ok(Mark { node: r.u32()?, text: r.string()?, tone: tone(r.u8()?)? }))?;
+        let view = NodeView { label, kind, tier, badges, gauges, arcs, marks };
         Ok(NodeFrame { id, view, status, cut_off, clock_offset })
     })?;
     let messages = r.vec(29, get_msg)?;
