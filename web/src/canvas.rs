@@ -53,6 +53,10 @@ pub struct Placed {
     pub r: f64,
     /// Drawn as a dot in a crowd (no label, badges or gauges).
     pub dot: bool,
+    /// The width its words may take, centred on `x` (its column's or sub-column's).
+    pub room: f64,
+    /// Where its gauges' words must stop: its column's right edge (the canvas's, for the last).
+    pub edge: f64,
 }
 
 /// Room kept at the canvas's right edge for the gauge values of the last column's nodes.
@@ -63,11 +67,31 @@ const GAUGE_ROOM: f64 = 70.0;
 const WORDS_ROOM: f64 = 52.0;
 const NODE_ROOM: f64 = WORDS_ROOM + 12.0;
 const SUB_COLUMN_W: f64 = 170.0;
+/// The width a node's words may take on a ring.
+const RING_ROOM: f64 = 160.0;
+
+/// `text` as it fits in `width` at the context's font: cut, with an ellipsis, where it is
+/// wider (narrow columns: six tiers side by side), so that words never run into a neighbour's.
+fn fit_text(cx: &CanvasRenderingContext2d, text: &str, width: f64) -> String {
+    let wide = |t: &str| cx.measure_text(t).map_or(0.0, |m| m.width());
+    if wide(text) <= width {
+        return text.to_string();
+    }
+    let mut chars: Vec<char> = text.chars().collect();
+    while !chars.is_empty() && wide(&format!("{}…", chars.iter().collect::<String>())) > width {
+        chars.pop();
+    }
+    if chars.is_empty() {
+        String::new()
+    } else {
+        format!("{}…", chars.iter().collect::<String>())
+    }
+}
 
 /// Positions for every node of `frame` in a `w` × `h` area.
 pub fn place(frame: &Frame, layout: Layout, w: f64, h: f64) -> Vec<Placed> {
     let n = frame.nodes.len();
-    let mut out = vec![Placed { x: 0.0, y: 0.0, r: 0.0, dot: false }; n];
+    let mut out = vec![Placed { x: 0.0, y: 0.0, r: 0.0, dot: false, room: 0.0, edge: 0.0 }; n];
     match layout {
         Layout::Tiers | Layout::Grid => {
             let mut tiers: Vec<u8> = frame.nodes.iter().map(|f| f.view.tier).collect();
@@ -81,6 +105,10 @@ pub fn place(frame: &Frame, layout: Layout, w: f64, h: f64) -> Vec<Placed> {
                 let ids: Vec<usize> = (0..n).filter(|&i| frame.nodes[i].view.tier == *t).collect();
                 place_column(&ids, c as f64 * col_w, col_w, h, &mut out);
             }
+            // The last column's gauge values may use the room kept for them.
+            for p in out.iter_mut().filter(|p| p.edge > w - room - 8.0) {
+                p.edge = w;
+            }
         }
         Layout::Ring => {
             let (cx, cy) = (w / 2.0, h / 2.0);
@@ -90,13 +118,13 @@ pub fn place(frame: &Frame, layout: Layout, w: f64, h: f64) -> Vec<Placed> {
             for (k, &i) in rim.iter().enumerate() {
                 let a = -PI / 2.0 + 2.0 * PI * k as f64 / rim.len().max(1) as f64;
                 let (x, y) = polar(cx, cy, radius, a);
-                out[i] = Placed { x, y, r: 18.0, dot: false };
+                out[i] = Placed { x, y, r: 18.0, dot: false, room: RING_ROOM, edge: w };
             }
             for (k, &i) in centre.iter().enumerate() {
                 let a = -PI / 2.0 + 2.0 * PI * k as f64 / centre.len().max(1) as f64;
                 let d = if centre.len() == 1 { 0.0 } else { radius * 0.35 };
                 let (x, y) = polar(cx, cy, d, a);
-                out[i] = Placed { x, y, r: 16.0, dot: false };
+                out[i] = Placed { x, y, r: 16.0, dot: false, room: RING_ROOM, edge: w };
             }
         }
     }
@@ -123,7 +151,8 @@ fn place_column(ids: &[usize], x0: f64, w: f64, h: f64, out: &mut [Placed]) {
         let r = (gap / 3.2).min((gap - WORDS_ROOM) / 2.0).clamp(6.0, 26.0);
         for (k, &i) in ids.iter().enumerate() {
             let (c, row) = (k / rows, k % rows);
-            out[i] = Placed { x: x0 + sub_w * (c as f64 + 0.5), y: top + gap * (row as f64 + 0.5), r, dot: false };
+            let (x, y) = (x0 + sub_w * (c as f64 + 0.5), top + gap * (row as f64 + 0.5));
+            out[i] = Placed { x, y, r, dot: false, room: sub_w - 6.0, edge: x0 + sub_w * (c as f64 + 1.0) - 3.0 };
         }
     } else {
         // A crowd (hundreds of clients): a grid of dots filling the column.
@@ -134,7 +163,14 @@ fn place_column(ids: &[usize], x0: f64, w: f64, h: f64, out: &mut [Placed]) {
         let r = (dx.min(dy) / 2.6).clamp(1.5, 6.0);
         for (k, &i) in ids.iter().enumerate() {
             let (c, row) = (k % cols, k / cols);
-            out[i] = Placed { x: x0 + 15.0 + dx * (c as f64 + 0.5), y: top + dy * (row as f64 + 0.5), r, dot: true };
+            out[i] = Placed {
+                x: x0 + 15.0 + dx * (c as f64 + 0.5),
+                y: top + dy * (row as f64 + 0.5),
+                r,
+                dot: true,
+                room: 0.0,
+                edge: 0.0,
+            };
         }
     }
 }
@@ -617,12 +653,12 @@ fn draw_label(cx: &CanvasRenderingContext2d, node: &faultline_core::NodeFrame, p
     cx.set_fill_style_str(&theme.fg);
     cx.set_font("12px system-ui, sans-serif");
     let mut y = p.y + p.r + 14.0;
-    let _ = cx.fill_text(&node.view.label, p.x, y);
+    let _ = cx.fill_text(&fit_text(cx, &node.view.label, p.room), p.x, y);
     cx.set_font("11px system-ui, sans-serif");
     for b in node.view.badges.iter().take(2) {
         y += 13.0;
         cx.set_fill_style_str(theme.tone(b.tone));
-        let _ = cx.fill_text(&b.text, p.x, y);
+        let _ = cx.fill_text(&fit_text(cx, &b.text, p.room), p.x, y);
     }
     cx.set_text_align("start");
 }
@@ -634,7 +670,7 @@ fn draw_marks(cx: &CanvasRenderingContext2d, frame: &Frame, placed: &[Placed], t
     for m in frame.nodes.iter().flat_map(|n| &n.view.marks) {
         if let Some(p) = placed.get(m.node as usize).filter(|p| !p.dot) {
             cx.set_fill_style_str(theme.tone(m.tone));
-            let _ = cx.fill_text(&m.text, p.x, p.y - p.r - 5.0);
+            let _ = cx.fill_text(&fit_text(cx, &m.text, p.room), p.x, p.y - p.r - 5.0);
         }
     }
     cx.set_text_align("start");
@@ -763,7 +799,8 @@ fn draw_node(
         cx.set_fill_style_str(if over { &theme.bad } else { &theme.accent });
         cx.fill_rect(gx, gy, 34.0 * frac, 6.0);
         cx.set_fill_style_str(if over { &theme.bad } else { &theme.muted });
-        let _ = cx.fill_text(&format!("{} {}", g.value, g.label), gx + 38.0, gy + 6.5);
+        let _ =
+            cx.fill_text(&fit_text(cx, &format!("{} {}", g.value, g.label), p.edge - gx - 38.0), gx + 38.0, gy + 6.5);
     }
 }
 
