@@ -112,8 +112,7 @@ const AUDIT_US: Micros = 100 * MICROS_PER_MS;
 
 type Job = (u64, Event);
 
-// Steps and compensations (`keyed`: under the order's idempotency key), answered done or not;
-// events published, delivered, acknowledged with the next ask (a queue per subscriber).
+// Steps and undos (`keyed`: under the order's key), answered; events published, delivered, acked.
 #[rustfmt::skip]
 #[derive(Clone, Debug, Label)]
 pub enum Msg { Step { order: u64, back: bool, keyed: bool, call: CallId }, Answer(CallId, bool), Publish(Job), Ask(Option<(MsgId, u64)>), Deliver(Delivery<Job>) }
@@ -316,7 +315,8 @@ impl Orders {
 
     fn end(&mut self, order: u64, end: End, ctx: &mut Ctx<Sg>) {
         let Some(limbo) = self.saga.log.finish(order, end, ctx.now()) else { return ctx.count("duplicates", 1) };
-        (ctx.observe("limbo_us", limbo), ctx.count(["completed", "compensated", "stuck"][end as usize], 1));
+        ctx.observe("limbo_us", limbo);
+        ctx.count(["completed", "compensated", "stuck"][end as usize], 1)
     }
 
     /// Choreography's last events: shipped (the last step done), or declined or undone to the start.
@@ -367,8 +367,8 @@ impl Service {
     /// The truth: the effect's tally, and the money and stock held for orders not shipped.
     fn effect(&mut self, order: u64, delta: i64, ctx: &mut Ctx<Sg>) {
         ctx.tally(EFFECTS[self.step], order, delta);
-        let [reserved, charged] = [[delta, 0], [0, delta], [-delta, -delta]][self.step];
-        (ctx.count("reserved_open", reserved), ctx.count("charged_open", charged));
+        let deltas = [[delta, 0], [0, delta], [-delta, -delta]][self.step];
+        ["reserved_open", "charged_open"].into_iter().zip(deltas).for_each(|(c, d)| ctx.count(c, d));
     }
 
     /// Sends `msg` after the service's time (exponential, slower while unhealthy): returns it.
