@@ -27,6 +27,15 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
         ),
     ),
     (
+        "saga",
+        Envelope::new(
+            &["drift", "skew", "slow-disk"],
+            "Crashes, pauses, partitions, loss, latency or a slower service can hold an order open past the \
+            audit's 10 s grace (a compensation retried through an outage, an event waiting on a broker that is \
+            down): the check cannot tell an order still settling from a stranded one, so these are outside.",
+        ),
+    ),
+    (
         "inventory-reservation",
         Envelope::new(
             &[

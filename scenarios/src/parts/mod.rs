@@ -43,6 +43,7 @@ pub mod resequencer;
 pub mod retried;
 pub mod retry;
 pub mod ring;
+pub mod saga;
 pub mod snowflake;
 pub mod staleness;
 pub mod station;
