@@ -66,6 +66,7 @@ registry! {
     caching::cache_write_policies,
     caching::distributed_cache,
     traffic::connection_storm,
+    consistency::two_phase_commit,
 }
 
 /// Looks a scenario up by its id.
