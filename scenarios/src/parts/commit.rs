@@ -108,6 +108,10 @@ impl Coordinator {
     pub fn presumes(&self) -> bool {
         self.presume
     }
+    /// Under presumed abort, the first transaction it may presume aborted (begun under it).
+    pub fn presumes_from(&self) -> Option<u64> {
+        self.presume.then_some(self.presume_from)
+    }
     /// The id the next transaction will get.
     pub fn next_tx(&self) -> u64 {
         self.next_tx
@@ -311,9 +315,9 @@ impl Participant {
     pub fn in_doubt(&self) -> impl Iterator<Item = (u64, &Doubt)> + '_ {
         self.in_doubt.iter().map(|(&tx, d)| (tx, d))
     }
-    /// The longest in doubt.
-    pub fn oldest(&self) -> Option<(u64, &Doubt)> {
-        self.in_doubt().min_by_key(|(_, d)| d.since_truth)
+    /// The longest in doubt among transactions numbered `from` or more.
+    pub fn oldest(&self, from: u64) -> Option<(u64, &Doubt)> {
+        self.in_doubt().filter(|&(tx, _)| tx >= from).min_by_key(|(_, d)| d.since_truth)
     }
     pub fn outcome(&self, tx: u64) -> Option<bool> {
         self.outcomes.get(tx).copied()
@@ -385,6 +389,7 @@ mod tests {
         let new = c.begin(CallId(2));
         c.crash();
         assert_eq!((c.answer(old), c.answer(new)), (Answer::Unknown, Answer::Presumed));
+        assert_eq!(c.presumes_from(), Some(new));
     }
 
     #[test]
