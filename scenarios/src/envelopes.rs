@@ -351,6 +351,17 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
             `sub-keys-timestamp`, not of sequence numbers.",
         ),
     ),
+    (
+        "two-phase-commit",
+        Envelope::new(
+            &["crash", "crash-after-prepare", "crash-mid-commit", "drift", "skew", "slow-disk"],
+            "Presumed abort is still a blocking protocol: a partition, a pause, a latency spike or a loss burst \
+            that keeps the coordinator's answer from an in-doubt participant for longer than `locks-released`'s \
+            bound (2 s and two asks, counted once both are up) keeps its rows locked past it, and the check says \
+            so — only a replicated coordinator (Paxos Commit) closes that window. Crashes of either side are \
+            inside: the bound is counted from the restart.",
+        ),
+    ),
 ];
 
 /// The envelope `id` declares (empty if it declares none).

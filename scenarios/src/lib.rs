@@ -67,6 +67,7 @@ registry! {
     caching::distributed_cache,
     traffic::connection_storm,
     consistency::saga,
+    consistency::two_phase_commit,
 }
 
 /// Looks a scenario up by its id.

@@ -3,3 +3,4 @@
 pub mod idempotent_payments;
 pub mod inventory_reservation;
 pub mod saga;
+pub mod two_phase_commit;

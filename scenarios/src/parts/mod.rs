@@ -14,6 +14,7 @@ pub mod calls;
 pub mod changelog;
 pub mod claims;
 pub mod cohort;
+pub mod commit;
 pub mod consumer;
 pub mod degraded;
 pub mod dual;
