@@ -143,8 +143,7 @@ fn build(setup: &Setup) -> Box<dyn Run> {
         sim.add_node(Tpc::Participant(Participant { index, timeout, rm, back_at: Time::ZERO }));
     }
     // The plan: the coordinator dies right after a prepare, then between its commit messages.
-    let down = setup.param("down_ms");
-    if down > 0 {
+    if let down @ 1.. = setup.param("down_ms") {
         sim.schedule(Time::from_secs(5), Fault::custom("crash-after-prepare", down));
         sim.schedule(Time::from_secs(15), Fault::custom("crash-mid-commit", down));
     }
@@ -179,7 +178,8 @@ impl Node for Tpc {
     fn on_start(&mut self, ctx: &mut Ctx<Self>) {
         match self {
             Tpc::Coordinator(c) => {
-                c.back_at = ctx.truth();
+                c.back_at = ctx.truth(); // and the rate in force: a change made while down is read now
+                c.arrivals.set_rate_per_s(ctx.param("tx_per_s") as f64, ctx, Timer::Arrive);
                 c.arrivals.start(ctx, Timer::Arrive);
                 // Recovery: every commit record not yet ended is sent again, to every participant.
                 for tx in c.rounds.recover() {
