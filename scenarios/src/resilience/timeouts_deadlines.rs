@@ -63,14 +63,14 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
     strategies: &[
         StrategySpec::naive("inner-longer", "Inner timeouts longer", "Every hop waits the hop timeout (longer than the client's) for the next; nothing is cancelled."),
         StrategySpec::naive("shrinking", "Shrinking timeouts", "Hop h of d waits client timeout × (d − h)/(d + 1): inner shorter than outer, but nothing is cancelled."),
-        StrategySpec::fixed("deadline", "Deadline + cancellation", "The remaining budget goes down with each call; a hop stops at its deadline and cancels the call below."),
+        StrategySpec::fixed("deadline", "Deadline + cancellation", "Each call carries the budget left for its try; a hop stops at its deadline and cancels the call below."),
     ],
     faults: &[FaultSpec::global("slow", "Deepest hop slow", "Each request's work takes the slow hop's extra work longer.")
         .value("slow (1) / normal (0)", 0..=1, 1)],
     checks: &[
         CheckSpec::new("gave-up", "No work for a client that gave up",
-            "No hop is working on a request more than 50 ms after its client gave up (its timeout passed). Per-hop \
-             timeouts without cancellation break it as soon as a hop is slower than the client's timeout; a \
+            "No hop is working on a request more than 50 ms after a caller above it gave up (its timeout for that try \
+             passed: the client's, or a hop's). Per-hop timeouts without cancellation break it as soon as a hop is slower than the client's timeout; a \
              deadline passed down, with cancellation, keeps it. Names the hop and how late it still works."),
     ],
     metrics: &[
@@ -93,15 +93,23 @@ const SLACK: Micros = 50 * MICROS_PER_MS;
 /// One call in ten starts a new instance and pays the cold start.
 const COLD_PCT: u64 = 10;
 
-/// `Call(id, budget, gave_up_at)`: the budget left (deadline strategy), and — bookkeeping for
-/// the metric and the check only, never read by a hop's logic — the true time the client gives up.
+/// `Call(id, budget, gave_up)`: the budget left (deadline strategy), and when callers give up.
 #[derive(Clone, Debug, Label)]
 pub enum Msg {
-    Call(CallId, Option<Micros>, Time),
+    Call(CallId, Option<Micros>, GiveUp),
     Ok(CallId),
     #[label = "error"]
     Error(CallId),
     Cancel(CallId),
+}
+
+/// True times, bookkeeping for the metric and the check only (a hop's logic never reads them): the
+/// client gives up (wasted work counts from then), and the first caller up the chain gives up on
+/// this try (its own try timeout, or one above it): from then on no answer can reach the client.
+#[derive(Clone, Copy, Debug)]
+pub struct GiveUp {
+    client: Time,
+    caller: Time,
 }
 
 /// A request a hop holds, by (caller, caller's call).
@@ -120,7 +128,7 @@ pub enum Timer {
 struct Job {
     /// True times: work began, and the client gives up.
     began: Time,
-    gave_up_at: Time,
+    gave_up: GiveUp,
     work: Option<TimerId>,
     expire: Option<TimerId>,
     /// The deadline (this node's clock) and the budget it came with.
@@ -169,15 +177,15 @@ fn build(setup: &Setup) -> Box<dyn Run> {
 }
 
 fn gave_up(w: &World<Hop>, hops: &[Hop]) -> Result<(), String> {
-    let late = |j: &Job| j.work.is_some() && w.now > j.gave_up_at.plus(SLACK);
+    let late = |j: &Job| j.work.is_some() && w.now > j.gave_up.caller.plus(SLACK);
     let Some((hop, job)) = hops.iter().find_map(|h| h.jobs.values().find(|j| late(j)).map(|j| (h, j))) else {
         return Ok(());
     };
     let n = hop.jobs.values().filter(|j| late(j)).count();
     Err(format!(
-        "{} is working on {n} requests whose client gave up; one for {} ms after (slack {} ms)",
+        "{} is working on {n} requests whose caller gave up; one for {} ms after (slack {} ms)",
         NAMES[hop.level],
-        w.now.since(job.gave_up_at) / MICROS_PER_MS,
+        w.now.since(job.gave_up.caller) / MICROS_PER_MS,
         SLACK / MICROS_PER_MS
     ))
 }
@@ -193,7 +201,7 @@ impl Node for Hop {
 
     fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Self>) {
         match msg {
-            Msg::Call(call, budget, gave_up_at) if self.level > 0 => self.call((from, call), budget, gave_up_at, ctx),
+            Msg::Call(call, budget, gave_up) if self.level > 0 => self.call((from, call), budget, gave_up, ctx),
             Msg::Ok(call) if self.level < self.depth => self.answered(call, Some(true), ctx),
             Msg::Error(call) if self.level < self.depth => self.answered(call, Some(false), ctx),
             Msg::Cancel(call) if self.level > 0 => self.drop_job((from, call), ctx),
@@ -207,10 +215,10 @@ impl Node for Hop {
                 self.arrivals.on_timer(ctx, Timer::Arrive);
                 ctx.count("requests", 1);
                 let timeout_us = ctx.param("client_timeout_ms") as Micros * MICROS_PER_MS;
-                let gave_up_at = ctx.truth().plus(timeout_us);
+                let at = ctx.truth().plus(timeout_us);
                 let budget = (self.strategy == Strategy::Deadline).then_some(timeout_us);
                 let call = self.calls.start(ctx, None, timeout_us, Timer::Timeout);
-                ctx.send(1, Msg::Call(call, budget, gave_up_at));
+                ctx.send(1, Msg::Call(call, budget, GiveUp { client: at, caller: at }));
             }
             Timer::Timeout(call) => self.answered(call, None, ctx),
             Timer::Worked(key) => self.worked(key, ctx),
@@ -274,7 +282,7 @@ impl Hop {
         self.publish(ctx);
     }
 
-    fn call(&mut self, key: Key, budget: Option<Micros>, gave_up_at: Time, ctx: &mut Ctx<Hop>) {
+    fn call(&mut self, key: Key, budget: Option<Micros>, gave_up: GiveUp, ctx: &mut Ctx<Hop>) {
         if budget == Some(0) || self.jobs.contains_key(&key) {
             return ctx.send(key.0, Msg::Error(key.1));
         }
@@ -290,7 +298,7 @@ impl Hop {
         let expire = budget.map(|b| ctx.set_timer(b, Timer::Expire(key)));
         let deadline = budget.map(|b| ctx.now().plus(b));
         self.jobs
-            .insert(key, Job { began: ctx.truth(), gave_up_at, work, expire, deadline, budget, tries: 0, below: None });
+            .insert(key, Job { began: ctx.truth(), gave_up, work, expire, deadline, budget, tries: 0, below: None });
         self.publish(ctx);
     }
 
@@ -306,14 +314,17 @@ impl Hop {
     /// Calls the next hop for `key` (again, for a retry) while its budget, if it has one, lasts.
     fn call_below(&mut self, key: Key, ctx: &mut Ctx<Hop>) {
         let Some(job) = self.jobs.get(&key) else { return };
-        let (gave_up_at, deadline) = (job.gave_up_at, job.deadline);
+        let (gave_up, deadline) = (job.gave_up, job.deadline);
         let left = deadline.map(|d| d.micros().saturating_sub(ctx.now().micros()));
         let timeout_us = left.map_or(self.timeout_us, |l| l.min(self.timeout_us));
         if left == Some(0) {
             return self.finish(key, false, ctx);
         }
         let call = self.calls.start(ctx, Some(key), timeout_us, Timer::Timeout);
-        ctx.send(self.level as NodeId + 1, Msg::Call(call, left, gave_up_at));
+        let caller = gave_up.caller.min(ctx.truth().plus(timeout_us));
+        // The budget passed down is this try's: the callee has no use for time after its caller stops waiting.
+        let budget = left.map(|_| timeout_us);
+        ctx.send(self.level as NodeId + 1, Msg::Call(call, budget, GiveUp { caller, ..gave_up }));
         let job = self.jobs.get_mut(&key).expect("held");
         (job.below, job.tries) = (Some(call), job.tries + 1);
         self.publish(ctx);
@@ -371,7 +382,7 @@ impl Hop {
         let Some(job) = self.jobs.get_mut(&key) else { return };
         let Some(t) = job.work.take() else { return };
         ctx.cancel_timer(t);
-        let wasted_us = ctx.truth().micros().saturating_sub(job.gave_up_at.max(job.began).micros());
+        let wasted_us = ctx.truth().micros().saturating_sub(job.gave_up.client.max(job.began).micros());
         ctx.count("wasted_ms", (wasted_us / MICROS_PER_MS) as i64);
         ctx.count("wasted_us", wasted_us as i64);
     }
@@ -509,6 +520,25 @@ mod tests {
             let p99 = |r: &dyn Run| r.metrics().histogram("latency_us").map_or(0, |h| h.quantile(0.99));
             assert!(p99(shrunk.as_ref()) < 400_000 && p99(naive.as_ref()) >= 1_000_000, "seed {seed}");
             assert!(gave_up_at(shrunk.as_ref()).is_some(), "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn the_check_judges_each_callers_own_give_up() {
+        // `shrinking` at depth 4: B waits 1 s × 1/5 = 200 ms for C, so C works for a caller
+        // that gave up 200 ms after it began (at ~8.0 s), long before the client's second is up.
+        for seed in 1..=3 {
+            let (r, _) = run(&recipe("shrinking", seed), 12, &[]);
+            let (t, why) = gave_up_at(r.as_ref()).expect("C works for nobody");
+            assert!((8.2..8.4).contains(&t) && why.starts_with("C "), "seed {seed}: {t} {why}");
+        }
+        // With deadlines, a hop timeout shorter than the budget ends a try early: the caller
+        // cancels it and retries, so the one below stops as its caller gives up, not the client.
+        for seed in 1..=3 {
+            let recipe = slow_forever("deadline", seed).with_param("hop_timeout_ms", 300).with_param("retries", 1);
+            let (r, _) = run(&recipe, 20, &[]);
+            let (cancelled, failed) = (r.metrics().counter("cancelled"), gave_up_at(r.as_ref()));
+            assert!(cancelled > 0 && failed.is_none(), "seed {seed}: {cancelled} cancelled, {failed:?}");
         }
     }
 
