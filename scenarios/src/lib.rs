@@ -66,6 +66,7 @@ registry! {
     caching::cache_write_policies,
     caching::distributed_cache,
     traffic::connection_storm,
+    consistency::request_dedup,
 }
 
 /// Looks a scenario up by its id.
