@@ -26,8 +26,9 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
                 a new id finds all its k bits set by others and is dropped as a duplicate: (1 − e^(−kn/m))^k of new \
                 requests after n. A window forgets an id after window_ms: a copy later than that is processed \
                 again. Model: Poisson requests, each copied once with a chance, the copy sent uniformly 0 to \
-                spread_ms later; a check and its processing are one step at the store (SET NX, BF.ADD); the store \
-                survives crashes, an instance's set does not. Memory: 16 B per stored id (its UUID; Redis adds \
+                spread_ms later; the test-and-set is one atomic step at the store (SET NX, BF.ADD), taken before \
+                the work, so a crash between them loses a request rather than doubling it; the store survives \
+                crashes, an instance's set does not. Memory: 16 B per stored id (its UUID; Redis adds \
                 ~50 B of overhead per key), m/8 B for the filter.",
             what_you_sacrifice: "The shared store: a round trip per request and an id kept forever (memory grows \
                 with every request ever seen). The Bloom filter: a fixed size, paid for by new requests dropped, more \
