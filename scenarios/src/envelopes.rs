@@ -54,6 +54,15 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
         ),
     ),
     (
+        "request-dedup",
+        Envelope::new(
+            &["crash", "drift", "loss", "retry-storm", "skew", "slow-disk"],
+            "A request held longer than the window (a paused instance, a latency spike, a partition that heals): its \
+            copy may take the id first and the window forget it before the original is asked — the time-window \
+            strategy promises nothing past its window.",
+        ),
+    ),
+    (
         "consistent-hashing",
         Envelope::new(
             &[

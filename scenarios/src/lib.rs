@@ -68,6 +68,7 @@ registry! {
     traffic::connection_storm,
     consistency::saga,
     consistency::two_phase_commit,
+    consistency::request_dedup,
 }
 
 /// Looks a scenario up by its id.

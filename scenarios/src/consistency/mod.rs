@@ -2,5 +2,6 @@
 
 pub mod idempotent_payments;
 pub mod inventory_reservation;
+pub mod request_dedup;
 pub mod saga;
 pub mod two_phase_commit;

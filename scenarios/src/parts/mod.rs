@@ -5,6 +5,7 @@ pub mod applier;
 pub mod arrivals;
 pub mod attempts;
 pub mod balance;
+pub mod bloom;
 pub mod breaker;
 pub mod broker;
 pub mod bucket;
