@@ -38,6 +38,7 @@ pub mod priority;
 pub mod producer;
 pub mod queueing;
 pub mod redelivery;
+pub mod replog;
 pub mod resend;
 pub mod resequencer;
 pub mod retried;
