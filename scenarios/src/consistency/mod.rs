@@ -2,3 +2,4 @@
 
 pub mod idempotent_payments;
 pub mod inventory_reservation;
+pub mod replication_consistency;
