@@ -3,10 +3,10 @@
 use crate::parts::arrivals::{OpenLoop, Zipf};
 use crate::parts::degraded::FaultWindow;
 use crate::parts::replog;
+use crate::parts::sessions::{Anomaly, Floor, Sessions};
 use crate::parts::station::{Service, Slot, Station};
 use crate::parts::strategies::strategies;
 use faultline_core::*;
-use std::collections::BTreeMap;
 
 #[rustfmt::skip] // A table, an entry a line: rustfmt would give every argument a line of its own.
 pub static SPEC: ScenarioSpec = ScenarioSpec {
@@ -86,7 +86,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         MetricSpec::new("lag", "Replica lag (most behind)", "ms", Measure::Gauge("lag_ms")),
         MetricSpec::new("primary_busy", "Primary utilisation", "%", Measure::Gauge("primary_busy_pct")),
         MetricSpec::new("fallbacks", "Token fallbacks", "/s", Measure::Rate("fallbacks")),
-        MetricSpec::new("moves", "Sessions moved", "", Measure::Count("session_moves")),
+        MetricSpec::new("moved", "Views of moved sessions", "", Measure::Count("moved_views")),
     ],
     layout: Layout::Tiers,
     default_until: 30 * MICROS_PER_S,
@@ -95,26 +95,21 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
 };
 
 strategies!(SPEC, Strategy { ReadAny, ReadPrimary, Sticky, Tokens, Sync });
-const PRIMARY: NodeId = 0;
+const USERS: NodeId = 0;
+const PRIMARY: NodeId = 1;
 const CORES: u32 = 2;
 /// The primary's utilisation gauge is the mean over this window.
 const TICK_US: Micros = 500 * MICROS_PER_MS;
 fn ms(v: i64) -> Micros {
     v.max(0) as u64 * MICROS_PER_MS
 }
-fn service(ctx: &Ctx<Ir>) -> Service {
-    Service::Exponential { mean_us: ctx.param("serve_us").max(1) as u64 }
-}
-/// A view or an upload: who, which album, when sent, and (views) what its user had written and
-/// seen of the album and its token when it was sent.
+/// A view or an upload: who, which album, when sent, and (views) the user's floors then.
 #[derive(Clone, Copy, Debug)]
 pub struct Req {
     user: u32,
     album: u32,
     t0: Time,
-    wrote: u64,
-    seen: u64,
-    token: u64,
+    floor: Floor,
     redirect: bool,
 }
 #[derive(Clone, Debug, Label)]
@@ -126,7 +121,7 @@ pub enum Msg {
     Uploaded(Req, u64),
     Value(Req, u64),
     Fallback(Req),
-    Health(u32, bool),
+    Health(bool),
 }
 #[derive(Clone, Debug, Label)]
 pub enum Timer {
@@ -140,31 +135,23 @@ pub enum Timer {
 }
 #[derive(Clone, Debug, Holds)]
 pub enum Ir {
-    Primary(Primary),
-    Replica(Replica),
     Users(Users),
+    Db(Db),
 }
-/// The primary: albums' versions, its log to the replicas, and its cores (uploads and reads).
+/// A database on its cores (uploads and views): the primary (`index` 0), whose log ships to
+/// the replicas, or a replica replaying it, with the views waiting there for a token.
 #[derive(Clone, Debug)]
-pub struct Primary {
+pub struct Db {
+    index: u32,
     station: Station<(Req, bool)>,
-    log: replog::Primary<Req>,
-    albums: BTreeMap<u32, u64>,
+    log: replog::Primary<u32, Req>,
+    replay: replog::Replica<u32, Req>,
     sync: bool,
     busy_pct: i64,
-}
-/// A replica: what it replayed, its cores, and the views waiting for a token.
-#[derive(Clone, Debug)]
-pub struct Replica {
-    index: u32,
-    station: Station<Req>,
-    log: replog::Replica<u32, Req>,
-    albums: BTreeMap<u32, u64>,
     down: bool,
-    wake: Option<Time>,
 }
-/// The users: their sessions (tokens, sticky replica), what each wrote and saw of each album,
-/// and the latest anomaly of each kind for the checks.
+/// The users: their sessions (floors and tokens), which replicas are up, and the latest
+/// anomaly of each kind for the checks.
 #[derive(Clone, Debug)]
 pub struct Users {
     strategy: Strategy,
@@ -172,46 +159,35 @@ pub struct Users {
     views: OpenLoop,
     zipf: Zipf,
     down: Vec<bool>,
-    tokens: Vec<u64>,
-    stuck_to: Vec<NodeId>,
-    floors: BTreeMap<(u32, u32), (u64, u64)>,
+    sessions: Sessions<u32>,
     ryw: Option<(String, Time)>,
     monotonic: Option<(String, Time)>,
 }
 
 fn build(setup: &Setup) -> Box<dyn Run> {
     let mut sim: Sim<Ir> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 200, hi: 1_000 }));
-    let (n, users) = (setup.param("replicas") as u32, setup.param("users") as u32);
-    let (sync, serve) = (setup.strategy() == "sync-replication", setup.param("serve_us").max(1) as u64);
-    let log = replog::Primary::new(n as usize);
-    let primary = Primary { station: Station::new(CORES, Service::Exponential { mean_us: serve }), log, albums: BTreeMap::new(), sync, busy_pct: 0 };
-    assert_eq!(sim.add_node(Ir::Primary(primary)), PRIMARY);
-    for index in 1..=n {
-        let (log, albums) = (replog::Replica::default(), BTreeMap::new());
-        let station = Station::new(CORES, Service::Exponential { mean_us: serve });
-        sim.add_node(Ir::Replica(Replica { index, station, log, albums, down: false, wake: None }));
+    let (n, users) = (setup.param("replicas") as u32, setup.param("users") as usize);
+    let strategy = Strategy::from_id(setup.strategy());
+    let (uploads, views) =
+        (OpenLoop::poisson(setup.param("uploads") as f64), OpenLoop::poisson(setup.param("views") as f64));
+    let (zipf, down, sessions) = (Zipf::new(users, 1.0), vec![false; n as usize + 2], Sessions::new(users));
+    let u = Users { strategy, uploads, views, zipf, down, sessions, ryw: None, monotonic: None };
+    assert_eq!(sim.add_node(Ir::Users(u)), USERS);
+    let service = Service::Exponential { mean_us: setup.param("serve_us").max(1) as u64 };
+    for index in 0..=n {
+        let (log, replay) = (replog::Primary::new(n as usize), replog::Replica::default());
+        let (sync, station) = (strategy == Strategy::Sync, Station::new(CORES, service));
+        sim.add_node(Ir::Db(Db { index, station, log, replay, sync, busy_pct: 0, down: false }));
     }
-    let u = sim.add_node(Ir::Users(Users {
-        strategy: Strategy::from_id(setup.strategy()),
-        uploads: OpenLoop::poisson(setup.param("uploads") as f64),
-        views: OpenLoop::poisson(setup.param("views") as f64),
-        zipf: Zipf::new(users as usize, 1.0),
-        down: vec![false; n as usize + 1],
-        tokens: vec![0; users as usize],
-        stuck_to: vec![PRIMARY; users as usize],
-        floors: BTreeMap::new(),
-        ryw: None,
-        monotonic: None,
-    }));
     // The plan: replica 2 replays 3 s late from 8 s to 16 s; replica 1 is down from 12 s to 16 s.
-    FaultWindow::secs(8, 8).custom(&mut sim, "replica-lag", Some(n.min(2) as NodeId), 3000, 0);
+    FaultWindow::secs(8, 8).custom(&mut sim, "replica-lag", Some(PRIMARY + n.min(2)), 3000, 0);
     if n >= 2 {
-        FaultWindow::secs(12, 4).custom(&mut sim, "replica-down", Some(1), 1, 0);
+        FaultWindow::secs(12, 4).custom(&mut sim, "replica-down", Some(PRIMARY + 1), 1, 0);
     }
     let now =
         |b: &Option<(String, Time)>, t: Time| b.as_ref().filter(|b| b.1 == t).map_or(Ok(()), |b| Err(b.0.clone()));
-    sim.check("read-your-writes", move |w| now(&w.node::<Users>(u).ryw, w.now));
-    sim.check("monotonic-reads", move |w| now(&w.node::<Users>(u).monotonic, w.now));
+    sim.check("read-your-writes", move |w| now(&w.node::<Users>(USERS).ryw, w.now));
+    sim.check("monotonic-reads", move |w| now(&w.node::<Users>(USERS).monotonic, w.now));
     Box::new(sim)
 }
 
@@ -225,62 +201,61 @@ impl Node for Ir {
                 u.uploads.start(ctx, Timer::Upload);
                 u.views.start(ctx, Timer::View);
             }
-            Ir::Primary(_) => drop(ctx.set_timer(TICK_US, Timer::Tick)),
-            Ir::Replica(_) => {}
+            Ir::Db(d) if d.index == 0 => drop(ctx.set_timer(TICK_US, Timer::Tick)),
+            Ir::Db(_) => {}
         }
     }
     fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Self>) {
         match (self, msg) {
-            (Ir::Primary(p), Msg::Upload(req)) => p.offer(req, true, ctx),
-            (Ir::Primary(p), Msg::Read(req)) => p.offer(req, false, ctx),
-            (Ir::Primary(p), Msg::Applied(lsn)) => {
-                p.log.ack(from as usize - 1, lsn);
-                p.release(ctx);
+            (Ir::Db(d), Msg::Upload(req)) => drop(d.station.offer((req, true), ctx, Timer::Served)),
+            (Ir::Db(d), Msg::Read(req)) => d.read(req, ctx),
+            (Ir::Db(d), Msg::Applied(lsn)) => {
+                d.log.ack((from - PRIMARY - 1) as usize, lsn);
+                d.release(ctx);
             }
-            (Ir::Replica(r), Msg::Ship(lsn, album, commit)) => {
-                r.log.receive(lsn, commit, album);
-                r.replay(ctx);
+            (Ir::Db(d), Msg::Ship(lsn, album, commit)) => {
+                d.replay.receive(lsn, commit, album);
+                d.replay(false, ctx);
             }
-            (Ir::Replica(r), Msg::Read(req)) => r.read(req, ctx),
-            (Ir::Users(u), Msg::Uploaded(req, lsn)) => u.uploaded(req, lsn, ctx),
+            (Ir::Users(u), Msg::Uploaded(req, lsn)) => {
+                ctx.observe("write_us", ctx.now().since(req.t0));
+                u.sessions.wrote(req.user, req.album, lsn);
+                ctx.set_timer(ms(ctx.param("view_after_ms")), Timer::Redirect(req));
+            }
             (Ir::Users(u), Msg::Value(req, version)) => u.value(req, version, from, ctx),
             (Ir::Users(_), Msg::Fallback(req)) => ctx.send(PRIMARY, Msg::Read(req)),
-            (Ir::Users(u), Msg::Health(index, up)) => u.down[index as usize] = !up,
+            (Ir::Users(u), Msg::Health(up)) => u.down[from as usize] = !up,
             (_, other) => ctx.unhandled(&other),
         }
     }
     fn on_timer(&mut self, timer: Timer, ctx: &mut Ctx<Self>) {
         match (self, timer) {
-            (Ir::Users(u), Timer::Upload) => u.upload(ctx),
+            (Ir::Users(u), Timer::Upload) => {
+                u.uploads.on_timer(ctx, Timer::Upload);
+                let user = ctx.rng().below(u.sessions.users() as u64) as u32;
+                let req = Req { user, album: user, t0: ctx.now(), floor: Floor::default(), redirect: false };
+                ctx.send(PRIMARY, Msg::Upload(req));
+            }
             (Ir::Users(u), Timer::View) => {
                 u.views.on_timer(ctx, Timer::View);
-                let user = ctx.rng().below(u.tokens.len() as u64) as u32;
+                let user = ctx.rng().below(u.sessions.users() as u64) as u32;
                 let album = u.zipf.pick(ctx.rng()) as u32;
                 u.read(user, album, false, ctx);
             }
             (Ir::Users(u), Timer::Redirect(req)) => u.read(req.user, req.album, true, ctx),
-            (Ir::Primary(p), Timer::Served(slot)) => p.served(slot, ctx),
-            (Ir::Primary(p), Timer::Tick) => {
-                p.busy_pct = (p.station.mean_busy(ctx.now()) * 100.0 / CORES as f64).round() as i64;
-                p.station.reset_averages(ctx.now());
-                ctx.gauge("primary_busy_pct", p.busy_pct);
-                p.gauges(ctx);
+            (Ir::Db(d), Timer::Served(slot)) => d.served(slot, ctx),
+            (Ir::Db(d), Timer::Tick) => {
+                d.busy_pct = (d.station.mean_busy(ctx.now()) * 100.0 / CORES as f64).round() as i64;
+                d.station.reset_averages(ctx.now());
+                ctx.gauge("primary_busy_pct", d.busy_pct);
+                ctx.gauge("lag_ms", (d.log.max_lag_us(ctx.now()) / MICROS_PER_MS) as i64);
                 ctx.set_timer(TICK_US, Timer::Tick);
             }
-            (Ir::Replica(r), Timer::Served(slot)) => {
-                if let Some(f) = r.station.done(slot, ctx, Timer::Served) {
-                    let version = r.albums.get(&f.job.album).copied().unwrap_or(0);
-                    ctx.send(f.job.user_node(ctx), Msg::Value(f.job, version));
-                }
-            }
-            (Ir::Replica(r), Timer::Replay) => {
-                r.wake = None;
-                r.replay(ctx);
-            }
-            (Ir::Replica(r), Timer::Deadline(token, id)) => {
-                if let Some(req) = r.log.give_up(token, id) {
+            (Ir::Db(d), Timer::Replay) => d.replay(true, ctx),
+            (Ir::Db(d), Timer::Deadline(token, id)) => {
+                if let Some(req) = d.replay.give_up(token, id) {
                     ctx.count("fallbacks", 1);
-                    ctx.send(req.user_node(ctx), Msg::Fallback(req));
+                    ctx.send(USERS, Msg::Fallback(req));
                 }
             }
             (_, other) => ctx.unhandled(&other),
@@ -289,173 +264,139 @@ impl Node for Ir {
     fn on_control(&mut self, c: Control, ctx: &mut Ctx<Self>) {
         match (self, c) {
             (Ir::Users(u), Control::Strategy(id)) => u.strategy = Strategy::from_id(id),
-            (Ir::Primary(p), Control::Strategy(id)) => {
-                p.sync = id == "sync-replication";
-                p.release(ctx);
+            (Ir::Db(d), Control::Strategy(id)) => {
+                d.sync = id == "sync-replication";
+                d.release(ctx);
             }
             (Ir::Users(u), Control::Param { id: "uploads", value }) => {
                 u.uploads.set_rate_per_s(value as f64, ctx, Timer::Upload)
             }
-            (Ir::Users(u), Control::Param { id: "views", value }) => u.views.set_rate_per_s(value as f64, ctx, Timer::View),
-            (Ir::Primary(p), Control::Param { id: "serve_us", .. }) => p.station.set_service(service(ctx)),
-            (Ir::Replica(r), Control::Param { id: "serve_us", .. }) => r.station.set_service(service(ctx)),
-            (Ir::Replica(r), Control::Custom { id: "replica-lag", value }) => {
-                r.log.set_delay_us(ms(value));
-                r.wake = None;
-                r.replay(ctx);
+            (Ir::Users(u), Control::Param { id: "views", value }) => {
+                u.views.set_rate_per_s(value as f64, ctx, Timer::View)
             }
-            (Ir::Replica(r), Control::Custom { id: "replica-down", value }) => r.set_down(value != 0, ctx),
+            (Ir::Db(d), Control::Param { id: "serve_us", value }) => {
+                d.station.set_service(Service::Exponential { mean_us: value.max(1) as u64 })
+            }
+            (Ir::Db(d), Control::Custom { id: "replica-lag", value }) => {
+                d.replay.set_delay_us(ms(value));
+                d.replay(true, ctx);
+            }
+            (Ir::Db(d), Control::Custom { id: "replica-down", value }) => d.set_down(value != 0, ctx),
             _ => {} // the other parameters are read where they are used
         }
     }
     fn view(&self) -> NodeView {
         match self {
-            Ir::Primary(p) => NodeView::new(NodeKind::Database, 1, "primary")
-                .gauge("utilisation %", p.busy_pct, 100)
-                .badge(format!("log at v{}", p.log.lsn()), Tone::Neutral)
-                .badge_if(p.log.held() > 0, format!("{} uploads waiting for replicas", p.log.held()), Tone::Warn),
-            Ir::Replica(r) => NodeView::new(NodeKind::Database, 2, numbered("replica", r.index as u64))
-                .gauge("entries not replayed", r.log.pending() as i64, 200.max(r.log.pending() as i64))
-                .badge(format!("replayed to v{}", r.log.applied()), Tone::Neutral)
-                .badge_if(r.down, "down", Tone::Bad)
-                .badge_if(r.log.delay_us() > 0, format!("replays {} ms late", r.log.delay_us() / 1000), Tone::Warn)
-                .badge_if(r.log.waiting() > 0, format!("{} views wait for a token", r.log.waiting()), Tone::Warn),
-            Ir::Users(u) => {
-                let anomaly = |a: &Option<(String, Time)>| a.as_ref().map_or(String::new(), |a| a.0.clone());
-                NodeView::new(NodeKind::Client, 0, format!("{} users", u.tokens.len()))
-                    .badge_if(u.ryw.is_some(), anomaly(&u.ryw), Tone::Bad)
-                    .badge_if(u.monotonic.is_some(), anomaly(&u.monotonic), Tone::Bad)
+            Ir::Db(d) if d.index == 0 => NodeView::new(NodeKind::Database, 1, "primary")
+                .gauge("utilisation %", d.busy_pct, 100)
+                .badge(format!("log at v{}", d.log.lsn()), Tone::Neutral)
+                .badge_if(d.log.held() > 0, format!("{} uploads wait for replicas", d.log.held()), Tone::Warn),
+            Ir::Db(d) => NodeView::new(NodeKind::Database, 2, numbered("replica", d.index as u64))
+                .gauge("entries not replayed", d.replay.pending() as i64, 200.max(d.replay.pending() as i64))
+                .badge(format!("replayed to v{}", d.replay.applied()), Tone::Neutral)
+                .badge_if(d.down, "down", Tone::Bad)
+                .badge_if(
+                    d.replay.delay_us() > 0,
+                    format!("replays {} ms late", d.replay.delay_us() / 1000),
+                    Tone::Warn,
+                )
+                .badge_if(d.replay.waiting() > 0, format!("{} views wait for a token", d.replay.waiting()), Tone::Warn),
+            Ir::Users(u) => [&u.ryw, &u.monotonic]
+                .into_iter()
+                .flatten()
+                .fold(NodeView::new(NodeKind::Client, 0, format!("{} users", u.sessions.users())), |v, a| {
+                    v.badge(a.0.clone(), Tone::Bad)
+                }),
+        }
+    }
+}
+
+impl Db {
+    /// A view: the primary serves it in turn; a replica too, but under version tokens only once
+    /// it has replayed up to the token (else it waits, then sends the user to the primary).
+    fn read(&mut self, req: Req, ctx: &mut Ctx<Ir>) {
+        if self.down {
+            return ctx.count("lost_views", 1);
+        }
+        match self.replay.wait(if self.index == 0 { 0 } else { req.floor.token }, req) {
+            Ok(req) => drop(self.station.offer((req, false), ctx, Timer::Served)),
+            Err(id) => {
+                ctx.count("token_waits", 1);
+                ctx.set_timer(ms(ctx.param("token_wait_ms")), Timer::Deadline(req.floor.token, id));
             }
         }
     }
-}
-
-impl Req {
-    /// The users' node: after the primary and the replicas.
-    fn user_node(&self, ctx: &Ctx<Ir>) -> NodeId {
-        ctx.param("replicas") as NodeId + 1
-    }
-}
-
-impl Primary {
-    fn offer(&mut self, req: Req, upload: bool, ctx: &mut Ctx<Ir>) {
-        let _ = self.station.offer((req, upload), ctx, Timer::Served);
-    }
-    /// An upload commits (a new version: its log position) and ships to every replica with its
-    /// own delay; under sync it is acknowledged once every replica replayed it.
+    /// A view reads the album's version here. An upload (at the primary) commits a new version
+    /// (its log position) and ships to every replica with its own delay; under sync it is
+    /// acknowledged once every replica replayed it.
     fn served(&mut self, slot: Slot, ctx: &mut Ctx<Ir>) {
         let Some(f) = self.station.done(slot, ctx, Timer::Served) else { return };
-        let (req, upload) = f.job;
+        let ((req, upload), primary) = (f.job, self.index == 0);
         if !upload {
-            let version = self.albums.get(&req.album).copied().unwrap_or(0);
-            return ctx.send(req.user_node(ctx), Msg::Value(req, version));
+            let version = if primary { self.log.version(&req.album) } else { self.replay.version(&req.album) };
+            return ctx.send(USERS, Msg::Value(req, version));
         }
-        let lsn = self.log.commit(ctx.now());
-        self.albums.insert(req.album, lsn);
+        let lsn = self.log.commit(req.album, ctx.now());
         let mean = ms(ctx.param("lag_ms")) as f64;
-        for r in 1..=ctx.param("replicas") as NodeId {
+        for r in PRIMARY + 1..=PRIMARY + ctx.param("replicas") as NodeId {
             let delay = ctx.rng().exponential(mean) as Micros;
             ctx.send_after(delay, r, Msg::Ship(lsn, req.album, ctx.now()));
         }
         let need = if self.sync { ctx.param("replicas") as usize } else { 0 };
         if let Some(req) = self.log.hold(lsn, need, req) {
-            ctx.send(req.user_node(ctx), Msg::Uploaded(req, lsn));
+            ctx.send(USERS, Msg::Uploaded(req, lsn));
         }
-        self.gauges(ctx);
     }
     fn release(&mut self, ctx: &mut Ctx<Ir>) {
         let need = if self.sync { ctx.param("replicas") as usize } else { 0 };
         for (lsn, req) in self.log.release(need) {
-            ctx.send(req.user_node(ctx), Msg::Uploaded(req, lsn));
+            ctx.send(USERS, Msg::Uploaded(req, lsn));
         }
-        self.gauges(ctx);
     }
-    fn gauges(&self, ctx: &mut Ctx<Ir>) {
-        let n = ctx.param("replicas") as usize;
-        let lag = (0..n).map(|r| self.log.lag_us(r, ctx.now())).max().unwrap_or(0);
-        ctx.gauge("lag_ms", (lag / MICROS_PER_MS) as i64);
-    }
-}
-
-impl Replica {
     /// Replays what is due, acknowledges it, serves the views whose token it now reaches, and
     /// wakes for the next entry held by the apply delay.
-    fn replay(&mut self, ctx: &mut Ctx<Ir>) {
-        let (applied, due) = self.log.apply(ctx.now());
-        for &(lsn, album) in &applied {
-            self.albums.insert(album, lsn);
+    fn replay(&mut self, afresh: bool, ctx: &mut Ctx<Ir>) {
+        let (applied, due) = self.replay.apply(ctx.now(), afresh);
+        if applied > 0 {
+            ctx.send(PRIMARY, Msg::Applied(self.replay.applied()));
         }
-        if !applied.is_empty() {
-            ctx.send(PRIMARY, Msg::Applied(self.log.applied()));
+        for req in self.replay.ready() {
+            let _ = self.station.offer((req, false), ctx, Timer::Served);
         }
-        for req in self.log.ready() {
-            let _ = self.station.offer(req, ctx, Timer::Served);
-        }
-        if let Some(due) = due.filter(|&d| self.wake.is_none_or(|w| d < w)) {
-            self.wake = Some(due);
+        if let Some(due) = due {
             ctx.set_timer(due.since(ctx.now()), Timer::Replay);
-        }
-    }
-    /// A view: served in turn; under version tokens, only once the replica reached the token.
-    fn read(&mut self, req: Req, ctx: &mut Ctx<Ir>) {
-        if self.down {
-            return ctx.count("lost_views", 1);
-        }
-        match self.log.wait(req.token, req) {
-            Ok(req) => drop(self.station.offer(req, ctx, Timer::Served)),
-            Err(id) => {
-                ctx.count("token_waits", 1);
-                ctx.set_timer(ms(ctx.param("token_wait_ms")), Timer::Deadline(req.token, id));
-            }
         }
     }
     /// Down: views in hand are lost and replay stops (the primary keeps the log for it); up:
     /// it replays what it missed. The users learn of it as from service discovery.
     fn set_down(&mut self, down: bool, ctx: &mut Ctx<Ir>) {
         self.down = down;
-        self.log.set_paused(down);
+        self.replay.set_paused(down);
         if down {
-            let lost = self.station.crash(ctx).len() + self.log.drop_readers().len();
+            let lost = self.station.crash(ctx).len() + self.replay.drop_readers().len();
             ctx.count("lost_views", lost as i64);
         }
-        self.wake = None;
-        self.replay(ctx);
-        let users = ctx.param("replicas") as NodeId + 1;
-        ctx.send(users, Msg::Health(self.index, !down));
+        self.replay(true, ctx);
+        ctx.send(USERS, Msg::Health(!down));
     }
 }
 
 impl Users {
-    fn upload(&mut self, ctx: &mut Ctx<Ir>) {
-        self.uploads.on_timer(ctx, Timer::Upload);
-        let user = ctx.rng().below(self.tokens.len() as u64) as u32;
-        let req = Req { user, album: user, t0: ctx.now(), wrote: 0, seen: 0, token: 0, redirect: false };
-        ctx.send(PRIMARY, Msg::Upload(req));
-    }
-    /// Acknowledged: the user's floor and token rise, and the redirect views the upload.
-    fn uploaded(&mut self, req: Req, lsn: u64, ctx: &mut Ctx<Ir>) {
-        ctx.observe("write_us", ctx.now().since(req.t0));
-        let floor = self.floors.entry((req.user, req.album)).or_default();
-        floor.0 = floor.0.max(lsn);
-        self.tokens[req.user as usize] = self.tokens[req.user as usize].max(lsn);
-        ctx.set_timer(ms(ctx.param("view_after_ms")), Timer::Redirect(req));
-    }
     /// Sends a view where the strategy routes it, with what its user had written and seen.
     fn read(&mut self, user: u32, album: u32, redirect: bool, ctx: &mut Ctx<Ir>) {
-        let (wrote, seen) = self.floors.get(&(user, album)).copied().unwrap_or_default();
-        let token = if self.strategy == Strategy::Tokens { self.tokens[user as usize] } else { 0 };
-        let req = Req { user, album, t0: ctx.now(), wrote, seen, token, redirect };
-        let up: Vec<NodeId> = (1..self.down.len() as NodeId).filter(|&r| !self.down[r as usize]).collect();
+        let mut floor = self.sessions.floor(user, &album);
+        floor.token = if self.strategy == Strategy::Tokens { floor.token } else { 0 };
+        let req = Req { user, album, t0: ctx.now(), floor, redirect };
+        let up: Vec<NodeId> = (PRIMARY + 1..self.down.len() as NodeId).filter(|&r| !self.down[r as usize]).collect();
+        let home = PRIMARY + 1 + user % (self.down.len() as u32 - 2);
         let to = match self.strategy {
             _ if up.is_empty() => PRIMARY,
             Strategy::ReadPrimary => PRIMARY,
+            // A session stays on its replica; if that is down, on the next one up (it moved).
             Strategy::Sticky => {
-                let n = self.down.len() - 1;
-                let home = (0..n).map(|i| (user as usize + i) % n + 1).find(|&r| !self.down[r]).expect("one up");
-                let home = home as NodeId;
-                let last = std::mem::replace(&mut self.stuck_to[user as usize], home);
-                ctx.count("session_moves", (last != PRIMARY && last != home) as i64);
-                home
+                let at = up.iter().copied().find(|&r| r >= home).unwrap_or(up[0]);
+                ctx.count("moved_views", (at != home) as i64);
+                at
             }
             Strategy::ReadAny | Strategy::Tokens | Strategy::Sync => up[ctx.rng().below(up.len() as u64) as usize],
         };
@@ -464,23 +405,25 @@ impl Users {
     /// Judges a view against its user's floors when it was sent, then raises them.
     fn value(&mut self, req: Req, version: u64, from: NodeId, ctx: &mut Ctx<Ir>) {
         ctx.observe("read_us", ctx.now().since(req.t0));
-        let at = if from == PRIMARY { "the primary".to_string() } else { numbered("replica", from as u64) };
+        let at = if from == PRIMARY { "the primary".to_string() } else { numbered("replica", (from - PRIMARY) as u64) };
         let shown = if version == 0 { "404".to_string() } else { format!("v{version}") };
         let who = format!("user {} viewed album {} on {at}: {shown}", req.user + 1, req.album + 1);
+        let anomaly = self.sessions.read(req.user, req.album, req.floor, version);
         if req.redirect {
             ctx.count("redirects", 1);
-            ctx.count("redirect_404s", (version < req.wrote) as i64);
+            ctx.count("redirect_404s", (anomaly == Some(Anomaly::ReadYourWrites)) as i64);
         }
-        if version < req.wrote {
-            ctx.count("ryw_anomalies", 1);
-            self.ryw = Some((format!("{who} after uploading v{}", req.wrote), ctx.truth()));
-        } else if version < req.seen {
-            ctx.count("monotonic_anomalies", 1);
-            self.monotonic = Some((format!("{who} after seeing v{}", req.seen), ctx.truth()));
-        }
-        let floor = self.floors.entry((req.user, req.album)).or_default();
-        floor.1 = floor.1.max(version);
-        self.tokens[req.user as usize] = self.tokens[req.user as usize].max(version);
+        let (counter, slot, why) = match anomaly {
+            Some(Anomaly::ReadYourWrites) => {
+                ("ryw_anomalies", &mut self.ryw, format!("after uploading v{}", req.floor.wrote))
+            }
+            Some(Anomaly::MonotonicRead) => {
+                ("monotonic_anomalies", &mut self.monotonic, format!("after seeing v{}", req.floor.seen))
+            }
+            None => return,
+        };
+        ctx.count(counter, 1);
+        *slot = Some((format!("{who} {why}"), ctx.truth()));
     }
 }
 
@@ -602,7 +545,7 @@ mod tests {
             assert_eq!(at[12][MONOTONIC], 0, "seed {seed}: before the failover");
             let (t, why) = failed_at(r.as_ref(), "monotonic-reads").unwrap_or_else(|| panic!("seed {seed}: held"));
             assert!(t >= 12.0 && why.contains("on replica 2"), "seed {seed}: {t} {why}");
-            assert!(r.metrics().counter("session_moves") > 100, "seed {seed}");
+            assert!(r.metrics().counter("moved_views") > 100, "seed {seed}");
             assert!(!holds(r.as_ref(), "read-your-writes"), "seed {seed}: own uploads 404 on a replica");
         }
     }
@@ -637,9 +580,9 @@ mod tests {
     #[test]
     fn the_replicas_show_their_lag_and_failover() {
         let (r, _) = run(recipe("version-tokens", 1), 13);
-        let nodes = r.frame(0).nodes;
+        let nodes = r.frame(0).nodes; // users, primary, replicas 1, 2, 3
         let badges = |i: usize| nodes[i].view.badges.iter().map(|b| b.text.clone()).collect::<Vec<_>>();
-        assert!(badges(2).iter().any(|b| b == "replays 3000 ms late"), "{:?}", badges(2));
-        assert!(badges(1).iter().any(|b| b == "down"), "{:?}", badges(1));
+        assert!(badges(3).iter().any(|b| b == "replays 3000 ms late"), "{:?}", badges(3));
+        assert!(badges(2).iter().any(|b| b == "down"), "{:?}", badges(2));
     }
 }

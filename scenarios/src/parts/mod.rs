@@ -44,6 +44,7 @@ pub mod resequencer;
 pub mod retried;
 pub mod retry;
 pub mod ring;
+pub mod sessions;
 pub mod snowflake;
 pub mod staleness;
 pub mod station;

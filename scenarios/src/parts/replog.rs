@@ -26,16 +26,23 @@ use std::collections::BTreeMap;
 /// The primary's log: positions, commit times not yet applied everywhere, replicas' positions
 /// and the writes held for them.
 #[derive(Clone, Debug)]
-pub struct Primary<W> {
+pub struct Primary<K, W> {
     lsn: u64,
+    versions: BTreeMap<K, u64>,
     commits: BTreeMap<u64, Time>,
     acked: Vec<u64>,
     held: BTreeMap<u64, Vec<W>>,
 }
 
-impl<W> Primary<W> {
+impl<K: Ord, W> Primary<K, W> {
     pub fn new(replicas: usize) -> Self {
-        Primary { lsn: 0, commits: BTreeMap::new(), acked: vec![0; replicas], held: BTreeMap::new() }
+        let (versions, commits, held) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+        Primary { lsn: 0, versions, commits, acked: vec![0; replicas], held }
+    }
+
+    /// `key`'s version: the position of its last write (0: never written).
+    pub fn version(&self, key: &K) -> u64 {
+        self.versions.get(key).copied().unwrap_or(0)
     }
 
     /// The last position committed (0: none yet).
@@ -43,10 +50,11 @@ impl<W> Primary<W> {
         self.lsn
     }
 
-    /// Commits the next entry at `at` (true time, for lag); returns its position.
-    pub fn commit(&mut self, at: Time) -> u64 {
+    /// Commits a write of `key` at `at` (for lag) as the next entry; returns its position.
+    pub fn commit(&mut self, key: K, at: Time) -> u64 {
         self.lsn += 1;
         self.commits.insert(self.lsn, at);
+        self.versions.insert(key, self.lsn);
         self.lsn
     }
 
@@ -99,6 +107,11 @@ impl<W> Primary<W> {
         self.commits.get(&(self.acked[r] + 1)).map_or(0, |&t| now.since(t))
     }
 
+    /// The lag of the replica furthest behind.
+    pub fn max_lag_us(&self, now: Time) -> Micros {
+        (0..self.acked.len()).map(|r| self.lag_us(r, now)).max().unwrap_or(0)
+    }
+
     /// How many commits replica `r` has not applied.
     pub fn behind(&self, r: usize) -> u64 {
         self.lsn - self.acked[r].min(self.lsn)
@@ -108,51 +121,60 @@ impl<W> Primary<W> {
 /// A replica's side: entries received, applied in order after the apply delay, and the reads
 /// waiting for a position.
 #[derive(Clone, Debug)]
-pub struct Replica<E, R> {
+pub struct Replica<K, R> {
     applied: u64,
-    incoming: Resequencer<(Time, E)>,
+    versions: BTreeMap<K, u64>,
+    incoming: Resequencer<(Time, K)>,
     delay_us: Micros,
     paused: bool,
+    wake: Option<Time>,
     readers: BTreeMap<(u64, u64), R>,
     arrivals: u64,
 }
 
-impl<E, R> Default for Replica<E, R> {
+impl<K, R> Default for Replica<K, R> {
     fn default() -> Self {
-        let incoming = Resequencer::default();
-        Replica { applied: 0, incoming, delay_us: 0, paused: false, readers: BTreeMap::new(), arrivals: 0 }
+        let (incoming, versions, readers) = (Resequencer::default(), BTreeMap::new(), BTreeMap::new());
+        Replica { applied: 0, versions, incoming, delay_us: 0, paused: false, wake: None, readers, arrivals: 0 }
     }
 }
 
-impl<E, R> Replica<E, R> {
+impl<K: Ord, R> Replica<K, R> {
+    /// `key`'s version as replayed here (0: not here yet).
+    pub fn version(&self, key: &K) -> u64 {
+        self.versions.get(key).copied().unwrap_or(0)
+    }
+
     /// The last position applied.
     pub fn applied(&self) -> u64 {
         self.applied
     }
 
-    /// Entry `lsn`, committed at `commit`, arrived (a copy of one applied or held is dropped).
-    pub fn receive(&mut self, lsn: u64, commit: Time, entry: E) {
-        self.incoming.offer(lsn, self.applied + 1, commit, (commit, entry));
+    /// Entry `lsn`, a write of `key` committed at `commit`, arrived (a copy is dropped).
+    pub fn receive(&mut self, lsn: u64, commit: Time, key: K) {
+        self.incoming.offer(lsn, self.applied + 1, commit, (commit, key));
     }
 
-    /// Applies every entry due at `now`, in order: their positions and data, and when the next
-    /// one will be due (for a timer; `None`: nothing waits on time, or replay is paused).
-    pub fn apply(&mut self, now: Time) -> (Vec<(u64, E)>, Option<Time>) {
-        let mut out = Vec::new();
+    /// Applies every entry due at `now`, in order: how many, and when to look again if that
+    /// is earlier than the wake-up asked for before (`afresh`: that one fired or may be wrong).
+    pub fn apply(&mut self, now: Time, afresh: bool) -> (u64, Option<Time>) {
+        let (from, mut due) = (self.applied, None);
+        self.wake = self.wake.filter(|_| !afresh);
         while !self.paused {
             let Some((n, &(commit, _))) = self.incoming.first() else { break };
             if n != self.applied + 1 {
                 break;
             }
-            let due = commit.plus(self.delay_us);
-            if due > now {
-                return (out, Some(due));
+            if commit.plus(self.delay_us) > now {
+                due = Some(commit.plus(self.delay_us)).filter(|&d| self.wake.is_none_or(|w| d < w));
+                self.wake = due.or(self.wake);
+                break;
             }
-            let (n, (_, entry)) = self.incoming.release(Release::Sequence { next: n }).expect("first");
+            let (n, (_, key)) = self.incoming.release(Release::Sequence { next: n }).expect("first");
             self.applied = n;
-            out.push((n, entry));
+            self.versions.insert(key, n);
         }
-        (out, None)
+        (self.applied - from, due)
     }
 
     /// Replays each entry no earlier than its commit time plus `delay_us` (call `apply` after).
@@ -225,27 +247,29 @@ mod tests {
     fn a_replica_applies_in_order_after_its_delay_and_reads_wait_for_their_token() {
         let mut r: Replica<char, &str> = Replica::default();
         r.receive(2, Time(20), 'b');
-        assert_eq!(r.apply(Time(100)), (vec![], None), "1 is missing: 2 waits");
-        assert_eq!(r.wait(2, "reader"), Err(1));
+        assert_eq!(r.apply(Time(100), false), (0, None), "1 is missing: 2 waits");
+        assert_eq!((r.wait(2, "reader"), r.version(&'b')), (Err(1), 0));
         r.receive(1, Time(10), 'a');
         r.receive(1, Time(10), 'a');
         r.set_delay_us(50);
-        assert_eq!(r.apply(Time(65)), (vec![(1, 'a')], Some(Time(70))), "2 is due at 20 + 50");
+        assert_eq!(r.apply(Time(65), false), (1, Some(Time(70))), "2 is due at 20 + 50");
+        assert_eq!(r.apply(Time(66), false), (0, None), "a wake-up is asked for already");
         assert!(r.ready().is_empty());
-        assert_eq!(r.apply(Time(70)), (vec![(2, 'b')], None));
-        assert_eq!((r.ready(), r.waiting()), (vec!["reader"], 0));
+        assert_eq!(r.apply(Time(70), true), (1, None));
+        assert_eq!((r.ready(), r.waiting(), r.version(&'a'), r.version(&'b')), (vec!["reader"], 0, 1, 2));
         assert_eq!(r.wait(1, "fresh"), Ok("fresh"));
         r.set_paused(true);
-        r.receive(3, Time(80), 'c');
-        assert_eq!(r.apply(Time(1000)).0, vec![]);
+        r.receive(3, Time(80), 'a');
+        assert_eq!(r.apply(Time(1000), false).0, 0);
         r.set_paused(false);
-        assert_eq!(r.apply(Time(1000)).0, vec![(3, 'c')]);
+        assert_eq!((r.apply(Time(1000), false).0, r.version(&'a')), (1, 3));
     }
 
     #[test]
     fn the_primary_holds_writes_for_k_replicas_and_measures_lag_from_the_oldest_unapplied_commit() {
-        let mut p: Primary<&str> = Primary::new(3);
-        let (a, b) = (p.commit(Time(100)), p.commit(Time(200)));
+        let mut p: Primary<char, &str> = Primary::new(3);
+        let (a, b) = (p.commit('x', Time(100)), p.commit('x', Time(200)));
+        assert_eq!((p.version(&'x'), p.version(&'y')), (2, 0));
         assert_eq!(p.hold(a, 3, "a"), None);
         assert_eq!(p.hold(b, 3, "b"), None);
         assert_eq!(p.hold(a, 0, "async"), Some("async"));
@@ -255,6 +279,7 @@ mod tests {
         p.ack(2, 1);
         assert_eq!(p.release(3), vec![(1, "a")], "in order: b waits for two more");
         assert_eq!((p.lag_us(0, Time(500)), p.lag_us(1, Time(500)), p.behind(2)), (0, 300, 1));
+        assert_eq!(p.max_lag_us(Time(500)), 300);
         p.ack(1, 2);
         assert_eq!(p.release(2), vec![(2, "b")], "semi-synchronous: two of three");
         p.ack(2, 2);
