@@ -15,40 +15,33 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         title: "Replication consistency (read-your-writes, monotonic reads)",
         category: "Transactions & consistency",
         seeds: &["S1#14", "S3#30", "S3#52"],
-        summary: "1,000 users upload 50 photos/s to a primary and view 1,500/s from 3 replicas that replay its log \
-                  ~20 ms behind. Reading any replica 404s ~2% of fresh uploads; from 8 s replica 2 lags 3 s and at \
-                  12 s replica 1 dies. Which promise does each routing keep, and what does it cost?",
+        summary: "1,000 users upload 50 photos/s to a primary and view 1,500/s from 3 replicas ~20 ms behind; from 8 s \
+                  replica 2 lags 3 s, at 12 s replica 1 dies. Which promise does each routing keep, at what cost?",
         note: Note {
-            what_can_go_wrong: "A replica answers with what it has replayed: an upload viewed there before its log \
-                entry arrives is a 404 (read-your-writes broken: S3#30's 2% of users for 1–2 s), and a user whose \
-                next view lands on a replica further behind sees the album go back in time (monotonic reads \
-                broken). Model: each user's album is their key and its version is the log position (LSN) of its \
-                last upload; the primary ships each entry to each replica after an exponential delay (mean \
-                `lag_ms`) and a replica replays in order; primary and replicas serve on 2 cores each \
-                (exponential, mean `serve_us`); a view is judged against the user's acknowledged uploads and what \
-                they had seen when it was sent (concurrent reads are not ordered).",
-            what_you_sacrifice: "The primary: every read on the one machine that cannot scale out (its utilisation \
-                and read p99). Sticky sessions: monotonic only while your replica lives, and never your own \
-                writes. Version tokens: a token to carry, reads that wait and fall back to the primary. \
-                Synchronous replication: every write waits for the slowest replica (m·H_n on average) and stalls \
-                while one is down — and replicas still disagree while a write is in flight.",
-            at_10x: "Ten times the views: read-primary saturates the primary (reads and writes queue together); \
-                replicas scale out but each one more lengthens sync writes (H_n). Ten times the uploads: a \
-                replica's single replay thread falls behind for good (S3#52's 30 s lag on a 10 Gbps link).",
-            resembles: "Postgres hot standbys (synchronous_commit = remote_apply, recovery_min_apply_delay), MySQL \
-                semi-sync, Rails' and Laravel's sticky write connections, MongoDB causal sessions \
-                (afterClusterTime), DynamoDB ConsistentRead, S3 before its 2020 strong consistency.",
+            what_can_go_wrong: "A replica answers with what it has replayed: an upload viewed there before its entry \
+                arrives 404s (read-your-writes: S3#30's 2% of users for 1–2 s), and a view on a replica further behind \
+                goes back in time (monotonic reads). Model: a user's album is their key, its version the log position \
+                (LSN) of its last upload; each entry reaches each replica after an exponential delay (mean `lag_ms`) \
+                and is replayed in order; every node serves on 2 cores (exponential, mean `serve_us`); a view is \
+                judged by what its user had written and seen when sending it (concurrent reads are not ordered).",
+            what_you_sacrifice: "Read-primary: every read on the one machine that cannot scale out. Sticky: monotonic \
+                only while your replica lives, and never your own writes. Tokens: reads that wait, then fall back to \
+                the primary. Sync: every write waits for the slowest replica (m·H_n on average), stalls while one is \
+                down, and replicas still disagree while a write is in flight.",
+            at_10x: "Ten times the views saturate the primary under read-primary; each replica more lengthens sync writes \
+                (H_n); ten times the uploads and one replay thread falls behind for good (S3#52's 30 s lag).",
+            resembles: "Postgres hot standbys (remote_apply, recovery_min_apply_delay), MySQL semi-sync, Rails' and \
+                Laravel's sticky connections, MongoDB causal sessions, DynamoDB ConsistentRead, S3 before 2020.",
             try_this: &[
-                "Play `read-any`: ~4% of redirect views 404 before 8 s — the view outran the replay of its upload \
-                 or of one before it, (1 + λm)·e^(−W/m) for W ≈ `view_after_ms`; from 8 s replica 2 replays 3 s \
-                 late and `read-your-writes` names the user and album many times a second.",
-                "Switch to `sticky-sessions`: views never go back in time until replica 1 dies at 12 s and its \
-                 users move to replica 2, 3 s behind: `monotonic-reads` fails; uploads 404 on replica 2 all along.",
-                "Play `version-tokens`: both checks hold; views sent to replica 2 while it lags wait \
-                 `token_wait_ms` and fall back to the primary (Token fallbacks), so the read p99 reaches 100 ms.",
-                "Play `sync-replication`: no upload 404s, but upload p99 reaches 3 s while replica 2 lags, and \
-                 `monotonic-reads` still fails (replicas disagree mid-write). `read-primary` holds both checks \
-                 with the primary about 80% busy.",
+                "Play `read-any`: ~4% of redirect views 404 before 8 s, (1 + λm)·e^(−W/m) for W ≈ `view_after_ms`: the \
+                 view outran the replay of its upload or one before it; from 8 s replica 2 replays 3 s late and \
+                 `read-your-writes` names the user and album.",
+                "Switch to `sticky-sessions`: views never go back in time until replica 1 dies at 12 s and its users \
+                 move to replica 2, 3 s behind: `monotonic-reads` fails; uploads 404 on replica 2 all along.",
+                "Play `version-tokens`: both checks hold; views sent to replica 2 while it lags wait `token_wait_ms` \
+                 and fall back to the primary (Token fallbacks): the view p99 reaches 100 ms.",
+                "Play `sync-replication`: no upload 404s, but upload p99 reaches 3 s while replica 2 lags and \
+                 `monotonic-reads` still fails. `read-primary` holds both with the primary about 80% busy.",
             ],
         },
     },
@@ -98,8 +91,7 @@ strategies!(SPEC, Strategy { ReadAny, ReadPrimary, Sticky, Tokens, Sync });
 const USERS: NodeId = 0;
 const PRIMARY: NodeId = 1;
 const CORES: u32 = 2;
-/// The primary's utilisation gauge is the mean over this window.
-const TICK_US: Micros = 500 * MICROS_PER_MS;
+const TICK_US: Micros = 500 * MICROS_PER_MS; // the window of the primary's utilisation gauge
 fn ms(v: i64) -> Micros {
     v.max(0) as u64 * MICROS_PER_MS
 }
@@ -120,7 +112,6 @@ pub enum Msg {
     Applied(u64),
     Uploaded(Req, u64),
     Value(Req, u64),
-    Fallback(Req),
     Health(bool),
 }
 #[derive(Clone, Debug, Label)]
@@ -138,8 +129,7 @@ pub enum Ir {
     Users(Users),
     Db(Db),
 }
-/// A database on its cores (uploads and views): the primary (`index` 0), whose log ships to
-/// the replicas, or a replica replaying it, with the views waiting there for a token.
+/// A database on 2 cores: the primary (`index` 0) shipping its log, or a replica replaying it.
 #[derive(Clone, Debug)]
 pub struct Db {
     index: u32,
@@ -150,8 +140,7 @@ pub struct Db {
     busy_pct: i64,
     down: bool,
 }
-/// The users: their sessions (floors and tokens), which replicas are up, and the latest
-/// anomaly of each kind for the checks.
+/// The users: sessions, replicas up, the latest read-your-writes and monotonic-read anomaly.
 #[derive(Clone, Debug)]
 pub struct Users {
     strategy: Strategy,
@@ -160,8 +149,7 @@ pub struct Users {
     zipf: Zipf,
     down: Vec<bool>,
     sessions: Sessions<u32>,
-    ryw: Option<(String, Time)>,
-    monotonic: Option<(String, Time)>,
+    latest: [Option<(String, Time)>; 2],
 }
 
 fn build(setup: &Setup) -> Box<dyn Run> {
@@ -171,7 +159,7 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     let (uploads, views) =
         (OpenLoop::poisson(setup.param("uploads") as f64), OpenLoop::poisson(setup.param("views") as f64));
     let (zipf, down, sessions) = (Zipf::new(users, 1.0), vec![false; n as usize + 2], Sessions::new(users));
-    let u = Users { strategy, uploads, views, zipf, down, sessions, ryw: None, monotonic: None };
+    let u = Users { strategy, uploads, views, zipf, down, sessions, latest: [None, None] };
     assert_eq!(sim.add_node(Ir::Users(u)), USERS);
     let service = Service::Exponential { mean_us: setup.param("serve_us").max(1) as u64 };
     for index in 0..=n {
@@ -186,8 +174,8 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     }
     let now =
         |b: &Option<(String, Time)>, t: Time| b.as_ref().filter(|b| b.1 == t).map_or(Ok(()), |b| Err(b.0.clone()));
-    sim.check("read-your-writes", move |w| now(&w.node::<Users>(USERS).ryw, w.now));
-    sim.check("monotonic-reads", move |w| now(&w.node::<Users>(USERS).monotonic, w.now));
+    sim.check("read-your-writes", move |w| now(&w.node::<Users>(USERS).latest[0], w.now));
+    sim.check("monotonic-reads", move |w| now(&w.node::<Users>(USERS).latest[1], w.now));
     Box::new(sim)
 }
 
@@ -223,7 +211,6 @@ impl Node for Ir {
                 ctx.set_timer(ms(ctx.param("view_after_ms")), Timer::Redirect(req));
             }
             (Ir::Users(u), Msg::Value(req, version)) => u.value(req, version, from, ctx),
-            (Ir::Users(_), Msg::Fallback(req)) => ctx.send(PRIMARY, Msg::Read(req)),
             (Ir::Users(u), Msg::Health(up)) => u.down[from as usize] = !up,
             (_, other) => ctx.unhandled(&other),
         }
@@ -255,7 +242,7 @@ impl Node for Ir {
             (Ir::Db(d), Timer::Deadline(token, id)) => {
                 if let Some(req) = d.replay.give_up(token, id) {
                     ctx.count("fallbacks", 1);
-                    ctx.send(USERS, Msg::Fallback(req));
+                    ctx.send(PRIMARY, Msg::Read(req));
                 }
             }
             (_, other) => ctx.unhandled(&other),
@@ -268,11 +255,10 @@ impl Node for Ir {
                 d.sync = id == "sync-replication";
                 d.release(ctx);
             }
-            (Ir::Users(u), Control::Param { id: "uploads", value }) => {
-                u.uploads.set_rate_per_s(value as f64, ctx, Timer::Upload)
-            }
-            (Ir::Users(u), Control::Param { id: "views", value }) => {
-                u.views.set_rate_per_s(value as f64, ctx, Timer::View)
+            (Ir::Users(u), Control::Param { id: id @ ("uploads" | "views"), value }) => {
+                let (source, timer) =
+                    if id == "uploads" { (&mut u.uploads, Timer::Upload) } else { (&mut u.views, Timer::View) };
+                source.set_rate_per_s(value as f64, ctx, timer)
             }
             (Ir::Db(d), Control::Param { id: "serve_us", value }) => {
                 d.station.set_service(Service::Exponential { mean_us: value.max(1) as u64 })
@@ -291,29 +277,26 @@ impl Node for Ir {
                 .gauge("utilisation %", d.busy_pct, 100)
                 .badge(format!("log at v{}", d.log.lsn()), Tone::Neutral)
                 .badge_if(d.log.held() > 0, format!("{} uploads wait for replicas", d.log.held()), Tone::Warn),
-            Ir::Db(d) => NodeView::new(NodeKind::Database, 2, numbered("replica", d.index as u64))
-                .gauge("entries not replayed", d.replay.pending() as i64, 200.max(d.replay.pending() as i64))
-                .badge(format!("replayed to v{}", d.replay.applied()), Tone::Neutral)
-                .badge_if(d.down, "down", Tone::Bad)
-                .badge_if(
-                    d.replay.delay_us() > 0,
-                    format!("replays {} ms late", d.replay.delay_us() / 1000),
-                    Tone::Warn,
-                )
-                .badge_if(d.replay.waiting() > 0, format!("{} views wait for a token", d.replay.waiting()), Tone::Warn),
-            Ir::Users(u) => [&u.ryw, &u.monotonic]
-                .into_iter()
-                .flatten()
-                .fold(NodeView::new(NodeKind::Client, 0, format!("{} users", u.sessions.users())), |v, a| {
-                    v.badge(a.0.clone(), Tone::Bad)
-                }),
+            Ir::Db(d) => {
+                let (pending, late, waiting) =
+                    (d.replay.pending() as i64, d.replay.delay_us() / 1000, d.replay.waiting());
+                NodeView::new(NodeKind::Database, 2, numbered("replica", d.index as u64))
+                    .gauge("entries not replayed", pending, 200.max(pending))
+                    .badge(format!("replayed to v{}", d.replay.applied()), Tone::Neutral)
+                    .badge_if(d.down, "down", Tone::Bad)
+                    .badge_if(late > 0, format!("replays {late} ms late"), Tone::Warn)
+                    .badge_if(waiting > 0, format!("{waiting} views wait for a token"), Tone::Warn)
+            }
+            Ir::Users(u) => {
+                let v = NodeView::new(NodeKind::Client, 0, format!("{} users", u.sessions.users()));
+                u.latest.iter().flatten().fold(v, |v, a| v.badge(a.0.clone(), Tone::Bad))
+            }
         }
     }
 }
 
 impl Db {
-    /// A view: the primary serves it in turn; a replica too, but under version tokens only once
-    /// it has replayed up to the token (else it waits, then sends the user to the primary).
+    /// A view is served in turn; at a replica behind its token, it waits, then goes to the primary.
     fn read(&mut self, req: Req, ctx: &mut Ctx<Ir>) {
         if self.down {
             return ctx.count("lost_views", 1);
@@ -326,9 +309,7 @@ impl Db {
             }
         }
     }
-    /// A view reads the album's version here. An upload (at the primary) commits a new version
-    /// (its log position) and ships to every replica with its own delay; under sync it is
-    /// acknowledged once every replica replayed it.
+    /// A view reads the album's version; an upload commits one and ships it (sync: acked once all replayed it).
     fn served(&mut self, slot: Slot, ctx: &mut Ctx<Ir>) {
         let Some(f) = self.station.done(slot, ctx, Timer::Served) else { return };
         let ((req, upload), primary) = (f.job, self.index == 0);
@@ -353,8 +334,7 @@ impl Db {
             ctx.send(USERS, Msg::Uploaded(req, lsn));
         }
     }
-    /// Replays what is due, acknowledges it, serves the views whose token it now reaches, and
-    /// wakes for the next entry held by the apply delay.
+    /// Replays what is due, acks it, serves views whose token it reached, wakes for the next entry due.
     fn replay(&mut self, afresh: bool, ctx: &mut Ctx<Ir>) {
         let (applied, due) = self.replay.apply(ctx.now(), afresh);
         if applied > 0 {
@@ -367,15 +347,12 @@ impl Db {
             ctx.set_timer(due.since(ctx.now()), Timer::Replay);
         }
     }
-    /// Down: views in hand are lost and replay stops (the primary keeps the log for it); up:
-    /// it replays what it missed. The users learn of it as from service discovery.
+    /// Down: views in hand lost, replay stopped (the primary keeps the log); users told (discovery).
     fn set_down(&mut self, down: bool, ctx: &mut Ctx<Ir>) {
         self.down = down;
         self.replay.set_paused(down);
-        if down {
-            let lost = self.station.crash(ctx).len() + self.replay.drop_readers().len();
-            ctx.count("lost_views", lost as i64);
-        }
+        let lost = if down { self.station.crash(ctx).len() + self.replay.drop_readers().len() } else { 0 };
+        ctx.count("lost_views", lost as i64);
         self.replay(true, ctx);
         ctx.send(USERS, Msg::Health(!down));
     }
@@ -409,21 +386,13 @@ impl Users {
         let shown = if version == 0 { "404".to_string() } else { format!("v{version}") };
         let who = format!("user {} viewed album {} on {at}: {shown}", req.user + 1, req.album + 1);
         let anomaly = self.sessions.read(req.user, req.album, req.floor, version);
-        if req.redirect {
-            ctx.count("redirects", 1);
-            ctx.count("redirect_404s", (anomaly == Some(Anomaly::ReadYourWrites)) as i64);
-        }
-        let (counter, slot, why) = match anomaly {
-            Some(Anomaly::ReadYourWrites) => {
-                ("ryw_anomalies", &mut self.ryw, format!("after uploading v{}", req.floor.wrote))
-            }
-            Some(Anomaly::MonotonicRead) => {
-                ("monotonic_anomalies", &mut self.monotonic, format!("after seeing v{}", req.floor.seen))
-            }
-            None => return,
-        };
-        ctx.count(counter, 1);
-        *slot = Some((format!("{who} {why}"), ctx.truth()));
+        ctx.count("redirects", req.redirect as i64);
+        ctx.count("redirect_404s", (req.redirect && anomaly == Some(Anomaly::ReadYourWrites)) as i64);
+        let Some(anomaly) = anomaly else { return };
+        let i = (anomaly == Anomaly::MonotonicRead) as usize;
+        let why = [format!("after uploading v{}", req.floor.wrote), format!("after seeing v{}", req.floor.seen)];
+        ctx.count(["ryw_anomalies", "monotonic_anomalies"][i], 1);
+        self.latest[i] = Some((format!("{who} {}", why[i]), ctx.truth()));
     }
 }
 
