@@ -36,6 +36,24 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
         ),
     ),
     (
+        "replication-consistency",
+        Envelope::new(
+            &[
+                "crash",
+                "drift",
+                "latency",
+                "loss",
+                "partition",
+                "pause",
+                "replica-down",
+                "replica-lag",
+                "skew",
+                "slow-disk",
+            ],
+            "",
+        ),
+    ),
+    (
         "inventory-reservation",
         Envelope::new(
             &[

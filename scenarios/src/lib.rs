@@ -56,6 +56,7 @@ registry! {
     messaging::outbox,
     data::noisy_neighbor,
     consistency::inventory_reservation,
+    consistency::replication_consistency,
     coordination::distributed_lock,
     coordination::id_generator,
     messaging::priority_queue,

@@ -2,6 +2,7 @@
 
 pub mod idempotent_payments;
 pub mod inventory_reservation;
+pub mod replication_consistency;
 pub mod request_dedup;
 pub mod saga;
 pub mod two_phase_commit;

@@ -363,7 +363,7 @@ impl Tier {
     /// One more for a counter, and for the god's-eye tally by true-time second the checks read.
     fn count(&self, name: &'static str, ctx: &mut Ctx<Tier>) {
         ctx.count(name, 1);
-        ctx.tally(name, ctx.truth().micros() / MICROS_PER_S, 1);
+        ctx.tally(name, ctx.truth().whole_secs(), 1);
     }
 
     fn outage(&mut self, down: bool, ctx: &mut Ctx<Tier>) {
