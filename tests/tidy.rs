@@ -109,8 +109,8 @@ const MAX_SCENARIO_LINES: usize = 400;
 /// each may shrink, never grow, and leaves this list once it fits.
 const STILL_OVER: &[(&str, usize)] = &[
     ("caching/cache_stampede.rs", 425),
-    ("consistency/idempotent_payments.rs", 529),
-    ("traffic/distributed_rate_limiter.rs", 506),
+    ("consistency/idempotent_payments.rs", 525),
+    ("traffic/distributed_rate_limiter.rs", 502),
 ];
 
 /// A file's lines before its `#[cfg(test)]` module.

@@ -13,6 +13,7 @@ extern crate self as faultline_core;
 #[path = "../benches/models.rs"]
 pub mod bench_models;
 
+pub mod breach;
 pub mod fault;
 pub mod frame;
 pub mod metrics;
@@ -28,6 +29,7 @@ pub mod spec;
 pub mod time;
 pub mod trace;
 
+pub use breach::Breach;
 pub use fault::{Fault, GENERIC_FAULTS};
 pub use faultline_derive::{Holds, Label};
 pub use frame::{
@@ -46,7 +48,7 @@ pub use spec::{
     CheckSpec, Envelope, FaultSpec, Info, Layout, MetricSpec, Note, ParamSpec, ScenarioSpec, Setup, StrategySpec,
     Target,
 };
-pub use time::{Micros, Time, MICROS_PER_MS, MICROS_PER_S};
+pub use time::{ms, Micros, Time, MICROS_PER_MS, MICROS_PER_S};
 pub use trace::{fingerprint, fold, Trace, TraceEvent, TraceKind};
 
 /// Builds a run from a recipe: repairs what it can (each repair is reported), refuses

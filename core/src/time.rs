@@ -13,6 +13,11 @@ pub type Micros = u64;
 pub const MICROS_PER_MS: u64 = 1_000;
 pub const MICROS_PER_S: u64 = 1_000_000;
 
+/// A parameter's milliseconds as a span (a negative value counts as 0; too many saturate).
+pub fn ms(v: i64) -> Micros {
+    (v.max(0) as u64).saturating_mul(MICROS_PER_MS)
+}
+
 impl Time {
     pub const ZERO: Time = Time(0);
     pub const MAX: Time = Time(u64::MAX);

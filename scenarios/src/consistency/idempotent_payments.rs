@@ -104,10 +104,6 @@ const RECONCILE: Micros = 10 * MICROS_PER_S;
 /// retries is the live `max_retries`.
 const BACKOFF: RetryPolicy = RetryPolicy::new(4, 250 * MICROS_PER_MS, 64 * MICROS_PER_S, Jitter::Equal);
 
-fn ms(v: i64) -> Micros {
-    v.max(0) as u64 * MICROS_PER_MS
-}
-
 // The strategies, in the spec's order.
 strategies!(SPEC, Strategy { NoKey, Memory, Unique, Expires });
 

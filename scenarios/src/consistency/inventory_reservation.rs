@@ -93,9 +93,6 @@ const DB: NodeId = 0;
 const DROP_US: Micros = 10 * MICROS_PER_S;
 /// Optimistic retries: 1 ms, 2 ms, 4 ms… (at most 50 ms), full jitter; the count is `max_retries`.
 const RETRY: RetryPolicy = RetryPolicy::new(3, MICROS_PER_MS, 50 * MICROS_PER_MS, Jitter::Full);
-fn ms(v: i64) -> Micros {
-    v.max(0) as u64 * MICROS_PER_MS
-}
 /// A checkout in every message (a request's context): order, drop, start, tries, TTL held, instance.
 #[derive(Clone, Copy, Debug)]
 pub struct Job {
@@ -147,8 +144,8 @@ pub struct Db {
     inventory: Inventory,
     locks: BTreeMap<u32, Pool<Job>>,
     slow_ms: i64,
-    over: Option<(String, Time)>,
-    unfulfilled: Option<(String, Time)>,
+    over: Breach,
+    unfulfilled: Breach,
 }
 /// An app instance and the buyers it serves: they check out, then pay or abandon the cart.
 #[derive(Clone, Debug)]
@@ -171,10 +168,8 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     // The plan: the second drop meets a slow database, the third slow payments (past the TTL).
     FaultWindow::secs(10, 4).custom(&mut sim, "db-slow", None, 20, 0);
     FaultWindow::secs(20, 10).custom(&mut sim, "slow-payments", None, 6000, 0);
-    let now =
-        |b: &Option<(String, Time)>, t: Time| b.as_ref().filter(|b| b.1 == t).map_or(Ok(()), |b| Err(b.0.clone()));
-    sim.check("no-oversell", move |w| now(&w.node::<Db>(DB).over, w.now));
-    sim.check("orders-fulfilled", move |w| now(&w.node::<Db>(DB).unfulfilled, w.now));
+    sim.check("no-oversell", move |w| w.node::<Db>(DB).over.now(w.now));
+    sim.check("orders-fulfilled", move |w| w.node::<Db>(DB).unfulfilled.now(w.now));
     Box::new(sim)
 }
 
@@ -370,7 +365,7 @@ impl Db {
         if let Some(over) = over {
             let units = self.inventory.sales()[item as usize].units;
             let why = format!("{}: {} units promised of {units} ({over} over)", drop_name(item), units + over);
-            (self.over, _) = (Some((why, ctx.truth())), ctx.count("oversold", 1));
+            (self.over.record(why, ctx.truth()), ctx.count("oversold", 1));
         }
         self.gauges(ctx);
     }
@@ -385,7 +380,7 @@ impl Db {
                     let units = self.inventory.sales()[job.item as usize].units;
                     let why =
                         format!("{}: order {} paid as {} of {units} units", drop_name(job.item), job.order, units + n);
-                    self.unfulfilled = Some((why, ctx.truth()));
+                    self.unfulfilled.record(why, ctx.truth());
                 }
                 Outcome::Confirmed
             }
@@ -401,7 +396,7 @@ fn drop_name(item: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parts::testing::{between, failed_at, run_sampled, Sampled};
+    use crate::parts::testing::{between, failed_at, most, run_sampled, Sampled};
 
     const COUNTERS: [&str; 6] = ["taken", "oversold", "confirmed", "busy", "refused", "returned"];
     const TAKEN: usize = 0;
@@ -416,14 +411,6 @@ mod tests {
 
     fn recipe(strategy: &str, seed: u64) -> Recipe {
         Recipe::new(SPEC.id(), strategy, seed)
-    }
-
-    /// A headline metric's largest sample from `from` s to `to` s.
-    fn most(r: &dyn Run, id: &str, from: f64, to: f64) -> f64 {
-        let s = r.sampler();
-        let series = &s.series[SPEC.metrics.iter().position(|m| m.id == id).expect("a metric")];
-        let times = s.times.iter().map(|t| t.as_secs_f64());
-        times.zip(series).filter(|(t, _)| (from..to).contains(t)).map(|(_, &x)| x).fold(0.0, f64::max)
     }
 
     fn all_hold(r: &dyn Run) -> bool {

@@ -21,9 +21,9 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             what_can_go_wrong: "A replica answers with what it has replayed: an upload viewed there before its entry \
                 arrives 404s (read-your-writes: S3#30's 2% of users for 1–2 s), and a view on a replica further behind \
                 goes back in time (monotonic reads). Model: a user's album is their key, its version the log position \
-                (LSN) of its last upload; each entry reaches each replica after an exponential delay (mean `lag_ms`) \
-                and is replayed in order; every node serves on 2 cores (exponential, mean `serve_us`); a view is \
-                judged by what its user had written and seen when sending it (concurrent reads are not ordered).",
+                (LSN) of its last upload; each entry reaches each replica after an exponential delay (mean `lag_ms`), \
+                replayed in order (missing one for 1 s + 10 delays, a replica asks the primary to ship again from there); \
+                2 cores a node (exponential, mean `serve_us`); a view is judged by its user's writes and views then.",
             what_you_sacrifice: "Read-primary: every read on the one machine that cannot scale out. Sticky: monotonic \
                 only while your replica lives, never your own writes. Tokens: reads wait, then go to the primary. Sync: \
                 writes wait for the slowest replica (m·H_n), stall while one is down; replicas still disagree mid-write.",
@@ -88,13 +88,9 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
 strategies!(SPEC, Strategy { ReadAny, ReadPrimary, Sticky, Tokens, Sync });
 const USERS: NodeId = 0;
 const PRIMARY: NodeId = 1;
-const CORES: u32 = 2;
 const TICK_US: Micros = 500 * MICROS_PER_MS; // the window of the primary's utilisation gauge
-fn ms(v: i64) -> Micros {
-    v.max(0) as u64 * MICROS_PER_MS
-}
 /// A view or an upload: who, which album, when sent, and (views) the user's floors then.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Req {
     user: u32,
     album: u32,
@@ -107,6 +103,7 @@ pub enum Msg {
     Upload(Req),
     Read(Req),
     Ship(u64, u32, Time),
+    Resume(u64),
     Applied(u64),
     Uploaded(Req, u64),
     Value(Req, u64),
@@ -136,7 +133,6 @@ pub struct Db {
     replay: replog::Replica<u32, Req>,
     sync: bool,
     busy_pct: i64,
-    down: bool,
 }
 /// The users: sessions, replicas up, the latest read-your-writes and monotonic-read anomaly.
 #[derive(Clone, Debug)]
@@ -147,7 +143,7 @@ pub struct Users {
     zipf: Zipf,
     down: Vec<bool>,
     sessions: Sessions<u32>,
-    latest: [Option<(String, Time)>; 2],
+    latest: [Breach; 2],
 }
 
 fn build(setup: &Setup) -> Box<dyn Run> {
@@ -157,23 +153,21 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     let (uploads, views) =
         (OpenLoop::poisson(setup.param("uploads") as f64), OpenLoop::poisson(setup.param("views") as f64));
     let (zipf, down, sessions) = (Zipf::new(users, 1.0), vec![false; n as usize + 2], Sessions::new(users));
-    let u = Users { strategy, uploads, views, zipf, down, sessions, latest: [None, None] };
+    let u = Users { strategy, uploads, views, zipf, down, sessions, latest: Default::default() };
     assert_eq!(sim.add_node(Ir::Users(u)), USERS);
-    let service = Service::Exponential { mean_us: setup.param("serve_us").max(1) as u64 };
+    let service = Service::exponential_us(setup.param("serve_us"));
     for index in 0..=n {
         let (log, replay) = (replog::Primary::new(n as usize), replog::Replica::default());
-        let (sync, station) = (strategy == Strategy::Sync, Station::new(CORES, service));
-        sim.add_node(Ir::Db(Db { index, station, log, replay, sync, busy_pct: 0, down: false }));
+        let (sync, station) = (strategy == Strategy::Sync, Station::new(2, service));
+        sim.add_node(Ir::Db(Db { index, station, log, replay, sync, busy_pct: 0 }));
     }
     // The plan: replica 2 replays 3 s late from 8 s to 16 s; replica 1 is down from 12 s to 16 s.
     FaultWindow::secs(8, 8).custom(&mut sim, "replica-lag", Some(PRIMARY + n.min(2)), 3000, 0);
     if n >= 2 {
         FaultWindow::secs(12, 4).custom(&mut sim, "replica-down", Some(PRIMARY + 1), 1, 0);
     }
-    let now =
-        |b: &Option<(String, Time)>, t: Time| b.as_ref().filter(|b| b.1 == t).map_or(Ok(()), |b| Err(b.0.clone()));
-    sim.check("read-your-writes", move |w| now(&w.node::<Users>(USERS).latest[0], w.now));
-    sim.check("monotonic-reads", move |w| now(&w.node::<Users>(USERS).latest[1], w.now));
+    sim.check("read-your-writes", move |w| w.node::<Users>(USERS).latest[0].now(w.now));
+    sim.check("monotonic-reads", move |w| w.node::<Users>(USERS).latest[1].now(w.now));
     Box::new(sim)
 }
 
@@ -184,8 +178,8 @@ impl Node for Ir {
     fn on_start(&mut self, ctx: &mut Ctx<Self>) {
         match self {
             Ir::Users(u) => {
-                u.uploads.start(ctx, Timer::Upload);
-                u.views.start(ctx, Timer::View);
+                u.uploads.start_at(ctx.param("uploads") as f64, ctx, Timer::Upload); // the rates in force:
+                u.views.start_at(ctx.param("views") as f64, ctx, Timer::View); // set while down, they count
             }
             Ir::Db(d) if d.index == 0 => drop(ctx.set_timer(TICK_US, Timer::Tick)),
             Ir::Db(d) => d.replay(true, ctx),
@@ -204,6 +198,7 @@ impl Node for Ir {
                 d.log.ack((from - PRIMARY - 1) as usize, lsn);
                 d.release(ctx);
             }
+            (Ir::Db(d), Msg::Resume(after)) => d.log.after(after).for_each(|(n, t, &a)| ship(ctx, from, (n, t, a))),
             (Ir::Db(d), Msg::Ship(lsn, album, commit)) => {
                 d.replay.receive(lsn, commit, album);
                 d.replay(false, ctx);
@@ -223,8 +218,7 @@ impl Node for Ir {
             (Ir::Users(u), Timer::Upload) => {
                 u.uploads.on_timer(ctx, Timer::Upload);
                 let user = ctx.rng().below(u.sessions.users() as u64) as u32;
-                let req = Req { user, album: user, t0: ctx.now(), floor: Floor::default(), redirect: false };
-                ctx.send(PRIMARY, Msg::Upload(req));
+                ctx.send(PRIMARY, Msg::Upload(Req { user, album: user, t0: ctx.now(), ..Req::default() }));
             }
             (Ir::Users(u), Timer::View) => {
                 u.views.on_timer(ctx, Timer::View);
@@ -235,8 +229,7 @@ impl Node for Ir {
             (Ir::Users(u), Timer::Redirect(req)) => u.read(req.user, req.album, true, ctx),
             (Ir::Db(d), Timer::Served(slot)) => d.served(slot, ctx),
             (Ir::Db(d), Timer::Tick) => {
-                d.busy_pct = (d.station.mean_busy(ctx.now()) * 100.0 / CORES as f64).round() as i64;
-                d.station.reset_averages(ctx.now());
+                d.busy_pct = d.station.take_busy_pct(ctx.now());
                 ctx.gauge("primary_busy_pct", d.busy_pct);
                 ctx.gauge("lag_ms", (d.log.max_lag_us(ctx.now()) / MICROS_PER_MS) as i64);
                 ctx.set_timer(TICK_US, Timer::Tick);
@@ -258,13 +251,14 @@ impl Node for Ir {
                 d.sync = id == "sync-replication";
                 d.release(ctx);
             }
-            (Ir::Users(u), Control::Param { id: id @ ("uploads" | "views"), value }) => {
-                let (source, timer) =
-                    if id == "uploads" { (&mut u.uploads, Timer::Upload) } else { (&mut u.views, Timer::View) };
-                source.set_rate_per_s(value as f64, ctx, timer)
+            (Ir::Users(u), Control::Param { id: "uploads", value }) => {
+                u.uploads.set_rate_per_s(value as f64, ctx, Timer::Upload)
+            }
+            (Ir::Users(u), Control::Param { id: "views", value }) => {
+                u.views.set_rate_per_s(value as f64, ctx, Timer::View)
             }
             (Ir::Db(d), Control::Param { id: "serve_us", value }) => {
-                d.station.set_service(Service::Exponential { mean_us: value.max(1) as u64 })
+                d.station.set_service(Service::exponential_us(value))
             }
             (Ir::Db(d), Control::Custom { id: "replica-lag", value }) => {
                 d.replay.set_delay_us(ms(value));
@@ -280,27 +274,34 @@ impl Node for Ir {
                 .gauge("utilisation %", d.busy_pct, 100)
                 .badge_if(d.log.held() > 0, format!("{} uploads wait for replicas", d.log.held()), Tone::Warn),
             Ir::Db(d) => {
-                let (pending, late, waiting) =
+                let (pending, late_ms, waiting) =
                     (d.replay.pending() as i64, d.replay.delay_us() / 1000, d.replay.waiting());
                 NodeView::new(NodeKind::Database, 2, numbered("replica", d.index as u64))
                     .gauge("entries not replayed", pending, 200.max(pending))
                     .badge(format!("replayed to v{}", d.replay.applied()), Tone::Neutral)
-                    .badge_if(d.down, "down", Tone::Bad)
-                    .badge_if(late > 0, format!("replays {late} ms late"), Tone::Warn)
+                    .badge_if(d.replay.paused(), "down", Tone::Bad)
+                    .badge_if(late_ms > 0, format!("replays {late_ms} ms late"), Tone::Warn)
                     .badge_if(waiting > 0, format!("{waiting} views wait for a token"), Tone::Warn)
             }
             Ir::Users(u) => {
                 let v = NodeView::new(NodeKind::Client, 0, format!("{} users", u.sessions.users()));
-                u.latest.iter().flatten().fold(v, |v, a| v.badge(a.0.clone(), Tone::Bad))
+                u.latest.iter().filter_map(Breach::latest).fold(v, |v, a| v.badge(a, Tone::Bad))
             }
         }
     }
 }
 
+/// Ships a log entry to replica `to` after an exponential delay of mean `lag_ms`.
+fn ship(ctx: &mut Ctx<Ir>, to: NodeId, (lsn, commit, album): (u64, Time, u32)) {
+    let mean_us = ms(ctx.param("lag_ms")) as f64;
+    let delay = ctx.rng().exponential(mean_us) as Micros;
+    ctx.send_after(delay, to, Msg::Ship(lsn, album, commit));
+}
+
 impl Db {
     /// A view is served in turn; at a replica behind its token, it waits, then goes to the primary.
     fn read(&mut self, req: Req, ctx: &mut Ctx<Ir>) {
-        if self.down {
+        if self.replay.paused() {
             return ctx.count("lost_views", 1);
         }
         match self.replay.wait(if self.index == 0 { 0 } else { req.floor.token }, req) {
@@ -320,15 +321,11 @@ impl Db {
             return ctx.send(USERS, Msg::Value(req, version));
         }
         let lsn = self.log.commit(req.album, ctx.now());
-        let mean = ms(ctx.param("lag_ms")) as f64;
         for r in PRIMARY + 1..=PRIMARY + ctx.param("replicas") as NodeId {
-            let delay = ctx.rng().exponential(mean) as Micros;
-            ctx.send_after(delay, r, Msg::Ship(lsn, req.album, ctx.now()));
+            ship(ctx, r, (lsn, ctx.now(), req.album));
         }
-        let need = if self.sync { ctx.param("replicas") as usize } else { 0 };
-        if let Some(req) = self.log.hold(lsn, need, req) {
-            ctx.send(USERS, Msg::Uploaded(req, lsn));
-        }
+        self.log.hold(lsn, req);
+        self.release(ctx);
     }
     fn release(&mut self, ctx: &mut Ctx<Ir>) {
         let need = if self.sync { ctx.param("replicas") as usize } else { 0 };
@@ -336,22 +333,24 @@ impl Db {
             ctx.send(USERS, Msg::Uploaded(req, lsn));
         }
     }
-    /// Replays what is due, acks it, serves views whose token it reached, wakes for the next entry due.
+    /// Replays what is due, acks it, serves views whose token it reached, wakes for the next entry due;
+    /// behind a lost entry (a gap for 1 s + 10 mean delays) asks the primary to ship again from there.
     fn replay(&mut self, afresh: bool, ctx: &mut Ctx<Ir>) {
         let (applied, due) = self.replay.apply(ctx.now(), afresh);
-        if applied > 0 {
-            ctx.send(PRIMARY, Msg::Applied(self.replay.applied()));
+        let (resume, again) = self.replay.resume(ctx.now(), MICROS_PER_S + 10 * ms(ctx.param("lag_ms")));
+        let progress = (applied > 0).then(|| Msg::Applied(self.replay.applied()));
+        for msg in [resume.map(Msg::Resume), progress].into_iter().flatten() {
+            ctx.send(PRIMARY, msg);
         }
         for req in self.replay.ready() {
             let _ = self.station.offer((req, false), ctx, Timer::Served);
         }
-        if let Some(due) = due {
-            ctx.set_timer(due.since(ctx.now()), Timer::Replay);
+        for at in [due, again].into_iter().flatten() {
+            ctx.set_timer(at.since(ctx.now()), Timer::Replay);
         }
     }
     /// Down: views in hand lost, replay stopped (the primary keeps the log); users told (discovery).
     fn set_down(&mut self, down: bool, ctx: &mut Ctx<Ir>) {
-        self.down = down;
         self.replay.set_paused(down);
         let lost = if down { self.station.crash(ctx).len() + self.replay.drop_readers().len() } else { 0 };
         ctx.count("lost_views", lost as i64);
@@ -394,7 +393,7 @@ impl Users {
         let i = (anomaly == Anomaly::MonotonicRead) as usize;
         let why = [format!("after uploading v{}", req.floor.wrote), format!("after seeing v{}", req.floor.seen)];
         ctx.count(["ryw_anomalies", "monotonic_anomalies"][i], 1);
-        self.latest[i] = Some((format!("{who} {}", why[i]), ctx.truth()));
+        self.latest[i].record(format!("{who} {}", why[i]), ctx.truth());
     }
 }
 
@@ -402,7 +401,7 @@ impl Users {
 mod tests {
     use super::*;
     use crate::parts::replog::expected_slowest_us;
-    use crate::parts::testing::{between, failed_at, run_sampled, Sampled};
+    use crate::parts::testing::{between, failed_at, most, run_sampled, samples, Sampled};
 
     const COUNTERS: [&str; 5] = ["ryw_anomalies", "monotonic_anomalies", "redirects", "redirect_404s", "fallbacks"];
     const RYW: usize = 0;
@@ -417,18 +416,6 @@ mod tests {
 
     fn recipe(strategy: &str, seed: u64) -> Recipe {
         Recipe::new(SPEC.id(), strategy, seed)
-    }
-
-    /// A headline metric's samples from `from` s to `to` s.
-    fn samples(r: &dyn Run, id: &str, from: f64, to: f64) -> Vec<f64> {
-        let s = r.sampler();
-        let series = &s.series[SPEC.metrics.iter().position(|m| m.id == id).expect("a metric")];
-        let times = s.times.iter().map(|t| t.as_secs_f64());
-        times.zip(series).filter(|(t, _)| (from..to).contains(t)).map(|(_, &x)| x).collect()
-    }
-
-    fn most(r: &dyn Run, id: &str, from: f64, to: f64) -> f64 {
-        samples(r, id, from, to).into_iter().fold(0.0, f64::max)
     }
 
     fn holds(r: &dyn Run, check: &str) -> bool {
@@ -454,6 +441,21 @@ mod tests {
         let theory = (1.0 + lm) * libm::exp(-w);
         let share = missing / views;
         assert!((share - theory).abs() <= 0.25 * theory, "{share:.4} of {views} redirects 404, theory {theory:.4}");
+    }
+
+    #[test]
+    fn a_replica_behind_a_lost_entry_asks_the_primary_to_resume_and_catches_up() {
+        // 100 ms in which every message is lost, at 3 s: entries shipped then never arrive, and
+        // the next ones leave each replica a gap. After 1 s + 10 mean delays (1.2 s) it asks the
+        // primary to ship again from its last replayed position (as a standby reconnecting), so
+        // by 6 s every replica is caught up (lag back to the shipping delay, well under 100 ms);
+        // without that ask it would stay stuck, its lag growing with the run.
+        for seed in 1..=3 {
+            let loss = ActionKind::Fault(Fault::LossBurst { loss: Ppm::ALWAYS, dur: 100 * MICROS_PER_MS });
+            let (r, _) = run(recipe("read-any", seed).with_action(Time::from_ms(3000), loss), 8);
+            let (during, after) = (most(&*r, "lag", 3.5, 4.0), most(&*r, "lag", 6.0, 8.0));
+            assert!(during >= 400.0 && after < 100.0, "seed {seed}: lag {during} ms at 4 s, then {after} ms");
+        }
     }
 
     #[test]

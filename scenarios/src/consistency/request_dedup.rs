@@ -94,9 +94,6 @@ const DOWNSTREAM: NodeId = 2;
 const FIRST_APP: NodeId = 3;
 /// Memory per stored id: a 16-byte UUID, the overhead of the set or store left out.
 const ENTRY_B: i64 = 16;
-fn ms(v: i64) -> Micros {
-    v.max(0) as u64 * MICROS_PER_MS
-}
 
 /// A request as sent: its id, whether it is the copy, and when the instance got it (its clock).
 #[derive(Clone, Copy, Debug)]
@@ -163,7 +160,7 @@ pub struct DedupStore {
 pub struct Downstream {
     effects: Effects,
     first_by: KeyTable<NodeId>,
-    repeat: Option<(String, Time)>,
+    repeat: Breach,
 }
 
 fn build(setup: &Setup) -> Box<dyn Run> {
@@ -181,10 +178,7 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     }
     // The plan: a retry storm from 10 s to 15 s (a slow dependency made clients time out and retry).
     FaultWindow::secs(10, 5).custom(&mut sim, "retry-storm", None, 60, 0);
-    sim.check("no-duplicate-processed", move |w| {
-        let d = w.node::<Downstream>(DOWNSTREAM);
-        d.repeat.as_ref().filter(|r| r.1 == w.now).map_or(Ok(()), |r| Err(r.0.clone()))
-    });
+    sim.check("no-duplicate-processed", move |w| w.node::<Downstream>(DOWNSTREAM).repeat.now(w.now));
     Box::new(sim)
 }
 
@@ -365,8 +359,8 @@ impl Downstream {
                 ctx.count("dup_processed", 1);
                 let (a, b) =
                     (numbered("app", (first - FIRST_APP) as u64 + 1), numbered("app", (from - FIRST_APP) as u64 + 1));
-                self.repeat =
-                    Some((format!("request {} processed {times} times: by {a}, now by {b}", req.id), ctx.truth()));
+                self.repeat
+                    .record(format!("request {} processed {times} times: by {a}, now by {b}", req.id), ctx.truth());
             }
         }
     }

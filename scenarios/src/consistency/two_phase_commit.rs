@@ -179,8 +179,7 @@ impl Node for Tpc {
         match self {
             Tpc::Coordinator(c) => {
                 c.back_at = ctx.truth(); // and the rate in force: a change made while down is read now
-                c.arrivals.set_rate_per_s(ctx.param("tx_per_s") as f64, ctx, Timer::Arrive);
-                c.arrivals.start(ctx, Timer::Arrive);
+                c.arrivals.start_at(ctx.param("tx_per_s") as f64, ctx, Timer::Arrive);
                 // Recovery: every commit record not yet ended is sent again, to every participant.
                 for tx in c.rounds.recover() {
                     ctx.note(format!("recovery: tx {tx} committed (logged), sending it again"));

@@ -153,10 +153,6 @@ pub struct Client {
     stall: Option<Micros>,
 }
 
-fn ms(v: i64) -> Micros {
-    v as Micros * MICROS_PER_MS
-}
-
 fn to_servers<'a, 'b>(ctx: &'a mut Ctx<'b, Dl>) -> impl FnMut(usize, LockReq) + use<'a, 'b> {
     |i, r| ctx.send(LOCK0 + i as NodeId, Msg::Lock(r))
 }

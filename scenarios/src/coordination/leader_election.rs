@@ -165,10 +165,6 @@ pub struct Contender {
     pause_next_write: Option<Micros>,
 }
 
-fn ms(v: i64) -> Micros {
-    v as u64 * MICROS_PER_MS
-}
-
 fn build(setup: &Setup) -> Box<dyn Run> {
     let mut sim: Sim<Le> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 1_000, hi: 10_000 }));
     assert_eq!(sim.add_node(Le::Locks(Locks { table: LeaseTable::new(), latest: None })), LOCKS);

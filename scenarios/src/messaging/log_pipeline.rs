@@ -214,7 +214,6 @@ impl Node for Lp {
     #[rustfmt::skip]
     fn on_timer(&mut self, timer: Timer, ctx: &mut Ctx<Self>) {
         if matches!(timer, Timer::Tick) { ctx.set_timer(TICK_US, Timer::Tick); }
-        let busy = |st: (f64, u32)| (st.0 * 100.0 / st.1.max(1) as f64) as i64;
         match (self, timer) {
             (Lp::Services(a), Timer::Arrive) => a.emit(ctx),
             (Lp::Services(a), Timer::Resend(id)) => if let Some(rec) = a.unacked.timeout(id) { a.ship(rec, ctx) },
@@ -229,14 +228,12 @@ impl Node for Lp {
             (Lp::Collector(c), Timer::InsertTimeout(id)) => if c.insert.timeout(id).is_some() {
                 c.sent = c.log.committed(0); c.pump(ctx) },
             (Lp::Collector(c), Timer::Tick) => {
-                ctx.gauge("cpu_pct", busy((c.cpu.mean_busy(ctx.now()), c.cpu.servers())));
+                ctx.gauge("cpu_pct", c.cpu.take_busy_pct(ctx.now()));
                 ctx.gauge("backlog", (c.log.lag(0) + c.cpu.held() as u64) as i64);
-                c.cpu.reset_averages(ctx.now());
             }
             (Lp::Storage(s), Timer::Stored(slot)) => if let Some(f) = s.inserts.done(slot, ctx, Timer::Stored) { s.store(f.job, ctx) },
             (Lp::Storage(s), Timer::Tick) => {
-                ctx.gauge("storage_pct", busy((s.inserts.mean_busy(ctx.now()), 1)));
-                s.inserts.reset_averages(ctx.now());
+                ctx.gauge("storage_pct", s.inserts.take_busy_pct(ctx.now()));
             }
             (_, other) => ctx.unhandled(&other),
         }

@@ -174,10 +174,6 @@ pub struct Dispatcher {
     next: [u64; 2],
 }
 
-fn ms(v: i64) -> Micros {
-    v.max(0) as Micros * MICROS_PER_MS
-}
-
 /// A breaker per destination: opens when half of at least 3 calls in the window failed; one probe after `open_ms`.
 fn tuning(p: impl Fn(&str) -> i64) -> Tuning {
     Tuning { threshold_pct: 50, window_us: ms(p("window_ms")), min_requests: 3, open_us: ms(p("open_ms")), probes: 1 }

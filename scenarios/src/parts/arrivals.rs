@@ -132,6 +132,13 @@ impl OpenLoop {
         }
     }
 
+    /// Starts like [`OpenLoop::start`] at `rate_per_s`, the base rate in force now (after a
+    /// restart: a change made while the node was down), with one first gap drawn.
+    pub fn start_at<N: Node>(&mut self, rate_per_s: f64, ctx: &mut Ctx<N>, timer: N::Timer) {
+        self.rate_per_s = clean(rate_per_s);
+        self.start(ctx, timer);
+    }
+
     /// Call when the arrival timer fires (an arrival is due now): schedules the next one.
     /// Any other pending arrival is cancelled, so a source never has two.
     pub fn on_timer<N: Node>(&mut self, ctx: &mut Ctx<N>, timer: N::Timer) {

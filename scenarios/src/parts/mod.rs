@@ -127,6 +127,19 @@ pub(crate) mod testing {
         (at[to][i] - at[from][i]) as f64
     }
 
+    /// Headline metric `id`'s samples from `from` s up to `to` s.
+    pub fn samples(r: &dyn Run, id: &str, from: f64, to: f64) -> Vec<f64> {
+        let s = r.sampler();
+        let series = &s.series[r.spec().metrics.iter().position(|m| m.id == id).expect("a headline metric")];
+        let times = s.times.iter().map(|t| t.as_secs_f64());
+        times.zip(series).filter(|(t, _)| (from..to).contains(t)).map(|(_, &x)| x).collect()
+    }
+
+    /// The largest of headline metric `id`'s samples from `from` s up to `to` s (0 if none).
+    pub fn most(r: &dyn Run, id: &str, from: f64, to: f64) -> f64 {
+        samples(r, id, from, to).into_iter().fold(0.0, f64::max)
+    }
+
     /// When (s) and why the check `check` first failed, if it did.
     pub fn failed_at(r: &dyn Run, check: &str) -> Option<(f64, String)> {
         let c = r.checks().iter().find(|c| c.id == check).expect("a check");

@@ -29,12 +29,12 @@ use std::collections::BTreeMap;
 pub struct Primary<K, W> {
     lsn: u64,
     versions: BTreeMap<K, u64>,
-    commits: BTreeMap<u64, Time>,
+    commits: BTreeMap<u64, (Time, K)>,
     acked: Vec<u64>,
     held: BTreeMap<u64, Vec<W>>,
 }
 
-impl<K: Ord, W> Primary<K, W> {
+impl<K: Ord + Clone, W> Primary<K, W> {
     pub fn new(replicas: usize) -> Self {
         let (versions, commits, held) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
         Primary { lsn: 0, versions, commits, acked: vec![0; replicas], held }
@@ -53,7 +53,7 @@ impl<K: Ord, W> Primary<K, W> {
     /// Commits a write of `key` at `at` (for lag) as the next entry; returns its position.
     pub fn commit(&mut self, key: K, at: Time) -> u64 {
         self.lsn += 1;
-        self.commits.insert(self.lsn, at);
+        self.commits.insert(self.lsn, (at, key.clone()));
         self.versions.insert(key, self.lsn);
         self.lsn
     }
@@ -75,13 +75,10 @@ impl<K: Ord, W> Primary<K, W> {
         self.acked.iter().filter(|&&a| a >= lsn).count()
     }
 
-    /// Holds `w` until `need` replicas have applied `lsn`, or hands it back at once if they have.
-    pub fn hold(&mut self, lsn: u64, need: usize, w: W) -> Option<W> {
-        if self.applied_by(lsn) >= need {
-            return Some(w);
-        }
+    /// Holds `w` until [`Primary::release`] finds enough replicas have applied `lsn` (call it
+    /// after: with `need` 0, asynchronous replication, it hands `w` back at once).
+    pub fn hold(&mut self, lsn: u64, w: W) {
         self.held.entry(lsn).or_default().push(w);
-        None
     }
 
     /// The held writes `need` replicas have applied by now (`need` 0: all of them), oldest first.
@@ -104,12 +101,18 @@ impl<K: Ord, W> Primary<K, W> {
 
     /// Replica `r`'s lag at `now`: how long ago the oldest commit it has not applied was made.
     pub fn lag_us(&self, r: usize, now: Time) -> Micros {
-        self.commits.get(&(self.acked[r] + 1)).map_or(0, |&t| now.since(t))
+        self.commits.get(&(self.acked[r] + 1)).map_or(0, |&(t, _)| now.since(t))
     }
 
     /// The lag of the replica furthest behind.
     pub fn max_lag_us(&self, now: Time) -> Micros {
         (0..self.acked.len()).map(|r| self.lag_us(r, now)).max().unwrap_or(0)
+    }
+
+    /// The entries after `lsn` that some replica has not applied yet (to ship again to a
+    /// replica that resumes from `lsn`): position, commit time and key, in order.
+    pub fn after(&self, lsn: u64) -> impl Iterator<Item = (u64, Time, &K)> + '_ {
+        self.commits.range(lsn + 1..).map(|(&n, (t, k))| (n, *t, k))
     }
 
     /// How many commits replica `r` has not applied.
@@ -130,12 +133,23 @@ pub struct Replica<K, R> {
     wake: Option<Time>,
     readers: BTreeMap<(u64, u64), R>,
     arrivals: u64,
+    gap_since: Option<Time>,
 }
 
 impl<K, R> Default for Replica<K, R> {
     fn default() -> Self {
         let (incoming, versions, readers) = (Resequencer::default(), BTreeMap::new(), BTreeMap::new());
-        Replica { applied: 0, versions, incoming, delay_us: 0, paused: false, wake: None, readers, arrivals: 0 }
+        Replica {
+            applied: 0,
+            versions,
+            incoming,
+            delay_us: 0,
+            paused: false,
+            wake: None,
+            readers,
+            arrivals: 0,
+            gap_since: None,
+        }
     }
 }
 
@@ -175,6 +189,25 @@ impl<K: Ord, R> Replica<K, R> {
             self.versions.insert(key, n);
         }
         (self.applied - from, due)
+    }
+
+    /// A lost entry: when the next position has been missing for `patience_us` while later ones
+    /// arrived (a gap, not a pause), the position to ask the primary to ship again after (as a
+    /// standby reconnects and restarts streaming from its last replayed LSN), and when to look
+    /// again if the gap stays. A gap first seen only starts the wait.
+    pub fn resume(&mut self, now: Time, patience_us: Micros) -> (Option<u64>, Option<Time>) {
+        let gap = !self.paused && self.incoming.first().is_some_and(|(n, _)| n > self.applied + 1);
+        match (gap, self.gap_since) {
+            (false, _) => {
+                self.gap_since = None;
+                (None, None)
+            }
+            (true, Some(t)) if now.since(t) < patience_us => (None, None),
+            (true, seen) => {
+                self.gap_since = Some(now);
+                (seen.map(|_| self.applied), Some(now.plus(patience_us)))
+            }
+        }
     }
 
     /// Replays each entry no earlier than its commit time plus `delay_us` (call `apply` after).
@@ -270,9 +303,8 @@ mod tests {
         let mut p: Primary<char, &str> = Primary::new(3);
         let (a, b) = (p.commit('x', Time(100)), p.commit('x', Time(200)));
         assert_eq!((p.version(&'x'), p.version(&'y')), (2, 0));
-        assert_eq!(p.hold(a, 3, "a"), None);
-        assert_eq!(p.hold(b, 3, "b"), None);
-        assert_eq!(p.hold(a, 0, "async"), Some("async"));
+        p.hold(a, "a");
+        p.hold(b, "b");
         p.ack(0, 2);
         assert_eq!(p.release(3), vec![], "one replica of three has them");
         p.ack(1, 1);
@@ -284,6 +316,31 @@ mod tests {
         assert_eq!(p.release(2), vec![(2, "b")], "semi-synchronous: two of three");
         p.ack(2, 2);
         assert_eq!((p.lag_us(2, Time(900)), p.held(), p.applied_by(2)), (0, 0, 3));
+        let c = p.commit('y', Time(950));
+        p.hold(c, "async");
+        assert_eq!(p.release(0), vec![(3, "async")], "need 0: at once (asynchronous)");
+    }
+
+    #[test]
+    fn a_replica_behind_a_lost_entry_asks_to_resume_after_its_patience() {
+        let (mut p, mut r): (Primary<char, ()>, Replica<char, ()>) = (Primary::new(1), Replica::default());
+        let lsns: Vec<u64> = ['a', 'b', 'c'].into_iter().map(|k| p.commit(k, Time(10))).collect();
+        r.receive(1, Time(10), 'a');
+        r.receive(3, Time(10), 'c'); // 2 was lost on the way
+        assert_eq!(r.apply(Time(20), false).0, 1);
+        p.ack(0, r.applied());
+        assert_eq!(r.resume(Time(20), 100), (None, Some(Time(120))), "a gap first seen starts the wait");
+        assert_eq!(r.resume(Time(119), 100), (None, None));
+        assert_eq!(r.resume(Time(120), 100), (Some(1), Some(Time(220))), "then: ship again after 1");
+        let again: Vec<(u64, char)> = p.after(1).map(|(n, _, &k)| (n, k)).collect();
+        assert_eq!((lsns, again), (vec![1, 2, 3], vec![(2, 'b'), (3, 'c')]));
+        r.receive(2, Time(10), 'b');
+        r.receive(3, Time(10), 'c');
+        assert_eq!((r.apply(Time(230), false).0, r.version(&'c')), (2, 3));
+        assert_eq!(r.resume(Time(400), 100), (None, None), "caught up: nothing to ask");
+        r.set_paused(true);
+        r.receive(5, Time(300), 'a');
+        assert_eq!(r.resume(Time(500), 100), (None, None), "paused: waiting is not a gap");
     }
 
     #[test]

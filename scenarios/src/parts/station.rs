@@ -53,6 +53,11 @@ impl Service {
         Service::Exponential { mean_us: mean_ms * 1_000 }
     }
 
+    /// Exponential service with a parameter's mean in microseconds (at least 1).
+    pub fn exponential_us(mean_us: i64) -> Service {
+        Service::Exponential { mean_us: mean_us.max(1) as Micros }
+    }
+
     /// One service time (≥ 1 µs). Continuous draws are rounded to the nearest microsecond,
     /// so the mean is not biased down by half a microsecond as truncation would do.
     pub fn sample_us(&self, rng: &mut Rng) -> Micros {
@@ -448,6 +453,14 @@ impl<J> Station<J> {
         } else {
             area as f64 / span as f64
         }
+    }
+
+    /// A windowed utilisation gauge: the share of servers busy since the last reading (or
+    /// `reset_averages`), in whole percent, then starts afresh from `now`.
+    pub fn take_busy_pct(&mut self, now: Time) -> i64 {
+        let pct = (self.mean_busy(now) * 100.0 / self.servers().max(1) as f64).round() as i64;
+        self.reset_averages(now);
+        pct
     }
 
     /// Starts the time averages afresh from `now` (after a warm-up, or a change of load).

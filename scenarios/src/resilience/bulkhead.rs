@@ -402,6 +402,7 @@ impl Service {
 mod tests {
     use super::*;
     use crate::parts::queueing;
+    use crate::parts::testing::samples;
 
     fn recipe(strategy: &str, seed: u64) -> Recipe {
         Recipe::new("bulkhead", strategy, seed)
@@ -424,14 +425,6 @@ mod tests {
     /// When the check first failed, and why.
     fn violation(r: &dyn Run) -> Option<(f64, String)> {
         r.checks()[0].violation.as_ref().map(|v| (v.at.as_secs_f64(), v.why.clone()))
-    }
-
-    /// A headline metric's samples taken from `from` to `to` seconds.
-    fn samples(r: &dyn Run, id: &str, from: f64, to: f64) -> Vec<f64> {
-        let s = r.sampler();
-        let series = &s.series[SPEC.metrics.iter().position(|m| m.id == id).expect("a headline metric")];
-        let times = s.times.iter().map(|t| t.as_secs_f64());
-        times.zip(series).filter(|(t, _)| (from..to).contains(t)).map(|(_, &x)| x).collect()
     }
 
     #[test]

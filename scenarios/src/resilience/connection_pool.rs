@@ -143,7 +143,7 @@ pub struct Db {
     max: u32,
     io: u32,
     slow_ms: i64,
-    over: Option<(String, Time)>,
+    over: Breach,
 }
 /// An instance, or the pooler (`index` 0), with the database connections it opened (idle ones stay open).
 #[derive(Clone, Debug)]
@@ -161,7 +161,10 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     let mut sim: Sim<Cp> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 500, hi: 1_500 }));
     let (cpu, max) =
         (Station::new(setup.param("cores") as u32, Service::exponential_ms(5)), setup.param("max_connections"));
-    assert_eq!(sim.add_node(Cp::Db(Db { cpu, open: 0, max: max as u32, io: 0, slow_ms: 0, over: None })), DB);
+    assert_eq!(
+        sim.add_node(Cp::Db(Db { cpu, open: 0, max: max as u32, io: 0, slow_ms: 0, over: Breach::default() })),
+        DB
+    );
     let (strategy, n) = (Strategy::from_id(setup.strategy()), setup.param("instances"));
     for index in 0..=n as u32 {
         let arrivals = OpenLoop::poisson(if index == 0 { 0.0 } else { setup.param("rps") as f64 / n as f64 });
@@ -171,9 +174,7 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     }
     FaultWindow::secs(setup.param("slow_at"), setup.param("slow_len")).custom(&mut sim, "slow-query", None, SLOW.1, 0);
     FaultWindow::secs(setup.param("leak_at"), setup.param("leak_len")).custom(&mut sim, "leak", None, LEAK_PCT, 0);
-    let over =
-        |w: &World<Cp>| w.node::<Db>(DB).over.as_ref().filter(|o| o.1 == w.now).map_or(Ok(()), |o| Err(o.0.clone()));
-    sim.check("within-max-connections", over);
+    sim.check("within-max-connections", |w| w.node::<Db>(DB).over.now(w.now));
     sim.check("bounded-wait", |w| {
         let stuck = |a: &&App| a.pool.waiters().next().is_some_and(|(_, j)| j.t0.plus(WAIT_BOUND) < w.now);
         let Some(a) = (POOLER..w.nodes.len() as NodeId).map(|id| w.node::<App>(id)).find(stuck) else { return Ok(()) };
@@ -286,7 +287,7 @@ impl Db {
         if new && self.open >= self.max {
             let who = if from == POOLER { "pooler".into() } else { numbered("instance", (from - POOLER) as u64) };
             let n = self.open + 1;
-            self.over = Some((format!("{who} was refused connection {n} of at most {}", self.max), ctx.truth()));
+            self.over.record(format!("{who} was refused connection {n} of at most {}", self.max), ctx.truth());
             ctx.count("db_refused", 1);
             return ctx.send(from, Msg::Refused(seat));
         }
@@ -397,6 +398,7 @@ impl App {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parts::testing::samples;
 
     fn recipe(strategy: &str, seed: u64) -> Recipe {
         Recipe::new("connection-pool", strategy, seed)
@@ -416,14 +418,6 @@ mod tests {
     fn most(r: &dyn Run, id: &str) -> f64 {
         let s = r.sampler();
         s.series[SPEC.metrics.iter().position(|m| m.id == id).expect("a metric")].iter().copied().fold(0.0, f64::max)
-    }
-
-    /// A headline metric's samples taken from `from` to `to` seconds.
-    fn samples(r: &dyn Run, id: &str, from: f64, to: f64) -> Vec<f64> {
-        let s = r.sampler();
-        let series = &s.series[SPEC.metrics.iter().position(|m| m.id == id).expect("a headline metric")];
-        let times = s.times.iter().map(|t| t.as_secs_f64());
-        times.zip(series).filter(|(t, _)| (from..to).contains(t)).map(|(_, &x)| x).collect()
     }
 
     #[test]

@@ -101,10 +101,6 @@ const FIRST: NodeId = 2;
 // The strategies, in the spec's order.
 strategies!(SPEC, Strategy { Local, GetSet, Atomic, Gossip, Lease });
 
-fn ms(v: i64) -> Micros {
-    v as u64 * MICROS_PER_MS
-}
-
 /// A request travels user → balancer → instance; the instance answers the user directly.
 /// Answers carry the store window the decision was counted in: god's-eye instrumentation,
 /// so users tally what they got per window exactly as the check counts it.

@@ -401,7 +401,7 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parts::testing::failed_at;
+    use crate::parts::testing::{failed_at, samples};
 
     fn recipe(strategy: &str, seed: u64) -> Recipe {
         Recipe::new("load-balancing", strategy, seed)
@@ -409,14 +409,6 @@ mod tests {
 
     fn run(recipe: Recipe, secs: u64) -> Box<dyn Run> {
         crate::parts::testing::run_sampled(&SPEC, &recipe, secs, &[]).0
-    }
-
-    /// The headline metric's samples from `from` to `to` seconds.
-    fn samples(r: &dyn Run, id: &str, from: f64, to: f64) -> Vec<f64> {
-        let s = r.sampler();
-        let series = &s.series[SPEC.metrics.iter().position(|m| m.id == id).expect("a headline metric")];
-        let times = s.times.iter().map(|t| t.as_secs_f64());
-        times.zip(series).filter(|(t, _)| (from..to).contains(t)).map(|(_, &x)| x).collect()
     }
 
     fn mean(xs: &[f64]) -> f64 {
