@@ -80,10 +80,16 @@ impl<E: Clone, S: Clone + PartialEq> EventStore<E, S> {
     /// snapshot job kept up); the log is read through `slots` slots.
     pub fn new(streams: usize, history: u64, start: S, digest: i64, every: u64, slots: usize) -> EventStore<E, S> {
         let snapshot = (history - history % every.max(1), start.clone());
-        let stream =
-            Stream { count: history, old: 0, snapshot, state: start.clone(), events: Log::default() };
+        let stream = Stream { count: history, old: 0, snapshot, state: start.clone(), events: Log::default() };
         let start = (start, digest);
-        EventStore { log: ChangeLog::new(slots), streams: vec![stream; streams], start, history, longest: history, deployed: false }
+        EventStore {
+            log: ChangeLog::new(slots),
+            streams: vec![stream; streams],
+            start,
+            history,
+            longest: history,
+            deployed: false,
+        }
     }
 
     /// Events in all streams, the old history included.
@@ -153,7 +159,8 @@ impl<E: Clone, S: Clone + PartialEq> EventStore<E, S> {
 
     /// The digest after the events before `position`.
     pub fn digest_at(&self, position: Offset) -> i64 {
-        position.checked_sub(1).and_then(|o| self.log.get(o)).map_or(self.start.1, |r| r.value.digest)
+        let last = position.min(self.log.len() as Offset).checked_sub(1);
+        last.and_then(|o| self.log.get(o)).map_or(self.start.1, |r| r.value.digest)
     }
 
     /// The projection against the log replayed to its position: the first stream that differs,
@@ -168,8 +175,12 @@ impl<E: Clone, S: Clone + PartialEq> EventStore<E, S> {
         let at = p.position;
         let differs = (0..self.streams.len()).map(|id| (id, self.state_at(id, at))).find(|(id, s)| *s != p.rows[*id]);
         Err(match differs {
-            Some((id, s)) => format!("stream {id}: the projection holds {} after event {at}; replayed, {s}", p.rows[id]),
-            None => format!("after event {at} the projection's digest is {}; replayed, {}", p.digest, self.digest_at(at)),
+            Some((id, s)) => {
+                format!("stream {id}: the projection holds {} after event {at}; replayed, {s}", p.rows[id])
+            }
+            None => {
+                format!("after event {at} the projection's digest is {}; replayed, {}", p.digest, self.digest_at(at))
+            }
         })
     }
 }
