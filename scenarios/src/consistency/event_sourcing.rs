@@ -162,7 +162,7 @@ pub struct Clients {
 #[derive(Clone, Debug)]
 pub struct Handler {
     strategy: Strategy,
-    station: Station<(Job, u64, Micros)>,
+    station: Box<Station<(Job, u64, Micros)>>, // boxed: the node enum's variants stay of a size
     store: EventStore<Event, i64>,
     /// The latest rebuild finished: account, events read, time taken.
     last_rebuild: Option<(u32, u64, Micros)>,
@@ -179,7 +179,7 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     let (history, every, total) =
         (setup.param("history") as u64, setup.param("snapshot_every") as u64, START_BALANCE * accounts as i64);
     let store = EventStore::new(accounts, history, START_BALANCE, total, every, 1);
-    let station = Station::new(1, Service::Constant(DECIDE_US));
+    let station = Box::new(Station::new(1, Service::Constant(DECIDE_US)));
     let handler = Handler { strategy, station, store, last_rebuild: None, broken: KeyTable::default() };
     assert_eq!(sim.add_node(Es::Handler(handler)), HANDLER);
     let model =
@@ -293,8 +293,7 @@ impl Node for Es {
                 .badge(format!("{:.0} commands and reads/s", c.arrivals.rate_per_s()), Tone::Neutral),
             Es::Handler(h) => h.view(),
             Es::Projector(m) => {
-                let (mode, tone) =
-                    if m.atomic { ("written with its rows", Tone::Good) } else { ("the store's slot", Tone::Warn) };
+                let (mode, tone) = if m.atomic { ("with its rows", Tone::Good) } else { ("at the store", Tone::Warn) };
                 NodeView::new(NodeKind::Store, 2, "projection (read model)")
                     .badge(format!("applied up to event {}", m.position), Tone::Neutral)
                     .badge_if(!m.is_idle(), format!("position: {mode}"), tone)
@@ -334,7 +333,8 @@ impl Handler {
     fn done(&mut self, slot: Slot, ctx: &mut Ctx<Es>) {
         let Some(f) = self.station.done(slot, ctx, Timer::Done) else { return };
         let (Job(account, amount), events, cost) = f.job;
-        (ctx.observe("rebuild_us", cost), ctx.observe("rebuild_events", events));
+        ctx.observe("rebuild_us", cost);
+        ctx.observe("rebuild_events", events);
         self.last_rebuild = Some((account, events, cost));
         let Some(amount) = amount else { return ctx.observe("read_us", f.sojourn_us()) };
         ctx.observe("command_us", f.sojourn_us());
@@ -526,6 +526,6 @@ mod tests {
         assert!(handler.badges.iter().any(|b| b.text.ends_with("accounts stuck") && b.tone == Tone::Bad));
         let (r, _) = run(recipe("projection-atomic", 1), 10);
         let p = r.frame(0).nodes.into_iter().nth(PROJECTOR as usize).expect("the projector").view;
-        assert!(p.badges.iter().any(|b| b.text == "position: written with its rows" && b.tone == Tone::Good));
+        assert!(p.badges.iter().any(|b| b.text == "position: with its rows" && b.tone == Tone::Good));
     }
 }
