@@ -68,7 +68,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         ParamSpec::live("budget_ms", "Rebuild budget", "ms", 1..=60_000, 5, "The longest a rebuild may take."),
         ParamSpec::live("apply_us", "Projection cost", "µs/event", 10..=100_000, 10_000, "The read model's write per event.").step(10),
         ParamSpec::live("batch", "Projection batch", "events", 1..=10_000, 100, "Most events a pull brings (and 1 s of work)."),
-        ParamSpec::live("outage_ms", "Projector outage", "ms", 1..=60_000, 3000, "How long its crash (at 20 s) lasts.").step(100),
+        ParamSpec::live("outage_ms", "Projector outage", "ms", 100..=60_000, 3000, "How long its crash (at 20 s) lasts.").step(100),
     ],
     strategies: &[
         StrategySpec::naive("replay-from-zero", "Replay from zero", "Every command and read replays the account's whole stream (with an upcaster)."),
