@@ -72,6 +72,24 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
         ),
     ),
     (
+        "event-sourcing",
+        Envelope::new(
+            &[
+                "crash",
+                "crash-projector",
+                "drift",
+                "latency",
+                "loss",
+                "partition",
+                "pause",
+                "schema-change",
+                "skew",
+                "slow-disk",
+            ],
+            "",
+        ),
+    ),
+    (
         "request-dedup",
         Envelope::new(
             &["crash", "drift", "loss", "retry-storm", "skew", "slow-disk"],

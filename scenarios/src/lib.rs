@@ -70,6 +70,7 @@ registry! {
     consistency::saga,
     consistency::two_phase_commit,
     consistency::request_dedup,
+    consistency::event_sourcing,
 }
 
 /// Looks a scenario up by its id.
@@ -98,6 +99,7 @@ pub static AT_SCALE: &[(&str, u64)] = &[
     ("s=connection-storm&strategy=admission&clients=500000&handshakes_per_s=5000&blip_at=30&blip_pct=20&campaign_users=200000&campaign_at=0&campaign_s=90", 90),
     ("s=log-pipeline&strategy=spooled&services=1000&records_per_s=116&cores=64&gzip=1&batch_records=10000&per_record_us=1", 3),
     ("s=webhook-delivery&strategy=failover&customers=10000&events_per_s=5000&workers=1024&window_ms=10000&notify_per_s=500&provider_rps=1000", 20),
+    ("s=event-sourcing&strategy=projection-atomic&accounts=1000&history=2000000&cmd_per_s=1000&read_per_s=5000&replay_us=5&apply_us=100&batch=1000", 10),
     ("s=distributed-cache&strategy=ring-replicas-local&rps=500000&nodes=16&keys=100000&capacity_keys=12000&node_capacity_rps=100000&db_capacity_rps=60000", 2),
 ];
 

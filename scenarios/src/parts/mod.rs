@@ -21,6 +21,7 @@ pub mod degraded;
 pub mod dual;
 pub mod effects;
 pub mod ejection;
+pub mod eventstore;
 pub mod fair;
 pub mod flight;
 pub mod gossip;

@@ -185,6 +185,11 @@ impl<T: Clone> Log<T> {
     pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.blocks.iter().flat_map(|b| b.iter())
     }
+
+    /// The entry at `index` (from 0), found by indexing (every block but the last is full).
+    pub fn get(&self, index: usize) -> Option<&T> {
+        self.blocks.get(index / LOG_BLOCK)?.get(index % LOG_BLOCK)
+    }
 }
 
 /// Entries numbered from 1 that arrive in any order, and how far from 1 all have arrived: a
@@ -335,6 +340,9 @@ mod tests {
                     );
                 }
                 assert_eq!((log.len(), log.is_empty()), (list.len(), false));
+                for at in [0, i as usize / 2, i as usize, i as usize + 1, 1_023, 1_024] {
+                    assert_eq!(log.get(at), list.get(at), "get {at} of {}", list.len());
+                }
             }
         }
     }
