@@ -70,6 +70,7 @@ registry! {
     consistency::saga,
     consistency::two_phase_commit,
     consistency::request_dedup,
+    consistency::bulk_import,
 }
 
 /// Looks a scenario up by its id.

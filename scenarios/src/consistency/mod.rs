@@ -1,5 +1,6 @@
 //! Transactions and consistency: doing a thing once, and everyone agreeing it was done.
 
+pub mod bulk_import;
 pub mod idempotent_payments;
 pub mod inventory_reservation;
 pub mod replication_consistency;
