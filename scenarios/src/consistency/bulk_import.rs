@@ -173,7 +173,7 @@ impl Node for Bi {
             }
             (Bi::Store(s), Msg::Ask(call)) => ctx.send(from, Msg::Ack(call, s.0)),
             (Bi::Store(_), Msg::Save(call, row)) => {
-                drop(ctx.set_timer(ctx.disk(ctx.param_ms("overhead_ms")), Timer::Saved(from, call, row)))
+                _ = ctx.set_timer(ctx.disk(ctx.param_ms("overhead_ms")), Timer::Saved(from, call, row))
             }
             (_, other) => ctx.unhandled(&other),
         }
@@ -201,7 +201,7 @@ impl Node for Bi {
         match self {
             Bi::Importer(i) => i.crash(ctx),
             // Writes not yet committed are lost with the transaction; their callers send them again.
-            Bi::Db(d) => ctx.count("writes_lost", d.station.crash(ctx).len() as i64),
+            Bi::Db(d) => drop(d.station.crash(ctx)),
             Bi::Store(_) => {}
         }
     }
@@ -516,8 +516,8 @@ mod tests {
         let (r, w, _) = phases(1000.0);
         assert!(with_restarts(150.0 * (r + w) / 1e6, 3.0, 0.5) > 600.0);
         for seed in 1..=3 {
-            let (run, at) = run(recipe("restart-from-zero", seed), 30);
-            let (_, why) = failed_at(run.as_ref(), "no-row-twice").unwrap_or_else(|| panic!("seed {seed}"));
+            let (r, at) = run(recipe("restart-from-zero", seed), 30);
+            let (_, why) = failed_at(r.as_ref(), "no-row-twice").unwrap_or_else(|| panic!("seed {seed}"));
             assert!(why.starts_with("batch 1–1000 committed again"), "seed {seed}: {why}");
             assert!(at[30][IMPORTED] < 150_000 && at[30][DUPS] > 1000, "seed {seed}: {:?}", at[30]);
         }
@@ -528,12 +528,12 @@ mod tests {
         // Step 2: the scheduled crash at 5 s repeats a batch; of random crashes, those from the
         // write until the checkpoint is saved: (W + K − l)/(R + W + K) ≈ 55%, over ~60 crashes.
         for seed in 1..=3 {
-            let (run, _) = run(recipe("checkpoint-after-write", seed), 30);
-            let (t, why) = failed_at(run.as_ref(), "no-row-twice").unwrap_or_else(|| panic!("seed {seed}"));
+            let (r, _) = run(recipe("checkpoint-after-write", seed), 30);
+            let (t, why) = failed_at(r.as_ref(), "no-row-twice").unwrap_or_else(|| panic!("seed {seed}"));
             assert!(t <= 6.0 && why.contains("committed again") && why.contains("1000 rows"), "seed {seed}: {t} {why}");
             let done = finished(recipe("checkpoint-first", seed), 30).expect("done");
-            let (run, _) = run(recipe("checkpoint-first", seed), 30);
-            let (t, why) = failed_at(run.as_ref(), "no-row-missing").unwrap_or_else(|| panic!("seed {seed}"));
+            let (r, _) = run(recipe("checkpoint-first", seed), 30);
+            let (t, why) = failed_at(r.as_ref(), "no-row-missing").unwrap_or_else(|| panic!("seed {seed}"));
             assert!((15.0..=25.0).contains(&done) && t == done && why.contains("is not in the table"), "{t} {why}");
         }
         let (mut dup_batches, mut crashes) = (0, 0);
@@ -549,8 +549,8 @@ mod tests {
     fn try_batch_ids_refuse_the_replays_and_land_every_row_once() {
         // Step 3: both checks hold, replays refused, done near 20 s (the restart formula).
         for seed in 1..=3 {
-            let (run, at) = run(recipe("batch-ids", seed), 30);
-            assert!(run.checks().iter().all(|c| c.violation.is_none()), "seed {seed}");
+            let (r, at) = run(recipe("batch-ids", seed), 30);
+            assert!(r.checks().iter().all(|c| c.violation.is_none()), "seed {seed}");
             assert!(at[30][IMPORTED] == 150_000 && at[30][DUPS] == 0 && at[30][REFUSED] >= 1000, "{:?}", at[30]);
             let done = finished(recipe("batch-ids", seed), 30).expect("done");
             assert!((16.0..=25.0).contains(&done), "seed {seed}: done at {done}");
