@@ -36,7 +36,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         ParamSpec::live("write_us", "Write per row", "us", 1..=10_000, 50, "The database's time per row of a batch."),
         ParamSpec::live("overhead_ms", "Per-batch overhead", "ms", 0..=1000, 5, "A batch's commit (fsync), and a checkpoint write, each take this."),
         ParamSpec::live("crash_every_ms", "Importer crashes every", "ms", 0..=600_000, 3000, "Mean time between importer crashes (exponential; 0: none).").step(100),
-        ParamSpec::live("restart_ms", "Restart after", "ms", 1..=60_000, 500, "A crashed importer is back after this.").step(10),
+        ParamSpec::live("restart_ms", "Restart after", "ms", 10..=60_000, 500, "A crashed importer is back after this.").step(10),
         ParamSpec::setup("crash_mid_at", "Crash mid-batch at", "s", 0..=3600, 5, "Scheduled: the importer crashes between its next batch's two steps (0: none)."),
     ],
     strategies: &[
