@@ -71,6 +71,7 @@ registry! {
     consistency::two_phase_commit,
     consistency::request_dedup,
     consistency::event_sourcing,
+    consistency::bulk_import,
 }
 
 /// Looks a scenario up by its id.
