@@ -70,6 +70,7 @@ registry! {
     consistency::saga,
     consistency::two_phase_commit,
     consistency::request_dedup,
+    coordination::hot_partition,
 }
 
 /// Looks a scenario up by its id.
