@@ -276,7 +276,7 @@ mod tests {
                 assert_eq!(plain.clone().allow_cost(Time(t), 1), plain.allow(Time(t)));
             }
             let fluid = burst + (20 * per_us - 1) * rate / per_us;
-            assert!(cells <= fluid + cost - 1 && cells + cost >= fluid, "{cells} cells, b + r·t = {fluid}");
+            assert!(cells < fluid + cost && cells + cost >= fluid, "{cells} cells, b + r·t = {fluid}");
         }
     }
 
