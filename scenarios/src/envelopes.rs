@@ -166,6 +166,16 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
         ),
     ),
     (
+        "hot-partition",
+        Envelope::new(
+            &["slow-disk"],
+            "The check counts requests left unanswered past the 1 s timeout with the throttled ones, so crashes, \
+            pauses, partitions, loss and latency spikes fail it; a partition's bucket runs on its own clock, so a \
+            clock set back admits nothing until it catches up and a slow one shrinks its capacity; and a surge far \
+            past the default (`viral` up to ×50) outgrows any number of shards or any cache's misses.",
+        ),
+    ),
+    (
         "noisy-neighbor",
         Envelope::new(
             &["crash", "drift", "loss", "partition", "slow-disk"],

@@ -72,6 +72,7 @@ registry! {
     consistency::request_dedup,
     consistency::event_sourcing,
     consistency::bulk_import,
+    coordination::hot_partition,
 }
 
 /// Looks a scenario up by its id.

@@ -2,5 +2,6 @@
 
 pub mod consistent_hashing;
 pub mod distributed_lock;
+pub mod hot_partition;
 pub mod id_generator;
 pub mod leader_election;

@@ -104,6 +104,19 @@ impl Gcra {
         ok
     }
 
+    /// A request of `cost` cells at `now`: it conforms as one cell would (the bucket holds a
+    /// token) and is then charged all `cost` of them, so the bucket may go into debt — a cost
+    /// known only once served (DynamoDB charges a query the read units of what it returned).
+    /// Over any span T it admits at most `b + r·T + cost − 1` cells.
+    pub fn allow_cost(&mut self, now: Time, cost: u64) -> bool {
+        let t = self.scaled(now);
+        let ok = t + self.tolerance() >= self.tat;
+        if ok {
+            self.tat = self.tat.max(t) + cost.max(1) as u128 * self.per_us as u128;
+        }
+        ok
+    }
+
     /// Requests that would conform at `now`, one after the other (the token bucket's tokens).
     pub fn tokens(&self, now: Time) -> u64 {
         let ahead = self.tat.saturating_sub(self.scaled(now));
@@ -244,6 +257,26 @@ mod tests {
                 (self.x, self.lct) = (x + self.increment, t);
             }
             ok
+        }
+    }
+
+    #[test]
+    fn gcra_charging_a_cost_admits_at_most_b_plus_r_t_plus_one_overdraft() {
+        // A greedy source of requests costing `cost` cells each: the first conforming one may
+        // take the bucket `cost − 1` into debt, and nothing conforms again until it is paid
+        // back. Cells admitted by t: at most b + ⌊r·t⌋ + cost − 1, and at least b + ⌊r·t⌋ − cost
+        // (the debt outstanding at the end). Integer arithmetic: no tolerance. A cost of 1 is
+        // `allow` exactly.
+        for (rate, per_us, burst, cost) in [(10, 1_000, 5, 7), (3, 1_000, 1, 4), (500, 1_000_000, 500, 32)] {
+            let (mut g, mut plain, mut cells) = (Gcra::new(rate, per_us, burst), Gcra::new(rate, per_us, burst), 0);
+            for t in 0..20 * per_us {
+                while g.allow_cost(Time(t), cost) {
+                    cells += cost;
+                }
+                assert_eq!(plain.clone().allow_cost(Time(t), 1), plain.allow(Time(t)));
+            }
+            let fluid = burst + (20 * per_us - 1) * rate / per_us;
+            assert!(cells < fluid + cost && cells + cost >= fluid, "{cells} cells, b + r·t = {fluid}");
         }
     }
 
