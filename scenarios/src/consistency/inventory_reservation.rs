@@ -365,7 +365,8 @@ impl Db {
         if let Some(over) = over {
             let units = self.inventory.sales()[item as usize].units;
             let why = format!("{}: {} units promised of {units} ({over} over)", drop_name(item), units + over);
-            (self.over.record(why, ctx.truth()), ctx.count("oversold", 1));
+            self.over.record(why, ctx.truth());
+            ctx.count("oversold", 1);
         }
         self.gauges(ctx);
     }

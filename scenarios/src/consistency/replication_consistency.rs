@@ -128,7 +128,7 @@ pub enum Ir {
 #[derive(Clone, Debug)]
 pub struct Db {
     index: u32,
-    station: Station<(Req, bool)>,
+    station: Box<Station<(Req, bool)>>,
     log: replog::Primary<u32, Req>,
     replay: replog::Replica<u32, Req>,
     sync: bool,
@@ -158,7 +158,7 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     let service = Service::exponential_us(setup.param("serve_us"));
     for index in 0..=n {
         let (log, replay) = (replog::Primary::new(n as usize), replog::Replica::default());
-        let (sync, station) = (strategy == Strategy::Sync, Station::new(2, service));
+        let (sync, station) = (strategy == Strategy::Sync, Box::new(Station::new(2, service)));
         sim.add_node(Ir::Db(Db { index, station, log, replay, sync, busy_pct: 0 }));
     }
     // The plan: replica 2 replays 3 s late from 8 s to 16 s; replica 1 is down from 12 s to 16 s.
