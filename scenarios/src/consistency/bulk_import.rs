@@ -114,7 +114,7 @@ pub struct Importer {
 #[derive(Clone, Debug)]
 pub struct Database {
     station: Station<(u64, Batch, bool)>, of: Row, rows: Sequence<u32>, batches: UniqueIndex<Row, (Row, Time)>,
-    again: Option<(String, Time)>, dups: u64, refused: u64,
+    again: Breach, dups: u64, refused: u64,
 }
 /// The checkpoint store: the last row the importer said was done.
 #[derive(Clone, Debug)]
@@ -130,16 +130,13 @@ fn sim(setup: &Setup) -> Sim<Bi> {
     assert_eq!(sim.add_node(Bi::Importer(importer)), IMPORTER);
     #[rustfmt::skip]
     let db = Database { station: Station::new(1, Service::Constant(1)), of: rows, rows: Sequence::default(),
-        batches: UniqueIndex::new(64), again: None, dups: 0, refused: 0 };
+        batches: UniqueIndex::new(64), again: Breach::default(), dups: 0, refused: 0 };
     assert_eq!(sim.add_node(Bi::Db(db)), DB);
     assert_eq!(sim.add_node(Bi::Store(Checkpoints(0))), STORE);
     if setup.param("crash_mid_at") > 0 {
         sim.schedule(Time::from_secs(setup.param("crash_mid_at") as u64), Fault::custom("crash-mid-batch", 0));
     }
-    sim.check("no-row-twice", |w| match &w.node::<Database>(DB).again {
-        Some((why, at)) if *at == w.now => Err(why.clone()),
-        _ => Ok(()),
-    });
+    sim.check("no-row-twice", |w| w.node::<Database>(DB).again.now(w.now));
     sim.check("no-row-missing", |w| {
         let (imp, db) = (w.node::<Importer>(IMPORTER), w.node::<Database>(DB));
         let (first, missing) = (db.rows.contiguous() + 1, imp.rows - db.rows.len() as u64);
@@ -390,7 +387,7 @@ impl Database {
             let since =
                 first.map_or(String::new(), |(_, at)| format!(" (first committed at {:.3} s)", at.as_secs_f64()));
             let why = format!("batch {}–{} committed again{since}: {twice} rows in the table twice", b.first, b.last);
-            self.again = Some((why, now));
+            self.again.record(why, now);
         }
         ctx.send(IMPORTER, Msg::Ack(call, b.last));
     }
