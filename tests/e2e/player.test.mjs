@@ -378,6 +378,10 @@ test('a new seed, and reset, restart the run from 0 and keep the rest of the rec
   await p.click('.fault-grid button:has-text("Latency")');
   await p.waitForFunction(() => location.href.includes('a='));
   await p.fill('.seed input', '77');
+  // The run plays on while the seed is typed: the periodic refresh must not wipe the typing.
+  const typedAt = await p.$eval('.clock', (el) => parseFloat(el.textContent));
+  await p.waitForFunction((t) => parseFloat(document.querySelector('.clock').textContent) > t + 1, typedAt);
+  assert.equal(await p.inputValue('.seed input'), '77', 'the typed seed is still there');
   await p.press('.seed input', 'Enter');
   await p.waitForFunction(() => /[?&]seed=77(&|$)/.test(location.href));
   assert.match(p.url(), /workers=6/, 'the parameters stay');

@@ -11,14 +11,16 @@ use wasm_bindgen::JsCast;
 
 pub fn controls(page: Page) -> impl IntoView {
     let spec = page.spec();
-    let strategy = move || {
+    // Memos, so the 4-a-second refresh of the slow parts rewrites a control only when its value
+    // really changed: a seed half typed, or a slider held, is never reset under the user's hand.
+    let strategy = Memo::new(move |_| {
         page.slow.get();
         page.with(|m| m.strategy.clone()).unwrap_or_default()
-    };
-    let seed = move || {
+    });
+    let seed = Memo::new(move |_| {
         page.slow.get();
         page.with(|m| m.seed).unwrap_or_default()
-    };
+    });
     view! {
         <section class="controls">
             <h2>"Strategy"</h2>
@@ -28,15 +30,15 @@ pub fn controls(page: Page) -> impl IntoView {
                 {spec.strategies.iter().map(|s| {
                     let id = s.id;
                     let label = if s.naive { format!("⚠ {} (naive)", s.label) } else { format!("✓ {}", s.label) };
-                    view! { <option value=id selected=move || strategy() == id title=s.help>{label}</option> }
+                    view! { <option value=id selected=move || strategy.get() == id title=s.help>{label}</option> }
                 }).collect::<Vec<_>>()}
             </select>
-            <p class="help">{move || spec.strategy(&strategy()).map(|s| s.help).unwrap_or_default()}</p>
+            <p class="help">{move || spec.strategy(&strategy.get()).map(|s| s.help).unwrap_or_default()}</p>
             <h2>"Parameters"</h2>
             {spec.params.iter().map(|p| slider(page, p)).collect::<Vec<_>>()}
             <div class="seed">
                 <label>"Seed "
-                    <input type="number" min="0" prop:value=move || seed().to_string() aria-label="Seed"
+                    <input type="number" min="0" prop:value=move || seed.get().to_string() aria-label="Seed"
                         on:change=move |ev| {
                             match event_target_value(&ev).trim().parse::<u64>() {
                                 Ok(s) => page.restart(Some(s), false),
@@ -57,11 +59,11 @@ pub fn controls(page: Page) -> impl IntoView {
 }
 
 fn slider(page: Page, p: &'static ParamSpec) -> impl IntoView {
-    let value = move || {
+    let value = Memo::new(move |_| {
         page.slow.get();
         let i = page.spec().params.iter().position(|q| q.id == p.id);
         page.with(|m| i.and_then(|i| m.params.get(i).copied())).flatten().unwrap_or(p.default)
-    };
+    });
     // A setup parameter says before it is touched that moving it starts the run over.
     let (class, title) = if p.live {
         ("param", p.help.to_string())
@@ -73,10 +75,10 @@ fn slider(page: Page, p: &'static ParamSpec) -> impl IntoView {
             <label>
                 <span class="param-label">{p.label}</span>
                 {(!p.live).then(|| view! { <span class="restarts" aria-hidden="true">"↻ restarts"</span> })}
-                <span class="param-value">{move || format!("{} {}", value(), p.unit)}</span>
+                <span class="param-value">{move || format!("{} {}", value.get(), p.unit)}</span>
                 <input type="range" min=p.min.to_string() max=p.max.to_string() step=p.step.to_string()
                     aria-label=if p.live { p.label.to_string() } else { format!("{} (restarts the run)", p.label) }
-                    prop:value=move || value().to_string()
+                    prop:value=move || value.get().to_string()
                     on:change=move |ev| {
                         if let Ok(v) = event_target_value(&ev).parse::<i64>() {
                             page.set_param(p, p.clamp(v));
@@ -139,11 +141,15 @@ pub fn faults(page: Page) -> impl IntoView {
 
 /// Actions for the node selected on the canvas.
 pub fn node_popover(page: Page) -> impl IntoView {
-    move || {
+    // Rebuilt only when the node, its name or its health changes, so a fault value being typed
+    // in it survives the periodic refresh.
+    let head = Memo::new(move |_| {
         let n = page.selected.get()?;
         page.slow.get();
-        let (label, status) =
-            page.with(|m| m.frame.nodes.get(n as usize).map(|x| (x.view.label.clone(), x.status))).flatten()?;
+        page.with(|m| m.frame.nodes.get(n as usize).map(|x| (n, x.view.label.clone(), x.status))).flatten()
+    });
+    move || {
+        let (n, label, status) = head.get()?;
         let spec = page.spec();
         let act = move |f: Fault| page.act(ActionKind::Fault(f));
         Some(view! {
