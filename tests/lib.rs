@@ -44,6 +44,15 @@ pub fn parameter_ends(spec: &ScenarioSpec) -> Vec<Recipe> {
     recipes
 }
 
+/// Every parameter at its min and at its max, each under one strategy, the strategies taken in
+/// turn (so each appears while there are at least as many ends as strategies): the test
+/// command's slice of [`parameter_ends`], which `scripts/swarm --extremes` runs in full.
+pub fn parameter_ends_in_turn(spec: &ScenarioSpec) -> Vec<Recipe> {
+    let values = spec.params.iter().flat_map(|p| [(p, p.min), (p, p.max)]);
+    let strategies = spec.strategies.iter().cycle();
+    values.zip(strategies).map(|((p, value), st)| Recipe::new(spec.id(), st.id, 1).with_param(p.id, value)).collect()
+}
+
 /// `n` random corners of `spec`'s parameter space: a random strategy and seed, every parameter
 /// at its min, its max or its default, at random.
 pub fn parameter_corners(spec: &ScenarioSpec, n: usize, rng: &mut TestRng) -> Vec<Recipe> {

@@ -14,6 +14,7 @@ use crate::parts::resequencer::{Release, Resequencer};
 use crate::parts::retry::{Jitter, RetryPolicy};
 use crate::parts::table::KeyTable;
 use faultline_core::{Ctx, Micros, Node, Time};
+use std::collections::{BTreeMap, VecDeque};
 
 /// The items sent and not yet acknowledged, each with its tries so far.
 #[derive(Clone, Debug)]
@@ -94,14 +95,16 @@ impl<T: Clone> Resend<T> {
 pub struct PerKey<T> {
     numbers: KeyTable<u64>,
     sent: Resend<(u64, T)>,
-    waiting: Vec<(u64, T)>,
+    /// Each key's items waiting for its one in flight, oldest first (a map of queues: one
+    /// busy key may have a million waiting, and taking its oldest must not move the rest).
+    waiting: BTreeMap<u64, VecDeque<T>>,
     unsent: Vec<(u64, T)>,
 }
 
 impl<T: Clone> PerKey<T> {
     /// Nothing sent yet; ack latencies go to the histogram `latency`.
     pub fn new(latency: &'static str) -> PerKey<T> {
-        PerKey { numbers: KeyTable::default(), sent: Resend::new(latency), waiting: vec![], unsent: vec![] }
+        PerKey { numbers: KeyTable::default(), sent: Resend::new(latency), waiting: BTreeMap::new(), unsent: vec![] }
     }
 
     /// The next number of `key`'s items (1 for its first).
@@ -128,7 +131,7 @@ impl<T: Clone> PerKey<T> {
         timer: impl FnOnce(CallId) -> N::Timer,
     ) -> Option<(CallId, T)> {
         if !eager && self.sent.pending().any(|(k, _)| *k == key) {
-            self.waiting.push((key, item));
+            self.waiting.entry(key).or_default().push_back(item);
             return None;
         }
         Some((self.sent.send(ctx, (key, item.clone()), timeout_us, timer), item))
@@ -144,8 +147,11 @@ impl<T: Clone> PerKey<T> {
         timer: impl FnOnce(CallId) -> N::Timer,
     ) -> Option<(CallId, T)> {
         let (key, _) = self.sent.acked(id, ctx)?;
-        let i = self.waiting.iter().position(|(k, _)| *k == key)?;
-        let (key, item) = self.waiting.remove(i);
+        let queue = self.waiting.get_mut(&key)?;
+        let item = queue.pop_front()?;
+        if queue.is_empty() {
+            self.waiting.remove(&key);
+        }
         Some((self.sent.send(ctx, (key, item.clone()), timeout_us, timer), item))
     }
 

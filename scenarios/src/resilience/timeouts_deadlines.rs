@@ -5,7 +5,7 @@ use crate::parts::calls::{CallId, Calls};
 use crate::parts::degraded::FaultWindow;
 use crate::parts::strategies::strategies;
 use faultline_core::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 // A table, an entry a line: rustfmt would give every argument a line of its own.
 #[rustfmt::skip]
@@ -148,6 +148,9 @@ pub struct Hop {
     /// Calls made: the client's (no one above) or a hop's, for the request it holds.
     calls: Calls<Option<Key>>,
     jobs: BTreeMap<Key, Job>,
+    /// The jobs being worked on, by when their caller gives up (true time): the check looks
+    /// at the first after every event, so it must not scan thousands of held requests.
+    working: BTreeSet<(Time, Key)>,
     strategy: Strategy,
     slow: bool,
     /// How long this hop waits for the next, by the strategy (the deadline strategy also bounds it by the budget).
@@ -166,6 +169,7 @@ fn build(setup: &Setup) -> Box<dyn Run> {
             arrivals,
             calls,
             jobs: BTreeMap::new(),
+            working: BTreeSet::new(),
             strategy,
             slow: false,
             timeout_us: 0,
@@ -177,15 +181,15 @@ fn build(setup: &Setup) -> Box<dyn Run> {
 }
 
 fn gave_up(w: &World<Hop>, hops: &[Hop]) -> Result<(), String> {
-    let late = |j: &Job| j.work.is_some() && w.now > j.gave_up.caller.plus(SLACK);
-    let Some((hop, job)) = hops.iter().find_map(|h| h.jobs.values().find(|j| late(j)).map(|j| (h, j))) else {
+    let late = |&&(caller, _): &&(Time, Key)| w.now > caller.plus(SLACK);
+    let Some((hop, &(caller, _))) = hops.iter().find_map(|h| h.working.first().filter(late).map(|j| (h, j))) else {
         return Ok(());
     };
-    let n = hop.jobs.values().filter(|j| late(j)).count();
+    let n = hop.working.iter().take_while(late).count();
     Err(format!(
         "{} is working on {n} requests whose caller gave up; one for {} ms after (slack {} ms)",
         NAMES[hop.level],
-        w.now.since(job.gave_up.caller) / MICROS_PER_MS,
+        w.now.since(caller) / MICROS_PER_MS,
         SLACK / MICROS_PER_MS
     ))
 }
@@ -247,7 +251,7 @@ impl Node for Hop {
     }
 
     fn view(&self) -> NodeView {
-        let working = self.jobs.values().filter(|j| j.work.is_some()).count() as i64;
+        let working = self.working.len() as i64;
         let waiting = self.jobs.len() as i64 - working;
         let cap = (self.jobs.len() as i64).max(10);
         if self.level == 0 {
@@ -297,6 +301,7 @@ impl Hop {
         let work = Some(ctx.set_timer(work_us, Timer::Worked(key)));
         let expire = budget.map(|b| ctx.set_timer(b, Timer::Expire(key)));
         let deadline = budget.map(|b| ctx.now().plus(b));
+        self.working.insert((gave_up.caller, key));
         self.jobs
             .insert(key, Job { began: ctx.truth(), gave_up, work, expire, deadline, budget, tries: 0, below: None });
         self.publish(ctx);
@@ -381,6 +386,7 @@ impl Hop {
     fn end_work(&mut self, key: Key, ctx: &mut Ctx<Hop>) {
         let Some(job) = self.jobs.get_mut(&key) else { return };
         let Some(t) = job.work.take() else { return };
+        self.working.remove(&(job.gave_up.caller, key));
         ctx.cancel_timer(t);
         let wasted_us = ctx.truth().micros().saturating_sub(job.gave_up.client.max(job.began).micros());
         ctx.count("wasted_ms", (wasted_us / MICROS_PER_MS) as i64);
@@ -389,7 +395,7 @@ impl Hop {
 
     fn publish(&self, ctx: &mut Ctx<Hop>) {
         if self.level == self.depth {
-            ctx.gauge("working_deepest", self.jobs.values().filter(|j| j.work.is_some()).count() as i64);
+            ctx.gauge("working_deepest", self.working.len() as i64);
         }
     }
 }
