@@ -83,7 +83,8 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         CheckSpec::new(
             "no-edit-lost",
             "No edit lost",
-            "Every edit a replica has heard of still shows in its value (or was undone by a later edit).",
+            "Every edit made under this strategy that a replica has heard of still shows in its value (or was \
+             undone by a later edit).",
         ),
     ],
     metrics: &[
@@ -143,8 +144,10 @@ pub struct Replica {
     /// Every edit it has heard of, by anyone (its own, and those in the states it merged).
     seen: VersionVector,
     keys: [Key<Field>; 3],
-    /// Its own edits in order — the god's-eye record the checks judge the values against.
+    /// Its own edits in order — the god's-eye record the checks judge the values against —
+    /// and how many it had made when the strategy in force was chosen (older ones are history).
     made: Vec<Edit>,
+    epoch: u64,
     edits: OpenLoop,
     /// While offline: the timer that brings it back.
     offline: Option<TimerId>,
@@ -172,7 +175,7 @@ fn build(setup: &Setup) -> Box<dyn Run> {
         let (seen, made, edits, policy) =
             (VersionVector::default(), Vec::new(), OpenLoop::poisson(0.0), policy(setup.strategy()));
         let keys = keys.map(Key::new);
-        sim.add_node(Replica { me, policy, seq: 0, lamport: 0, seen, keys, made, edits, offline: None });
+        sim.add_node(Replica { me, policy, seq: 0, lamport: 0, seen, keys, made, epoch: 0, edits, offline: None });
     }
     if setup.param("skew_ms") != 0 {
         let node = SKEWED.min(n as NodeId - 1);
@@ -187,7 +190,7 @@ fn build(setup: &Setup) -> Box<dyn Run> {
         None => Ok(()),
     });
     sim.check("no-edit-lost", |w| match w.touched.map(|r| w.node::<Replica>(r)) {
-        Some(r) => match r.lost(w.all::<Replica>().map(|(_, q)| q)).first() {
+        Some(r) => match r.lost(w.all::<Replica>().map(|(_, q)| q), true).first() {
             Some(&(o, seq, k)) => {
                 let what = w.node::<Replica>(o as NodeId).made[seq as usize - 1].describe();
                 Err(format!("replica {} lost replica {o}'s edit #{seq} on `{}` ({what})", r.me, KEYS[k]))
@@ -199,7 +202,7 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     sim.probe("lost", |w| {
         let all: Vec<&Replica> = w.all::<Replica>().map(|(_, q)| q).collect();
         let lost: BTreeSet<(ReplicaId, u64)> =
-            all.iter().flat_map(|r| r.lost(all.iter().copied())).map(|(o, s, _)| (o, s)).collect();
+            all.iter().flat_map(|r| r.lost(all.iter().copied(), false)).map(|(o, s, _)| (o, s)).collect();
         lost.len() as i64
     });
     sim.probe("differing", |w| {
@@ -264,7 +267,10 @@ impl Node for Replica {
 
     fn on_control(&mut self, ctl: Control, ctx: &mut Ctx<Self>) {
         match ctl {
-            Control::Strategy(id) => self.policy = policy(id),
+            Control::Strategy(id) => {
+                self.policy = policy(id);
+                self.epoch = self.seq;
+            }
             Control::Param { id: "edits_per_min", value } => {
                 self.edits.set_rate_per_s(value as f64 / 60.0, ctx, Timer::Edit)
             }
@@ -360,9 +366,11 @@ impl Replica {
         }
     }
 
-    /// The edits this replica heard of that its value no longer shows: (origin, number, key).
-    fn lost<'a>(&self, all: impl Iterator<Item = &'a Replica>) -> Vec<(ReplicaId, u64, usize)> {
-        let heard: Vec<(ReplicaId, &[Edit])> = all.map(|o| (o.me, &o.made[..self.seen.get(o.me) as usize])).collect();
+    /// The edits this replica heard of that its value no longer shows: (origin, number, key);
+    /// `current`: only those made under the strategy in force (the check's promise).
+    fn lost<'a>(&self, all: impl Iterator<Item = &'a Replica>, current: bool) -> Vec<(ReplicaId, u64, usize)> {
+        let heard: Vec<(ReplicaId, &[Edit], u64)> =
+            all.map(|o| (o.me, &o.made[..self.seen.get(o.me) as usize], if current { o.epoch } else { 0 })).collect();
         let values = [0, 1, 2].map(|k| self.keys[k].current(self.policy).value);
         unshown(&values, &heard)
     }
@@ -480,5 +488,4 @@ mod tests {
             }
         }
     }
-
 }

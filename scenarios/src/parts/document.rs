@@ -119,12 +119,14 @@ impl Field {
     }
 }
 
-/// The edits in `heard` (per replica, the first of its edits numbered from 1) that `values`
-/// (the three fields in order) no longer show: (replica, number, key index).
-pub fn unshown(values: &[Field; 3], heard: &[(ReplicaId, &[Edit])]) -> Vec<(ReplicaId, u64, usize)> {
+/// The edits in `heard` (per replica, the first of its edits numbered from 1, and the number
+/// after which they are judged: older ones only undo) that `values` (the three fields in
+/// order) no longer show: (replica, number, key index). A counter holds how many of each
+/// replica's ±1s it shows, not which: a shortfall is laid on the oldest.
+pub fn unshown(values: &[Field; 3], heard: &[(ReplicaId, &[Edit], u64)]) -> Vec<(ReplicaId, u64, usize)> {
     // What later edits undid: tags' adds a remove saw, characters deleted.
     let (mut untagged, mut deleted) = (BTreeSet::new(), BTreeSet::new());
-    for e in heard.iter().flat_map(|(_, edits)| edits.iter()) {
+    for e in heard.iter().flat_map(|(_, edits, _)| edits.iter()) {
         match e {
             Edit::Untag { removed, .. } => untagged.extend(removed.iter().copied()),
             Edit::Delete(id) => {
@@ -138,10 +140,10 @@ pub fn unshown(values: &[Field; 3], heard: &[(ReplicaId, &[Edit])]) -> Vec<(Repl
     };
     let text: BTreeMap<ElemId, bool> = text.states().collect();
     let mut lost = Vec::new();
-    for &(o, edits) in heard {
-        // A counter shows how many of each replica's ±1s it holds: those past that are lost.
+    for &(o, edits, after) in heard {
         let (mut ups, mut downs) = likes.counts(o);
-        for (e, seq) in edits.iter().zip(1u64..) {
+        for (i, e) in edits.iter().enumerate().rev() {
+            let seq = i as u64 + 1;
             let (k, shows) = match e {
                 Edit::Like(d) => {
                     let left = if *d > 0 { &mut ups } else { &mut downs };
@@ -154,11 +156,12 @@ pub fn unshown(values: &[Field; 3], heard: &[(ReplicaId, &[Edit])]) -> Vec<(Repl
                 Edit::Insert(id) => (2, deleted.contains(id) || text.get(id) == Some(&true)),
                 Edit::Delete(id) => (2, text.get(id) != Some(&true)),
             };
-            if !shows {
+            if !shows && seq > after {
                 lost.push((o, seq, k));
             }
         }
     }
+    lost.sort();
     lost
 }
 
@@ -185,7 +188,7 @@ mod tests {
     fn a_join_shows_every_edit_and_an_overwrite_loses_the_others() {
         for seed in 1..=20 {
             let (a, b, ea, eb) = edited(12, seed);
-            let heard: [(ReplicaId, &[Edit]); 2] = [(0, &ea), (1, &eb)];
+            let heard: [(ReplicaId, &[Edit], u64); 2] = [(0, &ea, 0), (1, &eb, 0)];
             assert!(unshown(&a, &heard[..1]).is_empty(), "a replica's own state shows its own edits");
             let mut j = a.clone();
             j.iter_mut().zip(&b).for_each(|(x, y)| x.join(y));
@@ -208,8 +211,8 @@ mod tests {
         let Field::Tags(s) = &mut now[1] else { unreachable!() };
         let removed = s.remove(&2);
         let edits = [Edit::Tag { tag: 2, dot }, Edit::Untag { tag: 2, removed }];
-        assert!(unshown(&now, &[(0, &edits)]).is_empty());
-        assert_eq!(unshown(&before, &[(0, &edits)]), vec![(0, 2, 1)], "the remove is lost in the old copy");
+        assert!(unshown(&now, &[(0, &edits, 0)]).is_empty());
+        assert_eq!(unshown(&before, &[(0, &edits, 0)]), vec![(0, 2, 1)], "the remove is lost in the old copy");
         assert_eq!(edits[1].describe(), "−idea");
     }
 }
