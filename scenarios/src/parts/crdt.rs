@@ -533,7 +533,7 @@ mod tests {
         let (a, b) = (key(1, 10, &[(0, 1)]), key(2, 20, &[(1, 1)]));
         let held = |policy| {
             let mut k = Key(vec![a.clone()]);
-            let conflict = k.merge(policy, &[b.clone()]);
+            let conflict = k.merge(policy, std::slice::from_ref(&b));
             (k.versions().len(), k.current(policy).value.value(), conflict)
         };
         assert_eq!(held(Policy::LastWriterWins), (1, 2, false));
