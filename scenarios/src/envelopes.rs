@@ -427,6 +427,15 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
             inside: the bound is counted from the restart.",
         ),
     ),
+    (
+        "crdt-sync",
+        Envelope::new(
+            &["crash", "drift", "latency", "loss", "offline", "partition", "pause", "skew", "slow-disk"],
+            "None outside: version vectors and CRDTs read no clock, keep the document on disk through a crash, \
+            and judge convergence only between replicas that have heard of the same edits, so a cut, a loss or a \
+            pause only delays the sync.",
+        ),
+    ),
 ];
 
 /// The envelope `id` declares (empty if it declares none).

@@ -73,6 +73,7 @@ registry! {
     consistency::event_sourcing,
     consistency::bulk_import,
     coordination::hot_partition,
+    coordination::crdt_sync,
 }
 
 /// Looks a scenario up by its id.
