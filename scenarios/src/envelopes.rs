@@ -427,6 +427,17 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
             inside: the bound is counted from the restart.",
         ),
     ),
+    (
+        "counter",
+        Envelope::new(
+            &["deschedule", "drift", "latency", "loss", "partition", "pause", "skew", "slow-disk", "storm"],
+            "A thread's crash: a thread killed after its write or CAS landed but before it heard so does that \
+            increment again when it restarts (the count ends high), and one killed holding the mutex leaves it \
+            held by a dead owner for good (a plain mutex is not robust). A loss or a partition between a thread \
+            and its memory has no counterpart on one machine: the access is gone and the thread waits forever, \
+            which stalls the round but breaks no count.",
+        ),
+    ),
 ];
 
 /// The envelope `id` declares (empty if it declares none).

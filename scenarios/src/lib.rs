@@ -10,6 +10,7 @@ pub mod envelopes;
 
 // The scenarios, a folder per catalog category.
 pub mod caching;
+pub mod concurrency;
 pub mod consistency;
 pub mod coordination;
 pub mod data;
@@ -73,6 +74,7 @@ registry! {
     consistency::event_sourcing,
     consistency::bulk_import,
     coordination::hot_partition,
+    concurrency::counter,
 }
 
 /// Looks a scenario up by its id.
