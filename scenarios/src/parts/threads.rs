@@ -27,7 +27,11 @@ pub enum Access {
     Read(u32),
     Write(u32, i64),
     /// Compare-and-set (as Rust's `compare_exchange`): stores `new` if the cell holds `expect`.
-    Cas { cell: u32, expect: i64, new: i64 },
+    Cas {
+        cell: u32,
+        expect: i64,
+        new: i64,
+    },
     /// Atomic fetch-and-add (x86 `lock xadd`): answers the value before.
     FetchAdd(u32, i64),
     Lock(u32),
@@ -205,7 +209,11 @@ impl Memory {
     pub fn marks(&self, mut v: NodeView, lock: u32, name: impl Fn(ThreadId) -> String) -> NodeView {
         let cycle = self.deadlock().unwrap_or_default();
         if let Some(h) = self.holder(lock) {
-            v = v.badge(format!("lock {lock}: {}", name(h)), Tone::Warn).mark(h, format!("holds lock {lock}"), Tone::Warn);
+            v = v.badge(format!("lock {lock}: {}", name(h)), Tone::Warn).mark(
+                h,
+                format!("holds lock {lock}"),
+                Tone::Warn,
+            );
             for w in self.waiters(lock) {
                 let tone = if cycle.contains(&w) { Tone::Bad } else { Tone::Warn };
                 v = v.mark(w, format!("waits for {}", name(h)), tone);
@@ -217,8 +225,14 @@ impl Memory {
 }
 
 /// The parameters a threads scenario shares, read by [`Cpu::issue`] under these names.
-pub const STEP_US: ParamSpec =
-    ParamSpec::live("step_us", "Step cost", "us", 1..=10_000, 200, "Mean time of one access to shared memory (exponential).");
+pub const STEP_US: ParamSpec = ParamSpec::live(
+    "step_us",
+    "Step cost",
+    "us",
+    1..=10_000,
+    200,
+    "Mean time of one access to shared memory (exponential).",
+);
 pub const WAKE_US: ParamSpec = ParamSpec::live(
     "wake_us",
     "Wake-up",
@@ -228,8 +242,14 @@ pub const WAKE_US: ParamSpec = ParamSpec::live(
     "A thread parked on a mutex takes this long to run once handed the lock (a context switch).",
 )
 .step(10);
-pub const PREEMPT_PM: ParamSpec =
-    ParamSpec::live("preempt_pm", "Preemption chance", "‰", 0..=1000, 1, "Per step: the chance the thread is descheduled first.");
+pub const PREEMPT_PM: ParamSpec = ParamSpec::live(
+    "preempt_pm",
+    "Preemption chance",
+    "‰",
+    0..=1000,
+    1,
+    "Per step: the chance the thread is descheduled first.",
+);
 pub const SLICE_MS: ParamSpec =
     ParamSpec::live("slice_ms", "Time slice", "ms", 1..=1000, 10, "How long a preempted thread waits to run again.");
 
@@ -241,14 +261,19 @@ pub const DESCHEDULE: FaultSpec = FaultSpec::node(
      is descheduled for this long.",
 )
 .value("ms", 1..=60_000, 2000);
-pub const STORM: FaultSpec =
-    FaultSpec::global("storm", "Preemption storm", "Every thread is preempted at this chance per step (0 ends the storm).")
-        .value("‰ of steps", 0..=1000, 30);
+pub const STORM: FaultSpec = FaultSpec::global(
+    "storm",
+    "Preemption storm",
+    "Every thread is preempted at this chance per step (0 ends the storm).",
+)
+.value("‰ of steps", 0..=1000, 30);
 
 /// A thread's side of its steps: the access in flight, the wake-up it owes, the faults aimed at it.
 #[derive(Clone, Debug, Default)]
 pub struct Cpu {
     pub doing: Option<Access>,
+    /// How many locks the thread holds.
+    pub held: u32,
     woken: bool,
     deschedule_ms: Option<i64>,
     storm_pm: Option<u32>,
@@ -265,18 +290,36 @@ impl Cpu {
         true
     }
 
-    /// An answer came: nothing is in flight, and a `Woken` thread pays its wake-up next step.
+    /// An answer came: nothing is in flight, a lock may be held or given back, and a `Woken`
+    /// thread pays its wake-up at its next step.
     pub fn answered(&mut self, reply: Reply) {
+        match reply {
+            Reply::Locked | Reply::Woken => self.held += 1,
+            Reply::Unlocked => self.held -= 1,
+            _ => {}
+        }
         (self.doing, self.woken) = (None, reply == Reply::Woken);
     }
 
-    /// A crash: the step in flight, the wake-up and an armed deschedule die with the thread.
-    pub fn crash(&mut self) {
-        (self.doing, self.woken, self.deschedule_ms) = (None, false, None);
+    /// A fresh start (a crash, a new round): nothing in flight, no wake-up owed, no lock known
+    /// (after a crash memory still has them, held by the dead); the faults aimed at it stay.
+    pub fn reset(&mut self) {
+        (self.doing, self.held, self.woken) = (None, 0, false);
+    }
+
+    /// A badge for the thread's node: the lock it holds or waits for, or the access in flight.
+    pub fn badge(&self, v: NodeView) -> NodeView {
+        match self.doing {
+            _ if self.held > 0 => v.badge("holds a lock", Tone::Warn),
+            Some(Access::Lock(l)) => v.badge(format!("waits for lock {l}"), Tone::Warn),
+            Some(a) => v.badge(a.label(), Tone::Neutral),
+            None => v,
+        }
     }
 
     /// Sends `access` to `memory` after its step (a cost, a time slice first if preempted, a
-    /// wake-up if owed); `inside` the critical section, an armed deschedule strikes now.
+    /// wake-up if owed); `inside` the critical section (or holding a lock), an armed deschedule
+    /// strikes now.
     pub fn issue<N: Node>(&mut self, ctx: &mut Ctx<N>, memory: NodeId, access: Access, inside: bool, msg: N::Msg) {
         let preempt = Ppm::from_permille(self.storm_pm.unwrap_or(ctx.param("preempt_pm") as u32));
         let (step_us, wake_us) = (ctx.param("step_us") as Micros, ctx.param("wake_us") as Micros);
@@ -285,7 +328,7 @@ impl Cpu {
         if turn.preempted {
             ctx.count("preemptions", 1);
         }
-        if let Some(ms) = self.deschedule_ms.filter(|_| inside) {
+        if let Some(ms) = self.deschedule_ms.filter(|_| inside || self.held > 0) {
             self.deschedule_ms = None;
             ctx.note(format!("descheduled for {ms} ms before its {}", access.label()));
             ctx.inflict(Fault::Pause { node: ctx.me(), dur: ms as Micros * MICROS_PER_MS });
@@ -380,6 +423,22 @@ pub fn cas_rates(n: u32, work_us: f64, step_us: f64) -> CasRates {
     let pi = solve(a);
     let rate = |pick: fn(&[u32; 4]) -> u32| states.iter().zip(&pi).map(|(s, p)| p * pick(s) as f64 * mu).sum::<f64>();
     CasRates { successes_per_s: rate(|s| s[2]) * 1e6, retries_per_s: rate(|s| s[3]) * 1e6 }
+}
+
+impl From<CasRates> for (f64, f64) {
+    fn from(c: CasRates) -> (f64, f64) {
+        (c.successes_per_s, c.retries_per_s)
+    }
+}
+
+/// The same for `n` threads on `shards` counters, thread i on shard i mod shards: the shards
+/// share nothing, so their rates add up.
+pub fn sharded_cas_rates(n: u32, shards: u32, work_us: f64, step_us: f64) -> CasRates {
+    let group = |i| cas_rates((0..n).filter(|t| t % shards == i).count() as u32, work_us, step_us);
+    (0..shards).map(group).fold(CasRates { successes_per_s: 0.0, retries_per_s: 0.0 }, |a, g| CasRates {
+        successes_per_s: a.successes_per_s + g.successes_per_s,
+        retries_per_s: a.retries_per_s + g.retries_per_s,
+    })
 }
 
 /// Solves the augmented system `a` (k rows of k coefficients and a right-hand side).
@@ -501,9 +560,12 @@ mod tests {
         assert_eq!((cpu.storm_pm, cpu.deschedule_ms), (Some(40), Some(5)));
         assert!(cpu.control(Control::Custom { id: "storm", value: 0 }));
         cpu.answered(Reply::Woken);
-        assert!(cpu.woken && cpu.storm_pm.is_none());
-        cpu.crash();
-        assert!(!cpu.woken && cpu.deschedule_ms.is_none() && cpu.doing.is_none());
+        assert!(cpu.woken && cpu.storm_pm.is_none() && cpu.held == 1);
+        cpu.answered(Reply::Unlocked);
+        cpu.answered(Reply::Locked);
+        assert!(!cpu.woken && cpu.held == 1);
+        cpu.reset();
+        assert!(!cpu.woken && cpu.deschedule_ms == Some(5) && cpu.doing.is_none() && cpu.held == 0);
     }
 
     #[test]
@@ -542,6 +604,9 @@ mod tests {
             c.retries_per_s / c.successes_per_s
         };
         let (r4, r12) = (per(4), per(12));
+        // Shards add up: four threads on two shards are two pairs.
+        let (pairs, two) = (sharded_cas_rates(4, 2, 0.0, 100.0), cas_rates(2, 0.0, 100.0));
+        assert!((pairs.retries_per_s - 2.0 * two.retries_per_s).abs() < 1e-6);
         assert!(per(2) < r4 && r4 < r12 && r12 < 3.0 * r4, "{r4} {r12}");
     }
 
