@@ -191,11 +191,12 @@ impl Node for Ct {
                 t.cpu.reset();
                 t.work(ctx);
             }
-            (Ct::Thread(t), Msg::Reply { round, reply }) if round == t.round => {
-                t.cpu.answered(reply);
-                t.reply(reply, ctx)
+            // An answer to no access in flight is from before a crash: the thread ignores it.
+            (Ct::Thread(t), Msg::Reply { round, reply }) => {
+                if round == t.round && t.cpu.answered(reply) {
+                    t.reply(reply, ctx)
+                }
             }
-            (Ct::Thread(_), Msg::Reply { .. }) => {}
             (_, other) => ctx.unhandled(&other),
         }
     }

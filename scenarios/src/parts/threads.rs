@@ -290,15 +290,29 @@ impl Cpu {
         true
     }
 
-    /// An answer came: nothing is in flight, a lock may be held or given back, and a `Woken`
-    /// thread pays its wake-up at its next step.
-    pub fn answered(&mut self, reply: Reply) {
+    /// An answer came. False if it answers no access in flight — one sent before a crash, or a
+    /// lock handed to a waiter that died (memory cannot tell): the caller ignores it. Otherwise
+    /// nothing is in flight now, a lock may be held or given back, and a `Woken` thread pays its
+    /// wake-up at its next step.
+    pub fn answered(&mut self, reply: Reply) -> bool {
+        let fits = match (self.doing, reply) {
+            (Some(Access::Read(_) | Access::FetchAdd(..)), Reply::Value(_)) => true,
+            (Some(Access::Write(..)), Reply::Stored) | (Some(Access::Cas { .. }), Reply::Swapped(..)) => true,
+            (Some(Access::Lock(_)), Reply::Locked | Reply::Woken) => true,
+            (Some(Access::TryLock(_)), Reply::Locked | Reply::Busy) => true,
+            (Some(Access::Unlock(_)), Reply::Unlocked) => true,
+            _ => false,
+        };
+        if !fits {
+            return false;
+        }
         match reply {
             Reply::Locked | Reply::Woken => self.held += 1,
             Reply::Unlocked => self.held -= 1,
             _ => {}
         }
         (self.doing, self.woken) = (None, reply == Reply::Woken);
+        true
     }
 
     /// A fresh start (a crash, a new round): nothing in flight, no wake-up owed, no lock known
@@ -559,10 +573,14 @@ mod tests {
         assert!(!cpu.control(Control::Custom { id: "other", value: 1 }));
         assert_eq!((cpu.storm_pm, cpu.deschedule_ms), (Some(40), Some(5)));
         assert!(cpu.control(Control::Custom { id: "storm", value: 0 }));
-        cpu.answered(Reply::Woken);
+        assert!(!cpu.answered(Reply::Woken), "no lock was asked for");
+        cpu.doing = Some(Access::Lock(0));
+        assert!(cpu.answered(Reply::Woken) && !cpu.answered(Reply::Woken), "one answer per access");
         assert!(cpu.woken && cpu.storm_pm.is_none() && cpu.held == 1);
-        cpu.answered(Reply::Unlocked);
-        cpu.answered(Reply::Locked);
+        cpu.doing = Some(Access::Unlock(0));
+        assert!(!cpu.answered(Reply::Stored) && cpu.answered(Reply::Unlocked));
+        cpu.doing = Some(Access::TryLock(0));
+        assert!(cpu.answered(Reply::Locked));
         assert!(!cpu.woken && cpu.held == 1);
         cpu.reset();
         assert!(!cpu.woken && cpu.deschedule_ms == Some(5) && cpu.doing.is_none() && cpu.held == 0);
