@@ -172,7 +172,10 @@ impl Node for Ct {
 
     fn on_start(&mut self, ctx: &mut Ctx<Self>) {
         match self {
-            Ct::Main(m) => m.start_round(ctx),
+            Ct::Main(m) => {
+                m.theory(ctx);
+                m.start_round(ctx)
+            }
             // A thread restarted mid-round carries on with what it had left (its increment
             // under way died with it; a lock it held stays held).
             Ct::Thread(t) if t.left > 0 => t.work(ctx),
@@ -249,7 +252,6 @@ impl Main {
             ctx.send(t, Msg::Start { round: self.round, increments: self.increments });
         }
         ctx.gauge("counter", 0);
-        self.theory(ctx);
     }
 
     fn access(&mut self, t: ThreadId, access: Access, ctx: &mut Ctx<Ct>) {
