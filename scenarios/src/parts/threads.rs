@@ -295,14 +295,15 @@ impl Cpu {
     /// nothing is in flight now, a lock may be held or given back, and a `Woken` thread pays its
     /// wake-up at its next step.
     pub fn answered(&mut self, reply: Reply) -> bool {
-        let fits = match (self.doing, reply) {
-            (Some(Access::Read(_) | Access::FetchAdd(..)), Reply::Value(_)) => true,
-            (Some(Access::Write(..)), Reply::Stored) | (Some(Access::Cas { .. }), Reply::Swapped(..)) => true,
-            (Some(Access::Lock(_)), Reply::Locked | Reply::Woken) => true,
-            (Some(Access::TryLock(_)), Reply::Locked | Reply::Busy) => true,
-            (Some(Access::Unlock(_)), Reply::Unlocked) => true,
-            _ => false,
-        };
+        let fits = matches!(
+            (self.doing, reply),
+            (Some(Access::Read(_) | Access::FetchAdd(..)), Reply::Value(_))
+                | (Some(Access::Write(..)), Reply::Stored)
+                | (Some(Access::Cas { .. }), Reply::Swapped(..))
+                | (Some(Access::Lock(_)), Reply::Locked | Reply::Woken)
+                | (Some(Access::TryLock(_)), Reply::Locked | Reply::Busy)
+                | (Some(Access::Unlock(_)), Reply::Unlocked)
+        );
         if !fits {
             return false;
         }
