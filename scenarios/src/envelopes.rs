@@ -431,9 +431,21 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
         "crdt-sync",
         Envelope::new(
             &["crash", "drift", "latency", "loss", "offline", "partition", "pause", "skew", "slow-disk"],
-            "None outside: version vectors and CRDTs read no clock, keep the document on disk through a crash, \
-            and judge convergence only between replicas that have heard of the same edits, so a cut, a loss or a \
-            pause only delays the sync.",
+            // Every fault is inside: version vectors and CRDTs read no clock, keep the document on disk
+            // through a crash, and convergence is judged only between replicas that have heard of the same
+            // edits, so a cut, a loss or a pause only delays the sync.
+            "",
+        ),
+    ),
+    (
+        "counter",
+        Envelope::new(
+            &["crash", "deschedule", "drift", "latency", "loss", "partition", "pause", "skew", "slow-disk", "storm"],
+            // Every fault is inside (scripts/swarm --explore: none broke a count): a fault can stall a round but
+            // never miscount it. A thread killed holding the mutex, or parked on it (memory hands the lock to the
+            // dead waiter, whose successor ignores the grant), leaves the lock held for good, as a plain mutex
+            // would; a lost or cut access leaves its thread waiting for memory forever.
+            "",
         ),
     ),
 ];

@@ -10,6 +10,7 @@ pub mod envelopes;
 
 // The scenarios, a folder per catalog category.
 pub mod caching;
+pub mod concurrency;
 pub mod consistency;
 pub mod coordination;
 pub mod data;
@@ -74,6 +75,7 @@ registry! {
     consistency::bulk_import,
     coordination::hot_partition,
     coordination::crdt_sync,
+    concurrency::counter,
 }
 
 /// Looks a scenario up by its id.

@@ -58,6 +58,7 @@ pub mod store;
 pub mod strategies;
 pub mod table;
 pub mod tally;
+pub mod threads;
 pub mod unique;
 pub mod waiters;
 pub mod window;

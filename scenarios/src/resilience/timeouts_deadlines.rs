@@ -148,8 +148,7 @@ pub struct Hop {
     /// Calls made: the client's (no one above) or a hop's, for the request it holds.
     calls: Calls<Option<Key>>,
     jobs: BTreeMap<Key, Job>,
-    /// The jobs being worked on, by when their caller gives up (true time): the check looks
-    /// at the first after every event, so it must not scan thousands of held requests.
+    /// Jobs worked on, by their caller's give-up (true time): the check reads the first, scanning none.
     working: BTreeSet<(Time, Key)>,
     strategy: Strategy,
     slow: bool,
@@ -180,11 +179,10 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     Box::new(sim)
 }
 
-fn gave_up(w: &World<Hop>, hops: &[Hop]) -> Result<(), String> {
+fn gave_up<'a>(w: &World<Hop>, hops: &'a [Hop]) -> Result<(), String> {
     let late = |&&(caller, _): &&(Time, Key)| w.now > caller.plus(SLACK);
-    let Some((hop, &(caller, _))) = hops.iter().find_map(|h| h.working.first().filter(late).map(|j| (h, j))) else {
-        return Ok(());
-    };
+    let first_late = |h: &'a Hop| h.working.first().filter(late).map(|&(caller, _)| (h, caller));
+    let Some((hop, caller)) = hops.iter().find_map(first_late) else { return Ok(()) };
     let n = hop.working.iter().take_while(late).count();
     Err(format!(
         "{} is working on {n} requests whose caller gave up; one for {} ms after (slack {} ms)",

@@ -1,0 +1,3 @@
+//! Concurrency: threads over shared memory, where the interleaving is the seeded schedule.
+
+pub mod counter;

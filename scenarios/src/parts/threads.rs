@@ -1,0 +1,679 @@
+//! Threads over shared memory: every access (read, write, CAS, fetch-add, lock, try-lock, unlock) is one step.
+//!
+//! Threads are nodes that run small programs; shared memory is a node that applies each access
+//! atomically, in the order they reach it, and answers (sequential consistency: a thread issues
+//! one access at a time and waits for its answer). The schedule is the interleaving of those
+//! arrivals, drawn from the run's seed: each step costs an exponential time (memoryless, so the
+//! next access to land is any running thread's with equal chance — the *uniform stochastic
+//! scheduler* of Alistarh, Censor-Hillel & Shavit, "Are lock-free concurrent algorithms
+//! practically wait-free?", STOC 2014), and before any step a thread may be preempted for a time
+//! slice. A lost update or a deadlock is therefore a seed, replayable step by step.
+//!
+//! Mutexes keep their holder and a FIFO of parked waiters; an unlock hands the lock to the
+//! oldest waiter, who pays a wake-up (a context switch) before its next step. Each thread waits
+//! on at most one lock, so the wait-for graph is a function and a deadlock is a cycle in it.
+
+use faultline_core::{
+    Control, Ctx, Fault, FaultSpec, Label, Micros, Node, NodeId, NodeView, ParamSpec, Ppm, Rng, Tone, MICROS_PER_MS,
+};
+use std::collections::VecDeque;
+
+/// A thread is named by its node.
+pub type ThreadId = NodeId;
+
+/// One access to shared memory: a cell (an `i64` word) or a mutex, by index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Label)]
+pub enum Access {
+    Read(u32),
+    Write(u32, i64),
+    /// Compare-and-set (as Rust's `compare_exchange`): stores `new` if the cell holds `expect`.
+    Cas {
+        cell: u32,
+        expect: i64,
+        new: i64,
+    },
+    /// Atomic fetch-and-add (x86 `lock xadd`): answers the value before.
+    FetchAdd(u32, i64),
+    Lock(u32),
+    TryLock(u32),
+    Unlock(u32),
+}
+
+/// Memory's answer to an access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Label)]
+pub enum Reply {
+    /// A read's value, or a fetch-add's value before the add.
+    Value(i64),
+    Stored,
+    /// A CAS: whether it stored, and the value the cell held when it was tried.
+    Swapped(bool, i64),
+    /// The lock was free: held now.
+    Locked,
+    /// The lock was handed over after a wait: the thread was parked and must be woken.
+    Woken,
+    /// A try-lock found the lock held.
+    Busy,
+    Unlocked,
+}
+
+/// What applying an access did: the answer to its thread (none while it waits for a lock),
+/// and a parked waiter an unlock handed the lock to (answer it `Reply::Woken`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub reply: Option<Reply>,
+    pub woken: Option<ThreadId>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Mutex {
+    holder: Option<ThreadId>,
+    waiters: VecDeque<ThreadId>,
+}
+
+/// Shared memory: cells and mutexes, each access applied whole.
+#[derive(Clone, Debug)]
+pub struct Memory {
+    cells: Vec<i64>,
+    locks: Vec<Mutex>,
+}
+
+impl Memory {
+    pub fn new(cells: usize, locks: usize) -> Memory {
+        Memory { cells: vec![0; cells], locks: vec![Mutex::default(); locks] }
+    }
+
+    pub fn cells(&self) -> &[i64] {
+        &self.cells
+    }
+
+    /// Sets a cell outside any thread (the main thread before it starts the others).
+    pub fn set(&mut self, cell: u32, value: i64) {
+        self.cells[cell as usize] = value;
+    }
+
+    /// Every cell zero, every lock free and unwaited (a fresh process).
+    pub fn reset(&mut self) {
+        self.cells.iter_mut().for_each(|c| *c = 0);
+        self.locks.iter_mut().for_each(|m| *m = Mutex::default());
+    }
+
+    /// Applies `access` by thread `t`, atomically. Locks are not re-entrant: a holder asking
+    /// again waits on itself (a deadlock of one). Unlocking a lock one does not hold is a bug.
+    pub fn apply(&mut self, t: ThreadId, access: Access) -> Applied {
+        let now = |reply| Applied { reply: Some(reply), woken: None };
+        match access {
+            Access::Read(c) => now(Reply::Value(self.cells[c as usize])),
+            Access::Write(c, v) => {
+                self.cells[c as usize] = v;
+                now(Reply::Stored)
+            }
+            Access::Cas { cell, expect, new } => {
+                let seen = self.cells[cell as usize];
+                if seen == expect {
+                    self.cells[cell as usize] = new;
+                }
+                now(Reply::Swapped(seen == expect, seen))
+            }
+            Access::FetchAdd(c, d) => {
+                let before = self.cells[c as usize];
+                self.cells[c as usize] = before + d;
+                now(Reply::Value(before))
+            }
+            Access::Lock(l) | Access::TryLock(l) => {
+                let m = &mut self.locks[l as usize];
+                match (m.holder, access) {
+                    (None, _) => {
+                        m.holder = Some(t);
+                        now(Reply::Locked)
+                    }
+                    (Some(_), Access::TryLock(_)) => now(Reply::Busy),
+                    (Some(_), _) => {
+                        m.waiters.push_back(t);
+                        Applied { reply: None, woken: None }
+                    }
+                }
+            }
+            Access::Unlock(l) => {
+                let m = &mut self.locks[l as usize];
+                assert_eq!(m.holder, Some(t), "thread {t} unlocked lock {l}, which it does not hold");
+                m.holder = m.waiters.pop_front();
+                Applied { reply: Some(Reply::Unlocked), woken: m.holder }
+            }
+        }
+    }
+
+    pub fn holder(&self, lock: u32) -> Option<ThreadId> {
+        self.locks[lock as usize].holder
+    }
+
+    /// Who waits for `lock`, oldest first.
+    pub fn waiters(&self, lock: u32) -> impl Iterator<Item = ThreadId> + '_ {
+        self.locks[lock as usize].waiters.iter().copied()
+    }
+
+    /// The lock `t` is parked on, if any.
+    pub fn waiting_on(&self, t: ThreadId) -> Option<u32> {
+        self.locks.iter().position(|m| m.waiters.contains(&t)).map(|l| l as u32)
+    }
+
+    /// The wait-for graph's edge from `t`: the holder of the lock it waits on.
+    pub fn waits_for(&self, t: ThreadId) -> Option<ThreadId> {
+        self.waiting_on(t).and_then(|l| self.holder(l))
+    }
+
+    /// A deadlock: threads each waiting on a lock the next one holds, back to the first
+    /// (starting from the lowest id in the cycle). Each thread waits on one lock at most, so
+    /// walking the edges from any waiter either ends at a running thread or loops.
+    pub fn deadlock(&self) -> Option<Vec<ThreadId>> {
+        let mut waiting: Vec<ThreadId> = self.locks.iter().flat_map(|m| m.waiters.iter().copied()).collect();
+        waiting.sort_unstable();
+        for &start in &waiting {
+            let mut path = vec![start];
+            let mut at = start;
+            while let Some(next) = self.waits_for(at) {
+                if let Some(i) = path.iter().position(|&p| p == next) {
+                    let mut cycle = path.split_off(i);
+                    let low = (0..cycle.len()).min_by_key(|&j| cycle[j]).unwrap_or(0);
+                    cycle.rotate_left(low);
+                    return Some(cycle);
+                }
+                path.push(next);
+                at = next;
+            }
+        }
+        None
+    }
+
+    /// A thread that died: it waits no more (the locks it held stay held by a dead owner,
+    /// as a plain mutex's do — robust mutexes are another design).
+    pub fn forget(&mut self, t: ThreadId) {
+        self.locks.iter_mut().for_each(|m| m.waiters.retain(|&w| w != t));
+    }
+}
+
+impl Memory {
+    /// Applies `access` by `t` and answers through `ctx`: `t` at once, and a parked waiter an
+    /// unlock handed its lock to (`Reply::Woken`). `answer` wraps a reply in the scenario's message.
+    pub fn serve<N: Node>(&mut self, t: ThreadId, access: Access, ctx: &mut Ctx<N>, answer: impl Fn(Reply) -> N::Msg) {
+        let applied = self.apply(t, access);
+        if let Some(reply) = applied.reply {
+            ctx.send(t, answer(reply));
+        }
+        if let Some(w) = applied.woken {
+            ctx.send(w, answer(Reply::Woken));
+        }
+    }
+
+    /// The lock's holder and waiters marked on their threads' nodes (`name` names a thread), and
+    /// a badge saying who holds it; a deadlock's cycle is marked and told in red.
+    pub fn marks(&self, mut v: NodeView, lock: u32, name: impl Fn(ThreadId) -> String) -> NodeView {
+        let cycle = self.deadlock().unwrap_or_default();
+        if let Some(h) = self.holder(lock) {
+            v = v.badge(format!("lock {lock}: {}", name(h)), Tone::Warn).mark(
+                h,
+                format!("holds lock {lock}"),
+                Tone::Warn,
+            );
+            for w in self.waiters(lock) {
+                let tone = if cycle.contains(&w) { Tone::Bad } else { Tone::Warn };
+                v = v.mark(w, format!("waits for {}", name(h)), tone);
+            }
+        }
+        let told: Vec<String> = cycle.iter().map(|&t| name(t)).collect();
+        v.badge_if(!cycle.is_empty(), format!("deadlock: {}", told.join(" → ")), Tone::Bad)
+    }
+}
+
+/// The parameters a threads scenario shares, read by [`Cpu::issue`] under these names.
+pub const STEP_US: ParamSpec = ParamSpec::live(
+    "step_us",
+    "Step cost",
+    "us",
+    1..=10_000,
+    200,
+    "Mean time of one access to shared memory (exponential).",
+);
+pub const WAKE_US: ParamSpec = ParamSpec::live(
+    "wake_us",
+    "Wake-up",
+    "us",
+    0..=100_000,
+    500,
+    "A thread parked on a mutex takes this long to run once handed the lock (a context switch).",
+)
+.step(10);
+pub const PREEMPT_PM: ParamSpec = ParamSpec::live(
+    "preempt_pm",
+    "Preemption chance",
+    "‰",
+    0..=1000,
+    1,
+    "Per step: the chance the thread is descheduled first.",
+);
+pub const SLICE_MS: ParamSpec =
+    ParamSpec::live("slice_ms", "Time slice", "ms", 1..=1000, 10, "How long a preempted thread waits to run again.");
+
+/// The faults a threads scenario shares, handled by [`Cpu::control`].
+pub const DESCHEDULE: FaultSpec = FaultSpec::node(
+    "deschedule",
+    "Deschedule in the critical section",
+    "At its next step inside its critical section (holding a lock, or between its read and its write), this thread \
+     is descheduled for this long.",
+)
+.value("ms", 1..=60_000, 2000);
+pub const STORM: FaultSpec = FaultSpec::global(
+    "storm",
+    "Preemption storm",
+    "Every thread is preempted at this chance per step (0 ends the storm).",
+)
+.value("‰ of steps", 0..=1000, 30);
+
+/// A thread's side of its steps: the access in flight, the wake-up it owes, the faults aimed at it.
+#[derive(Clone, Debug, Default)]
+pub struct Cpu {
+    pub doing: Option<Access>,
+    /// How many locks the thread holds.
+    pub held: u32,
+    woken: bool,
+    deschedule_ms: Option<i64>,
+    storm_pm: Option<u32>,
+}
+
+impl Cpu {
+    /// Takes the kit's faults (`DESCHEDULE`, `STORM`); false for anything else.
+    pub fn control(&mut self, c: Control) -> bool {
+        match c {
+            Control::Custom { id: "deschedule", value } => self.deschedule_ms = Some(value),
+            Control::Custom { id: "storm", value } => self.storm_pm = (value > 0).then_some(value as u32),
+            _ => return false,
+        }
+        true
+    }
+
+    /// An answer came. False if it answers no access in flight — one sent before a crash, or a
+    /// lock handed to a waiter that died (memory cannot tell): the caller ignores it. Otherwise
+    /// nothing is in flight now, a lock may be held or given back, and a `Woken` thread pays its
+    /// wake-up at its next step.
+    pub fn answered(&mut self, reply: Reply) -> bool {
+        let fits = matches!(
+            (self.doing, reply),
+            (Some(Access::Read(_) | Access::FetchAdd(..)), Reply::Value(_))
+                | (Some(Access::Write(..)), Reply::Stored)
+                | (Some(Access::Cas { .. }), Reply::Swapped(..))
+                | (Some(Access::Lock(_)), Reply::Locked | Reply::Woken)
+                | (Some(Access::TryLock(_)), Reply::Locked | Reply::Busy)
+                | (Some(Access::Unlock(_)), Reply::Unlocked)
+        );
+        if !fits {
+            return false;
+        }
+        match reply {
+            Reply::Locked | Reply::Woken => self.held += 1,
+            Reply::Unlocked => self.held -= 1,
+            _ => {}
+        }
+        (self.doing, self.woken) = (None, reply == Reply::Woken);
+        true
+    }
+
+    /// A fresh start (a crash, a new round): nothing in flight, no wake-up owed, no lock known
+    /// (after a crash memory still has them, held by the dead); the faults aimed at it stay.
+    pub fn reset(&mut self) {
+        (self.doing, self.held, self.woken) = (None, 0, false);
+    }
+
+    /// A badge for the thread's node: the lock it holds or waits for, or the access in flight.
+    pub fn badge(&self, v: NodeView) -> NodeView {
+        match self.doing {
+            _ if self.held > 0 => v.badge("holds a lock", Tone::Warn),
+            Some(Access::Lock(l)) => v.badge(format!("waits for lock {l}"), Tone::Warn),
+            Some(a) => v.badge(a.label(), Tone::Neutral),
+            None => v,
+        }
+    }
+
+    /// Sends `access` to `memory` after its step (a cost, a time slice first if preempted, a
+    /// wake-up if owed); `inside` the critical section (or holding a lock), an armed deschedule
+    /// strikes now.
+    pub fn issue<N: Node>(&mut self, ctx: &mut Ctx<N>, memory: NodeId, access: Access, inside: bool, msg: N::Msg) {
+        let preempt = Ppm::from_permille(self.storm_pm.unwrap_or(ctx.param("preempt_pm") as u32));
+        let (step_us, wake_us) = (ctx.param("step_us") as Micros, ctx.param("wake_us") as Micros);
+        let sched = Sched { step_us, preempt, slice_us: ctx.param_ms("slice_ms"), wake_us };
+        let turn = sched.turn(ctx.rng(), std::mem::take(&mut self.woken));
+        if turn.preempted {
+            ctx.count("preemptions", 1);
+        }
+        if let Some(ms) = self.deschedule_ms.filter(|_| inside || self.held > 0) {
+            self.deschedule_ms = None;
+            ctx.note(format!("descheduled for {ms} ms before its {}", access.label()));
+            ctx.inflict(Fault::Pause { node: ctx.me(), dur: ms as Micros * MICROS_PER_MS });
+        }
+        self.doing = Some(access);
+        ctx.send_after(turn.delay_us, memory, msg);
+    }
+}
+
+/// How one thread's next step is timed: its cost, a preemption before it, a wake-up after a
+/// wait for a lock. Parameters, read afresh at each step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sched {
+    /// Mean time of one access (exponential).
+    pub step_us: Micros,
+    /// The chance, at each step, that the thread is descheduled first for a time slice.
+    pub preempt: Ppm,
+    pub slice_us: Micros,
+    /// A parked thread's wake-up once it is handed the lock: a context switch.
+    pub wake_us: Micros,
+}
+
+/// When a thread's next access lands, from now, and whether it was preempted first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Turn {
+    pub delay_us: Micros,
+    pub preempted: bool,
+}
+
+impl Sched {
+    /// The next step's timing; `woken` if the last answer was `Reply::Woken`.
+    pub fn turn(&self, rng: &mut Rng, woken: bool) -> Turn {
+        let preempted = rng.chance(self.preempt);
+        let cost = rng.exponential(self.step_us as f64) as Micros;
+        let delay_us = cost + if preempted { self.slice_us } else { 0 } + if woken { self.wake_us } else { 0 };
+        Turn { delay_us, preempted }
+    }
+}
+
+/// Long-run rates of a CAS-loop counter under the uniform stochastic scheduler, per second.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CasRates {
+    pub successes_per_s: f64,
+    pub retries_per_s: f64,
+}
+
+/// `n` threads each looping: local work (exponential, mean `work_us`; none if 0), a read, then
+/// CAS until one succeeds — a failed CAS answers the value it saw, so the retry is the next CAS
+/// (`compare_exchange` in a loop). Every access is exponential with mean `step_us`, and there is
+/// no preemption. A continuous-time Markov chain on how many threads work, read, hold a fresh
+/// value or hold a stale one (a success makes every other fresh value stale), solved exactly.
+pub fn cas_rates(n: u32, work_us: f64, step_us: f64) -> CasRates {
+    if n == 0 {
+        return CasRates { successes_per_s: 0.0, retries_per_s: 0.0 };
+    }
+    // States (w, r, f, s), w + r + f + s = n; with no work, w stays 0.
+    let mut states = Vec::new();
+    for w in 0..=n {
+        for r in 0..=n - w {
+            for f in 0..=n - w - r {
+                if work_us > 0.0 || w == 0 {
+                    states.push([w, r, f, n - w - r - f]);
+                }
+            }
+        }
+    }
+    let index = |s: [u32; 4]| states.iter().position(|&x| x == s).expect("a state of the chain");
+    let (k, mu) = (states.len(), 1.0 / step_us);
+    // The balance equations πQ = 0 with Σπ = 1, solved by Gaussian elimination (rows: states).
+    let mut a = vec![vec![0.0; k + 1]; k];
+    let flow = |from: usize, to: [u32; 4], rate: f64, a: &mut [Vec<f64>]| {
+        let to = index(to);
+        a[to][from] += rate;
+        a[from][from] -= rate;
+    };
+    for (i, &[w, r, f, s]) in states.iter().enumerate() {
+        if w > 0 {
+            flow(i, [w - 1, r + 1, f, s], w as f64 / work_us, &mut a);
+        }
+        if r > 0 {
+            flow(i, [w, r - 1, f + 1, s], r as f64 * mu, &mut a);
+        }
+        if f > 0 {
+            let done = if work_us > 0.0 { [w + 1, r, 0, s + f - 1] } else { [w, r + 1, 0, s + f - 1] };
+            flow(i, done, f as f64 * mu, &mut a);
+        }
+        if s > 0 {
+            flow(i, [w, r, f + 1, s - 1], s as f64 * mu, &mut a);
+        }
+    }
+    a[k - 1] = vec![1.0; k + 1];
+    let pi = solve(a);
+    let rate = |pick: fn(&[u32; 4]) -> u32| states.iter().zip(&pi).map(|(s, p)| p * pick(s) as f64 * mu).sum::<f64>();
+    CasRates { successes_per_s: rate(|s| s[2]) * 1e6, retries_per_s: rate(|s| s[3]) * 1e6 }
+}
+
+impl From<CasRates> for (f64, f64) {
+    fn from(c: CasRates) -> (f64, f64) {
+        (c.successes_per_s, c.retries_per_s)
+    }
+}
+
+/// The same for `n` threads on `shards` counters, thread i on shard i mod shards: the shards
+/// share nothing, so their rates add up.
+pub fn sharded_cas_rates(n: u32, shards: u32, work_us: f64, step_us: f64) -> CasRates {
+    let group = |i| cas_rates((0..n).filter(|t| t % shards == i).count() as u32, work_us, step_us);
+    (0..shards).map(group).fold(CasRates { successes_per_s: 0.0, retries_per_s: 0.0 }, |a, g| CasRates {
+        successes_per_s: a.successes_per_s + g.successes_per_s,
+        retries_per_s: a.retries_per_s + g.retries_per_s,
+    })
+}
+
+/// Solves the augmented system `a` (k rows of k coefficients and a right-hand side).
+fn solve(mut a: Vec<Vec<f64>>) -> Vec<f64> {
+    let k = a.len();
+    for col in 0..k {
+        let pivot = (col..k).max_by(|&x, &y| a[x][col].abs().total_cmp(&a[y][col].abs())).unwrap_or(col);
+        a.swap(col, pivot);
+        let p = a[col].clone();
+        for (row, r) in a.iter_mut().enumerate() {
+            if row != col && r[col] != 0.0 {
+                let factor = r[col] / p[col];
+                r[col..].iter_mut().zip(&p[col..]).for_each(|(x, y)| *x -= factor * y);
+            }
+        }
+    }
+    a.iter().enumerate().map(|(i, r)| r[k] / r[i]).collect()
+}
+
+/// The chance that `n` threads, each doing one unguarded read-modify-write (`x = x + 1` as a
+/// read and a write) from a common start, lose no update under the uniform stochastic
+/// scheduler: only the serial orders lose nothing, and after each read the reader's write must
+/// be the very next step among the m threads still running (1/m), so it is 1/n!.
+pub fn no_lost_update_chance(n: u32) -> f64 {
+    (2..=n).map(|m| 1.0 / m as f64).product()
+}
+
+/// The most increments a second one mutex lets through when it is never idle: each holder is
+/// handed the lock while parked, wakes, and makes `section_steps` accesses before the next one
+/// is handed it — the serial part Amdahl's law is about, whatever the thread count.
+pub fn lock_ceiling_per_s(section_steps: u32, step_us: f64, wake_us: f64) -> f64 {
+    1e6 / (wake_us + section_steps as f64 * step_us)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_access_is_applied_whole() {
+        let mut m = Memory::new(2, 0);
+        let mut go = |a| m.apply(7, a).reply;
+        assert_eq!(go(Access::Write(1, 5)), Some(Reply::Stored));
+        assert_eq!(go(Access::Read(1)), Some(Reply::Value(5)));
+        assert_eq!(go(Access::Cas { cell: 1, expect: 4, new: 9 }), Some(Reply::Swapped(false, 5)));
+        assert_eq!(go(Access::Cas { cell: 1, expect: 5, new: 9 }), Some(Reply::Swapped(true, 5)));
+        assert_eq!(go(Access::FetchAdd(1, 3)), Some(Reply::Value(9)));
+        assert_eq!(m.cells(), &[0, 12]);
+        m.reset();
+        assert_eq!(m.cells(), &[0, 0]);
+    }
+
+    #[test]
+    fn an_unlock_hands_the_lock_to_the_oldest_waiter() {
+        let mut m = Memory::new(0, 1);
+        assert_eq!(m.apply(1, Access::Lock(0)).reply, Some(Reply::Locked));
+        assert_eq!(m.apply(2, Access::Lock(0)), Applied { reply: None, woken: None });
+        assert_eq!(m.apply(3, Access::Lock(0)).reply, None);
+        assert_eq!(m.apply(4, Access::TryLock(0)).reply, Some(Reply::Busy));
+        assert_eq!((m.waiters(0).collect::<Vec<_>>(), m.waits_for(3), m.waiting_on(4)), (vec![2, 3], Some(1), None));
+        assert_eq!(m.apply(1, Access::Unlock(0)), Applied { reply: Some(Reply::Unlocked), woken: Some(2) });
+        assert_eq!((m.holder(0), m.waits_for(3)), (Some(2), Some(2)));
+        assert_eq!(m.apply(2, Access::Unlock(0)).woken, Some(3));
+        assert_eq!(m.apply(3, Access::Unlock(0)).woken, None);
+        assert_eq!(m.apply(4, Access::TryLock(0)).reply, Some(Reply::Locked));
+    }
+
+    #[test]
+    #[should_panic(expected = "does not hold")]
+    fn unlocking_a_lock_one_does_not_hold_is_a_bug() {
+        Memory::new(0, 1).apply(1, Access::Unlock(0));
+    }
+
+    #[test]
+    fn a_cycle_of_waits_is_a_deadlock_and_a_chain_is_not() {
+        // Threads 5 and 3 each hold one lock and ask for the other's (bank transfer's A→B, B→A).
+        let mut m = Memory::new(0, 3);
+        m.apply(5, Access::Lock(0));
+        m.apply(3, Access::Lock(1));
+        m.apply(9, Access::Lock(1));
+        assert_eq!(m.deadlock(), None, "9 waits for 3, who runs");
+        m.apply(5, Access::Lock(1));
+        assert_eq!(m.deadlock(), None, "9 and 5 wait for 3, who runs");
+        m.apply(3, Access::Lock(0));
+        assert_eq!(m.deadlock(), Some(vec![3, 5]), "from the lowest id: 3 waits for 5, 5 for 3");
+        // A dead waiter waits no more: the cycle is gone (its locks stay held).
+        m.forget(3);
+        assert_eq!((m.deadlock(), m.holder(1)), (None, Some(3)));
+        // Locks are not re-entrant: asking again for one's own lock is a deadlock of one.
+        m.apply(1, Access::Lock(2));
+        m.apply(1, Access::Lock(2));
+        assert_eq!(m.deadlock(), Some(vec![1]));
+    }
+
+    #[test]
+    fn the_view_marks_holder_and_waiters_and_tells_a_deadlock() {
+        let mut m = Memory::new(0, 2);
+        m.apply(1, Access::Lock(0));
+        m.apply(2, Access::Lock(1));
+        m.apply(3, Access::Lock(0));
+        let name = |t: ThreadId| format!("t{t}");
+        let v = m.marks(NodeView::new(faultline_core::NodeKind::Store, 0, "memory"), 0, name);
+        let marks: Vec<(NodeId, &str)> = v.marks.iter().map(|k| (k.node, k.text.as_str())).collect();
+        assert_eq!(marks, vec![(1, "holds lock 0"), (3, "waits for t1")]);
+        assert!(v.badges.iter().all(|b| !b.text.starts_with("deadlock")));
+        m.apply(1, Access::Lock(1));
+        m.apply(2, Access::Lock(0));
+        let v = m.marks(NodeView::new(faultline_core::NodeKind::Store, 0, "memory"), 1, name);
+        assert!(v.badges.iter().any(|b| b.text == "deadlock: t1 → t2" && b.tone == Tone::Bad), "{:?}", v.badges);
+        assert!(v.marks.iter().any(|k| k.node == 1 && k.tone == Tone::Bad));
+    }
+
+    #[test]
+    fn a_cpu_takes_only_the_kits_faults() {
+        let mut cpu = Cpu::default();
+        assert!(cpu.control(Control::Custom { id: "storm", value: 40 }));
+        assert!(cpu.control(Control::Custom { id: "deschedule", value: 5 }));
+        assert!(!cpu.control(Control::Custom { id: "other", value: 1 }));
+        assert_eq!((cpu.storm_pm, cpu.deschedule_ms), (Some(40), Some(5)));
+        assert!(cpu.control(Control::Custom { id: "storm", value: 0 }));
+        assert!(!cpu.answered(Reply::Woken), "no lock was asked for");
+        cpu.doing = Some(Access::Lock(0));
+        assert!(cpu.answered(Reply::Woken) && !cpu.answered(Reply::Woken), "one answer per access");
+        assert!(cpu.woken && cpu.storm_pm.is_none() && cpu.held == 1);
+        cpu.doing = Some(Access::Unlock(0));
+        assert!(!cpu.answered(Reply::Stored) && cpu.answered(Reply::Unlocked));
+        cpu.doing = Some(Access::TryLock(0));
+        assert!(cpu.answered(Reply::Locked));
+        assert!(!cpu.woken && cpu.held == 1);
+        cpu.reset();
+        assert!(!cpu.woken && cpu.deschedule_ms == Some(5) && cpu.doing.is_none() && cpu.held == 0);
+    }
+
+    #[test]
+    fn a_turn_costs_a_step_a_slice_when_preempted_and_a_wake_up_after_a_wait() {
+        // 200k turns: the share preempted is binomial (σ = 0.05% at 2%; ±0.3% is 6σ), and the
+        // mean delay is 100 + 0.02 × 5000 + 300 µs (exponential steps truncated to whole µs,
+        // which takes 0.5 µs off; ±2% is far beyond the sampling error of about 0.3%).
+        let sched = Sched { step_us: 100, preempt: Ppm::from_permille(20), slice_us: 5_000, wake_us: 300 };
+        let mut rng = Rng::new(3);
+        let n = 200_000;
+        let turns: Vec<Turn> = (0..n).map(|_| sched.turn(&mut rng, true)).collect();
+        let share = turns.iter().filter(|t| t.preempted).count() as f64 / n as f64;
+        assert!((share - 0.02).abs() < 0.003, "{share}");
+        let mean = turns.iter().map(|t| t.delay_us as f64).sum::<f64>() / n as f64;
+        assert!((mean - 499.5).abs() < 10.0, "{mean}");
+        let plain = Sched { preempt: Ppm::NEVER, ..sched }.turn(&mut rng, false);
+        assert!(!plain.preempted && plain.delay_us < 5_000);
+    }
+
+    #[test]
+    fn the_cas_chain_matches_what_a_hand_solution_gives() {
+        // One thread: read + CAS, never a retry. Two with no work: solving the five-state chain
+        // by hand gives 0.8 successes per step time and half a retry per success.
+        let one = cas_rates(1, 0.0, 100.0);
+        assert!((one.successes_per_s - 5_000.0).abs() < 1e-6 && one.retries_per_s.abs() < 1e-9);
+        let two = cas_rates(2, 0.0, 100.0);
+        assert!((two.successes_per_s - 8_000.0).abs() < 1e-6, "{two:?}");
+        assert!((two.retries_per_s - 4_000.0).abs() < 1e-6, "{two:?}");
+        // Local work dilutes contention: with a long one the threads almost never collide.
+        let calm = cas_rates(4, 1e6, 100.0);
+        assert!(calm.retries_per_s / calm.successes_per_s < 0.001, "{calm:?}");
+        // Under the uniform scheduler the system takes Θ(√n) steps per success (Alistarh et
+        // al.), so retries per success keep growing with n, and more slowly than n.
+        let per = |n| {
+            let c = cas_rates(n, 0.0, 1.0);
+            c.retries_per_s / c.successes_per_s
+        };
+        let (r4, r12) = (per(4), per(12));
+        // Shards add up: four threads on two shards are two pairs.
+        let (pairs, two) = (sharded_cas_rates(4, 2, 0.0, 100.0), cas_rates(2, 0.0, 100.0));
+        assert!((pairs.retries_per_s - 2.0 * two.retries_per_s).abs() < 1e-6);
+        assert!(per(2) < r4 && r4 < r12 && r12 < 3.0 * r4, "{r4} {r12}");
+    }
+
+    /// Runs `n` threads of CAS loops (no local work) against a `Memory`, each access landing
+    /// after an exponential step: the event loop of the kernel, written small.
+    fn simulate_cas(n: u32, steps: u64, seed: u64) -> (f64, f64) {
+        let mut rng = Rng::new(seed);
+        let mut mem = Memory::new(1, 0);
+        let mut next: Vec<(f64, Access)> = (0..n).map(|_| (rng.exponential(1.0), Access::Read(0))).collect();
+        let (mut ok, mut retries, mut now) = (0u64, 0u64, 0.0);
+        for _ in 0..steps {
+            let t = (0..n as usize).min_by(|&a, &b| next[a].0.total_cmp(&next[b].0)).unwrap_or(0);
+            now = next[t].0;
+            let following = match mem.apply(t as ThreadId, next[t].1).reply {
+                Some(Reply::Value(v)) => Access::Cas { cell: 0, expect: v, new: v + 1 },
+                Some(Reply::Swapped(true, _)) => {
+                    ok += 1;
+                    Access::Read(0)
+                }
+                Some(Reply::Swapped(false, seen)) => {
+                    retries += 1;
+                    Access::Cas { cell: 0, expect: seen, new: seen + 1 }
+                }
+                other => unreachable!("{other:?}"),
+            };
+            next[t] = (now + rng.exponential(1.0), following);
+        }
+        (ok as f64 / now, retries as f64 / now)
+    }
+
+    #[test]
+    fn the_cas_chain_matches_the_memory_under_exponential_steps() {
+        // 400k steps each: a rate's relative sampling error is about 0.3%; ±2% is wide of it,
+        // and an off-by-one in the chain (say, a retry that reads again) moves it by 10% or more.
+        for n in [2, 3, 6] {
+            let (ok, retries) = simulate_cas(n, 400_000, n as u64);
+            let want = cas_rates(n, 0.0, 1e6);
+            let close = |got: f64, want: f64| (got - want).abs() <= 0.02 * want;
+            assert!(close(ok, want.successes_per_s), "n = {n}: {ok} successes per unit, chain {want:?}");
+            assert!(close(retries, want.retries_per_s), "n = {n}: {retries} retries per unit, chain {want:?}");
+        }
+    }
+
+    #[test]
+    fn no_lost_update_only_in_a_serial_order() {
+        assert_eq!(no_lost_update_chance(1), 1.0);
+        assert_eq!(no_lost_update_chance(2), 0.5);
+        assert!((no_lost_update_chance(4) - 1.0 / 24.0).abs() < 1e-12);
+        assert!((lock_ceiling_per_s(3, 100.0, 200.0) - 2_000.0).abs() < 1e-9);
+    }
+}
