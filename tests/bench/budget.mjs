@@ -12,7 +12,10 @@
 // live region, the keys sheet, steps that apply a strategy), the early worker of a cold link
 // and the hidden-tab pause cost 13.5 KB, of which the engine bench's table written as HTML
 // won back 2; session 20's marks (a node's word drawn at another: a balancer's "ejected" at
-// the instance), sub-columns and words cut to their column's width cost 1 KB. The targets are
+// the instance), sub-columns and words cut to their column's width cost 1 KB; session 23's
+// controls that keep what the user is typing (the seed, the strategy, the sliders and a node's
+// popover rewritten only when their value changes: four memos) and the cards of counter and
+// crdt-sync cost 3.5 KB where the cards' allowance gives 0.8, so 3 KB more. The targets are
 // the issue's, not met yet (BENCHMARKS.md says by how much and why).
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
@@ -26,9 +29,10 @@ const CARD = 400;
 // No scenario's worker module may pass 155 KB; the cold link's guard is the gallery's plus that.
 // 150 until session 17 (the largest of the first nine is 147), when cache-invalidation, the
 // first to compose six kit parts (cache, broker under its bus, station, calls, staleness, owner),
-// came to 153.
-const WORKER_CAP = 155 * KB;
-const PAGE_AT_NINE = 209 * KB + 6 * KB + 13 * KB + 1 * KB;
+// came to 153; 158 since session 23, when crdt-sync (version vectors, a PN-counter, an OR-set
+// and RGA text beside last-writer-wins, with the judge of lost edits) came to 157.3.
+const WORKER_CAP = 158 * KB;
+const PAGE_AT_NINE = 209 * KB + 6 * KB + 13 * KB + 1 * KB + 3 * KB;
 const GUARD_AT_NINE = { gallery: PAGE_AT_NINE, cold: PAGE_AT_NINE + WORKER_CAP, switch: WORKER_CAP };
 const TARGET = { gallery: 200 * KB, cold: 300 * KB, switch: 80 * KB };
 const CATALOG = 62;
