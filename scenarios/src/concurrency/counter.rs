@@ -4,7 +4,8 @@
 //! a CAS loop or a sharded counter keep every one at different costs.
 
 use crate::parts::degraded::FaultWindow;
-use crate::parts::threads::{self, lock_ceiling_per_s, sharded_cas_rates, Access, Cpu, Memory, Reply, ThreadId};
+use crate::parts::interleaving::{lock_ceiling_per_s, sharded_cas_rates};
+use crate::parts::threads::{self, Access, Cpu, Memory, Reply, ThreadId};
 use faultline_core::*;
 
 #[rustfmt::skip]
@@ -396,8 +397,8 @@ impl Thread {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parts::interleaving::no_lost_update_chance;
     use crate::parts::testing::{between, failed_at, run_sampled};
-    use crate::parts::threads::no_lost_update_chance;
 
     fn recipe(strategy: &str, seed: u64) -> Recipe {
         Recipe::new("counter", strategy, seed)

@@ -28,6 +28,7 @@ pub mod fair;
 pub mod flight;
 pub mod gossip;
 pub mod hedge;
+pub mod interleaving;
 pub mod inventory;
 pub mod judge;
 pub mod keyed;
