@@ -185,6 +185,15 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
         ),
     ),
     (
+        "pagination",
+        Envelope::new(
+            &["backfill", "drift", "purge", "slow-disk"],
+            "Crashes, pauses, partitions, loss, latency spikes and clock steps delay pages past the 50 ms bound (a \
+            lost page waits out the reader's 10 s timeout; a stepped clock mistimes one): a cursor makes a page cheap, \
+            not the network fast. Each row is still shown once under every one of them.",
+        ),
+    ),
+    (
         "scatter-gather",
         Envelope::new(
             &["drift", "skew", "slow-disk"],

@@ -76,6 +76,7 @@ registry! {
     coordination::hot_partition,
     coordination::crdt_sync,
     concurrency::counter,
+    data::pagination,
 }
 
 /// Looks a scenario up by its id.

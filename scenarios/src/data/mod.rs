@@ -1,4 +1,5 @@
 //! Data and scale: patterns whose trouble grows with fan-out, data size and traffic.
 
 pub mod noisy_neighbor;
+pub mod pagination;
 pub mod scatter_gather;

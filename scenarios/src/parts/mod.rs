@@ -38,6 +38,7 @@ pub mod lock;
 pub mod metered;
 pub mod outbound;
 pub mod owner;
+pub mod paging;
 pub mod partition;
 pub mod pool;
 pub mod priority;
