@@ -448,6 +448,15 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
             "",
         ),
     ),
+    (
+        "rolling-deploy",
+        Envelope::new(
+            &["bad-version", "drift", "skew", "slow-disk"],
+            "Crashes, pauses, partitions, loss and latency between the balancer and an instance can lose a Stop or \
+            Start, or time requests out at an instance the controller counts as stopped; the checks judge the \
+            deploy by what its controller believes, so these are outside until explored.",
+        ),
+    ),
 ];
 
 /// The envelope `id` declares (empty if it declares none).

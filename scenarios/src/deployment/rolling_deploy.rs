@@ -397,3 +397,137 @@ impl Fleet for Balancer {
         self.targets.serving().into_iter().filter(|&i| i >= self.n || self.rollout.old(i) != Old::Stopped).count()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parts::targets::{mean_admission_us, mean_detection_us};
+    use crate::parts::testing::{between, failed_at, most, run_sampled, samples};
+
+    fn recipe(strategy: &str, seed: u64) -> Recipe {
+        Recipe::new("rolling-deploy", strategy, seed)
+    }
+
+    fn bad_version(r: Recipe) -> Recipe {
+        r.with_action(Time::ZERO, ActionKind::Fault(Fault::Custom { id: "bad-version".into(), node: None, value: 1 }))
+    }
+
+    #[test]
+    fn kill_fails_the_requests_the_health_check_lag_predicts() {
+        // The theory (Little's law): a killed instance keeps its round-robin share until marked
+        // down, (k − ½)·I = 10 s later; its replacement serves (h − ½)·I after its 10 s start,
+        // 16 s after the kill, so b/P·(16 − 10) = 3 slots are out of rotation on average and each
+        // kill fails λ·10 s/(n − 3) requests: 50 kills, 5,319 (10.6% of the deploy's traffic,
+        // the seed's tenth). Each kill's lag has s.d. I/√12 = 1.15 s, 1.6% over 50 of them,
+        // and Poisson noise 1.4%: ±8% is about four of both, while the naive (k·I) lag is 20% off.
+        let (lambda, n, b, period) = (500.0, 50.0, 5.0, 10.0);
+        let detect_s = mean_detection_us(4_000_000, 3) / 1e6;
+        let out_s = 10.0 + mean_admission_us(4_000_000, 2) / 1e6 - detect_s;
+        let want = n * lambda * detect_s / (n - b / period * out_s);
+        for seed in 1..=3 {
+            let (r, at) = run_sampled(&SPEC, &recipe("kill", seed), 120, &["failed", "ok"]);
+            let got = r.metrics().counter("deploy_failed") as f64;
+            assert!((got - want).abs() <= 0.08 * want, "seed {seed}: {got} failed by the deploy, theory {want:.0}");
+            assert_eq!(r.metrics().counter("failed") as f64, got, "seed {seed}: every failure is the deploy's");
+            let share = between(&at, 0, 5, 105) / (between(&at, 0, 5, 105) + between(&at, 1, 5, 105));
+            assert!((0.09..0.12).contains(&share), "seed {seed}: {share:.3} of the deploy's requests failed");
+        }
+    }
+
+    #[test]
+    fn rolling_one_at_a_time_takes_n_rounds_of_drain_start_and_readiness() {
+        // The theory: ceil(n/b)·(drain + start + readiness). One at a time over 10 instances, a
+        // round is a tick to drain (0.1 s), the 10 s start, the readiness lag (h − ½)·I = 6 s
+        // and half a tick to notice: 161.5 s. A round's lag has s.d. I/√12 = 1.15 s, so 10
+        // rounds 3.7 s and the mean of 6 seeds 1.5 s (the gauge drops the fraction: −0.5 s):
+        // ±5 s is over three of them, while leaving out the probe lag would be 60 s short.
+        let round_s = 0.1 + 10.0 + mean_admission_us(4_000_000, 2) / 1e6 + 0.05;
+        let want = 10.0 * round_s;
+        let took: Vec<f64> = (1..=6)
+            .map(|seed| {
+                let r = recipe("rolling", seed).with_param("instances", 10).with_param("batch", 1);
+                let r = run_sampled(&SPEC, &r, 200, &[]).0;
+                assert_eq!(failed_at(r.as_ref(), "no-failed-request"), None, "seed {seed}");
+                r.metrics().gauge("deploy_s") as f64 + 0.5
+            })
+            .collect();
+        let mean = took.iter().sum::<f64>() / took.len() as f64;
+        assert!((mean - want).abs() <= 5.0, "rolling took {took:?} s, mean {mean:.1}, theory {want:.1}");
+    }
+
+    #[test]
+    fn try_kill_fails_a_tenth_with_502s_naming_the_dead_instance() {
+        // Step 1: from the first kill at 5 s until the last batch is marked down (~107 s).
+        for seed in 1..=3 {
+            let (r, at) = run_sampled(&SPEC, &recipe("kill", seed), 120, &["failed", "ok"]);
+            let (when, why) = failed_at(r.as_ref(), "no-failed-request").expect("a 502");
+            assert!(when < 5.1 && why.contains("502") && why.contains("instance"), "seed {seed}: {when} {why}");
+            assert!(between(&at, 0, 100, 104) > 0.0 && between(&at, 0, 112, 120) == 0.0, "seed {seed}: {at:?}");
+            assert!(failed_at(r.as_ref(), "capacity-floor").is_some(), "seed {seed}: the next batch goes unready");
+        }
+    }
+
+    #[test]
+    fn try_a_bad_version_halts_rolling_at_the_floor_and_takes_kill_down() {
+        // Step 2: rolling stops after its first batch, 45 of 50 serving to the end, no failure.
+        for seed in 1..=3 {
+            let r = run_sampled(&SPEC, &bad_version(recipe("rolling", seed)), 150, &[]).0;
+            let capacity = samples(r.as_ref(), "capacity", 10.0, 150.0);
+            assert!(capacity.iter().all(|&c| c == 45.0), "seed {seed}: {capacity:?}");
+            assert_eq!(failed_at(r.as_ref(), "no-failed-request"), None, "seed {seed}");
+            assert_eq!(failed_at(r.as_ref(), "capacity-floor"), None, "seed {seed}");
+            assert!(r.metrics().gauge("deploy_s") >= 140, "seed {seed}: never done");
+        }
+        // The kill script goes on regardless: nothing serves after its tenth batch, and the
+        // balancer itself answers every request with a 503.
+        let (r, at) = run_sampled(&SPEC, &bad_version(recipe("kill", 1)), 150, &["failed", "ok"]);
+        assert_eq!(r.metrics().gauge("capacity"), 0);
+        assert!(between(&at, 1, 110, 150) == 0.0 && between(&at, 0, 110, 150) > 15_000.0, "{at:?}");
+    }
+
+    #[test]
+    fn try_blue_green_fails_nothing_and_is_quick_at_twice_the_fleet() {
+        // Step 3: the whole new fleet starts at 5 s, is ready by ~15–21 s, and the switch is atomic.
+        for seed in 1..=3 {
+            let r = run_sampled(&SPEC, &recipe("blue-green", seed), 60, &[]).0;
+            assert_eq!(failed_at(r.as_ref(), "no-failed-request"), None, "seed {seed}");
+            assert_eq!(r.metrics().counter("failed"), 0, "seed {seed}");
+            let took = r.metrics().gauge("deploy_s");
+            assert!((10..20).contains(&took), "seed {seed}: {took} s");
+            assert_eq!(most(r.as_ref(), "running", 0.0, 60.0), 100.0, "seed {seed}");
+            assert_eq!((r.metrics().gauge("running"), r.metrics().gauge("capacity")), (50, 50), "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn rolling_holds_its_floor_through_a_crash_mid_deploy() {
+        // An old instance (40) crashes at 30 s and restarts at 50 s: its requests time out until
+        // it is marked down (those are the crash's, not the deploy's), and the controller counts
+        // it unavailable, so it waits rather than take another out.
+        let crash = |r: Recipe| {
+            let r = r.with_action(Time::from_secs(30), ActionKind::Fault(Fault::Crash { node: 41 }));
+            r.with_action(Time::from_secs(50), ActionKind::Fault(Fault::Restart { node: 41 }))
+        };
+        for seed in 1..=3 {
+            let r = run_sampled(&SPEC, &crash(recipe("rolling", seed)), 200, &[]).0;
+            assert_eq!(failed_at(r.as_ref(), "no-failed-request"), None, "seed {seed}");
+            assert_eq!(failed_at(r.as_ref(), "capacity-floor"), None, "seed {seed}");
+            let fewest = samples(r.as_ref(), "capacity", 0.0, 200.0).into_iter().fold(50.0, f64::min);
+            assert!(fewest >= 44.0, "seed {seed}: {fewest} serving at the worst");
+            assert!(r.metrics().counter("failed") > 0, "seed {seed}: the crash's timeouts");
+        }
+    }
+
+    #[test]
+    fn the_view_marks_dead_instances_still_in_rotation_and_badges_versions() {
+        let (mut r, _) = open(&SPEC, &recipe("kill", 1));
+        r.run_until(Time::from_secs(8), u64::MAX);
+        let frame = r.frame(0);
+        let marks = &frame.nodes[0].view.marks;
+        assert!(!marks.is_empty() && marks.iter().all(|m| m.text == "dead, in rotation" && m.node <= 50), "{marks:?}");
+        let badges = |n: usize| frame.nodes[n].view.badges.iter().map(|b| b.text.clone()).collect::<Vec<_>>();
+        assert_eq!(badges(marks[0].node as usize), ["v1", "stopped"]);
+        assert_eq!(badges(51 + marks[0].node as usize - 1), ["v2", "running"]);
+        assert_eq!(badges(50), ["v1", "running"]);
+    }
+}

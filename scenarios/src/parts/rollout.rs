@@ -36,8 +36,9 @@ pub enum Plan {
 pub enum Step {
     /// Out of the target group, to drain; `left` serve after it.
     Deregister { i: usize, left: usize },
-    /// Its process stopped (by a kill script: while still in rotation; `left` serve after it).
-    Stop { i: usize, left: usize },
+    /// Its process stopped: by a kill script while still serving (`left` serve after it), or once
+    /// drained (`None`: it served no more).
+    Stop { i: usize, left: Option<usize> },
     /// New `i` started and registered, routed at once or (blue-green) only at the switch.
     Start { i: usize, routed: bool },
     /// Every new instance routed: blue-green's atomic switch.
@@ -190,7 +191,7 @@ impl Rollout {
         }
         let floor = self.old.len().saturating_sub(k.batch);
         for s in &steps {
-            if let Step::Deregister { i, left } | Step::Stop { i, left } = *s {
+            if let Step::Deregister { i, left } | Step::Stop { i, left: Some(left) } = *s {
                 self.below_floor = (left < floor).then_some((i, left, floor)).or(self.below_floor);
             }
         }
@@ -203,13 +204,13 @@ impl Rollout {
         for i in 0..self.old.len() {
             let Old::Draining(since) = self.old[i] else { continue };
             if fleet.inflight(i) == 0 || now >= since.plus(k.drain_us) {
-                self.stop(i, fleet.serving(), steps);
+                self.stop(i, None, steps);
                 self.start(i, true, steps);
             }
         }
     }
 
-    fn stop(&mut self, i: usize, left: usize, steps: &mut Vec<Step>) {
+    fn stop(&mut self, i: usize, left: Option<usize>, steps: &mut Vec<Step>) {
         self.old[i] = Old::Stopped;
         steps.push(Step::Stop { i, left });
     }
@@ -229,7 +230,7 @@ impl Rollout {
         let batch: Vec<usize> = (0..self.old.len()).filter(|&i| self.old[i] == Old::Serving).take(k.batch).collect();
         for i in batch {
             left -= fleet.serves(i) as usize;
-            self.stop(i, left, steps);
+            self.stop(i, Some(left), steps);
             self.start(i, true, steps);
         }
     }
@@ -259,5 +260,108 @@ impl Rollout {
             self.old[i] = Old::Draining(now);
             steps.push(Step::Deregister { i, left });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faultline_core::MICROS_PER_MS;
+
+    /// A fake balancer: old instances serve until stopped or deregistered; a new one is up
+    /// `ready_us` after its start (never, if `None`); nothing is ever in flight.
+    struct Fake {
+        n: usize,
+        out: Vec<bool>,
+        started: Vec<Option<Time>>,
+        routed: Vec<bool>,
+        ready_us: Option<Micros>,
+        now: Time,
+    }
+
+    impl Fleet for Fake {
+        fn serves(&self, i: usize) -> bool {
+            !self.out[i]
+        }
+        fn new_up(&self, i: usize) -> bool {
+            matches!((self.started[i], self.ready_us), (Some(t), Some(r)) if self.now >= t.plus(r))
+        }
+        fn inflight(&self, _: usize) -> u64 {
+            0
+        }
+        fn serving(&self) -> usize {
+            (0..self.n).filter(|&i| self.serves(i)).count()
+                + (0..self.n).filter(|&i| self.routed[i] && self.new_up(i)).count()
+        }
+    }
+
+    /// Runs `plan` every 100 ms for `secs`; returns the rollout, the fewest serving seen, and the peak bill.
+    fn drive(plan: Plan, n: usize, batch: usize, ready_us: Option<Micros>, secs: u64) -> (Rollout, usize, usize) {
+        let mut f =
+            Fake { n, out: vec![false; n], started: vec![None; n], routed: vec![false; n], ready_us, now: Time::ZERO };
+        let (mut r, mut fewest, mut peak) = (Rollout::new(n, Time::ZERO), n, n);
+        let k = Knobs::secs(batch as i64, 10, 30);
+        while f.now < Time::from_secs(secs) {
+            for step in r.tick(plan, f.now, k, &f) {
+                match step {
+                    Step::Deregister { i, .. } | Step::Stop { i, .. } => f.out[i] = true,
+                    Step::Start { i, routed } => (f.started[i], f.routed[i]) = (Some(f.now), routed),
+                    Step::Switch => f.routed.iter_mut().for_each(|x| *x = true),
+                }
+            }
+            (fewest, peak) = (fewest.min(f.serving()), peak.max(r.running()));
+            f.now = f.now.plus(100 * MICROS_PER_MS);
+        }
+        (r, fewest, peak)
+    }
+
+    #[test]
+    fn rolling_takes_n_over_b_rounds_of_drain_and_readiness_and_never_dips_below_the_floor() {
+        // Each of the b slots replaces n / b in turn; a round is a tick to drain (nothing in
+        // flight) and the 8 s to ready (a whole number of ticks, so seen at once): (n / b)·8.1 s.
+        for (n, b) in [(50, 5), (12, 3), (10, 1)] {
+            let (r, fewest, peak) = drive(Plan::Rolling, n, b, Some(8_000_000), 400);
+            let (began, done) = r.times();
+            let took = done.expect("done").since(began.expect("began")) as f64 / 1e6;
+            let want = (n / b) as f64 * 8.1;
+            assert!((took - want).abs() <= 0.15, "n {n} b {b}: {took} s, theory {want} s");
+            assert_eq!((fewest, peak, r.below_floor()), (n - b, n, None), "n {n} b {b}");
+        }
+    }
+
+    #[test]
+    fn a_replacement_that_never_gets_ready_halts_rolling_at_the_floor_but_not_the_kill_script() {
+        let (r, fewest, _) = drive(Plan::Rolling, 50, 5, None, 300);
+        assert_eq!((fewest, r.times().1, r.below_floor()), (45, None, None));
+        assert_eq!((0..50).filter(|&i| r.old(i) == Old::Stopped).count(), 5, "only the first batch went");
+        let (r, fewest, _) = drive(Plan::Kill, 50, 5, None, 300);
+        assert_eq!((fewest, r.below_floor()), (0, Some((49, 0, 45))), "every batch, ready or not");
+    }
+
+    #[test]
+    fn blue_green_doubles_the_fleet_then_switches_at_once_when_all_are_ready() {
+        let (r, fewest, peak) = drive(Plan::BlueGreen, 50, 5, Some(8_000_000), 60);
+        let (began, done) = r.times();
+        // Ready at 8 s, switched at the tick that sees it, the old drained at the next.
+        assert_eq!(done.expect("done").since(began.expect("began")), 8_100_000);
+        assert_eq!((fewest, peak, r.below_floor()), (50, 100, None));
+        let (r, fewest, peak) = drive(Plan::BlueGreen, 50, 5, None, 60);
+        assert_eq!((r.times().1, fewest, peak), (None, 50, 100), "a bad fleet is never switched to");
+    }
+
+    #[test]
+    fn a_process_is_ready_once_warm_unless_its_build_is_bad_and_a_crash_keeps_it_meant_to_run() {
+        let mut p = Process::default();
+        assert!(!p.ready(Time::ZERO) && !p.is_up());
+        p.start(Time::from_secs(1), 2 * MICROS_PER_S);
+        assert!(!p.ready(Time::from_secs(2)) && p.ready(Time::from_secs(3)));
+        p.halt(false);
+        assert!(p.is_up() && !p.ready(Time::from_secs(4)), "crashed: to be restarted");
+        p.start(Time::from_secs(4), 0);
+        p.set_bad(true);
+        assert_eq!((p.ready(Time::from_secs(9)), p.badge().0), (false, "never ready"));
+        p.halt(true);
+        assert_eq!((p.is_up(), p.badge().0), (false, "stopped"));
+        assert!(Process::warm().ready(Time::ZERO));
     }
 }
