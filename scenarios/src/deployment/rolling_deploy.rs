@@ -136,8 +136,8 @@ pub struct Balancer {
     chooser: Chooser,
     inflight: Loads,
     /// Slots 0..n the old fleet, n..2n the new (down until their readiness probes pass).
-    targets: Targets,
-    rollout: Rollout,
+    targets: Box<Targets>,
+    rollout: Box<Rollout>,
     failed: Breach,
     floor: Breach,
 }
@@ -160,8 +160,8 @@ fn build(setup: &Setup) -> Box<dyn Run> {
         calls: Calls::new("latency_us"),
         chooser: Chooser::new(Rule::RoundRobin),
         inflight: Loads::new(2 * n),
-        targets: Targets::new(2 * n, n),
-        rollout: Rollout::new(n, Time::from_secs(setup.param("deploy_at") as u64)),
+        targets: Box::new(Targets::new(2 * n, n)),
+        rollout: Box::new(Rollout::new(n, Time::from_secs(setup.param("deploy_at") as u64))),
         failed: Breach::default(),
         floor: Breach::default(),
     };
