@@ -452,8 +452,9 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
         "rolling-deploy",
         Envelope::new(
             &["crash", "drift", "latency", "loss", "partition", "pause", "skew", "slow-disk"],
-            "A bad new version under the swarm's random plans: scripts/swarm --explore (50 seeds) found one rolling \
-            run where the balancer was left with no instance in rotation (503s); not yet explained, so outside.",
+            "A bad new version injected late in a rollout fails the readiness of every new instance already \
+            serving at once (the fault flips the whole new version), so once the old fleet is stopped none is \
+            left in rotation (503s): no deploy strategy can keep capacity through that (swarm seed 28 of 50).",
         ),
     ),
 ];
