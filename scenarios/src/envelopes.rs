@@ -457,6 +457,15 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
             "",
         ),
     ),
+    (
+        "rolling-deploy",
+        Envelope::new(
+            &["crash", "drift", "latency", "loss", "partition", "pause", "skew", "slow-disk"],
+            "A bad new version injected late in a rollout fails the readiness of every new instance already \
+            serving at once (the fault flips the whole new version), so once the old fleet is stopped none is \
+            left in rotation (503s): no deploy strategy can keep capacity through that (swarm seed 28 of 50).",
+        ),
+    ),
 ];
 
 /// The envelope `id` declares (empty if it declares none).

@@ -14,6 +14,7 @@ pub mod concurrency;
 pub mod consistency;
 pub mod coordination;
 pub mod data;
+pub mod deployment;
 pub mod messaging;
 pub mod resilience;
 pub mod traffic;
@@ -77,6 +78,7 @@ registry! {
     coordination::crdt_sync,
     concurrency::counter,
     data::pagination,
+    deployment::rolling_deploy,
 }
 
 /// Looks a scenario up by its id.
