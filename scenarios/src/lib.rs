@@ -14,6 +14,7 @@ pub mod concurrency;
 pub mod consistency;
 pub mod coordination;
 pub mod data;
+pub mod deployment;
 pub mod messaging;
 pub mod resilience;
 pub mod traffic;
@@ -76,6 +77,7 @@ registry! {
     coordination::hot_partition,
     coordination::crdt_sync,
     concurrency::counter,
+    deployment::canary_analysis,
 }
 
 /// Looks a scenario up by its id.

@@ -53,6 +53,7 @@ pub mod ring;
 pub mod saga;
 pub mod sessions;
 pub mod snowflake;
+pub mod sprt;
 pub mod staleness;
 pub mod station;
 pub mod store;
