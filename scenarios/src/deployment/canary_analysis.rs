@@ -106,7 +106,7 @@ const ROUTER: NodeId = 0;
 const FLEET: NodeId = 1;
 const CANARY: NodeId = 2;
 
-/// A version: its number and true error rate (bp), and whether it is a bad one (at or over p1).
+/// A version: its number and true error rate (bp), and whether it is a bad one (at p1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Version {
     number: u32,
@@ -117,16 +117,12 @@ pub struct Version {
 #[derive(Clone, Debug, Label)]
 pub enum Msg {
     Request,
-    Reply {
-        version: u32,
-        ok: bool,
-    },
+    /// The version that answered, and whether it answered without an error.
+    Reply(u32, bool),
     /// The canary is up with a new version: analysis starts.
     Ready(Version),
     /// The router's verdict: the canary retires, and on promotion hands its version to the fleet.
-    Retire {
-        promoted: bool,
-    },
+    Retire(bool),
     Adopt(Version),
 }
 
@@ -179,18 +175,7 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     let (strategy, arrivals) = (Strategy::from_id(setup.strategy()), OpenLoop::poisson(setup.param("rps") as f64));
     assert_eq!(sim.add_node(Ca::Router(Router { strategy, arrivals, analysis: None })), ROUTER);
     let v1 = Version { number: 1, error_bp: setup.param("baseline_bp"), bad: false };
-    let server = |canary, version| {
-        let false_rollback = Breach::default();
-        Ca::Server(Server {
-            canary,
-            version,
-            retired: canary,
-            blip_bp: 0,
-            next_number: 2,
-            bad_served: 0,
-            false_rollback,
-        })
-    };
+    let server = |canary, version| Ca::Server(Server { canary, version, retired: canary, ..Server::idle(2) });
     assert_eq!(sim.add_node(server(false, Some(v1))), FLEET);
     assert_eq!(sim.add_node(server(true, None)), CANARY);
     // The plan: a good v2 at 1 s, a shared dependency's blip at 5 s, a bad v3 at 30 s.
@@ -202,11 +187,8 @@ fn build(setup: &Setup) -> Box<dyn Run> {
         for (id, what) in [(CANARY, "the canary"), (FLEET, "the fleet")] {
             let s = w.node::<Server>(id);
             if let (Some(v), false, true) = (s.version, s.retired, s.bad_served > bound) {
-                let served = s.bad_served;
-                return Err(format!(
-                    "{what}'s v{} ({} bp errors) served {served} requests (bound {bound})",
-                    v.number, v.error_bp
-                ));
+                let (n, bp, served) = (v.number, v.error_bp, s.bad_served);
+                return Err(format!("{what}'s v{n} ({bp} bp errors) served {served} requests (bound {bound})"));
             }
         }
         Ok(())
@@ -215,12 +197,8 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     Box::new(sim)
 }
 
-/// The tests' p0 and p1 as chances (p1 kept above p0, so a bad answer is evidence for H1).
-fn hypotheses(ctx: &Ctx<Ca>) -> (f64, f64) {
-    let (p0, p1) = (ctx.param("baseline_bp"), ctx.param("bad_bp"));
-    (p0 as f64 / 1e4, p1.max(p0 + 1) as f64 / 1e4)
-}
-
+// The router's analysis and the servers' versions are a deploy controller's durable state (kept
+// in its store): a crash loses the requests in flight and the pending arrival only (no on_crash).
 impl Node for Ca {
     type Msg = Msg;
     type Timer = Timer;
@@ -233,10 +211,10 @@ impl Node for Ca {
 
     fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Self>) {
         match (self, msg) {
-            (Ca::Router(r), Msg::Reply { version, ok }) => r.answered(from, version, ok, ctx),
+            (Ca::Router(r), Msg::Reply(version, ok)) => r.answered(from, version, ok, ctx),
             (Ca::Router(r), Msg::Ready(v)) => r.start(v, ctx),
             (Ca::Server(s), Msg::Request) => s.serve(from, ctx),
-            (Ca::Server(s), Msg::Retire { promoted }) => s.retire(promoted, ctx),
+            (Ca::Server(s), Msg::Retire(promoted)) => s.retire(promoted, ctx),
             (Ca::Server(s), Msg::Adopt(v)) => s.take(v),
             (_, other) => ctx.unhandled(&other),
         }
@@ -249,10 +227,6 @@ impl Node for Ca {
             (_, other) => ctx.unhandled(&other),
         }
     }
-
-    // The router's analysis and the servers' versions are a deploy controller's durable state
-    // (kept in its store): a crash loses the requests in flight and the pending arrival only.
-    fn on_crash(&mut self, _: &mut Ctx<Self>) {}
 
     fn on_control(&mut self, c: Control, ctx: &mut Ctx<Self>) {
         match (self, c) {
@@ -294,16 +268,21 @@ impl Node for Ca {
 }
 
 impl Server {
+    fn idle(next_number: u32) -> Server {
+        let false_rollback = Breach::default();
+        Server { canary: false, version: None, retired: false, blip_bp: 0, next_number, bad_served: 0, false_rollback }
+    }
+
     /// A request answered by this node's version, failing at its rate plus the blip's.
     fn serve(&mut self, from: NodeId, ctx: &mut Ctx<Ca>) {
-        let Some(v) = self.version else { return ctx.send(from, Msg::Reply { version: 0, ok: false }) };
+        let Some(v) = self.version else { return ctx.send(from, Msg::Reply(0, false)) };
         let ok = ctx.rng().below(10_000) >= (v.error_bp + self.blip_bp).clamp(0, 10_000) as u64;
         if v.bad {
             self.bad_served += 1;
             ctx.count("exposed", 1);
             ctx.count("bad_errors", !ok as i64);
         }
-        ctx.send(from, Msg::Reply { version: v.number, ok });
+        ctx.send(from, Msg::Reply(v.number, ok));
     }
 
     fn take(&mut self, v: Version) {
@@ -368,7 +347,9 @@ impl Router {
         if canary {
             a.window.record(ctx.truth(), !ok, 0);
         }
-        let (p0, p1) = hypotheses(ctx);
+        // The tests' p0 and p1 as chances (p1 kept above p0, so a bad answer is evidence for H1).
+        let (p0, p1) =
+            (ctx.param("baseline_bp") as f64 / 1e4, ctx.param("bad_bp").max(ctx.param("baseline_bp") + 1) as f64 / 1e4);
         let decision = match self.strategy {
             Strategy::Threshold => return,
             Strategy::Sprt if canary => a.sprt.observe(!ok, p0, p1),
@@ -395,7 +376,6 @@ impl Router {
         let v = a.window.verdict(ctx.truth(), Time::ZERO);
         let over = v.bad * 10_000 > ctx.param("threshold_bp") as u64 * v.total;
         let done = ctx.now().since(a.since) >= until * MICROS_PER_S;
-        ctx.gauge("window_bp", (v.bad * 10_000 / v.total.max(1)) as i64);
         match self.strategy {
             Strategy::Threshold if over => {
                 self.decide(false, &format!("{} over the threshold", v.describe(window_us)), ctx)
@@ -408,13 +388,13 @@ impl Router {
     /// The verdict: promote (the fleet takes the version) or roll back; either way the canary retires.
     fn decide(&mut self, promote: bool, why: &str, ctx: &mut Ctx<Ca>) {
         let Some(a) = self.analysis.take() else { return };
-        let v = a.version;
-        ctx.gauge("decide_ms", (ctx.now().since(a.since) / MICROS_PER_MS) as i64);
-        ctx.observe("decide_us", ctx.now().since(a.since));
-        ctx.send(CANARY, Msg::Retire { promoted: promote });
-        let verdict = if promote { "promoted" } else { "rolled back" };
-        ctx.count(if promote { "promotions" } else { "rollbacks" }, 1);
-        ctx.note(format!("v{} {verdict} after {} ms: {why}", v.number, ctx.now().since(a.since) / MICROS_PER_MS));
+        let took_us = ctx.now().since(a.since);
+        ctx.gauge("decide_ms", (took_us / MICROS_PER_MS) as i64);
+        ctx.observe("decide_us", took_us);
+        ctx.send(CANARY, Msg::Retire(promote));
+        let (counter, verdict) = [("rollbacks", "rolled back"), ("promotions", "promoted")][promote as usize];
+        ctx.count(counter, 1);
+        ctx.note(format!("v{} {verdict} after {} ms: {why}", a.version.number, took_us / MICROS_PER_MS));
     }
 }
 
