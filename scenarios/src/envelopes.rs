@@ -448,6 +448,15 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
             "",
         ),
     ),
+    (
+        "canary-analysis",
+        Envelope::new(
+            &["canary-goes-bad", "crash", "deploy", "drift", "latency", "loss", "partition", "pause", "skew", "slow-disk"],
+            "A dependency blip during a bad canary's analysis: its errors fall on canary and fleet alike and say \
+            'the canary errs like the fleet', so the paired test may promote the bad version (the dilution the \
+            note owns up to).",
+        ),
+    ),
 ];
 
 /// The envelope `id` declares (empty if it declares none).
