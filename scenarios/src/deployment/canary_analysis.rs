@@ -60,7 +60,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         ParamSpec::live("rps", "Requests", "req/s", 100..=10_000, 2000, "Poisson requests at the router.").step(100),
         ParamSpec::live("canary_pct", "Canary share", "%", 1..=50, 10, "The share sent to a canary under analysis."),
         ParamSpec::setup("baseline_bp", "Fleet error rate", "bp", 1..=500, 10, "In 0.01%s: 10 = 0.1%. The tests' p0."),
-        ParamSpec::setup("bad_bp", "Bad version's error rate", "bp", 2..=1000, 50, "v3's rate, and the tests' p1."),
+        ParamSpec::setup("bad_bp", "Bad version's error rate", "bp", 2..=1000, 50, "v3's rate, and the tests' p1 (over the fleet's)."),
         ParamSpec::setup("alpha_bp", "SPRT α", "bp", 1..=2000, 10, "The chance it rolls back a good version."),
         ParamSpec::setup("beta_bp", "SPRT β", "bp", 1..=2000, 10, "The chance it promotes a bad version."),
         ParamSpec::setup("threshold_bp", "Threshold", "bp", 1..=1000, 30, "Roll back when a window errs more."),
@@ -129,7 +129,6 @@ pub enum Msg {
 #[derive(Clone, Debug, Label)]
 pub enum Timer {
     Arrive,
-    /// The threshold's window for analysis `n` ends.
     Window(u32),
 }
 
@@ -146,7 +145,6 @@ pub struct Router {
     analysis: Option<Analysis>,
 }
 
-/// A canary under analysis: its version, since when, and each judge's state.
 #[derive(Clone, Debug)]
 pub struct Analysis {
     version: Version,
@@ -197,6 +195,15 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     Box::new(sim)
 }
 
+fn tone(bad: bool) -> Tone {
+    [Tone::Good, Tone::Bad][bad as usize]
+}
+
+/// A bad version's rate and the tests' p1: kept above the fleet's, so a bad answer is evidence for H1.
+fn bad_bp(ctx: &Ctx<Ca>) -> i64 {
+    ctx.param("bad_bp").max(ctx.param("baseline_bp") + 1)
+}
+
 // The router's analysis and the servers' versions are a deploy controller's durable state (kept
 // in its store): a crash loses the requests in flight and the pending arrival only (no on_crash).
 impl Node for Ca {
@@ -245,20 +252,15 @@ impl Node for Ca {
         match self {
             Ca::Router(r) => {
                 let v = NodeView::new(NodeKind::LoadBalancer, 0, "router + judge");
-                match &r.analysis {
-                    Some(a) => {
-                        v.badge(format!("analysing v{}: evidence {:.2}", a.version.number, a.sprt.llr()), Tone::Warn)
-                    }
-                    None => v.badge("no canary", Tone::Neutral),
-                }
+                let Some(a) = &r.analysis else { return v.badge("no canary", Tone::Neutral) };
+                let (llr, (up, down), sprt) = (a.sprt.llr(), a.sprt.bounds(), r.strategy != Strategy::Threshold);
+                let evidence = format!("evidence {llr:.2} in ({down:.1}, {up:.1})");
+                v.badge(format!("analysing v{}", a.version.number), Tone::Warn).badge_if(sprt, evidence, Tone::Neutral)
             }
             Ca::Server(s) => {
                 let v = NodeView::new(NodeKind::Service, 1, if s.canary { "canary" } else { "fleet" });
                 match s.version.filter(|_| !s.retired) {
-                    Some(ver) => {
-                        let tone = if ver.bad { Tone::Bad } else { Tone::Good };
-                        v.badge(format!("v{}: {:.2}% errors", ver.number, ver.error_bp as f64 / 100.0), tone)
-                    }
+                    Some(x) => v.badge(format!("v{}: {:.2}% errors", x.number, x.error_bp as f64 / 100.0), tone(x.bad)),
                     None => v.badge("idle", Tone::Neutral),
                 }
                 .badge_if(s.blip_bp > 0, "dependency blip", Tone::Bad)
@@ -307,12 +309,12 @@ impl Server {
         let version = match (id, self.version) {
             ("deploy", _) => {
                 self.next_number += 1;
-                let error_bp = if bad { ctx.param("bad_bp") } else { ctx.param("baseline_bp") };
+                let error_bp = if bad { bad_bp(ctx) } else { ctx.param("baseline_bp") };
                 Version { number: self.next_number - 1, error_bp, bad }
             }
             // The router cannot know: the analysis goes on, with what the canary now answers.
             ("canary-goes-bad", Some(v)) if !self.retired => {
-                self.take(Version { error_bp: ctx.param("bad_bp"), bad: true, ..v });
+                self.take(Version { error_bp: bad_bp(ctx), bad: true, ..v });
                 return ctx.note(format!("v{} on the canary went bad", v.number));
             }
             _ => return,
@@ -347,9 +349,7 @@ impl Router {
         if canary {
             a.window.record(ctx.truth(), !ok, 0);
         }
-        // The tests' p0 and p1 as chances (p1 kept above p0, so a bad answer is evidence for H1).
-        let (p0, p1) =
-            (ctx.param("baseline_bp") as f64 / 1e4, ctx.param("bad_bp").max(ctx.param("baseline_bp") + 1) as f64 / 1e4);
+        let (p0, p1) = (ctx.param("baseline_bp") as f64 / 1e4, bad_bp(ctx) as f64 / 1e4);
         let decision = match self.strategy {
             Strategy::Threshold => return,
             Strategy::Sprt if canary => a.sprt.observe(!ok, p0, p1),
