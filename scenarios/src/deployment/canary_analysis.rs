@@ -28,14 +28,14 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
                 noise (more often the more windows it looks at) and, at a smaller share, promotes bad ones. A \
                 test against a fixed expected rate blames the canary for a blip in a dependency both share. The \
                 model: Poisson requests, each to the canary with the share's chance while one is under analysis, \
-                else to the fleet; each errs independently at its version's rate plus the blip's (additive); \
-                links take 0.2–1 ms; the judge sees every answer. p0 is the fleet's long-run rate (known from \
-                history); p1 the bad rate the test must catch; a version is good at or under the fleet's rate, \
-                bad at or over p1 (between them no test promises anything).",
+                else to the fleet; each errs independently at its version's rate plus the blip's (additive); links \
+                take 0.2–1 ms; the judge sees every answer, and nothing of one lost (no timeouts). p0 is the fleet's \
+                long-run rate (from history); p1 the bad rate the test must catch; a version is good at or under \
+                the fleet's rate, bad at or over p1 (between them no test promises anything).",
             what_you_sacrifice: "Time and traffic for certainty: with α = β = 0.1% Wald's test needs ~30–40 \
-                errors' worth of evidence either way — 10–20 s here, and ten times longer at a tenth of the share, \
-                since only errors carry information about a rare-error rate. Comparing with the baseline costs \
-                another ~1.7× over testing against a known rate, and a shared blip dilutes the evidence (it \
+                errors' worth of evidence either way — 10–20 s here, and several times longer at a tenth of the \
+                share, since only errors carry information about a rare-error rate. Comparing with the baseline \
+                costs another ~1.2–1.4× over testing against a known rate, and a shared blip dilutes the evidence (it \
                 may then promote on the blip's errors, which say 'the canary errs like the fleet').",
             at_10x: "Ten times the traffic decides ten times faster; ten times the deploys a day makes α matter: \
                 at 0.1% per good deploy, 50 deploys a day falsely roll back one every 20 days. Many metrics \
