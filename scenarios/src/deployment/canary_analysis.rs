@@ -374,12 +374,12 @@ impl Router {
         let Some(a) = self.analysis.as_ref().filter(|a| a.version.number == number) else { return };
         let (window_us, until) = (ctx.param("window_s") as Micros * MICROS_PER_S, ctx.param("analysis_s") as u64);
         let v = a.window.verdict(ctx.truth(), Time::ZERO);
-        let over = v.bad * 10_000 > ctx.param("threshold_bp") as u64 * v.total;
+        let (t, why) =
+            (ctx.param("threshold_bp"), format!("{} (> {} bp)", v.describe(window_us), ctx.param("threshold_bp")));
+        let over = v.bad * 10_000 > t as u64 * v.total;
         let (k, n) = (ctx.now().since(a.since) / window_us, (until * MICROS_PER_S).div_ceil(window_us)); // k of n
         match self.strategy {
-            Strategy::Threshold if over => {
-                self.decide(false, &format!("window {k} of {n}: {}", v.describe(window_us)), ctx)
-            }
+            Strategy::Threshold if over => self.decide(false, &format!("window {k} of {n}: {why}"), ctx),
             Strategy::Threshold if k >= n => self.decide(true, "no window over the threshold", ctx),
             _ => drop(ctx.set_timer(window_us, Timer::Window(number))),
         }
