@@ -466,6 +466,19 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
             left in rotation (503s): no deploy strategy can keep capacity through that (swarm seed 28 of 50).",
         ),
     ),
+    (
+        "canary-analysis",
+        Envelope::new(
+            &["drift", "latency", "loss", "skew", "slow-disk"],
+            "A bad version under analysis while a dependency blips (the plan's blip, or a blip, deploy or canary \
+            going bad that the swarm puts beside it): the blip's errors fall on canary and fleet alike and say 'the \
+            canary errs like the fleet', so the paired test may promote the bad version — the dilution the note \
+            owns up to (scripts/swarm --explore: blip 107, canary-goes-bad 18, deploy 10 of 200). Crashes, pauses \
+            and partitions of the fleet: its requests go unanswered and the router times nothing out, so every \
+            error it sees is the canary's and the paired test rolls a good version back (crash 8, partition 8, \
+            pause 2 of 200).",
+        ),
+    ),
 ];
 
 /// The envelope `id` declares (empty if it declares none).

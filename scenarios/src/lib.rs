@@ -79,6 +79,7 @@ registry! {
     concurrency::counter,
     data::pagination,
     deployment::rolling_deploy,
+    deployment::canary_analysis,
 }
 
 /// Looks a scenario up by its id.

@@ -1,3 +1,4 @@
 //! Deployment & rollout: replacing and reconfiguring a running fleet without failing its requests.
 
+pub mod canary_analysis;
 pub mod rolling_deploy;

@@ -55,6 +55,7 @@ pub mod rollout;
 pub mod saga;
 pub mod sessions;
 pub mod snowflake;
+pub mod sprt;
 pub mod staleness;
 pub mod station;
 pub mod store;
