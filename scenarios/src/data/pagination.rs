@@ -348,7 +348,7 @@ impl Db {
 
 impl Writers {
     fn view(&self) -> NodeView {
-        WRITES.iter().zip(&self.0).fold(NodeView::new(NodeKind::Client, 1, "writers"), |v, (&(rate, surge), o)| {
+        WRITES.iter().zip(&self.0).fold(NodeView::new(NodeKind::Client, 3, "writers"), |v, (&(rate, surge), o)| {
             v.badge(format!("{:.0} {rate}/s", o.effective_rate_per_s()), Tone::Neutral).badge_if(
                 o.load_pct() > 100,
                 format!("{surge} ×{}", o.load_pct() / 100),

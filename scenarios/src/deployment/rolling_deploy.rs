@@ -61,7 +61,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         ParamSpec::live("batch", "Batch (max unavailable)", "", 1..=100, 5, "Out at once; floor: fleet − batch."),
         ParamSpec::live("start_s", "Start time", "s", 0..=300, 10, "A new instance's start and warm-up until ready; \
             the kill script waits this long between batches."),
-        ParamSpec::live("drain_s", "Drain timeout", "s", 0..=300, 30, "In-flight requests' grace before a stop."),
+        ParamSpec::live("drain_s", "Drain timeout", "s", 0..=300, 30, "In-flight requests' grace before a stop (0: cut)."),
         ParamSpec::live("probe_ms", "Health-check interval", "ms", 100..=60_000, 4000, "Per target.").step(100),
         ParamSpec::live("unhealthy_probes", "Failures to mark down", "", 1..=10, 3, "In a row."),
         ParamSpec::live("healthy_probes", "Passes to mark up", "", 1..=10, 2, "In a row (readiness)."),
@@ -437,11 +437,12 @@ mod tests {
     #[test]
     fn rolling_one_at_a_time_takes_n_rounds_of_drain_start_and_readiness() {
         // The theory: ceil(n/b)·(drain + start + readiness). One at a time over 10 instances, a
-        // round is a tick to drain (0.1 s), the 10 s start, the readiness lag (h − ½)·I = 6 s
-        // and half a tick to notice: 161.5 s. A round's lag has s.d. I/√12 = 1.15 s, so 10
-        // rounds 3.7 s and the mean of 6 seeds 1.5 s (the gauge drops the fraction: −0.5 s):
-        // ±5 s is over three of them, while leaving out the probe lag would be 60 s short.
-        let round_s = 0.1 + 10.0 + mean_admission_us(4_000_000, 2) / 1e6 + 0.05;
+        // round is a tick to drain if a request is in flight (an M/M/4 at 1 erlang is busy 63%
+        // of the time: 0.063 s), the 10 s start, the readiness lag (h − ½)·I = 6 s and half a
+        // tick to notice: 161.1 s. A round's lag has s.d. I/√12 = 1.15 s, so 10 rounds 3.7 s
+        // and the mean of 6 seeds 1.5 s (the gauge drops the fraction: −0.5 s): ±5 s is over
+        // three of them, while leaving out the probe lag would be 60 s short.
+        let round_s = 0.063 + 10.0 + mean_admission_us(4_000_000, 2) / 1e6 + 0.05;
         let want = 10.0 * round_s;
         let took: Vec<f64> = (1..=6)
             .map(|seed| {

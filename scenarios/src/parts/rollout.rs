@@ -186,6 +186,9 @@ impl Rollout {
             Plan::Rolling => self.roll(now, k, fleet, &mut steps),
             Plan::BlueGreen => self.blue_green(now, fleet, &mut steps),
         }
+        // Those just taken out stop at once if idle, or with a drain time of 0 (cutting what they
+        // hold): a drain is a grace for requests in flight, not a tick's wait.
+        self.drain(now, k, fleet, &mut steps);
         if (0..self.old.len()).all(|i| self.old[i] == Old::Stopped && fleet.new_up(i)) {
             self.finished = Some(now);
         }
@@ -317,13 +320,13 @@ mod tests {
 
     #[test]
     fn rolling_takes_n_over_b_rounds_of_drain_and_readiness_and_never_dips_below_the_floor() {
-        // Each of the b slots replaces n / b in turn; a round is a tick to drain (nothing in
-        // flight) and the 8 s to ready (a whole number of ticks, so seen at once): (n / b)·8.1 s.
+        // Each of the b slots replaces n / b in turn; a round is the 8 s to ready (a whole number
+        // of ticks, so seen at once), an idle instance stopping as it is taken out: (n / b)·8 s.
         for (n, b) in [(50, 5), (12, 3), (10, 1)] {
             let (r, fewest, peak) = drive(Plan::Rolling, n, b, Some(8_000_000), 400);
             let (began, done) = r.times();
             let took = done.expect("done").since(began.expect("began")) as f64 / 1e6;
-            let want = (n / b) as f64 * 8.1;
+            let want = (n / b) as f64 * 8.0;
             assert!((took - want).abs() <= 0.15, "n {n} b {b}: {took} s, theory {want} s");
             assert_eq!((fewest, peak, r.below_floor()), (n - b, n, None), "n {n} b {b}");
         }
@@ -342,8 +345,8 @@ mod tests {
     fn blue_green_doubles_the_fleet_then_switches_at_once_when_all_are_ready() {
         let (r, fewest, peak) = drive(Plan::BlueGreen, 50, 5, Some(8_000_000), 60);
         let (began, done) = r.times();
-        // Ready at 8 s, switched at the tick that sees it, the old drained at the next.
-        assert_eq!(done.expect("done").since(began.expect("began")), 8_100_000);
+        // Ready at 8 s, switched at the tick that sees it, the old (idle) stopped at once.
+        assert_eq!(done.expect("done").since(began.expect("began")), 8_000_000);
         assert_eq!((fewest, peak, r.below_floor()), (50, 100, None));
         let (r, fewest, peak) = drive(Plan::BlueGreen, 50, 5, None, 60);
         assert_eq!((r.times().1, fewest, peak), (None, 50, 100), "a bad fleet is never switched to");
