@@ -469,14 +469,14 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
     (
         "canary-analysis",
         Envelope::new(
-            &["drift", "latency", "loss", "skew", "slow-disk"],
-            "A bad version under analysis while a dependency blips (the plan's blip, or a blip, deploy or canary \
-            going bad that the swarm puts beside it): the blip's errors fall on canary and fleet alike and say 'the \
-            canary errs like the fleet', so the paired test may promote the bad version — the dilution the note \
-            owns up to (scripts/swarm --explore: blip 107, canary-goes-bad 18, deploy 10 of 200). Crashes, pauses \
-            and partitions of the fleet: its requests go unanswered and the router times nothing out, so every \
-            error it sees is the canary's and the paired test rolls a good version back (crash 8, partition 8, \
-            pause 2 of 200).",
+            &["drift", "skew", "slow-disk"],
+            "Everything that makes requests fail or time out, since the router counts a timeout as an error of the \
+            side it went to. A crashed, paused or cut-off canary is rolled back (a crash is excused, a pause or a \
+            partition it cannot tell from its version's fault is a false rollback: crash 56, pause 65, partition 70 \
+            of 200). A crashed or cut-off fleet, a loss burst, a latency spike past the 1 s timeout or a blip milder \
+            than the shared-fault detector's 10 + 5x the fleet's usual errors dilutes the evidence toward 'errs like \
+            the fleet' and may promote a bad version (loss 16, latency 6 of 200; blips, deploys and a canary going \
+            bad, which the swarm lays beside the plan's v3, likewise).",
         ),
     ),
 ];

@@ -18,9 +18,9 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         category: "Deployment & rollout",
         seeds: &["S3#15", "S0#13"],
         summary: "50 instances behind a balancer, 500 req/s, and at 5 s a deploy replaces every one. Killing them in \
-                  batches fails a tenth of the requests with 502s for two minutes (the balancer routes to the dead \
-                  until its health checks notice); rolling with draining and readiness gates fails none; blue-green \
-                  fails none and is quickest, at twice the fleet for a while.",
+                  batches fails a tenth of the requests with 502s while it lasts, ~100 s (the seed's \"10% for two \
+                  minutes\": the balancer routes to the dead until its health checks notice); rolling with draining \
+                  and readiness gates fails none; blue-green fails none and is quickest, at twice the fleet for a while.",
         note: Note {
             what_can_go_wrong: "A balancer learns of a dead instance only from its health checks: with a check \
                 every 4 s and 3 failures to mark it down, a killed instance keeps its share of traffic for 10 s on \
@@ -355,6 +355,7 @@ impl Balancer {
                     self.targets.watch(self.n + i, Self::every_us(ctx), ctx, Timer::Probe(self.n + i));
                 }
                 Step::Switch => (self.n..2 * self.n).for_each(|j| self.targets.route(j, true)),
+                Step::Route { i } => self.targets.route(self.n + i, true),
             }
         }
         if let (Some(began), finished) = self.rollout.times() {

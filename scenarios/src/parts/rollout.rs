@@ -43,6 +43,9 @@ pub enum Step {
     Start { i: usize, routed: bool },
     /// Every new instance routed: blue-green's atomic switch.
     Switch,
+    /// New `i`, started unrouted by blue-green, routed after all: the plan changed mid-deploy
+    /// (to rolling or the kill script) and its old `i` stopped.
+    Route { i: usize },
 }
 
 /// One instance's process: stopped, or started and warming up until ready (its readiness probe
@@ -128,6 +131,7 @@ impl Knobs {
 pub struct Rollout {
     old: Vec<Old>,
     started: Vec<bool>,
+    routed: Vec<bool>,
     next_kill: Time,
     began: Option<Time>,
     finished: Option<Time>,
@@ -141,6 +145,7 @@ impl Rollout {
         Rollout {
             old: vec![Old::Serving; n],
             started: vec![false; n],
+            routed: vec![false; n],
             next_kill: at,
             began: None,
             finished: None,
@@ -218,10 +223,16 @@ impl Rollout {
         steps.push(Step::Stop { i, left });
     }
 
+    /// Starts new `i` (routed or not) if it is not running yet; routes it if it runs unrouted and
+    /// should now serve — without this, a switch of plan away from blue-green would stop the old
+    /// instances and leave their replacements running but never routed.
     fn start(&mut self, i: usize, routed: bool, steps: &mut Vec<Step>) {
         if !std::mem::replace(&mut self.started[i], true) {
             steps.push(Step::Start { i, routed });
+        } else if routed && !self.routed[i] {
+            steps.push(Step::Route { i });
         }
+        self.routed[i] |= routed;
     }
 
     fn kill(&mut self, now: Time, k: Knobs, fleet: &impl Fleet, steps: &mut Vec<Step>) {
@@ -258,6 +269,7 @@ impl Rollout {
             return;
         }
         steps.push(Step::Switch);
+        self.routed.iter_mut().for_each(|r| *r = true);
         let left = fleet.serving() + waiting.len() - waiting.iter().filter(|&&i| fleet.serves(i)).count();
         for i in waiting {
             self.old[i] = Old::Draining(now);
@@ -300,22 +312,47 @@ mod tests {
 
     /// Runs `plan` every 100 ms for `secs`; returns the rollout, the fewest serving seen, and the peak bill.
     fn drive(plan: Plan, n: usize, batch: usize, ready_us: Option<Micros>, secs: u64) -> (Rollout, usize, usize) {
+        drive_plans(|_| plan, n, batch, ready_us, secs).0
+    }
+
+    /// As `drive`, the plan chosen at each tick; also returns the routed new instances at the end.
+    fn drive_plans(
+        plan: impl Fn(Time) -> Plan,
+        n: usize,
+        batch: usize,
+        ready_us: Option<Micros>,
+        secs: u64,
+    ) -> ((Rollout, usize, usize), usize) {
         let mut f =
             Fake { n, out: vec![false; n], started: vec![None; n], routed: vec![false; n], ready_us, now: Time::ZERO };
         let (mut r, mut fewest, mut peak) = (Rollout::new(n, Time::ZERO), n, n);
         let k = Knobs::secs(batch as i64, 10, 30);
         while f.now < Time::from_secs(secs) {
-            for step in r.tick(plan, f.now, k, &f) {
+            for step in r.tick(plan(f.now), f.now, k, &f) {
                 match step {
                     Step::Deregister { i, .. } | Step::Stop { i, .. } => f.out[i] = true,
                     Step::Start { i, routed } => (f.started[i], f.routed[i]) = (Some(f.now), routed),
                     Step::Switch => f.routed.iter_mut().for_each(|x| *x = true),
+                    Step::Route { i } => f.routed[i] = true,
                 }
             }
             (fewest, peak) = (fewest.min(f.serving()), peak.max(r.running()));
             f.now = f.now.plus(100 * MICROS_PER_MS);
         }
-        (r, fewest, peak)
+        let routed = f.routed.iter().filter(|r| **r).count();
+        ((r, fewest, peak), routed)
+    }
+
+    #[test]
+    fn leaving_blue_green_mid_deploy_routes_the_replacements_it_had_started() {
+        // Blue-green starts all 50 unrouted at 0 s; at 4 s (before they are ready) the plan
+        // becomes rolling, which drains old instances and must route their running replacements.
+        for later in [Plan::Rolling, Plan::Kill] {
+            let plan = |t: Time| if t < Time::from_secs(4) { Plan::BlueGreen } else { later };
+            let ((r, _, _), routed) = drive_plans(plan, 50, 5, Some(8_000_000), 400);
+            assert!(r.times().1.is_some(), "{later:?}: finished");
+            assert_eq!(routed, 50, "{later:?}: every replacement serves");
+        }
     }
 
     #[test]
