@@ -1,10 +1,9 @@
 //! SLO alerting: a service with a 99.9% SLO meets a flapping dependency, a sharp outage and a slow burn; a static threshold on a short window pages on the blips and sleeps through the slow burn, the workbook's multiwindow multi-burn-rate rules alert on what burns the budget and on nothing else.
 
 use crate::parts::arrivals::OpenLoop;
-use crate::parts::burn::{workbook_rules, Counts, Rule, Severity, Shape, Slo};
+use crate::parts::burn::{workbook_rules, Alerting, Counts, Incident, Incidents, Rule, Severity, Shape, Sli, Slo};
 use crate::parts::strategies::strategies;
 use faultline_core::*;
-use std::collections::BTreeMap;
 
 // A table, one entry to a line or two: rustfmt would give every argument a line of its own.
 #[rustfmt::skip]
@@ -72,8 +71,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         ParamSpec::setup("flap_pct", "Flapping burst", "%", 1..=100, 5, "Errors in a flapping burst (3 minutes, one an hour)."),
         ParamSpec::setup("plan", "Default plan", "", 0..=1, 1, "1: flapping at 2 h, an outage at 10 h, a slow burn \
             at 20 h; 0: none (inject your own)."),
-        ParamSpec::live("static_bp", "Static threshold", "bp", 1..=10_000, 100, "Page when the short window's error rate \
-            is above: 100 = 1%."),
+        ParamSpec::live("static_bp", "Static threshold", "bp", 1..=10_000, 100, "Page above this error rate: 100 = 1%."),
         ParamSpec::live("static_min", "Static window", "SLO min", 1..=60, 5, "The static threshold's window."),
         ParamSpec::live("bound_pct", "Alert bound", "% of budget", 1..=50, 12, "A burning incident must be alerted \
             before it burns this much (the workbook's rules: at most 10% from a clean window)."),
@@ -87,12 +85,9 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             5 min or over 6 in 6 h and 30 min; ticket at 1 in 3 days and 6 h."),
     ],
     faults: &[
-        FaultSpec::global("outage", "Sharp outage", "Requests fail at the outage rate for this many SLO minutes.")
-            .value("min", 1..=1440, 5),
-        FaultSpec::global("slow-burn", "Slow burn", "Requests fail at the slow burn's rate for this many SLO hours.")
-            .value("h", 1..=720, 80),
-        FaultSpec::global("flapping", "Flapping", "3-minute bursts at the flapping rate, one an SLO hour.")
-            .value("bursts", 1..=100, 4),
+        FaultSpec::global("outage", "Sharp outage", "Fail at the outage rate for SLO minutes.").value("min", 1..=1440, 5),
+        FaultSpec::global("slow-burn", "Slow burn", "Fail at the slow burn's rate for SLO hours.").value("h", 1..=720, 80),
+        FaultSpec::global("flapping", "Flapping", "3-minute bursts, one an SLO hour.").value("bursts", 1..=100, 4),
     ],
     checks: &[
         CheckSpec::new("burn-alerted", "Every incident burning the budget is alerted in time", "One burning faster \
@@ -155,28 +150,14 @@ pub enum Sa {
 #[derive(Clone, Debug)]
 pub struct Ingress {
     arrivals: OpenLoop,
-    next_id: u64,
-    pending: BTreeMap<u64, Time>,
-    total: u64,
-    bad: u64,
-}
-
-/// An incident as it happened: its kind, true start and shape.
-#[derive(Clone, Debug)]
-pub struct Incident {
-    kind: &'static str,
-    start: Time,
-    shape: Shape,
+    sli: Sli,
 }
 
 /// The service: fails each request at the baseline's rate or an incident's, and keeps the
 /// incidents' log (the truth the checks judge alerts by).
 #[derive(Clone, Debug)]
 pub struct Service {
-    slo: Slo,
-    /// The baseline's bad share.
-    p0: f64,
-    incidents: Vec<Incident>,
+    truth: Incidents,
     /// The bad share of the latest request served and the incident that raised it, for the view.
     latest: (f64, Option<&'static str>),
 }
@@ -186,16 +167,7 @@ pub struct Service {
 pub struct Monitor {
     strategy: Strategy,
     counts: Counts,
-    /// The counters at the last scrape.
-    last: (u64, u64),
-    severity: Severity,
-    /// The latest evaluation at which any rule fired (true time).
-    last_firing: Option<Time>,
-    /// When a page's and a ticket's rules last fired (true time): each alert keeps firing an
-    /// SLO hour after (keep_firing_for), so noise at the threshold does not flap it.
-    held: [Option<Time>; 2],
-    /// Every notification sent: when (true time) and how loud.
-    sent: Vec<(Time, Severity)>,
+    alerting: Alerting,
     /// The burn over each rule's windows (long, short) at the last evaluation, for the view.
     burns: Vec<(f64, f64, Rule)>,
 }
@@ -203,8 +175,8 @@ pub struct Monitor {
 /// The person paged: what reached them.
 #[derive(Clone, Debug, Default)]
 pub struct OnCall {
-    pages: u32,
-    tickets: u32,
+    /// Tickets and pages received, and the latest.
+    received: [u32; 2],
     latest: Option<(Time, Severity)>,
 }
 
@@ -217,14 +189,14 @@ fn sim(setup: &Setup) -> Sim<Sa> {
     let slo = Slo::new(setup.param("target_bp"), setup.param("period_s") as Micros * MICROS_PER_S);
     let p0 = setup.param("baseline_pct") as f64 / 100.0 * slo.budget;
     let arrivals = OpenLoop::poisson(setup.param("rps") as f64);
-    let ingress = Ingress { arrivals, next_id: 0, pending: BTreeMap::new(), total: 0, bad: 0 };
+    let ingress = Ingress { arrivals, sli: Sli::default() };
     assert_eq!(sim.add_node(Sa::Ingress(ingress)), INGRESS);
-    assert_eq!(sim.add_node(Sa::Service(Service { slo, p0, incidents: Vec::new(), latest: (p0, None) })), SERVICE);
+    assert_eq!(sim.add_node(Sa::Service(Service { truth: Incidents::new(slo, p0), latest: (p0, None) })), SERVICE);
     let step_us = slo.minutes_us(1.0);
     let per_step = setup.param("rps") as f64 * step_us as f64 / MICROS_PER_S as f64;
     let counts = Counts::new(slo, step_us, slo.hours_us(72.0), (per_step, per_step * p0));
     let strategy = Strategy::from_id(setup.strategy());
-    let monitor = Monitor { strategy, counts, last: (0, 0), severity: Severity::Quiet, last_firing: None, held: [None; 2], sent: Vec::new(), burns: Vec::new() };
+    let monitor = Monitor { strategy, counts, alerting: Alerting::default(), burns: Vec::new() };
     assert_eq!(sim.add_node(Sa::Monitor(monitor)), MONITOR);
     assert_eq!(sim.add_node(Sa::OnCall(OnCall::default())), ONCALL);
     for (id, at_h, value) in PLAN.into_iter().filter(|_| setup.param("plan") == 1) {
@@ -232,35 +204,24 @@ fn sim(setup: &Setup) -> Sim<Sa> {
     }
     sim.check("burn-alerted", |w| {
         let (s, m) = (w.node::<Service>(SERVICE), w.node::<Monitor>(MONITOR));
-        let bound = w.param("bound_pct") as f64 / 100.0;
-        for i in s.incidents.iter().filter(|i| i.start.plus(i.shape.len_us()) > w.now) {
-            let burnt = i.shape.consumed(w.now.since(i.start), s.p0, &s.slo);
-            if i.shape.mean_burn(s.p0, &s.slo) > 1.0 && burnt >= bound && m.last_firing.is_none_or(|t| t < i.start) {
-                let (kind, at, burn) = (i.kind, i.start, i.shape.mean_burn(s.p0, &s.slo));
-                return Err(format!("the {kind} from {at} ({burn:.1}× burn) has burnt {:.1}% of the budget \
-                    and nothing has alerted", burnt * 100.0));
-            }
-        }
-        Ok(())
+        s.truth.unalerted(w.now, w.param("bound_pct") as f64 / 100.0, m.alerting.last_firing)
     });
-    sim.check("no-false-alert", |w| {
-        let (s, m) = (w.node::<Service>(SERVICE), w.node::<Monitor>(MONITOR));
-        match m.sent.last() {
-            Some(&(at, severity)) if at == w.now => s.justify(at, severity, w.param("minor_pct")),
-            _ => Ok(()),
-        }
+    let judged = |w: &World<Sa>, at: Time, severity| {
+        let minor = w.param("minor_pct") as f64 / 100.0;
+        w.node::<Service>(SERVICE).truth.justify(at, severity, minor)
+    };
+    sim.check("no-false-alert", move |w| {
+        let last = w.node::<Monitor>(MONITOR).alerting.sent.last().filter(|l| l.0 == w.now);
+        last.map_or(Ok(()), |&(at, severity)| judged(w, at, severity))
     });
-    sim.probe("false_alerts", |w| {
-        let (s, m, minor) = (w.node::<Service>(SERVICE), w.node::<Monitor>(MONITOR), w.param("minor_pct"));
-        m.sent.iter().filter(|&&(at, severity)| s.justify(at, severity, minor).is_err()).count() as i64
+    sim.probe("false_alerts", move |w| {
+        let sent = &w.node::<Monitor>(MONITOR).alerting.sent;
+        sent.iter().filter(|&&(at, severity)| judged(w, at, severity).is_err()).count() as i64
     });
     sim.probe("detect_min", |w| {
         let (s, m) = (w.node::<Service>(SERVICE), w.node::<Monitor>(MONITOR));
-        let detected = s.incidents.iter().rev().find_map(|i| {
-            let first = m.sent.iter().find(|(at, _)| *at >= i.start && *at < i.start.plus(i.shape.len_us()))?;
-            Some(s.slo.as_hours(first.0.since(i.start) as f64) * 60.0)
-        });
-        detected.map_or(0, |min| min.round() as i64)
+        let us = s.truth.detection_us(&m.alerting.sent).unwrap_or(0);
+        (s.truth.slo.as_hours(us as f64) * 60.0).round() as i64
     });
     sim
 }
@@ -279,8 +240,11 @@ impl Node for Sa {
 
     fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Self>) {
         match (self, msg) {
-            (Sa::Ingress(i), Msg::Reply(id, ok)) => i.answered(id, ok),
-            (Sa::Ingress(i), Msg::Scrape) => i.scraped(from, ctx),
+            (Sa::Ingress(i), Msg::Reply(id, ok)) => i.sli.answered(id, ok),
+            (Sa::Ingress(i), Msg::Scrape) => {
+                let (total, bad) = i.sli.counters(ctx.now(), TIMEOUT_US);
+                ctx.send(from, Msg::Counters(total, bad));
+            }
             (Sa::Service(s), Msg::Request(id)) => s.serve(from, id, ctx),
             (Sa::Monitor(m), Msg::Counters(total, bad)) => m.evaluate(total, bad, ctx),
             (Sa::OnCall(o), Msg::Alert(severity)) => o.notified(severity, ctx),
@@ -290,7 +254,10 @@ impl Node for Sa {
 
     fn on_timer(&mut self, timer: Timer, ctx: &mut Ctx<Self>) {
         match (self, timer) {
-            (Sa::Ingress(i), Timer::Arrive) => i.arrive(ctx),
+            (Sa::Ingress(i), Timer::Arrive) => {
+                i.arrivals.on_timer(ctx, Timer::Arrive);
+                ctx.send(SERVICE, Msg::Request(i.sli.sent(ctx.now())));
+            }
             (Sa::Monitor(m), Timer::Evaluate) => {
                 ctx.set_timer(m.counts.step_us(), Timer::Evaluate);
                 ctx.send(INGRESS, Msg::Scrape);
@@ -315,106 +282,56 @@ impl Node for Sa {
         match self {
             Sa::Ingress(i) => NodeView::new(NodeKind::LoadBalancer, 0, "ingress (SLI)")
                 .badge(format!("{:.0} req/s", i.arrivals.effective_rate_per_s()), Tone::Neutral)
-                .badge(format!("{} of {} failed", i.bad, i.total), Tone::Neutral),
+                .badge(format!("{} of {} failed", i.sli.bad, i.sli.total), Tone::Neutral),
             Sa::Service(s) => s.view(),
             Sa::Monitor(m) => m.view(),
-            Sa::OnCall(o) => {
-                let v = NodeView::new(NodeKind::Client, 3, "on-call")
-                    .badge(format!("{} pages · {} tickets", o.pages, o.tickets), Tone::Neutral);
-                match o.latest {
-                    Some((at, s)) => v.badge(format!("{s:?} at {at}"), [Tone::Good, Tone::Warn, Tone::Bad][s as usize]),
-                    None => v.badge("quiet", Tone::Good),
-                }
-            }
+            Sa::OnCall(o) => NodeView::new(NodeKind::Client, 3, "on-call")
+                .badge(format!("{} pages · {} tickets", o.received[1], o.received[0]), Tone::Neutral)
+                .badge(
+                    o.latest.map_or("quiet".into(), |(at, s)| format!("{s:?} at {at}")),
+                    tone(o.latest.map(|l| l.1)),
+                ),
         }
-    }
-}
-
-impl Ingress {
-    fn arrive(&mut self, ctx: &mut Ctx<Sa>) {
-        self.arrivals.on_timer(ctx, Timer::Arrive);
-        self.next_id += 1;
-        self.pending.insert(self.next_id, ctx.now());
-        ctx.send(SERVICE, Msg::Request(self.next_id));
-    }
-
-    /// An answer counts once; one after its request timed out is ignored.
-    fn answered(&mut self, id: u64, ok: bool) {
-        if self.pending.remove(&id).is_some() {
-            self.total += 1;
-            self.bad += !ok as u64;
-        }
-    }
-
-    /// The counters, with the requests that waited past the timeout counted as failed first.
-    fn scraped(&mut self, from: NodeId, ctx: &mut Ctx<Sa>) {
-        while let Some((&id, &at)) = self.pending.first_key_value() {
-            if ctx.now().since(at) < TIMEOUT_US {
-                break;
-            }
-            self.pending.remove(&id);
-            (self.total, self.bad) = (self.total + 1, self.bad + 1);
-        }
-        ctx.send(from, Msg::Counters(self.total, self.bad));
     }
 }
 
 impl Service {
-    /// The bad share now: the baseline's, or the highest of the incidents in force (and which).
-    fn rate(&self, now: Time) -> (f64, Option<&'static str>) {
-        let raised = self.incidents.iter().filter_map(|i| Some((i.shape.rate_at(now.since(i.start))?, Some(i.kind))));
-        raised.fold((self.p0, None), |a, b| if b.0 > a.0 { b } else { a })
-    }
-
     fn serve(&mut self, from: NodeId, id: u64, ctx: &mut Ctx<Sa>) {
-        self.latest = self.rate(ctx.truth());
+        self.latest = self.truth.rate(ctx.truth());
         let ok = ctx.rng().unit_open() >= self.latest.0;
         ctx.send(from, Msg::Reply(id, ok));
     }
 
     /// A fault starts an incident of its shape, sized by the setup parameters.
     fn incident(&mut self, id: &'static str, value: i64, ctx: &mut Ctx<Sa>) {
-        let (slo, n) = (self.slo, value.max(1) as u64);
+        let (slo, p0, n) = (self.truth.slo, self.truth.p0, value.max(1) as u64);
+        let pct = |p: &str| ctx.param(p) as f64 / 100.0;
         let shape = match id {
-            "outage" => Shape::Steady { rate: ctx.param("outage_pct") as f64 / 100.0, len_us: slo.minutes_us(n as f64) },
+            "outage" => Shape::Steady { rate: pct("outage_pct"), len_us: slo.minutes_us(n as f64) },
             "slow-burn" => {
-                let rate = (ctx.param("slow_x10") as f64 / 10.0 * slo.budget).min(1.0);
-                Shape::Steady { rate, len_us: slo.hours_us(n as f64) }
+                Shape::Steady { rate: (pct("slow_x10") * slo.budget * 10.0).min(1.0), len_us: slo.hours_us(n as f64) }
             }
-            "flapping" => {
-                let (burst_us, every_us) = (slo.minutes_us(3.0), slo.hours_us(1.0));
-                Shape::Bursts { rate: ctx.param("flap_pct") as f64 / 100.0, burst_us, every_us, bursts: n as u32 }
-            }
+            "flapping" => Shape::Bursts {
+                rate: pct("flap_pct"),
+                burst_us: slo.minutes_us(3.0),
+                every_us: slo.hours_us(1.0),
+                bursts: n as u32,
+            },
             _ => return,
         };
-        let budget = shape.budget(self.p0, &slo) * 100.0;
-        ctx.note(format!("{id} starts: {:.1}× burn over its span, {budget:.1}% of the budget", shape.mean_burn(self.p0, &slo)));
-        self.incidents.push(Incident { kind: id, start: ctx.truth(), shape });
-    }
-
-    /// Whether an alert sent at `at` follows an incident worth it: one in force within the
-    /// ticket rule's 3 days before it that burns at least the minor share.
-    fn justify(&self, at: Time, severity: Severity, minor_pct: i64) -> Result<(), String> {
-        let lookback = self.slo.hours_us(72.0);
-        let recent: Vec<&Incident> =
-            self.incidents.iter().filter(|i| i.start <= at && i.start.plus(i.shape.len_us() + lookback) > at).collect();
-        let budget = |i: &Incident| i.shape.budget(self.p0, &self.slo) * 100.0;
-        if recent.iter().any(|i| budget(i) >= minor_pct as f64) {
-            return Ok(());
-        }
-        let what: Vec<String> = recent.iter().map(|i| format!("the {} from {} ({:.1}%)", i.kind, i.start, budget(i))).collect();
-        let what = if what.is_empty() { "no incident, the baseline alone".to_string() } else { what.join(", ") };
-        Err(format!("{severity:?} at {at} with {what} in the 3 days before (minor: under {minor_pct}% of the budget)"))
+        let (burn, budget) = (shape.mean_burn(p0, &slo), shape.budget(p0, &slo) * 100.0);
+        ctx.note(format!("{id} starts: {burn:.1}× burn over its span, {budget:.1}% of the budget"));
+        self.truth.log.push(Incident { kind: id, start: ctx.truth(), shape });
     }
 
     fn view(&self) -> NodeView {
         let v = NodeView::new(NodeKind::Service, 1, "service");
-        let burn = self.slo.burn(self.latest.0);
+        let burn = self.truth.slo.burn(self.latest.0);
         match self.latest.1 {
             Some(kind) => v.badge(format!("{kind}: {burn:.1}× burn"), Tone::Bad),
             None => v.badge(format!("quiet: {burn:.2}× burn"), Tone::Good),
         }
-        .badge(format!("{} incidents", self.incidents.len()), Tone::Neutral)
+        .badge(format!("{} incidents", self.truth.log.len()), Tone::Neutral)
     }
 }
 
@@ -423,35 +340,24 @@ impl Monitor {
         let slo = self.counts.slo();
         match self.strategy {
             Strategy::MultiBurn => workbook_rules(&slo).to_vec(),
-            Strategy::Static => {
-                let window = slo.minutes_us(ctx.param("static_min") as f64);
-                let burn = slo.burn(ctx.param("static_bp") as f64 / 10_000.0);
-                vec![Rule { long_us: window, short_us: window, burn, severity: Severity::Page }]
-            }
+            Strategy::Static => vec![Rule::single(
+                slo.minutes_us(ctx.param("static_min") as f64),
+                slo.burn(ctx.param("static_bp") as f64 / 10_000.0),
+                Severity::Page,
+            )],
         }
     }
 
     /// A scrape's answer: one step's counts, the rules evaluated, a notification when the alert rises.
     fn evaluate(&mut self, total: u64, bad: u64, ctx: &mut Ctx<Sa>) {
-        // Counters only grow; a smaller one was reset (a restart): all it holds is new.
-        let (t0, b0) = if total < self.last.0 { (0, 0) } else { self.last };
-        self.counts.record(total - t0, bad.saturating_sub(b0));
-        self.last = (total, bad);
+        self.counts.scraped(total, bad);
         let rules = self.rules(ctx);
         self.burns = rules.iter().map(|r| (self.counts.burn(r.long_us), self.counts.burn(r.short_us), *r)).collect();
-        let (now, keep_us) = (ctx.truth(), self.counts.slo().hours_us(1.0));
-        match self.counts.severity(&rules) {
-            Severity::Quiet => {}
-            fired => (self.last_firing, self.held[fired as usize - 1]) = (Some(now), Some(now)),
-        }
-        let held = |i: usize| self.held[i].is_some_and(|t| now.since(t) < keep_us);
-        let severity = [Severity::Quiet, Severity::Ticket, Severity::Page][(0..2).rev().find(|&i| held(i)).map_or(0, |i| i + 1)];
-        if severity > self.severity {
-            self.sent.push((ctx.truth(), severity));
+        let keep_us = self.counts.slo().hours_us(1.0);
+        if let Some(severity) = self.alerting.evaluate(self.counts.severity(&rules), ctx.truth(), keep_us) {
             ctx.count("alerts", 1);
             ctx.send(ONCALL, Msg::Alert(severity));
         }
-        self.severity = severity;
         let slo = self.counts.slo();
         ctx.gauge("burnt_bp", (self.counts.consumed() * 10_000.0).round() as i64);
         for (name, hours) in [("burn_1h_x100", 1.0), ("burn_6h_x100", 6.0), ("burn_3d_x100", 72.0)] {
@@ -462,36 +368,28 @@ impl Monitor {
     fn view(&self) -> NodeView {
         let slo = self.counts.slo();
         let left = (1.0 - self.counts.consumed()).max(0.0);
-        let tone = [Tone::Good, Tone::Warn, Tone::Bad][self.severity as usize];
         let mut v = NodeView::new(NodeKind::Store, 2, format!("monitor: SLO {:.2}%", 100.0 * (1.0 - slo.budget)))
             .badge(format!("budget left {:.1}%", left * 100.0), Tone::Neutral)
-            .badge(format!("{:?}", self.severity).to_lowercase(), tone)
+            .badge(format!("{:?}", self.alerting.severity).to_lowercase(), tone(Some(self.alerting.severity)))
             .gauge("budget left", (left * 1000.0) as i64, 1000);
         for &(long, short, r) in &self.burns {
-            let w = |us| window_name(slo.as_hours(us as f64));
-            let text = format!("{} {long:.1}× · {} {short:.1}× vs {:.1}×", w(r.long_us), w(r.short_us), r.burn);
-            v = v.badge(text, if long > r.burn && short > r.burn { Tone::Bad } else { Tone::Neutral });
+            v = v.badge(
+                r.describe(&slo, long, short),
+                [Tone::Neutral, Tone::Bad][(long > r.burn && short > r.burn) as usize],
+            );
         }
         v
     }
 }
 
-/// A window's length in the SLO's words: "5 min", "1 h", "3 d".
-fn window_name(hours: f64) -> String {
-    match hours {
-        h if h < 1.0 => format!("{:.0} min", h * 60.0),
-        h if h < 24.0 => format!("{h:.0} h"),
-        h => format!("{:.0} d", h / 24.0),
-    }
+/// Quiet is good, a ticket a warning, a page bad.
+fn tone(s: Option<Severity>) -> Tone {
+    [Tone::Good, Tone::Warn, Tone::Bad][s.unwrap_or_default() as usize]
 }
 
 impl OnCall {
     fn notified(&mut self, severity: Severity, ctx: &mut Ctx<Sa>) {
-        match severity {
-            Severity::Page => self.pages += 1,
-            Severity::Ticket => self.tickets += 1,
-            Severity::Quiet => return,
-        }
+        self.received[(severity == Severity::Page) as usize] += 1;
         self.latest = Some((ctx.now(), severity));
         ctx.note(format!("{severity:?} received"));
     }
@@ -512,7 +410,7 @@ mod tests {
     }
 
     fn sent(s: &Sim<Sa>) -> Vec<(f64, Severity)> {
-        s.node::<Monitor>(MONITOR).sent.iter().map(|&(at, sev)| (at.as_secs_f64(), sev)).collect()
+        s.node::<Monitor>(MONITOR).alerting.sent.iter().map(|&(at, sev)| (at.as_secs_f64(), sev)).collect()
     }
 
     #[test]

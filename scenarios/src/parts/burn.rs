@@ -20,8 +20,8 @@
 //! burnt `(r − r0)·t/P ≈ (B − r0)·W/P` of the budget, whatever its rate. A rule fires when
 //! both of its windows have: the later of the two times.
 
-use faultline_core::{Micros, MICROS_PER_S};
-use std::collections::VecDeque;
+use faultline_core::{Micros, Time, MICROS_PER_S};
+use std::collections::{BTreeMap, VecDeque};
 
 /// The workbook's SLO period: 30 days, in hours.
 pub const PERIOD_HOURS: f64 = 720.0;
@@ -86,11 +86,31 @@ pub struct Rule {
     pub severity: Severity,
 }
 
+impl Rule {
+    /// A single-window rule: the burn over `window_us` above `burn`.
+    pub fn single(window_us: Micros, burn: f64, severity: Severity) -> Rule {
+        Rule { long_us: window_us, short_us: window_us, burn, severity }
+    }
+
+    /// "1 h 3.2× · 5 min 0.4× vs 14.4×": the burn over its windows (long, short) against its threshold.
+    pub fn describe(&self, slo: &Slo, long: f64, short: f64) -> String {
+        let w = |us: Micros| match slo.as_hours(us as f64) {
+            h if h < 1.0 => format!("{:.0} min", h * 60.0),
+            h if h < 24.0 => format!("{h:.0} h"),
+            h => format!("{:.0} d", h / 24.0),
+        };
+        format!("{} {long:.1}× · {} {short:.1}× vs {:.1}×", w(self.long_us), w(self.short_us), self.burn)
+    }
+}
+
 /// The workbook's recommended rules (table 5-8), in the SLO's time: 14.4 over 1 h and 5 min
 /// (page), 6 over 6 h and 30 min (page), 1 over 3 days and 6 h (ticket).
 pub fn workbook_rules(slo: &Slo) -> [Rule; 3] {
-    let rule = |long_h: f64, burn, severity| {
-        Rule { long_us: slo.hours_us(long_h), short_us: slo.hours_us(long_h / 12.0), burn, severity }
+    let rule = |long_h: f64, burn, severity| Rule {
+        long_us: slo.hours_us(long_h),
+        short_us: slo.hours_us(long_h / 12.0),
+        burn,
+        severity,
     };
     [rule(1.0, 14.4, Severity::Page), rule(6.0, 6.0, Severity::Page), rule(72.0, 1.0, Severity::Ticket)]
 }
@@ -109,6 +129,8 @@ pub struct Counts {
     history: (f64, f64),
     /// The budget consumed so far, measured: each step's burn × its length / P.
     consumed: f64,
+    /// The counters at the last scrape.
+    scraped: (u64, u64),
 }
 
 impl Counts {
@@ -116,7 +138,24 @@ impl Counts {
     pub fn new(slo: Slo, step_us: Micros, longest_us: Micros, history: (f64, f64)) -> Counts {
         let step_us = step_us.max(1);
         let keep = longest_us.div_ceil(step_us) as usize + 1;
-        Counts { slo, step_us, cum: VecDeque::from([(0.0, 0.0)]), first: 0, keep, history, consumed: 0.0 }
+        Counts {
+            slo,
+            step_us,
+            cum: VecDeque::from([(0.0, 0.0)]),
+            first: 0,
+            keep,
+            history,
+            consumed: 0.0,
+            scraped: (0, 0),
+        }
+    }
+
+    /// A scrape of cumulative counters: its increase since the last one is a step's counts
+    /// (counters only grow; a smaller one was reset by a restart, and all it holds is new).
+    pub fn scraped(&mut self, total: u64, bad: u64) {
+        let (t0, b0) = if total < self.scraped.0 { (0, 0) } else { self.scraped };
+        self.record(total - t0, bad.saturating_sub(b0));
+        self.scraped = (total, bad);
     }
 
     /// One step's counts (a scrape's increase).
@@ -185,6 +224,40 @@ impl Counts {
     }
     pub fn slo(&self) -> Slo {
         self.slo
+    }
+}
+
+/// Where the SLI is measured (a balancer's view): requests sent, each counted once when
+/// answered, or as failed once it has waited past a timeout (a 504); a late answer is ignored.
+#[derive(Clone, Debug, Default)]
+pub struct Sli {
+    pending: BTreeMap<u64, Time>,
+    next_id: u64,
+    pub total: u64,
+    pub bad: u64,
+}
+
+impl Sli {
+    /// A request sent at `now`: its id.
+    pub fn sent(&mut self, now: Time) -> u64 {
+        self.next_id += 1;
+        self.pending.insert(self.next_id, now);
+        self.next_id
+    }
+
+    pub fn answered(&mut self, id: u64, ok: bool) {
+        if self.pending.remove(&id).is_some() {
+            (self.total, self.bad) = (self.total + 1, self.bad + !ok as u64);
+        }
+    }
+
+    /// The counters (total, bad) at `now`, requests waiting `timeout_us` or longer counted as failed first.
+    pub fn counters(&mut self, now: Time, timeout_us: Micros) -> (u64, u64) {
+        while self.pending.first_key_value().is_some_and(|(_, &at)| now.since(at) >= timeout_us) {
+            self.pending.pop_first();
+            (self.total, self.bad) = (self.total + 1, self.bad + 1);
+        }
+        (self.total, self.bad)
     }
 }
 
@@ -276,6 +349,118 @@ impl Shape {
     }
 }
 
+/// An incident as it happened: its kind, true start and shape.
+#[derive(Clone, Debug)]
+pub struct Incident {
+    pub kind: &'static str,
+    pub start: Time,
+    pub shape: Shape,
+}
+
+impl Incident {
+    pub fn end(&self) -> Time {
+        self.start.plus(self.shape.len_us())
+    }
+}
+
+/// The truth about a service's errors — its SLO, the baseline's bad share and the incidents —
+/// for checks that judge alerts (a god's-eye log, not what a monitor sees).
+#[derive(Clone, Debug)]
+pub struct Incidents {
+    pub slo: Slo,
+    /// The baseline's bad share.
+    pub p0: f64,
+    pub log: Vec<Incident>,
+}
+
+impl Incidents {
+    pub fn new(slo: Slo, p0: f64) -> Incidents {
+        Incidents { slo, p0, log: Vec::new() }
+    }
+
+    /// The bad share at `now`: the baseline's, or the highest of the incidents raising it (and which).
+    pub fn rate(&self, now: Time) -> (f64, Option<&'static str>) {
+        let raised = self.log.iter().filter(|i| i.start <= now);
+        let raised = raised.filter_map(|i| Some((i.shape.rate_at(now.since(i.start))?, Some(i.kind))));
+        raised.fold((self.p0, None), |a, b| if b.0 > a.0 { b } else { a })
+    }
+
+    /// Broken at `now` if an incident in force burns faster than the budget allows (mean burn
+    /// over 1), has burnt `bound` of it, and no alert fired since it started.
+    pub fn unalerted(&self, now: Time, bound: f64, last_firing: Option<Time>) -> Result<(), String> {
+        let (slo, p0) = (&self.slo, self.p0);
+        for i in self.log.iter().filter(|i| i.start <= now && now < i.end()) {
+            let (burnt, burn) = (i.shape.consumed(now.since(i.start), p0, slo), i.shape.mean_burn(p0, slo));
+            if burn > 1.0 && burnt >= bound && last_firing.is_none_or(|t| t < i.start) {
+                let (kind, at, pct) = (i.kind, i.start, burnt * 100.0);
+                return Err(format!(
+                    "the {kind} from {at} ({burn:.1}× burn) has burnt {pct:.1}% of the budget, unalerted"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether an alert at `at` follows an incident worth it: one in force within the 3 days
+    /// before (the ticket rule's long window) that burns at least `minor` of the budget.
+    pub fn justify(&self, at: Time, severity: Severity, minor: f64) -> Result<(), String> {
+        let lookback = self.slo.hours_us(72.0);
+        let recent: Vec<&Incident> = self.log.iter().filter(|i| i.start <= at && i.end().plus(lookback) > at).collect();
+        let budget = |i: &Incident| i.shape.budget(self.p0, &self.slo);
+        if recent.iter().any(|i| budget(i) >= minor) {
+            return Ok(());
+        }
+        let what: Vec<String> =
+            recent.iter().map(|i| format!("the {} from {} ({:.1}%)", i.kind, i.start, budget(i) * 100.0)).collect();
+        let what = if what.is_empty() { "no incident, the baseline alone".to_string() } else { what.join(", ") };
+        Err(format!("{severity:?} at {at} with {what} in the 3 days before (minor: under {:.0}%)", minor * 100.0))
+    }
+
+    /// The latest incident alerted while in force: from its start to its first alert.
+    pub fn detection_us(&self, sent: &[(Time, Severity)]) -> Option<Micros> {
+        self.log.iter().rev().find_map(|i| {
+            let first = sent.iter().find(|(at, _)| i.start <= *at && *at < i.end())?;
+            Some(first.0.since(i.start))
+        })
+    }
+}
+
+/// An alert's state across evaluations, as Prometheus and Alertmanager keep it: the loudest
+/// rule firing, each severity held for a while after its rule last fired (`keep_firing_for`,
+/// so noise at a threshold does not flap it), and a notification each time it rises.
+#[derive(Clone, Debug, Default)]
+pub struct Alerting {
+    pub severity: Severity,
+    /// The latest evaluation at which any rule fired.
+    pub last_firing: Option<Time>,
+    /// When a ticket's and a page's rules last fired.
+    held: [Option<Time>; 2],
+    /// Every notification: when, and how loud.
+    pub sent: Vec<(Time, Severity)>,
+}
+
+impl Alerting {
+    /// One evaluation at `now` where `fired` is the loudest rule firing: the severity to
+    /// notify, if the alert rose.
+    pub fn evaluate(&mut self, fired: Severity, now: Time, keep_us: Micros) -> Option<Severity> {
+        if fired > Severity::Quiet {
+            (self.last_firing, self.held[fired as usize - 1]) = (Some(now), Some(now));
+        }
+        let held = |i: usize| self.held[i].is_some_and(|t| now.since(t) < keep_us);
+        let severity = match (held(1), held(0)) {
+            (true, _) => Severity::Page,
+            (false, true) => Severity::Ticket,
+            (false, false) => Severity::Quiet,
+        };
+        let rose = severity > self.severity;
+        self.severity = severity;
+        if rose {
+            self.sent.push((now, severity));
+        }
+        rose.then_some(severity)
+    }
+}
+
 /// Seconds in µs, for the tests and labels.
 pub fn secs(us: Micros) -> f64 {
     us as f64 / MICROS_PER_S as f64
@@ -304,6 +489,8 @@ mod tests {
         // An hour is one simulated second here; the short windows are a twelfth of the long.
         let r = workbook_rules(&s);
         assert_eq!((r[0].long_us, r[0].short_us, r[2].short_us), (MICROS_PER_S, 83_333, 6 * MICROS_PER_S));
+        assert_eq!(r[0].describe(&s, 3.25, 0.4), "1 h 3.2× · 5 min 0.4× vs 14.4×");
+        assert_eq!(r[2].describe(&s, 1.0, 2.0), "3 d 1.0× · 6 h 2.0× vs 1.0×");
     }
 
     #[test]
@@ -323,6 +510,11 @@ mod tests {
         let mut c = Counts::new(slo(), 1000, 10_000, (100.0, 0.05));
         c.record(100, 1);
         assert!(near(c.window(3000), (300.0, 1.1)), "one step and two of history");
+        // Scrapes of cumulative counters, one reset by a restart in between.
+        c.scraped(100, 1);
+        c.scraped(250, 3);
+        c.scraped(40, 1);
+        assert!(near(c.window(3000), (40.0 + 150.0 + 100.0, 1.0 + 2.0 + 1.0)));
     }
 
     #[test]
@@ -387,7 +579,9 @@ mod tests {
         let rules = workbook_rules(&s);
         let mut rng = Rng::new(11);
         let step = s.minutes_us(1.0);
-        for (rule, r0, r) in [(rules[0], 0.0, 1000.0), (rules[0], 0.5, 30.0), (rules[1], 0.5, 10.0), (rules[2], 0.5, 2.0)] {
+        for (rule, r0, r) in
+            [(rules[0], 0.0, 1000.0), (rules[0], 0.5, 30.0), (rules[1], 0.5, 10.0), (rules[2], 0.5, 2.0)]
+        {
             let formula = rule_fires_after(&rule, step, r0, r).expect("fires");
             let exact_us = rule.long_us as f64 * (rule.burn - r0) / (r - r0);
             let exact = exact_us / step as f64;
@@ -426,5 +620,55 @@ mod tests {
         let slow = Shape::Steady { rate: 0.002, len_us: 80 * hour };
         assert!((slow.budget(0.0005, &s) - 1.5 * 80.0 / 720.0).abs() < 1e-6);
         assert!((slow.mean_burn(0.0005, &s) - 2.0).abs() < 1e-9);
+    }
+    #[test]
+    fn the_sli_counts_each_request_once_and_a_timeout_as_a_failure() {
+        let mut sli = Sli::default();
+        let (a, b, c) = (sli.sent(Time(0)), sli.sent(Time(10)), sli.sent(Time(50)));
+        sli.answered(a, true);
+        assert_eq!(sli.counters(Time(60), 40), (2, 1), "b waited 50 ≥ 40: failed; c not yet");
+        sli.answered(b, true);
+        sli.answered(c, false);
+        sli.answered(c, false);
+        assert_eq!(sli.counters(Time(200), 40), (3, 2), "b's late answer and c's repeat ignored");
+    }
+
+    #[test]
+    fn an_alert_notifies_when_it_rises_and_holds_through_noise() {
+        let mut a = Alerting::default();
+        let t = |s| Time::from_secs(s);
+        assert_eq!(a.evaluate(Severity::Ticket, t(1), 5_000_000), Some(Severity::Ticket));
+        // Quiet for less than the hold, then firing again: the same alert, not a new one.
+        assert_eq!(a.evaluate(Severity::Quiet, t(3), 5_000_000), None);
+        assert_eq!((a.evaluate(Severity::Ticket, t(5), 5_000_000), a.severity), (None, Severity::Ticket));
+        // Escalation notifies; falling back does not; after the hold it is quiet, and rises anew.
+        assert_eq!(a.evaluate(Severity::Page, t(6), 5_000_000), Some(Severity::Page));
+        assert_eq!(a.evaluate(Severity::Quiet, t(12), 5_000_000), None);
+        assert_eq!(a.severity, Severity::Quiet);
+        assert_eq!(a.evaluate(Severity::Ticket, t(13), 5_000_000), Some(Severity::Ticket));
+        assert_eq!(a.sent.len(), 3);
+        assert_eq!(a.last_firing, Some(t(13)));
+    }
+
+    #[test]
+    fn incidents_say_which_alerts_they_justify_and_which_they_were_owed() {
+        let s = slo();
+        let mut log = Incidents::new(s, 0.0005);
+        let hour = s.hours_us(1.0);
+        let flap = Shape::Bursts { rate: 0.05, burst_us: s.minutes_us(3.0), every_us: hour, bursts: 4 };
+        log.log.push(Incident { kind: "flapping", start: Time(2 * hour), shape: flap });
+        let slow = Shape::Steady { rate: 0.002, len_us: 80 * hour };
+        log.log.push(Incident { kind: "slow-burn", start: Time(200 * hour), shape: slow });
+        assert_eq!(log.rate(Time(2 * hour + 1)), (0.05, Some("flapping")));
+        assert_eq!(log.rate(Time(100 * hour)), (0.0005, None));
+        // A page during the flapping is false (1.4% of the budget); one on the slow burn is not.
+        assert!(log.justify(Time(2 * hour + 10), Severity::Page, 0.02).is_err_and(|e| e.contains("flapping")));
+        assert!(log.justify(Time(100 * hour), Severity::Page, 0.02).is_err_and(|e| e.contains("baseline alone")));
+        assert!(log.justify(Time(201 * hour), Severity::Ticket, 0.02).is_ok());
+        // The slow burn burns 1.5/720 an hour: 12% after 57.6 h, owed an alert from then.
+        let owed = |h: f64, alerted| log.unalerted(Time(((200.0 + h) * hour as f64) as u64), 0.12, alerted);
+        assert!(owed(57.0, None).is_ok() && owed(58.0, None).is_err());
+        assert!(owed(58.0, Some(Time(201 * hour))).is_ok() && owed(58.0, Some(Time(199 * hour))).is_err());
+        assert_eq!(log.detection_us(&[(Time(222 * hour), Severity::Ticket)]), Some(22 * hour));
     }
 }
