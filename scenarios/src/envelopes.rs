@@ -479,6 +479,15 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
             pause 2 of 200).",
         ),
     ),
+    (
+        "slo-alerting",
+        Envelope::new(
+            &["drift", "flapping", "outage", "skew", "slow-burn", "slow-disk"],
+            "Crashes, pauses, partitions, loss and latency spikes past the ingress's 100 ms timeout fail requests \
+            that the SLI counts (as a balancer's 504s) but no incident in the truth's log explains: the alerts they \
+            raise are real, yet judged false; and a monitor cut off through an incident's start alerts late.",
+        ),
+    ),
 ];
 
 /// The envelope `id` declares (empty if it declares none).
