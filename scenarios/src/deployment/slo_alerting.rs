@@ -16,7 +16,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         summary: "A 99.9% SLO over 30 days, compressed: one simulated second is one hour, the month 720 s. \
                   10,000 req/s at half the budget's error rate; a dependency flaps at 2 h (four 3-minute bursts \
                   of 5% errors, 1.4% of the budget), a 5-minute outage at 10 h (11.6%), a 2× slow burn from 20 h \
-                  for 80 h (16.7%). A static 1%-over-5-minutes threshold pages on the flapping and never on the \
+                  for 80 h (16.7%). A static 1%-over-5-minutes threshold pages on the flapping and not in time on the \
                   slow burn; the workbook's burn-rate rules page on the outage and file a ticket for the slow burn.",
         note: Note {
             what_can_go_wrong: "A threshold on a short window answers 'are errors high right now?', not 'is the \
@@ -47,8 +47,8 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             try_this: &[
                 "Play `static-threshold`: the first flapping burst at 2 h puts ~25 errors in a 5-minute window of \
                  ~830 requests (3% > 1%) and pages — `no-false-alert` fails on a burst worth 0.35% of the budget; \
-                 the outage pages too (fairly), and the slow burn never does: at 77.6 s it has burnt 12% and \
-                 `burn-alerted` fails until it ends.",
+                 the outage pages too (fairly), and the slow burn (0.2% < 1%) does not: at 77.6 s it has burnt \
+                 12% and `burn-alerted` fails — until a noisy window crosses 1% by luck, if one does.",
                 "Switch to `multi-burn-rate`: the flapping stays silent (the hour's burn stays near 3× < 14.4×), \
                  the outage pages within two SLO minutes (14.4 × 1 h / 720 h: 2% of the budget), and the slow \
                  burn files a ticket within ~2 s of its start (the 3-day window still holds the outage).",
@@ -369,14 +369,13 @@ impl Monitor {
         let slo = self.counts.slo();
         let left = (1.0 - self.counts.consumed()).max(0.0);
         let mut v = NodeView::new(NodeKind::Store, 2, format!("monitor: SLO {:.2}%", 100.0 * (1.0 - slo.budget)))
+            .badge(slo.compression(), Tone::Neutral)
             .badge(format!("budget left {:.1}%", left * 100.0), Tone::Neutral)
             .badge(format!("{:?}", self.alerting.severity).to_lowercase(), tone(Some(self.alerting.severity)))
             .gauge("budget left", (left * 1000.0) as i64, 1000);
         for &(long, short, r) in &self.burns {
-            v = v.badge(
-                r.describe(&slo, long, short),
-                [Tone::Neutral, Tone::Bad][(long > r.burn && short > r.burn) as usize],
-            );
+            let firing = long > r.burn && short > r.burn;
+            v = v.badge(r.describe(&slo, long, short), [Tone::Neutral, Tone::Bad][firing as usize]);
         }
         v
     }

@@ -56,6 +56,12 @@ impl Slo {
         us * PERIOD_HOURS / self.period_us as f64
     }
 
+    /// The time compression in words: "30 days = 720 s: 1 h = 1.00 s".
+    pub fn compression(&self) -> String {
+        let (p, h) = (self.period_us as f64 / 1e6, self.hours_us(1.0) as f64 / 1e6);
+        format!("30 days = {p:.0} s: 1 h = {h:.2} s")
+    }
+
     /// The share of the budget a burn `burn` consumes in `us`: `burn·us/P`.
     pub fn consumed(&self, burn: f64, us: f64) -> f64 {
         burn * us / self.period_us as f64
@@ -489,6 +495,7 @@ mod tests {
         // An hour is one simulated second here; the short windows are a twelfth of the long.
         let r = workbook_rules(&s);
         assert_eq!((r[0].long_us, r[0].short_us, r[2].short_us), (MICROS_PER_S, 83_333, 6 * MICROS_PER_S));
+        assert_eq!(s.compression(), "30 days = 720 s: 1 h = 1.00 s");
         assert_eq!(r[0].describe(&s, 3.25, 0.4), "1 h 3.2× · 5 min 0.4× vs 14.4×");
         assert_eq!(r[2].describe(&s, 1.0, 2.0), "3 d 1.0× · 6 h 2.0× vs 1.0×");
     }
