@@ -479,6 +479,17 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
             bad, which the swarm lays beside the plan's v3, likewise).",
         ),
     ),
+    (
+        "slo-alerting",
+        Envelope::new(
+            &["drift", "flapping", "outage", "skew", "slow-burn", "slow-disk"],
+            "Crashes, pauses, partitions, loss and latency spikes past the ingress's 100 ms timeout fail requests \
+            that the SLI counts (as a balancer's 504s) but no incident in the truth's log explains: the alerts they \
+            raise are real, yet judged false; and a monitor down through an incident alerts late \
+            (scripts/swarm --explore, 20 seeds: crash 3, latency 3, loss 3; pause and partition 0, left out on \
+            the same grounds).",
+        ),
+    ),
 ];
 
 /// The envelope `id` declares (empty if it declares none).

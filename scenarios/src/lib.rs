@@ -80,6 +80,7 @@ registry! {
     data::pagination,
     deployment::rolling_deploy,
     deployment::canary_analysis,
+    deployment::slo_alerting,
 }
 
 /// Looks a scenario up by its id.

@@ -2,3 +2,4 @@
 
 pub mod canary_analysis;
 pub mod rolling_deploy;
+pub mod slo_alerting;

@@ -9,6 +9,7 @@ pub mod bloom;
 pub mod breaker;
 pub mod broker;
 pub mod bucket;
+pub mod burn;
 pub mod bus;
 pub mod cache;
 pub mod calls;
