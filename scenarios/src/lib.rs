@@ -80,6 +80,7 @@ registry! {
     data::pagination,
     deployment::rolling_deploy,
     deployment::canary_analysis,
+    deployment::feature_flags,
 }
 
 /// Looks a scenario up by its id.
