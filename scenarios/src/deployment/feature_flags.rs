@@ -398,3 +398,136 @@ impl Server {
         ctx.send(from, Msg::Answer(user, Answer { version: flag.version, eval, new, request: n, server, at }));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parts::flags::{flip_share_poisson, polling_delay_quantile_us};
+    use crate::parts::testing::{between, failed_at, run_sampled};
+
+    fn recipe(strategy: &str, seed: u64) -> Recipe {
+        Recipe::new("feature-flags", strategy, seed)
+    }
+
+    fn run(recipe: &Recipe, secs: u64) -> Box<dyn Run> {
+        run_sampled(&SPEC, recipe, secs, &[]).0
+    }
+
+    fn holds(r: &dyn Run) -> bool {
+        r.checks().iter().all(|c| c.violation.is_none())
+    }
+
+    fn delays(r: &dyn Run) -> Histogram {
+        r.metrics().histogram("propagation_us").cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn try_a_coin_per_request_flips_most_users_and_buckets_none() {
+        // By 10 s (no change before 20 s) each user's answers are Poisson with mean λ = 0.5/s · 10 s
+        // = 5: the flipped share is 1 − e^(−λ(1−p)) − e^(−λp) + e^(−λ) (84.3% at 50%, 38.9% at 10%),
+        // over 2,000 users within 4 binomial standard deviations (≤ 1.1%).
+        for (pct, seed) in [(50, 1), (50, 2), (10, 3)] {
+            let r = recipe("random-streaming", seed).with_param("rollout_pct", pct);
+            let (run, at) = run_sampled(&SPEC, &r, 10, &["flip_users"]);
+            let (at_s, why) = failed_at(run.as_ref(), "no-flip-flop").expect("a flip-flop");
+            assert!(at_s < 1.0 && why.contains("under v1"), "{at_s} {why}");
+            let (share, p) = (at[10][0] as f64 / 2000.0, flip_share_poisson(pct as f64 / 100.0, 5.0));
+            assert!((share - p).abs() < 4.0 * (p * (1.0 - p) / 2000.0).sqrt(), "{pct}%: {share} vs {p}");
+        }
+        for seed in 1..=3 {
+            let r = run(&recipe("sticky-streaming", seed), 60);
+            assert!(holds(r.as_ref()) && r.metrics().counter("flip_users") == 0, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn try_polling_carries_the_kill_switch_late_and_streaming_at_once() {
+        for seed in 1..=3 {
+            let (r, at) = run_sampled(&SPEC, &recipe("sticky-polling", seed), 35, &["new"]);
+            let (at_s, why) = failed_at(r.as_ref(), "propagation-p99").expect("late");
+            assert!((20.5..20.6).contains(&at_s) && why.contains("v2 (killed)"), "{at_s} {why}");
+            assert!(between(&at, 0, 21, 30) > 0.0, "the new feature fades out after the kill");
+            let (r, at) = run_sampled(&SPEC, &recipe("sticky-streaming", seed), 60, &["new"]);
+            assert!(holds(r.as_ref()) && between(&at, 0, 21, 50) == 0.0, "seed {seed}: stopped at once");
+            // One trip to the farthest of the 4 regions: ap-northeast, 73 ms ± 10%.
+            assert!(delays(r.as_ref()).max() < 81_000, "seed {seed}: {}", delays(r.as_ref()).max());
+        }
+    }
+
+    #[test]
+    fn try_fast_polling_holds_the_bound_at_a_cost_in_polls() {
+        // 32 servers every 0.3 s: 106.7 polls a second; the farthest answer adds ≤ 80 ms.
+        for seed in 1..=3 {
+            let r = recipe("sticky-polling", seed).with_param("poll_ms", 300);
+            let (polled, at) = run_sampled(&SPEC, &r, 60, &["polls"]);
+            assert!(holds(polled.as_ref()), "seed {seed}");
+            let per_s = between(&at, 0, 1, 29) / 28.0;
+            assert!((per_s - 32.0 / 0.3).abs() < 2.0, "seed {seed}: {per_s} polls/s");
+            let streamed = run(&recipe("sticky-streaming", seed), 29);
+            assert_eq!((streamed.metrics().counter("polls"), streamed.metrics().gauge("streams")), (0, 32));
+        }
+    }
+
+    #[test]
+    fn polling_delays_are_uniform_over_the_interval_plus_the_way_back() {
+        // 100 servers in us-east (1 ms away), polling every 10 s; the kill switch at 20 s, 5 seeds:
+        // 500 independent delays U(0, 10 s) + 1 ms. Mean 5.001 s (σ of a mean of 500: 0.13 s; 3σ),
+        // p99 9.901 s (σ of the order statistic: 10 s·√(.99·.01/500) = 0.045 s; 3σ plus the
+        // histogram's 0.8%).
+        let mut h = Histogram::new();
+        for seed in 1..=5 {
+            let r = recipe("sticky-polling", seed).with_param("regions", 1).with_param("servers", 100);
+            let r = run(&r.with_param("users", 100).with_param("poll_ms", 10_000), 45);
+            h.merge(&delays(r.as_ref()));
+        }
+        assert_eq!(h.count(), 500);
+        let [mean, p99] = [0.5, 0.99].map(|q| polling_delay_quantile_us(q, 10_000_000, 1_000));
+        assert!((h.mean() - mean).abs() < 390_000.0, "mean {} vs {mean}", h.mean());
+        assert!((h.quantile(0.99) as f64 - p99).abs() < 220_000.0, "p99 {} vs {p99}", h.quantile(0.99));
+    }
+
+    #[test]
+    fn a_stream_takes_each_change_one_trip_to_each_region() {
+        // 8 regions of 8: the p99 of 128 delays (two changes) is in ap-southeast's 108 ms ± 10%, the
+        // mean is the regions' mean one-way latency (56 ms) within 5%.
+        for seed in 1..=3 {
+            let r = run(&recipe("sticky-streaming", seed).with_param("regions", 8), 60);
+            let h = delays(r.as_ref());
+            assert!(holds(r.as_ref()) && h.count() == 128, "seed {seed}: {}", h.count());
+            assert!((97_000..=120_000).contains(&h.quantile(0.99)), "seed {seed}: p99 {}", h.quantile(0.99));
+            assert!((h.mean() / 56_000.0 - 1.0).abs() < 0.05, "seed {seed}: mean {}", h.mean());
+        }
+    }
+
+    #[test]
+    fn sticky_buckets_expose_the_rollouts_share() {
+        // 10,000 users at 30%, ~5 answers each by 10 s: the share of answers with the new feature is
+        // the exposed users' (binomial over users), σ = √(.3·.7·(1 + 1/5)/10,000) = 0.5%; 4σ.
+        for seed in 1..=3 {
+            let r = recipe("sticky-streaming", seed).with_param("users", 10_000).with_param("rollout_pct", 30);
+            let r = run(&r, 10);
+            let (new, old) = (r.metrics().counter("new") as f64, r.metrics().counter("old") as f64);
+            assert!((new / (new + old) - 0.3).abs() < 0.02, "seed {seed}: {}", new / (new + old));
+        }
+    }
+
+    #[test]
+    fn a_dropped_stream_reconnects_in_time_and_an_outage_keeps_the_last_flag() {
+        let fault = |id: &str, v| ActionKind::Fault(Fault::custom(id, v));
+        for seed in 1..=10 {
+            // ap-northeast's streams drop just before a change (the flag back on): closed, reconnected
+            // after ≤ 100 ms, the whole state in one more round trip: 3 × 80 + 100 ms at worst.
+            let r = recipe("sticky-streaming", seed).with_action(Time::from_secs(25), fault("stream-drop", 3));
+            let r = r.with_action(Time(25_000_001), fault("kill-switch", 0));
+            assert!(holds(run(&r, 60).as_ref()), "seed {seed}");
+        }
+        // The flag back on at 25 s; through the outage (30–40 s) every server keeps it, none falls
+        // back to the default: the new feature is still served. A kill switch at 35 s reaches nobody
+        // until the streams come back after 40 s.
+        let r = recipe("sticky-streaming", 1).with_action(Time::from_secs(25), fault("kill-switch", 0));
+        let (r, at) = run_sampled(&SPEC, &r.with_action(Time::from_secs(35), fault("kill-switch", 1)), 60, &["new"]);
+        let (at_s, why) = failed_at(r.as_ref(), "propagation-p99").expect("late");
+        assert!((35.5..35.6).contains(&at_s) && why.contains("v4 (killed)"), "{at_s} {why}");
+        assert!(between(&at, 0, 31, 39) > 1000.0 && between(&at, 0, 46, 50) == 0.0);
+    }
+}
