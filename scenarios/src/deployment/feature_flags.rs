@@ -41,10 +41,9 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
                 connection per server for good — every instance of S3#92's 500 services — with heartbeats and \
                 reconnect storms when the stream tier restarts. Polling holds none but costs n/I requests a second, \
                 and meets 500 ms only below ~0.35 s (~90 polls a second here, for a flag changed a few times a day).",
-            at_10x: "Ten times the servers: 320 streams and 320 pushes per change — one service copes, a thousand \
-                services need a relay per region holding one upstream stream. Ten times the users changes nothing for \
-                buckets (a hash per request); under a coin, flip-flops grow with requests per user. Ten times the \
-                flags each need their own salt, or the same 10% of users get every rollout first.",
+            at_10x: "Ten times the servers: 320 streams, 320 pushes a change — one service copes; a thousand services \
+                need a relay per region holding one upstream stream. Ten times the users change nothing for buckets; \
+                ten times the flags each need their own salt, or the same 10% of users get every rollout first.",
             resembles: "LaunchDarkly (streams over server-sent events by default, polling optional; buckets by a SHA-1 \
                 of flag key, salt and user; the Relay Proxy as the regional relay), Unleash (polls every 15 s by \
                 default; gradual rollout by a MurmurHash of group and user id mod 100), Flagsmith, Split.",
