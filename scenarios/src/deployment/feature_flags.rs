@@ -40,7 +40,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
                 others), and two flags' groups are independent only if their salts differ. Streaming holds a \
                 connection per server for good — every instance of S3#92's 500 services — with heartbeats and \
                 reconnect storms when the stream tier restarts. Polling holds none but costs n/I requests a second, \
-                and meets 500 ms only below ~0.35 s (~90 polls a second here, for a flag changed a few times a day).",
+                and meets 500 ms only below ~0.4 s (~80 polls a second here, for a flag changed a few times a day).",
             at_10x: "Ten times the servers: 320 streams, 320 pushes a change — one service copes; a thousand services \
                 need a relay per region holding one upstream stream. Ten times the users change nothing for buckets; \
                 ten times the flags each need their own salt, or the same 10% of users get every rollout first.",
