@@ -111,6 +111,8 @@ const STILL_OVER: &[(&str, usize)] = &[
     ("caching/cache_stampede.rs", 425),
     ("consistency/idempotent_payments.rs", 525),
     ("traffic/distributed_rate_limiter.rs", 502),
+    // Timeouts, a crash's excuse and the shared-fault hold (in `sprt::Paired`) grew it past 400.
+    ("deployment/canary_analysis.rs", 469),
 ];
 
 /// A file's lines before its `#[cfg(test)]` module.

@@ -490,6 +490,19 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
             the same grounds).",
         ),
     ),
+    (
+        "feature-flags",
+        Envelope::new(
+            &["drift", "kill-switch", "skew", "slow-disk", "stream-drop"],
+            "What holds a change back past 500 ms by itself: a latency spike of that size, a paused server or flag \
+            service, a partition between them, a lost push (noticed only at the second heartbeat showing a newer \
+            version, a second or more later), the flag service's delivery down (polls unanswered, streams refused: \
+            a change then reaches the servers when they hear from it again), or a crashed flag service (its streams \
+            are gone with it and servers notice at their 3 s read timeout, so a change right after its restart \
+            reaches nobody until they reconnect). scripts/swarm --explore, 50 seeds: flag-service-down 44, \
+            partition 25, loss 15, latency 9, pause 8 broke `propagation-p99`; crash none there, but it can.",
+        ),
+    ),
 ];
 
 /// The envelope `id` declares (empty if it declares none).

@@ -81,6 +81,7 @@ registry! {
     deployment::rolling_deploy,
     deployment::canary_analysis,
     deployment::slo_alerting,
+    deployment::feature_flags,
 }
 
 /// Looks a scenario up by its id.
@@ -111,6 +112,7 @@ pub static AT_SCALE: &[(&str, u64)] = &[
     ("s=webhook-delivery&strategy=failover&customers=10000&events_per_s=5000&workers=1024&window_ms=10000&notify_per_s=500&provider_rps=1000", 20),
     ("s=event-sourcing&strategy=projection-atomic&accounts=1000&history=2000000&cmd_per_s=1000&read_per_s=5000&replay_us=5&apply_us=100&batch=1000", 10),
     ("s=distributed-cache&strategy=ring-replicas-local&rps=500000&nodes=16&keys=100000&capacity_keys=12000&node_capacity_rps=100000&db_capacity_rps=60000", 2),
+    ("s=feature-flags&strategy=sticky-streaming&regions=5&servers=100&users=100000&user_rpm=30", 10),
 ];
 
 /// `AT_SCALE` ready to run: each recipe (read strictly; a test checks that all of them read)

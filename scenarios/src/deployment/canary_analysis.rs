@@ -7,11 +7,9 @@ use crate::parts::arrivals::OpenLoop;
 use crate::parts::calls::{CallId, Calls};
 use crate::parts::degraded::FaultWindow;
 use crate::parts::judge::Judge;
-use crate::parts::sprt::{canary_share_of_errors, Decision, Sprt};
+use crate::parts::sprt::{canary_share_of_errors, Decision, Paired, Sprt, Step};
 use crate::parts::strategies::strategies;
-use crate::parts::window::SlidingCounter;
 use faultline_core::*;
-use std::collections::VecDeque;
 
 // A table, one entry to a line or two: rustfmt would give every argument a line of its own.
 #[rustfmt::skip]
@@ -156,11 +154,8 @@ pub struct Router {
     arrivals: OpenLoop,
     /// Requests in flight: the node each went to and the version it was meant for.
     calls: Calls<(NodeId, u32)>,
-    /// The fleet's answers and errors over the last second: a fleet erring far over its usual
-    /// rate is a shared fault (a dependency, the network), and its errors say nothing of the canary.
-    fleet_answers: SlidingCounter,
-    fleet_errors: SlidingCounter,
-    holding: bool,
+    /// The paired test's evidence, held while the fleet errs far over its usual rate.
+    paired: Paired,
     analysis: Option<Analysis>,
 }
 
@@ -170,13 +165,7 @@ pub struct Analysis {
     since: Time,
     sprt: Sprt,
     window: Judge,
-    /// The paired test's errors (when, and whether the canary's) not yet counted: each waits
-    /// `SETTLE_US`, so a shared fault found within that time voids the errors of its start.
-    unsettled: VecDeque<(Time, bool)>,
 }
-
-/// How long an error waits before it counts as evidence: the shared-fault detector's window.
-const SETTLE_US: Micros = MICROS_PER_S;
 
 /// The fleet (one node for all its instances) or the canary.
 #[derive(Clone, Debug)]
@@ -198,18 +187,9 @@ pub struct Server {
 fn build(setup: &Setup) -> Box<dyn Run> {
     let mut sim: Sim<Ca> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 200, hi: 1000 }));
     let (strategy, arrivals) = (Strategy::from_id(setup.strategy()), OpenLoop::poisson(setup.param("rps") as f64));
-    assert_eq!(
-        sim.add_node(Ca::Router(Router {
-            strategy,
-            arrivals,
-            calls: Calls::new("latency_us"),
-            fleet_answers: SlidingCounter::new(MICROS_PER_S),
-            fleet_errors: SlidingCounter::new(MICROS_PER_S),
-            holding: false,
-            analysis: None,
-        })),
-        ROUTER
-    );
+    let router =
+        Router { strategy, arrivals, calls: Calls::new("latency_us"), paired: Paired::default(), analysis: None };
+    assert_eq!(sim.add_node(Ca::Router(router)), ROUTER);
     let v1 = Version { number: 1, error_bp: setup.param("baseline_bp"), bad: false };
     let server = |canary, version| Ca::Server(Server { canary, version, retired: canary, ..Server::idle(2) });
     assert_eq!(sim.add_node(server(false, Some(v1))), FLEET);
@@ -313,7 +293,7 @@ impl Node for Ca {
                 let Some(a) = &r.analysis else { return v.badge("no canary", Tone::Neutral) };
                 let (llr, (up, down), sprt) = (a.sprt.llr(), a.sprt.bounds(), r.strategy != Strategy::Threshold);
                 let evidence = format!("evidence {llr:.2} in ({down:.1}, {up:.1})");
-                let held = r.holding && r.strategy == Strategy::Paired;
+                let held = r.paired.holding() && r.strategy == Strategy::Paired;
                 v.badge(format!("analysing v{}", a.version.number), Tone::Warn)
                     .badge_if(sprt, evidence, Tone::Neutral)
                     .badge_if(held, "held: the fleet errs too", Tone::Bad)
@@ -360,10 +340,7 @@ impl Server {
         if promoted {
             ctx.send(FLEET, Msg::Adopt(v));
         } else if self.crashed {
-            ctx.note(format!(
-                "v{} rolled back after it crashed: its requests timed out, errors to the router",
-                v.number
-            ));
+            ctx.note(format!("v{} rolled back after it crashed (its requests timed out)", v.number));
         } else if !v.bad && v.error_bp <= ctx.param("baseline_bp") {
             ctx.count("false_rollbacks", 1);
             let why = format!("v{} ({} bp errors, as good as the fleet) rolled back", v.number, v.error_bp);
@@ -409,15 +386,13 @@ impl Router {
     fn start(&mut self, version: Version, ctx: &mut Ctx<Ca>) {
         if let Some(old) = self.analysis.take() {
             ctx.count("abandoned", 1);
-            ctx.note(format!(
-                "v{}'s analysis abandoned undecided: v{} replaced it",
-                old.version.number, version.number
-            ));
+            let (old, new) = (old.version.number, version.number);
+            ctx.note(format!("v{old}'s analysis abandoned undecided: v{new} replaced it"));
         }
         let (alpha, beta) = (ctx.param("alpha_bp") as f64 / 1e4, ctx.param("beta_bp") as f64 / 1e4);
         let window = Judge::new(ctx.param("window_s") as Micros * MICROS_PER_S, 1, 1);
-        let (sprt, unsettled) = (Sprt::new(alpha, beta), VecDeque::new());
-        self.analysis = Some(Analysis { version, since: ctx.now(), sprt, window, unsettled });
+        self.paired.clear();
+        self.analysis = Some(Analysis { version, since: ctx.now(), sprt: Sprt::new(alpha, beta), window });
         ctx.set_timer(ctx.param("window_s") as Micros * MICROS_PER_S, Timer::Window(version.number));
         ctx.gauge("llr_x100", 0);
     }
@@ -425,44 +400,33 @@ impl Router {
     /// An answer: counted, and fed to the judge in force.
     fn answered(&mut self, from: NodeId, version: u32, ok: bool, ctx: &mut Ctx<Ca>) {
         ctx.count(if ok { "ok" } else { "errors" }, 1);
+        let (p0, p1) = (ctx.param("baseline_bp") as f64 / 1e4, bad_bp(ctx) as f64 / 1e4);
         if from == FLEET {
-            self.fleet_answers.hit(ctx.now(), 1);
-            self.fleet_errors.hit(ctx.now(), !ok as u64);
+            self.paired.baseline(ctx.now(), ok);
         }
-        let shared = self.shared_fault(ctx);
+        let (shared, changed) = self.paired.shared(ctx.now(), p0);
+        if let Some(saw) = changed.filter(|_| self.strategy == Strategy::Paired) {
+            ctx.note(if shared { format!("evidence held: {saw}, a shared fault") } else { format!("resumed: {saw}") });
+        }
         let Some(a) = self.analysis.as_mut() else { return };
         let canary = from == CANARY && version == a.version.number;
         if canary {
             a.window.record(ctx.truth(), !ok, 0);
         }
-        let (p0, p1) = (ctx.param("baseline_bp") as f64 / 1e4, bad_bp(ctx) as f64 / 1e4);
         let decision = match self.strategy {
             Strategy::Threshold => return,
             Strategy::Sprt if canary => a.sprt.observe(!ok, p0, p1),
             // Only errors carry evidence: whose was it? The canary's with the share's chance if
-            // it errs like the fleet, with the larger conditional share if it errs at p1. While
-            // the fleet itself errs, the errors are a shared fault's: evidence is held, and the
-            // errors of the last second (the fault's start, before it was seen) are voided.
-            Strategy::Paired if shared => {
-                let voided = std::mem::take(&mut a.unsettled).len() as i64;
-                return ctx.count("held", voided + !ok as i64);
-            }
+            // it errs like the fleet, with the larger conditional share if it errs at p1; held
+            // (and the last second's voided) while the fleet itself errs.
             Strategy::Paired => {
-                if !ok && (canary || from == FLEET) {
-                    a.unsettled.push_back((ctx.now(), canary));
+                let (share, error) = (ctx.param("canary_pct") as f64 / 100.0, (!ok).then_some(canary));
+                let q = (share, canary_share_of_errors(share, p1 / p0));
+                match self.paired.observe(ctx.now(), error.filter(|_| canary || from == FLEET), shared, &mut a.sprt, q)
+                {
+                    Step::Voided(n) => return ctx.count("held", n as i64),
+                    Step::Counted(decision) => decision,
                 }
-                let share = ctx.param("canary_pct") as f64 / 100.0;
-                let (q1, mut decision) = (canary_share_of_errors(share, p1 / p0), Decision::Continue);
-                while decision == Decision::Continue {
-                    match a.unsettled.front() {
-                        Some(&(at, canary)) if at.plus(SETTLE_US) <= ctx.now() => {
-                            a.unsettled.pop_front();
-                            decision = a.sprt.observe(canary, share, q1);
-                        }
-                        _ => break,
-                    }
-                }
-                decision
             }
             Strategy::Sprt => return,
         };
@@ -472,23 +436,6 @@ impl Router {
             Decision::AcceptH0 => self.decide(true, "SPRT accepted H0", ctx),
             Decision::AcceptH1 => self.decide(false, "SPRT accepted H1", ctx),
         }
-    }
-
-    /// Whether the fleet errs so far over its usual rate that a shared fault must be under way:
-    /// over 10 + 5× the errors its last second's answers would hold at p0 (at p0 the chance of
-    /// that, Poisson with mean 2, is ~10⁻⁶ a second). Said once as it starts and ends.
-    fn shared_fault(&mut self, ctx: &mut Ctx<Ca>) -> bool {
-        let (answers, errors) = (self.fleet_answers.count(ctx.now()), self.fleet_errors.count(ctx.now()));
-        let shared = errors * 10_000 > 10 * 10_000 + 5 * answers * ctx.param("baseline_bp") as u64;
-        if shared != std::mem::replace(&mut self.holding, shared) && self.strategy == Strategy::Paired {
-            let rate = format!("{errors} errors in the fleet's last {answers} answers");
-            ctx.note(if shared {
-                format!("evidence held: {rate}, a shared fault")
-            } else {
-                format!("evidence resumed: {rate}")
-            });
-        }
-        shared
     }
 
     /// The threshold's window k of n ends: roll back if it erred too much, promote after the last one.

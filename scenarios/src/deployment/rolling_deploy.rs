@@ -1,5 +1,4 @@
-//! Rolling deploy: 50 instances behind a balancer replaced by a new version — killed in batches (the balancer's
-//! health checks notice late: 502s), rolled with draining and readiness gates, or swapped blue-green.
+//! Rolling deploy: 50 instances behind a balancer replaced by a new version — killed in batches (the balancer's health checks notice late: 502s), rolled with draining and readiness gates, or swapped blue-green.
 
 use crate::parts::arrivals::OpenLoop;
 use crate::parts::balance::{Chooser, Loads, Rule};
@@ -17,10 +16,10 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         title: "Rolling deploy: zero-downtime releases",
         category: "Deployment & rollout",
         seeds: &["S3#15", "S0#13"],
-        summary: "50 instances behind a balancer, 500 req/s, and at 5 s a deploy replaces every one. Killing them in \
-                  batches fails a tenth of the requests with 502s while it lasts, ~100 s (the seed's \"10% for two \
-                  minutes\": the balancer routes to the dead until its health checks notice); rolling with draining \
-                  and readiness gates fails none; blue-green fails none and is quickest, at twice the fleet for a while.",
+        summary: "50 instances behind a balancer, 500 req/s; at 5 s a deploy replaces every one. Killing them in batches \
+                  fails a tenth of the requests with 502s for its ~100 s (the seed's \"10% for two minutes\": the balancer \
+                  routes to the dead until its health checks notice); rolling with draining and readiness gates fails \
+                  none; blue-green fails none and is quickest, at twice the fleet for a while.",
         note: Note {
             what_can_go_wrong: "A balancer learns of a dead instance only from its health checks: with a check \
                 every 4 s and 3 failures to mark it down, a killed instance keeps its share of traffic for 10 s on \

@@ -26,6 +26,7 @@ pub mod effects;
 pub mod ejection;
 pub mod eventstore;
 pub mod fair;
+pub mod flags;
 pub mod flight;
 pub mod gossip;
 pub mod hedge;

@@ -14,8 +14,16 @@
 //! the baseline's own rate. An SPRT of `q0 = s` (as good) against `q1 = q(s, r)` on the errors
 //! alone compares the canary with the baseline *observed at the same time*: a cause that
 //! multiplies both rates alike cancels out.
+//!
+//! **A shared fault** that adds errors to both (an outage of a dependency, the network) does not
+//! multiply the rates: its errors fall on the canary at the share `s`, which says "as good as
+//! the baseline" and would promote a bad canary. [`Paired`] feeds the test only errors a second
+//! old, and voids them while the baseline's last second holds over `10 + 5×` its usual errors.
 
+use crate::parts::window::SlidingCounter;
+use faultline_core::{Micros, Time, MICROS_PER_S};
 use libm::log;
+use std::collections::VecDeque;
 
 /// What a test says after an observation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,6 +116,81 @@ impl Sprt {
     }
 }
 
+/// The two-stream test's evidence, held back while the baseline itself errs (a shared fault).
+#[derive(Clone, Debug)]
+pub struct Paired {
+    /// The baseline's answers and errors over the last second.
+    answers: SlidingCounter,
+    errors: SlidingCounter,
+    holding: bool,
+    /// Errors (when, whether the canary's) waiting out `SETTLE_US` before they count.
+    unsettled: VecDeque<(Time, bool)>,
+}
+
+impl Default for Paired {
+    fn default() -> Paired {
+        let (answers, errors) = (SlidingCounter::new(Paired::SETTLE_US), SlidingCounter::new(Paired::SETTLE_US));
+        Paired { answers, errors, holding: false, unsettled: VecDeque::new() }
+    }
+}
+
+impl Paired {
+    /// How long an error waits before it counts: the shared-fault detector's window, so the
+    /// errors of a fault's first second, before it is seen, are voided with the rest.
+    pub const SETTLE_US: Micros = MICROS_PER_S;
+
+    /// Every answer of the baseline, for the detector.
+    pub fn baseline(&mut self, now: Time, ok: bool) {
+        self.answers.hit(now, 1);
+        self.errors.hit(now, !ok as u64);
+    }
+
+    /// Whether a shared fault is under way: the baseline's last second holds over 10 + 5× the
+    /// errors its answers would at `p0` (at p0 with ~2 expected, a chance of ~10⁻⁶ a second);
+    /// and `Some(what it saw)` when that just changed.
+    pub fn shared(&mut self, now: Time, p0: f64) -> (bool, Option<String>) {
+        let (answers, errors) = (self.answers.count(now), self.errors.count(now));
+        let shared = errors as f64 > 10.0 + 5.0 * answers as f64 * p0;
+        let changed = shared != std::mem::replace(&mut self.holding, shared);
+        (shared, changed.then(|| format!("{errors} errors in the baseline's last {answers} answers")))
+    }
+
+    pub fn holding(&self) -> bool {
+        self.holding
+    }
+
+    /// An error seen (`canary`: on the canary's side), or none: while `shared`, it and those
+    /// waiting are voided (returns how many); else it waits, and those a second old are fed to
+    /// `sprt` (q0 = `share`, q1 as given) until it decides.
+    pub fn observe(&mut self, now: Time, error: Option<bool>, shared: bool, sprt: &mut Sprt, q: (f64, f64)) -> Step {
+        if shared {
+            return Step::Voided(std::mem::take(&mut self.unsettled).len() as u64 + error.is_some() as u64);
+        }
+        self.unsettled.extend(error.map(|canary| (now, canary)));
+        let mut decision = Decision::Continue;
+        while let Some(&(at, canary)) = self.unsettled.front().filter(|_| decision == Decision::Continue) {
+            if at.plus(Self::SETTLE_US) > now {
+                break;
+            }
+            self.unsettled.pop_front();
+            decision = sprt.observe(canary, q.0, q.1);
+        }
+        Step::Counted(decision)
+    }
+
+    /// A new analysis: nothing waiting carries over.
+    pub fn clear(&mut self) {
+        self.unsettled.clear();
+    }
+}
+
+/// What [`Paired::observe`] did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Step {
+    Voided(u64),
+    Counted(Decision),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +261,35 @@ mod tests {
             let share = canary as f64 / all as f64;
             assert!((share - 0.5 / 1.4).abs() < 0.03, "baseline {base}: {share} of {all} errors at the canary");
         }
+    }
+
+    #[test]
+    fn paired_evidence_waits_a_second_and_a_shared_fault_voids_what_waits() {
+        let ms = |n: u64| Time(n * 1000);
+        let (mut p, mut sprt, q) = (Paired::default(), Sprt::new(0.001, 0.001), (0.1, 0.357));
+        // The baseline answers 1,000 a second at 0.1%: no shared fault.
+        for i in 0..1000 {
+            p.baseline(ms(i), i % 500 != 0);
+        }
+        assert_eq!(p.shared(ms(999), 0.001), (false, None));
+        // A canary error at 1.0 s waits; at 1.5 s it still waits; at 2.0 s it counts.
+        assert_eq!(p.observe(ms(1000), Some(true), false, &mut sprt, q), Step::Counted(Decision::Continue));
+        assert_eq!(
+            (sprt.taken(), p.observe(ms(1500), None, false, &mut sprt, q)),
+            (0, Step::Counted(Decision::Continue))
+        );
+        p.observe(ms(2000), Some(false), false, &mut sprt, q);
+        assert_eq!(sprt.taken(), 1, "the 1.0 s error counted, the 2.0 s one waits");
+        // The baseline errs 50 times in 100 ms: a shared fault; what waits is voided.
+        for i in 0..50 {
+            p.baseline(ms(2000 + 2 * i), false);
+        }
+        let (shared, said) = p.shared(ms(2100), 0.001);
+        assert!(shared && said.as_deref().is_some_and(|s| s.starts_with("50 errors")), "{said:?}");
+        assert_eq!(p.observe(ms(2100), Some(false), true, &mut sprt, q), Step::Voided(2));
+        assert_eq!((sprt.taken(), p.holding()), (1, true));
+        // Three seconds of quiet: the detector lets go, and says so once.
+        let (shared, said) = p.shared(ms(5000), 0.001);
+        assert!(!shared && said.is_some() && p.shared(ms(5001), 0.001).1.is_none());
     }
 }
