@@ -144,7 +144,7 @@ const TIMEOUT_US: Micros = MICROS_PER_S;
 
 #[derive(Clone, Debug, Holds)]
 pub enum Ca {
-    Router(Router),
+    Router(Box<Router>),
     Server(Server),
 }
 
@@ -189,7 +189,7 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     let (strategy, arrivals) = (Strategy::from_id(setup.strategy()), OpenLoop::poisson(setup.param("rps") as f64));
     let router =
         Router { strategy, arrivals, calls: Calls::new("latency_us"), paired: Paired::default(), analysis: None };
-    assert_eq!(sim.add_node(Ca::Router(router)), ROUTER);
+    assert_eq!(sim.add_node(Ca::Router(Box::new(router))), ROUTER);
     let v1 = Version { number: 1, error_bp: setup.param("baseline_bp"), bad: false };
     let server = |canary, version| Ca::Server(Server { canary, version, retired: canary, ..Server::idle(2) });
     assert_eq!(sim.add_node(server(false, Some(v1))), FLEET);
