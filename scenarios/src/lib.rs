@@ -16,6 +16,7 @@ pub mod coordination;
 pub mod data;
 pub mod deployment;
 pub mod messaging;
+pub mod observability;
 pub mod resilience;
 pub mod traffic;
 
@@ -80,7 +81,7 @@ registry! {
     data::pagination,
     deployment::rolling_deploy,
     deployment::canary_analysis,
-    deployment::slo_alerting,
+    observability::slo_alerting,
     deployment::feature_flags,
 }
 

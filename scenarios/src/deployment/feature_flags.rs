@@ -1,6 +1,4 @@
-//! Feature flags: app servers in several regions evaluate a flag for users who hit any server —
-//! by a coin per request or a sticky hash bucket — and hear of its changes by polling or over a
-//! stream; a kill switch must reach every region within 500 ms.
+//! Feature flags: app servers in several regions evaluate a flag for users who hit any server — by a coin per request or a sticky hash bucket — and hear of its changes by polling or over a stream; a kill switch must reach every region within 500 ms.
 
 use crate::parts::arrivals::OpenLoop;
 use crate::parts::flags::{
@@ -295,6 +293,7 @@ impl Node for Ff {
                 u.arrivals.set_rate_per_s(u.rate_per_s(ctx), ctx, Timer::Arrive)
             }
             (Ff::Server(s), Control::Strategy(_)) => s.replica.switch(strategy(ctx).1, ctx),
+            (Ff::Server(s), Control::Param { id: "poll_ms", value }) => s.replica.repoll(ms(value), ctx),
             // The other parameters are read where used, setup ones rebuild the run; faults act at the service.
             (_, Control::Param { .. } | Control::Strategy(_) | Control::Custom { .. }) => {}
         }
@@ -463,6 +462,18 @@ mod tests {
             assert!((per_s - 32.0 / 0.3).abs() < 2.0, "seed {seed}: {per_s} polls/s");
             let streamed = run(&recipe("sticky-streaming", seed), 29);
             assert_eq!((streamed.metrics().counter("polls"), streamed.metrics().gauge("streams")), (0, 32));
+        }
+    }
+
+    #[test]
+    fn a_poll_interval_shortened_mid_run_acts_at_once() {
+        // 15 s polls until 18 s, then 300 ms: by the kill at 20 s every server polls at the new
+        // interval (waiting out the old one, some would still be up to 13 s from their next poll).
+        for seed in 1..=3 {
+            let faster = ActionKind::SetParam { id: "poll_ms".into(), value: 300 };
+            let r = recipe("sticky-polling", seed).with_action(Time::from_secs(18), faster);
+            let r = run(&r, 29);
+            assert!(holds(r.as_ref()), "seed {seed}: the kill reached every server within 500 ms");
         }
     }
 

@@ -3,4 +3,3 @@
 pub mod canary_analysis;
 pub mod feature_flags;
 pub mod rolling_deploy;
-pub mod slo_alerting;

@@ -17,7 +17,7 @@
 
 use crate::parts::retry::{Jitter, RetryPolicy};
 use crate::parts::ring::mix;
-use faultline_core::{Ctx, Label, Micros, Node, NodeId, Rng, Time, Tone, MICROS_PER_S};
+use faultline_core::{Ctx, Label, Micros, Node, NodeId, Rng, Time, TimerId, Tone, MICROS_PER_S};
 
 /// One version of the flag, as the service publishes it. Version 0 is no flag at all: a
 /// server that has not heard from the service yet serves the code's default, the old feature.
@@ -625,11 +625,13 @@ pub struct Replica {
     pub held: Held,
     stream: Stream,
     service: NodeId,
+    /// The next poll tick, so a new interval takes effect at once.
+    poll_timer: Option<TimerId>,
 }
 
 impl Replica {
     pub fn new(held: Held, service: NodeId) -> Replica {
-        Replica { held, stream: Stream::default(), service }
+        Replica { held, stream: Stream::default(), service, poll_timer: None }
     }
     pub fn phase(&self) -> Phase {
         self.stream.phase()
@@ -656,8 +658,7 @@ impl Replica {
     /// a connect (`streams`) or — polling, without a flag yet — a poll at once.
     pub fn start<N: Carrier>(&mut self, streams: bool, poll_us: Micros, ctx: &mut Ctx<N>) {
         self.held.up_since = ctx.truth();
-        let phase = ctx.rng().below(poll_us.max(1));
-        ctx.set_timer(phase, N::tick(Tick::Poll));
+        self.repoll(poll_us, ctx);
         ctx.set_timer(MICROS_PER_S, N::tick(Tick::Watchdog));
         let send =
             if streams { Some(self.connect(ctx.now())) } else { (self.held.flag.version == 0).then_some(Wire::Poll) };
@@ -678,7 +679,7 @@ impl Replica {
         let now = ctx.now();
         let heard = match t {
             Tick::Poll => {
-                ctx.set_timer(poll_us, N::tick(Tick::Poll));
+                self.poll_timer = Some(ctx.set_timer(poll_us, N::tick(Tick::Poll)));
                 Heard { send: (!streams).then_some(Wire::Poll), ..Heard::default() }
             }
             Tick::Watchdog => {
@@ -689,6 +690,16 @@ impl Replica {
             Tick::Heartbeat => return ctx.unhandled(&N::tick(t)),
         };
         self.act(heard, ctx);
+    }
+
+    /// The poll interval is now `poll_us`: the next poll at a random phase of it (a server
+    /// that waited out the old interval would take up to that long to follow a shorter one).
+    pub fn repoll<N: Carrier>(&mut self, poll_us: Micros, ctx: &mut Ctx<N>) {
+        if let Some(t) = self.poll_timer.take() {
+            ctx.cancel_timer(t);
+        }
+        let phase = ctx.rng().below(poll_us.max(1));
+        self.poll_timer = Some(ctx.set_timer(phase, N::tick(Tick::Poll)));
     }
 
     /// The server switched to streaming (`streams`: connect, unless it is) or to polling (close

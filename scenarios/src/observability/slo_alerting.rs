@@ -11,7 +11,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
     info: Info {
         id: "slo-alerting",
         title: "SLO alerting",
-        category: "Deployment & rollout",
+        category: "Observability",
         seeds: &["S1#34", "S1#35", "S2#8", "S2#13"],
         summary: "A 99.9% SLO over 30 days, compressed: one simulated second is one hour, the month 720 s. \
                   10,000 req/s at half the budget's error rate; a dependency flaps at 2 h (four 3-minute bursts \
@@ -60,10 +60,11 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         },
     },
     params: &[
-        ParamSpec::live("rps", "Requests", "req/s", 1000..=20_000, 10_000, "Poisson requests at the ingress (in \
-            simulated time: 10,000 is 2.8 a real second).").step(500),
+        ParamSpec::live("rps", "Requests", "req/s", 1000..=20_000, 10_000, "Poisson requests a simulated second (at \
+            the default period an SLO hour: 10,000 is 2.8 a second of the service's own time).").step(500),
         ParamSpec::setup("period_s", "SLO period (30 days)", "s", 72..=7200, 720, "The month in simulated seconds: 720 \
-            makes an hour one second. Windows, incidents and the plan scale with it."),
+            makes an hour one second. Windows, incidents and the plan scale with it; the request rate does not, so \
+            a shorter period puts fewer requests in each window (noisier)."),
         ParamSpec::setup("target_bp", "SLO target", "bp", 9000..=9999, 9990, "Good requests, in 0.01%s: 9,990 = 99.9%."),
         ParamSpec::setup("baseline_pct", "Baseline errors", "% of budget", 0..=60, 50, "Errors outside incidents, as a \
             share of the budget's rate: quiet (never worth an alert)."),

@@ -1,0 +1,3 @@
+//! Observability: what a fleet tells its operators — alerts, aggregated metrics, sampled traces — and how it misleads them.
+
+pub mod slo_alerting;
