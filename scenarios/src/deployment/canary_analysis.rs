@@ -565,7 +565,7 @@ mod tests {
         // the overshoot past a boundary, so it reads low: measured 1.00× and 1.03× under H0,
         // 1.18× and 1.15× under H1 (a canary error's big step overshoots ln A), error rates
         // 3.4–4.7%; we accept 0.9× to 1.35× (a mean over 300 has a standard error of ~4%). The
-        // paired test counts each error a second late (SETTLE_US): 1 s is added to its ASN.
+        // paired test counts each error a second late (`Paired::SETTLE_US`): 1 s is added to its ASN.
         let (a, b) = (0.05, 0.05);
         let (q0, q1) = (0.1, canary_share_of_errors(0.1, 5.0));
         let cases = [
