@@ -1,5 +1,16 @@
 //! `faultline`: list, run and sweep scenarios headlessly, from the same core the browser uses.
 
+/// `println!` that ends the process quietly once stdout's reader has gone (`faultline list |
+/// head`): `println!` would panic on the broken pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            $crate::stdout_failed(e)
+        }
+    }};
+}
+
 mod args;
 mod sweep;
 
@@ -20,10 +31,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// A write to stdout failed: a closed pipe ends the run quietly (its reader wanted no more), anything
+/// else is reported.
+fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0)
+    }
+    eprintln!("faultline: cannot write to stdout: {e}");
+    std::process::exit(1)
+}
+
 fn execute(args: Args) -> Result<ExitCode, UsageError> {
     match args.command {
         Command::Help => {
-            print!("{}", args::USAGE);
+            out!("{}", args::USAGE.trim_end());
             Ok(ExitCode::SUCCESS)
         }
         Command::List { json } => {
@@ -37,24 +58,24 @@ fn execute(args: Args) -> Result<ExitCode, UsageError> {
 
 fn list(json: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(faultline_scenarios::ALL).expect("specs serialise"));
+        out!("{}", serde_json::to_string_pretty(faultline_scenarios::ALL).expect("specs serialise"));
         return;
     }
     for s in faultline_scenarios::ALL {
-        println!("{:<28} {} — {}", s.id(), s.info.title, s.info.category);
+        out!("{:<28} {} — {}", s.id(), s.info.title, s.info.category);
         let strategies: Vec<String> = s
             .strategies
             .iter()
             .map(|st| if st.naive { format!("{} (naive)", st.id) } else { st.id.to_string() })
             .collect();
-        println!("    strategies: {}", strategies.join(", "));
+        out!("    strategies: {}", strategies.join(", "));
         let params: Vec<String> =
             s.params.iter().map(|p| format!("{}={} [{}..{}]{}", p.id, p.default, p.min, p.max, unit(p.unit))).collect();
-        println!("    params:     {}", params.join(", "));
-        println!("    checks:     {}", s.checks.iter().map(|c| c.id).collect::<Vec<_>>().join(", "));
-        println!("    metrics:    {}", s.metrics.iter().map(|m| m.id).collect::<Vec<_>>().join(", "));
+        out!("    params:     {}", params.join(", "));
+        out!("    checks:     {}", s.checks.iter().map(|c| c.id).collect::<Vec<_>>().join(", "));
+        out!("    metrics:    {}", s.metrics.iter().map(|m| m.id).collect::<Vec<_>>().join(", "));
         if !s.faults.is_empty() {
-            println!("    faults:     {}", s.faults.iter().map(|f| f.id).collect::<Vec<_>>().join(", "));
+            out!("    faults:     {}", s.faults.iter().map(|f| f.id).collect::<Vec<_>>().join(", "));
         }
     }
 }
@@ -151,7 +172,7 @@ fn run(opts: RunOpts) -> Result<ExitCode, UsageError> {
         warnings,
     };
     if opts.json {
-        println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
+        out!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
     } else {
         print_report(&report);
     }
@@ -159,7 +180,7 @@ fn run(opts: RunOpts) -> Result<ExitCode, UsageError> {
         let entries = run.trace().entries();
         for e in entries.iter().skip(entries.len().saturating_sub(n)) {
             let detail = run.detail(e.seq).map(|d| format!("  {d}")).unwrap_or_default();
-            println!("{:>12} #{:<7} {:?}{detail}", e.at.to_string(), e.seq, e.kind);
+            out!("{:>12} #{:<7} {:?}{detail}", e.at.to_string(), e.seq, e.kind);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -170,31 +191,31 @@ fn print_report(r: &RunReport) {
     for w in &r.warnings {
         eprintln!("warning: {w}");
     }
-    println!("{} · strategy {} · seed {}", o.scenario, o.strategy, o.seed);
-    println!(
+    out!("{} · strategy {} · seed {}", o.scenario, o.strategy, o.seed);
+    out!(
         "  {} events in {:.1} s simulated, {:.3} s wall ({:.2} M events/s)",
         o.events,
         o.sim_seconds,
         r.wall_seconds,
         r.events_per_second / 1e6
     );
-    println!("  trace hash {} (fingerprint {})", o.trace_hash, o.fingerprint);
-    println!("  checks:");
+    out!("  trace hash {} (fingerprint {})", o.trace_hash, o.fingerprint);
+    out!("  checks:");
     for c in &o.checks {
         match (&c.why, c.violated_at_s) {
             (Some(why), Some(at)) => {
-                println!("    ✗ {:<22} first at {at:.3}s: {why}", c.id);
+                out!("    ✗ {:<22} first at {at:.3}s: {why}", c.id);
                 let tail = c
                     .holding_since_s
                     .map_or(", still violated at the end".into(), |s| format!(", holding since {s:.3} s"));
-                println!("      {:<22} violated {}{tail}", "", c.bands_text());
+                out!("      {:<22} violated {}{tail}", "", c.bands_text());
             }
-            _ => println!("    ✓ {}", c.id),
+            _ => out!("    ✓ {}", c.id),
         }
     }
-    println!("  metrics:");
+    out!("  metrics:");
     for m in &o.metrics {
-        println!("    {:<26} {}", m.label, format_value(m.value, m.unit));
+        out!("    {:<26} {}", m.label, format_value(m.value, m.unit));
     }
-    println!("  recipe: {}", r.recipe_url);
+    out!("  recipe: {}", r.recipe_url);
 }

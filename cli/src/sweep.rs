@@ -77,20 +77,20 @@ pub fn sweep(opts: SweepOpts) -> Result<ExitCode, UsageError> {
         .collect();
 
     if opts.run.json {
-        println!("{}", serde_json::to_string_pretty(&rows).expect("rows serialise"));
+        out!("{}", serde_json::to_string_pretty(&rows).expect("rows serialise"));
     } else if opts.csv {
         let mut head = vec![p.id.to_string()];
         head.extend(spec.metrics.iter().map(|m| format!("{} ({})", m.id, m.unit)));
         head.extend(spec.checks.iter().map(|c| format!("{} violated", c.id)));
-        println!("{}", head.join(","));
+        out!("{}", head.join(","));
         for r in &rows {
             let mut cells = vec![r.value.to_string()];
             cells.extend(r.metrics.iter().map(|(_, v)| format!("{v}")));
             cells.extend(r.violations.iter().map(|(_, v)| v.to_string()));
-            println!("{}", cells.join(","));
+            out!("{}", cells.join(","));
         }
     } else {
-        println!(
+        out!(
             "{} · strategy {} · sweeping {} over {} values × {} seeds, {} each",
             spec.id(),
             base.strategy,
@@ -102,7 +102,7 @@ pub fn sweep(opts: SweepOpts) -> Result<ExitCode, UsageError> {
         let mut head = vec![format!("{:>10}", p.id)];
         head.extend(spec.metrics.iter().map(|m| format!("{:>18}", truncate(m.id, 18))));
         head.extend(spec.checks.iter().map(|c| format!("{:>18}", truncate(c.id, 18))));
-        println!("{}", head.join(" "));
+        out!("{}", head.join(" "));
         for r in &rows {
             let mut cells = vec![format!("{:>10}", r.value)];
             cells.extend(
@@ -113,7 +113,7 @@ pub fn sweep(opts: SweepOpts) -> Result<ExitCode, UsageError> {
                     format!("{:>18}", if *v == 0 { "✓".to_string() } else { format!("✗ {v}/{}", r.seeds) })
                 }),
             );
-            println!("{}", cells.join(" "));
+            out!("{}", cells.join(" "));
         }
     }
     Ok(ExitCode::SUCCESS)
