@@ -79,21 +79,22 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
     ],
     faults: &[
         FaultSpec::global("kill-switch", "Kill switch", "Off for everyone (1), or back at the rollout (0).").value("on", 0..=1, 1),
-        FaultSpec::global("stream-drop", "A region's streams drop", "The service closes one region's streams (its stream \
-            tier restarts); they reconnect.").value("region", 0..=7, 1),
+        FaultSpec::global("stream-drop", "A region's streams drop", "The service closes one region's streams (0 us-east, \
+            1 eu-west, 2 us-west, 3 ap-northeast, …; its stream tier restarts); they reconnect.").value("region", 0..=7, 1),
         FaultSpec::global("flag-service-down", "Flag service down", "Polls unanswered, streams refused for this long; \
             servers keep their last flag.").value("s", 1..=120, 10),
     ],
     checks: &[
         CheckSpec::new("no-flip-flop", "No user flip-flops", "A user's answers in a row under one version agree."),
         CheckSpec::new("propagation-p99", "Changes reach the servers in 500 ms (p99)", "Every change, the kill switch \
-            too, reaches 99% of the servers of all regions within 500 ms of its publication (S4#02)."),
+            too, reaches 99% of the servers of all regions (nearest rank: of the default 32, all) within 500 ms of its \
+            publication (S4#02)."),
     ],
     metrics: &[
         MetricSpec::new("flip_users", "Users who flip-flopped", "users", Measure::Count("flip_users")),
         MetricSpec::new("propagation_p99", "Propagation p99, latest change", "ms", Measure::Gauge("propagation_p99_ms")),
         MetricSpec::new("polls", "Flag-service load: polls", "polls/s", Measure::Rate("polls")),
-        MetricSpec::new("streams", "Flag-service load: open streams", "streams", Measure::Gauge("streams")),
+        MetricSpec::new("streams", "Flag-service load: open streams (a heartbeat a second each)", "streams", Measure::Gauge("streams")),
         MetricSpec::new("behind", "Servers behind the latest change", "servers", Measure::Gauge("servers_behind")),
         MetricSpec::new("new_pct", "Answers with the new feature", "%", Measure::Percent { num: "new", rest: "old" }),
         MetricSpec::new("went_back", "Answers older than the user's last", "answers", Measure::Count("went_back")),

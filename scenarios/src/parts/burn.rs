@@ -20,7 +20,7 @@
 //! burnt `(r − r0)·t/P ≈ (B − r0)·W/P` of the budget, whatever its rate. A rule fires when
 //! both of its windows have: the later of the two times.
 
-use faultline_core::{Micros, Time, MICROS_PER_S};
+use faultline_core::{Micros, Time};
 use std::collections::{BTreeMap, VecDeque};
 
 /// The workbook's SLO period: 30 days, in hours.
@@ -54,6 +54,11 @@ impl Slo {
     /// Simulated µs in the SLO's hours (for labels and metrics).
     pub fn as_hours(&self, us: f64) -> f64 {
         us * PERIOD_HOURS / self.period_us as f64
+    }
+
+    /// A simulated time in the SLO's hours, with the clock's seconds beside: "10.0 h (t=10s)".
+    pub fn when(&self, t: Time) -> String {
+        format!("{:.1} h (t={t})", self.as_hours(t.micros() as f64))
     }
 
     /// The time compression in words: "30 days = 720 s: 1 h = 1.00 s".
@@ -235,12 +240,15 @@ impl Counts {
 
 /// Where the SLI is measured (a balancer's view): requests sent, each counted once when
 /// answered, or as failed once it has waited past a timeout (a 504); a late answer is ignored.
+/// Beside the counters, for the checks only, the failures an incident caused (a god's-eye tag
+/// on the answer that no rule reads).
 #[derive(Clone, Debug, Default)]
 pub struct Sli {
     pending: BTreeMap<u64, Time>,
     next_id: u64,
     pub total: u64,
     pub bad: u64,
+    pub by_incident: u64,
 }
 
 impl Sli {
@@ -251,9 +259,11 @@ impl Sli {
         self.next_id
     }
 
-    pub fn answered(&mut self, id: u64, ok: bool) {
+    /// An answer: failed or not, and if failed whether an incident caused it.
+    pub fn answered(&mut self, id: u64, ok: bool, by_incident: bool) {
         if self.pending.remove(&id).is_some() {
             (self.total, self.bad) = (self.total + 1, self.bad + !ok as u64);
+            self.by_incident += (!ok && by_incident) as u64;
         }
     }
 
@@ -298,6 +308,11 @@ pub enum Shape {
 }
 
 impl Shape {
+    /// Flapping as a dependency flaps: `bursts` bursts of 3 minutes at `rate`, one an hour.
+    pub fn flapping(rate: f64, bursts: u32, slo: &Slo) -> Shape {
+        Shape::Bursts { rate, burst_us: slo.minutes_us(3.0), every_us: slo.hours_us(1.0), bursts }
+    }
+
     /// How long it lasts, from its start to the end of its last burst.
     pub fn len_us(&self) -> Micros {
         match *self {
@@ -391,14 +406,22 @@ impl Incidents {
         raised.fold((self.p0, None), |a, b| if b.0 > a.0 { b } else { a })
     }
 
+    /// A request failing at the bad share `rate`, decided by one uniform draw `u`: (succeeded,
+    /// failed by an incident). Below the baseline's share the baseline fails it, above it only
+    /// an incident does — so the twin without incidents is this run, not another.
+    pub fn outcome(&self, rate: f64, u: f64) -> (bool, bool) {
+        (u >= rate, u < rate && u >= self.p0)
+    }
+
     /// Broken at `now` if an incident in force burns faster than the budget allows (mean burn
-    /// over 1), has burnt `bound` of it, and no alert fired since it started.
-    pub fn unalerted(&self, now: Time, bound: f64, last_firing: Option<Time>) -> Result<(), String> {
+    /// over 1), has burnt `bound` of it, and no alert fired because of incidents since it started
+    /// (`last_caused`: see [`Alerting::last_caused`]; noise that happens to fire does not count).
+    pub fn unalerted(&self, now: Time, bound: f64, last_caused: Option<Time>) -> Result<(), String> {
         let (slo, p0) = (&self.slo, self.p0);
         for i in self.log.iter().filter(|i| i.start <= now && now < i.end()) {
             let (burnt, burn) = (i.shape.consumed(now.since(i.start), p0, slo), i.shape.mean_burn(p0, slo));
-            if burn > 1.0 && burnt >= bound && last_firing.is_none_or(|t| t < i.start) {
-                let (kind, at, pct) = (i.kind, i.start, burnt * 100.0);
+            if burn > 1.0 && burnt >= bound && last_caused.is_none_or(|t| t < i.start) {
+                let (kind, at, pct) = (i.kind, slo.when(i.start), burnt * 100.0);
                 return Err(format!(
                     "the {kind} from {at} ({burn:.1}× burn) has burnt {pct:.1}% of the budget, unalerted"
                 ));
@@ -407,50 +430,98 @@ impl Incidents {
         Ok(())
     }
 
-    /// Whether an alert at `at` follows an incident worth it: one in force within the 3 days
-    /// before (the ticket rule's long window) that burns at least `minor` of the budget.
-    pub fn justify(&self, at: Time, severity: Severity, minor: f64) -> Result<(), String> {
+    /// Whether an alert `(at, severity, caused)` is justified: raised by incidents' errors, not
+    /// noise (`caused`: see [`Alerting`]), and following an incident worth it — one in force
+    /// within the 3 days before (the ticket rule's long window) that burns at least `minor` of
+    /// the budget.
+    pub fn justify(&self, &(at, severity, caused): &(Time, Severity, bool), minor: f64) -> Result<(), String> {
+        if !caused {
+            let at = self.slo.when(at);
+            return Err(format!("{severity:?} at {at} on noise: the baseline alone fires the rules as loud"));
+        }
         let lookback = self.slo.hours_us(72.0);
         let recent: Vec<&Incident> = self.log.iter().filter(|i| i.start <= at && i.end().plus(lookback) > at).collect();
         let budget = |i: &Incident| i.shape.budget(self.p0, &self.slo);
         if recent.iter().any(|i| budget(i) >= minor) {
             return Ok(());
         }
-        let what: Vec<String> =
-            recent.iter().map(|i| format!("the {} from {} ({:.1}%)", i.kind, i.start, budget(i) * 100.0)).collect();
+        let what: Vec<String> = recent
+            .iter()
+            .map(|i| format!("the {} from {} ({:.1}%)", i.kind, self.slo.when(i.start), budget(i) * 100.0))
+            .collect();
         let what = if what.is_empty() { "no incident, the baseline alone".to_string() } else { what.join(", ") };
-        Err(format!("{severity:?} at {at} with {what} in the 3 days before (minor: under {:.0}%)", minor * 100.0))
+        let (at, minor) = (self.slo.when(at), minor * 100.0);
+        Err(format!("{severity:?} at {at} with {what} in the 3 days before (minor: under {minor:.0}%)"))
     }
 
     /// The latest incident alerted while in force: from its start to its first alert.
-    pub fn detection_us(&self, sent: &[(Time, Severity)]) -> Option<Micros> {
+    pub fn detection_us(&self, sent: &[(Time, Severity, bool)]) -> Option<Micros> {
         self.log.iter().rev().find_map(|i| {
-            let first = sent.iter().find(|(at, _)| i.start <= *at && *at < i.end())?;
+            let first = sent.iter().find(|(at, ..)| i.start <= *at && *at < i.end())?;
             Some(first.0.since(i.start))
         })
+    }
+}
+
+/// A monitor's side of burn-rate alerting: step counts from scrapes of cumulative counters,
+/// their twin without the failures incidents caused (for the checks), and the alert's state.
+#[derive(Clone, Debug)]
+pub struct Watch {
+    pub counts: Counts,
+    twin: Counts,
+    pub alerting: Alerting,
+}
+
+impl Watch {
+    pub fn new(counts: Counts) -> Watch {
+        Watch { twin: counts.clone(), counts, alerting: Alerting::default() }
+    }
+
+    /// A scrape of the counters (total, bad, bad by incidents) at `now`, `rules` evaluated on
+    /// it: the severity to notify if the alert rose (each held `keep_us` after it last fired).
+    pub fn scraped(
+        &mut self,
+        (total, bad, by_incident): (u64, u64, u64),
+        rules: &[Rule],
+        now: Time,
+        keep_us: Micros,
+    ) -> Option<Severity> {
+        self.counts.scraped(total, bad);
+        self.twin.scraped(total, bad.saturating_sub(by_incident));
+        self.alerting.evaluate(self.counts.severity(rules), self.twin.severity(rules), now, keep_us)
     }
 }
 
 /// An alert's state across evaluations, as Prometheus and Alertmanager keep it: the loudest
 /// rule firing, each severity held for a while after its rule last fired (`keep_firing_for`,
 /// so noise at a threshold does not flap it), and a notification each time it rises.
+///
+/// Beside it, for the checks, the god's-eye cause: the same rules evaluated on a twin of the
+/// counts without the failures incidents caused (common random numbers: a request an incident
+/// failed is one the baseline alone would have served). A firing is **caused by incidents**
+/// when the rules fire louder on the counts than on the twin — noise that would have fired
+/// anyway is not.
 #[derive(Clone, Debug, Default)]
 pub struct Alerting {
     pub severity: Severity,
-    /// The latest evaluation at which any rule fired.
-    pub last_firing: Option<Time>,
+    /// The latest evaluation at which the rules fired because of incidents.
+    pub last_caused: Option<Time>,
     /// When a ticket's and a page's rules last fired.
     held: [Option<Time>; 2],
-    /// Every notification: when, and how loud.
-    pub sent: Vec<(Time, Severity)>,
+    /// Every notification: when, how loud, and whether incidents caused it.
+    pub sent: Vec<(Time, Severity, bool)>,
 }
 
 impl Alerting {
-    /// One evaluation at `now` where `fired` is the loudest rule firing: the severity to
-    /// notify, if the alert rose.
-    pub fn evaluate(&mut self, fired: Severity, now: Time, keep_us: Micros) -> Option<Severity> {
+    /// One evaluation at `now` where `fired` is the loudest rule firing and `anyway` the
+    /// loudest firing on the twin without incidents: the severity to notify, if the alert rose.
+    pub fn evaluate(&mut self, fired: Severity, anyway: Severity, now: Time, keep_us: Micros) -> Option<Severity> {
+        let caused = fired > anyway;
+        if caused {
+            self.last_caused = Some(now);
+        }
         if fired > Severity::Quiet {
-            (self.last_firing, self.held[fired as usize - 1]) = (Some(now), Some(now));
+            self.held[fired as usize - 1] = Some(now);
         }
         let held = |i: usize| self.held[i].is_some_and(|t| now.since(t) < keep_us);
         let severity = match (held(1), held(0)) {
@@ -461,22 +532,17 @@ impl Alerting {
         let rose = severity > self.severity;
         self.severity = severity;
         if rose {
-            self.sent.push((now, severity));
+            self.sent.push((now, severity, caused));
         }
         rose.then_some(severity)
     }
-}
-
-/// Seconds in µs, for the tests and labels.
-pub fn secs(us: Micros) -> f64 {
-    us as f64 / MICROS_PER_S as f64
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::parts::cohort::binomial;
-    use faultline_core::Rng;
+    use faultline_core::{Rng, MICROS_PER_S};
 
     const P: Micros = 720 * MICROS_PER_S;
 
@@ -632,29 +698,35 @@ mod tests {
     fn the_sli_counts_each_request_once_and_a_timeout_as_a_failure() {
         let mut sli = Sli::default();
         let (a, b, c) = (sli.sent(Time(0)), sli.sent(Time(10)), sli.sent(Time(50)));
-        sli.answered(a, true);
+        sli.answered(a, true, false);
         assert_eq!(sli.counters(Time(60), 40), (2, 1), "b waited 50 ≥ 40: failed; c not yet");
-        sli.answered(b, true);
-        sli.answered(c, false);
-        sli.answered(c, false);
+        sli.answered(b, true, false);
+        sli.answered(c, false, true);
+        sli.answered(c, false, true);
         assert_eq!(sli.counters(Time(200), 40), (3, 2), "b's late answer and c's repeat ignored");
+        assert_eq!(sli.by_incident, 1, "c's failure tagged once; b's timeout is no incident's");
     }
 
     #[test]
     fn an_alert_notifies_when_it_rises_and_holds_through_noise() {
+        use Severity::{Page, Quiet, Ticket};
         let mut a = Alerting::default();
         let t = |s| Time::from_secs(s);
-        assert_eq!(a.evaluate(Severity::Ticket, t(1), 5_000_000), Some(Severity::Ticket));
+        assert_eq!(a.evaluate(Ticket, Quiet, t(1), 5_000_000), Some(Ticket));
         // Quiet for less than the hold, then firing again: the same alert, not a new one.
-        assert_eq!(a.evaluate(Severity::Quiet, t(3), 5_000_000), None);
-        assert_eq!((a.evaluate(Severity::Ticket, t(5), 5_000_000), a.severity), (None, Severity::Ticket));
+        assert_eq!(a.evaluate(Quiet, Quiet, t(3), 5_000_000), None);
+        assert_eq!((a.evaluate(Ticket, Quiet, t(5), 5_000_000), a.severity), (None, Ticket));
         // Escalation notifies; falling back does not; after the hold it is quiet, and rises anew.
-        assert_eq!(a.evaluate(Severity::Page, t(6), 5_000_000), Some(Severity::Page));
-        assert_eq!(a.evaluate(Severity::Quiet, t(12), 5_000_000), None);
-        assert_eq!(a.severity, Severity::Quiet);
-        assert_eq!(a.evaluate(Severity::Ticket, t(13), 5_000_000), Some(Severity::Ticket));
-        assert_eq!(a.sent.len(), 3);
-        assert_eq!(a.last_firing, Some(t(13)));
+        assert_eq!(a.evaluate(Page, Quiet, t(6), 5_000_000), Some(Page));
+        assert_eq!(a.evaluate(Quiet, Quiet, t(12), 5_000_000), None);
+        assert_eq!(a.severity, Quiet);
+        // A ticket the twin without incidents fires too: noise, not caused by an incident.
+        assert_eq!(a.evaluate(Ticket, Ticket, t(13), 5_000_000), Some(Ticket));
+        assert_eq!(a.sent.iter().map(|s| s.2).collect::<Vec<_>>(), [true, true, false]);
+        assert_eq!(a.last_caused, Some(t(6)));
+        // A page over the twin's ticket is the incident's doing.
+        assert_eq!(a.evaluate(Page, Ticket, t(14), 5_000_000), Some(Page));
+        assert_eq!((a.sent[3].2, a.last_caused), (true, Some(t(14))));
     }
 
     #[test]
@@ -662,20 +734,29 @@ mod tests {
         let s = slo();
         let mut log = Incidents::new(s, 0.0005);
         let hour = s.hours_us(1.0);
-        let flap = Shape::Bursts { rate: 0.05, burst_us: s.minutes_us(3.0), every_us: hour, bursts: 4 };
+        let flap = Shape::flapping(0.05, 4, &s);
         log.log.push(Incident { kind: "flapping", start: Time(2 * hour), shape: flap });
         let slow = Shape::Steady { rate: 0.002, len_us: 80 * hour };
         log.log.push(Incident { kind: "slow-burn", start: Time(200 * hour), shape: slow });
         assert_eq!(log.rate(Time(2 * hour + 1)), (0.05, Some("flapping")));
         assert_eq!(log.rate(Time(100 * hour)), (0.0005, None));
-        // A page during the flapping is false (1.4% of the budget); one on the slow burn is not.
-        assert!(log.justify(Time(2 * hour + 10), Severity::Page, 0.02).is_err_and(|e| e.contains("flapping")));
-        assert!(log.justify(Time(100 * hour), Severity::Page, 0.02).is_err_and(|e| e.contains("baseline alone")));
-        assert!(log.justify(Time(201 * hour), Severity::Ticket, 0.02).is_ok());
+        // One draw: under the baseline's share a baseline failure, up to the incident's an incident's.
+        assert_eq!([0.0004, 0.03, 0.06].map(|u| log.outcome(0.05, u)), [(false, false), (false, true), (true, false)]);
+        // A page during the flapping is false (1.4% of the budget); one on the slow burn is not,
+        // unless noise raised it.
+        let page = |at| (Time(at), Severity::Page, true);
+        assert!(log.justify(&page(2 * hour + 10), 0.02).is_err_and(|e| e.contains("flapping")));
+        assert!(log.justify(&page(100 * hour), 0.02).is_err_and(|e| e.contains("baseline alone")));
+        assert!(log.justify(&(Time(201 * hour), Severity::Ticket, true), 0.02).is_ok());
+        let noise = (Time(201 * hour), Severity::Ticket, false);
+        assert!(log.justify(&noise, 0.02).is_err_and(|e| e.contains("on noise")));
         // The slow burn burns 1.5/720 an hour: 12% after 57.6 h, owed an alert from then.
         let owed = |h: f64, alerted| log.unalerted(Time(((200.0 + h) * hour as f64) as u64), 0.12, alerted);
         assert!(owed(57.0, None).is_ok() && owed(58.0, None).is_err());
         assert!(owed(58.0, Some(Time(201 * hour))).is_ok() && owed(58.0, Some(Time(199 * hour))).is_err());
-        assert_eq!(log.detection_us(&[(Time(222 * hour), Severity::Ticket)]), Some(22 * hour));
+        assert_eq!(log.detection_us(&[(Time(222 * hour), Severity::Ticket, true)]), Some(22 * hour));
+        // Messages give the SLO's hours and the clock's seconds.
+        let e = log.justify(&page(2 * hour + 10), 0.02).unwrap_err();
+        assert!(e.contains("Page at 2.0 h (t=2.000010s)") && e.contains("flapping from 2.0 h (t=2s)"), "{e}");
     }
 }
