@@ -5,7 +5,8 @@
 
 use crate::parts::degraded::FaultWindow;
 use crate::parts::interleaving::{lock_ceiling_per_s, sharded_cas_rates};
-use crate::parts::threads::{self, Access, Cpu, Memory, Reply, ThreadId};
+use crate::parts::rounds::{self, Msg, Rounds, Worker, MAIN};
+use crate::parts::threads::{self, Access, Memory, Reply, ThreadId};
 use faultline_core::*;
 
 #[rustfmt::skip]
@@ -81,29 +82,8 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
     build,
 };
 
-/// The main thread, which owns the shared memory; the incrementing threads follow.
-const MAIN: NodeId = 0;
 /// The one lock of `mutex`, guarding cell 0 (the counter, and shard 0).
 const LOCK: u32 = 0;
-
-#[derive(Clone, Debug)]
-pub enum Msg {
-    Start { round: u64, increments: u64 },
-    Access { round: u64, access: Access },
-    Reply { round: u64, reply: Reply },
-    Finished { round: u64 },
-}
-
-impl Label for Msg {
-    fn label(&self) -> &'static str {
-        match self {
-            Msg::Start { .. } => "start",
-            Msg::Access { access, .. } => access.label(),
-            Msg::Reply { reply, .. } => reply.label(),
-            Msg::Finished { .. } => "finished",
-        }
-    }
-}
 
 #[derive(Clone, Debug, Label)]
 pub enum Timer {
@@ -119,12 +99,7 @@ pub enum Ct {
 
 #[derive(Clone, Debug)]
 pub struct Main {
-    mem: Memory,
-    /// Kept through a crash, so that accesses from before it are told apart.
-    round: u64,
-    threads: u32,
-    increments: u64,
-    finished: u32,
+    r: Rounds,
     /// The round's first lost update: who wrote what over what.
     first_loss: Option<String>,
     breach: Breach,
@@ -142,23 +117,18 @@ enum Plan {
 
 #[derive(Clone, Debug, Default)]
 pub struct Thread {
-    index: u32,
-    round: u64,
-    left: u64,
-    increments: u64,
+    w: Worker,
     plan: Plan,
-    cpu: Cpu,
     asked_lock: Time,
 }
 
 fn build(setup: &Setup) -> Box<dyn Run> {
     let mut sim: Sim<Ct> = Sim::new(setup, Link::local());
     let (threads, shards) = (setup.param("threads") as u32, setup.param("shards") as usize);
-    let (increments, mem) = (setup.param("increments") as u64, Memory::new(shards, 1));
-    let main = Main { mem, round: 0, threads, increments, finished: 0, first_loss: None, breach: Breach::default() };
-    assert_eq!(sim.add_node(Ct::Main(main)), MAIN);
+    let r = Rounds::new(Memory::new(shards, 1), threads, setup.param("increments") as u64);
+    assert_eq!(sim.add_node(Ct::Main(Main { r, first_loss: None, breach: Breach::default() })), MAIN);
     for index in 0..threads {
-        sim.add_node(Ct::Thread(Thread { index, increments, ..Thread::default() }));
+        sim.add_node(Ct::Thread(Thread { w: Worker::new(index), ..Thread::default() }));
     }
     // The plan: thread 0 descheduled inside its critical section at 10 s; a storm at 20–25 s.
     sim.schedule(Time::from_secs(10), Fault::custom_on("deschedule", MAIN + 1, 2000));
@@ -179,25 +149,24 @@ impl Node for Ct {
             }
             // A thread restarted mid-round carries on with what it had left (its increment
             // under way died with it; a lock it held stays held).
-            Ct::Thread(t) if t.left > 0 => t.work(ctx),
+            Ct::Thread(t) if t.w.left > 0 => t.work(ctx),
             Ct::Thread(_) => {}
         }
     }
 
     fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Self>) {
         match (self, msg) {
-            (Ct::Main(m), Msg::Access { round, access }) if round == m.round => m.access(from, access, ctx),
-            (Ct::Main(m), Msg::Finished { round }) if round == m.round => m.finished(ctx),
+            (Ct::Main(m), Msg::Access { round, access }) if m.r.current(round) => m.access(from, access, ctx),
+            (Ct::Main(m), Msg::Finished { round }) if m.r.current(round) => m.finished(ctx),
             // From before the main thread's restart: that round is over.
             (Ct::Main(_), Msg::Access { .. } | Msg::Finished { .. }) => {}
-            (Ct::Thread(t), Msg::Start { round, increments }) => {
-                (t.round, t.left, t.increments) = (round, increments, increments);
-                t.cpu.reset();
+            (Ct::Thread(t), Msg::Start { round, jobs }) => {
+                t.w.start(round, jobs);
                 t.work(ctx);
             }
             // An answer to no access in flight is from before a crash: the thread ignores it.
             (Ct::Thread(t), Msg::Reply { round, reply }) => {
-                if round == t.round && t.cpu.answered(reply) {
+                if let Some(reply) = t.w.answered(round, reply) {
                     t.reply(reply, ctx)
                 }
             }
@@ -207,7 +176,7 @@ impl Node for Ct {
 
     fn on_timer(&mut self, timer: Timer, ctx: &mut Ctx<Self>) {
         match (self, timer) {
-            (Ct::Thread(t), Timer::Worked { round }) if round == t.round => t.begin(ctx),
+            (Ct::Thread(t), Timer::Worked { round }) if round == t.w.round => t.begin(ctx),
             (Ct::Thread(_), Timer::Worked { .. }) => {}
             (_, other) => ctx.unhandled(&other),
         }
@@ -216,16 +185,14 @@ impl Node for Ct {
     fn on_crash(&mut self, _ctx: &mut Ctx<Self>) {
         match self {
             // The process's memory is gone; its round restarts when it does.
-            Ct::Main(m) => m.mem.reset(),
-            Ct::Thread(t) => t.cpu.reset(),
+            Ct::Main(m) => m.r.mem.reset(),
+            Ct::Thread(t) => t.w = t.w.crashed(),
         }
     }
 
     fn on_control(&mut self, c: Control, ctx: &mut Ctx<Self>) {
         match (self, c) {
-            (Ct::Thread(t), c) => {
-                t.cpu.control(c);
-            }
+            (Ct::Thread(t), c) => _ = t.w.cpu.control(c),
             (Ct::Main(m), Control::Strategy(_) | Control::Param { .. }) => m.theory(ctx),
             // Threads read the strategy and the parameters at each increment and step.
             _ => {}
@@ -235,11 +202,7 @@ impl Node for Ct {
     fn view(&self) -> NodeView {
         match self {
             Ct::Main(m) => m.view(),
-            Ct::Thread(t) => {
-                let (done, all) = ((t.increments - t.left) as i64, t.increments as i64);
-                let v = NodeView::new(NodeKind::Worker, 0, numbered("thread", t.index as u64)).gauge("done", done, all);
-                t.cpu.badge(v).badge_if(t.left == 0 && t.round > 0, "joined", Tone::Good)
-            }
+            Ct::Thread(t) => t.w.view(),
         }
     }
 }
@@ -247,47 +210,41 @@ impl Node for Ct {
 impl Main {
     /// Spawns a round: memory zeroed, every thread told to add its share.
     fn start_round(&mut self, ctx: &mut Ctx<Ct>) {
-        (self.round, self.finished, self.first_loss) = (self.round + 1, 0, None);
-        self.mem.reset();
-        for t in 1..=self.threads {
-            ctx.send(t, Msg::Start { round: self.round, increments: self.increments });
-        }
+        self.r.start(ctx);
+        self.first_loss = None;
         ctx.gauge("counter", 0);
     }
 
+    /// An access served. Every write is a read's value + 1: what it erases is how far the cell
+    /// moved since that read (negative if it moved back, which puts erased ones back).
     fn access(&mut self, t: ThreadId, access: Access, ctx: &mut Ctx<Ct>) {
-        if let Access::Write(cell, v) = access {
-            // Every write here is a read's value + 1: what it erases is how far the cell moved
-            // since that read (negative if it moved back, which puts erased ones back).
-            let now = self.mem.cells()[cell as usize];
-            let lost = now + 1 - v;
-            if lost != 0 {
-                ctx.count("lost", lost);
-            }
+        if let Some(e) = self.r.serve(t, access, 0, ctx) {
+            let lost = e.over - e.read;
+            ctx.count("lost", lost);
             if lost > 0 && self.first_loss.is_none() {
-                self.first_loss = Some(format!("thread {} wrote {v} over {now}", t - 1));
-                ctx.note(format!("thread {} wrote {v} over {now}: {lost} increments erased", t - 1));
+                self.first_loss = Some(e.told("cell"));
+                ctx.note(format!("{}: {lost} increments erased", e.told("cell")));
             }
         }
-        let round = self.round;
-        self.mem.serve(t, access, ctx, |reply| Msg::Reply { round, reply });
-        ctx.gauge("counter", self.mem.cells().iter().sum());
+        ctx.gauge("counter", self.r.mem.cells().iter().sum());
     }
 
     /// A thread joined; once all have, the main thread checks the count and starts another round.
     fn finished(&mut self, ctx: &mut Ctx<Ct>) {
-        self.finished += 1;
-        if self.finished < self.threads {
+        if !self.r.joined() {
             return;
         }
-        let total: i64 = self.mem.cells().iter().sum();
-        let expected = (self.threads as u64 * self.increments) as i64;
+        let total: i64 = self.r.mem.cells().iter().sum();
+        let expected = (self.r.threads as u64 * self.r.jobs) as i64;
         ctx.count("rounds", 1);
         if total != expected {
             ctx.count("bad_rounds", 1);
             let first = self.first_loss.take().map(|f| format!(" (first: {f})")).unwrap_or_default();
-            let why =
-                format!("round {}: counter {total}, expected {expected}: {} lost{first}", self.round, expected - total);
+            let why = format!(
+                "round {}: counter {total}, expected {expected}: {} lost{first}",
+                self.r.round,
+                expected - total
+            );
             ctx.note(why.clone());
             self.breach.record(why, ctx.truth());
         }
@@ -298,8 +255,8 @@ impl Main {
     /// never waits (work + 2 steps per increment); a mutex at best its ceiling; CAS loops the
     /// Markov chain, one per shard group (sharded: thread i on shard i mod shards).
     fn theory(&self, ctx: &mut Ctx<Ct>) {
-        let (n, step, work) = (self.threads, ctx.param("step_us") as f64, ctx.param("work_us") as f64);
-        let shards = if ctx.strategy() == "sharded" { self.mem.cells().len() as u32 } else { 1 };
+        let (n, step, work) = (self.r.threads, ctx.param("step_us") as f64, ctx.param("work_us") as f64);
+        let shards = if ctx.strategy() == "sharded" { self.r.mem.cells().len() as u32 } else { 1 };
         let (ops, retries) = match ctx.strategy() {
             "read-modify-write" => (n as f64 * 1e6 / (work + 2.0 * step), 0.0),
             "mutex" => (lock_ceiling_per_s(3, step, ctx.param("wake_us") as f64), 0.0),
@@ -310,16 +267,16 @@ impl Main {
     }
 
     fn view(&self) -> NodeView {
-        let total: i64 = self.mem.cells().iter().sum();
-        let expected = (self.threads as u64 * self.increments) as i64;
+        let total: i64 = self.r.mem.cells().iter().sum();
+        let expected = (self.r.threads as u64 * self.r.jobs) as i64;
         let mut v = NodeView::new(NodeKind::Store, 1, "shared memory")
             .gauge("counter", total, expected)
-            .badge(format!("round {}: counter {total}", self.round), Tone::Neutral);
-        if self.mem.cells().len() > 1 {
-            let shards: Vec<String> = self.mem.cells().iter().map(|c| c.to_string()).collect();
+            .badge(format!("round {}: counter {total}", self.r.round), Tone::Neutral);
+        if self.r.mem.cells().len() > 1 {
+            let shards: Vec<String> = self.r.mem.cells().iter().map(|c| c.to_string()).collect();
             v = v.badge(format!("shards {}", shards.join(" · ")), Tone::Neutral);
         }
-        v = self.mem.marks(v, LOCK, |t| numbered("thread", t as u64 - 1));
+        v = self.r.mem.marks(v, LOCK, rounds::name);
         match self.breach.latest() {
             Some(why) => v.badge(why, Tone::Bad),
             None => v,
@@ -330,12 +287,8 @@ impl Main {
 impl Thread {
     /// Local work, then the next increment (or, with none left, join).
     fn work(&mut self, ctx: &mut Ctx<Ct>) {
-        if self.left == 0 {
-            return ctx.send(MAIN, Msg::Finished { round: self.round });
-        }
-        let mean_us = ctx.param("work_us") as f64;
-        let work = ctx.rng().exponential(mean_us) as Micros;
-        ctx.set_timer(work, Timer::Worked { round: self.round });
+        let round = self.w.round;
+        self.w.work(ctx.param("work_us") as f64, Timer::Worked { round }, ctx);
     }
 
     /// An increment begins, as the strategy in force says.
@@ -344,7 +297,7 @@ impl Thread {
         self.plan = match ctx.strategy() {
             "mutex" => Plan::Mutex,
             "cas" => Plan::Cas(0),
-            "sharded" => Plan::Cas(self.index % shards),
+            "sharded" => Plan::Cas(self.w.index % shards),
             _ => Plan::Rmw,
         };
         match self.plan {
@@ -382,15 +335,14 @@ impl Thread {
     }
 
     fn done(&mut self, ctx: &mut Ctx<Ct>) {
-        self.left -= 1;
+        self.w.left -= 1;
         ctx.count("increments", 1);
         self.work(ctx);
     }
 
     /// The next access, after its step; a read's value in hand is a critical section too.
     fn issue(&mut self, access: Access, ctx: &mut Ctx<Ct>) {
-        let inside = matches!(access, Access::Write(..) | Access::Cas { .. });
-        self.cpu.issue(ctx, MAIN, access, inside, Msg::Access { round: self.round, access });
+        self.w.issue(access, matches!(access, Access::Write(..) | Access::Cas { .. }), ctx);
     }
 }
 

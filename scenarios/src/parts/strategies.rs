@@ -8,16 +8,19 @@
 
 /// `strategies!(SPEC, Name { First, Second, … })`: see the module's note.
 macro_rules! strategies {
-    ($spec:ident, $name:ident { $($variant:ident),+ $(,)? }) => {
-        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    ($spec:ident, $name:ident { $first:ident $(, $variant:ident)* }) => {
+        /// The first strategy is the default (a state before any is chosen).
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
         enum $name {
-            $($variant),+
+            #[default]
+            $first,
+            $($variant),*
         }
 
         impl $name {
             /// The strategy whose id is `id`: the variant at its position in the spec.
             fn from_id(id: &str) -> $name {
-                let all = [$($name::$variant),+];
+                let all = [$name::$first, $($name::$variant),*];
                 assert_eq!(all.len(), $spec.strategies.len(), "one variant per strategy of the spec");
                 all[$spec.strategies.iter().position(|s| s.id == id).expect("a strategy of this scenario")]
             }

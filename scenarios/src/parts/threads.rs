@@ -13,6 +13,7 @@
 //! oldest waiter, who pays a wake-up (a context switch) before its next step. Each thread waits
 //! on at most one lock, so the wait-for graph is a function and a deadlock is a cycle in it.
 
+use super::retry::{Jitter, RetryPolicy};
 use faultline_core::{
     Control, Ctx, Fault, FaultSpec, Label, Micros, Node, NodeId, NodeView, ParamSpec, Ppm, Rng, Tone, MICROS_PER_MS,
 };
@@ -221,6 +222,103 @@ impl Memory {
         }
         let told: Vec<String> = cycle.iter().map(|&t| name(t)).collect();
         v.badge_if(!cycle.is_empty(), format!("deadlock: {}", told.join(" → ")), Tone::Bad)
+    }
+}
+
+impl Memory {
+    /// A deadlock's cycle in words, `name` naming threads and `lock_name` locks: "thread 1 holds
+    /// account 2 and waits for account 4, held by thread 3; thread 3 holds account 4 and waits
+    /// for account 2, held by thread 1".
+    pub fn tell_cycle(
+        &self,
+        cycle: &[ThreadId],
+        name: impl Fn(ThreadId) -> String,
+        lock_name: impl Fn(u32) -> String,
+    ) -> String {
+        let holds = |t: ThreadId| -> Vec<String> {
+            (0..self.locks.len() as u32).filter(|&l| self.holder(l) == Some(t)).map(&lock_name).collect()
+        };
+        let step = |&t: &ThreadId| {
+            let (l, h) = (self.waiting_on(t).expect("in the cycle"), self.waits_for(t).expect("in the cycle"));
+            format!("{} holds {} and waits for {}, held by {}", name(t), holds(t).join(", "), lock_name(l), name(h))
+        };
+        cycle.iter().map(step).collect::<Vec<_>>().join("; ")
+    }
+
+    /// Every held lock marked on its holder, and each waiter marked with what it waits for and
+    /// whom; a deadlock's threads in red and its cycle told in a badge.
+    pub fn all_marks(
+        &self,
+        mut v: NodeView,
+        name: impl Fn(ThreadId) -> String,
+        lock_name: impl Fn(u32) -> String,
+    ) -> NodeView {
+        let cycle = self.deadlock().unwrap_or_default();
+        let tone = |t: ThreadId| if cycle.contains(&t) { Tone::Bad } else { Tone::Warn };
+        for (l, m) in self.locks.iter().enumerate() {
+            let Some(h) = m.holder else { continue };
+            v = v.mark(h, format!("holds {}", lock_name(l as u32)), tone(h));
+            for &w in &m.waiters {
+                v = v.mark(w, format!("waits for {} ({})", lock_name(l as u32), name(h)), tone(w));
+            }
+        }
+        let told = (!cycle.is_empty()).then(|| format!("deadlock: {}", self.tell_cycle(&cycle, &name, &lock_name)));
+        v.badge_if(told.is_some(), told.unwrap_or_default(), Tone::Bad)
+    }
+}
+
+/// A critical section's locks, asked for in the order given and given back last taken first:
+/// each with `Lock` (waiting for it), or — `try_later` — every one after the first with
+/// `TryLock`, where a busy one makes the thread give back what it holds and try again after a
+/// jittered backoff (no hold-and-wait, so no deadlock; without the backoff, livelock).
+#[derive(Clone, Debug, Default)]
+pub struct LockSet {
+    want: Vec<u32>,
+    pub held: Vec<u32>,
+    try_later: bool,
+    backing_off: bool,
+    /// Tries given up so far, and the latest backoff (decorrelated jitter reads it).
+    tries: u32,
+    last_wait_us: Micros,
+}
+
+impl LockSet {
+    pub fn new(want: Vec<u32>, try_later: bool) -> LockSet {
+        LockSet { want, try_later, ..LockSet::default() }
+    }
+
+    /// The next lock to ask for, if any is not held yet.
+    pub fn ask(&self) -> Option<Access> {
+        let l = *self.want.get(self.held.len())?;
+        Some(if self.try_later && !self.held.is_empty() { Access::TryLock(l) } else { Access::Lock(l) })
+    }
+
+    /// The answer to the lock asked for: true if it is held now; false if it was busy (give
+    /// back what is held with [`LockSet::unlock`], then wait out [`LockSet::backoff`]).
+    pub fn answered(&mut self, reply: Reply) -> bool {
+        let l = self.want[self.held.len()];
+        match reply {
+            Reply::Locked | Reply::Woken => self.held.push(l),
+            _ => self.backing_off = true,
+        }
+        !self.backing_off
+    }
+
+    /// The next lock to give back, last taken first.
+    pub fn unlock(&mut self) -> Option<Access> {
+        self.held.pop().map(Access::Unlock)
+    }
+
+    /// Once everything is given back after a busy lock: the wait before asking again (full
+    /// jitter from `base_us`, doubling up to 32×); `None` if it gave them back because it was done.
+    pub fn backoff(&mut self, base_us: Micros, rng: &mut Rng) -> Option<Micros> {
+        if !std::mem::take(&mut self.backing_off) {
+            return None;
+        }
+        self.tries += 1;
+        let policy = RetryPolicy::new(u32::MAX, base_us, 32 * base_us, Jitter::Full);
+        self.last_wait_us = policy.delay_us(self.tries, self.last_wait_us, rng).unwrap_or(base_us);
+        Some(self.last_wait_us)
     }
 }
 
@@ -460,6 +558,53 @@ mod tests {
         let v = m.marks(NodeView::new(faultline_core::NodeKind::Store, 0, "memory"), 1, name);
         assert!(v.badges.iter().any(|b| b.text == "deadlock: t1 → t2" && b.tone == Tone::Bad), "{:?}", v.badges);
         assert!(v.marks.iter().any(|k| k.node == 1 && k.tone == Tone::Bad));
+    }
+
+    #[test]
+    fn every_held_lock_is_marked_and_a_cycle_told_with_its_locks() {
+        let mut m = Memory::new(0, 3);
+        m.apply(1, Access::Lock(0));
+        m.apply(2, Access::Lock(1));
+        m.apply(1, Access::Lock(1));
+        let (name, lock) = (|t: ThreadId| format!("t{t}"), |l: u32| format!("a{l}"));
+        let view = |m: &Memory| m.all_marks(NodeView::new(faultline_core::NodeKind::Store, 0, "memory"), name, lock);
+        let v = view(&m);
+        let marks: Vec<(NodeId, &str, Tone)> = v.marks.iter().map(|k| (k.node, k.text.as_str(), k.tone)).collect();
+        assert_eq!(
+            marks,
+            vec![(1, "holds a0", Tone::Warn), (2, "holds a1", Tone::Warn), (1, "waits for a1 (t2)", Tone::Warn)]
+        );
+        assert!(v.badges.is_empty());
+        m.apply(2, Access::Lock(0));
+        let cycle = m.deadlock().expect("t1 and t2 wait for each other");
+        let told = "t1 holds a0 and waits for a1, held by t2; t2 holds a1 and waits for a0, held by t1";
+        assert_eq!(m.tell_cycle(&cycle, name, lock), told);
+        let v = view(&m);
+        assert!(
+            v.badges.iter().filter(|b| b.tone == Tone::Bad).count() == 1
+                && v.badges[0].text == format!("deadlock: {told}")
+        );
+        assert!(v.marks.iter().all(|k| k.tone == Tone::Bad), "{:?}", v.marks);
+    }
+
+    #[test]
+    fn a_lock_set_takes_its_locks_in_order_and_a_busy_try_gives_them_back() {
+        let mut m = Memory::new(0, 3);
+        let mut set = LockSet::new(vec![2, 0], true);
+        let mut rng = Rng::new(1);
+        assert_eq!(set.ask(), Some(Access::Lock(2)));
+        assert!(set.answered(m.apply(1, Access::Lock(2)).reply.expect("free")));
+        assert_eq!(set.ask(), Some(Access::TryLock(0)), "the later ones tried");
+        m.apply(9, Access::Lock(0));
+        assert!(!set.answered(m.apply(1, Access::TryLock(0)).reply.expect("busy")));
+        assert_eq!((set.unlock(), set.unlock()), (Some(Access::Unlock(2)), None));
+        let wait = set.backoff(100, &mut rng).expect("it gave them back for a busy lock");
+        assert!(wait <= 100, "full jitter: U(0, base) the first time, {wait}");
+        assert_eq!(set.backoff(100, &mut rng), None, "nothing busy since");
+        assert_eq!(set.ask(), Some(Access::Lock(2)), "from the first again");
+        let mut plain = LockSet::new(vec![0, 1], false);
+        plain.held.push(0);
+        assert_eq!(plain.ask(), Some(Access::Lock(1)));
     }
 
     #[test]

@@ -1,0 +1,214 @@
+//! Rounds of work on shared memory: a main thread owning `threads::Memory` starts each round's worker threads, serves their accesses and joins them for its audit; each worker does its share of jobs, one access at a time.
+//!
+//! A program that spawns threads, joins them and checks what they did is how a concurrency bug
+//! is usually caught (a counter short of its total, money missing from the accounts). Every
+//! message carries its round, so that what a thread sent before the main thread restarted is
+//! told apart and ignored.
+
+use super::threads::{Access, Cpu, Memory, Reply, ThreadId};
+use faultline_core::{numbered, Ctx, Label, Micros, Node, NodeId, NodeKind, NodeView, Tone};
+use std::collections::BTreeMap;
+
+/// The main thread is node 0 and owns the memory; worker `i` is node `i + 1`.
+pub const MAIN: NodeId = 0;
+
+/// A worker's name in the picture and in messages: node `i + 1` is "thread i".
+pub fn name(t: ThreadId) -> String {
+    numbered("thread", t as u64 - 1)
+}
+
+/// What the main thread and its workers say to each other.
+#[derive(Clone, Debug)]
+pub enum Msg {
+    Start { round: u64, jobs: u64 },
+    Access { round: u64, access: Access },
+    Reply { round: u64, reply: Reply },
+    Finished { round: u64 },
+}
+
+impl Label for Msg {
+    fn label(&self) -> &'static str {
+        match self {
+            Msg::Start { .. } => "start",
+            Msg::Access { access, .. } => access.label(),
+            Msg::Reply { reply, .. } => reply.label(),
+            Msg::Finished { .. } => "finished",
+        }
+    }
+}
+
+/// A write over a cell that moved since its writer read it: it erases what moved it (a lost
+/// update). By the writer, to the cell, what it wrote, over what, and what it had read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Erased {
+    pub by: ThreadId,
+    pub cell: u32,
+    pub wrote: i64,
+    pub over: i64,
+    pub read: i64,
+}
+
+impl Erased {
+    /// In words, `cell` naming the cell: "thread 1 wrote 940 to account 3 over 1010 (it read 1000)".
+    pub fn told(&self, cell: &str) -> String {
+        let (by, wrote, over, read) = (name(self.by), self.wrote, self.over, self.read);
+        format!("{by} wrote {wrote} to {cell} {} over {over} (it read {read})", self.cell)
+    }
+}
+
+/// The main thread's side: the memory, the round under way and who has joined it, and what
+/// each thread last read of each cell (so that a write over a moved cell is told).
+#[derive(Clone, Debug)]
+pub struct Rounds {
+    pub mem: Memory,
+    read: BTreeMap<(ThreadId, u32), i64>,
+    /// Kept through a crash (memory is not), so that accesses from before it are told apart.
+    pub round: u64,
+    pub threads: u32,
+    /// Each worker's jobs a round.
+    pub jobs: u64,
+    joined: u32,
+}
+
+impl Rounds {
+    pub fn new(mem: Memory, threads: u32, jobs: u64) -> Rounds {
+        Rounds { mem, read: BTreeMap::new(), round: 0, threads, jobs, joined: 0 }
+    }
+
+    /// The next round: memory reset, every worker told to do its jobs.
+    pub fn start<N: Node<Msg = Msg>>(&mut self, ctx: &mut Ctx<N>) {
+        (self.round, self.joined) = (self.round + 1, 0);
+        self.mem.reset();
+        self.read.clear();
+        for t in 1..=self.threads {
+            ctx.send(t, Msg::Start { round: self.round, jobs: self.jobs });
+        }
+    }
+
+    /// Whether a message of `round` belongs to the round under way (not to one before a restart).
+    pub fn current(&self, round: u64) -> bool {
+        round == self.round
+    }
+
+    /// Applies a worker's access and answers it (and a waiter an unlock woke); a write over a
+    /// cell that moved since the writer's last read of it is told (a cell it never read, `base`).
+    pub fn serve<N: Node<Msg = Msg>>(
+        &mut self,
+        t: ThreadId,
+        access: Access,
+        base: i64,
+        ctx: &mut Ctx<N>,
+    ) -> Option<Erased> {
+        let cells = self.mem.cells();
+        let erased = match access {
+            Access::Read(c) => {
+                self.read.insert((t, c), cells[c as usize]);
+                None
+            }
+            Access::Write(cell, wrote) => {
+                let (over, read) = (cells[cell as usize], self.read.get(&(t, cell)).copied().unwrap_or(base));
+                (over != read).then_some(Erased { by: t, cell, wrote, over, read })
+            }
+            _ => None,
+        };
+        let round = self.round;
+        self.mem.serve(t, access, ctx, |reply| Msg::Reply { round, reply });
+        erased
+    }
+
+    /// A worker joined: true once every one has.
+    pub fn joined(&mut self) -> bool {
+        self.joined += 1;
+        self.joined >= self.threads
+    }
+}
+
+/// A worker thread's side: its round, the jobs it has left, its CPU and the access in flight.
+#[derive(Clone, Debug, Default)]
+pub struct Worker {
+    pub index: u32,
+    pub round: u64,
+    pub left: u64,
+    pub jobs: u64,
+    pub cpu: Cpu,
+    pub last: Option<Access>,
+}
+
+impl Worker {
+    pub fn new(index: u32) -> Worker {
+        Worker { index, ..Worker::default() }
+    }
+
+    /// A round starts: its jobs, nothing in flight.
+    pub fn start(&mut self, round: u64, jobs: u64) {
+        (self.round, self.left, self.jobs, self.last) = (round, jobs, jobs, None);
+        self.cpu.reset();
+    }
+
+    /// After a crash: what was in flight is gone (locks it held stay held, as a plain mutex's
+    /// do); its round and the jobs it had left remain, to carry on when it restarts.
+    pub fn crashed(&self) -> Worker {
+        let mut w = self.clone();
+        w.cpu.reset();
+        w.last = None;
+        w
+    }
+
+    /// An answer: the reply, if it answers this round's access in flight (else it is from
+    /// before a crash, and ignored).
+    pub fn answered(&mut self, round: u64, reply: Reply) -> Option<Reply> {
+        (round == self.round && self.cpu.answered(reply)).then_some(reply)
+    }
+
+    /// Local work (exponential, mean `work_us`) until `timer` — or, with no job left, join.
+    pub fn work<N: Node<Msg = Msg>>(&mut self, work_us: f64, timer: N::Timer, ctx: &mut Ctx<N>) {
+        if self.left == 0 {
+            return ctx.send(MAIN, Msg::Finished { round: self.round });
+        }
+        let work = ctx.rng().exponential(work_us) as Micros;
+        ctx.set_timer(work, timer);
+    }
+
+    /// The next access, after its step; `inside` a critical section an armed deschedule strikes.
+    pub fn issue<N: Node<Msg = Msg>>(&mut self, access: Access, inside: bool, ctx: &mut Ctx<N>) {
+        self.last = Some(access);
+        self.cpu.issue(ctx, MAIN, access, inside, Msg::Access { round: self.round, access });
+    }
+
+    /// Its node: jobs done of the round's, what it holds or waits for, joined.
+    pub fn view(&self) -> NodeView {
+        let (done, all) = ((self.jobs - self.left) as i64, self.jobs as i64);
+        let v = NodeView::new(NodeKind::Worker, 0, numbered("thread", self.index as u64)).gauge("done", done, all);
+        self.cpu.badge(v).badge_if(self.left == 0 && self.round > 0, "joined", Tone::Good)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_round_is_joined_once_every_worker_has_finished() {
+        let mut r = Rounds::new(Memory::new(1, 0), 3, 10);
+        r.round = 4;
+        assert!(r.current(4) && !r.current(3));
+        assert!(!r.joined() && !r.joined() && r.joined());
+    }
+
+    #[test]
+    fn a_worker_takes_only_its_rounds_answers_to_what_it_asked() {
+        let mut w = Worker::new(2);
+        w.start(7, 5);
+        assert_eq!((w.left, w.jobs, w.last), (5, 5, None));
+        assert_eq!(w.answered(7, Reply::Stored), None, "nothing was asked");
+        w.cpu.doing = Some(Access::Write(0, 1));
+        assert_eq!(w.answered(6, Reply::Stored), None, "an old round's");
+        assert_eq!(w.answered(7, Reply::Stored), Some(Reply::Stored));
+        w.cpu.doing = Some(Access::Read(0));
+        let mut w = w.crashed();
+        assert_eq!(w.answered(7, Reply::Value(3)), None, "sent before the crash");
+        assert_eq!(Msg::Finished { round: 1 }.label(), "finished");
+        let e = Erased { by: 2, cell: 3, wrote: 940, over: 1010, read: 1000 };
+        assert_eq!(e.told("account"), "thread 1 wrote 940 to account 3 over 1010 (it read 1000)");
+    }
+}
