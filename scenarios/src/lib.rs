@@ -78,6 +78,7 @@ registry! {
     coordination::hot_partition,
     coordination::crdt_sync,
     concurrency::counter,
+    concurrency::bank_transfer,
     data::pagination,
     deployment::rolling_deploy,
     deployment::canary_analysis,

@@ -1,3 +1,4 @@
 //! Concurrency: threads over shared memory, where the interleaving is the seeded schedule.
 
+pub mod bank_transfer;
 pub mod counter;
