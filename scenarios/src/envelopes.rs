@@ -458,6 +458,16 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
         ),
     ),
     (
+        "bank-transfer",
+        Envelope::new(
+            &["deschedule", "drift", "latency", "loss", "partition", "pause", "skew", "slow-disk", "storm"],
+            "A thread that crashes holding a lock restarts with memory still naming it the holder: asking for that \
+            lock again (locks are not re-entrant) it waits on itself, and with ordered locks it may hold one out of \
+            order — a deadlock no strategy prevents (as a plain mutex's would). Every other fault can stall a round \
+            (a lost access leaves its thread waiting for memory) but neither breaks the audit nor closes a cycle.",
+        ),
+    ),
+    (
         "rolling-deploy",
         Envelope::new(
             &["crash", "drift", "latency", "loss", "partition", "pause", "skew", "slow-disk"],
