@@ -179,15 +179,15 @@ fn name(i: u32) -> &'static str {
     REGIONS[i as usize].0
 }
 
-fn regions<'a>(w: &'a World<Cr>) -> impl Iterator<Item = &'a Region> {
-    w.all::<Region>().map(|(_, r)| r)
-}
-
 fn copies<'a>(w: &'a World<Cr>) -> Vec<(usize, &'a Cached)> {
-    regions(w).map(|r| (r.i as usize, &r.cached)).collect()
+    w.all::<Region>().map(|(_, r)| (r.i as usize, &r.cached)).collect()
 }
 
 fn build(setup: &Setup) -> Box<dyn Run> {
+    Box::new(sim(setup))
+}
+
+fn sim(setup: &Setup) -> Sim<Cr> {
     let link = |lo: Micros, hi: Micros| Link::with_latency(Latency::Uniform { lo, hi });
     let mut sim: Sim<Cr> = Sim::new(setup, link(20 * MICROS_PER_MS, 80 * MICROS_PER_MS));
     let n = setup.param("regions") as u32;
@@ -209,7 +209,7 @@ fn build(setup: &Setup) -> Box<dyn Run> {
         let (region, s) = (name(i as u32), t.as_secs_f64());
         Err(format!("{ran} regions ran a bad config, the first stage holds {first}: {region} ran v{v} from {s:.3} s"))
     });
-    sim.check("rotation-no-fail", |w| regions(w).try_for_each(|r| r.refused.now(w.now)));
+    sim.check("rotation-no-fail", |w| w.all::<Region>().try_for_each(|(_, r)| r.refused.now(w.now)));
     sim.check("propagation-p99", |w| {
         let Some((late, n, i, (us, v))) = late_pushes(&copies(w)) else {
             return Ok(());
@@ -219,15 +219,15 @@ fn build(setup: &Setup) -> Box<dyn Run> {
         Err(format!("{late} of {n} pushes were served over 500 ms late (a p99 over {n} allows {ok}): {why}"))
     });
     sim.probe("propagation_p99_ms", |w| {
-        let mut all: Vec<Micros> = regions(w).flat_map(|r| r.cached.delays.iter().copied()).collect();
+        let mut all: Vec<Micros> = copies(w).iter().flat_map(|(_, c)| c.delays.iter().copied()).collect();
         p99(&mut all).map_or(0, |us| (us / MICROS_PER_MS) as i64)
     });
-    let lines = |w: &World<Cr>| regions(w).map(|r| r.cached.timeline.clone()).collect::<Vec<_>>();
+    let lines = |w: &World<Cr>| copies(w).iter().map(|(_, c)| c.timeline.clone()).collect::<Vec<_>>();
     let ms = |spells: &[Spell], w: &World<Cr>| (latest_us(spells, w.now) / MICROS_PER_MS) as i64;
     sim.probe("divergence_ms", move |w| ms(&divergent(&lines(w).iter().collect::<Vec<_>>()), w));
     sim.probe("rollback_ms", move |w| ms(&any_in(&lines(w).iter().collect::<Vec<_>>(), |s| s.1), w));
-    sim.probe("bad_regions", |w| regions(w).filter(|r| r.cached.config.bad).count() as i64);
-    Box::new(sim)
+    sim.probe("bad_regions", |w| copies(w).iter().filter(|(_, c)| c.config.bad).count() as i64);
+    sim
 }
 
 fn plan(ctx: &Ctx<Cr>) -> Plan {
@@ -256,7 +256,8 @@ impl Node for Cr {
     }
 
     fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Self>) {
-        let (i, truth) = (from as usize - 1, ctx.truth());
+        // `i`: the sending region (messages to the service come from regions only).
+        let (i, truth) = (from.saturating_sub(1) as usize, ctx.truth());
         match (self, msg) {
             (Cr::Service(s), Msg::Hello) => send(vec![s.push(i, false, truth)], ctx),
             (Cr::Service(s), Msg::Applied(keys)) => s.confirm(i, keys),
@@ -394,5 +395,141 @@ impl Region {
             .badge_if(self.cached.rolled_back != 0, format!("rolled back v{}", self.cached.rolled_back), Tone::Warn)
             .badge_if(self.refused.latest().is_some(), "refused a signature", Tone::Bad)
             .gauge("errors, last second", fails as i64, of.max(1) as i64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parts::rotation::{swap_failures, Keys};
+    use crate::parts::testing::{between, failed_at, most, run_sampled, run_sim};
+
+    fn recipe(strategy: &str, seed: u64, params: &[(&str, i64)]) -> Recipe {
+        params.iter().fold(Recipe::new("config-rollout", strategy, seed), |r, (k, v)| r.with_param(k, *v))
+    }
+
+    fn world(r: Recipe, secs: u64) -> Sim<Cr> {
+        run_sim(sim(&Setup { spec: &SPEC, recipe: r }), secs)
+    }
+
+    fn all_regions(s: &Sim<Cr>) -> impl Iterator<Item = &Region> {
+        s.nodes().iter().filter_map(|n| if let Cr::Region(r) = n { Some(r) } else { None })
+    }
+
+    fn holds(r: &dyn Run, check: &str) -> bool {
+        failed_at(r, check).is_none()
+    }
+
+    /// The refusals theory expects of a key swap pushed to every region at once (with the TTL in ms).
+    fn theory_refused(ttl_ms: f64) -> f64 {
+        let l: Vec<f64> = REGIONS.iter().map(|r| r.1 as f64 * 1000.0).collect();
+        swap_failures(100.0, &l, ttl_ms * 1000.0, 20_000.0, 80_000.0)
+    }
+
+    #[test]
+    fn try_push_all_runs_the_bad_config_everywhere_and_a_staged_rollback_keeps_it_in_the_first_stage() {
+        for seed in 1..=3 {
+            let (r, at) = run_sampled(&SPEC, &recipe("push-all", seed, &[]), 45, &["errors", "ok"]);
+            let (at_s, why) = failed_at(r.as_ref(), "blast-radius").expect("everywhere");
+            assert!((5.0..5.5).contains(&at_s) && why.contains("v2"), "seed {seed}: {at_s} {why}");
+            assert_eq!(most(r.as_ref(), "bad_regions", 5.5, 29.0), 20.0, "seed {seed}");
+            // 20% of 2,000 requests a second fail from 6 to 29 s (46,000 requests: σ of the share 0.2%).
+            let (e, ok) = (between(&at, 0, 6, 29), between(&at, 1, 6, 29));
+            assert!((e / (e + ok) - 0.2).abs() < 0.008, "seed {seed}: {}", e / (e + ok));
+            let r = run_sampled(&SPEC, &recipe("staged-rollback", seed, &[]), 45, &[]).0;
+            assert!(holds(r.as_ref(), "blast-radius") && most(r.as_ref(), "bad_regions", 0.0, 45.0) <= 2.0);
+            let back = r.metrics().gauge("rollback_ms");
+            assert!((1..1000).contains(&back), "seed {seed}: rolled back in {back} ms");
+        }
+    }
+
+    #[test]
+    fn try_a_key_swap_refuses_the_theorys_count_and_two_keys_none() {
+        // 20 seeds' mean against E[refused] = r/n · Σ_{i≠j} E|A + L_i − L_j + d|; the count varies
+        // with the 20 regions' phases (its spread over seeds is ~20%: the mean's ~5%), so 15%.
+        let (mut sum, theory) = (0.0, theory_refused(300.0));
+        for seed in 1..=20 {
+            let s = world(recipe("staged-rollback", seed, &[]), 25);
+            let (at_s, _) = failed_at(&s, "rotation-no-fail").expect("refused");
+            assert!((20.0..20.5).contains(&at_s), "seed {seed}: {at_s}");
+            sum += s.metrics().counter("refused") as f64;
+        }
+        assert!((sum / 20.0 / theory - 1.0).abs() < 0.15, "{} vs {theory}", sum / 20.0);
+        for seed in 1..=5 {
+            let s = world(recipe("staged-two-keys", seed, &[]), 25);
+            assert_eq!(s.metrics().counter("refused"), 0, "seed {seed}");
+            let done = Keys { version: 4, accepted: [2, 0], signer: 2 };
+            assert!(all_regions(&s).all(|r| r.cached.keys == done), "seed {seed}: on the new key alone by 25 s");
+        }
+    }
+
+    #[test]
+    fn try_a_longer_ttl_fails_the_propagation_target_and_refuses_more() {
+        let (mut sum, theory) = (0.0, theory_refused(2000.0));
+        for seed in 1..=20 {
+            let s = world(recipe("staged-rollback", seed, &[("ttl_ms", 2000)]), 25);
+            assert!(failed_at(&s, "propagation-p99").is_some(), "seed {seed}");
+            sum += s.metrics().counter("refused") as f64;
+        }
+        // ~6 times the default's (T/3 grows with T; the latency gaps matter less): 15% as above.
+        assert!((theory / theory_refused(300.0) - 5.9).abs() < 0.3, "{}", theory / theory_refused(300.0));
+        assert!((sum / 20.0 / theory - 1.0).abs() < 0.15, "{} vs {theory}", sum / 20.0);
+    }
+
+    #[test]
+    fn try_a_mild_bad_config_escapes_the_rollback() {
+        for seed in 1..=3 {
+            let r = run_sampled(&SPEC, &recipe("staged-rollback", seed, &[("bad_pct", 2)]), 30, &[]).0;
+            let (at_s, why) = failed_at(r.as_ref(), "blast-radius").expect("the second stage");
+            assert!((8.0..8.5).contains(&at_s), "seed {seed}: {at_s} {why}");
+        }
+    }
+
+    #[test]
+    fn a_push_lands_at_the_next_cache_expiry_after_its_trip() {
+        // Push-all: each delay is L_i ± 10% plus the wait for the cache's next expiry, uniform on
+        // (0, T] at a random phase. Over 10 seeds × 20 regions × 3 pushes (a region's 3 waits are
+        // correlated through its phase: ~200 independent), the waits' mean is T/2 = 150 ms within
+        // 25 ms (4σ with σ = 300/√12/√200 ms, plus the latency's jitter), none over T + 10%·L.
+        let (mut waits, t) = (Vec::new(), 300_000.0);
+        for seed in 1..=10 {
+            let s = world(recipe("push-all", seed, &[]), 45);
+            for r in all_regions(&s) {
+                let l = REGIONS[r.i as usize].1 as f64 * 1000.0;
+                assert_eq!(r.cached.delays.len(), 3, "seed {seed}");
+                waits.extend(r.cached.delays.iter().map(|d| *d as f64 - l));
+            }
+        }
+        let mean = waits.iter().sum::<f64>() / waits.len() as f64;
+        assert!((mean - t / 2.0).abs() < 25_000.0, "mean wait {mean}");
+        assert!(waits.iter().all(|w| (-11_500.0..=t + 11_500.0).contains(w)), "{waits:?}");
+        let below = waits.iter().filter(|w| **w < t / 2.0).count() as f64 / waits.len() as f64;
+        assert!((below - 0.5).abs() < 0.15, "{below}");
+    }
+
+    #[test]
+    fn staged_stages_double_a_bake_apart_and_the_divergence_window_spans_them() {
+        // The good config at 30 s: stages at 30, 33, 36 and 39 s; the last region serves it by
+        // 39 s + 0.3 s + 127 ms, the first by 30 s + 0.3 s: a window of 9 s ± 0.43 s.
+        for seed in 1..=3 {
+            let r = run_sampled(&SPEC, &recipe("staged-two-keys", seed, &[]), 45, &[]).0;
+            let d = r.metrics().gauge("divergence_ms");
+            assert!((8_570..=9_430).contains(&d), "seed {seed}: {d}");
+            let r = run_sampled(&SPEC, &recipe("push-all", seed, &[]), 45, &[]).0;
+            assert!(r.metrics().gauge("divergence_ms") < 430, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn a_crashed_region_holds_the_two_key_rotation_until_it_is_back() {
+        // eu-west-1 down from 19 to 24 s: the rotation's first step waits for it; nobody is refused.
+        let (crash, restart) = (Fault::Crash { node: 6 }, Fault::Restart { node: 6 });
+        let r = recipe("staged-two-keys", 1, &[]).with_action(Time::from_secs(19), ActionKind::Fault(crash));
+        let r = r.with_action(Time::from_secs(24), ActionKind::Fault(restart));
+        let s = world(r, 23);
+        assert!(all_regions(&s).all(|r| r.cached.keys.version <= 2), "held at step 1 while a region is down");
+        let s = run_sim(s, 30);
+        assert_eq!(s.metrics().counter("refused"), 0);
+        assert!(all_regions(&s).all(|r| r.cached.keys.signer == 2 && r.cached.keys.accepted == [2, 0]));
     }
 }
