@@ -445,8 +445,8 @@ mod tests {
 
     #[test]
     fn try_a_key_swap_refuses_the_theorys_count_and_two_keys_none() {
-        // 20 seeds' mean against E[refused] = r/n · Σ_{i≠j} E|A + L_i − L_j + d|; the count varies
-        // with the 20 regions' phases (its spread over seeds is ~20%: the mean's ~5%), so 15%.
+        // 20 seeds' mean against E[refused] = r/n · Σ_{i≠j} E|A + L_i − L_j + d| (218 here); one
+        // seed's count varies with the 20 regions' phases (13% measured), the mean of 20 by ~3%: 10%.
         let (mut sum, theory) = (0.0, theory_refused(300.0));
         for seed in 1..=20 {
             let s = world(recipe("staged-rollback", seed, &[]), 25);
@@ -454,7 +454,7 @@ mod tests {
             assert!((20.0..20.5).contains(&at_s), "seed {seed}: {at_s}");
             sum += s.metrics().counter("refused") as f64;
         }
-        assert!((sum / 20.0 / theory - 1.0).abs() < 0.15, "{} vs {theory}", sum / 20.0);
+        assert!((sum / 20.0 / theory - 1.0).abs() < 0.10, "{} vs {theory}", sum / 20.0);
         for seed in 1..=5 {
             let s = world(recipe("staged-two-keys", seed, &[]), 25);
             assert_eq!(s.metrics().counter("refused"), 0, "seed {seed}");
@@ -471,9 +471,9 @@ mod tests {
             assert!(failed_at(&s, "propagation-p99").is_some(), "seed {seed}");
             sum += s.metrics().counter("refused") as f64;
         }
-        // ~6 times the default's (T/3 grows with T; the latency gaps matter less): 15% as above.
-        assert!((theory / theory_refused(300.0) - 5.9).abs() < 0.3, "{}", theory / theory_refused(300.0));
-        assert!((sum / 20.0 / theory - 1.0).abs() < 0.15, "{} vs {theory}", sum / 20.0);
+        // 5.8 times the default's (T/3 grows with T; the latency gaps matter less); 10% as above.
+        assert!((theory / theory_refused(300.0) - 5.8).abs() < 0.1, "{}", theory / theory_refused(300.0));
+        assert!((sum / 20.0 / theory - 1.0).abs() < 0.10, "{} vs {theory}", sum / 20.0);
     }
 
     #[test]
