@@ -169,7 +169,7 @@ pub struct Region {
     i: u32,
     n: u32,
     stage: u8,
-    cached: Cached,
+    cached: Box<Cached>,
     epoch: u32,
     arrivals: OpenLoop,
     refused: Breach,
@@ -180,7 +180,7 @@ fn name(i: u32) -> &'static str {
 }
 
 fn copies<'a>(w: &'a World<Cr>) -> Vec<(usize, &'a Cached)> {
-    w.all::<Region>().map(|(_, r)| (r.i as usize, &r.cached)).collect()
+    w.all::<Region>().map(|(_, r)| (r.i as usize, &*r.cached)).collect()
 }
 
 fn build(setup: &Setup) -> Box<dyn Run> {
@@ -343,7 +343,7 @@ impl Node for Cr {
 
 impl Region {
     fn new(i: u32, n: u32, stage: u8) -> Region {
-        let (arrivals, cached, refused) = (OpenLoop::poisson(0.0), Cached::new(BOUND_US), Breach::default());
+        let (arrivals, cached, refused) = (OpenLoop::poisson(0.0), Box::new(Cached::new(BOUND_US)), Breach::default());
         Region { i, n, stage, cached, epoch: 0, arrivals, refused }
     }
 
