@@ -1,7 +1,7 @@
 //! Config rollout: a config service pushes versioned configs and signing keys to 20 regions whose servers cache them for a TTL; a bad config raises errors where it runs, pushed everywhere at once or staged by region with an automatic rollback, and a key rotated by a swap or through two valid keys.
 
 use crate::parts::arrivals::OpenLoop;
-use crate::parts::configs::{late_pushes, past_first, Cached, ConfigService, Plan, Push, Pushes, JUDGE_US};
+use crate::parts::configs::{past_first, waiting, Cached, ConfigService, Plan, Push, Pushes, JUDGE_US};
 use crate::parts::flags::{allowed_late, p99};
 use crate::parts::rotation::{stage_ends, stage_of};
 use crate::parts::spread::{any_in, divergent, latest_us, Spell};
@@ -92,12 +92,12 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         FaultSpec::global("rotate-key", "Rotate the signing key", "A new key replaces the one requests are signed with."),
     ],
     checks: &[
-        CheckSpec::new("blast-radius", "A bad config stays in the first stage", "No more regions ever run a bad config \
+        CheckSpec::new("blast-radius", "A bad config stays in the first stage", "No more regions run a bad config \
             than the first stage holds."),
         CheckSpec::new("rotation-no-fail", "No request fails in a rotation", "Every request is signed with a key its \
             receiving region accepts (S4#10)."),
-        CheckSpec::new("propagation-p99", "Pushes land in 500 ms (p99)", "99% of the pushes to a region are served \
-            there within 500 ms (S4#06)."),
+        CheckSpec::new("propagation-p99", "Pushes land in 500 ms (p99)", "No more regions than a p99 over them \
+            allows wait over 500 ms to serve a push (S4#06)."),
     ],
     metrics: &[
         MetricSpec::new("propagation_p99", "Propagation p99", "ms", Measure::Gauge("propagation_p99_ms")),
@@ -180,7 +180,7 @@ fn name(i: u32) -> &'static str {
 }
 
 fn copies<'a>(w: &'a World<Cr>) -> Vec<(usize, &'a Cached)> {
-    w.all::<Region>().map(|(_, r)| (r.i as usize, &*r.cached)).collect()
+    w.all::<Region>().filter(|(id, _)| w.is_up(*id)).map(|(_, r)| (r.i as usize, &*r.cached)).collect()
 }
 
 fn build(setup: &Setup) -> Box<dyn Run> {
@@ -207,16 +207,14 @@ fn sim(setup: &Setup) -> Sim<Cr> {
             return Ok(());
         };
         let (region, s) = (name(i as u32), t.as_secs_f64());
-        Err(format!("{ran} regions ran a bad config, the first stage holds {first}: {region} ran v{v} from {s:.3} s"))
+        Err(format!("{ran} regions run a bad config, the first stage holds {first}: {region} runs v{v} since {s:.3} s"))
     });
     sim.check("rotation-no-fail", |w| w.all::<Region>().try_for_each(|(_, r)| r.refused.now(w.now)));
     sim.check("propagation-p99", |w| {
-        let Some((late, n, i, (us, v))) = late_pushes(&copies(w)) else {
-            return Ok(());
-        };
+        let Some((late, n, i, us, v)) = waiting(&copies(w), w.now, BOUND_US) else { return Ok(()) };
         let (ok, ms) = (allowed_late(n), us / MICROS_PER_MS);
-        let why = format!("{} served v{v} {ms} ms after it was sent", name(i as u32));
-        Err(format!("{late} of {n} pushes were served over 500 ms late (a p99 over {n} allows {ok}): {why}"))
+        let why = format!("{} still serves an older push than v{v}'s, sent {ms} ms ago", name(i as u32));
+        Err(format!("{late} of {n} regions wait over 500 ms for a push (a p99 over {n} allows {ok}): {why}"))
     });
     sim.probe("propagation_p99_ms", |w| {
         let mut all: Vec<Micros> = copies(w).iter().flat_map(|(_, c)| c.delays.iter().copied()).collect();
@@ -343,7 +341,7 @@ impl Node for Cr {
 
 impl Region {
     fn new(i: u32, n: u32, stage: u8) -> Region {
-        let (arrivals, cached, refused) = (OpenLoop::poisson(0.0), Box::new(Cached::new(BOUND_US)), Breach::default());
+        let (arrivals, cached, refused) = (OpenLoop::poisson(0.0), Box::default(), Breach::default());
         Region { i, n, stage, cached, epoch: 0, arrivals, refused }
     }
 

@@ -212,13 +212,10 @@ pub struct Cached {
     /// When the servers took the config in force (own clock): a rollback judges errors since.
     pub changed_at: Time,
     pub rolled_back: u32,
-    /// Propagation delays (µs), how many were over the bound, the worst with its config version.
+    /// Propagation delays (µs): from each push's sending to its serving.
     pub delays: Vec<Micros>,
-    pub late: usize,
-    pub worst: (Micros, u32),
-    bound_us: Micros,
-    /// The first bad config this region ran, and when (true time).
-    pub ran_bad: Option<(Time, u32)>,
+    /// The bad config this region runs now, and since when (true time).
+    pub bad_since: Option<(Time, u32)>,
     pub timeline: Timeline<(u32, bool, u32)>,
     /// The outcomes of the requests it served (own clock), and the latest verdict since the change.
     judge: Judge,
@@ -229,9 +226,15 @@ pub struct Cached {
 pub const JUDGE_US: Micros = 1_000_000;
 pub const JUDGE_MIN: usize = 20;
 
+impl Default for Cached {
+    fn default() -> Cached {
+        Cached::first()
+    }
+}
+
 impl Cached {
-    /// On the first config and keys; a delay over `bound_us` is late.
-    pub fn new(bound_us: Micros) -> Cached {
+    /// On the first config and keys.
+    fn first() -> Cached {
         let (c, k) = (Config::FIRST, Keys::FIRST);
         Cached {
             told: (c, k, Time::ZERO, Time::ZERO, 0),
@@ -241,10 +244,7 @@ impl Cached {
             changed_at: Time::ZERO,
             rolled_back: 0,
             delays: Vec::new(),
-            late: 0,
-            worst: (0, 0),
-            bound_us,
-            ran_bad: None,
+            bad_since: None,
             timeline: Timeline::new((c.version, c.bad, k.version), Time::ZERO),
             judge: Judge::new(JUDGE_US, JUDGE_MIN, JUDGE_MIN),
             errors: (0, 0),
@@ -303,44 +303,60 @@ impl Cached {
         if config != self.config {
             // A push served (not the region's own rollback): its delay since it was sent.
             if config == self.told.0 {
-                self.delay(truth.since(self.told.2), config.version);
+                self.delay(truth.since(self.told.2));
             }
             (self.before, self.changed_at) = (self.config, now);
         }
         let new_keys = keys != self.keys;
         if new_keys {
-            self.delay(truth.since(self.told.3), config.version);
+            self.delay(truth.since(self.told.3));
         }
         (self.config, self.keys) = (config, keys);
-        if config.bad && self.ran_bad.is_none() {
-            self.ran_bad = Some((truth, config.version));
+        if !config.bad || self.bad_since.is_none_or(|b| b.1 != config.version) {
+            self.bad_since = config.bad.then_some((truth, config.version));
         }
         self.timeline.set((config.version, config.bad, keys.version), truth);
         new_keys
     }
 
-    fn delay(&mut self, us: Micros, version: u32) {
+    fn delay(&mut self, us: Micros) {
         self.delays.push(us);
-        self.late += (us > self.bound_us) as usize;
-        self.worst = self.worst.max((us, version));
     }
 }
 
-/// Regions that ran a bad config beyond the first `first`: how many ran one, and the first past
-/// the stage (its index, when, which version). `None` if they fit.
+/// Regions that run a bad config now beyond the first `first`: how many run one, and the first
+/// past the stage (its index, since when, which version). `None` if they fit.
 pub fn past_first(regions: &[(usize, &Cached)], first: usize) -> Option<(usize, usize, Time, u32)> {
     let mut ran: Vec<(Time, usize, u32)> =
-        regions.iter().filter_map(|(i, c)| c.ran_bad.map(|(t, v)| (t, *i, v))).collect();
+        regions.iter().filter_map(|(i, c)| c.bad_since.map(|(t, v)| (t, *i, v))).collect();
     ran.sort_unstable();
     ran.get(first).map(|(t, i, v)| (ran.len(), *i, *t, *v))
 }
 
-/// When more pushes were served over the bound than a p99 over them allows: how many were
-/// late, of how many, and the region with the worst delay (its index, the delay, the version).
-pub fn late_pushes(regions: &[(usize, &Cached)]) -> Option<(usize, usize, usize, (Micros, u32))> {
-    let (n, late) = regions.iter().fold((0, 0), |(n, l), (_, c)| (n + c.delays.len(), l + c.late));
-    let (i, worst) = regions.iter().map(|(i, c)| (*i, c.worst)).max_by_key(|x| x.1 .0)?;
-    (late > allowed_late(n)).then_some((late, n, i, worst))
+impl Cached {
+    /// The oldest push this region holds but does not serve yet: since when (true time), and
+    /// its config version. A config the region rolled back itself is not waiting.
+    pub fn waiting_since(&self) -> Option<(Time, u32)> {
+        let (c, k, config_sent, keys_sent, _) = self.told;
+        let config = (c != self.config && c.version != self.rolled_back).then_some((config_sent, c.version));
+        config.into_iter().chain((k != self.keys).then_some((keys_sent, c.version))).min()
+    }
+}
+
+/// When more regions have waited over `bound_us` for a push than a p99 over them allows: how
+/// many, of how many, and the one waiting longest (its index, for how long, the version).
+pub fn waiting(
+    regions: &[(usize, &Cached)],
+    now: Time,
+    bound_us: Micros,
+) -> Option<(usize, usize, usize, Micros, u32)> {
+    let late: Vec<(Micros, usize, u32)> = regions
+        .iter()
+        .filter_map(|(i, c)| c.waiting_since().map(|(t, v)| (now.since(t), *i, v)))
+        .filter(|x| x.0 > bound_us)
+        .collect();
+    let (us, i, v) = late.iter().max().copied()?;
+    (late.len() > allowed_late(regions.len())).then_some((late.len(), regions.len(), i, us, v))
 }
 
 #[cfg(test)]
@@ -374,16 +390,19 @@ mod tests {
     #[test]
     fn a_region_takes_pushes_at_its_cache_expiry_and_rolls_back_itself() {
         let mut s = ConfigService::new(2);
-        let mut r = Cached::new(500_000);
+        let mut r = Cached::default();
         let (_, p) = s.publish(true, Plan { staged: false, ..PLAN }, Time(1_000), Time(1_000));
         let (_, older) = s.push(0, false, Time(900));
         assert!(!r.told(p[0].1));
-        // An older push arriving late is ignored.
+        // An older push arriving late is ignored; the new one waits for the cache.
         assert!(!r.told(Push { seq: 0, ..older }));
+        assert_eq!(waiting(&[(0, &r)], Time(600_000), 500_000), None);
+        assert_eq!(waiting(&[(0, &r)], Time(501_001), 500_000), Some((1, 1, 0, 500_001, 2)));
         assert_eq!(r.config, Config::FIRST, "served only at the expiry");
         assert!(!r.take_told(Time(601_000), Time(601_000)));
-        assert_eq!((r.config.version, r.delays.clone(), r.late), (2, vec![600_000], 1));
-        assert_eq!(r.ran_bad, Some((Time(601_000), 2)));
+        assert_eq!((r.config.version, r.delays.clone()), (2, vec![600_000]));
+        assert_eq!(r.bad_since, Some((Time(601_000), 2)));
+        assert_eq!(waiting(&[(0, &r)], Time(601_000), 500_000), None);
         // Its own rollback: back to v1, and v2 not taken again at the next expiry.
         assert_eq!(r.roll_back(Time(700_000), Time(700_000)), 2);
         r.take_told(Time(900_000), Time(900_000));
