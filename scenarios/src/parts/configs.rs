@@ -396,19 +396,20 @@ mod tests {
         assert!(!r.told(p[0].1));
         // An older push arriving late is ignored; the new one waits for the cache.
         assert!(!r.told(Push { seq: 0, ..older }));
-        assert_eq!(waiting(&[(0, &r)], Time(600_000), 500_000), None);
+        assert_eq!(waiting(&[(0, &r)], Time(501_000), 500_000), None);
         assert_eq!(waiting(&[(0, &r)], Time(501_001), 500_000), Some((1, 1, 0, 500_001, 2)));
         assert_eq!(r.config, Config::FIRST, "served only at the expiry");
         assert!(!r.take_told(Time(601_000), Time(601_000)));
         assert_eq!((r.config.version, r.delays.clone()), (2, vec![600_000]));
         assert_eq!(r.bad_since, Some((Time(601_000), 2)));
+        assert_eq!(past_first(&[(0, &r)], 0), Some((1, 0, Time(601_000), 2)));
+        assert_eq!(past_first(&[(0, &r)], 1), None);
         assert_eq!(waiting(&[(0, &r)], Time(601_000), 500_000), None);
         // Its own rollback: back to v1, and v2 not taken again at the next expiry.
         assert_eq!(r.roll_back(Time(700_000), Time(700_000)), 2);
         r.take_told(Time(900_000), Time(900_000));
         assert_eq!(r.config, Config::FIRST);
-        assert_eq!(past_first(&[(0, &r)], 0), Some((1, 0, Time(601_000), 2)));
-        assert_eq!(past_first(&[(0, &r)], 1), None);
+        assert_eq!(past_first(&[(0, &r)], 0), None, "no longer on the bad config");
         // A key swap: served at the expiry, the service to be told.
         let (_, p) = s.rotate(false, Time(1_000_000)).expect("a swap");
         r.told(p[0].1);
