@@ -83,6 +83,7 @@ registry! {
     deployment::canary_analysis,
     observability::slo_alerting,
     deployment::feature_flags,
+    deployment::config_rollout,
 }
 
 /// Looks a scenario up by its id.
