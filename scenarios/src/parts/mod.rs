@@ -55,6 +55,7 @@ pub mod retry;
 pub mod ring;
 pub mod rollout;
 pub mod saga;
+pub mod sampler;
 pub mod sessions;
 pub mod snowflake;
 pub mod sprt;
