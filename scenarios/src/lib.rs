@@ -82,6 +82,7 @@ registry! {
     deployment::rolling_deploy,
     deployment::canary_analysis,
     observability::slo_alerting,
+    observability::trace_sampling,
     deployment::feature_flags,
 }
 
