@@ -3,11 +3,11 @@
 use crate::parts::arrivals::OpenLoop;
 use crate::parts::calls::{CallId, Calls};
 use crate::parts::degraded::{FaultWindow, Health};
-use crate::parts::sampler::{route, Arrival, Policy, Span, Tail};
+use crate::parts::ring::mix;
+use crate::parts::sampler::{audit_checks, coin, kept_share, route, tally_ended, Audit, Collector, Span, Store};
 use crate::parts::strategies::strategies;
-use crate::parts::table::{KeyTable, Log};
+use crate::parts::tracer::Tracer;
 use faultline_core::*;
-use std::collections::{BTreeMap, VecDeque};
 
 // A table, one entry to a line or two: rustfmt would give every argument a line of its own.
 #[rustfmt::skip]
@@ -18,42 +18,40 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         category: "Observability",
         seeds: &["S1#32", "S2#5", "S3#37"],
         summary: "200 req/s enter a gateway and fan out through 8 services; each service's span goes to one of 3 \
-                  collectors, then to a trace store. 0.5% of requests fail and 1% straggle; from 10 s to 20 s \
-                  payments fails 10% of its calls, from 30 s to 40 s auth is 600 ms slow. Head sampling at 1% \
-                  keeps about one incident trace in a hundred; tail sampling on collectors that see only their \
-                  services' spans stores fragments; routed by trace id, it keeps every error trace whole.",
+                 collectors, then to a trace store. 0.5% of requests fail and 1% straggle; from 10 s to 20 s payments \
+                 fails 10% of its calls, from 30 s to 40 s auth is 600 ms slow. Head sampling at 1% keeps about one \
+                 incident trace in a hundred; tail sampling on collectors that see only their services' spans stores \
+                 fragments; routed by trace id, it keeps every error trace whole.",
         note: Note {
-            what_can_go_wrong: "Head sampling decides at the root, before the request has done anything: 1% of \
-                error traces are kept, as 1% of all — the incident you need to debug was not sampled (S3#37). \
-                Tail sampling decides after the trace, but only on what one collector holds: when each \
-                service exports to its own collector, each decides on a fragment — the gateway's collector \
-                keeps its error spans, the one holding the healthy siblings drops them, and the store holds \
-                traces with holes. The model: Poisson requests through a binary tree of services; each \
-                service works (exponential, 2 ms; a straggler share adds a fixed delay) while calling its \
-                children in parallel (2 s timeout), and fails with its share of the error rate or when a \
-                child fails (errors propagate up). A span ends when its work and its calls are done; the \
-                process batches spans and exports them every flush interval at its own phase. A collector \
-                holds a trace from its first span for the decision wait, then decides in 100 ms rounds — \
-                errors, then slow (first start to last end over the threshold), then a baseline share by a \
-                coin on the trace id — each kept trace taking a token of the budget; a span after its \
-                trace's decision follows it. The checks audit each trace once every span can have arrived \
-                (wait + 2 flushes + 5 s after it started), against the spans that ended.",
-            what_you_sacrifice: "Tail sampling ships every span to the collectors (100× head sampling's \
-                traffic at 1%) and holds them in memory for the decision wait: span rate × wait (Little's \
-                law) — here ~1,600 spans/s × ~3 s, ~2.4 MB at 500 B a span, and a collector crash loses \
-                them. The wait must exceed the longest trace plus the export delay, or the decision is made \
-                on part of the trace (a late error span finds its trace dropped). Routing by trace id needs \
-                a load-balancing tier that knows the collectors (a membership change reroutes traces \
-                mid-flight). The budget caps storage: past it, errors still go first, slow and baseline \
-                traces wait.",
-            at_10x: "At 2,000 req/s through 20 services (S2#5), tail sampling receives 40,000 spans a second \
-                and holds 120,000 at once: collectors scale out behind the trace-id router, and the budget, \
-                not the traffic, sets the store's cost. Head sampling's cost scales with p, and so does its \
-                blindness: at 0.1% an incident of a thousand failed requests leaves one trace.",
+            what_can_go_wrong: "Head sampling decides at the root, before the request has done anything: 1% of error \
+                traces are kept, as 1% of all — the incident you need to debug was not sampled (S3#37). Tail sampling \
+                decides after the trace, but only on what one collector holds: when each service exports to its own \
+                collector, each decides on a fragment — the gateway's collector keeps its error spans, the one holding \
+                the healthy siblings drops them, and the store holds traces with holes. The model: Poisson requests \
+                through a binary tree of services; each service works (exponential, 2 ms; a straggler share adds a \
+                fixed delay) while calling its children in parallel (2 s timeout), and fails with its share of the \
+                error rate or when a child fails (errors propagate up). A span ends when its work and its calls are \
+                done; the process batches spans and exports them every flush interval at its own phase. A collector \
+                holds a trace from its first span for the decision wait, then decides in 100 ms rounds — errors, then \
+                slow (first start to last end over the threshold), then a baseline share by a coin on the trace id — \
+                each kept trace taking a token of the budget; a span after its trace's decision follows it. The checks \
+                audit each trace once every span can have arrived (wait + 2 flushes + 5 s after it started), against \
+                the spans that ended.",
+            what_you_sacrifice: "Tail sampling ships every span to the collectors (100× head sampling's traffic at 1%) \
+                and holds them in memory for the decision wait: span rate × wait (Little's law) — here ~1,600 spans/s \
+                × ~3 s, ~2.4 MB at 500 B a span, and a collector crash loses them. The wait must exceed the longest \
+                trace plus the export delay, or the decision is made on part of the trace (a late error span finds its \
+                trace dropped). Routing by trace id needs a load-balancing tier that knows the collectors (a \
+                membership change reroutes traces mid-flight). The budget caps storage: past it, errors still go \
+                first, slow and baseline traces wait.",
+            at_10x: "At 2,000 req/s through 20 services (S2#5), tail sampling receives 40,000 spans a second and holds \
+                120,000 at once: collectors scale out behind the trace-id router, and the budget, not the traffic, \
+                sets the store's cost. Head sampling's cost scales with p, and so does its blindness: at 0.1% an \
+                incident of a thousand failed requests leaves one trace.",
             resembles: "OpenTelemetry's SDK samplers (ParentBased(TraceIdRatioBased)) for head sampling; the \
-                Collector's tail_sampling processor (decision_wait, status_code, latency, probabilistic \
-                and rate_limiting policies) behind the load-balancing exporter routing by traceID; Jaeger's \
-                adaptive sampling, Honeycomb Refinery, Grafana Tempo, Datadog's ingestion controls.",
+                Collector's tail_sampling processor (decision_wait, status_code, latency, probabilistic and \
+                rate_limiting policies) behind the load-balancing exporter routing by traceID; Jaeger's adaptive \
+                sampling, Honeycomb Refinery, Grafana Tempo, Datadog's ingestion controls.",
             try_this: &[
                 "Play `head-1pct`: `errors-kept` fails on the first error trace not sampled (~10 s in, \
                  once it is audited); during the incident ~20 error traces a second reach the gateway and \
@@ -117,6 +115,8 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
 strategies!(SPEC, Strategy { Head, NoAffinity, TailBased });
 
 const GATEWAY: NodeId = 0;
+/// The services' names, by index (a binary tree: `i`'s children are 2i + 1 and 2i + 2).
+#[rustfmt::skip]
 const NAMES: [&str; 20] = [
     "gateway", "auth", "catalog", "cart", "pricing", "search", "payments", "inventory", "shipping", "reviews",
     "ads", "users", "tax", "fraud", "email", "images", "ranking", "stock", "geo", "audit",
@@ -127,13 +127,11 @@ const CALL_TIMEOUT_US: Micros = 2 * MICROS_PER_S;
 /// Collectors decide every tick and remember decisions this long (late spans follow them).
 const TICK_US: Micros = 100 * MICROS_PER_MS;
 const CACHE_US: Micros = 30 * MICROS_PER_S;
-/// A span ends at most ~4 s after its trace starts (straggler and slow service at their
-/// sliders' top, calls answered or timed out by 2 s): the audit waits this, the decision wait
-/// and two export intervals.
+/// A span ends by ~4 s into its trace (straggler and slow service at their sliders' top, calls
+/// answered or timed out by 2 s): the audit waits this, the decision wait and two export intervals.
 const SETTLE_EXTRA_US: Micros = 5 * MICROS_PER_S;
 const SPAN_BYTES: usize = 500;
-const BASELINE_SALT: u64 = 0x5eed;
-/// The traces the metrics judge: those audited in the last 5 s (50 audits).
+/// The traces the metrics judge: those audited in the last 5 s (50 audit rounds).
 const WINDOW_AUDITS: usize = 50;
 
 #[derive(Clone, Debug, Label)]
@@ -162,64 +160,22 @@ pub enum Ts {
     Store(Store),
 }
 
-/// A span in progress: its trace, head decision, start, caller, what it waits for, error.
-#[derive(Clone, Debug)]
-struct Job {
-    trace: u64,
-    sampled: bool,
-    start: Time,
-    parent: Option<(NodeId, CallId)>,
-    left: usize,
-    error: bool,
-}
-
-/// A service: works, calls its children, records and exports spans. The gateway also takes
-/// the requests and, as an instrument, lists when each trace started for the audit.
+/// A service: works and calls its children at once; its span ends when all are done. The
+/// gateway also takes the requests and keeps the audit (the experimenter's: kept through crashes).
 #[derive(Clone, Debug)]
 pub struct Service {
     index: u16,
     strategy: Strategy,
     children: Vec<NodeId>,
-    collectors: Vec<NodeId>,
     health: Health,
     burst_pct: i64,
     calls: Calls<u64>,
-    jobs: BTreeMap<u64, Job>,
-    next_job: u64,
-    batch: Vec<Span>,
+    tracer: Tracer<Option<(NodeId, CallId)>>,
     arrivals: OpenLoop,
+    /// The run's hash salt (trace ids are random in real systems; here they count up).
+    salt: u64,
     answered: [u64; 2],
     audit: Audit,
-}
-
-/// The audit's clock (kept through crashes: it is the experimenter's, not the gateway's):
-/// each trace's true start, how many are audited, and the count at each of the last audits.
-#[derive(Clone, Debug, Default)]
-pub struct Audit {
-    starts: Log<Time>,
-    audited: u64,
-    marks: VecDeque<u64>,
-}
-
-/// A collector: passes spans through (head sampling) or holds them for a tail decision.
-#[derive(Clone, Debug)]
-pub struct Collector {
-    index: u64,
-    strategy: Strategy,
-    store: NodeId,
-    tail: Tail,
-    /// Traces kept and dropped, error traces refused for want of budget.
-    kept: u64,
-    dropped: u64,
-    over_budget: u64,
-}
-
-/// The trace store: which services' spans it holds for each trace (copies stored once).
-#[derive(Clone, Debug, Default)]
-pub struct Store {
-    held: KeyTable<u32>,
-    traces: u64,
-    error_traces: u64,
 }
 
 fn build(setup: &Setup) -> Box<dyn Run> {
@@ -229,68 +185,41 @@ fn build(setup: &Setup) -> Box<dyn Run> {
 fn sim(setup: &Setup) -> Sim<Ts> {
     let mut sim: Sim<Ts> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 200, hi: 1000 }));
     let (n, c) = (setup.param("services") as NodeId, setup.param("collectors") as NodeId);
-    let strategy = Strategy::from_id(setup.strategy());
-    let collectors: Vec<NodeId> = (n..n + c).collect();
+    let (strategy, salt) = (Strategy::from_id(setup.strategy()), mix(setup.recipe.seed));
     for i in 0..n {
-        let children = [2 * i + 1, 2 * i + 2].into_iter().filter(|&k| k < n).collect();
         let s = Service {
             index: i as u16,
             strategy,
-            children,
-            collectors: collectors.clone(),
+            children: [2 * i + 1, 2 * i + 2].into_iter().filter(|&k| k < n).collect(),
             health: Health::Up,
             burst_pct: 0,
             calls: Calls::new("call_us"),
-            jobs: BTreeMap::new(),
-            next_job: 0,
-            batch: Vec::new(),
+            tracer: Tracer::new(i as u16),
             arrivals: OpenLoop::poisson(setup.param("rps") as f64),
+            salt,
             answered: [0; 2],
             audit: Audit::default(),
         };
         assert_eq!(sim.add_node(Ts::Service(s)), i);
     }
-    let (store, budget) = (n + c, setup.param("budget") as u64);
     for k in 0..c {
-        let tail = Tail::new(budget, c as u64);
-        let col = Collector { index: k as u64, strategy, store, tail, kept: 0, dropped: 0, over_budget: 0 };
+        let col = Collector::new(k as u64, strategy == Strategy::Head, setup.param("budget") as u64, c as u64, salt);
         assert_eq!(sim.add_node(Ts::Collector(col)), n + k);
     }
-    assert_eq!(sim.add_node(Ts::Store(Store::default())), store);
+    assert_eq!(sim.add_node(Ts::Store(Store::default())), n + c);
     if setup.param("plan") == 1 {
         FaultWindow::secs(10, 10).custom(&mut sim, "errors", Some(6.min(n - 1)), 10, 0);
         FaultWindow::secs(30, 10).custom(&mut sim, "slow", Some(1), 600, 0);
     }
-    sim.check("errors-kept", |w| {
-        audited(w).try_for_each(|t| match verdict(w, t) {
-            v if v.error && v.stored < v.spans && w.tally("over_budget", t) == 0 => Err(v.describe(t)),
-            _ => Ok(()),
-        })
-    });
-    sim.check("kept-whole", |w| {
-        audited(w).try_for_each(|t| match verdict(w, t) {
-            v if v.stored > 0 && v.stored < v.spans => Err(v.describe(t)),
-            _ => Ok(()),
-        })
-    });
-    let share = |w: &World<Ts>, pick: fn(&Verdict) -> bool| {
-        let (mut of, mut whole) = (0, 0);
-        for v in window(w).map(|t| verdict(w, t)).filter(pick) {
-            (of, whole) = (of + 1, whole + (v.stored >= v.spans) as i64);
-        }
-        if of == 0 { 10_000 } else { whole * 10_000 / of }
-    };
-    sim.probe("errors_kept_bp", move |w| share(w, |v| v.error));
-    sim.probe("whole_bp", move |w| share(w, |v| v.stored > 0));
-    sim.probe("slow_kept_bp", move |w| share(w, |v| v.slow));
+    audit_checks(&mut sim, |w| w.node::<Service>(GATEWAY).audit.window().0);
     sim.probe("theory_bp", |w| {
-        let g = w.node::<Service>(GATEWAY);
-        if g.strategy == Strategy::Head {
+        if w.node::<Service>(GATEWAY).strategy == Strategy::Head {
             return w.param("head_bp");
         }
-        let secs = (g.audit.marks.len() as f64 * TICK_US as f64 / 1e6).max(0.1);
-        let errors = window(w).filter(|&t| w.tally("error", t) > 0).count() as f64;
-        (crate::parts::sampler::kept_share(w.param("budget") as f64, errors / secs) * 10_000.0).round() as i64
+        let (traces, rounds) = w.node::<Service>(GATEWAY).audit.window();
+        let errors = traces.filter(|&t| w.tally("error", t) > 0).count() as f64;
+        let rate = errors / (rounds as f64 * TICK_US as f64 / 1e6).max(0.1);
+        (kept_share(w.param("budget") as f64, rate) * 10_000.0).round() as i64
     });
     sim.probe("buffer_kb", |w| {
         let spans: usize = w.all::<Collector>().map(|(_, c)| c.tail.buffered_spans()).sum();
@@ -299,37 +228,11 @@ fn sim(setup: &Setup) -> Sim<Ts> {
     sim
 }
 
-/// What the audit finds of a trace: spans ended, stored, and whether it erred or was slow.
-struct Verdict {
-    spans: i64,
-    stored: i64,
-    error: bool,
-    slow: bool,
-    late: i64,
-}
-
-impl Verdict {
-    fn describe(&self, trace: u64) -> String {
-        let kind = if self.error { "error trace" } else { "trace" };
-        let late = if self.late > 0 { format!("; {} span(s) reached a collector after its decision", self.late) } else { String::new() };
-        format!("{kind} {trace}: {} of its {} spans stored{late}", self.stored, self.spans)
+/// Sends a collector's spans on to the store (the last node).
+fn store(spans: Vec<Span>, ctx: &mut Ctx<Ts>) {
+    if !spans.is_empty() {
+        ctx.send((ctx.param("services") + ctx.param("collectors")) as NodeId, Msg::Store(spans));
     }
-}
-
-fn verdict(w: &World<Ts>, t: u64) -> Verdict {
-    let (spans, stored, late) = (w.tally("spans", t), w.tally("stored", t), w.tally("late", t));
-    Verdict { spans, stored, error: w.tally("error", t) > 0, slow: w.tally("slow", t) > 0, late }
-}
-
-/// The traces audited at this instant.
-fn audited<'a>(w: &'a World<'a, Ts>) -> impl Iterator<Item = u64> + 'a {
-    w.tallied.iter().filter(|t| t.0 == "audit").map(|t| t.1)
-}
-
-/// The traces audited in the last 5 s.
-fn window<'a>(w: &'a World<'a, Ts>) -> impl Iterator<Item = u64> + 'a {
-    let a = &w.node::<Service>(GATEWAY).audit;
-    a.marks.front().copied().unwrap_or(a.audited)..a.audited
 }
 
 /// The share of each service's work that fails so that `bp` of requests through `n` services do.
@@ -365,7 +268,7 @@ impl Node for Ts {
                     s.done(job, !ok, ctx);
                 }
             }
-            (Ts::Collector(c), Msg::Export(spans)) => c.receive(spans, ctx),
+            (Ts::Collector(c), Msg::Export(spans)) => store(c.receive(spans, ctx.param_ms("wait_ms"), ctx), ctx),
             (Ts::Store(s), Msg::Store(spans)) => s.store(spans, ctx),
             (_, other) => ctx.unhandled(&other),
         }
@@ -375,14 +278,13 @@ impl Node for Ts {
         match (self, timer) {
             (Ts::Service(s), Timer::Arrive) => {
                 s.arrivals.on_timer(ctx, Timer::Arrive);
-                let trace = s.audit.starts.len() as u64;
-                s.audit.starts.push(ctx.truth());
-                let sampled = s.strategy != Strategy::Head || crate::parts::sampler::coin(trace, 1, ctx.param("head_bp"));
+                let trace = s.audit.start(ctx.truth());
+                let sampled = s.strategy != Strategy::Head || coin(trace, s.salt, ctx.param("head_bp"));
                 s.begin(trace, sampled, None, ctx);
             }
             (Ts::Service(s), Timer::Work(job)) => {
-                let fails = ctx.rng().unit_open() < per_service(ctx.param("error_bp"), ctx.param("services") as usize)
-                    || ctx.rng().below(100) < s.burst_pct as u64;
+                let share = per_service(ctx.param("error_bp"), ctx.param("services") as usize);
+                let fails = ctx.rng().unit_open() < share || ctx.rng().below(100) < s.burst_pct as u64;
                 s.done(job, fails, ctx);
             }
             (Ts::Service(s), Timer::CallTimeout(call)) => {
@@ -391,18 +293,23 @@ impl Node for Ts {
                 }
             }
             (Ts::Service(s), Timer::Flush) => s.flush(ctx),
-            (Ts::Service(s), Timer::Audit) => s.audit(ctx),
-            (Ts::Collector(c), Timer::Decide) => c.decide(ctx),
+            (Ts::Service(s), Timer::Audit) => {
+                ctx.set_timer(TICK_US, Timer::Audit);
+                let settle = ctx.param_ms("wait_ms") + 2 * ctx.param_ms("flush_ms") + SETTLE_EXTRA_US + TICK_US;
+                s.audit.advance(ctx.truth(), settle, WINDOW_AUDITS).for_each(|t| ctx.tally("audit", t, 1));
+            }
+            (Ts::Collector(c), Timer::Decide) => {
+                ctx.set_timer(TICK_US, Timer::Decide);
+                let kept = c.round(ctx.param_ms("slow_ms"), ctx.param("baseline_bp"), CACHE_US, ctx);
+                store(kept, ctx);
+            }
             (_, other) => ctx.unhandled(&other),
         }
     }
 
     fn on_crash(&mut self, ctx: &mut Ctx<Self>) {
         match self {
-            Ts::Service(s) => {
-                s.calls.clear(ctx);
-                (s.jobs, s.batch) = Default::default();
-            }
+            Ts::Service(s) => drop((s.calls.clear(ctx), s.tracer.clear())),
             Ts::Collector(c) => ctx.count("spans_lost", c.tail.clear() as i64),
             Ts::Store(_) => {} // on disk
         }
@@ -411,7 +318,7 @@ impl Node for Ts {
     fn on_control(&mut self, c: Control, ctx: &mut Ctx<Self>) {
         match (self, c) {
             (Ts::Service(s), Control::Strategy(id)) => s.strategy = Strategy::from_id(id),
-            (Ts::Collector(c), Control::Strategy(id)) => c.strategy = Strategy::from_id(id),
+            (Ts::Collector(c), Control::Strategy(id)) => c.pass_through = Strategy::from_id(id) == Strategy::Head,
             (Ts::Service(s), Control::Param { id: "rps", value }) if s.index == 0 => {
                 s.arrivals.set_rate_per_s(value as f64, ctx, Timer::Arrive)
             }
@@ -422,8 +329,7 @@ impl Node for Ts {
             (Ts::Service(s), Control::Custom { id: "slow", value }) => {
                 s.health = if value > 0 { Health::plus_us(value as Micros * MICROS_PER_MS) } else { Health::Up }
             }
-            // Other parameters are read where used; a service's fault aimed at a collector or
-            // the store does nothing there.
+            // Other parameters are read where used; a service's fault does nothing at a collector or the store.
             (_, Control::Param { .. } | Control::Strategy(_) | Control::Custom { .. }) => {}
         }
     }
@@ -431,10 +337,8 @@ impl Node for Ts {
     fn view(&self) -> NodeView {
         match self {
             Ts::Service(s) => s.view(),
-            Ts::Collector(c) => c.view(),
-            Ts::Store(s) => NodeView::new(NodeKind::Database, 6, "trace store")
-                .badge(format!("{} traces", s.traces), Tone::Neutral)
-                .badge(format!("{} with an error", s.error_traces), Tone::Neutral),
+            Ts::Collector(c) => c.view(5),
+            Ts::Store(s) => s.view(6),
         }
     }
 }
@@ -442,44 +346,27 @@ impl Node for Ts {
 impl Service {
     /// A call (or, at the gateway, a request) arrives: work and call the children at once.
     fn begin(&mut self, trace: u64, sampled: bool, parent: Option<(NodeId, CallId)>, ctx: &mut Ctx<Ts>) {
-        let job = self.next_job;
-        self.next_job += 1;
-        let n = ctx.param("services") as usize;
-        let straggles = ctx.rng().unit_open() < per_service(ctx.param("straggle_bp"), n);
+        let job = self.tracer.open(trace, sampled, ctx.now(), parent, self.children.len() + 1);
+        let straggles = ctx.rng().unit_open() < per_service(ctx.param("straggle_bp"), ctx.param("services") as usize);
         let base = ctx.rng().exponential(WORK_US) as Micros + straggles as Micros * ctx.param_ms("straggle_ms");
         ctx.set_timer(self.health.latency(base).unwrap_or(base), Timer::Work(job));
         for &child in &self.children {
             let call = self.calls.start(ctx, job, CALL_TIMEOUT_US, Timer::CallTimeout);
             ctx.send(child, Msg::Call(trace, sampled, call));
         }
-        let left = self.children.len() + 1;
-        self.jobs.insert(job, Job { trace, sampled, start: ctx.now(), parent, left, error: false });
     }
 
-    /// The work or one call of `job` is done (`failed`); the span ends with the last.
+    /// The work or one call of span `job` is done (`failed`); the span ends with the last.
     fn done(&mut self, job: u64, failed: bool, ctx: &mut Ctx<Ts>) {
-        let Some(j) = self.jobs.get_mut(&job) else { return };
-        (j.left, j.error) = (j.left - 1, j.error || failed);
-        if j.left > 0 {
-            return;
-        }
-        let j = self.jobs.remove(&job).expect("a job");
-        let span = Span { trace: j.trace, service: self.index, start: j.start, end: ctx.now(), error: j.error };
-        ctx.tally("spans", j.trace, 1);
-        if j.error {
-            ctx.tally("error", j.trace, 1);
-        }
-        if j.sampled {
-            self.batch.push(span);
-        }
-        match j.parent {
-            Some((to, call)) => ctx.send(to, Msg::Reply(call, !j.error)),
+        let Some(ended) = self.tracer.part_done(job, failed, ctx.now()) else { return };
+        let (trace, error) = (ended.span.trace, ended.span.error);
+        tally_ended(&ended.span, ctx);
+        match ended.parent {
+            Some((to, call)) => ctx.send(to, Msg::Reply(call, !error)),
             None => {
-                self.answered[j.error as usize] += 1;
-                ctx.count(["answered", "failed"][j.error as usize], 1);
-                let slow = ctx.now().since(j.start) >= ctx.param_ms("slow_ms");
-                if slow {
-                    ctx.tally("slow", j.trace, 1);
+                self.answered[error as usize] += 1;
+                if ended.span.end.since(ended.span.start) >= ctx.param_ms("slow_ms") {
+                    ctx.tally("slow", trace, 1);
                 }
             }
         }
@@ -488,38 +375,18 @@ impl Service {
     /// Exports the spans ended since the last flush, each to its collector.
     fn flush(&mut self, ctx: &mut Ctx<Ts>) {
         ctx.set_timer(ctx.param_ms("flush_ms"), Timer::Flush);
-        let c = self.collectors.len() as u64;
-        let mut out: Vec<Vec<Span>> = vec![Vec::new(); c as usize];
-        for span in self.batch.drain(..) {
-            let k = match self.strategy {
-                Strategy::TailBased => route(span.trace, c),
-                Strategy::Head | Strategy::NoAffinity => self.index as u64 % c,
-            };
-            out[k as usize].push(span);
-        }
-        for (k, spans) in out.into_iter().enumerate().filter(|(_, s)| !s.is_empty()) {
+        let (n, c) = (ctx.param("services") as usize, ctx.param("collectors") as usize);
+        let (strategy, own, salt) = (self.strategy, self.index as usize, self.salt);
+        let by =
+            |s: &Span| if strategy == Strategy::TailBased { route(s.trace ^ salt, c as u64) as usize } else { own % c };
+        for (k, spans) in self.tracer.flush(c, by) {
             ctx.count("shipped_spans", spans.len() as i64);
-            ctx.send(self.collectors[k], Msg::Export(spans));
-        }
-    }
-
-    /// The audit: every trace started long enough ago for all its spans to have arrived.
-    fn audit(&mut self, ctx: &mut Ctx<Ts>) {
-        ctx.set_timer(TICK_US, Timer::Audit);
-        let settle = ctx.param_ms("wait_ms") + 2 * ctx.param_ms("flush_ms") + SETTLE_EXTRA_US + TICK_US;
-        let a = &mut self.audit;
-        while a.starts.get(a.audited as usize).is_some_and(|&s| ctx.truth().since(s) >= settle) {
-            ctx.tally("audit", a.audited, 1);
-            a.audited += 1;
-        }
-        a.marks.push_back(a.audited);
-        if a.marks.len() > WINDOW_AUDITS {
-            a.marks.pop_front();
+            ctx.send((n + k) as NodeId, Msg::Export(spans));
         }
     }
 
     fn view(&self) -> NodeView {
-        let depth = (64 - (self.index as u64 + 1).leading_zeros() - 1) as u8;
+        let depth = (63 - (self.index as u64 + 1).leading_zeros()) as u8;
         let kind = if self.index == 0 { NodeKind::LoadBalancer } else { NodeKind::Service };
         let v = NodeView::new(kind, depth, NAMES[self.index as usize])
             .badge_if(!self.health.is_up(), self.health.to_string(), self.health.tone())
@@ -529,83 +396,5 @@ impl Service {
         }
         v.badge(format!("{:.0} req/s", self.arrivals.effective_rate_per_s()), Tone::Neutral)
             .badge(format!("{} failed of {}", self.answered[1], self.answered[0] + self.answered[1]), Tone::Neutral)
-    }
-}
-
-impl Collector {
-    fn receive(&mut self, spans: Vec<Span>, ctx: &mut Ctx<Ts>) {
-        if self.strategy == Strategy::Head {
-            return ctx.send(self.store, Msg::Store(spans));
-        }
-        let mut now = Vec::new();
-        for span in spans {
-            if let Arrival::Late { kept } = self.tail.offer(span, ctx.now(), ctx.param_ms("wait_ms")) {
-                ctx.count("late_spans", 1);
-                ctx.tally("late", span.trace, 1);
-                if kept {
-                    now.push(span);
-                }
-            }
-        }
-        if !now.is_empty() {
-            ctx.send(self.store, Msg::Store(now));
-        }
-    }
-
-    /// A round: the traces whose wait is over, decided; the kept ones' spans to the store.
-    fn decide(&mut self, ctx: &mut Ctx<Ts>) {
-        ctx.set_timer(TICK_US, Timer::Decide);
-        let policy =
-            Policy { slow_us: ctx.param_ms("slow_ms"), baseline_bp: ctx.param("baseline_bp"), salt: BASELINE_SALT };
-        let mut kept = Vec::new();
-        for d in self.tail.decide(ctx.now(), policy, CACHE_US) {
-            if d.over_budget {
-                self.over_budget += 1;
-                ctx.tally("over_budget", d.trace, 1);
-            }
-            if d.keep {
-                self.kept += 1;
-                kept.extend(d.spans);
-            } else {
-                self.dropped += 1;
-            }
-        }
-        if !kept.is_empty() {
-            ctx.send(self.store, Msg::Store(kept));
-        }
-    }
-
-    fn view(&self) -> NodeView {
-        let label = format!("collector {}", self.index);
-        let v = NodeView::new(NodeKind::Queue, 5, label);
-        if self.strategy == Strategy::Head {
-            return v.badge("passes sampled spans on", Tone::Neutral);
-        }
-        let held = self.tail.buffered_spans() as i64;
-        v.badge(format!("holds {} traces, {held} spans", self.tail.pending_traces()), Tone::Neutral)
-            .badge(format!("kept {} · dropped {}", self.kept, self.dropped), Tone::Neutral)
-            .badge_if(self.over_budget > 0, format!("{} errors over budget", self.over_budget), Tone::Warn)
-            .gauge("buffer (spans)", held, held.max(2000))
-    }
-}
-
-impl Store {
-    fn store(&mut self, spans: Vec<Span>, ctx: &mut Ctx<Ts>) {
-        for s in spans {
-            let held = self.held.get_or_insert(s.trace, 0);
-            let bit = 1u32 << s.service;
-            if *held & bit != 0 {
-                continue;
-            }
-            if *held == 0 {
-                self.traces += 1;
-            }
-            *held |= bit;
-            if s.service == 0 && s.error {
-                self.error_traces += 1;
-            }
-            ctx.count("stored_spans", 1);
-            ctx.tally("stored", s.trace, 1);
-        }
     }
 }

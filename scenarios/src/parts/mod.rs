@@ -67,6 +67,7 @@ pub mod table;
 pub mod tally;
 pub mod targets;
 pub mod threads;
+pub mod tracer;
 pub mod unique;
 pub mod waiters;
 pub mod window;

@@ -24,7 +24,8 @@
 
 use super::bucket::TokenBucket;
 use super::ring::mix;
-use faultline_core::{Micros, Time, MICROS_PER_S};
+use super::table::{KeyTable, Log};
+use faultline_core::{Ctx, Micros, Node, NodeKind, NodeView, Sim, Time, Tone, World, MICROS_PER_S};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// One unit of work of a trace at one service: its start and end (true time of the process
@@ -224,6 +225,227 @@ pub fn decided_whole(n: u32, x: f64) -> f64 {
 /// the decision comes W after the first: W − E[arrival − first] = W − (F/2 − F/(n + 1)).
 pub fn mean_stay_us(n: u32, wait_us: f64, flush_us: f64) -> f64 {
     wait_us - (flush_us / 2.0 - flush_us / (n as f64 + 1.0))
+}
+
+impl Tail {
+    /// A batch of spans arrives at `now`: held, or late — a kept trace's late spans are
+    /// returned (store them at once), and every late span's trace is listed (with repeats).
+    pub fn receive(&mut self, spans: Vec<Span>, now: Time, wait_us: Micros) -> (Vec<Span>, Vec<u64>) {
+        let (mut store, mut late) = (Vec::new(), Vec::new());
+        for span in spans {
+            if let Arrival::Late { kept } = self.offer(span, now, wait_us) {
+                late.push(span.trace);
+                if kept {
+                    store.push(span);
+                }
+            }
+        }
+        (store, late)
+    }
+}
+
+/// A tracing pipeline's audit, by trace id (ids are given in order of start): each trace is
+/// judged once, `settle` after it started — when every span can have ended and arrived — and
+/// the traces judged over the last `window` rounds are kept for windowed shares.
+#[derive(Clone, Debug, Default)]
+pub struct Audit {
+    starts: Log<Time>,
+    audited: u64,
+    marks: VecDeque<u64>,
+}
+
+impl Audit {
+    /// A trace starts at true time `at`: its id.
+    pub fn start(&mut self, at: Time) -> u64 {
+        self.starts.push(at);
+        self.starts.len() as u64 - 1
+    }
+    /// A round at `now`: the traces that have settled since the last one.
+    pub fn advance(&mut self, now: Time, settle_us: Micros, window: usize) -> std::ops::Range<u64> {
+        let from = self.audited;
+        while self.starts.get(self.audited as usize).is_some_and(|&s| now.since(s) >= settle_us) {
+            self.audited += 1;
+        }
+        self.marks.push_back(self.audited);
+        if self.marks.len() > window {
+            self.marks.pop_front();
+        }
+        from..self.audited
+    }
+    /// The traces judged in the last `window` rounds, and how many rounds that is.
+    pub fn window(&self) -> (std::ops::Range<u64>, usize) {
+        (self.marks.front().copied().unwrap_or(self.audited)..self.audited, self.marks.len())
+    }
+}
+
+/// What the audit finds of a trace: spans ended, distinct spans stored, spans after its
+/// decision, and whether it erred or was slow (god's-eye tallies).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub spans: i64,
+    pub stored: i64,
+    pub late: i64,
+    pub error: bool,
+    pub slow: bool,
+}
+
+impl Verdict {
+    /// From tallies `spans`, `stored`, `late`, `error` and `slow` of `trace`.
+    pub fn of(trace: u64, tally: impl Fn(&'static str, u64) -> i64) -> Verdict {
+        let (spans, stored, late) = (tally("spans", trace), tally("stored", trace), tally("late", trace));
+        Verdict { spans, stored, late, error: tally("error", trace) > 0, slow: tally("slow", trace) > 0 }
+    }
+    pub fn whole(&self) -> bool {
+        self.stored >= self.spans
+    }
+    pub fn describe(&self, trace: u64) -> String {
+        let kind = if self.error { "error trace" } else { "trace" };
+        let late = match self.late {
+            0 => String::new(),
+            n => format!("; {n} span(s) reached a collector after its decision"),
+        };
+        format!("{kind} {trace}: {} of its {} spans stored{late}", self.stored, self.spans)
+    }
+}
+
+/// The share (bp) of verdicts that are whole; 10,000 when there are none.
+pub fn whole_bp(verdicts: impl Iterator<Item = Verdict>) -> i64 {
+    let (of, whole) = verdicts.fold((0, 0), |(of, whole), v| (of + 1, whole + v.whole() as i64));
+    if of == 0 {
+        10_000
+    } else {
+        whole * 10_000 / of
+    }
+}
+
+/// A collector's node state: span batches passed straight on (head sampling: the spans come
+/// sampled) or held in a [`Tail`]; the audit's tallies (`late`, `over_budget`) and counter
+/// (`late_spans`) written through the context.
+#[derive(Clone, Debug)]
+pub struct Collector {
+    pub index: u64,
+    pub pass_through: bool,
+    pub tail: Tail,
+    /// The baseline coin's salt (the same at every collector of a run).
+    salt: u64,
+    /// Traces dropped and kept; error traces refused for want of budget.
+    decided: [u64; 2],
+    over_budget: u64,
+}
+
+impl Collector {
+    pub fn new(index: u64, pass_through: bool, budget: u64, shares: u64, salt: u64) -> Collector {
+        Collector { index, pass_through, tail: Tail::new(budget, shares), salt, decided: [0; 2], over_budget: 0 }
+    }
+
+    /// A batch arrives: the spans to store at once (all when passing through; else late ones of kept traces).
+    pub fn receive<N: Node>(&mut self, spans: Vec<Span>, wait_us: Micros, ctx: &mut Ctx<N>) -> Vec<Span> {
+        if self.pass_through {
+            return spans;
+        }
+        let (now, late) = self.tail.receive(spans, ctx.now(), wait_us);
+        ctx.count("late_spans", late.len() as i64);
+        late.into_iter().for_each(|t| ctx.tally("late", t, 1));
+        now
+    }
+
+    /// A round keeping slow traces (`slow_us`) and a baseline share (`baseline_bp`): the spans
+    /// of the traces kept.
+    pub fn round<N: Node>(
+        &mut self,
+        slow_us: Micros,
+        baseline_bp: i64,
+        cache_us: Micros,
+        ctx: &mut Ctx<N>,
+    ) -> Vec<Span> {
+        let (mut kept, policy) = (Vec::new(), Policy { slow_us, baseline_bp, salt: self.salt });
+        for d in self.tail.decide(ctx.now(), policy, cache_us) {
+            self.decided[d.keep as usize] += 1;
+            if d.over_budget {
+                self.over_budget += 1;
+                ctx.tally("over_budget", d.trace, 1);
+            }
+            kept.extend(d.spans.into_iter().filter(|_| d.keep));
+        }
+        kept
+    }
+
+    pub fn view(&self, tier: u8) -> NodeView {
+        let v = NodeView::new(NodeKind::Queue, tier, format!("collector {}", self.index));
+        if self.pass_through {
+            return v.badge("passes sampled spans on", Tone::Neutral);
+        }
+        let held = self.tail.buffered_spans() as i64;
+        v.badge(format!("holds {} traces, {held} spans", self.tail.pending_traces()), Tone::Neutral)
+            .badge(format!("kept {} · dropped {}", self.decided[1], self.decided[0]), Tone::Neutral)
+            .badge_if(self.over_budget > 0, format!("{} errors over budget", self.over_budget), Tone::Warn)
+            .gauge("buffer (spans)", held, held.max(2000))
+    }
+}
+
+/// A trace store: which services' spans it holds for each trace (a copy stored once), with
+/// the audit's tally `stored` and counter `stored_spans`.
+#[derive(Clone, Debug, Default)]
+pub struct Store {
+    held: KeyTable<u32>,
+    traces: u64,
+    error_traces: u64,
+}
+
+impl Store {
+    pub fn store<N: Node>(&mut self, spans: Vec<Span>, ctx: &mut Ctx<N>) {
+        for s in spans {
+            let (held, bit) = (self.held.get_or_insert(s.trace, 0), 1u32 << s.service);
+            if *held & bit != 0 {
+                continue;
+            }
+            self.traces += (*held == 0) as u64;
+            *held |= bit;
+            self.error_traces += (s.service == 0 && s.error) as u64;
+            ctx.count("stored_spans", 1);
+            ctx.tally("stored", s.trace, 1);
+        }
+    }
+
+    pub fn view(&self, tier: u8) -> NodeView {
+        NodeView::new(NodeKind::Database, tier, "trace store")
+            .badge(format!("{} traces", self.traces), Tone::Neutral)
+            .badge(format!("{} with an error at the root", self.error_traces), Tone::Neutral)
+    }
+}
+
+/// Tallies an ended span for the audit (`spans`, and `error` if it failed).
+pub fn tally_ended<N: Node>(span: &Span, ctx: &mut Ctx<N>) {
+    ctx.tally("spans", span.trace, 1);
+    if span.error {
+        ctx.tally("error", span.trace, 1);
+    }
+}
+
+/// Registers the audit's two promises as checks — `errors-kept` (an error trace is stored
+/// whole unless a collector refused it over budget) and `kept-whole` (a trace with a span
+/// stored has them all) — judged on the traces tallied `audit` at each instant, and its
+/// windowed shares (bp) as probes: `errors_kept_bp`, `whole_bp`, `slow_kept_bp` over `window`.
+pub fn audit_checks<N: Node>(sim: &mut Sim<N>, window: fn(&World<N>) -> std::ops::Range<u64>) {
+    fn audited<'a, N: Node>(w: &'a World<'a, N>) -> impl Iterator<Item = (u64, Verdict)> + 'a {
+        w.tallied.iter().filter(|t| t.0 == "audit").map(|t| (t.1, Verdict::of(t.1, |name, key| w.tally(name, key))))
+    }
+    sim.check("errors-kept", |w| {
+        audited(w).try_for_each(|(t, v)| match v.error && !v.whole() && w.tally("over_budget", t) == 0 {
+            true => Err(v.describe(t)),
+            false => Ok(()),
+        })
+    });
+    sim.check("kept-whole", |w| {
+        audited(w).try_for_each(|(t, v)| if v.stored > 0 && !v.whole() { Err(v.describe(t)) } else { Ok(()) })
+    });
+    let probes: [(&'static str, fn(&Verdict) -> bool); 3] =
+        [("errors_kept_bp", |v| v.error), ("whole_bp", |v| v.stored > 0), ("slow_kept_bp", |v| v.slow)];
+    for (name, pick) in probes {
+        sim.probe(name, move |w| {
+            whole_bp(window(w).map(|t| Verdict::of(t, |name, key| w.tally(name, key))).filter(|v| pick(v)))
+        });
+    }
 }
 
 #[cfg(test)]
