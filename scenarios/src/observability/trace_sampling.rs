@@ -39,7 +39,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
                 the spans that ended.",
             what_you_sacrifice: "Tail sampling ships every span to the collectors (100× head sampling's traffic at 1%) \
                 and holds them in memory for the decision wait: span rate × wait (Little's law) — here ~1,600 spans/s \
-                × ~3 s, ~2.4 MB at 500 B a span, and a collector crash loses them. The wait must exceed the longest \
+                × 2.8 s, ~2.2 MB at 500 B a span, and a collector crash loses them. The wait must exceed the longest \
                 trace plus the export delay, or the decision is made on part of the trace (a late error span finds its \
                 trace dropped). Routing by trace id needs a load-balancing tier that knows the collectors (a \
                 membership change reroutes traces mid-flight). The budget caps storage: past it, errors still go \
@@ -53,17 +53,17 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
                 rate_limiting policies) behind the load-balancing exporter routing by traceID; Jaeger's adaptive \
                 sampling, Honeycomb Refinery, Grafana Tempo, Datadog's ingestion controls.",
             try_this: &[
-                "Play `head-1pct`: `errors-kept` fails on the first error trace not sampled (~10 s in, \
-                 once it is audited); during the incident ~20 error traces a second reach the gateway and \
-                 the store keeps about 1% of them, while it stores only ~16 spans a second.",
-                "Switch to `tail-no-affinity`: error traces keep their error path but lose the healthy \
-                 branches held by other collectors — `kept-whole` and `errors-kept` fail, and fewer than \
-                 half of the kept traces are whole.",
-                "Switch to `tail-based`: both checks hold; every error trace is kept whole, slow traces too, \
-                 and the collectors hold ~5,000 spans (rate × stay) for ~100 stored a second.",
-                "With `tail-based`, set the budget to 10 traces/s: during the incident the error traces \
-                 kept fall to ~45% (min(1, 10 / ~21)), the check still holds (each one dropped was over \
-                 budget), and slow and baseline traces wait their turn.",
+                "Play `head-1pct`: `errors-kept` fails on the first error trace not sampled, ~10 s in (a trace is \
+                 audited 9.1 s after it starts); the incident's error traces are kept under 10% (about 1 in 100), \
+                 and the store takes ~16 spans a second.",
+                "Switch to `tail-no-affinity`: error traces keep their error path but lose the branches other \
+                 collectors held — `errors-kept` and `kept-whole` fail, under half the error traces are kept whole, \
+                 and during the incident most kept traces have holes.",
+                "Switch to `tail-based`: both checks hold, every error trace is kept whole; the collectors hold span \
+                 rate × stay (~1,600/s × 2.8 s, Little's law). While auth is slow every trace is slow, 200 a second \
+                 against a budget of 40: errors go first, and (40 − 1)/200 ≈ 19.5% of the slow ones are kept.",
+                "With `tail-based`, set the budget to 10 traces/s: during the incident the error traces kept fall \
+                 to ~48%, on the theory line min(1, 10 / ~21), and `errors-kept` still holds (each drop over budget).",
             ],
         },
     },
@@ -127,8 +127,7 @@ const CALL_TIMEOUT_US: Micros = 2 * MICROS_PER_S;
 /// Collectors decide every tick and remember decisions this long (late spans follow them).
 const TICK_US: Micros = 100 * MICROS_PER_MS;
 const CACHE_US: Micros = 30 * MICROS_PER_S;
-/// A span ends by ~4 s into its trace (straggler and slow service at their sliders' top, calls
-/// answered or timed out by 2 s): the audit waits this, the decision wait and two export intervals.
+/// Spans end by ~4 s into a trace (sliders at their top; calls time out at 2 s): the audit waits this + W + 2F.
 const SETTLE_EXTRA_US: Micros = 5 * MICROS_PER_S;
 const SPAN_BYTES: usize = 500;
 /// The traces the metrics judge: those audited in the last 5 s (50 audit rounds).
@@ -396,5 +395,105 @@ impl Service {
         }
         v.badge(format!("{:.0} req/s", self.arrivals.effective_rate_per_s()), Tone::Neutral)
             .badge(format!("{} failed of {}", self.answered[1], self.answered[0] + self.answered[1]), Tone::Neutral)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parts::sampler::mean_stay_us;
+    use crate::parts::testing::{failed_at, run_sim, samples};
+
+    fn recipe(strategy: &str, seed: u64) -> Recipe {
+        Recipe::new("trace-sampling", strategy, seed)
+    }
+
+    fn run(recipe: Recipe, secs: u64) -> Sim<Ts> {
+        run_sim(sim(&Setup { spec: &SPEC, recipe }), secs)
+    }
+
+    fn mean(s: &Sim<Ts>, id: &str, from: f64, to: f64) -> f64 {
+        let v = samples(s, id, from, to);
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+
+    /// Error traces answered at the gateway, and those whose root span the store holds.
+    fn errors(s: &Sim<Ts>) -> (u64, u64) {
+        (s.node::<Service>(GATEWAY).answered[1], s.node::<Store>(11).error_traces)
+    }
+
+    #[test]
+    fn try_head_sampling_keeps_about_one_incident_trace_in_a_hundred() {
+        // The first error trace (0.5% of 200 req/s: within ~1 s) is audited 9.1 s after it
+        // started; the incident's traces (10–20 s) are audited from 19.1 s to 29.1 s.
+        for seed in 1..=3 {
+            let s = run(recipe("head-1pct", seed), 40);
+            let (at, why) = failed_at(&s, "errors-kept").expect("an error trace dropped");
+            assert!((9.1..12.0).contains(&at) && why.contains("0 of its 8 spans"), "seed {seed}: {at} {why}");
+            assert!(failed_at(&s, "kept-whole").is_none(), "seed {seed}: sampled traces are whole");
+            assert!(mean(&s, "errors_kept", 21.0, 29.0) < 10.0, "seed {seed}");
+            // ~1% of 1,600 spans a second are recorded at all.
+            let stored = s.metrics().counter("stored_spans") as f64 / 40.0;
+            assert!((8.0..30.0).contains(&stored), "seed {seed}: {stored} spans/s");
+        }
+    }
+
+    #[test]
+    fn head_sampling_keeps_a_binomial_share_of_error_traces() {
+        // 10% errors, no plan: ~800 error traces a run at 200 req/s for 40 s; at p = 1% the
+        // store keeps Binomial(E, 1%) of them: over 6 runs ~48, sd ~6.9; we allow 3.5 sd.
+        let (mut all, mut kept) = (0, 0);
+        for seed in 1..=6 {
+            let s = run(recipe("head-1pct", seed).with_param("plan", 0).with_param("error_bp", 1000), 40);
+            let (a, k) = errors(&s);
+            (all, kept) = (all + a, kept + k);
+        }
+        let (mean, sd) = (all as f64 * 0.01, (all as f64 * 0.01 * 0.99).sqrt());
+        assert!((kept as f64 - mean).abs() < 3.5 * sd, "kept {kept} of {all}");
+    }
+
+    #[test]
+    fn try_tail_sampling_without_routing_stores_fragments() {
+        for seed in 1..=3 {
+            let s = run(recipe("tail-no-affinity", seed), 40);
+            assert!(failed_at(&s, "errors-kept").is_some() && failed_at(&s, "kept-whole").is_some(), "seed {seed}");
+            // Error traces span the collectors (the error path climbs to the gateway); the
+            // baseline's coin is the same at every collector, so those traces stay whole.
+            // During the incident (audited 19–29 s) most kept traces are error traces, with holes.
+            let (errs, whole) = (mean(&s, "errors_kept", 10.0, 40.0), mean(&s, "whole", 20.0, 29.0));
+            assert!(errs < 50.0 && whole < 70.0, "seed {seed}: {errs} {whole}");
+        }
+    }
+
+    #[test]
+    fn try_tail_sampling_by_trace_id_keeps_every_error_trace_whole() {
+        for seed in 1..=4 {
+            let s = run(recipe("tail-based", seed), 60);
+            assert!(s.checks().iter().all(|c| c.violation.is_none()), "seed {seed}: {:?}", s.checks());
+            assert_eq!(samples(&s, "errors_kept", 10.0, 60.0).into_iter().fold(100.0, f64::min), 100.0);
+            // Audited 9.1 s late, the slow auth (30–40 s) makes every trace slow: 200 a second
+            // against a budget of 40, ~1 taken by errors first: (40 − 1)/200 ≈ 19.5% kept.
+            let slow = mean(&s, "slow_kept", 41.0, 48.0);
+            assert!((slow - 19.5).abs() < 4.0, "seed {seed}: slow kept {slow}%");
+            // Little's law: the buffer holds the span rate × a span's mean stay, W − (F/2 − F/9)
+            // = 2.81 s. The gauge's samples are a few % noisy (Poisson traffic); 8%.
+            let rate = s.metrics().counter("shipped_spans") as f64 / 60.0;
+            let want = rate * mean_stay_us(8, 3e6, 0.5e6) / 1e6 * SPAN_BYTES as f64 / 1000.0;
+            let got = mean(&s, "buffer", 5.0, 60.0);
+            assert!((got / want - 1.0).abs() < 0.08, "seed {seed}: {got} KB, Little {want}");
+        }
+    }
+
+    #[test]
+    fn try_a_tight_budget_keeps_errors_at_budget_over_rate() {
+        // 10 traces/s against ~21 error traces/s during the incident: ~48% kept, every drop
+        // over budget. The theory line reads the audited error rate; the kept share follows
+        // it within the bucket's burst (a second's share) and the window's noise: 12 points.
+        for seed in 1..=3 {
+            let s = run(recipe("tail-based", seed).with_param("budget", 10), 32);
+            assert!(s.checks().iter().all(|c| c.violation.is_none()), "seed {seed}: {:?}", s.checks());
+            let (got, want) = (mean(&s, "errors_kept", 24.0, 29.0), mean(&s, "errors_theory", 24.0, 29.0));
+            assert!((35.0..62.0).contains(&want) && (got - want).abs() < 12.0, "seed {seed}: {got} vs {want}");
+        }
     }
 }

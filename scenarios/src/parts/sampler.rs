@@ -388,8 +388,9 @@ impl Collector {
 #[derive(Clone, Debug, Default)]
 pub struct Store {
     held: KeyTable<u32>,
-    traces: u64,
-    error_traces: u64,
+    /// Traces with a span stored, and those whose root span (service 0) failed.
+    pub traces: u64,
+    pub error_traces: u64,
 }
 
 impl Store {
