@@ -491,6 +491,15 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
         ),
     ),
     (
+        "trace-sampling",
+        Envelope::new(
+            &["drift", "errors", "skew", "slow", "slow-disk"],
+            "PROVISIONAL (scripts/swarm --explore not yet read): a crash loses spans (a service's unexported batch, \
+            a collector's held traces), a partition or loss drops span batches, and a pause or latency spike can \
+            bring an error span after its trace's decision: each leaves an error trace with holes.",
+        ),
+    ),
+    (
         "feature-flags",
         Envelope::new(
             &["drift", "kill-switch", "skew", "slow-disk", "stream-drop"],
