@@ -93,7 +93,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
     ],
     checks: &[
         CheckSpec::new("errors-kept", "Every error trace kept whole, within the budget", "A trace with an error span is \
-            stored with every span that ended, unless a collector refused it for want of budget (spent on error traces)."),
+            stored with every span that ended, unless its collector had no token left (errors go first in each round)."),
         CheckSpec::new("kept-whole", "Kept traces are whole", "A trace with any span stored has every span that ended stored."),
     ],
     metrics: &[
