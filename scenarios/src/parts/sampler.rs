@@ -440,11 +440,12 @@ pub fn audit_checks<N: Node>(sim: &mut Sim<N>, window: fn(&World<N>) -> std::ops
     sim.check("kept-whole", |w| {
         audited(w).try_for_each(|(t, v)| if v.stored > 0 && !v.whole() { Err(v.describe(t)) } else { Ok(()) })
     });
-    let probes: [(&'static str, fn(&Verdict) -> bool); 3] =
+    type Pick = fn(&Verdict) -> bool;
+    let probes: [(&'static str, Pick); 3] =
         [("errors_kept_bp", |v| v.error), ("whole_bp", |v| v.stored > 0), ("slow_kept_bp", |v| v.slow)];
     for (name, pick) in probes {
         sim.probe(name, move |w| {
-            whole_bp(window(w).map(|t| Verdict::of(t, |name, key| w.tally(name, key))).filter(|v| pick(v)))
+            whole_bp(window(w).map(|t| Verdict::of(t, |name, key| w.tally(name, key))).filter(&pick))
         });
     }
 }
