@@ -491,6 +491,16 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
         ),
     ),
     (
+        "trace-sampling",
+        Envelope::new(
+            &["drift", "errors", "skew", "slow", "slow-disk"],
+            "A crash loses spans (a service's unexported batch, a collector's held traces: scripts/swarm --explore, \
+            1,000 seeds: crash 891 broke), a pause can hold an error span past its trace's decision (24 of 1,000); \
+            a partition or loss drops span batches and a latency spike past the decision wait brings spans late — \
+            each leaves an error trace with holes (kept out on those grounds; their explore counts were not yet in).",
+        ),
+    ),
+    (
         "feature-flags",
         Envelope::new(
             &["drift", "kill-switch", "skew", "slow-disk", "stream-drop"],
