@@ -56,6 +56,7 @@ pub mod ring;
 pub mod rollout;
 pub mod saga;
 pub mod sessions;
+pub mod sketch;
 pub mod snowflake;
 pub mod sprt;
 pub mod staleness;
