@@ -81,6 +81,7 @@ registry! {
     data::pagination,
     deployment::rolling_deploy,
     deployment::canary_analysis,
+    observability::metrics_aggregation,
     observability::slo_alerting,
     deployment::feature_flags,
 }
