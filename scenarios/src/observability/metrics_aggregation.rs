@@ -1,7 +1,8 @@
 //! Metrics aggregation: hosts report their latency and a dashboard shows the fleet's p99; averaging the hosts' p99s (over hosts and over a rollup window) hides a slow host and a GC storm, merging their histograms stays within the sketch's accuracy — and labels multiply the series either way.
 
 use crate::parts::arrivals::OpenLoop;
-use crate::parts::sketch::{exact_quantile, Sketch, BYTES_PER_VALUE};
+use crate::parts::rollup::{Aggregate, Rolled, SeriesReport, Window};
+use crate::parts::sketch::{exact_quantile, BYTES_PER_VALUE};
 use crate::parts::station::{Service, Slot, Station};
 use crate::parts::strategies::strategies;
 use faultline_core::*;
@@ -16,36 +17,33 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         category: "Observability",
         seeds: &["S1#31", "S2#4", "S3#50", "S3#85"],
         summary: "20 hosts serve 100 req/s each (exponential latency, 20 ms mean; host 20 is 4× slower) and report \
-                  every second, one series per endpoint; a dashboard shows the fleet's p99 per 10-second rollup. \
-                  At 10 s host 2 starts GC pauses of 400 ms every 2 s. The average of the series' p99s shows \
-                  half the true p99; merged histograms stay within their 1% accuracy at any fan-in.",
+                  every second, a series per endpoint; a dashboard shows the fleet's p99 per 10-second rollup. From \
+                  10 s host 2 stops for 400 ms every 2 s (GC). The mean of the series' p99s shows a third to half \
+                  less than the true p99; merged histograms stay within their 1% accuracy.",
         note: Note {
-            what_can_go_wrong: "A percentile does not average: the fleet's p99 is the latency 1% of *all* requests \
-                exceed, and it lives wherever the slow requests are — one slow host of twenty holds most of the \
-                fleet's slowest 1%, while it is one term in twenty of an average. Averaging over time (a rollup of \
-                p99s) dilutes a GC storm the same way, and a p99 of a small sample (a series' 25 requests in a \
-                scrape) is biased low: the 25th of 25 exponentials averages H_25 = 3.8 means, not ln 100 = 4.6. \
-                The model: a balancer sends each request to a random host and stamps it (as X-Request-Start), so \
-                time queued during a GC pause counts; a host (64 workers) serves it and files its latency under \
-                the request's labels; at each scrape it reports, per series, its exact p99, a DDSketch and — as \
-                the god's-eye truth only — the raw latencies. The TSDB rolls each window up when it ends (plus \
-                200 ms for stragglers; a report later than that is dropped from both sides) and the check \
-                compares the dashboard with the exact nearest-rank p99 of every latency those reports carried.",
-            what_you_sacrifice: "Bytes for truth: a summary stores one value per series and scrape, a histogram \
-                its non-empty buckets (~ln(max/min)/2α of them: ~40 for a series here at 1%, fewer for thin \
-                series), raw samples one value per request — exact, and the cost grows with traffic, not with \
-                the number of series. Accuracy is a dial: α = 5% stores a third of the buckets of 1%. A histogram \
-                cannot answer a quantile finer than its buckets, and fixed buckets (Prometheus's classic `le` \
-                ones) are only as good as where their edges fall; log buckets keep the error relative.",
-            at_10x: "Series count is the product of label values: 20 hosts × 4 endpoints is 80 series; a user id \
-                label with 10,000 values makes every request its own series, a histogram per request, and the \
-                TSDB's index (S3#85's cardinality explosion) grows with the users, not the fleet. At 10K services \
-                the fix is to aggregate before storing (recording rules merging histograms across hosts) and to \
-                keep ids out of labels (exemplars or traces carry them). Rollups (S3#50: raw for 7 days, hourly \
-                for a year) are safe only for what merges: counts, sums and histograms — not averages of p99s.",
-            resembles: "Prometheus summaries vs histograms (histogram_quantile over sum by (le)) and native \
-                histograms; Datadog's DDSketch distributions; HdrHistogram; StatsD timers' upper_90 averaged in \
-                Graphite; Thanos and M3 downsampling; Monarch's distribution-valued time series.",
+            what_can_go_wrong: "A percentile does not average: the fleet's p99 lives wherever the slow requests \
+                are — one slow host of twenty holds most of the fleet's slowest 1% and is one term in twenty of an \
+                average. Averaging over time (a rollup of p99s) dilutes a GC storm the same way, and a small \
+                sample's p99 is biased (a series' 25 requests a scrape: the largest of 25 exponentials averages \
+                H_25 = 3.8 means, not ln 100 = 4.6). The model: a balancer sends each request to a random host \
+                and stamps it (X-Request-Start), so time held in a GC pause counts; a host (64 workers) files each \
+                latency under the request's labels and reports per series and scrape its exact p99, a DDSketch and \
+                — the god's-eye truth only — the raw latencies. The TSDB rolls a window up 200 ms after it ends (a \
+                later report is dropped from both sides) and the check compares the dashboard with the exact \
+                nearest-rank p99 of every latency the window's reports carried.",
+            what_you_sacrifice: "Bytes for truth: a summary stores one value a series and scrape, a histogram its \
+                non-empty buckets (at most ~ln(max/min)/2α), raw samples one value a request — exact, at a cost \
+                that grows with traffic. Accuracy is a dial: α = 10% keeps a third of the bytes of 1% here. Fixed \
+                buckets (Prometheus's classic `le`) are only as good as where their edges fall; log buckets keep \
+                the error relative. Storage is counted uncompressed, 16 bytes a value.",
+            at_10x: "Series are the product of label values: 20 hosts × 4 endpoints is 80; a user id label with \
+                10,000 values makes nearly every request its own series, and the TSDB's index (S3#85's \
+                cardinality explosion) grows with the users, not the fleet. At 10K services, aggregate before \
+                storing (recording rules merging histograms across hosts) and keep ids out of labels (exemplars \
+                carry them). Rollups (S3#50: raw for 7 days, hourly for a year) are safe only for what merges: \
+                counts, sums, histograms — not averages of p99s.",
+            resembles: "Prometheus summaries vs histograms (histogram_quantile over sum by (le)), native histograms; \
+                Datadog's DDSketch; HdrHistogram; StatsD's upper_90 averaged in Graphite; Thanos and M3 downsampling.",
             try_this: &[
                 "Play `avg-of-p99`: the first 10-second window shows ~85 ms while the fleet's p99 is ~135 ms \
                  (host 20, 4× slower, holds most of the slowest 1%): `p99-within-bound` fails at 10.2 s; from \
@@ -65,8 +63,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
     params: &[
         ParamSpec::setup("hosts", "Hosts", "hosts", 2..=50, 20, "Hosts behind the balancer, each its own series."),
         ParamSpec::live("rps", "Requests per host", "req/s", 10..=500, 100, "Poisson requests a second per host."),
-        ParamSpec::live("latency_ms", "Mean latency", "ms", 1..=200, 20, "A request's mean service time on a healthy \
-            host (exponential)."),
+        ParamSpec::live("latency_ms", "Mean latency", "ms", 1..=200, 20, "Mean service time, healthy host (exponential)."),
         ParamSpec::setup("slow_hosts", "Slow hosts", "hosts", 0..=10, 1, "The last hosts are slow (a noisy neighbour)."),
         ParamSpec::live("slow_x", "Slow factor", "×", 1..=20, 4, "How much slower a slow host serves."),
         ParamSpec::setup("scrape_s", "Scrape interval", "s", 1..=10, 1, "Each host reports every this often."),
@@ -76,8 +73,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             per host and endpoint."),
         ParamSpec::live("users", "User id label", "values", 0..=100_000, 0, "Values of a user id label (0: none): \
             each multiplies the series."),
-        ParamSpec::setup("alpha_pm", "Sketch accuracy α", "‰", 1..=200, 10, "The histogram's relative accuracy: \
-            10 = 1%."),
+        ParamSpec::setup("alpha_pm", "Sketch accuracy α", "‰", 1..=200, 10, "Histograms' relative accuracy: 10 = 1%."),
         ParamSpec::live("bound_pct", "Error bound", "%", 1..=50, 5, "The dashboard's p99 may be off by this much."),
         ParamSpec::setup("plan", "Default plan", "", 0..=1, 1, "1: GC pauses on host 2 from 10 s; 0: none."),
     ],
@@ -113,6 +109,8 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
 };
 
 strategies!(SPEC, Strategy { AvgOfP99, Merged, Raw });
+/// How each strategy rolls a window up, in the strategies' order.
+const AGGREGATES: [Aggregate; 3] = [Aggregate::MeanOfQuantiles, Aggregate::MergedSketch, Aggregate::Exact];
 
 const BALANCER: NodeId = 0;
 const TSDB: NodeId = 1;
@@ -130,7 +128,8 @@ const PLAN: (u64, Micros, i64) = (2, 10 * MICROS_PER_S, 400);
 pub enum Msg {
     /// A request's series key and the balancer's stamp (true µs).
     Request(u32, Micros),
-    Report(Report),
+    /// A host's scrape interval (the one its report began in) and its series.
+    Report(u64, Vec<SeriesReport>),
 }
 
 #[derive(Clone, Debug, Label)]
@@ -140,22 +139,6 @@ pub enum Timer {
     Scrape,
     Gc,
     Rollup,
-}
-
-/// A host's report of one scrape interval (since its previous report).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Report {
-    pub interval: u64,
-    pub series: Vec<SeriesReport>,
-}
-
-/// One series' scrape: its exact p99 (a summary's quantile), its sketch and its raw latencies.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SeriesReport {
-    pub key: u32,
-    pub p99_us: u64,
-    pub sketch: Sketch,
-    pub raw_us: Vec<u64>,
 }
 
 #[derive(Clone, Debug, Holds)]
@@ -188,10 +171,8 @@ pub struct Host {
 #[derive(Clone, Debug)]
 pub struct Tsdb {
     strategy: Strategy,
-    hosts: u64,
     scrape_us: Micros,
     window_us: Micros,
-    alpha_ppm: u32,
     open: BTreeMap<u64, Window>,
     /// The next window to roll up: reports for earlier ones are late.
     next: u64,
@@ -199,50 +180,6 @@ pub struct Tsdb {
     /// The bound in force at the last rollup (a share), for the view.
     bound: f64,
     breach: Breach,
-}
-
-/// One window's reports: raw truth by host, the summaries' p99s, and each series' merged sketch.
-#[derive(Clone, Debug, Default)]
-pub struct Window {
-    raw_us: Vec<Vec<u64>>,
-    p99s_us: Vec<u64>,
-    series: BTreeMap<(u64, u32), Sketch>,
-}
-
-/// A rolled-up window: what the dashboard showed, the truth, and who held the slowest 1%.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Rolled {
-    pub index: u64,
-    pub true_us: u64,
-    pub shown_us: f64,
-    pub series: usize,
-    /// Each host's requests at or above the true p99, host number first.
-    pub tail: Vec<(u64, usize)>,
-}
-
-impl Rolled {
-    /// The relative error of the shown p99 (signed: negative is too low).
-    pub fn error(&self) -> f64 {
-        self.shown_us / self.true_us.max(1) as f64 - 1.0
-    }
-
-    /// The check's words: the window, both p99s, and the two hosts holding most of the tail.
-    fn describe(&self, window_us: Micros, bound: f64) -> String {
-        let (from, to) = ((self.index * window_us) as f64 / 1e6, ((self.index + 1) * window_us) as f64 / 1e6);
-        let mut tail = self.tail.clone();
-        tail.sort_by_key(|&(host, n)| (std::cmp::Reverse(n), host));
-        let total = tail.iter().map(|t| t.1).sum::<usize>().max(1);
-        let who: Vec<String> = tail.iter().take(2).map(|&(h, n)| format!("host {h} {}%", n * 100 / total)).collect();
-        format!(
-            "window {from:.0}–{to:.0} s: the dashboard shows p99 {:.1} ms, the fleet's is {:.1} ms ({:+.1}%, bound \
-             ±{:.0}%); the slowest 1%: {}",
-            self.shown_us / 1e3,
-            self.true_us as f64 / 1e3,
-            self.error() * 100.0,
-            bound * 100.0,
-            who.join(", ")
-        )
-    }
 }
 
 fn build(setup: &Setup) -> Box<dyn Run> {
@@ -258,10 +195,8 @@ fn sim(setup: &Setup) -> Sim<Ma> {
     let window_us = (setup.param("rollup_s") as Micros).div_ceil(setup.param("scrape_s") as Micros) * scrape_us;
     let tsdb = Tsdb {
         strategy: Strategy::from_id(setup.strategy()),
-        hosts,
         scrape_us,
         window_us,
-        alpha_ppm: setup.param("alpha_pm") as u32 * 1000,
         open: BTreeMap::new(),
         next: 0,
         last: None,
@@ -283,13 +218,6 @@ fn sim(setup: &Setup) -> Sim<Ma> {
     sim
 }
 
-/// A series' key: endpoint × users + user (0 without the user label).
-fn series_key(rng: &mut Rng, endpoints: i64, users: i64) -> u32 {
-    let e = rng.below(endpoints.max(1) as u64);
-    let u = if users > 0 { rng.below(users as u64) } else { 0 };
-    (e * users.max(1) as u64 + u) as u32
-}
-
 impl Node for Ma {
     type Msg = Msg;
     type Timer = Timer;
@@ -305,7 +233,7 @@ impl Node for Ma {
     fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Self>) {
         match (self, msg) {
             (Ma::Host(h), Msg::Request(key, stamp)) => drop(h.station.offer((key, stamp), ctx, Timer::Done)),
-            (Ma::Tsdb(t), Msg::Report(r)) => t.report((from - FIRST_HOST) as u64, r, ctx),
+            (Ma::Tsdb(t), Msg::Report(at, series)) => t.report((from - FIRST_HOST) as usize, at, &series, ctx),
             (_, other) => ctx.unhandled(&other),
         }
     }
@@ -315,9 +243,10 @@ impl Node for Ma {
             (Ma::Balancer(b), Timer::Arrive) => {
                 b.arrivals.on_timer(ctx, Timer::Arrive);
                 let host = FIRST_HOST + ctx.rng().below(b.hosts) as NodeId;
-                let (endpoints, users) = (ctx.param("endpoints"), ctx.param("users"));
-                let key = series_key(ctx.rng(), endpoints, users);
-                ctx.send(host, Msg::Request(key, ctx.truth().micros()));
+                // A series' key: endpoint × users + user (0 without the user label).
+                let (endpoints, users) = (ctx.param("endpoints") as u64, ctx.param("users").max(1) as u64);
+                let key = ctx.rng().below(endpoints) * users + ctx.rng().below(users);
+                ctx.send(host, Msg::Request(key as u32, ctx.truth().micros()));
             }
             (Ma::Host(h), Timer::Done(slot)) => {
                 if let Some(f) = h.station.done(slot, ctx, Timer::Done) {
@@ -378,9 +307,14 @@ impl Node for Ma {
 impl Host {
     fn start(&mut self, ctx: &mut Ctx<Ma>) {
         self.configure(ctx);
-        let scrape_us = ctx.param("scrape_s") as Micros * MICROS_PER_S;
-        self.interval = ctx.now().micros() / scrape_us;
-        ctx.set_timer(scrape_us - ctx.now().micros() % scrape_us, Timer::Scrape);
+        self.next_scrape(ctx);
+    }
+
+    /// A new interval begins now: the next report goes at the next multiple of the scrape interval.
+    fn next_scrape(&mut self, ctx: &mut Ctx<Ma>) {
+        let (scrape_us, now) = (ctx.param("scrape_s") as Micros * MICROS_PER_S, ctx.now().micros());
+        self.interval = now / scrape_us;
+        ctx.set_timer(scrape_us - now % scrape_us, Timer::Scrape);
     }
 
     fn configure(&mut self, ctx: &mut Ctx<Ma>) {
@@ -396,45 +330,28 @@ impl Host {
 
     /// Reports what completed since the last report, tagged with the interval it began in.
     fn scrape(&mut self, ctx: &mut Ctx<Ma>) {
-        let scrape_us = ctx.param("scrape_s") as Micros * MICROS_PER_S;
         let alpha_ppm = ctx.param("alpha_pm") as u32 * 1000;
-        let mut all = Vec::new();
-        let series = std::mem::take(&mut self.series).into_iter().map(|(key, mut raw_us)| {
-            let mut sketch = Sketch::new(alpha_ppm);
-            raw_us.iter().for_each(|&v| sketch.insert(v));
-            all.extend_from_slice(&raw_us);
-            SeriesReport { key, p99_us: exact_quantile(&mut raw_us, 0.99), sketch, raw_us }
-        });
-        let report = Report { interval: self.interval, series: series.collect() };
+        let mut all: Vec<u64> = self.series.values().flatten().copied().collect();
         self.last_p99_us = exact_quantile(&mut all, 0.99);
-        ctx.send(TSDB, Msg::Report(report));
-        let now = ctx.now().micros();
-        self.interval = now / scrape_us;
-        ctx.set_timer(scrape_us - now % scrape_us, Timer::Scrape);
+        let series = std::mem::take(&mut self.series).into_iter();
+        let series = series.map(|(key, raw_us)| SeriesReport::of(key, raw_us, alpha_ppm)).collect();
+        ctx.send(TSDB, Msg::Report(self.interval, series));
+        self.next_scrape(ctx);
     }
 }
 
 impl Tsdb {
     /// Files a report in its window and counts what the strategy in force stores of it.
-    fn report(&mut self, host: u64, r: Report, ctx: &mut Ctx<Ma>) {
-        let index = r.interval * self.scrape_us / self.window_us;
+    fn report(&mut self, host: usize, interval: u64, series: &[SeriesReport], ctx: &mut Ctx<Ma>) {
+        let index = interval * self.scrape_us / self.window_us;
         if index < self.next {
             ctx.count("late_reports", 1);
             return;
         }
+        let how = AGGREGATES[self.strategy as usize];
         let w = self.open.entry(index).or_default();
-        w.raw_us.resize(self.hosts as usize, Vec::new());
-        let mut values = 0;
-        for s in r.series {
-            values += match self.strategy {
-                Strategy::AvgOfP99 => 1,
-                Strategy::Merged => s.sketch.buckets(),
-                Strategy::Raw => s.raw_us.len(),
-            };
-            w.p99s_us.push(s.p99_us);
-            w.series.entry((host, s.key)).or_insert_with(|| Sketch::new(self.alpha_ppm)).merge(&s.sketch);
-            w.raw_us[host as usize].extend_from_slice(&s.raw_us);
-        }
+        series.iter().for_each(|s| w.add(host, s));
+        let values: usize = series.iter().map(|s| how.values(s)).sum();
         ctx.count("stored_bytes", (values as u64 * BYTES_PER_VALUE) as i64);
     }
 
@@ -443,24 +360,11 @@ impl Tsdb {
         ctx.set_timer(self.window_us, Timer::Rollup);
         let index = self.next;
         self.next += 1;
-        let Some(w) = self.open.remove(&index).filter(|w| !w.p99s_us.is_empty()) else { return };
-        let mut all: Vec<u64> = w.raw_us.concat();
-        let true_us = exact_quantile(&mut all, 0.99);
-        let (shown_us, rolled_values) = match self.strategy {
-            Strategy::AvgOfP99 => (w.p99s_us.iter().sum::<u64>() as f64 / w.p99s_us.len() as f64, w.series.len()),
-            Strategy::Merged => {
-                let mut fleet = Sketch::new(self.alpha_ppm);
-                w.series.values().for_each(|s| fleet.merge(s));
-                (fleet.quantile(0.99), w.series.values().map(Sketch::buckets).sum())
-            }
-            // Raw samples have no rollup: kept for long, they are kept as they came.
-            Strategy::Raw => (true_us as f64, all.len()),
-        };
-        ctx.count("rolled_bytes", (rolled_values as u64 * BYTES_PER_VALUE) as i64);
-        let tail = (0..self.hosts).map(|h| (h + 1, w.raw_us[h as usize].iter().filter(|&&v| v >= true_us).count()));
-        let rolled = Rolled { index, true_us, shown_us, series: w.series.len(), tail: tail.collect() };
-        ctx.gauge("true_p99_us", true_us as i64);
-        ctx.gauge("shown_p99_us", shown_us.round() as i64);
+        let Some(w) = self.open.remove(&index).filter(|w| !w.is_empty()) else { return };
+        let (rolled, kept) = w.roll(index, AGGREGATES[self.strategy as usize]);
+        ctx.count("rolled_bytes", (kept as u64 * BYTES_PER_VALUE) as i64);
+        ctx.gauge("true_p99_us", rolled.true_us as i64);
+        ctx.gauge("shown_p99_us", rolled.shown_us.round() as i64);
         ctx.gauge("error_bp", (rolled.error() * 10_000.0).round() as i64);
         ctx.gauge("series", rolled.series as i64);
         self.bound = ctx.param("bound_pct") as f64 / 100.0;
@@ -510,9 +414,9 @@ mod tests {
         let mut rolled = Vec::new();
         for t in (1..=secs * 10).map(|ds| Time(ds * MICROS_PER_S / 10)) {
             s.run_until(t, u64::MAX);
-            let last = s.node::<Tsdb>(TSDB).last.clone();
-            if last.is_some() && last.as_ref() != rolled.last() {
-                rolled.push(last.unwrap());
+            match &s.node::<Tsdb>(TSDB).last {
+                Some(last) if Some(last) != rolled.last() => rolled.push(last.clone()),
+                _ => {}
             }
         }
         assert_eq!(s.unhandled(), 0);

@@ -54,6 +54,7 @@ pub mod retried;
 pub mod retry;
 pub mod ring;
 pub mod rollout;
+pub mod rollup;
 pub mod saga;
 pub mod sessions;
 pub mod sketch;

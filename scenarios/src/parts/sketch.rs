@@ -40,6 +40,11 @@ impl Sketch {
         Sketch { ln_gamma: libm::log((1.0 + a) / (1.0 - a)), alpha_ppm, buckets: BTreeMap::new(), count: 0 }
     }
 
+    /// The relative accuracy α in millionths (the schema: only equal ones merge).
+    pub fn alpha_ppm(&self) -> u32 {
+        self.alpha_ppm
+    }
+
     /// The relative accuracy α.
     pub fn alpha(&self) -> f64 {
         self.alpha_ppm.clamp(1, 999_999) as f64 / 1e6
