@@ -113,6 +113,16 @@ impl Rolled {
         self.shown_us / self.true_us.max(1) as f64 - 1.0
     }
 
+    /// Gauges for charts: the true and shown p99 (µs), the error (basis points, signed), the series.
+    pub fn gauges(&self) -> [(&'static str, i64); 4] {
+        [
+            ("true_p99_us", self.true_us as i64),
+            ("shown_p99_us", self.shown_us.round() as i64),
+            ("error_bp", (self.error() * 10_000.0).round() as i64),
+            ("series", self.series as i64),
+        ]
+    }
+
     /// Words for a check: the window (of `window_us`), both p99s, the two hosts holding most of the tail.
     pub fn describe(&self, window_us: u64, bound: f64) -> String {
         let (from, to) = ((self.index * window_us) as f64 / 1e6, ((self.index + 1) * window_us) as f64 / 1e6);
@@ -155,6 +165,7 @@ mod tests {
         assert_eq!((mean.true_us, mean.series, kept), (10_000, 3, 3));
         assert!((mean.shown_us - 22_000.0 / 3.0).abs() < 1e-9);
         assert!((mean.error() + 0.2667).abs() < 1e-3);
+        assert_eq!(mean.gauges().map(|g| g.1), [10_000, 7_333, -2_667, 3]);
         let (merged, kept) = w.roll(3, Aggregate::MergedSketch);
         assert!((merged.shown_us - 10_000.0).abs() <= 100.0, "{merged:?}");
         assert_eq!(kept, 1 + 2 + 1, "one bucket, two, one");
