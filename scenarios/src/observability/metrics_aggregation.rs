@@ -206,7 +206,6 @@ fn sim(setup: &Setup) -> Sim<Ma> {
         let (series, slow) = (BTreeMap::new(), n >= slow_from);
         sim.add_node(Ma::Host(Host { n: n + 1, slow, station, interval: 0, series, gc_ms: 0, last_p99_us: 0 }));
     }
-    // The default plan: host 2's GC storm from 10 s, 400 ms pauses.
     let gc = Fault::custom_on("gc-storm", FIRST_HOST + 1, 400);
     (setup.param("plan") == 1).then(|| sim.schedule(Time(10 * MICROS_PER_S), gc));
     sim.check("p99-within-bound", |w| w.node::<Tsdb>(TSDB).breach.now(w.now));
@@ -346,6 +345,7 @@ impl Tsdb {
         series.iter().for_each(|s| w.add(host, s));
         let values: usize = series.iter().map(|s| how.values(s)).sum();
         ctx.count("stored_bytes", (values as u64 * BYTES_PER_VALUE) as i64);
+        ctx.count("histogram_values", series.iter().map(|s| s.sketch.buckets() as i64).sum());
     }
 
     /// The next rollup: 200 ms past the end of the window under way (by the TSDB's clock).
@@ -365,8 +365,8 @@ impl Tsdb {
             ctx.count("rolled_bytes", (kept as u64 * BYTES_PER_VALUE) as i64);
             rolled.gauges().into_iter().for_each(|(name, value)| ctx.gauge(name, value));
             self.bound = ctx.param("bound_pct") as f64 / 100.0;
+            ctx.gauge("margin_bp", ((self.bound - rolled.error().abs()) * 10_000.0).round() as i64);
             if rolled.error().abs() > self.bound {
-                ctx.count("bad_windows", 1);
                 self.breach.record(rolled.describe(self.window_us, self.bound), ctx.truth());
             }
             self.last = Some(rolled);
