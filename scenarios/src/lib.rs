@@ -81,6 +81,7 @@ registry! {
     data::pagination,
     deployment::rolling_deploy,
     deployment::canary_analysis,
+    observability::metrics_aggregation,
     observability::slo_alerting,
     observability::trace_sampling,
     deployment::feature_flags,
@@ -117,6 +118,7 @@ pub static AT_SCALE: &[(&str, u64)] = &[
     ("s=distributed-cache&strategy=ring-replicas-local&rps=500000&nodes=16&keys=100000&capacity_keys=12000&node_capacity_rps=100000&db_capacity_rps=60000", 2),
     ("s=feature-flags&strategy=sticky-streaming&regions=5&servers=100&users=100000&user_rpm=30", 10),
     ("s=trace-sampling&strategy=tail-based&services=20&rps=2000&collectors=8&budget=200", 10),
+    ("s=metrics-aggregation&strategy=merged-histograms&hosts=50&rps=500&users=100000", 21),
 ];
 
 /// `AT_SCALE` ready to run: each recipe (read strictly; a test checks that all of them read)
