@@ -501,6 +501,17 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
         ),
     ),
     (
+        "config-rollout",
+        Envelope::new(
+            &["push-config", "rotate-key", "skew", "slow-disk"],
+            "What holds a push past 500 ms or lets a bad config past the first stage by itself: a latency spike of \
+            that size, a paused or crashed region (its push waits until it is back), a lost push or rollback, a \
+            partition between the service and a region, and a drifting clock that stretches a region's cache TTL \
+            (scripts/swarm --explore, 20 seeds: latency 11, pause 5, loss 2, drift 2, crash 1; partition 0, left out \
+            on the same grounds).",
+        ),
+    ),
+    (
         "feature-flags",
         Envelope::new(
             &["drift", "kill-switch", "skew", "slow-disk", "stream-drop"],
