@@ -501,6 +501,27 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
         ),
     ),
     (
+        "trace-sampling",
+        Envelope::new(
+            &["drift", "errors", "skew", "slow", "slow-disk"],
+            "A crash loses spans (a service's unexported batch, a collector's held traces: scripts/swarm --explore, \
+            1,000 seeds: crash 891 broke), a pause can hold an error span past its trace's decision (24 of 1,000); \
+            a partition or loss drops span batches and a latency spike past the decision wait brings spans late — \
+            each leaves an error trace with holes (kept out on those grounds; their explore counts were not yet in).",
+        ),
+    ),
+    (
+        "config-rollout",
+        Envelope::new(
+            &["push-config", "rotate-key", "skew", "slow-disk"],
+            "What holds a push past 500 ms or lets a bad config past the first stage by itself: a latency spike of \
+            that size, a paused or crashed region (its push waits until it is back), a lost push or rollback, a \
+            partition between the service and a region, and a drifting clock that stretches a region's cache TTL \
+            (scripts/swarm --explore, 20 seeds: latency 11, pause 5, loss 2, drift 2, crash 1; partition 0, left out \
+            on the same grounds).",
+        ),
+    ),
+    (
         "feature-flags",
         Envelope::new(
             &["drift", "kill-switch", "skew", "slow-disk", "stream-drop"],
@@ -511,6 +532,16 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
             are gone with it and servers notice at their 3 s read timeout, so a change right after its restart \
             reaches nobody until they reconnect). scripts/swarm --explore, 50 seeds: flag-service-down 44, \
             partition 25, loss 15, latency 9, pause 8 broke `propagation-p99`; crash none there, but it can.",
+        ),
+    ),
+    (
+        "metrics-aggregation",
+        Envelope::new(
+            &["crash", "drift", "gc-storm", "latency", "loss", "partition", "pause", "skew", "slow-disk"],
+            "None outside: the check judges the aggregation, not the delivery — the truth is the exact p99 of the \
+            latencies the window's reports carried, so a report lost, late (dropped from both sides) or from a \
+            crashed host changes both alike, and a merged sketch is within α of any data (scripts/swarm \
+            --explore, 20 seeds, debug: every generic fault and gc-storm, 0 broke either fixed strategy).",
         ),
     ),
 ];

@@ -82,8 +82,11 @@ registry! {
     data::pagination,
     deployment::rolling_deploy,
     deployment::canary_analysis,
+    observability::metrics_aggregation,
     observability::slo_alerting,
+    observability::trace_sampling,
     deployment::feature_flags,
+    deployment::config_rollout,
 }
 
 /// Looks a scenario up by its id.
@@ -115,6 +118,8 @@ pub static AT_SCALE: &[(&str, u64)] = &[
     ("s=event-sourcing&strategy=projection-atomic&accounts=1000&history=2000000&cmd_per_s=1000&read_per_s=5000&replay_us=5&apply_us=100&batch=1000", 10),
     ("s=distributed-cache&strategy=ring-replicas-local&rps=500000&nodes=16&keys=100000&capacity_keys=12000&node_capacity_rps=100000&db_capacity_rps=60000", 2),
     ("s=feature-flags&strategy=sticky-streaming&regions=5&servers=100&users=100000&user_rpm=30", 10),
+    ("s=trace-sampling&strategy=tail-based&services=20&rps=2000&collectors=8&budget=200", 10),
+    ("s=metrics-aggregation&strategy=merged-histograms&hosts=50&rps=500&users=100000", 21),
 ];
 
 /// `AT_SCALE` ready to run: each recipe (read strictly; a test checks that all of them read)
