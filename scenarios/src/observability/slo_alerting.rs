@@ -172,7 +172,7 @@ pub struct Service {
 #[derive(Clone, Debug)]
 pub struct Monitor {
     strategy: Strategy,
-    watch: Watch,
+    watch: Box<Watch>, // boxed: two sets of step counts and the alert state, far larger than the other nodes
     /// The burn over each rule's windows (long, short) at the last evaluation, for the view.
     burns: Vec<(f64, f64, Rule)>,
 }
@@ -202,7 +202,7 @@ fn sim(setup: &Setup) -> Sim<Sa> {
     let per_step = setup.param("rps") as f64 * step_us as f64 / MICROS_PER_S as f64;
     let counts = Counts::new(slo, step_us, slo.hours_us(72.0), (per_step, per_step * p0));
     let strategy = Strategy::from_id(setup.strategy());
-    let monitor = Monitor { strategy, watch: Watch::new(counts), burns: Vec::new() };
+    let monitor = Monitor { strategy, watch: Box::new(Watch::new(counts)), burns: Vec::new() };
     assert_eq!(sim.add_node(Sa::Monitor(monitor)), MONITOR);
     assert_eq!(sim.add_node(Sa::OnCall(OnCall { slo, received: [0; 2], latest: None })), ONCALL);
     for (id, at_h, value) in PLAN.into_iter().filter(|_| setup.param("plan") == 1) {
