@@ -538,10 +538,11 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
         "metrics-aggregation",
         Envelope::new(
             &["crash", "drift", "gc-storm", "latency", "loss", "partition", "pause", "skew", "slow-disk"],
-            "None outside: the check judges the aggregation, not the delivery — the truth is the exact p99 of the \
-            latencies the window's reports carried, so a report lost, late (dropped from both sides) or from a \
-            crashed host changes both alike, and a merged sketch is within α of any data (scripts/swarm \
-            --explore, 20 seeds, debug: every generic fault and gc-storm, 0 broke either fixed strategy).",
+            // None outside: the check judges the aggregation, not the delivery — the truth is the exact p99 of
+            // the latencies the window's reports carried, so a report lost, late (dropped from both sides) or from
+            // a crashed host changes both alike, and a merged sketch is within α of any data (scripts/swarm
+            // --explore, 20 seeds, debug: every generic fault and gc-storm, 0 broke either fixed strategy).
+            "",
         ),
     ),
 ];

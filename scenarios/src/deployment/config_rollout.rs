@@ -71,8 +71,8 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         ParamSpec::live("stage_regions", "First stage", "regions", 1..=20, 2, "Regions in the first stage; each next \
             stage doubles."),
         ParamSpec::live("bake_ms", "Bake time", "ms", 0..=60_000, 3000, "How long a stage runs before the next.").step(100),
-        ParamSpec::setup("rollback_pct", "Rollback bound", "%", 1..=50, 5, "A region rolls back when more of its \
-            requests in the last second fail."),
+        ParamSpec::setup("rollback_pct", "Rollback bound", "%", 5..=50, 5, "A region rolls back when more of its \
+            requests in the last second fail (judged on 20 at least: 5% is one)."),
         ParamSpec::live("rps", "Requests per region", "req/s", 1..=2000, 100, "Poisson, each to any region alike."),
         ParamSpec::setup("regions", "Regions", "", 2..=20, 20, "us-east-1 (the service's), us-east-2, …"),
     ],

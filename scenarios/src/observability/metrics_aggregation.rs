@@ -71,7 +71,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
             rolled up from the scrapes (rounded up to whole scrapes)."),
         ParamSpec::live("endpoints", "Endpoint label", "values", 1..=20, 4, "A series per host and endpoint."),
         ParamSpec::live("users", "User id label", "values", 0..=100_000, 0, "A user id label's values (0: none)."),
-        ParamSpec::live("alpha_pm", "Sketch accuracy α", "‰", 1..=200, 10, "Histograms' relative accuracy: 10 = 1% (each host reads it at its next scrape)."),
+        ParamSpec::setup("alpha_pm", "Sketch accuracy α", "‰", 10..=200, 10, "Histograms' relative accuracy: 10 = 1%."),
         ParamSpec::live("bound_pct", "Error bound", "%", 1..=50, 5, "The dashboard's p99 may be off by this much."),
         ParamSpec::setup("plan", "Default plan", "", 0..=1, 1, "1: GC pauses on host 2 from 10 s; 0: none."),
     ],
