@@ -222,8 +222,9 @@ impl Main {
             let lost = e.over - e.read;
             ctx.count("lost", lost);
             if lost > 0 && self.first_loss.is_none() {
-                self.first_loss = Some(e.told("cell"));
-                ctx.note(format!("{}: {lost} increments erased", e.told("cell")));
+                let what = e.told("cell");
+                ctx.note(format!("{what}: {lost} increments erased"));
+                self.first_loss = Some(what);
             }
         }
         ctx.gauge("counter", self.r.mem.cells().iter().sum());
