@@ -2,7 +2,7 @@
 
 use crate::parts::degraded::FaultWindow;
 use crate::parts::interleaving::lock_ceiling_per_s;
-use crate::parts::rounds::{self, Msg, Rounds, Worker, MAIN};
+use crate::parts::rounds::{self, MainThread, Msg, Rounds, Worker, WorkerThread, MAIN};
 use crate::parts::strategies::strategies;
 use crate::parts::threads::{self, Access, LockSet, Memory, Reply, ThreadId};
 use faultline_core::*;
@@ -112,9 +112,6 @@ pub enum Bt {
 #[derive(Clone, Debug)]
 pub struct Main {
     r: Rounds,
-    /// The round's first erasing write, in words.
-    first_loss: Option<String>,
-    breach: Breach,
 }
 
 /// A thread, and its transfer under way: the accounts, the amount, the balances read, its locks.
@@ -125,7 +122,9 @@ pub struct Thread {
     from: u32,
     to: u32,
     amount: i64,
-    balances: (i64, i64),
+    /// The source's balance once read (then the destination's is next), and the destination's.
+    source: Option<i64>,
+    dest: i64,
     locks: LockSet,
     asked_lock: Time,
 }
@@ -134,15 +133,14 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     let mut sim: Sim<Bt> = Sim::new(setup, Link::local());
     let (threads, accounts) = (setup.param("threads") as u32, setup.param("accounts") as usize);
     let r = Rounds::new(Memory::new(accounts, accounts + 1), threads, setup.param("transfers") as u64);
-    let main = Main { r, first_loss: None, breach: Breach::default() };
-    assert_eq!(sim.add_node(Bt::Main(main)), MAIN);
+    assert_eq!(sim.add_node(Bt::Main(Main { r })), MAIN);
     for index in 0..threads {
         sim.add_node(Bt::Thread(Thread { w: Worker::new(index), ..Thread::default() }));
     }
     // The plan: thread 0 descheduled holding a lock at 10 s; a preemption storm at 20–25 s.
     sim.schedule(Time::from_secs(10), Fault::custom_on("deschedule", MAIN + 1, 2000));
     FaultWindow::secs(20, 5).custom(&mut sim, "storm", None, 30, 0);
-    sim.check("money-conserved", |w| w.node::<Main>(MAIN).breach.now(w.now));
+    sim.check("money-conserved", |w| w.node::<Main>(MAIN).r.breach.now(w.now));
     sim.check("progress", |w| {
         let mem = &w.node::<Main>(MAIN).r.mem;
         let told = |cycle: Vec<ThreadId>| mem.tell_cycle(&cycle, rounds::name, |l| lock_name(mem, l));
@@ -170,28 +168,14 @@ impl Node for Bt {
                 m.theory(ctx);
                 m.start_round(ctx)
             }
-            // A thread restarted mid-round carries on (locks it held stay held, as a plain mutex's do).
-            Bt::Thread(t) if t.w.left > 0 => t.work(ctx),
-            Bt::Thread(_) => {}
+            Bt::Thread(t) => rounds::worker_started(t, ctx),
         }
     }
 
     fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Self>) {
-        match (self, msg) {
-            (Bt::Main(m), Msg::Access { round, access }) if m.r.current(round) => m.access(from, access, ctx),
-            (Bt::Main(m), Msg::Finished { round }) if m.r.current(round) => m.finished(ctx),
-            // From before the main thread's restart: that round is over.
-            (Bt::Main(_), Msg::Access { .. } | Msg::Finished { .. }) => {}
-            (Bt::Thread(t), Msg::Start { round, jobs }) => {
-                t.w.start(round, jobs);
-                t.work(ctx);
-            }
-            (Bt::Thread(t), Msg::Reply { round, reply }) => {
-                if let Some(reply) = t.w.answered(round, reply) {
-                    t.reply(reply, ctx)
-                }
-            }
-            (_, other) => ctx.unhandled(&other),
+        match self {
+            Bt::Main(m) => rounds::to_main(m, from, msg, ctx),
+            Bt::Thread(t) => rounds::to_worker(t, msg, ctx),
         }
     }
 
@@ -232,12 +216,9 @@ impl Node for Bt {
     }
 }
 
-impl Main {
-    /// Spawns a round: every account back at its opening balance, every thread told to start.
-    fn start_round(&mut self, ctx: &mut Ctx<Bt>) {
-        self.r.start(ctx);
-        (0..self.r.mem.cells().len() as u32).for_each(|a| self.r.mem.set(a, OPENING));
-        self.first_loss = None;
+impl MainThread<Bt> for Main {
+    fn rounds(&mut self) -> &mut Rounds {
+        &mut self.r
     }
 
     /// An access served; a write is a balance read ± the amount, so one over a balance that
@@ -245,33 +226,29 @@ impl Main {
     fn access(&mut self, t: ThreadId, access: Access, ctx: &mut Ctx<Bt>) {
         let Some(e) = self.r.serve(t, access, OPENING, ctx) else { return };
         ctx.count("lost_updates", 1);
-        if self.first_loss.is_none() {
-            let what = e.told("account");
-            ctx.note(format!("{what}: {} erased", e.over - e.read));
-            self.first_loss = Some(what);
-        }
+        self.r.tell_first(&e, "account", &format!("{} erased", e.over - e.read), ctx);
+    }
+
+    /// Every thread joined: the main thread audits the accounts and starts another round.
+    fn all_joined(&mut self, ctx: &mut Ctx<Bt>) {
+        let (total, expected) = self.audit();
+        ctx.gauge("money_off", total - expected);
+        let wrong = (total != expected).then(|| format!("the accounts hold {total}, expected {expected}"));
+        self.r.audit(wrong, ctx);
+        self.start_round(ctx);
+    }
+}
+
+impl Main {
+    /// Spawns a round: every account back at its opening balance, every thread told to start.
+    fn start_round(&mut self, ctx: &mut Ctx<Bt>) {
+        self.r.start(ctx);
+        (0..self.r.mem.cells().len() as u32).for_each(|a| self.r.mem.set(a, OPENING));
     }
 
     /// What the accounts hold, and what they should.
     fn audit(&self) -> (i64, i64) {
         (self.r.mem.cells().iter().sum(), OPENING * self.r.mem.cells().len() as i64)
-    }
-
-    /// A thread joined; once all have, the main thread audits the accounts and starts another round.
-    fn finished(&mut self, ctx: &mut Ctx<Bt>) {
-        if !self.r.joined() {
-            return;
-        }
-        let (total, expected) = self.audit();
-        ctx.count("rounds", 1);
-        ctx.gauge("money_off", total - expected);
-        if total != expected {
-            let first = self.first_loss.take().map(|f| format!(" (first: {f})")).unwrap_or_default();
-            let why = format!("round {}: the accounts hold {total}, expected {expected}{first}", self.r.round);
-            ctx.note(why.clone());
-            self.breach.record(why, ctx.truth());
-        }
-        self.start_round(ctx);
     }
 
     /// The theory line for the strategy in force, without preemption: a thread alone makes a
@@ -295,47 +272,18 @@ impl Main {
             .badge(format!("round {round}: total {total} of {expected}"), Tone::Neutral)
             .badge(balances.join(" · "), Tone::Neutral);
         let v = self.r.mem.all_marks(v, rounds::name, |l| lock_name(&self.r.mem, l));
-        v.badge_if(self.breach.latest().is_some(), self.breach.latest().unwrap_or_default(), Tone::Bad)
+        v.badge_if(self.r.breach.latest().is_some(), self.r.breach.latest().unwrap_or_default(), Tone::Bad)
     }
 }
 
-impl Thread {
+impl WorkerThread<Bt> for Thread {
+    fn worker(&mut self) -> &mut Worker {
+        &mut self.w
+    }
+
     fn work(&mut self, ctx: &mut Ctx<Bt>) {
         let round = self.w.round;
         self.w.work(ctx.param("work_us") as f64, Timer::Worked { round }, ctx);
-    }
-
-    /// A transfer begins, as the strategy in force says: two distinct accounts, $1–100.
-    fn begin(&mut self, ctx: &mut Ctx<Bt>) {
-        let n = ctx.param("accounts") as u64;
-        let from = ctx.rng().below(n) as u32;
-        let to = ((from as u64 + 1 + ctx.rng().below(n - 1)) % n) as u32;
-        let amount = 1 + ctx.rng().below(100) as i64;
-        (self.plan, self.from, self.to, self.amount) = (Plan::from_id(ctx.strategy()), from, to, amount);
-        let want = match self.plan {
-            Plan::NoLocks => vec![],
-            Plan::Global => vec![n as u32],
-            Plan::Ordered => vec![from.min(to), from.max(to)],
-            _ => vec![from, to],
-        };
-        self.locks = LockSet::new(want, self.plan == Plan::TryLock);
-        self.lock_next(ctx)
-    }
-
-    /// The next lock, or with all held the source's balance — or, once it is read (at least
-    /// the amount, so above 0) and checked without locks, the destination's.
-    fn lock_next(&mut self, ctx: &mut Ctx<Bt>) {
-        self.asked_lock = ctx.now();
-        let read = if self.balances.0 > 0 { self.to } else { self.from };
-        let access = self.locks.ask().unwrap_or(Access::Read(read));
-        self.w.issue(access, matches!(access, Access::Read(_)), ctx)
-    }
-
-    /// `hold`: the checks on the source (balance, limits) before the second lock.
-    fn check_source(&mut self, ctx: &mut Ctx<Bt>) {
-        let mean_us = ctx.param("hold_us") as f64;
-        let hold = ctx.rng().exponential(mean_us) as Micros;
-        ctx.set_timer(hold, Timer::Next { round: self.w.round });
     }
 
     fn reply(&mut self, reply: Reply, ctx: &mut Ctx<Bt>) {
@@ -353,7 +301,7 @@ impl Thread {
                 self.release(ctx)
             }
             (Some(Access::Read(a)), Reply::Value(v)) if a == from => {
-                self.balances.0 = v;
+                self.source = Some(v);
                 match self.plan {
                     _ if v < amount => {
                         ctx.count("declined", 1);
@@ -365,11 +313,11 @@ impl Thread {
                 }
             }
             (Some(Access::Read(_)), Reply::Value(v)) => {
-                self.balances.1 = v;
-                self.w.issue(Access::Write(from, self.balances.0 - amount), true, ctx)
+                self.dest = v;
+                self.w.issue(Access::Write(from, self.source.unwrap_or_default() - amount), true, ctx)
             }
             (Some(Access::Write(a, _)), Reply::Stored) if a == from => {
-                self.w.issue(Access::Write(to, self.balances.1 + amount), true, ctx)
+                self.w.issue(Access::Write(to, self.dest + amount), true, ctx)
             }
             (Some(Access::Write(..)), Reply::Stored) => {
                 self.w.left -= 1;
@@ -380,13 +328,48 @@ impl Thread {
             (_, other) => ctx.unhandled(&other),
         }
     }
+}
+
+impl Thread {
+    /// A transfer begins, as the strategy in force says: two distinct accounts, $1–100.
+    fn begin(&mut self, ctx: &mut Ctx<Bt>) {
+        let n = ctx.param("accounts") as u64;
+        let from = ctx.rng().below(n) as u32;
+        let to = ((from as u64 + 1 + ctx.rng().below(n - 1)) % n) as u32;
+        let amount = 1 + ctx.rng().below(100) as i64;
+        (self.plan, self.from, self.to, self.amount) = (Plan::from_id(ctx.strategy()), from, to, amount);
+        let want = match self.plan {
+            Plan::NoLocks => vec![],
+            Plan::Global => vec![n as u32],
+            Plan::Ordered => vec![from.min(to), from.max(to)],
+            _ => vec![from, to],
+        };
+        self.locks = LockSet::new(want, self.plan == Plan::TryLock);
+        self.lock_next(ctx)
+    }
+
+    /// The next lock, or with all held the source's balance — or, once it is read and checked
+    /// without locks, the destination's.
+    fn lock_next(&mut self, ctx: &mut Ctx<Bt>) {
+        self.asked_lock = ctx.now();
+        let read = if self.source.is_some() { self.to } else { self.from };
+        let access = self.locks.ask().unwrap_or(Access::Read(read));
+        self.w.issue(access, matches!(access, Access::Read(_)), ctx)
+    }
+
+    /// `hold`: the checks on the source (balance, limits) before the second lock.
+    fn check_source(&mut self, ctx: &mut Ctx<Bt>) {
+        let mean_us = ctx.param("hold_us") as f64;
+        let hold = ctx.rng().exponential(mean_us) as Micros;
+        ctx.set_timer(hold, Timer::Next { round: self.w.round });
+    }
 
     /// Gives back the locks, last taken first; then backs off to try again, or works toward the next.
     fn release(&mut self, ctx: &mut Ctx<Bt>) {
         if let Some(unlock) = self.locks.unlock() {
             return self.w.issue(unlock, false, ctx);
         }
-        self.balances = (0, 0);
+        (self.source, self.dest) = (None, 0);
         match self.locks.backoff(ctx.param("backoff_us") as Micros, ctx.rng()) {
             Some(wait) => drop(ctx.set_timer(wait, Timer::Next { round: self.w.round })),
             None => {

@@ -5,7 +5,7 @@
 
 use crate::parts::degraded::FaultWindow;
 use crate::parts::interleaving::{lock_ceiling_per_s, sharded_cas_rates};
-use crate::parts::rounds::{self, Msg, Rounds, Worker, MAIN};
+use crate::parts::rounds::{self, MainThread, Msg, Rounds, Worker, WorkerThread, MAIN};
 use crate::parts::threads::{self, Access, Memory, Reply, ThreadId};
 use faultline_core::*;
 
@@ -100,9 +100,6 @@ pub enum Ct {
 #[derive(Clone, Debug)]
 pub struct Main {
     r: Rounds,
-    /// The round's first lost update: who wrote what over what.
-    first_loss: Option<String>,
-    breach: Breach,
 }
 
 /// How the increment under way is done: its strategy when it began (a switch applies from the
@@ -126,14 +123,14 @@ fn build(setup: &Setup) -> Box<dyn Run> {
     let mut sim: Sim<Ct> = Sim::new(setup, Link::local());
     let (threads, shards) = (setup.param("threads") as u32, setup.param("shards") as usize);
     let r = Rounds::new(Memory::new(shards, 1), threads, setup.param("increments") as u64);
-    assert_eq!(sim.add_node(Ct::Main(Main { r, first_loss: None, breach: Breach::default() })), MAIN);
+    assert_eq!(sim.add_node(Ct::Main(Main { r })), MAIN);
     for index in 0..threads {
         sim.add_node(Ct::Thread(Thread { w: Worker::new(index), ..Thread::default() }));
     }
     // The plan: thread 0 descheduled inside its critical section at 10 s; a storm at 20–25 s.
     sim.schedule(Time::from_secs(10), Fault::custom_on("deschedule", MAIN + 1, 2000));
     FaultWindow::secs(20, 5).custom(&mut sim, "storm", None, 30, 0);
-    sim.check("final-equals-expected", |w| w.node::<Main>(MAIN).breach.now(w.now));
+    sim.check("final-equals-expected", |w| w.node::<Main>(MAIN).r.breach.now(w.now));
     Box::new(sim)
 }
 
@@ -147,30 +144,14 @@ impl Node for Ct {
                 m.theory(ctx);
                 m.start_round(ctx)
             }
-            // A thread restarted mid-round carries on with what it had left (its increment
-            // under way died with it; a lock it held stays held).
-            Ct::Thread(t) if t.w.left > 0 => t.work(ctx),
-            Ct::Thread(_) => {}
+            Ct::Thread(t) => rounds::worker_started(t, ctx),
         }
     }
 
     fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Self>) {
-        match (self, msg) {
-            (Ct::Main(m), Msg::Access { round, access }) if m.r.current(round) => m.access(from, access, ctx),
-            (Ct::Main(m), Msg::Finished { round }) if m.r.current(round) => m.finished(ctx),
-            // From before the main thread's restart: that round is over.
-            (Ct::Main(_), Msg::Access { .. } | Msg::Finished { .. }) => {}
-            (Ct::Thread(t), Msg::Start { round, jobs }) => {
-                t.w.start(round, jobs);
-                t.work(ctx);
-            }
-            // An answer to no access in flight is from before a crash: the thread ignores it.
-            (Ct::Thread(t), Msg::Reply { round, reply }) => {
-                if let Some(reply) = t.w.answered(round, reply) {
-                    t.reply(reply, ctx)
-                }
-            }
-            (_, other) => ctx.unhandled(&other),
+        match self {
+            Ct::Main(m) => rounds::to_main(m, from, msg, ctx),
+            Ct::Thread(t) => rounds::to_worker(t, msg, ctx),
         }
     }
 
@@ -207,12 +188,9 @@ impl Node for Ct {
     }
 }
 
-impl Main {
-    /// Spawns a round: memory zeroed, every thread told to add its share.
-    fn start_round(&mut self, ctx: &mut Ctx<Ct>) {
-        self.r.start(ctx);
-        self.first_loss = None;
-        ctx.gauge("counter", 0);
+impl MainThread<Ct> for Main {
+    fn rounds(&mut self) -> &mut Rounds {
+        &mut self.r
     }
 
     /// An access served. Every write is a read's value + 1: what it erases is how far the cell
@@ -221,35 +199,31 @@ impl Main {
         if let Some(e) = self.r.serve(t, access, 0, ctx) {
             let lost = e.over - e.read;
             ctx.count("lost", lost);
-            if lost > 0 && self.first_loss.is_none() {
-                let what = e.told("cell");
-                ctx.note(format!("{what}: {lost} increments erased"));
-                self.first_loss = Some(what);
+            if lost > 0 {
+                self.r.tell_first(&e, "cell", &format!("{lost} increments erased"), ctx);
             }
         }
         ctx.gauge("counter", self.r.mem.cells().iter().sum());
     }
 
-    /// A thread joined; once all have, the main thread checks the count and starts another round.
-    fn finished(&mut self, ctx: &mut Ctx<Ct>) {
-        if !self.r.joined() {
-            return;
-        }
+    /// Every thread joined: the main thread checks the count and starts another round.
+    fn all_joined(&mut self, ctx: &mut Ctx<Ct>) {
         let total: i64 = self.r.mem.cells().iter().sum();
         let expected = (self.r.threads as u64 * self.r.jobs) as i64;
-        ctx.count("rounds", 1);
         if total != expected {
             ctx.count("bad_rounds", 1);
-            let first = self.first_loss.take().map(|f| format!(" (first: {f})")).unwrap_or_default();
-            let why = format!(
-                "round {}: counter {total}, expected {expected}: {} lost{first}",
-                self.r.round,
-                expected - total
-            );
-            ctx.note(why.clone());
-            self.breach.record(why, ctx.truth());
         }
+        let wrong = format!("counter {total}, expected {expected}: {} lost", expected - total);
+        self.r.audit((total != expected).then_some(wrong), ctx);
         self.start_round(ctx);
+    }
+}
+
+impl Main {
+    /// Spawns a round: memory zeroed, every thread told to add its share.
+    fn start_round(&mut self, ctx: &mut Ctx<Ct>) {
+        self.r.start(ctx);
+        ctx.gauge("counter", 0);
     }
 
     /// The theory lines for the strategy in force, without preemption: a plain read-modify-write
@@ -278,37 +252,22 @@ impl Main {
             v = v.badge(format!("shards {}", shards.join(" · ")), Tone::Neutral);
         }
         v = self.r.mem.marks(v, LOCK, rounds::name);
-        match self.breach.latest() {
+        match self.r.breach.latest() {
             Some(why) => v.badge(why, Tone::Bad),
             None => v,
         }
     }
 }
 
-impl Thread {
+impl WorkerThread<Ct> for Thread {
+    fn worker(&mut self) -> &mut Worker {
+        &mut self.w
+    }
+
     /// Local work, then the next increment (or, with none left, join).
     fn work(&mut self, ctx: &mut Ctx<Ct>) {
         let round = self.w.round;
         self.w.work(ctx.param("work_us") as f64, Timer::Worked { round }, ctx);
-    }
-
-    /// An increment begins, as the strategy in force says.
-    fn begin(&mut self, ctx: &mut Ctx<Ct>) {
-        let shards = ctx.param("shards") as u32;
-        self.plan = match ctx.strategy() {
-            "mutex" => Plan::Mutex,
-            "cas" => Plan::Cas(0),
-            "sharded" => Plan::Cas(self.w.index % shards),
-            _ => Plan::Rmw,
-        };
-        match self.plan {
-            Plan::Mutex => {
-                self.asked_lock = ctx.now();
-                self.issue(Access::Lock(LOCK), ctx)
-            }
-            Plan::Rmw => self.issue(Access::Read(0), ctx),
-            Plan::Cas(cell) => self.issue(Access::Read(cell), ctx),
-        }
     }
 
     fn reply(&mut self, reply: Reply, ctx: &mut Ctx<Ct>) {
@@ -332,6 +291,27 @@ impl Thread {
                 self.issue(Access::Cas { cell, expect: seen, new: seen + 1 }, ctx)
             }
             (_, other) => ctx.unhandled(&other),
+        }
+    }
+}
+
+impl Thread {
+    /// An increment begins, as the strategy in force says.
+    fn begin(&mut self, ctx: &mut Ctx<Ct>) {
+        let shards = ctx.param("shards") as u32;
+        self.plan = match ctx.strategy() {
+            "mutex" => Plan::Mutex,
+            "cas" => Plan::Cas(0),
+            "sharded" => Plan::Cas(self.w.index % shards),
+            _ => Plan::Rmw,
+        };
+        match self.plan {
+            Plan::Mutex => {
+                self.asked_lock = ctx.now();
+                self.issue(Access::Lock(LOCK), ctx)
+            }
+            Plan::Rmw => self.issue(Access::Read(0), ctx),
+            Plan::Cas(cell) => self.issue(Access::Read(cell), ctx),
         }
     }
 

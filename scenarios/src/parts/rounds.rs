@@ -6,7 +6,7 @@
 //! told apart and ignored.
 
 use super::threads::{Access, Cpu, Memory, Reply, ThreadId};
-use faultline_core::{numbered, Ctx, Label, Micros, Node, NodeId, NodeKind, NodeView, Tone};
+use faultline_core::{numbered, Breach, Ctx, Label, Micros, Node, NodeId, NodeKind, NodeView, Tone};
 use std::collections::BTreeMap;
 
 /// The main thread is node 0 and owns the memory; worker `i` is node `i + 1`.
@@ -56,8 +56,9 @@ impl Erased {
     }
 }
 
-/// The main thread's side: the memory, the round under way and who has joined it, and what
-/// each thread last read of each cell (so that a write over a moved cell is told).
+/// The main thread's side: the memory, the round under way and who has joined it, what each
+/// thread last read of each cell (so that a write over a moved cell is told), the round's first
+/// such write in words, and the audits' breach.
 #[derive(Clone, Debug)]
 pub struct Rounds {
     pub mem: Memory,
@@ -68,16 +69,19 @@ pub struct Rounds {
     /// Each worker's jobs a round.
     pub jobs: u64,
     joined: u32,
+    first_loss: Option<String>,
+    pub breach: Breach,
 }
 
 impl Rounds {
     pub fn new(mem: Memory, threads: u32, jobs: u64) -> Rounds {
-        Rounds { mem, read: BTreeMap::new(), round: 0, threads, jobs, joined: 0 }
+        let (read, first_loss, breach) = (BTreeMap::new(), None, Breach::default());
+        Rounds { mem, read, round: 0, threads, jobs, joined: 0, first_loss, breach }
     }
 
     /// The next round: memory reset, every worker told to do its jobs.
     pub fn start<N: Node<Msg = Msg>>(&mut self, ctx: &mut Ctx<N>) {
-        (self.round, self.joined) = (self.round + 1, 0);
+        (self.round, self.joined, self.first_loss) = (self.round + 1, 0, None);
         self.mem.reset();
         self.read.clear();
         for t in 1..=self.threads {
@@ -120,6 +124,83 @@ impl Rounds {
     pub fn joined(&mut self) -> bool {
         self.joined += 1;
         self.joined >= self.threads
+    }
+
+    /// Notes the round's first erasing write, in words (`cell` names the cell, `erased` says
+    /// what the write erased); later ones are only counted by the scenario.
+    pub fn tell_first<N: Node>(&mut self, e: &Erased, cell: &str, erased: &str, ctx: &mut Ctx<N>) {
+        if self.first_loss.is_none() {
+            let what = e.told(cell);
+            ctx.note(format!("{what}: {erased}"));
+            self.first_loss = Some(what);
+        }
+    }
+
+    /// The audit of a joined round: `wrong` says how the memory is off, if it is; a wrong round
+    /// is noted and kept as the breach, with the round's first erasing write.
+    pub fn audit<N: Node>(&mut self, wrong: Option<String>, ctx: &mut Ctx<N>) {
+        ctx.count("rounds", 1);
+        let Some(wrong) = wrong else { return };
+        let first = self.first_loss.take().map(|f| format!(" (first: {f})")).unwrap_or_default();
+        let why = format!("round {}: {wrong}{first}", self.round);
+        ctx.note(why.clone());
+        self.breach.record(why, ctx.truth());
+    }
+}
+
+/// The main thread of a program: it serves its workers' accesses and audits each round once all
+/// have joined (then starts the next).
+pub trait MainThread<N: Node<Msg = Msg>> {
+    fn rounds(&mut self) -> &mut Rounds;
+    fn access(&mut self, t: ThreadId, access: Access, ctx: &mut Ctx<N>);
+    fn all_joined(&mut self, ctx: &mut Ctx<N>);
+}
+
+/// A worker of a program: its round's work, and what it does with an answer.
+pub trait WorkerThread<N: Node<Msg = Msg>> {
+    fn worker(&mut self) -> &mut Worker;
+    /// Its next job (or, with none left, join).
+    fn work(&mut self, ctx: &mut Ctx<N>);
+    fn reply(&mut self, reply: Reply, ctx: &mut Ctx<N>);
+}
+
+/// A message to the main thread: the round under way's accesses and joins. Those from before
+/// its restart are dropped: that round is over.
+pub fn to_main<N: Node<Msg = Msg>>(m: &mut impl MainThread<N>, from: NodeId, msg: Msg, ctx: &mut Ctx<N>) {
+    match msg {
+        Msg::Access { round, access } if m.rounds().current(round) => m.access(from, access, ctx),
+        Msg::Finished { round } if m.rounds().current(round) => {
+            if m.rounds().joined() {
+                m.all_joined(ctx)
+            }
+        }
+        Msg::Access { .. } | Msg::Finished { .. } => {}
+        other => ctx.unhandled(&other),
+    }
+}
+
+/// A message to a worker: a round to start, or an answer — taken only if it answers this
+/// round's access in flight (else it was sent before a crash, and is ignored).
+pub fn to_worker<N: Node<Msg = Msg>>(t: &mut impl WorkerThread<N>, msg: Msg, ctx: &mut Ctx<N>) {
+    match msg {
+        Msg::Start { round, jobs } => {
+            t.worker().start(round, jobs);
+            t.work(ctx)
+        }
+        Msg::Reply { round, reply } => {
+            if let Some(reply) = t.worker().answered(round, reply) {
+                t.reply(reply, ctx)
+            }
+        }
+        other => ctx.unhandled(&other),
+    }
+}
+
+/// A worker (re)started: one restarted mid-round carries on with the jobs it had left (the one
+/// under way died with it; a lock it held stays held, as a plain mutex's does).
+pub fn worker_started<N: Node<Msg = Msg>>(t: &mut impl WorkerThread<N>, ctx: &mut Ctx<N>) {
+    if t.worker().left > 0 {
+        t.work(ctx)
     }
 }
 

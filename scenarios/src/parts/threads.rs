@@ -294,7 +294,10 @@ impl LockSet {
     }
 
     /// The answer to the lock asked for: true if it is held now; false if it was busy (give
-    /// back what is held with [`LockSet::unlock`], then wait out [`LockSet::backoff`]).
+    /// back what is held with [`LockSet::unlock`], then wait out [`LockSet::backoff`]). Only for
+    /// an answer to the lock [`LockSet::ask`] named, the first not held: the caller checks that
+    /// the access in flight was that lock (as `Cpu::answered` does), since another answer would
+    /// be taken for it.
     pub fn answered(&mut self, reply: Reply) -> bool {
         let l = self.want[self.held.len()];
         match reply {
