@@ -209,7 +209,7 @@ impl MainThread<Ct> for Main {
     /// Every thread joined: the main thread checks the count and starts another round.
     fn all_joined(&mut self, ctx: &mut Ctx<Ct>) {
         let total: i64 = self.r.mem.cells().iter().sum();
-        let expected = (self.r.threads as u64 * self.r.jobs) as i64;
+        let expected = self.r.jobs.iter().sum::<u64>() as i64;
         if total != expected {
             ctx.count("bad_rounds", 1);
         }
@@ -243,7 +243,7 @@ impl Main {
 
     fn view(&self) -> NodeView {
         let total: i64 = self.r.mem.cells().iter().sum();
-        let expected = (self.r.threads as u64 * self.r.jobs) as i64;
+        let expected = self.r.jobs.iter().sum::<u64>() as i64;
         let mut v = NodeView::new(NodeKind::Store, 1, "shared memory")
             .gauge("counter", total, expected)
             .badge(format!("round {}: counter {total}", self.r.round), Tone::Neutral);

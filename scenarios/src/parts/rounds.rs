@@ -66,16 +66,22 @@ pub struct Rounds {
     /// Kept through a crash (memory is not), so that accesses from before it are told apart.
     pub round: u64,
     pub threads: u32,
-    /// Each worker's jobs a round.
-    pub jobs: u64,
+    /// Each worker's jobs a round, worker 0's first.
+    pub jobs: Vec<u64>,
     joined: u32,
     first_loss: Option<String>,
     pub breach: Breach,
 }
 
 impl Rounds {
+    /// `threads` workers with `jobs` each a round.
     pub fn new(mem: Memory, threads: u32, jobs: u64) -> Rounds {
-        let (read, first_loss, breach) = (BTreeMap::new(), None, Breach::default());
+        Rounds::each(mem, vec![jobs; threads as usize])
+    }
+
+    /// A worker for each entry of `jobs`, with that many jobs a round.
+    pub fn each(mem: Memory, jobs: Vec<u64>) -> Rounds {
+        let (read, first_loss, breach, threads) = (BTreeMap::new(), None, Breach::default(), jobs.len() as u32);
         Rounds { mem, read, round: 0, threads, jobs, joined: 0, first_loss, breach }
     }
 
@@ -84,8 +90,8 @@ impl Rounds {
         (self.round, self.joined, self.first_loss) = (self.round + 1, 0, None);
         self.mem.reset();
         self.read.clear();
-        for t in 1..=self.threads {
-            ctx.send(t, Msg::Start { round: self.round, jobs: self.jobs });
+        for (t, &jobs) in (1..).zip(&self.jobs) {
+            ctx.send(t, Msg::Start { round: self.round, jobs });
         }
     }
 

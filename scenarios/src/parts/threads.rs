@@ -1,4 +1,4 @@
-//! Threads over shared memory: every access (read, write, CAS, fetch-add, lock, try-lock, unlock) is one step.
+//! Threads over shared memory: every access (read, write, CAS, fetch-add, lock, try-lock, read lock, unlock) is one step.
 //!
 //! Threads are nodes that run small programs; shared memory is a node that applies each access
 //! atomically, in the order they reach it, and answers (sequential consistency: a thread issues
@@ -10,12 +10,15 @@
 //! slice. A lost update or a deadlock is therefore a seed, replayable step by step.
 //!
 //! Mutexes keep their holder and a FIFO of parked waiters; an unlock hands the lock to the
-//! oldest waiter, who pays a wake-up (a context switch) before its next step. Each thread waits
-//! on at most one lock, so the wait-for graph is a function and a deadlock is a cycle in it.
+//! oldest waiter, who pays a wake-up (a context switch) before its next step. A lock taken
+//! `Shared` is a readers-writer lock's read side: many readers hold it at once. Each thread waits
+//! on at most one lock, so the wait-for graph (to a lock's writer, else its first reader) is a
+//! function and a deadlock is a cycle in it.
 
 use super::retry::{Jitter, RetryPolicy};
 use faultline_core::{
-    Control, Ctx, Fault, FaultSpec, Label, Micros, Node, NodeId, NodeView, ParamSpec, Ppm, Rng, Tone, MICROS_PER_MS,
+    numbered, Control, Ctx, Fault, FaultSpec, Label, Micros, Node, NodeId, NodeView, ParamSpec, Ppm, Rng, Tone,
+    MICROS_PER_MS,
 };
 use std::collections::VecDeque;
 
@@ -37,6 +40,15 @@ pub enum Access {
     FetchAdd(u32, i64),
     Lock(u32),
     TryLock(u32),
+    /// A read lock (as `pthread_rwlock_rdlock`): held by many readers at once, never beside a
+    /// writer. `defer`: a reader waits behind a writer already waiting (writer preference);
+    /// without it, it enters whenever no writer holds the lock (reader preference, glibc's
+    /// default, under which a stream of readers starves writers).
+    Shared {
+        lock: u32,
+        defer: bool,
+    },
+    /// Gives back a lock held either way.
     Unlock(u32),
 }
 
@@ -58,17 +70,45 @@ pub enum Reply {
 }
 
 /// What applying an access did: the answer to its thread (none while it waits for a lock),
-/// and a parked waiter an unlock handed the lock to (answer it `Reply::Woken`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// and the parked waiters an unlock handed the lock to (answer each `Reply::Woken`): a writer,
+/// or the readers at the head of the queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Applied {
     pub reply: Option<Reply>,
-    pub woken: Option<ThreadId>,
+    pub woken: Vec<ThreadId>,
 }
 
+/// A lock: its writer (or a plain mutex's holder), its readers, and its FIFO of waiters, some
+/// of them for the read side.
 #[derive(Clone, Debug, Default)]
 struct Mutex {
     holder: Option<ThreadId>,
+    readers: Vec<ThreadId>,
     waiters: VecDeque<ThreadId>,
+    want_shared: Vec<ThreadId>,
+}
+
+impl Mutex {
+    /// Free now: the oldest waiter takes it — a writer alone, or the readers at the head of the
+    /// queue together. Who was woken.
+    fn hand_over(&mut self) -> Vec<ThreadId> {
+        let mut woken = vec![];
+        while let Some(&w) = self.waiters.front() {
+            let shared = self.want_shared.contains(&w);
+            if !shared && !woken.is_empty() {
+                break;
+            }
+            self.waiters.pop_front();
+            woken.push(w);
+            if !shared {
+                self.holder = Some(w);
+                break;
+            }
+            self.want_shared.retain(|&x| x != w);
+            self.readers.push(w);
+        }
+        woken
+    }
 }
 
 /// Shared memory: cells and mutexes, each access applied whole.
@@ -101,7 +141,7 @@ impl Memory {
     /// Applies `access` by thread `t`, atomically. Locks are not re-entrant: a holder asking
     /// again waits on itself (a deadlock of one). Unlocking a lock one does not hold is a bug.
     pub fn apply(&mut self, t: ThreadId, access: Access) -> Applied {
-        let now = |reply| Applied { reply: Some(reply), woken: None };
+        let now = |reply| Applied { reply: Some(reply), woken: vec![] };
         match access {
             Access::Read(c) => now(Reply::Value(self.cells[c as usize])),
             Access::Write(c, v) => {
@@ -122,25 +162,47 @@ impl Memory {
             }
             Access::Lock(l) | Access::TryLock(l) => {
                 let m = &mut self.locks[l as usize];
-                match (m.holder, access) {
-                    (None, _) => {
+                match (m.holder.is_none() && m.readers.is_empty(), access) {
+                    (true, _) => {
                         m.holder = Some(t);
                         now(Reply::Locked)
                     }
-                    (Some(_), Access::TryLock(_)) => now(Reply::Busy),
-                    (Some(_), _) => {
+                    (false, Access::TryLock(_)) => now(Reply::Busy),
+                    (false, _) => {
                         m.waiters.push_back(t);
-                        Applied { reply: None, woken: None }
+                        Applied { reply: None, woken: vec![] }
                     }
                 }
             }
+            Access::Shared { lock, defer } => {
+                let m = &mut self.locks[lock as usize];
+                let writer_waits = m.waiters.iter().any(|w| !m.want_shared.contains(w));
+                if m.holder.is_none() && !(defer && writer_waits) {
+                    m.readers.push(t);
+                    return now(Reply::Locked);
+                }
+                m.waiters.push_back(t);
+                m.want_shared.push(t);
+                Applied { reply: None, woken: vec![] }
+            }
             Access::Unlock(l) => {
                 let m = &mut self.locks[l as usize];
-                assert_eq!(m.holder, Some(t), "thread {t} unlocked lock {l}, which it does not hold");
-                m.holder = m.waiters.pop_front();
-                Applied { reply: Some(Reply::Unlocked), woken: m.holder }
+                match m.readers.iter().position(|&r| r == t) {
+                    Some(i) => _ = m.readers.remove(i),
+                    None => {
+                        assert_eq!(m.holder, Some(t), "thread {t} unlocked lock {l}, which it does not hold");
+                        m.holder = None;
+                    }
+                }
+                let woken = if m.readers.is_empty() { m.hand_over() } else { vec![] };
+                Applied { reply: Some(Reply::Unlocked), woken }
             }
         }
+    }
+
+    /// The threads holding `lock`'s read side.
+    pub fn readers(&self, lock: u32) -> &[ThreadId] {
+        &self.locks[lock as usize].readers
     }
 
     pub fn holder(&self, lock: u32) -> Option<ThreadId> {
@@ -157,9 +219,10 @@ impl Memory {
         self.locks.iter().position(|m| m.waiters.contains(&t)).map(|l| l as u32)
     }
 
-    /// The wait-for graph's edge from `t`: the holder of the lock it waits on.
+    /// The wait-for graph's edge from `t`: the holder of the lock it waits on (its writer, else
+    /// its first reader).
     pub fn waits_for(&self, t: ThreadId) -> Option<ThreadId> {
-        self.waiting_on(t).and_then(|l| self.holder(l))
+        self.waiting_on(t).and_then(|l| self.holder(l).or(self.readers(l).first().copied()))
     }
 
     /// A deadlock: threads each waiting on a lock the next one holds, back to the first
@@ -188,7 +251,10 @@ impl Memory {
     /// A thread that died: it waits no more (the locks it held stay held by a dead owner,
     /// as a plain mutex's do — robust mutexes are another design).
     pub fn forget(&mut self, t: ThreadId) {
-        self.locks.iter_mut().for_each(|m| m.waiters.retain(|&w| w != t));
+        for m in &mut self.locks {
+            m.waiters.retain(|&w| w != t);
+            m.want_shared.retain(|&w| w != t);
+        }
     }
 }
 
@@ -200,7 +266,7 @@ impl Memory {
         if let Some(reply) = applied.reply {
             ctx.send(t, answer(reply));
         }
-        if let Some(w) = applied.woken {
+        for w in applied.woken {
             ctx.send(w, answer(Reply::Woken));
         }
     }
@@ -256,10 +322,20 @@ impl Memory {
         let cycle = self.deadlock().unwrap_or_default();
         let tone = |t: ThreadId| if cycle.contains(&t) { Tone::Bad } else { Tone::Warn };
         for (l, m) in self.locks.iter().enumerate() {
-            let Some(h) = m.holder else { continue };
-            v = v.mark(h, format!("holds {}", lock_name(l as u32)), tone(h));
+            let lock = lock_name(l as u32);
+            for &r in &m.readers {
+                v = v.mark(r, format!("reads under {lock}"), Tone::Neutral);
+            }
+            let by = match m.holder {
+                Some(h) => {
+                    v = v.mark(h, format!("holds {lock}"), tone(h));
+                    name(h)
+                }
+                None if m.readers.is_empty() => continue,
+                None => numbered("reader", m.readers.len() as u64),
+            };
             for &w in &m.waiters {
-                v = v.mark(w, format!("waits for {} ({})", lock_name(l as u32), name(h)), tone(w));
+                v = v.mark(w, format!("waits for {lock} ({by})"), tone(w));
             }
         }
         let told = (!cycle.is_empty()).then(|| format!("deadlock: {}", self.tell_cycle(&cycle, &name, &lock_name)));
@@ -401,7 +477,7 @@ impl Cpu {
             (Some(Access::Read(_) | Access::FetchAdd(..)), Reply::Value(_))
                 | (Some(Access::Write(..)), Reply::Stored)
                 | (Some(Access::Cas { .. }), Reply::Swapped(..))
-                | (Some(Access::Lock(_)), Reply::Locked | Reply::Woken)
+                | (Some(Access::Lock(_) | Access::Shared { .. }), Reply::Locked | Reply::Woken)
                 | (Some(Access::TryLock(_)), Reply::Locked | Reply::Busy)
                 | (Some(Access::Unlock(_)), Reply::Unlocked)
         );
@@ -427,7 +503,9 @@ impl Cpu {
     pub fn badge(&self, v: NodeView) -> NodeView {
         match self.doing {
             _ if self.held > 0 => v.badge("holds a lock", Tone::Warn),
-            Some(Access::Lock(l)) => v.badge(format!("waits for lock {l}"), Tone::Warn),
+            Some(Access::Lock(l) | Access::Shared { lock: l, .. }) => {
+                v.badge(format!("waits for lock {l}"), Tone::Warn)
+            }
             Some(a) => v.badge(a.label(), Tone::Neutral),
             None => v,
         }
@@ -507,15 +585,38 @@ mod tests {
     fn an_unlock_hands_the_lock_to_the_oldest_waiter() {
         let mut m = Memory::new(0, 1);
         assert_eq!(m.apply(1, Access::Lock(0)).reply, Some(Reply::Locked));
-        assert_eq!(m.apply(2, Access::Lock(0)), Applied { reply: None, woken: None });
+        assert_eq!(m.apply(2, Access::Lock(0)), Applied { reply: None, woken: vec![] });
         assert_eq!(m.apply(3, Access::Lock(0)).reply, None);
         assert_eq!(m.apply(4, Access::TryLock(0)).reply, Some(Reply::Busy));
         assert_eq!((m.waiters(0).collect::<Vec<_>>(), m.waits_for(3), m.waiting_on(4)), (vec![2, 3], Some(1), None));
-        assert_eq!(m.apply(1, Access::Unlock(0)), Applied { reply: Some(Reply::Unlocked), woken: Some(2) });
+        assert_eq!(m.apply(1, Access::Unlock(0)), Applied { reply: Some(Reply::Unlocked), woken: vec![2] });
         assert_eq!((m.holder(0), m.waits_for(3)), (Some(2), Some(2)));
-        assert_eq!(m.apply(2, Access::Unlock(0)).woken, Some(3));
-        assert_eq!(m.apply(3, Access::Unlock(0)).woken, None);
+        assert_eq!(m.apply(2, Access::Unlock(0)).woken, vec![3]);
+        assert_eq!(m.apply(3, Access::Unlock(0)).woken, vec![]);
         assert_eq!(m.apply(4, Access::TryLock(0)).reply, Some(Reply::Locked));
+    }
+
+    #[test]
+    fn readers_share_a_lock_and_the_preference_decides_whether_a_waiting_writer_starves() {
+        let (read, defer) = (Access::Shared { lock: 0, defer: false }, Access::Shared { lock: 0, defer: true });
+        let mut m = Memory::new(0, 1);
+        assert_eq!(m.apply(1, read).reply, Some(Reply::Locked));
+        assert_eq!(m.apply(2, read).reply, Some(Reply::Locked));
+        assert_eq!(m.apply(3, Access::Lock(0)).reply, None, "a writer waits for the readers");
+        assert_eq!(m.apply(3, Access::TryLock(0)).reply, Some(Reply::Busy));
+        assert_eq!(m.waits_for(3), Some(1));
+        // Reader preference: a new reader walks past the waiting writer, and the read side never empties.
+        assert_eq!(m.apply(4, read).reply, Some(Reply::Locked));
+        assert_eq!(m.apply(1, Access::Unlock(0)).woken, vec![]);
+        // Writer preference: a reader waits behind the writer, who enters once the readers are out.
+        assert_eq!(m.apply(5, defer).reply, None);
+        assert_eq!(m.apply(2, Access::Unlock(0)).woken, vec![]);
+        assert_eq!(m.apply(4, Access::Unlock(0)).woken, vec![3]);
+        assert_eq!(m.holder(0), Some(3));
+        assert_eq!(m.apply(6, read).reply, None, "no reader beside a writer");
+        // The writer out: the readers at the head of the queue enter together.
+        assert_eq!(m.apply(3, Access::Unlock(0)).woken, vec![5, 6]);
+        assert_eq!((m.readers(0), m.holder(0)), (&[5, 6][..], None));
     }
 
     #[test]
