@@ -79,6 +79,7 @@ registry! {
     coordination::crdt_sync,
     concurrency::counter,
     concurrency::bank_transfer,
+    concurrency::read_mostly_map,
     data::pagination,
     deployment::rolling_deploy,
     deployment::canary_analysis,

@@ -2,3 +2,4 @@
 
 pub mod bank_transfer;
 pub mod counter;
+pub mod read_mostly_map;

@@ -17,10 +17,10 @@
 
 use super::retry::{Jitter, RetryPolicy};
 use faultline_core::{
-    numbered, Control, Ctx, Fault, FaultSpec, Label, Micros, Node, NodeId, NodeView, ParamSpec, Ppm, Rng, Tone,
+    numbered, Control, Ctx, Fault, FaultSpec, Label, Micros, Node, NodeId, NodeView, ParamSpec, Ppm, Rng, Time, Tone,
     MICROS_PER_MS,
 };
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 /// A thread is named by its node.
 pub type ThreadId = NodeId;
@@ -79,34 +79,40 @@ pub struct Applied {
 }
 
 /// A lock: its writer (or a plain mutex's holder), its readers, and its FIFO of waiters, some
-/// of them for the read side.
+/// of them for the read side (with their `defer`).
 #[derive(Clone, Debug, Default)]
 struct Mutex {
     holder: Option<ThreadId>,
     readers: Vec<ThreadId>,
     waiters: VecDeque<ThreadId>,
-    want_shared: Vec<ThreadId>,
+    want_shared: Vec<(ThreadId, bool)>,
 }
 
 impl Mutex {
-    /// Free now: the oldest waiter takes it — a writer alone, or the readers at the head of the
-    /// queue together. Who was woken.
+    fn shared(&self, t: ThreadId) -> Option<bool> {
+        self.want_shared.iter().find(|(w, _)| *w == t).map(|&(_, defer)| defer)
+    }
+
+    /// Free now: the oldest waiter takes it — a writer alone; or, if a reader is oldest, the
+    /// readers up to the first writer waiting, with every reader that does not defer to writers
+    /// (as it would have entered, had it asked now). Who was woken.
     fn hand_over(&mut self) -> Vec<ThreadId> {
-        let mut woken = vec![];
-        while let Some(&w) = self.waiters.front() {
-            let shared = self.want_shared.contains(&w);
-            if !shared && !woken.is_empty() {
-                break;
-            }
+        let Some(&first) = self.waiters.front() else { return vec![] };
+        if self.shared(first).is_none() {
             self.waiters.pop_front();
-            woken.push(w);
-            if !shared {
-                self.holder = Some(w);
-                break;
-            }
-            self.want_shared.retain(|&x| x != w);
-            self.readers.push(w);
+            self.holder = Some(first);
+            return vec![first];
         }
+        let writer_at = self.waiters.iter().position(|&w| self.shared(w).is_none()).unwrap_or(self.waiters.len());
+        let (waiters, mut woken) = (std::mem::take(&mut self.waiters), vec![]);
+        for (i, w) in waiters.into_iter().enumerate() {
+            match self.shared(w) {
+                Some(defer) if i < writer_at || !defer => woken.push(w),
+                _ => self.waiters.push_back(w),
+            }
+        }
+        self.want_shared.retain(|(w, _)| !woken.contains(w));
+        self.readers.extend(&woken);
         woken
     }
 }
@@ -176,13 +182,13 @@ impl Memory {
             }
             Access::Shared { lock, defer } => {
                 let m = &mut self.locks[lock as usize];
-                let writer_waits = m.waiters.iter().any(|w| !m.want_shared.contains(w));
+                let writer_waits = m.waiters.iter().any(|&w| m.shared(w).is_none());
                 if m.holder.is_none() && !(defer && writer_waits) {
                     m.readers.push(t);
                     return now(Reply::Locked);
                 }
                 m.waiters.push_back(t);
-                m.want_shared.push(t);
+                m.want_shared.push((t, defer));
                 Applied { reply: None, woken: vec![] }
             }
             Access::Unlock(l) => {
@@ -253,7 +259,7 @@ impl Memory {
     pub fn forget(&mut self, t: ThreadId) {
         for m in &mut self.locks {
             m.waiters.retain(|&w| w != t);
-            m.want_shared.retain(|&w| w != t);
+            m.want_shared.retain(|&(w, _)| w != t);
         }
     }
 }
@@ -340,6 +346,44 @@ impl Memory {
         }
         let told = (!cycle.is_empty()).then(|| format!("deadlock: {}", self.tell_cycle(&cycle, &name, &lock_name)));
         v.badge_if(told.is_some(), told.unwrap_or_default(), Tone::Bad)
+    }
+}
+
+impl Memory {
+    /// Who holds `lock`, in words (`name` names a thread): "held by thread 2", "its read side
+    /// held by thread 1, thread 3", or "free".
+    pub fn held_by(&self, lock: u32, name: impl Fn(ThreadId) -> String) -> String {
+        match (self.holder(lock), self.readers(lock)) {
+            (Some(h), _) => format!("held by {}", name(h)),
+            (None, []) => "free".into(),
+            (None, rs) => {
+                format!("its read side held by {}", rs.iter().map(|&r| name(r)).collect::<Vec<_>>().join(", "))
+            }
+        }
+    }
+}
+
+/// Each parked thread's wait for a lock, timed at memory from when its ask arrived, so that a
+/// thread's own step and time slice before the ask are not counted as waiting.
+#[derive(Clone, Debug, Default)]
+pub struct Waits(BTreeMap<ThreadId, Time>);
+
+impl Waits {
+    /// After `access` by `t` was applied at `now`: a lock it asked for and did not get starts a
+    /// wait; the waits of threads that hold their lock now end. The ended waits, with their
+    /// lengths (a lock got at once is a wait of 0).
+    pub fn after(&mut self, mem: &Memory, t: ThreadId, access: Access, now: Time) -> Vec<(ThreadId, Micros)> {
+        if matches!(access, Access::Lock(_) | Access::Shared { .. }) {
+            self.0.insert(t, now);
+        }
+        let ended: Vec<ThreadId> = self.0.keys().copied().filter(|&p| mem.waiting_on(p).is_none()).collect();
+        ended.into_iter().map(|p| (p, now.since(self.0.remove(&p).unwrap_or(now)))).collect()
+    }
+
+    /// Of the threads `which` picks, the one waiting longest at `now`, and for how long.
+    pub fn longest(&self, now: Time, which: impl Fn(ThreadId) -> bool) -> Option<(ThreadId, Micros)> {
+        let waits = self.0.iter().filter(|(&t, _)| which(t)).map(|(&t, &since)| (t, now.since(since)));
+        waits.max_by_key(|&(t, wait)| (wait, std::cmp::Reverse(t)))
     }
 }
 
@@ -617,6 +661,33 @@ mod tests {
         // The writer out: the readers at the head of the queue enter together.
         assert_eq!(m.apply(3, Access::Unlock(0)).woken, vec![5, 6]);
         assert_eq!((m.readers(0), m.holder(0)), (&[5, 6][..], None));
+        // Readers that queued behind a writer while it held: when it is out, all that do not
+        // defer go in, even past a second writer; those that defer wait behind that writer.
+        let mut m = Memory::new(0, 1);
+        m.apply(1, Access::Lock(0));
+        m.apply(2, read);
+        m.apply(3, Access::Lock(0));
+        m.apply(4, read);
+        m.apply(5, defer);
+        assert_eq!(m.apply(1, Access::Unlock(0)).woken, vec![2, 4]);
+        assert_eq!(m.waiters(0).collect::<Vec<_>>(), vec![3, 5]);
+        assert_eq!(m.held_by(0, |t| format!("t{t}")), "its read side held by t2, t4");
+    }
+
+    #[test]
+    fn a_wait_is_timed_from_the_ask_reaching_memory_to_the_lock_held() {
+        let (mut m, mut w) = (Memory::new(0, 1), Waits::default());
+        fn step(m: &mut Memory, w: &mut Waits, t: ThreadId, a: Access, at: u64) -> Vec<(ThreadId, Micros)> {
+            m.apply(t, a);
+            w.after(m, t, a, Time(at))
+        }
+        assert_eq!(step(&mut m, &mut w, 1, Access::Lock(0), 100), vec![(1, 0)], "got at once");
+        assert_eq!(step(&mut m, &mut w, 2, Access::Lock(0), 150), vec![]);
+        assert_eq!(step(&mut m, &mut w, 3, Access::Lock(0), 170), vec![]);
+        assert_eq!(w.longest(Time(400), |_| true), Some((2, 250)));
+        assert_eq!(w.longest(Time(400), |t| t == 3), Some((3, 230)));
+        assert_eq!(step(&mut m, &mut w, 1, Access::Unlock(0), 500), vec![(2, 350)]);
+        assert_eq!(m.held_by(0, |t| format!("t{t}")), "held by t2");
     }
 
     #[test]
