@@ -468,6 +468,17 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
         ),
     ),
     (
+        "read-mostly-map",
+        Envelope::new(
+            &["slow-disk", "storm"],
+            "Copy-on-write frees the readers, not the writers: they still take turns on the writer lock, so \
+            anything that stalls a writer holding it makes the other wait past its bound — paused, descheduled or \
+            crashed holding it (a plain mutex stays held by the dead), its accesses delayed, lost or cut off (it \
+            waits for memory's answer with the lock held), or its clock skewed or drifting (its copy is a timer on \
+            that clock). Readers take no lock, so none of these makes one wait.",
+        ),
+    ),
+    (
         "rolling-deploy",
         Envelope::new(
             &["crash", "drift", "latency", "loss", "partition", "pause", "skew", "slow-disk"],
