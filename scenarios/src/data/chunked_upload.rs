@@ -125,7 +125,7 @@ pub struct Client {
     file: u64,
     upload: u64,
     began: Time,
-    chunks: Sending,
+    chunks: Box<Sending>, // boxed: far larger than the server's node
     up: Uplink<u32>,
     calls: Calls<Req>,
     link: Drops,
@@ -143,7 +143,7 @@ fn build(setup: &Setup) -> Box<dyn Run> {
         file: 1,
         upload: 1,
         began: Time::ZERO,
-        chunks: Sending::new(shape),
+        chunks: Box::new(Sending::new(shape)),
         up: Uplink::new(1, 1),
         calls: Calls::new("answer_us"),
         link: Drops::default(),
@@ -372,7 +372,7 @@ impl Client {
         }
         let slots = if self.strategy == Strategy::Parallel { ctx.param("connections") as usize } else { 1 };
         while self.up.len() + self.calls.len() < slots {
-            let Some(i) = self.chunks.next() else { break };
+            let Some(i) = self.chunks.take_next() else { break };
             self.up.start(ctx, i, self.chunks.shape.len(i), Timer::Sent);
         }
         if self.chunks.whole() && self.calls.is_empty() && self.up.is_empty() {
@@ -391,7 +391,7 @@ impl Client {
         ctx.count("done_bytes", self.chunks.shape.bytes as i64);
         ctx.count("files_done", 1);
         (self.file, self.upload, self.began) = (self.file + 1, self.upload + 1, ctx.truth());
-        (self.chunks, self.ready) = (Sending::new(self.chunks.shape), false);
+        (self.chunks, self.ready) = (Box::new(Sending::new(self.chunks.shape)), false);
         ctx.gauge("progress_pm", 0);
         self.hello(ctx);
     }

@@ -100,7 +100,7 @@ impl Sending {
     }
 
     /// The next chunk to send, taken off the list.
-    pub fn next(&mut self) -> Option<u32> {
+    pub fn take_next(&mut self) -> Option<u32> {
         self.todo.pop_first()
     }
 
@@ -274,7 +274,7 @@ mod tests {
     #[test]
     fn the_sender_counts_progress_and_bytes_sent_again() {
         let mut s = Sending::new(Shape::new(2_500, 1_000));
-        assert_eq!((s.shape.n, s.shape.len(2), s.next(), s.next()), (3, 500, Some(0), Some(1)));
+        assert_eq!((s.shape.n, s.shape.len(2), s.take_next(), s.take_next()), (3, 500, Some(0), Some(1)));
         assert_eq!((s.on_wire(0, 400), s.on_wire(0, 1000), s.on_wire(1, 1000)), (0, 1000, 0), "cut, then again");
         s.confirm(0);
         s.confirm(0);
@@ -284,10 +284,10 @@ mod tests {
         assert!(s.whole() && s.permille() == 1000 && s.confirmed() == 3 && s.shown() == 400);
         s.forget_confirmed();
         s.requeue();
-        assert_eq!((s.permille(), s.next()), (0, Some(0)));
+        assert_eq!((s.permille(), s.take_next()), (0, Some(0)));
         assert_eq!(s.show(1, Time(9)), 0);
         assert_eq!(s.fell.now(Time(9)), Err("file 1: progress fell from 40% to 0%".into()));
         s.retry(2);
-        assert_eq!((s.next(), s.next(), s.next()), (Some(1), Some(2), None));
+        assert_eq!((s.take_next(), s.take_next(), s.take_next()), (Some(1), Some(2), None));
     }
 }
