@@ -556,6 +556,18 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
             "",
         ),
     ),
+    (
+        "chunked-upload",
+        Envelope::new(
+            &["crash", "disconnect", "drift", "latency", "loss", "partition", "pause", "skew", "slow-disk"],
+            // None outside: both checks are promises about what the server holds — it keeps parts by index on
+            // disk through its crashes and assembles only a whole file, and the client's progress counts only
+            // parts the server confirmed (kept on disk through the app's restarts) — so faults delay an upload
+            // but cannot undo a confirmed part; the uplink counts bytes in true time, so clock faults change no
+            // transfer.
+            "",
+        ),
+    ),
 ];
 
 /// The envelope `id` declares (empty if it declares none).

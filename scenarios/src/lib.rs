@@ -88,6 +88,7 @@ registry! {
     observability::trace_sampling,
     deployment::feature_flags,
     deployment::config_rollout,
+    data::chunked_upload,
 }
 
 /// Looks a scenario up by its id.
