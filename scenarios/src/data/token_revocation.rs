@@ -56,7 +56,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         ParamSpec::setup("users", "Users", "", 10..=100_000, 2000, "Users logged in, each refreshing its token."),
         ParamSpec::live("rps", "Requests", "req/s", 0..=20_000, 500, "Legitimate requests, all users together."),
         ParamSpec::live("revocations_per_s", "Logouts", "/s", 0..=100, 2, "Users logging out (then in again)."),
-        ParamSpec::live("access_ttl_s", "Access token TTL", "s", 1..=300, 10, "Short-TTL strategies (24 h for JWTs)."),
+        ParamSpec::live("access_ttl_s", "Access token TTL", "s", 1..=300, 10, "Short-TTL strategies (else 24 h)."),
         ParamSpec::live("bound_s", "Revocation bound", "s", 1..=120, 15, "The promise: refused everywhere by then."),
         ParamSpec::live("copy_every_ms", "Revoked copy every", "ms", 50..=5000, 500, "A revoked token's copy's pace.")
             .step(50),
@@ -301,8 +301,8 @@ impl Node for Tr {
 fn answer(book: &mut AuthBook, from: NodeId, ask: Ask, ctx: &mut Ctx<Tr>) {
     let strategy = Strategy::from_id(ctx.strategy());
     let ttl = match strategy {
-        Strategy::LongLived => JWT_TTL_US,
-        _ => ctx.param("access_ttl_s") as Micros * MICROS_PER_S,
+        Strategy::ShortTtl | Strategy::Rotation => ctx.param("access_ttl_s") as Micros * MICROS_PER_S,
+        Strategy::LongLived | Strategy::Lookup | Strategy::Pushed => JWT_TTL_US,
     };
     ctx.count("auth_ops", matches!(ask, Ask::Login { .. } | Ask::Refresh { .. }) as i64);
     let rotate = !matches!(strategy, Strategy::LongLived | Strategy::ShortTtl);
@@ -438,7 +438,9 @@ mod tests {
             assert!(r.checks().iter().all(|c| c.violation.is_none()), "seed {seed}");
             // Every request not expired asks the store; each waits a round trip of two 1–4 ms links.
             let asked = count(r.as_ref(), "requests") - count(r.as_ref(), "refused_expired");
-            assert_eq!(count(r.as_ref(), "store_lookups"), asked, "seed {seed}: one lookup per request");
+            // (A lookup sent to the store while it is down is lost and counted as unavailable.)
+            let answered = count(r.as_ref(), "store_lookups") + count(r.as_ref(), "refused_unavailable");
+            assert!((answered - asked).abs() <= 5, "seed {seed}: {answered} lookups, {asked} requests");
             assert!(r.metrics().histogram("verify_us").expect("observed").quantile(0.5) >= 2_000, "seed {seed}");
             assert!(count(r.as_ref(), "refused_unavailable") > 100, "seed {seed}: the outage refuses everyone");
             let open = run(&recipe("blacklist-per-request", seed).with_param("fail_open", 1));
@@ -465,8 +467,10 @@ mod tests {
         for seed in 1..=3 {
             let r = run(&recipe("pushed-filter", seed));
             assert!(r.checks().iter().all(|c| c.violation.is_none()), "seed {seed}");
-            let share = count(r.as_ref(), "store_lookups") as f64 / count(r.as_ref(), "requests") as f64;
-            assert!(share < 0.05, "seed {seed}: {share:.3} of requests looked up");
+            // Revoked tokens' copies are looked up (and refused); valid tokens only on a false positive.
+            let c = |name| count(r.as_ref(), name) as f64;
+            let share = (c("store_lookups") - c("refused_revoked")) / (c("accepted") - c("accepted_revoked"));
+            assert!(share < 0.01 && c("refused_revoked") > 1000.0, "seed {seed}: {share:.4} of valid ones looked up");
             assert!(count(r.as_ref(), "refused_stale") > 10, "seed {seed}: api 0 never knew itself stale");
         }
     }

@@ -171,7 +171,7 @@ impl Population {
         let Some(user) = self.pick(ctx) else { return };
         let (now, u) = (ctx.truth(), &mut self.users[user]);
         let family = u.refresh.take().expect("picked with tokens").family;
-        self.copies.extend(u.access.take().map(|a| (a, now, now + copy_for_us)));
+        self.copies.extend(u.access.take().map(|a| (a, now, now.plus(copy_for_us))));
         u.seq += 1;
         ctx.set_timer(0, (w.due)(Due::Renew { user: user as u32, seq: u.seq }));
         self.logging_out.push((family, now));
@@ -184,7 +184,7 @@ impl Population {
         let user = self.pick(ctx)?;
         let u = &self.users[user];
         let seq = self.thief.as_ref().map_or(0, |t| t.seq + 1);
-        self.thief = Some(Holder { access: u.access, refresh: u.refresh, seq, revoked: None });
+        self.thief = Some(Holder { access: u.access, refresh: u.refresh, seq, spread: false, revoked: None });
         ctx.set_timer(0, (w.due)(Due::ThiefRenew { seq }));
         Some((user, u.refresh.expect("picked with tokens").family))
     }

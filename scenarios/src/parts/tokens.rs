@@ -89,7 +89,7 @@ impl Families {
             f.generation += 1;
         }
         let generation = f.generation;
-        (Refreshed::Issued(self.issue(r.family, user, now, ttl_us), Refresh { family: r.family, generation }))
+        Refreshed::Issued(self.issue(r.family, user, now, ttl_us), Refresh { family: r.family, generation })
     }
 
     /// A logout: the family is revoked; returns its unexpired access tokens (nothing if it
@@ -115,7 +115,7 @@ impl Families {
 
     fn issue(&mut self, family: u64, user: u32, now: Time, ttl_us: Micros) -> Access {
         self.next_token += 1;
-        let access = Access { id: self.next_token, user, family, exp: now + ttl_us };
+        let access = Access { id: self.next_token, user, family, exp: now.plus(ttl_us) };
         let f = self.families.get_mut(&family).expect("issued in a known family");
         f.issued.retain(|a| a.exp > now);
         f.issued.push(access);
