@@ -69,8 +69,8 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
     strategies: &[
         StrategySpec::naive("long-lived-jwt", "Long-lived JWT", "24 h tokens verified by signature only."),
         StrategySpec::naive("short-ttl-refresh", "Short TTL + refresh", "Short tokens; a reusable refresh token."),
-        StrategySpec::fixed("refresh-rotation", "TTL + rotation", "Short tokens; a reused refresh token revokes."),
         StrategySpec::fixed("blacklist-per-request", "Lookup per request", "Every request asks the revocation store."),
+        StrategySpec::fixed("refresh-rotation", "TTL + rotation", "Short tokens; a reused refresh token revokes."),
         StrategySpec::fixed("pushed-filter", "Pushed filter", "Revocations pushed to a versioned filter per instance."),
     ],
     faults: &[FaultSpec::global("steal-refresh", "Steal a refresh token", "An attacker copies a user's.")],
@@ -100,7 +100,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
     build,
 };
 
-strategies!(SPEC, Strategy { LongLived, ShortTtl, Rotation, Lookup, Pushed });
+strategies!(SPEC, Strategy { LongLived, ShortTtl, Lookup, Rotation, Pushed });
 
 const CLIENTS: NodeId = 0;
 const AUTH: NodeId = 1;
