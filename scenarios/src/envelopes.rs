@@ -185,6 +185,17 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
         ),
     ),
     (
+        "token-revocation",
+        Envelope::new(
+            &["latency", "loss", "pause", "slow-disk", "steal-refresh"],
+            "Crashes and partitions can keep a logout from the auth service for good (a crash without restart, \
+            users cut off from it): a logout that never reaches it is never a revocation, and the bound is counted \
+            from the logout. Clock skew and drift on an instance move the expiry it reads: a clock behind accepts \
+            a short-TTL token past its expiry (what JWT libraries' leeway does too). Not swarm-explored (no time): \
+            chosen by the model's reasoning, then held by the swarm slice.",
+        ),
+    ),
+    (
         "pagination",
         Envelope::new(
             &["backfill", "drift", "purge", "slow-disk"],

@@ -58,6 +58,7 @@ registry! {
     traffic::load_balancing,
     messaging::outbox,
     data::noisy_neighbor,
+    data::token_revocation,
     consistency::inventory_reservation,
     consistency::replication_consistency,
     coordination::distributed_lock,

@@ -4,3 +4,4 @@ pub mod chunked_upload;
 pub mod noisy_neighbor;
 pub mod pagination;
 pub mod scatter_gather;
+pub mod token_revocation;
