@@ -3,3 +3,4 @@
 pub mod noisy_neighbor;
 pub mod pagination;
 pub mod scatter_gather;
+pub mod url_shortener;
