@@ -579,6 +579,13 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
             "",
         ),
     ),
+    (
+        "url-shortener",
+        Envelope::new(
+            &["abuser", "crash", "drift", "latency", "loss", "partition", "pause", "skew", "slow-disk"],
+            "",
+        ),
+    ),
 ];
 
 /// The envelope `id` declares (empty if it declares none).

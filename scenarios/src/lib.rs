@@ -90,6 +90,7 @@ registry! {
     deployment::feature_flags,
     deployment::config_rollout,
     data::chunked_upload,
+    data::url_shortener,
 }
 
 /// Looks a scenario up by its id.
@@ -123,6 +124,7 @@ pub static AT_SCALE: &[(&str, u64)] = &[
     ("s=feature-flags&strategy=sticky-streaming&regions=5&servers=100&users=100000&user_rpm=30", 10),
     ("s=trace-sampling&strategy=tail-based&services=20&rps=2000&collectors=8&budget=200", 10),
     ("s=metrics-aggregation&strategy=merged-histograms&hosts=50&rps=500&users=100000", 21),
+    ("s=url-shortener&strategy=counter-base62&code_len=7&create_rps=116&redirect_rps=1157&creators=100000&hot_links=100000&cache_keys=10000&range_size=1000", 30),
 ];
 
 /// `AT_SCALE` ready to run: each recipe (read strictly; a test checks that all of them read)

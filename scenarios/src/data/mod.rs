@@ -5,3 +5,4 @@ pub mod noisy_neighbor;
 pub mod pagination;
 pub mod scatter_gather;
 pub mod token_revocation;
+pub mod url_shortener;

@@ -167,6 +167,31 @@ impl Bucket {
     }
 }
 
+/// A token bucket per key (a creator, an API key), each made full on its key's first request,
+/// at a limit of `rate` a second with a burst: a limit of 0 lets everything through, and a new
+/// limit starts every key again with a full bucket.
+#[derive(Clone, Debug, Default)]
+pub struct PerKey<K> {
+    limit: (u64, u64),
+    buckets: std::collections::BTreeMap<K, TokenBucket>,
+}
+
+impl<K: Ord> PerKey<K> {
+    /// Whether `key`'s request at `now` passes a limit of `rate_per_s` with `burst`.
+    pub fn allow(&mut self, key: K, now: Time, rate_per_s: u64, burst: u64) -> bool {
+        if self.limit != (rate_per_s, burst) {
+            (self.limit, self.buckets) = ((rate_per_s, burst), Default::default());
+        }
+        let bucket = self.buckets.entry(key).or_insert_with(|| TokenBucket::new(rate_per_s, 1_000_000, burst.max(1)));
+        rate_per_s == 0 || bucket.allow(now)
+    }
+
+    /// Forgets every key's bucket (a restart).
+    pub fn clear(&mut self) {
+        self.buckets.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,5 +343,16 @@ mod tests {
                 assert_eq!(t, due, "b = {burst}, request {n}");
             }
         }
+    }
+
+    #[test]
+    fn per_key_buckets_limit_each_key_alone_and_restart_full_on_a_new_limit() {
+        let mut keys = PerKey::default();
+        let t = Time::ZERO;
+        assert_eq!((0..5).filter(|_| keys.allow('a', t, 1, 3)).count(), 3, "the burst, then refused");
+        assert!(keys.allow('b', t, 1, 3), "another key has its own bucket");
+        assert!(keys.allow('a', Time::from_secs(1), 1, 3), "refilled at the rate");
+        assert_eq!((0..5).filter(|_| keys.allow('a', t, 1, 2)).count(), 2, "a new limit: full again");
+        assert!((0..100).all(|_| keys.allow('a', t, 0, 2)), "0: no limit");
     }
 }

@@ -191,6 +191,14 @@ impl<K: Ord + Clone, V> Lru<K, V> {
     }
 }
 
+/// An LRU of values stored with their expiry: a redirect or DNS cache with a TTL.
+impl<K: Ord + Clone, T: Copy> Lru<K, (T, Time)> {
+    /// The key's value while it is fresh at `now` (now the most recent); past its expiry, a miss.
+    pub fn get_fresh(&mut self, key: &K, now: Time) -> Option<T> {
+        self.get(key).filter(|(_, until)| now < *until).map(|&(v, _)| v)
+    }
+}
+
 /// A TTL drawn evenly from `ttl_us` ± `spread_pct`% (whole µs, both ends included).
 pub fn jittered_ttl_us(ttl_us: Micros, spread_pct: u64, rng: &mut Rng) -> Micros {
     let spread = ttl_us * spread_pct / 100;
@@ -336,6 +344,13 @@ mod tests {
         let want = db * (libm::log(lambda * db / 1e6) + 0.577_215_664_9);
         let mean = total / trials as f64;
         assert!((mean - want).abs() < 0.02 * want, "mean lead {mean:.0} µs, Gumbel {want:.0} µs");
+    }
+
+    #[test]
+    fn an_lru_with_expiries_misses_a_key_past_its_expiry() {
+        let mut c: Lru<u32, (char, Time)> = Lru::new(2);
+        c.put(1, ('a', Time::from_secs(5)));
+        assert_eq!((c.get_fresh(&1, Time::from_secs(4)), c.get_fresh(&1, Time::from_secs(5))), (Some('a'), None));
     }
 
     #[test]

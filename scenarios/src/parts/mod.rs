@@ -63,6 +63,7 @@ pub mod rounds;
 pub mod saga;
 pub mod sampler;
 pub mod sessions;
+pub mod shortcode;
 pub mod sketch;
 pub mod snowflake;
 pub mod spread;

@@ -79,7 +79,13 @@ impl<K: Ord + Copy, W: Copy> UniqueIndex<K, W> {
 /// m = 2^bits; where n/m is too small for that to survive rounding, `n(n − 1)/2m` (the
 /// expected colliding pairs, which it then equals to within n/m).
 pub fn expected_duplicates(n: u64, bits: u32) -> f64 {
-    let (n, m) = (n as f64, libm::exp2(bits as f64));
+    expected_repeats(n, libm::exp2(bits as f64))
+}
+
+/// Expected repeats among `n` keys drawn at random from `m` values (any `m`, such as the 62^k
+/// codes of k base62 characters): as [`expected_duplicates`], which is this with m = 2^bits.
+pub fn expected_repeats(n: u64, m: f64) -> f64 {
+    let n = n as f64;
     if n / m < 1e-6 {
         n * (n - 1.0) / (2.0 * m)
     } else {
