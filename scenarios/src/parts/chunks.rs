@@ -81,8 +81,13 @@ impl Sending {
         }
     }
 
-    /// The server holds the chunks set in `bits`.
-    pub fn confirm_held(&mut self, bits: &[u64]) {
+    /// The server holds the chunks set in `bits`. `exact` (an offset protocol, where the server
+    /// holds a prefix of the file and the sender resumes where it ends): the server's word
+    /// replaces the acknowledgements, as a tus client trusts the offset it is told.
+    pub fn confirm_held(&mut self, bits: &[u64], exact: bool) {
+        if exact {
+            self.forget_confirmed();
+        }
         for i in (0..self.shape.n).filter(|&i| bit(bits, i)) {
             self.confirm(i);
         }
@@ -196,10 +201,13 @@ impl Parts {
         Answer::Held(bits)
     }
 
-    /// Stores chunk `i` (its bytes as `digest`) of an open upload at its index; a copy
-    /// overwrites the same bytes.
-    pub fn store(&mut self, upload: u64, i: u32, digest: u64) {
-        if let Some(part) = self.open.get_mut(&upload).and_then(|(_, p)| p.get_mut(i as usize)) {
+    /// Stores chunk `i` (its bytes as `digest`) of an open upload at its index, where a copy
+    /// overwrites the same bytes; or, `append`ing, where the file ends so far (an offset, as a
+    /// stream written in arrival order): a chunk that arrives late or twice lands in another's place.
+    pub fn store(&mut self, upload: u64, i: u32, digest: u64, append: bool) {
+        let Some((_, parts)) = self.open.get_mut(&upload) else { return };
+        let at = if append { parts.iter().take_while(|p| p.is_some()).count() } else { i as usize };
+        if let Some(part) = parts.get_mut(at) {
             self.copies += part.replace(digest).is_some() as u64;
         }
     }
@@ -250,25 +258,37 @@ mod tests {
         let mut p = Parts::default();
         assert_eq!(p.open(1, 7, 3), Answer::Held(vec![0]));
         for i in [2, 0, 2] {
-            p.store(1, i, digest(7, i));
+            p.store(1, i, digest(7, i), false);
         }
         assert_eq!((p.copies, p.held(1)), (1, Answer::Held(vec![0b101])));
         assert_eq!(p.complete(1, 3, Time(1)), Answer::Held(vec![0b101]), "chunk 1 is missing: not assembled");
-        p.store(1, 1, digest(7, 1));
+        p.store(1, 1, digest(7, 1), false);
         assert_eq!((p.complete(1, 3, Time(2)), p.assembled, p.bad_file.latest()), (Answer::Done, 1, None));
         assert_eq!((p.complete(1, 3, Time(3)), p.open(1, 7, 3), p.assembled), (Answer::Done, Answer::Done, 1));
         // A file the client numbered wrong is assembled and told (as a bug would be).
         p.open(9, 7, 2);
-        p.store(9, 0, digest(7, 1));
-        p.store(9, 1, digest(7, 0));
+        p.store(9, 0, digest(7, 1), false);
+        p.store(9, 1, digest(7, 0), false);
         assert_eq!(p.complete(9, 2, Time(4)), Answer::Done);
         assert_eq!(p.bad_file.now(Time(4)), Err("file 7: chunk 1 stands where chunk 0 belongs".into()));
         // A newer upload abandons an older unfinished one; a stale chunk of it is dropped.
         p.open(12, 8, 70);
         p.open(13, 8, 70);
-        p.store(12, 0, digest(8, 0));
-        p.store(13, 65, digest(8, 65));
+        p.store(12, 0, digest(8, 0), false);
+        p.store(13, 65, digest(8, 65), false);
         assert_eq!((p.stored(), p.held(13)), ((1, 1), Answer::Held(vec![0, 0b10])));
+    }
+
+    #[test]
+    fn appending_puts_a_late_chunk_after_later_ones_and_a_copy_in_the_next_place() {
+        let mut p = Parts::default();
+        p.open(1, 7, 4);
+        for i in [0, 2, 1, 1] {
+            p.store(1, i, digest(7, i), true);
+        }
+        assert_eq!((p.held(1), p.copies), (Answer::Held(vec![0b1111]), 0), "four places filled, in arrival order");
+        assert_eq!(p.complete(1, 4, Time(1)), Answer::Done);
+        assert_eq!(p.bad_file.now(Time(1)), Err("file 7: chunk 2 stands where chunk 1 belongs".into()));
     }
 
     #[test]
@@ -280,7 +300,7 @@ mod tests {
         s.confirm(0);
         assert_eq!(s.permille(), 400);
         assert_eq!((s.show(1, Time(5)), s.fell.now(Time(5))), (400, Ok(())));
-        s.confirm_held(&[0b110]);
+        s.confirm_held(&[0b110], false);
         assert!(s.whole() && s.permille() == 1000 && s.confirmed() == 3 && s.shown() == 400);
         s.forget_confirmed();
         s.requeue();
