@@ -119,6 +119,8 @@ pub enum Timer {
     Worked { round: u64 },
     /// The lookup, the update or the copy is done.
     Held { round: u64 },
+    /// The main thread's look at the waits: with every thread stalled no event would judge them.
+    Watch,
 }
 
 #[derive(Clone, Debug, Holds)]
@@ -148,12 +150,10 @@ pub struct Thread {
 fn build(setup: &Setup) -> Box<dyn Run> {
     let mut sim: Sim<Rm> = Sim::new(setup, Link::local());
     let (readers, writers) = (setup.param("readers") as usize, setup.param("writers") as usize);
-    let (reads, writes) = (setup.param("reads") as u64, setup.param("writes") as u64);
-    let jobs = [vec![reads; readers], vec![writes; writers]].concat();
+    let jobs = [vec![setup.param("reads") as u64; readers], vec![setup.param("writes") as u64; writers]].concat();
     let r = Rounds::each(Memory::new(1, 2), jobs);
     assert_eq!(sim.add_node(Rm::Main(Main { r, parked: Waits::default(), since: Time::ZERO })), MAIN);
-    for index in 0..(readers + writers) as u32 {
-        let writer = index as usize >= readers;
+    for (index, writer) in (0..readers + writers).map(|i| (i as u32, i >= readers)) {
         sim.add_node(Rm::Thread(Thread { w: Worker::new(index), writer, ..Thread::default() }));
     }
     // The plan: thread 0, a reader, descheduled inside its lookup at 10 s; a preemption storm at 20–25 s.
@@ -173,14 +173,9 @@ fn waited_too_long(w: &World<Rm>, writers: bool, bound: Micros) -> Result<(), St
     let Some((id, since)) = longest.filter(|&(_, wait)| wait > bound) else { return Ok(()) };
     let lock = m.r.mem.waiting_on(id).unwrap_or(MAP_LOCK);
     let (held, ms) = (m.r.mem.held_by(lock, rounds::name), |us: Micros| us as f64 / 1000.0);
-    let (name, waited, bound) = (who(w, id), ms(since), ms(bound));
-    Err(format!("{name} has waited {waited:.1} ms (bound {bound:.0} ms) for {}, {held}", lock_name(lock)))
-}
-
-/// "reader thread 3" or "writer thread 9", by node.
-fn who(w: &World<Rm>, id: ThreadId) -> String {
-    let role = if w.node::<Thread>(id).writer { "writer" } else { "reader" };
-    format!("{role} {}", rounds::name(id))
+    let (role, waited, bound) = (if writers { "writer" } else { "reader" }, ms(since), ms(bound));
+    let (name, lock) = (rounds::name(id), lock_name(lock));
+    Err(format!("{role} {name} has waited {waited:.1} ms (bound {bound:.0} ms) for {lock}, {held}"))
 }
 
 fn lock_name(l: u32) -> String {
@@ -193,7 +188,10 @@ impl Node for Rm {
 
     fn on_start(&mut self, ctx: &mut Ctx<Self>) {
         match self {
-            Rm::Main(m) => m.r.start(ctx),
+            Rm::Main(m) => {
+                m.r.start(ctx);
+                m.watch(ctx)
+            }
             Rm::Thread(t) => rounds::worker_started(t, ctx),
         }
     }
@@ -206,10 +204,10 @@ impl Node for Rm {
     }
 
     fn on_timer(&mut self, timer: Timer, ctx: &mut Ctx<Self>) {
-        let Rm::Thread(t) = self else { return ctx.unhandled(&timer) };
-        match timer {
-            Timer::Worked { round } if round == t.w.round => t.begin(ctx),
-            Timer::Held { round } if round == t.w.round => t.held(ctx),
+        match (self, timer) {
+            (Rm::Main(m), _) => m.watch(ctx),
+            (Rm::Thread(t), Timer::Worked { round }) if round == t.w.round => t.begin(ctx),
+            (Rm::Thread(t), Timer::Held { round }) if round == t.w.round => t.held(ctx),
             // A timer from a round that is over.
             _ => {}
         }
@@ -260,9 +258,6 @@ impl MainThread<Rm> for Main {
         for (p, waited) in self.parked.after(&self.r.mem, t, access, ctx.now()) {
             ctx.observe(if p > readers { "write_wait_us" } else { "read_wait_us" }, waited);
         }
-        // Read at each access served (a probe would read the clock wherever a slice of the run ends).
-        let longest = self.parked.longest(ctx.now(), |p| p > readers).map_or(0, |(_, wait)| wait);
-        ctx.gauge("writer_waiting_ms", (longest / MICROS_PER_MS) as i64);
         if was_free != self.free() {
             let spell = ctx.now().since(self.since) as i64;
             ctx.count(if was_free { "free_us" } else { "held_us" }, spell);
@@ -282,6 +277,15 @@ impl MainThread<Rm> for Main {
 }
 
 impl Main {
+    /// The longest writer wait now, as a gauge, every 2 ms: a timer, so that the checks judge the
+    /// waits while every thread is stalled (a holder descheduled), not only at the next access.
+    fn watch(&mut self, ctx: &mut Ctx<Rm>) {
+        let readers = ctx.param("readers") as ThreadId;
+        let longest = self.parked.longest(ctx.now(), |p| p > readers).map_or(0, |(_, wait)| wait);
+        ctx.gauge("writer_waiting_ms", (longest / MICROS_PER_MS) as i64);
+        ctx.set_timer(2 * MICROS_PER_MS, Timer::Watch);
+    }
+
     /// Whether nobody holds the map's lock, either way: the only moment a writer can take it.
     fn free(&self) -> bool {
         self.r.mem.readers(MAP_LOCK).is_empty() && self.r.mem.holder(MAP_LOCK).is_none()
