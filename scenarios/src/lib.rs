@@ -81,6 +81,7 @@ registry! {
     concurrency::counter,
     concurrency::bank_transfer,
     concurrency::read_mostly_map,
+    concurrency::bounded_queue,
     data::pagination,
     deployment::rolling_deploy,
     deployment::canary_analysis,

@@ -50,6 +50,20 @@ pub enum Access {
     },
     /// Gives back a lock held either way.
     Unlock(u32),
+    /// Sleeps on a condition variable (as `pthread_cond_wait`): gives back `lock`, which the
+    /// thread holds, until a notify; then queues for `lock` again and is answered `Woken` once it
+    /// holds it. Mesa semantics: others may take the lock between the notify and the wake-up, so
+    /// the condition must be checked again (a `while`, not an `if`).
+    Wait {
+        cond: u32,
+        lock: u32,
+    },
+    /// Wakes the oldest sleeper on a condition variable, or all of them (`notify_one`,
+    /// `notify_all`): each queues for its lock.
+    Notify {
+        cond: u32,
+        all: bool,
+    },
 }
 
 /// Memory's answer to an access.
@@ -67,6 +81,8 @@ pub enum Reply {
     /// A try-lock found the lock held.
     Busy,
     Unlocked,
+    /// A notify: how many sleepers it woke (none is not an error: nobody was waiting).
+    Notified(u32),
 }
 
 /// What applying an access did: the answer to its thread (none while it waits for a lock),
@@ -122,11 +138,24 @@ impl Mutex {
 pub struct Memory {
     cells: Vec<i64>,
     locks: Vec<Mutex>,
+    /// Each condition variable's sleepers, oldest first, with the lock each gave back.
+    conds: Vec<VecDeque<(ThreadId, u32)>>,
 }
 
 impl Memory {
     pub fn new(cells: usize, locks: usize) -> Memory {
-        Memory { cells: vec![0; cells], locks: vec![Mutex::default(); locks] }
+        Memory { cells: vec![0; cells], locks: vec![Mutex::default(); locks], conds: vec![] }
+    }
+
+    /// With `n` condition variables.
+    pub fn with_conds(mut self, n: usize) -> Memory {
+        self.conds = vec![VecDeque::new(); n];
+        self
+    }
+
+    /// The threads asleep on `cond`, oldest first.
+    pub fn sleepers(&self, cond: u32) -> impl Iterator<Item = ThreadId> + '_ {
+        self.conds[cond as usize].iter().map(|&(t, _)| t)
     }
 
     pub fn cells(&self) -> &[i64] {
@@ -142,6 +171,7 @@ impl Memory {
     pub fn reset(&mut self) {
         self.cells.iter_mut().for_each(|c| *c = 0);
         self.locks.iter_mut().for_each(|m| *m = Mutex::default());
+        self.conds.iter_mut().for_each(VecDeque::clear);
     }
 
     /// Applies `access` by thread `t`, atomically. Locks are not re-entrant: a holder asking
@@ -203,6 +233,28 @@ impl Memory {
                 let woken = if m.readers.is_empty() { m.hand_over() } else { vec![] };
                 Applied { reply: Some(Reply::Unlocked), woken }
             }
+            Access::Wait { cond, lock } => {
+                let m = &mut self.locks[lock as usize];
+                assert_eq!(m.holder, Some(t), "thread {t} waited on condition {cond} without holding lock {lock}");
+                m.holder = None;
+                self.conds[cond as usize].push_back((t, lock));
+                Applied { reply: None, woken: m.hand_over() }
+            }
+            Access::Notify { cond, all } => {
+                let sleepers = &mut self.conds[cond as usize];
+                let n = if all { sleepers.len() } else { sleepers.len().min(1) };
+                let mut woken = vec![];
+                for (w, lock) in sleepers.drain(..n) {
+                    let m = &mut self.locks[lock as usize];
+                    if m.holder.is_none() && m.readers.is_empty() {
+                        m.holder = Some(w);
+                        woken.push(w);
+                    } else {
+                        m.waiters.push_back(w);
+                    }
+                }
+                Applied { reply: Some(Reply::Notified(n as u32)), woken }
+            }
         }
     }
 
@@ -261,6 +313,7 @@ impl Memory {
             m.waiters.retain(|&w| w != t);
             m.want_shared.retain(|&(w, _)| w != t);
         }
+        self.conds.iter_mut().for_each(|c| c.retain(|&(w, _)| w != t));
     }
 }
 
@@ -524,11 +577,15 @@ impl Cpu {
                 | (Some(Access::Lock(_) | Access::Shared { .. }), Reply::Locked | Reply::Woken)
                 | (Some(Access::TryLock(_)), Reply::Locked | Reply::Busy)
                 | (Some(Access::Unlock(_)), Reply::Unlocked)
+                | (Some(Access::Wait { .. }), Reply::Woken)
+                | (Some(Access::Notify { .. }), Reply::Notified(_))
         );
         if !fits {
             return false;
         }
+        // A wait gave its lock back and holds it again: no change.
         match reply {
+            Reply::Woken if matches!(self.doing, Some(Access::Wait { .. })) => {}
             Reply::Locked | Reply::Woken => self.held += 1,
             Reply::Unlocked => self.held -= 1,
             _ => {}
@@ -546,6 +603,7 @@ impl Cpu {
     /// A badge for the thread's node: the lock it holds or waits for, or the access in flight.
     pub fn badge(&self, v: NodeView) -> NodeView {
         match self.doing {
+            Some(Access::Wait { cond, .. }) => v.badge(format!("sleeps on condition {cond}"), Tone::Neutral),
             _ if self.held > 0 => v.badge("holds a lock", Tone::Warn),
             Some(Access::Lock(l) | Access::Shared { lock: l, .. }) => {
                 v.badge(format!("waits for lock {l}"), Tone::Warn)
@@ -672,6 +730,45 @@ mod tests {
         assert_eq!(m.apply(1, Access::Unlock(0)).woken, vec![2, 4]);
         assert_eq!(m.waiters(0).collect::<Vec<_>>(), vec![3, 5]);
         assert_eq!(m.held_by(0, |t| format!("t{t}")), "its read side held by t2, t4");
+    }
+
+    #[test]
+    fn a_condition_wait_gives_the_lock_back_and_a_notify_queues_the_sleeper_for_it() {
+        let (wait, mut m) = (Access::Wait { cond: 0, lock: 0 }, Memory::new(0, 1).with_conds(2));
+        m.apply(1, Access::Lock(0));
+        m.apply(2, Access::Lock(0));
+        // Thread 1 sleeps: its lock goes to thread 2, who was queued for it.
+        assert_eq!(m.apply(1, wait), Applied { reply: None, woken: vec![2] });
+        m.apply(4, Access::Lock(0));
+        assert_eq!((m.holder(0), m.sleepers(0).collect::<Vec<_>>()), (Some(2), vec![1]));
+        // A notify while the notifier holds the lock: the sleeper queues behind thread 4 (Mesa:
+        // 4 takes the lock first and may take what 1 was woken for).
+        let one = Access::Notify { cond: 0, all: false };
+        assert_eq!(m.apply(2, one), Applied { reply: Some(Reply::Notified(1)), woken: vec![] });
+        assert_eq!(m.waiters(0).collect::<Vec<_>>(), vec![4, 1]);
+        assert_eq!(m.apply(2, Access::Unlock(0)).woken, vec![4]);
+        assert_eq!(m.apply(4, Access::Unlock(0)).woken, vec![1], "woken, holding its lock again");
+        assert_eq!(m.apply(9, Access::Notify { cond: 0, all: true }).reply, Some(Reply::Notified(0)), "nobody asleep");
+        // notify_all wakes every sleeper; with the lock free, the first takes it at once.
+        m.apply(1, Access::Wait { cond: 1, lock: 0 });
+        m.apply(3, Access::Lock(0));
+        m.apply(3, Access::Wait { cond: 1, lock: 0 });
+        let all = m.apply(9, Access::Notify { cond: 1, all: true });
+        assert_eq!(all, Applied { reply: Some(Reply::Notified(2)), woken: vec![1] });
+        assert_eq!((m.holder(0), m.waiters(0).collect::<Vec<_>>()), (Some(1), vec![3]));
+        m.reset();
+        assert_eq!(m.sleepers(0).count() + m.sleepers(1).count(), 0);
+        // The thread's side: a wait keeps its count of locks held; a notify is answered by its count.
+        let mut cpu = Cpu { held: 1, doing: Some(wait), ..Cpu::default() };
+        assert!(!cpu.answered(Reply::Locked) && cpu.answered(Reply::Woken) && cpu.held == 1);
+        cpu.doing = Some(Access::Notify { cond: 0, all: false });
+        assert!(cpu.answered(Reply::Notified(0)));
+    }
+
+    #[test]
+    #[should_panic(expected = "without holding lock 0")]
+    fn waiting_without_the_lock_is_a_bug() {
+        Memory::new(0, 1).with_conds(1).apply(1, Access::Wait { cond: 0, lock: 0 });
     }
 
     #[test]
