@@ -46,7 +46,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
                 Xu, System Design Interview ch. 11.",
             try_this: &[
                 "Play `fanout-on-write`: at 10 s the celebrity's storm puts 10,000 inbox writes in the queue; \
-                 `backlog-bounded` names her post, and staleness p99 climbs to tens of seconds for everyone.",
+                 `backlog-bounded` names her post, and staleness p99 climbs to seconds for everyone's posts.",
                 "Switch to `fanout-on-read`: no backlog and no staleness, but `read-latency` names a reader \
                  following hundreds of accounts whose feed merged hundreds of timelines past the 50 ms bound.",
                 "Switch to `hybrid`: both checks hold; write amplification falls below the mean follower count, \
@@ -70,6 +70,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         ParamSpec::live("timeline_us", "Timeline read", "µs", 10..=10_000, 100, "A read server's time per timeline (inbox or followee) merged into a feed."),
         ParamSpec::live("read_bound_ms", "Read bound", "ms", 1..=1000, 50, "read-latency: a feed must come back within this."),
         ParamSpec::live("backlog_max", "Backlog bound", "writes", 100..=1_000_000, 5000, "backlog-bounded: inbox writes waiting at most this many."),
+        ParamSpec::setup("slow_pct", "Slow fan-out", "%", 100..=1000, 200, "Scheduled fault, 20–25 s: the fan-out workers' writes take this % of their time (100: none)."),
         ParamSpec::setup("storm_pps", "Celebrity storm", "posts/s", 0..=50, 2, "Scheduled fault, 10–15 s: the celebrity posts this many a second."),
     ],
     strategies: &[
@@ -139,23 +140,24 @@ pub struct Users {
     slow: Breach,
 }
 
-/// One job: a post's inboxes `from..from + n` of its author's followers.
+/// One job: `n` of a post's author's followers' inboxes, the next in the author's list.
+#[rustfmt::skip]
 #[derive(Clone, Debug)]
-pub struct Job {
-    post: u64,
-    author: u32,
-    at: Time,
-    from: u32,
-    n: u32,
-}
+pub struct Job { post: u64, at: Time, n: u32 }
 
-/// The fan-out service: its workers and queue, the writes waiting (the backlog) and each
-/// post's still to write, and the backlog check's breach.
+/// The fan-out service: its workers and queue, and its book of what they owe.
 #[derive(Clone, Debug)]
 pub struct Fanout {
     graph: Follows,
     strategy: Strategy,
     station: Station<Job>,
+    book: Book,
+}
+
+/// The writes waiting (the backlog), each post's still to write, posts and writes so far, and
+/// the backlog check's breach.
+#[derive(Clone, Debug, Default)]
+pub struct Book {
     backlog: u64,
     pending: BTreeMap<u64, (u32, u64)>,
     posts: u64,
@@ -173,32 +175,31 @@ pub struct Feeds {
 
 fn build(setup: &Setup) -> Box<dyn Run> {
     let mut sim: Sim<Us> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 200, hi: 1_000 }));
-    let graph = graph(setup.param("users"), setup.param("follows_min"), setup.param("follows_alpha"), setup.param("skew"), setup.seed());
+    let graph = graph(["users", "follows_min", "follows_alpha", "skew"].map(|p| setup.param(p)), setup.seed());
     let [posts, reads] = ["post_rps", "read_rps"].map(|p| OpenLoop::poisson(setup.param(p) as f64));
-    let users = Users { graph: graph.clone(), posts, storm: OpenLoop::poisson(0.0), reads, next_post: 0, slow: Breach::default() };
+    let (storm, slow) = (OpenLoop::poisson(0.0), Breach::default());
+    let users = Users { graph: graph.clone(), posts, storm, reads, next_post: 0, slow };
     assert_eq!(sim.add_node(Us::Users(users)), USERS);
     let strategy = Strategy::from_id(setup.strategy());
     // A worker's job costs its writes (`offer_sized`); the drawn part is the 1 µs floor.
     let station = Station::new(setup.param("workers") as u32, Service::Constant(1));
-    let (backlog, pending, breach) = (0, BTreeMap::new(), Breach::default());
-    let fanout = Fanout { graph: graph.clone(), strategy, station, backlog, pending, posts: 0, writes: 0, behind: breach };
+    let fanout = Fanout { graph: graph.clone(), strategy, station, book: Book::default() };
     assert_eq!(sim.add_node(Us::Fanout(fanout)), FANOUT);
     let station = Station::new(setup.param("read_servers") as u32, Service::Constant(1));
     assert_eq!(sim.add_node(Us::Feeds(Feeds { graph, strategy, station })), FEEDS);
-    // The plan: the celebrity's storm 10–15 s; the fan-out workers twice as slow 20–25 s.
+    // The plan: the celebrity's storm 10–15 s; the fan-out workers slowed (twice as slow) 20–25 s.
     FaultWindow::secs(10, 5).custom(&mut sim, "celebrity-storm", None, setup.param("storm_pps"), 0);
-    FaultWindow::secs(20, 5).custom(&mut sim, "slow-fanout", None, 200, 100);
+    FaultWindow::secs(20, 5).custom(&mut sim, "slow-fanout", None, setup.param("slow_pct"), 100);
     sim.check("read-latency", |w| w.node::<Users>(USERS).slow.now(w.now));
-    sim.check("backlog-bounded", |w| w.node::<Fanout>(FANOUT).behind.now(w.now));
+    sim.check("backlog-bounded", |w| w.node::<Fanout>(FANOUT).book.behind.now(w.now));
     Box::new(sim)
 }
 
 /// The follow graph a setup describes (its own stream of the seed, so the graph is the same
 /// whatever the strategy).
-pub fn graph(users: i64, min: i64, alpha_x100: i64, skew_x100: i64, seed: u64) -> Follows {
-    let counts = Pareto { min: min as f64, alpha: alpha_x100 as f64 / 100.0, cap: FOLLOW_CAP };
-    let popularity = Zipf::new(users as usize, skew_x100 as f64 / 100.0);
-    Follows::build(users as usize, counts, &popularity, &mut Rng::new(seed ^ 0xf0110))
+pub fn graph([users, min, alpha_x100, skew_x100]: [i64; 4], seed: u64) -> Follows {
+    let (counts, n) = (Pareto { min: min as f64, alpha: alpha_x100 as f64 / 100.0, cap: FOLLOW_CAP }, users as usize);
+    Follows::build(n, counts, &Zipf::new(n, skew_x100 as f64 / 100.0), &mut Rng::new(seed ^ 0xf0110))
 }
 
 impl Node for Us {
@@ -216,7 +217,13 @@ impl Node for Us {
         match (self, msg) {
             (Us::Fanout(f), Msg::Post { post, author, at }) => f.post(post, author, at, ctx),
             (Us::Feeds(f), Msg::Read { reader, sent }) => {
-                let timelines = f.timelines(reader, ctx.param("threshold") as u64);
+                // Its inbox, every followee's timeline, or its inbox and its celebrities'.
+                let r = reader as usize;
+                let timelines = match f.strategy {
+                    Strategy::Push => 1,
+                    Strategy::Pull => f.graph.followees(r).len() as u32,
+                    Strategy::Hybrid => 1 + f.graph.celebrities_followed(r, ctx.param("threshold") as u64) as u32,
+                };
                 let cost = timelines as Micros * ctx.param("timeline_us") as Micros;
                 _ = f.station.offer_sized((reader, timelines, sent), cost, ctx, Timer::Served);
             }
@@ -226,10 +233,9 @@ impl Node for Us {
                 ctx.observe("timelines", timelines as u64);
                 if took > ctx.param_ms("read_bound_ms") {
                     let follows = u.graph.followees(reader as usize).len();
-                    let why = format!(
-                        "user {reader} (follows {follows}) waited {} ms for a feed merging {timelines} timelines",
-                        took / MICROS_PER_MS
-                    );
+                    let ms = took / MICROS_PER_MS;
+                    let why =
+                        format!("user {reader} (follows {follows}) waited {ms} ms for {timelines} timelines merged");
                     u.slow.record(why, ctx.truth());
                 }
             }
@@ -240,11 +246,10 @@ impl Node for Us {
     fn on_timer(&mut self, timer: Timer, ctx: &mut Ctx<Self>) {
         match (self, timer) {
             (Us::Users(u), t @ (Timer::Post | Timer::Storm)) => {
-                let author = match t {
-                    Timer::Storm => CELEBRITY,
-                    _ => ctx.rng().below(u.graph.users() as u64) as u32,
+                let (source, author) = match t {
+                    Timer::Storm => (&mut u.storm, CELEBRITY),
+                    _ => (&mut u.posts, ctx.rng().below(u.graph.users() as u64) as u32),
                 };
-                let source = if matches!(t, Timer::Storm) { &mut u.storm } else { &mut u.posts };
                 source.on_timer(ctx, t);
                 u.next_post += 1;
                 ctx.send(FANOUT, Msg::Post { post: u.next_post, author, at: ctx.now() });
@@ -271,7 +276,7 @@ impl Node for Us {
             Us::Fanout(f) => {
                 let lost: u64 = f.station.crash(ctx).iter().map(|j| j.n as u64).sum();
                 ctx.count("writes_lost", lost as i64);
-                (f.backlog, f.pending) = (0, BTreeMap::new());
+                (f.book.backlog, f.book.pending) = (0, BTreeMap::new());
                 ctx.gauge("backlog", 0);
             }
             Us::Feeds(f) => _ = f.station.crash(ctx),
@@ -313,10 +318,10 @@ impl Node for Us {
                 .badge_if(!u.storm.is_parked(), format!("celebrity storm: {:.0}/s", u.storm.rate_per_s()), Tone::Warn)
                 .badge_if(u.slow.latest().is_some(), u.slow.latest().unwrap_or_default(), Tone::Bad),
             Us::Fanout(f) => NodeView::new(NodeKind::Worker, 1, "fan-out workers")
-                .badge(format!("{} posts fanning out", f.pending.len()), Tone::Neutral)
-                .badge_if(f.behind.latest().is_some(), f.behind.latest().unwrap_or_default(), Tone::Bad)
+                .badge(format!("{} posts fanning out", f.book.pending.len()), Tone::Neutral)
+                .badge_if(f.book.behind.latest().is_some(), f.book.behind.latest().unwrap_or_default(), Tone::Bad)
                 .gauge("workers busy", f.station.busy() as i64, f.station.servers() as i64)
-                .gauge("backlog (writes)", f.backlog as i64, 20_000),
+                .gauge("backlog (writes)", f.book.backlog as i64, 20_000),
             Us::Feeds(f) => NodeView::new(NodeKind::Store, 2, "feed read servers")
                 .gauge("servers busy", f.station.busy() as i64, f.station.servers() as i64)
                 .gauge("queue", f.station.queue_len() as i64, 1000),
@@ -341,15 +346,15 @@ impl Fanout {
             Strategy::Pull => false,
             Strategy::Hybrid => followers <= ctx.param("threshold") as u64,
         };
-        self.posts += 1;
+        self.book.posts += 1;
         if pushed && followers > 0 {
-            self.writes += followers;
-            self.backlog += followers;
-            self.pending.insert(post, (author, followers));
+            self.book.writes += followers;
+            self.book.backlog += followers;
+            self.book.pending.insert(post, (author, followers));
             let cost = ctx.param("write_us") as Micros;
             for from in (0..followers as usize).step_by(BATCH) {
                 let n = BATCH.min(followers as usize - from) as u32;
-                let job = Job { post, author, at, from: from as u32, n };
+                let job = Job { post, at, n };
                 _ = self.station.offer_sized(job, n as Micros * cost, ctx, Timer::Fanned);
             }
         } else {
@@ -357,7 +362,7 @@ impl Fanout {
         }
         ctx.count("posts", 1);
         ctx.count("inbox_writes", if pushed { followers as i64 } else { 0 });
-        ctx.gauge("amplification_milli", (self.writes * 1000 / self.posts) as i64);
+        ctx.gauge("amplification_milli", (self.book.writes * 1000 / self.book.posts) as i64);
         self.judge(ctx);
     }
 
@@ -365,13 +370,12 @@ impl Fanout {
     fn fanned(&mut self, slot: Slot, ctx: &mut Ctx<Us>) {
         let Some(done) = self.station.done(slot, ctx, Timer::Fanned) else { return };
         let job = done.job;
-        debug_assert!(job.from as usize + job.n as usize <= self.graph.followers_of(job.author as usize).len());
         ctx.observe("staleness_us", ctx.now().since(job.at));
-        self.backlog -= job.n as u64;
-        if let Some((_, left)) = self.pending.get_mut(&job.post) {
+        self.book.backlog -= job.n as u64;
+        if let Some((_, left)) = self.book.pending.get_mut(&job.post) {
             *left -= job.n as u64;
             if *left == 0 {
-                self.pending.remove(&job.post);
+                self.book.pending.remove(&job.post);
             }
         }
         self.judge(ctx);
@@ -379,28 +383,138 @@ impl Fanout {
 
     /// The backlog against its bound, naming the post with the most inboxes still to write.
     fn judge(&mut self, ctx: &mut Ctx<Us>) {
-        ctx.gauge("backlog", self.backlog as i64);
-        if self.backlog <= ctx.param("backlog_max") as u64 {
+        ctx.gauge("backlog", self.book.backlog as i64);
+        if self.book.backlog <= ctx.param("backlog_max") as u64 {
             return;
         }
-        let Some((post, (author, left))) = self.pending.iter().max_by_key(|(_, (_, left))| *left) else { return };
+        let Some((post, (author, left))) = self.book.pending.iter().max_by_key(|(_, (_, left))| *left) else { return };
         let followers = self.graph.followers(*author as usize);
         let why = format!(
             "{} inbox writes waiting; post #{post} by user {author} ({followers} followers) has {left} to go",
-            self.backlog
+            self.book.backlog
         );
-        self.behind.record(why, ctx.truth());
+        self.book.behind.record(why, ctx.truth());
     }
 }
 
-impl Feeds {
-    /// Timelines a read merges: its inbox, every followee's, or its inbox and its celebrities'.
-    fn timelines(&self, reader: u32, threshold: u64) -> u32 {
-        let r = reader as usize;
-        match self.strategy {
-            Strategy::Push => 1,
-            Strategy::Pull => self.graph.followees(r).len() as u32,
-            Strategy::Hybrid => 1 + self.graph.celebrities_followed(r, threshold) as u32,
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parts::testing::{failed_at, run_sampled, samples};
+
+    fn recipe(strategy: &str, seed: u64) -> Recipe {
+        Recipe::new("feed-fanout", strategy, seed)
+    }
+
+    fn run(recipe: &Recipe, secs: u64) -> Box<dyn Run> {
+        run_sampled(&SPEC, recipe, secs, &[]).0
+    }
+
+    fn default_graph(seed: u64) -> Follows {
+        graph([10_000, 10, 130, 45], seed)
+    }
+
+    #[test]
+    fn the_celebrity_is_the_seeds_share_of_users() {
+        // S3: 50M followers of 500M users, 10%. Zipf s = 0.45 over 10,000 users with ~35
+        // follows each gives user 0 about that share, and the scale badge says what it stands for.
+        for seed in 1..=5 {
+            let g = default_graph(seed);
+            let share = g.followers(0) as f64 / g.users() as f64;
+            assert!((0.08..0.12).contains(&share), "seed {seed}: {share}");
+            assert!(scale(&g).starts_with("1 user : 50000 real; celebrity "), "{}", scale(&g));
+        }
+    }
+
+    #[test]
+    fn try_fanout_on_write_buries_the_workers_under_the_celebritys_storm() {
+        // Step 1: ten posts of ~1,000 inboxes in 10–15 s, at workers with 2,000 writes/s of
+        // which normal posts take ~1,400: the bound (5,000) falls soon after 10 s.
+        for seed in 1..=5 {
+            let r = run(&recipe("fanout-on-write", seed), 30);
+            let (t, why) = failed_at(r.as_ref(), "backlog-bounded").expect("a backlog");
+            assert!((10.0..16.0).contains(&t) && why.contains("by user 0 ("), "seed {seed}: {t} {why}");
+            assert!(failed_at(r.as_ref(), "read-latency").is_none(), "seed {seed}");
+            let stale = samples(r.as_ref(), "stale_p99", 15.0, 25.0).into_iter().fold(0.0, f64::max);
+            assert!(stale > 2_000_000.0, "seed {seed}: staleness p99 {stale} µs");
+        }
+    }
+
+    #[test]
+    fn try_fanout_on_read_keeps_heavy_followers_waiting() {
+        // Step 2: one reader in 160 follows 500+ accounts (P = (10/500)^1.3), and 500
+        // timelines at 100 µs are 50 ms before any queueing: 6 such reads a second.
+        for seed in 1..=5 {
+            let r = run(&recipe("fanout-on-read", seed), 10);
+            let (t, why) = failed_at(r.as_ref(), "read-latency").expect("a slow read");
+            let follows: usize =
+                why.split("(follows ").nth(1).and_then(|s| s.split(')').next()).unwrap().parse().unwrap();
+            assert!(t < 5.0 && follows >= 250, "seed {seed}: {t} {why}");
+            assert!(failed_at(r.as_ref(), "backlog-bounded").is_none());
+            assert_eq!(r.metrics().gauge("backlog"), 0);
+        }
+    }
+
+    #[test]
+    fn try_the_hybrid_holds_and_writes_less_than_the_mean_follower_count() {
+        // Step 3: celebrities' posts are not pushed, so a post costs the mean followers of
+        // non-celebrities; a read merges its inbox and at most the few users above 500 followers.
+        for seed in 1..=8 {
+            let r = run(&recipe("hybrid", seed), 30);
+            assert!(failed_at(r.as_ref(), "read-latency").is_none(), "seed {seed}");
+            assert!(failed_at(r.as_ref(), "backlog-bounded").is_none(), "seed {seed}");
+            let g = default_graph(seed);
+            let celebrities = (0..g.users()).filter(|&u| g.followers(u) > 500).count();
+            let amplification = r.metrics().gauge("amplification_milli") as f64 / 1000.0;
+            assert!(amplification < g.mean_followers(), "seed {seed}: {amplification}");
+            let most = r.metrics().histogram("timelines").expect("reads").max();
+            assert!(most <= 1 + celebrities as u64 && celebrities <= 20, "seed {seed}: {most} of {celebrities}");
+        }
+    }
+
+    #[test]
+    fn try_a_threshold_above_the_celebrity_pushes_her_storm_again() {
+        // Step 4: at 5,000 followers no one is a celebrity; the hybrid is fan-out on write.
+        let r = run(&recipe("hybrid", 1).with_param("threshold", 5000), 30);
+        let (t, why) = failed_at(r.as_ref(), "backlog-bounded").expect("a backlog");
+        assert!((10.0..16.0).contains(&t) && why.contains("by user 0 ("), "{t} {why}");
+    }
+
+    #[test]
+    fn write_amplification_is_the_mean_follower_count() {
+        // Posts by uniform users, no storm: each costs its author's followers, whose mean over
+        // users is the graph's mean in-degree. Followers' spread is heavy (σ ≈ 50 from the
+        // head), so a run's ~1,200 posts give ±1.4; 10 runs pooled ±0.5 of ~35, within 5%.
+        let (mut writes, mut posts, mut want) = (0, 0, 0.0);
+        for seed in 1..=10 {
+            let r = run(&recipe("fanout-on-write", seed).with_param("storm_pps", 0), 30);
+            let n = r.metrics().counter("posts");
+            (writes, posts) = (writes + r.metrics().counter("inbox_writes"), posts + n);
+            want += n as f64 * default_graph(seed).mean_followers();
+        }
+        let (got, want) = (writes as f64 / posts as f64, want / posts as f64);
+        assert!((got - want).abs() < 0.05 * want, "{got} writes a post, mean followers {want}");
+    }
+
+    #[test]
+    fn the_backlog_drains_at_the_workers_rate() {
+        // Drain time = backlog / (workers / write time): with no other posts and 2 workers at
+        // 2.5 ms a write (800/s) the storm's backlog at 15 s empties B/800 s later. Jobs of 100
+        // writes (125 ms apart per worker pair) and 250 ms samples: within 0.4 s.
+        for seed in 1..=3 {
+            let rec = recipe("fanout-on-write", seed)
+                .with_param("post_rps", 0)
+                .with_param("write_us", 2500)
+                .with_param("slow_pct", 100);
+            let r = run(&rec, 40);
+            let at15 = samples(r.as_ref(), "backlog", 15.0, 15.1)[0];
+            let series = samples(r.as_ref(), "backlog", 15.0, 40.0);
+            let empty = 15.0 + series.iter().position(|&b| b == 0.0).expect("drained") as f64 * 0.25;
+            let want = 15.0 + at15 / 800.0;
+            assert!(
+                at15 > 500.0 && (empty - want).abs() <= 0.4,
+                "seed {seed}: {at15} left, empty at {empty}, want {want}"
+            );
         }
     }
 }
