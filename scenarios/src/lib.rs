@@ -92,6 +92,7 @@ registry! {
     deployment::config_rollout,
     data::chunked_upload,
     data::url_shortener,
+    data::feed_fanout,
 }
 
 /// Looks a scenario up by its id.

@@ -30,6 +30,7 @@ pub mod eventstore;
 pub mod fair;
 pub mod flags;
 pub mod flight;
+pub mod follows;
 pub mod gossip;
 pub mod hedge;
 pub mod interleaving;
