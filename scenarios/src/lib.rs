@@ -91,6 +91,7 @@ registry! {
     deployment::config_rollout,
     data::chunked_upload,
     data::url_shortener,
+    data::n_plus_one,
 }
 
 /// Looks a scenario up by its id.

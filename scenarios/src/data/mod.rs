@@ -1,6 +1,7 @@
 //! Data and scale: patterns whose trouble grows with fan-out, data size and traffic.
 
 pub mod chunked_upload;
+pub mod n_plus_one;
 pub mod noisy_neighbor;
 pub mod pagination;
 pub mod scatter_gather;
