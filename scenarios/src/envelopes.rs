@@ -586,6 +586,16 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
             "",
         ),
     ),
+    (
+        "n-plus-one",
+        Envelope::new(
+            &["drift", "skew", "slow-disk"],
+            "A request needs every one of its queries: a crash, pause, partition or lost message fails or stalls \
+            the requests in flight (a query unanswered in 5 s fails its request), past the 1% the p99 check allows; a \
+            big enough traffic spike or slow database saturates even one query per level, and a link latency spike \
+            adds its delay once per nesting level.",
+        ),
+    ),
 ];
 
 /// The envelope `id` declares (empty if it declares none).

@@ -93,6 +93,7 @@ registry! {
     data::chunked_upload,
     data::url_shortener,
     data::feed_fanout,
+    data::n_plus_one,
 }
 
 /// Looks a scenario up by its id.

@@ -2,6 +2,7 @@
 
 pub mod chunked_upload;
 pub mod feed_fanout;
+pub mod n_plus_one;
 pub mod noisy_neighbor;
 pub mod pagination;
 pub mod scatter_gather;

@@ -39,6 +39,7 @@ pub mod judge;
 pub mod keyed;
 pub mod lease;
 pub mod limit;
+pub mod loader;
 pub mod lock;
 pub mod logins;
 pub mod metered;
