@@ -65,6 +65,7 @@ pub mod sampler;
 pub mod sessions;
 pub mod shortcode;
 pub mod sketch;
+pub mod sketches;
 pub mod snowflake;
 pub mod spread;
 pub mod sprt;
