@@ -91,6 +91,7 @@ registry! {
     deployment::config_rollout,
     data::chunked_upload,
     data::url_shortener,
+    data::sliding_window_analytics,
 }
 
 /// Looks a scenario up by its id.

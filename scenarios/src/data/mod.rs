@@ -4,5 +4,6 @@ pub mod chunked_upload;
 pub mod noisy_neighbor;
 pub mod pagination;
 pub mod scatter_gather;
+pub mod sliding_window_analytics;
 pub mod token_revocation;
 pub mod url_shortener;
