@@ -3,10 +3,10 @@
 use crate::parts::arrivals::{OpenLoop, Zipf};
 use crate::parts::degraded::FaultWindow;
 use crate::parts::ring::mix;
-use crate::parts::sketches::{CountMin, HyperLogLog, Ring, TopK};
+use crate::parts::sketches::{CountMin, HyperLogLog, KeyedLog, Ring, TopK};
 use crate::parts::strategies::strategies;
 use faultline_core::*;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 // A table, an entry a line or two: rustfmt would give every argument a line of its own.
 #[rustfmt::skip]
@@ -112,22 +112,17 @@ const COUNT_BYTES: u64 = 12;
 /// A per-user ring's overhead besides its counters: the key and its head bucket.
 const RING_USER_BYTES: u64 = 16;
 
+#[rustfmt::skip] // A variant a line would be longer than the types.
 #[derive(Clone, Debug, Label)]
-pub enum Msg {
-    Event(u32),
-}
+pub enum Msg { Event(u32) }
 
+#[rustfmt::skip]
 #[derive(Clone, Debug, Label)]
-pub enum Timer {
-    Arrive,
-    Query,
-}
+pub enum Timer { Arrive, Query }
 
+#[rustfmt::skip]
 #[derive(Clone, Debug, Holds)]
-pub enum Swa {
-    Source(Source),
-    Counter(Box<Counter>),
-}
+pub enum Swa { Source(Source), Counter(Box<Counter>) }
 
 #[derive(Clone, Debug)]
 pub struct Source {
@@ -136,15 +131,12 @@ pub struct Source {
 }
 
 /// The counter keeps all three structures (so a switch acts at once) and the truth apart.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Counter {
     counting: Counting,
-    window_us: Micros,
     bucket_us: Micros,
     /// The truth, in true time: the window's events and each user's count in it.
-    log: VecDeque<(Time, u32)>,
-    truth: Vec<u32>,
-    distinct: u64,
+    log: KeyedLog,
     /// Per-user rings of bucket counters (the users with any count in them).
     rings: BTreeMap<u32, Ring<u32>>,
     /// A count-min and a HyperLogLog per bucket; the count-min's sum over the ring.
@@ -158,15 +150,10 @@ pub struct Counter {
     error_breach: Breach,
 }
 
+/// Bytes held and the budget, the largest error and the allowed, distinct users, recall %.
+#[rustfmt::skip]
 #[derive(Clone, Debug, Default)]
-struct Refresh {
-    bytes: u64,
-    budget: u64,
-    max_error: u64,
-    allowed: u64,
-    distinct: f64,
-    recall_pct: u64,
-}
+struct Refresh { bytes: u64, budget: u64, max_error: u64, allowed: u64, distinct: f64, recall_pct: u64 }
 
 fn sim(setup: &Setup) -> Sim<Swa> {
     let mut sim: Sim<Swa> = Sim::new(setup, Link::with_latency(Latency::Uniform { lo: 200, hi: 800 }));
@@ -180,19 +167,13 @@ fn sim(setup: &Setup) -> Sim<Swa> {
     let total = CountMin::new(w, d, seed);
     let counter = Counter {
         counting: Counting::from_id(setup.strategy()),
-        window_us,
         bucket_us: (window_us / b as Micros).max(1),
-        log: VecDeque::new(),
-        truth: Vec::new(),
-        distinct: 0,
-        rings: BTreeMap::new(),
+        log: KeyedLog::new(window_us),
         cms: Ring::new(vec![total.clone(); b]),
         total,
         hll: Ring::new(vec![HyperLogLog::new(setup.param("hll_bits") as u32, seed); b]),
         top: TopK::new(setup.param("top_k") as usize),
-        last: Refresh::default(),
-        memory_breach: Breach::default(),
-        error_breach: Breach::default(),
+        ..Counter::default()
     };
     sim.add_node(Swa::Counter(Box::new(counter)));
     let (at, len) = (setup.param("surge_at"), setup.param("surge_len"));
@@ -294,28 +275,10 @@ impl Counter {
         self.top.refresh(|u| total.estimate(u));
     }
 
-    /// Drops the truth's events that left the window `(now − W, now]` (true time).
-    fn expire(&mut self, now: Time) {
-        while let Some(&(t, u)) = self.log.front() {
-            if t.micros() + self.window_us > now.micros() {
-                break;
-            }
-            self.log.pop_front();
-            self.truth[u as usize] -= 1;
-            self.distinct -= (self.truth[u as usize] == 0) as u64;
-        }
-    }
-
     fn ingest(&mut self, user: u32, ctx: &mut Ctx<Swa>) {
         ctx.count("events", 1);
         let now = ctx.truth();
-        self.expire(now);
-        if self.truth.len() <= user as usize {
-            self.truth.resize(user as usize + 1, 0);
-        }
-        self.log.push_back((now, user));
-        self.truth[user as usize] += 1;
-        self.distinct += (self.truth[user as usize] == 1) as u64;
+        self.log.push(now, user);
         self.advance(ctx);
         let (head, slots) = (self.cms.head(), self.cms.slots().len());
         let ring = self.rings.entry(user).or_insert_with(|| Ring::new(vec![0; slots]));
@@ -330,7 +293,7 @@ impl Counter {
     /// The strategy's count of `user`.
     fn estimate(&self, user: u32) -> u64 {
         match self.counting {
-            Counting::ExactLog => self.truth.get(user as usize).map_or(0, |&c| c as u64),
+            Counting::ExactLog => self.log.count(user),
             Counting::Ring => self.rings.get(&user).map_or(0, |r| r.slots().iter().map(|&s| s as u64).sum()),
             Counting::CountMin => self.total.estimate(user as u64),
         }
@@ -340,9 +303,8 @@ impl Counter {
     fn memory(&self) -> (u64, String) {
         match self.counting {
             Counting::ExactLog => {
-                let heavy = self.truth.iter().enumerate().max_by_key(|&(u, &c)| (c, std::cmp::Reverse(u)));
-                let (u, c) = heavy.map_or((0, 0), |(u, &c)| (u, c));
-                let bytes = self.log.len() as u64 * LOG_ENTRY_BYTES + self.distinct * COUNT_BYTES;
+                let (u, c) = self.log.heaviest();
+                let bytes = self.log.len() * LOG_ENTRY_BYTES + self.log.distinct() * COUNT_BYTES;
                 (bytes, format!("the log holds {} events (user {u} alone {c} of them)", self.log.len()))
             }
             Counting::Ring => {
@@ -361,12 +323,12 @@ impl Counter {
     /// The dashboard's refresh: every user's count, the distinct users and the top K, judged.
     fn refresh(&mut self, ctx: &mut Ctx<Swa>) {
         let now = ctx.truth();
-        self.expire(now);
+        self.log.expire(now);
         self.advance(ctx);
-        let n = self.log.len() as u64;
+        let n = self.log.len();
         let allowed = n * ctx.param("tolerance_bp") as u64 / 10_000;
-        let worst = (0..self.truth.len() as u32)
-            .map(|u| (u, self.truth[u as usize] as u64, self.estimate(u)))
+        let worst = (0..self.log.counts().len() as u32)
+            .map(|u| (u, self.log.count(u), self.estimate(u)))
             .max_by_key(|&(u, t, e)| (t.abs_diff(e), std::cmp::Reverse(u)));
         let (user, truth, est) = worst.unwrap_or((0, 0, 0));
         let max_error = truth.abs_diff(est);
@@ -383,7 +345,7 @@ impl Counter {
             self.memory_breach.record(format!("{} KB over the {} KB budget: {what}", bytes / 1024, budget / 1024), now);
         }
         let distinct = match self.counting {
-            Counting::ExactLog => self.distinct as f64,
+            Counting::ExactLog => self.log.distinct() as f64,
             Counting::Ring => self.rings.len() as f64,
             Counting::CountMin => {
                 let mut union = self.hll.slots()[0].clone();
@@ -392,7 +354,8 @@ impl Counter {
             }
         };
         let recall_pct = self.recall_pct(ctx.param("top_k") as usize);
-        let distinct_err_bp = if self.distinct == 0 { 0.0 } else { (distinct / self.distinct as f64 - 1.0) * 10_000.0 };
+        let true_distinct = self.log.distinct().max(1) as f64;
+        let distinct_err_bp = (distinct / true_distinct - 1.0) * 10_000.0 * (self.log.distinct() > 0) as u8 as f64;
         ctx.gauge("memory_kb", (bytes / 1024) as i64);
         ctx.gauge("max_error", max_error as i64);
         ctx.gauge("allowed", allowed as i64);
@@ -404,7 +367,7 @@ impl Counter {
 
     /// The share of the strategy's top K whose true count reaches the true K-th largest.
     fn recall_pct(&self, k: usize) -> u64 {
-        let mut truth: Vec<u64> = self.truth.iter().map(|&c| c as u64).filter(|&c| c > 0).collect();
+        let mut truth: Vec<u64> = self.log.counts().iter().map(|&c| c as u64).filter(|&c| c > 0).collect();
         if truth.is_empty() {
             return 100;
         }
@@ -415,12 +378,12 @@ impl Counter {
             Counting::CountMin => self.top.top().into_iter().map(|(u, _)| u).take(k).collect(),
             _ => {
                 let mut all: Vec<(u64, u64)> =
-                    (0..self.truth.len() as u32).map(|u| (u as u64, self.estimate(u))).collect();
+                    (0..self.log.counts().len() as u32).map(|u| (u as u64, self.estimate(u))).collect();
                 all.sort_by_key(|&(u, e)| (std::cmp::Reverse(e), u));
                 all.into_iter().take(k).map(|(u, _)| u).collect()
             }
         };
-        let hits = top.iter().filter(|&&u| self.truth.get(u as usize).is_some_and(|&c| c as u64 >= kth)).count();
+        let hits = top.iter().filter(|&&u| self.log.count(u as u32) >= kth).count();
         (hits * 100 / k) as u64
     }
 
@@ -431,7 +394,7 @@ impl Counter {
         NodeView::new(NodeKind::Database, 1, "counter")
             .badge(format!("{} KB held", r.bytes / 1024), tone(over_mem))
             .badge(format!("max error {} (allowed {})", r.max_error, r.allowed), tone(over_err))
-            .badge(format!("≈ {:.0} users (true {})", r.distinct, self.distinct), Tone::Neutral)
+            .badge(format!("≈ {:.0} users (true {})", r.distinct, self.log.distinct()), Tone::Neutral)
             .badge(format!("top-K recall {}%", r.recall_pct), tone(r.recall_pct < 80))
             .gauge("memory (KB)", (r.bytes / 1024) as i64, (r.budget / 1024).max(r.bytes / 1024) as i64)
             .badge_if(over_mem, self.memory_breach.latest().unwrap_or(""), Tone::Bad)

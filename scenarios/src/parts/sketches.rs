@@ -18,13 +18,14 @@
 //! reproducible and two runs' collisions differ.
 
 use crate::parts::ring::mix;
-use std::collections::BTreeMap;
+use faultline_core::{Micros, Time};
+use std::collections::{BTreeMap, VecDeque};
 
 /// The bytes of one count-min counter (a u32).
 pub const COUNTER_BYTES: u64 = 4;
 
 /// A count-min sketch: `depth` rows of `width` u32 counters, a row hash each.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct CountMin {
     width: usize,
     seeds: Vec<u64>,
@@ -98,7 +99,7 @@ impl CountMin {
 }
 
 /// A HyperLogLog of `2^p` one-byte registers.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct HyperLogLog {
     p: u32,
     seed: u64,
@@ -216,7 +217,7 @@ impl TopK {
 /// A ring of `B` slots, one per time bucket: the slots of the last B buckets, the newest being
 /// the one `advance` was last called with. Moving on clears the slots of the buckets that fell
 /// out (the caller's `clear` gets each before it is reused).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Ring<S> {
     slots: Vec<S>,
     /// The newest bucket's index (time / bucket length).
@@ -257,6 +258,74 @@ impl<S> Ring<S> {
     /// Every slot, to empty them all (a crash) without moving the head.
     pub fn slots_mut(&mut self) -> &mut [S] {
         &mut self.slots
+    }
+}
+
+/// An exact sliding log of keyed events (dense keys): every event of the window `(now − W, now]`
+/// with its time, and each key's count in it — exact, at memory ∝ events in the window.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KeyedLog {
+    window_us: Micros,
+    log: VecDeque<(Time, u32)>,
+    counts: Vec<u32>,
+    distinct: u64,
+}
+
+impl KeyedLog {
+    pub fn new(window_us: Micros) -> KeyedLog {
+        KeyedLog { window_us, ..KeyedLog::default() }
+    }
+
+    /// Drops the events that left the window at `now`.
+    pub fn expire(&mut self, now: Time) {
+        while let Some(&(t, k)) = self.log.front() {
+            if t.micros() + self.window_us > now.micros() {
+                break;
+            }
+            self.log.pop_front();
+            self.counts[k as usize] -= 1;
+            self.distinct -= (self.counts[k as usize] == 0) as u64;
+        }
+    }
+
+    /// An event of `key` at `now` (after expiring the old ones).
+    pub fn push(&mut self, now: Time, key: u32) {
+        self.expire(now);
+        if self.counts.len() <= key as usize {
+            self.counts.resize(key as usize + 1, 0);
+        }
+        self.log.push_back((now, key));
+        self.counts[key as usize] += 1;
+        self.distinct += (self.counts[key as usize] == 1) as u64;
+    }
+
+    /// Events in the window.
+    pub fn len(&self) -> u64 {
+        self.log.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.log.is_empty()
+    }
+
+    /// Each key's count, by key (keys never seen are absent at the end).
+    pub fn counts(&self) -> &[u32] {
+        &self.counts
+    }
+
+    pub fn count(&self, key: u32) -> u64 {
+        self.counts.get(key as usize).map_or(0, |&c| c as u64)
+    }
+
+    /// Keys with an event in the window.
+    pub fn distinct(&self) -> u64 {
+        self.distinct
+    }
+
+    /// The key with the most events in the window (the smallest such), and its count.
+    pub fn heaviest(&self) -> (u32, u64) {
+        let top = self.counts.iter().enumerate().max_by_key(|&(k, &c)| (c, std::cmp::Reverse(k)));
+        top.map_or((0, 0), |(k, &c)| (k as u32, c as u64))
     }
 }
 
@@ -389,6 +458,18 @@ mod tests {
             assert!(found >= 9, "seed {seed}: {found} of 10");
             assert_eq!(top.top().len(), 10);
         }
+    }
+
+    #[test]
+    fn a_keyed_log_counts_exactly_the_window() {
+        let mut log = KeyedLog::new(10);
+        [(1, 3), (2, 3), (5, 0), (11, 3), (12, 0)].into_iter().for_each(|(t, k)| log.push(Time(t), k));
+        // (2, 12]: the event at 1 left; at 15 only those after 5 are left.
+        assert_eq!((log.len(), log.count(3), log.count(0), log.distinct(), log.heaviest()), (4, 2, 2, 2, (0, 2)));
+        log.expire(Time(15));
+        assert_eq!((log.len(), log.count(3), log.count(0), log.distinct()), (2, 1, 1, 2));
+        log.expire(Time(30));
+        assert!(log.is_empty() && log.distinct() == 0);
     }
 
     #[test]
