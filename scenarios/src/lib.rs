@@ -94,6 +94,7 @@ registry! {
     data::url_shortener,
     data::feed_fanout,
     data::n_plus_one,
+    data::sliding_window_analytics,
 }
 
 /// Looks a scenario up by its id.

@@ -6,5 +6,6 @@ pub mod n_plus_one;
 pub mod noisy_neighbor;
 pub mod pagination;
 pub mod scatter_gather;
+pub mod sliding_window_analytics;
 pub mod token_revocation;
 pub mod url_shortener;

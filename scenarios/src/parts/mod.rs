@@ -69,6 +69,7 @@ pub mod sessions;
 pub mod shortcode;
 pub mod shutdown;
 pub mod sketch;
+pub mod sketches;
 pub mod snowflake;
 pub mod spread;
 pub mod sprt;
