@@ -8,7 +8,6 @@ use crate::parts::strategies::strategies;
 use faultline_core::*;
 use std::collections::BTreeMap;
 
-// A table, an entry a line or two: rustfmt would give every argument a line of its own.
 #[rustfmt::skip]
 pub static SPEC: ScenarioSpec = ScenarioSpec {
     info: Info {
@@ -81,11 +80,8 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         FaultSpec::node("surge", "Event surge", "Events at this many times their rate (1 ends it).").value("×", 1..=100, 3),
     ],
     checks: &[
-        CheckSpec::new("memory-budget", "Memory within the budget",
-            "At each dashboard refresh the strategy's structures hold no more than the memory budget. Names what fills it."),
-        CheckSpec::new("counts-within-error", "Every count within the tolerance",
-            "At each refresh every user's count is within the tolerance × N of its true count over the window (N: the \
-             window's events). Names the user furthest off."),
+        CheckSpec::new("memory-budget", "Memory within the budget", "At each dashboard refresh the strategy's structures hold no more than the memory budget. Names what fills it."),
+        CheckSpec::new("counts-within-error", "Every count within the tolerance", "At each refresh every user's count is within the tolerance × N of its true count over the window (N: the window's events). Names the user furthest off."),
     ],
     metrics: &[
         MetricSpec::new("memory", "Memory held", "KB", Measure::Gauge("memory_kb")),
