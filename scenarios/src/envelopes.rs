@@ -185,6 +185,15 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
         ),
     ),
     (
+        "sliding-window-analytics",
+        Envelope::new(
+            &["slow-disk"],
+            "Not explored yet, reasoned: the counter keeps nothing on disk, so a slow disk changes nothing; a crash \
+            empties its structures while the truth is kept apart, clock skew or drift moves its buckets against the \
+            true window, and lost or delayed events make its counts differ from the truth the dashboard judges.",
+        ),
+    ),
+    (
         "token-revocation",
         Envelope::new(
             &["latency", "loss", "pause", "slow-disk", "steal-refresh"],
@@ -476,6 +485,25 @@ pub static ENVELOPES: &[(&str, Envelope)] = &[
             lock again (locks are not re-entrant) it waits on itself, and with ordered locks it may hold one out of \
             order — a deadlock no strategy prevents (as a plain mutex's would). Every other fault can stall a round \
             (a lost access leaves its thread waiting for memory) but neither breaks the audit nor closes a cycle.",
+        ),
+    ),
+    (
+        "bounded-queue",
+        Envelope::new(
+            &["drift", "sigterm", "skew", "slow-disk"],
+            "A graceful shutdown drains only if the process can run: anything that stalls a thread inside the \
+            queue's lock or loses its accesses during a drain — crashed, paused or descheduled holding it, its \
+            accesses delayed, lost or cut off, or a preemption storm that stretches every step — keeps the queue \
+            from emptying before the kill, and what is queued is lost (swarm --explore, 20 seeds: 8–20 of 20 break).",
+        ),
+    ),
+    (
+        "feed-fanout",
+        Envelope::new(
+            &["slow-disk"],
+            "Not explored yet, reasoned: the model keeps nothing on disk, so a slow disk changes nothing; a crash, \
+            pause, partition or lost message stops fan-out writes or reads in flight, and latency or clock faults \
+            move the read latency and staleness the checks judge.",
         ),
     ),
     (

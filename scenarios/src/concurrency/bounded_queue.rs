@@ -97,8 +97,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
 
 strategies!(SPEC, Plan { Unbounded, BoundedIf, Abort, Reject, Blocking });
 
-/// An item's value: its producer (from 1) times this, plus its number in the round (from 1);
-/// 0 is a slot never written.
+/// An item: its producer (from 1) times this, plus its number in the round (from 1); 0 is none.
 const PER_PRODUCER: i64 = 1_000_000_000;
 
 #[derive(Clone, Debug, Label)]
@@ -183,6 +182,8 @@ impl Node for Bq {
 
     fn on_message(&mut self, from: NodeId, msg: Msg, ctx: &mut Ctx<Self>) {
         match self {
+            // The queue's lock, handed to the main thread for its close.
+            Bq::Main(m) if matches!(msg, Msg::Reply { round, .. } if m.r.current(round)) => m.close(ctx),
             Bq::Main(m) => rounds::to_main(m, from, msg, ctx),
             Bq::Thread(t) => rounds::to_worker(t, msg, ctx),
         }
@@ -274,15 +275,25 @@ impl Main {
         self.r.breach.record(format!("round {}: {wrong}", self.r.round), ctx.truth());
     }
 
-    /// SIGTERM (a deploy): the queue closes and every sleeper wakes to see it; producers stop,
-    /// consumers drain — or, aborting, stop too.
+    /// SIGTERM (a deploy): the handler asks for the queue's lock to close it — under the lock, or
+    /// a thread that read the flag just before would sleep through the close (a lost wake-up).
     fn shut_down(&mut self, ctx: &mut Ctx<Bq>) {
         if !self.life.term(ctx.now()) {
             return;
         }
         let queued = self.r.mem.cells()[COUNT as usize];
         ctx.note(format!("SIGTERM: the queue is closed with {queued} items"));
-        for w in ring_queue::close(&mut self.r.mem, MAIN) {
+        if self.r.mem.apply(MAIN, Access::Lock(ring_queue::LOCK)).reply.is_some() {
+            self.close(ctx)
+        }
+    }
+
+    /// Holding the lock: the queue closed and every sleeper woken to see it; producers stop,
+    /// consumers drain — or, aborting, stop too.
+    fn close(&mut self, ctx: &mut Ctx<Bq>) {
+        let woken = ring_queue::close(&mut self.r.mem, MAIN);
+        let woken = woken.into_iter().chain(self.r.mem.apply(MAIN, Access::Unlock(ring_queue::LOCK)).woken);
+        for w in woken.collect::<Vec<_>>() {
             ctx.send(w, Msg::Reply { round: self.r.round, reply: Reply::Woken });
         }
     }
@@ -294,13 +305,9 @@ impl Main {
             Some(Stage::Kill) => {
                 let left = self.r.mem.cells()[COUNT as usize];
                 let asleep: Vec<String> = self.r.mem.sleepers(NOT_EMPTY).map(|t| name(t, self.producers)).collect();
-                let asleep = if asleep.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({} asleep for an item)", asleep.join(", "))
-                };
-                let why =
-                    format!("killed {} ms after SIGTERM with {left} items still queued{asleep}", ctx.param("grace_ms"));
+                let asleep = (!asleep.is_empty()).then(|| format!(" ({} asleep for an item)", asleep.join(", ")));
+                let (grace, asleep) = (ctx.param("grace_ms"), asleep.unwrap_or_default());
+                let why = format!("killed {grace} ms after SIGTERM with {left} items still queued{asleep}");
                 self.unfinished.record(format!("round {}: {why}", self.r.round), ctx.truth());
                 self.exit(&why, ctx)
             }

@@ -23,8 +23,9 @@ pub fn memory(slots: usize) -> Memory {
     Memory::new(RING as usize + slots, 1).with_conds(2)
 }
 
-/// Closes the queue (outside any thread: a signal handler) and wakes every sleeper to see it;
-/// who was woken holding the lock (answer each `Reply::Woken`).
+/// Closes the queue and wakes every sleeper to see it, by `by`, who holds the lock (else a thread
+/// that read the flag just before would sleep through it: a lost wake-up); who was woken holding
+/// the lock, if it was free (answer each `Reply::Woken`).
 pub fn close(mem: &mut Memory, by: u32) -> Vec<u32> {
     mem.set(CLOSED, 1);
     [NOT_EMPTY, NOT_FULL].into_iter().flat_map(|cond| mem.apply(by, Access::Notify { cond, all: true }).woken).collect()
