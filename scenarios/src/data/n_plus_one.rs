@@ -291,7 +291,7 @@ impl Api {
             Fetch::Joined => r.shape.joined_rows(),
             _ => r.shape.brings(&load.1),
         };
-        (r.queries[load.1.level] += 1, r.open += 1);
+        (r.queries[load.1.level], r.open) = (r.queries[load.1.level] + 1, r.open + 1);
         let timeout = delay_us + ctx.param_ms("query_timeout_ms");
         let id = self.calls.start(ctx, load, timeout, Timer::QueryTimeout);
         ctx.send_after(delay_us, DB, Msg::Query { id, rows });
@@ -299,7 +299,7 @@ impl Api {
     fn answered(&mut self, id: CallId, service_us: Micros, ctx: &mut Ctx<Np>) {
         let Some(Load(req, batch)) = self.calls.reply(id, ctx) else { return };
         let Some(r) = self.reqs.get_mut(&req) else { return };
-        (r.open -= 1, r.db_us += service_us);
+        (r.open, r.db_us) = (r.open - 1, r.db_us + service_us);
         if self.fetch != Fetch::Joined && batch.level < r.shape.depth {
             self.children(req, &batch, ctx);
         }
