@@ -59,7 +59,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         ParamSpec::setup("producers", "Producers", "", 1..=8, 2, "Producer threads (restarts the run)."),
         ParamSpec::setup("consumers", "Consumers", "", 1..=16, 4, "Consumer threads (restarts the run)."),
         ParamSpec::live("capacity", "Capacity", "items", 1..=10_000, 100, "A bounded queue's most items (at most the memory's items)."),
-        ParamSpec::setup("heap_items", "Memory", "items", 10_000..=1_000_000, 20_000, "The items the process's memory holds: an unbounded queue past it dies (restarts the run)."),
+        ParamSpec::setup("heap_items", "Memory", "items", 1_000..=1_000_000, 20_000, "The items the process's memory holds: an unbounded queue past it dies (restarts the run)."),
         ParamSpec::live("produce_us", "Producer's gap", "us", 10..=1_000_000, 900, "Mean time a producer takes to make an item (exponential).").step(10),
         ParamSpec::live("consume_us", "Processing", "us", 10..=1_000_000, 2500, "Mean time a consumer takes to process an item after taking it (exponential).").step(10),
         ParamSpec::live("lifetime_ms", "Lifetime", "ms", 100..=600_000, 5000, "A deploy sends SIGTERM this long after the process starts.").step(100),
@@ -357,7 +357,7 @@ impl WorkerThread<Bq> for Thread {
     /// The put or take goes on, one access at a time, by the rules of the strategy in force.
     fn reply(&mut self, reply: Reply, ctx: &mut Ctx<Bq>) {
         let plan = Plan::from_id(ctx.strategy());
-        let bound = (plan != Plan::Unbounded).then(|| ctx.param("capacity"));
+        let bound = (plan != Plan::Unbounded).then(|| ctx.param("capacity").min(ctx.param("heap_items")));
         let (reject, recheck, abort) = (plan == Plan::Reject, plan != Plan::BoundedIf, plan == Plan::Abort);
         let Some(last) = self.w.last else { return ctx.unhandled(&reply) };
         match self.side.after(last, reply, Rules { bound, reject, recheck, abort }, ctx.param("heap_items")) {
