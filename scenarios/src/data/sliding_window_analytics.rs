@@ -62,7 +62,6 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         ParamSpec::setup("buckets", "Buckets", "", 1..=600, 20, "Ring and sketch: the window cut into this many buckets."),
         ParamSpec::setup("cms_width", "Count-min width", "counters", 16..=65_536, 1024, "Counters per row: ε = e/width."),
         ParamSpec::setup("cms_depth", "Count-min depth", "rows", 1..=10, 4, "Rows (hashes): the bound fails with chance e^−depth."),
-        ParamSpec::setup("hll_bits", "HyperLogLog registers", "log2", 4..=16, 10, "2^p one-byte registers: error 1.04/√m."),
         ParamSpec::setup("top_k", "Top K", "users", 1..=100, 10, "Heavy users the dashboard lists."),
         ParamSpec::live("budget_kb", "Memory budget", "KB", 1..=10_000_000, 1024, "What the counter may hold."),
         ParamSpec::live("tolerance_bp", "Error tolerance", "bp of N", 1..=10_000, 200, "A user's count may be off by this share of the window's events (200 bp = 2%)."),
@@ -105,6 +104,7 @@ const COUNTER: NodeId = 1;
 /// An exact log's entry (an 8-byte time and an 8-byte user id) and its per-user count (key 8, count 4).
 const LOG_ENTRY_BYTES: u64 = 16;
 const COUNT_BYTES: u64 = 12;
+const HLL_BITS: u32 = 10; // HyperLogLog's 2^10 one-byte registers a bucket: error 1.04/√1024 = 3.3%.
 /// A per-user ring's overhead besides its counters: the key and its head bucket.
 const RING_USER_BYTES: u64 = 16;
 
@@ -167,7 +167,7 @@ fn sim(setup: &Setup) -> Sim<Swa> {
         log: KeyedLog::new(window_us),
         cms: Ring::new(vec![total.clone(); b]),
         total,
-        hll: Ring::new(vec![HyperLogLog::new(setup.param("hll_bits") as u32, seed); b]),
+        hll: Ring::new(vec![HyperLogLog::new(HLL_BITS, seed); b]),
         top: TopK::new(setup.param("top_k") as usize),
         ..Counter::default()
     };
