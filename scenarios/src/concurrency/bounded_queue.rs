@@ -51,7 +51,8 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
                 "Play `bounded-abort`: every SIGTERM stops the consumers at once, and the items queued — up to \
                  100 — are lost. `bounded-drop` drains them, and tells producers no for about 28% of their items.",
                 "On `unbounded`, set the lifetime to 60 s: the queue reaches the 20,000 items memory holds at \
-                 about 33 s and the process dies of it, with every item queued.",
+                 35–40 s (growing ~600 a second, slowed by the stalls at 12 and 20 s) and the process dies \
+                 of it, with every item queued.",
             ],
         },
     },
