@@ -62,7 +62,6 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         ParamSpec::setup("buckets", "Buckets", "", 1..=600, 20, "Ring and sketch: the window cut into this many buckets."),
         ParamSpec::setup("cms_width", "Count-min width", "counters", 16..=65_536, 1024, "Counters per row: ε = e/width."),
         ParamSpec::setup("cms_depth", "Count-min depth", "rows", 1..=10, 4, "Rows (hashes): the bound fails with chance e^−depth."),
-        ParamSpec::setup("top_k", "Top K", "users", 1..=100, 10, "Heavy users the dashboard lists."),
         ParamSpec::live("budget_kb", "Memory budget", "KB", 1..=10_000_000, 1024, "What the counter may hold."),
         ParamSpec::live("tolerance_bp", "Error tolerance", "bp of N", 1..=10_000, 200, "A user's count may be off by this share of the window's events (200 bp = 2%)."),
         ParamSpec::live("query_ms", "Dashboard refresh", "ms", 50..=60_000, 500, "The dashboard asks for every count this often.").step(50),
@@ -105,6 +104,7 @@ const COUNTER: NodeId = 1;
 const LOG_ENTRY_BYTES: u64 = 16;
 const COUNT_BYTES: u64 = 12;
 const HLL_BITS: u32 = 10; // HyperLogLog's 2^10 one-byte registers a bucket: error 1.04/√1024 = 3.3%.
+const TOP_K: usize = 10; // The heavy users the dashboard lists.
 /// A per-user ring's overhead besides its counters: the key and its head bucket.
 const RING_USER_BYTES: u64 = 16;
 
@@ -168,7 +168,7 @@ fn sim(setup: &Setup) -> Sim<Swa> {
         cms: Ring::new(vec![total.clone(); b]),
         total,
         hll: Ring::new(vec![HyperLogLog::new(HLL_BITS, seed); b]),
-        top: TopK::new(setup.param("top_k") as usize),
+        top: TopK::new(TOP_K),
         ..Counter::default()
     };
     sim.add_node(Swa::Counter(Box::new(counter)));
@@ -349,7 +349,7 @@ impl Counter {
                 union.estimate()
             }
         };
-        let recall_pct = self.recall_pct(ctx.param("top_k") as usize);
+        let recall_pct = self.recall_pct(TOP_K);
         let true_distinct = self.log.distinct().max(1) as f64;
         let distinct_err_bp = (distinct / true_distinct - 1.0) * 10_000.0 * (self.log.distinct() > 0) as u8 as f64;
         ctx.gauge("memory_kb", (bytes / 1024) as i64);
