@@ -18,7 +18,7 @@ fn main() {
         let (mut run, _) = faultline_core::open(spec, &recipe);
         run.keep_trace(false);
         let start = Instant::now();
-        while run.now() < until {
+        while !run.reached(until) {
             run.run_until(until, 1_000_000);
         }
         let wall = start.elapsed().as_secs_f64();

@@ -202,7 +202,7 @@ pub fn judge(spec: &'static ScenarioSpec, drawn: &Drawn, baseline: u64) -> Verdi
             run.keep_trace(false);
             // A slice of events at a time, watching memory.
             let (end, mut over, before) = (Time(spec.default_until), None, resident_bytes());
-            while run.now() < end && run.events() <= cap && over.is_none() {
+            while !run.reached(end) && run.events() <= cap && over.is_none() {
                 let n = run.run_until(end, MEMORY_SLICE_EVENTS.min(cap + 1 - run.events().min(cap)));
                 if resident_bytes().saturating_sub(before) > MEMORY_LIMIT_BYTES {
                     over = Some(run.now().0 / MICROS_PER_S);
@@ -211,7 +211,7 @@ pub fn judge(spec: &'static ScenarioSpec, drawn: &Drawn, baseline: u64) -> Verdi
                     break;
                 }
             }
-            (Outcome::of(run.as_ref()), run.unhandled(), run.now() < Time(spec.default_until), over)
+            (Outcome::of(run.as_ref()), run.unhandled(), !run.reached(Time(spec.default_until)), over)
         }))
     };
     let mut findings = Vec::new();

@@ -25,6 +25,13 @@ pub trait Run {
     /// Processes every event up to and including `t` (at most `max_events` of them), then
     /// sets the clock to `t` if it got there. Returns the number of events processed.
     fn run_until(&mut self, t: Time, max_events: u64) -> u64;
+    /// Whether every event up to and including `t` is done. The clock alone cannot say:
+    /// a slice of events (`run_until` with a cap) can stop part-way through an instant,
+    /// with the clock at `t` and more of `t`'s events still queued — stopping there would
+    /// leave a run that no straight replay of its recipe ever shows.
+    fn reached(&self, t: Time) -> bool {
+        self.now() >= t && self.next_event_time().is_none_or(|next| next > t)
+    }
     /// Records a user action now (it takes effect at the next microsecond, exactly as it
     /// will on replay) and returns the time it was scheduled for.
     fn inject(&mut self, action: ActionKind) -> Result<Time, RecipeError>;

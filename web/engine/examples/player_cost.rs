@@ -26,7 +26,7 @@ fn measure(query: &str, jumps: &[u64]) {
     p.clock = wall_ms;
     p.advance(Time::from_secs(1), || true);
     let t = Instant::now();
-    while p.now() < Time::from_secs(6).min(p.until) {
+    while !p.reached(Time::from_secs(6).min(p.until)) {
         let budget_end = wall_ms() + 40.0;
         p.advance(p.until, || wall_ms() < budget_end);
     }

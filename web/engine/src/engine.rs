@@ -255,7 +255,7 @@ impl Engine {
         let deadline = wall + budget_ms;
         if let Some(target) = self.seeking {
             p.advance(target, || clock() < deadline);
-            if p.now() >= target.min(p.until) {
+            if p.reached(target.min(p.until)) {
                 self.seeking = None;
             }
             self.dirty = true;

@@ -138,7 +138,12 @@ impl Player {
     }
 
     pub fn at_end(&self) -> bool {
-        self.run.now() >= self.until
+        self.run.reached(self.until)
+    }
+
+    /// Whether the run stands at `t` with all of `t`'s events done (see `Run::reached`).
+    pub fn reached(&self, t: Time) -> bool {
+        self.run.reached(t)
     }
 
     /// Keeps a checkpoint when the run is a checkpoint interval past the one before it and,
@@ -230,7 +235,7 @@ impl Player {
         // Once the budget ran out while nothing was kept: keep, and go on regardless of the
         // budget until this many events have been kept, so the log is never left stale.
         let mut overtime_until: Option<u64> = None;
-        while self.run.now() < target {
+        while !self.run.reached(target) {
             if heap::live_bytes() > self.heap_limit {
                 self.out_of_memory = true;
                 return true;
@@ -257,10 +262,10 @@ impl Player {
             };
             self.sim_ms += (self.clock)() - start;
             self.check_shared();
-            if self.run.now() >= stop {
+            if self.run.reached(stop) {
                 self.keep_checkpoint();
             }
-            if done == CHUNK && self.run.now() < target {
+            if done == CHUNK && !self.run.reached(target) {
                 match overtime_until {
                     Some(n) if self.run.events() >= n => return false,
                     Some(_) => {}
@@ -495,18 +500,22 @@ mod tests {
         rewinds_replay_the_same_run(&mut p, "s=leader-election", &[20, 13, 7, 1]);
     }
 
-    /// Back to each of `times` (seconds) and forward again to where `p` was: the same run as
-    /// a straight one, whichever checkpoint each rewind starts from.
+    /// Back to each of `times` (seconds) and forward again to where `p` was (that instant's
+    /// events all done, if `p` stopped part-way through them): the same run as a straight
+    /// one, whichever checkpoint each rewind starts from.
     fn rewinds_replay_the_same_run(p: &mut Player, query: &str, times: &[u64]) {
-        let end = state(p);
+        let end = p.now();
+        let seek = |t: Time| {
+            let mut straight = player(query);
+            straight.advance(t, || true);
+            state(&straight)
+        };
         for &t in times {
             p.seek(Time::from_secs(t));
-            let mut straight = player(query);
-            straight.advance(Time::from_secs(t), || true);
-            assert_eq!(state(p), state(&straight), "at {t} s");
+            assert_eq!(state(p), seek(Time::from_secs(t)), "at {t} s");
         }
-        p.advance(end.0, || true);
-        assert_eq!(state(p), end);
+        p.advance(end, || true);
+        assert_eq!(state(p), seek(end));
     }
 
     thread_local! {
@@ -667,6 +676,33 @@ mod tests {
         }
         assert!(p.run.trace().keeps(), "left keeping, for a step or a rewind");
         rewinds_replay_the_same_run(&mut p, q, &[0]);
+    }
+
+    #[test]
+    fn a_frame_that_stops_part_way_through_an_instant_finishes_it_before_it_counts_as_there() {
+        let _one_at_a_time = heap::SERIAL.lock();
+        // Every host reports at each whole second: instants that hold many events. A frame's
+        // slice of events can end among them, with the clock already at that instant; the
+        // seek or the run to the end must still do the rest of them, or the page shows a
+        // run (and a fingerprint) that replaying its link natively never gives.
+        let q = "s=metrics-aggregation&seed=3";
+        let mut p = player(q);
+        while p.run.step() && (p.now() == Time::ZERO || p.run.next_event_time() != Some(p.now())) {}
+        let t = p.now();
+        assert!(t > Time::ZERO && !p.reached(t), "stopped among the events of {t}");
+        assert!(p.advance(t, || true));
+        let mut straight = player(q);
+        straight.run.run_until(t, u64::MAX);
+        assert_eq!(state(&p), state(&straight));
+        // The end alike: the last instant's events all done before the run is at its end.
+        p.until = Time::from_secs(6);
+        p.run.run_until(Time(p.until.micros() - 1), u64::MAX);
+        assert!(p.run.step() && p.now() == p.until, "an event at the end's instant");
+        assert!(!p.at_end(), "more events at the end's instant");
+        p.seek(p.until);
+        straight.run.run_until(p.until, u64::MAX);
+        assert!(p.at_end());
+        assert_eq!(state(&p), state(&straight));
     }
 
     #[test]
