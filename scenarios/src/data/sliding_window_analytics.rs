@@ -16,7 +16,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         category: "Data & scale",
         seeds: &["S0#12", "S2#10", "S2#11", "S2#13", "S3#77"],
         summary: "10,000 events a second from 10,000 users (Zipf: the top user sends a tenth) are counted per user over \
-                  the last window, and a dashboard asks every second for each user's count, the distinct users and the \
+                  the last window, and a dashboard asks twice a second for each user's count, the distinct users and the \
                   top 10. The exact log's memory grows with the rate past a 1 MB budget; a ring of 20 buckets per user \
                   and a ring of count-min sketches stay inside it, each within its promised error.",
         note: Note {
