@@ -129,6 +129,9 @@ pub static AT_SCALE: &[(&str, u64)] = &[
     ("s=trace-sampling&strategy=tail-based&services=20&rps=2000&collectors=8&budget=200", 10),
     ("s=metrics-aggregation&strategy=merged-histograms&hosts=50&rps=500&users=100000", 21),
     ("s=url-shortener&strategy=counter-base62&code_len=7&create_rps=116&redirect_rps=1157&creators=100000&hot_links=100000&cache_keys=10000&range_size=1000", 30),
+    ("s=sliding-window-analytics&strategy=count-min&rate=500000&window_s=300", 5),
+    ("s=n-plus-one&strategy=query-per-field&users=100&posts=6&comments=12&max_queries=100000", 10),
+    ("s=token-revocation&strategy=pushed-filter&instances=200&users=100000&rps=20000&revocations_per_s=100&filter_bits=65536", 10),
 ];
 
 /// `AT_SCALE` ready to run: each recipe (read strictly; a test checks that all of them read)

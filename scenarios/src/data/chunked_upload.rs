@@ -49,7 +49,7 @@ pub static SPEC: ScenarioSpec = ScenarioSpec {
         },
     },
     params: &[
-        ParamSpec::setup("file_mb", "File size", "MB", 1..=2000, 20, "Each file's size; files are uploaded one after another."),
+        ParamSpec::setup("file_mb", "File size", "MB", 1..=5000, 20, "Each file's size (the seed's videos: 5 GB); files are uploaded one after another."),
         ParamSpec::setup("chunk_kb", "Chunk size", "kB", 64..=64_000, 1000, "Bytes per chunk (the last one is what is left).").step(8),
         ParamSpec::live("bandwidth_kbps", "Uplink bandwidth", "kB/s", 50..=100_000, 1000, "Shared by every connection."),
         ParamSpec::live("window_kb", "TCP window", "kB", 16..=16_000, 256, "One connection sends at most a window per round trip."),
