@@ -1,4 +1,7 @@
-// node /tmp/fp.mjs '<id>?<query>' ... : browser vs native fingerprints
+// Browser against native for given recipes, each run to its end with "End ▶▶" (one long
+// jump, re-simulated frame by frame), as the e2e test does: node fingerprint-probe.mjs
+// 'metrics-aggregation?strategy=merged-histograms&seed=55488' ...  (needs the release site
+// in dist/ and target/release/faultline). A DIFF means the page's run is not the recipe's.
 import { serve, browser, page, root } from './harness.mjs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
