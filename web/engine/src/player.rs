@@ -681,10 +681,10 @@ mod tests {
     #[test]
     fn a_frame_that_stops_part_way_through_an_instant_finishes_it_before_it_counts_as_there() {
         let _one_at_a_time = heap::SERIAL.lock();
-        // Every host reports at each whole second: instants that hold many events. A frame's
-        // slice of events can end among them, with the clock already at that instant; the
-        // seek or the run to the end must still do the rest of them, or the page shows a
-        // run (and a fingerprint) that replaying its link natively never gives.
+        // A frame's slice of events can end among the events of one instant, with the clock
+        // already there; the seek or the run to the end must still do the rest of them, or
+        // the page shows a run (and a fingerprint) that replaying its link natively never
+        // gives. First the run's earliest such instant after 0, stopped after its first event:
         let q = "s=metrics-aggregation&seed=3";
         let mut p = player(q);
         while p.run.step() && (p.now() == Time::ZERO || p.run.next_event_time() != Some(p.now())) {}
@@ -694,7 +694,7 @@ mod tests {
         let mut straight = player(q);
         straight.run.run_until(t, u64::MAX);
         assert_eq!(state(&p), state(&straight));
-        // The end alike: the last instant's events all done before the run is at its end.
+        // The end alike (at 6 s every host reports): its events all done before the run is at its end.
         p.until = Time::from_secs(6);
         p.run.run_until(Time(p.until.micros() - 1), u64::MAX);
         assert!(p.run.step() && p.now() == p.until, "an event at the end's instant");
